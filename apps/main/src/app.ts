@@ -1,0 +1,98 @@
+import express, { type Request } from 'express';
+import { z } from 'zod';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
+import { JOB_STATES, parseCursor, type JobRecord } from '@jobgate/queue';
+import type { JobRuntime } from '@jobgate/jobs';
+
+export interface MainAppDeps {
+  jobs: JobRuntime;
+  logger: Logger;
+  /** True once shutdown began: health turns 503 and connections are closed after each response. */
+  isDraining(): boolean;
+}
+
+const EnqueueBody = z.strictObject({
+  payload: z.unknown().default({}),
+  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+  delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
+});
+
+const ListQuery = z.strictObject({
+  state: z.enum(JOB_STATES as [string, ...string[]]).optional(),
+  name: z.string().min(1).max(100).optional(),
+  route: z.enum(['main', 'fetcher']).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().min(1).max(200).optional(),
+});
+
+const JobId = z.uuid();
+
+function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: string[] = []): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new JobgateError(ErrorCode.requestInvalid, 'The request is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues, prefix) });
+  }
+  return parsed.data;
+}
+
+/** The main app's HTTP surface, without listening (tests build it with their own deps). */
+export function createMainApp(deps: MainAppDeps): express.Express {
+  const { jobs } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(requestContext(deps.logger));
+  app.use((_req, res, next) => {
+    if (deps.isDraining()) res.setHeader('Connection', 'close');
+    next();
+  });
+  app.use(requireJson());
+  app.use(express.json({ limit: '1mb', strict: true }));
+
+  app
+    .route('/healthz')
+    .get((_req, res) => {
+      if (deps.isDraining()) res.status(503).json({ status: 'stopping' });
+      else res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  app
+    .route('/api/jobs')
+    .get(async (req, res) => {
+      const query = parseOrThrow(ListQuery, req.query);
+      const cursor = query.cursor ? parseCursor(query.cursor) : undefined;
+      if (cursor === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is not one this API gave out.', { errors: [{ path: 'cursor', message: 'invalid cursor' }] });
+      const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
+      res.json({ jobs: page.jobs, nextCursor: page.nextCursor });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  app
+    .route('/api/jobs/:nameOrId')
+    .post(async (req: Request<{ nameOrId: string }>, res) => {
+      const def = jobs.definition(req.params.nameOrId);
+      const body = parseOrThrow(EnqueueBody, req.body ?? {});
+      const { job, duplicate } = await jobs.performLater(def, body.payload, {
+        priority: body.priority,
+        delaySeconds: body.delaySeconds,
+        requestId: req.id,
+      });
+      req.log.info({ jobId: job.id, jobName: job.name, route: job.route, duplicate }, duplicate ? 'duplicate of a live unique job' : 'job enqueued');
+      res
+        .status(duplicate ? 200 : 202)
+        .location(`/api/jobs/${job.id}`)
+        .json({ id: job.id, name: job.name, route: job.route, state: job.state, ...(duplicate ? { duplicate: true } : {}) });
+    })
+    .get(async (req: Request<{ nameOrId: string }>, res) => {
+      const id = parseOrThrow(JobId, req.params.nameOrId, ['id']);
+      const job = await jobs.getJob(id);
+      if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+      res.json(job);
+    })
+    .all(methodNotAllowed(['GET', 'POST']));
+
+  app.use(notFound());
+  app.use(problemErrorHandler());
+  return app;
+}

@@ -1,0 +1,24 @@
+import type { JobDefinition } from './define-job.ts';
+
+/** Queue names the library keeps for itself; no job may take them. */
+export const SystemQueue = {
+  /** Jobs routed to the fetcher wait here until delivered. */
+  outbox: 'jobgate.outbox',
+  /** pg-boss cron fires here; a worker turns each firing into a performLater. */
+  cron: 'jobgate.cron',
+  /** Where pg-boss puts jobs it gave up on, so the ledger learns of them. */
+  deadLetter: 'jobgate.dead-letter',
+} as const;
+
+export type Catalogue = ReadonlyMap<string, JobDefinition>;
+
+/** The set of known jobs, by name. Throws on a duplicate or reserved name. */
+export function createCatalogue(definitions: Iterable<JobDefinition>): Catalogue {
+  const byName = new Map<string, JobDefinition>();
+  for (const def of definitions) {
+    if (def.name.startsWith('jobgate.')) throw new TypeError(`job name ${def.name}: the "jobgate." prefix is reserved`);
+    if (byName.has(def.name)) throw new TypeError(`job name ${def.name} is defined twice`);
+    byName.set(def.name, def);
+  }
+  return byName;
+}

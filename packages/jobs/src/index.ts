@@ -1,0 +1,5 @@
+export * from './define-job.ts';
+export * from './catalogue.ts';
+export * from './job-runtime.ts';
+export * from './stable-json.ts';
+export * from './shipped/index.ts';

@@ -1,0 +1,365 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Pool } from 'pg';
+import pRetry from 'p-retry';
+import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
+import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type Logger } from '@jobgate/runtime';
+import type { ErrorInfo, JobRecord, Ledger, Queryable, QueueTimings, Route } from '@jobgate/queue';
+import { SystemQueue, type Catalogue } from './catalogue.ts';
+import type { JobContext, JobDefinition } from './define-job.ts';
+import { uniqueKeyOf } from './stable-json.ts';
+
+export interface EnqueueOptions {
+  /** Run inside the caller's transaction: the job commits or rolls back with it. */
+  db?: Queryable;
+  /** Overrides the job's default priority (higher runs first). */
+  priority?: number;
+  /** Do not start before this many seconds from now. */
+  delaySeconds?: number;
+  /** Carried into the job's logs. */
+  requestId?: string;
+}
+
+export interface EnqueueResult {
+  job: JobRecord;
+  /** A `unique` job with this payload was already queued or active: that one is returned. */
+  duplicate: boolean;
+}
+
+/** What pg-boss stores as a job's data. */
+interface QueuedData {
+  payload: unknown;
+  requestId?: string;
+}
+
+/** What the outbox holds for a fetcher job until it is delivered. */
+export interface OutboxData extends QueuedData {
+  id: string;
+  name: string;
+}
+
+export interface JobRuntimeOptions {
+  pool: Pool;
+  boss: PgBoss;
+  ledger: Ledger;
+  catalogue: Catalogue;
+  logger: Logger;
+  timings: QueueTimings;
+  /** Handlers of one job name running at once in this process, unless the job sets `concurrency`. */
+  workerConcurrency: number;
+}
+
+/** pg-boss's own expiry sits this far behind `timeoutSeconds`, so our timer (with a clear error) fires first. */
+const EXPIRY_SLACK_SECONDS = 30;
+/** A handler that ignores its aborted signal gets this long before its attempt is settled anyway. */
+const ABORT_GRACE_MS = 5_000;
+
+const toDb = (db: Queryable) => ({ executeSql: (text: string, values?: unknown[]) => db.query(text, values) });
+
+function errorInfo(err: unknown): ErrorInfo {
+  if (err instanceof JobgateError) return { code: err.code, message: err.message };
+  if (err instanceof Error) return { code: ErrorCode.jobFailed, message: err.message || err.name };
+  return { code: ErrorCode.jobFailed, message: String(err) };
+}
+
+/**
+ * The job library at run time: `performLater` writes a job to the ledger and its queue in one
+ * transaction; `start` runs the handlers of main-route jobs, the cron trigger and the dead-letter
+ * watcher; `stop` drains them.
+ */
+export function createJobRuntime(options: JobRuntimeOptions) {
+  const { pool, boss, ledger, catalogue, timings } = options;
+  const logger = options.logger.child({ component: 'jobs' });
+  /** A claim outlives two missed heartbeats, so a dead runner blocks a concurrency slot only briefly. */
+  const claimSeconds = timings.heartbeatSeconds * 2;
+  const running = new Set<Promise<unknown>>();
+  const shutdown = new AbortController();
+  let started = false;
+
+  function definition(nameOrDef: string | JobDefinition): JobDefinition {
+    const name = typeof nameOrDef === 'string' ? nameOrDef : nameOrDef.name;
+    const def = catalogue.get(name);
+    if (!def) throw new JobgateError(ErrorCode.unknownJob, `No job is named ${JSON.stringify(name)}.`);
+    return def;
+  }
+
+  function queueOptions(def: JobDefinition) {
+    return {
+      retryLimit: def.retry.limit,
+      retryDelay: def.retry.delaySeconds,
+      retryBackoff: def.retry.backoff,
+      ...(def.retry.maxDelaySeconds ? { retryDelayMax: def.retry.maxDelaySeconds } : {}),
+      expireInSeconds: def.timeoutSeconds + EXPIRY_SLACK_SECONDS,
+      heartbeatSeconds: timings.heartbeatSeconds,
+      deadLetter: SystemQueue.deadLetter,
+      notify: true,
+    };
+  }
+
+  async function ensureQueue(name: string, queueOpts: Record<string, unknown> = { notify: true }): Promise<void> {
+    await boss.createQueue(name, queueOpts);
+    // createQueue leaves an existing queue alone: apply changed options of a redefined job
+    await boss.updateQueue(name, queueOpts);
+  }
+
+  async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions): Promise<EnqueueResult> {
+    const route: Route = def.runsOnFetcher ? 'fetcher' : 'main';
+    const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
+    const priority = opts.priority ?? def.priority;
+    const delaySeconds = opts.delaySeconds ?? 0;
+    const id = randomUUID();
+    // A unique job can finish between a failed insert and the lookup: then insert again.
+    for (let tries = 0; tries < 3; tries++) {
+      const job = await ledger.insertJob({ id, name: def.name, route, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds }, db);
+      if (!job) {
+        const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey!, db);
+        if (existing) return { job: existing, duplicate: true };
+        continue;
+      }
+      const send: SendOptions = { id, priority, db: toDb(db), ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
+      const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
+      if (route === 'main') {
+        await boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
+      } else {
+        // Kept for the fetcher until the forwarder delivers it; never run on main from here.
+        await boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
+      }
+      return { job, duplicate: false };
+    }
+    throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
+  }
+
+  /**
+   * Validates the payload and commits the job (ledger row + queue entry) before resolving.
+   * @example
+   * await jobs.performLater(sendNotification, { userId: 'u1', text: 'hi' });
+   * await jobs.performLater('notifications.send', payload, { db: client }); // inside the caller's BEGIN … COMMIT
+   */
+  async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const def = definition(nameOrDef);
+    const parsed = def.payload.safeParse(payload);
+    if (!parsed.success) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
+    }
+    try {
+      if (opts.db) return await enqueueIn(opts.db, def, parsed.data, opts);
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await enqueueIn(client, def, parsed.data, opts);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
+        throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the job was not accepted.', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds). */
+  const durably = <T>(write: () => Promise<T>) =>
+    pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isDatabaseUnavailable(error) });
+
+  async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger): Promise<boolean> {
+    for (;;) {
+      const result = await durably(() =>
+        ledger.claimAttempt({ id, attempt, ranOn: 'main', concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }),
+      );
+      if (result.outcome === 'wait') {
+        await sleep(result.waitMs, undefined, { signal });
+        continue;
+      }
+      if (result.outcome === 'gone') log.info('job is finished or cancelled in the ledger; not running it');
+      return result.outcome === 'claimed';
+    }
+  }
+
+  async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>): Promise<JobResult> {
+    const attempt = job.retryCount + 1;
+    const maxAttempts = job.retryLimit + 1;
+    const log = logger.child({ jobId: job.id, jobName: def.name, attempt, maxAttempts, ...(job.data.requestId ? { requestId: job.data.requestId } : {}) });
+    try {
+      if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log))) {
+        return { id: job.id, status: 'completed', output: { skipped: true } };
+      }
+    } catch (err) {
+      log.warn({ err }, 'could not claim the job; the queue will retry it');
+      return { id: job.id, status: 'failed', output: errorInfo(err) };
+    }
+
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new JobgateError(ErrorCode.jobTimeout, `timed out after ${def.timeoutSeconds}s`)),
+      def.timeoutSeconds * 1000,
+    );
+    const signal = AbortSignal.any([timeout.signal, job.signal, shutdown.signal]);
+    let peakRss = process.memoryUsage.rss();
+    const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
+    const heartbeat = setInterval(() => {
+      ledger.refreshClaim(job.id, attempt, claimSeconds).catch((err: unknown) => log.warn({ err }, 'claim refresh failed'));
+    }, (claimSeconds * 1000) / 4);
+    sampler.unref();
+    const ctx: JobContext = {
+      job: { id: job.id, name: def.name, attempt, maxAttempts, ranOn: 'main' },
+      logger: log,
+      signal,
+      progress: async (percent, message) => {
+        const pct = Math.max(0, Math.min(100, Math.round(percent)));
+        await ledger.setProgress(job.id, pct, message ?? null);
+        log.debug({ progress: pct, progressMessage: message }, 'job progress');
+      },
+      memory: {
+        rssMb: () => Math.round(process.memoryUsage.rss() / 2 ** 20),
+        peakRssMb: () => Math.round(Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20),
+      },
+    };
+    const startedAt = performance.now();
+    log.info('job started');
+    try {
+      const payload = def.payload.parse(job.data.payload);
+      await settleWithin(def.run(payload, ctx), signal, ABORT_GRACE_MS);
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
+      log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
+      return { id: job.id, status: 'completed' };
+    } catch (thrown) {
+      const err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
+      const info = errorInfo(err);
+      const permanent = err instanceof PermanentJobError || (err instanceof Error && err.name === 'ZodError');
+      const retrying = !permanent && attempt < maxAttempts;
+      log.warn({ err, retrying, ms: Math.round(performance.now() - startedAt) }, retrying ? 'job attempt failed; will retry' : 'job failed');
+      await durably(() =>
+        ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb: Math.round(peakRss / 2 ** 20) }),
+      ).catch((e: unknown) => log.error({ err: e }, 'could not record the failed attempt'));
+      return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: info };
+    } finally {
+      clearTimeout(timer);
+      clearInterval(sampler);
+      clearInterval(heartbeat);
+    }
+  }
+
+  function track<T>(promise: Promise<T>): Promise<T> {
+    running.add(promise);
+    promise.finally(() => running.delete(promise)).catch(() => {});
+    return promise;
+  }
+
+  async function start(): Promise<void> {
+    if (started) return;
+    started = true;
+    await ensureQueue(SystemQueue.deadLetter);
+    await ensureQueue(SystemQueue.outbox);
+    await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 3, retryDelay: 5 });
+    const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
+    for (const def of catalogue.values()) {
+      if (def.runsOnFetcher) continue;
+      await ensureQueue(def.name, queueOptions(def));
+      await boss.work<QueuedData>(
+        def.name,
+        {
+          ...workOptions,
+          localConcurrency: Math.min(def.concurrency ?? options.workerConcurrency, options.workerConcurrency),
+          ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}),
+        },
+        (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
+      );
+    }
+
+    // pg-boss gave a job up without our handler settling it: the last attempt expired or its
+    // runner died. Tell the ledger, so the job does not look active forever.
+    await boss.work<QueuedData>(SystemQueue.deadLetter, { ...workOptions, perJobResults: false }, async (jobs) => {
+      for (const job of jobs) {
+        const id = (job as { sourceId?: string }).sourceId ?? job.id;
+        if (await ledger.failUnsettled(id, 'the queue gave up on the job (its last attempt expired or its runner died)')) {
+          logger.warn({ jobId: id }, 'job dead-lettered by the queue');
+        }
+      }
+    });
+
+    await startCron();
+    logger.info({ jobs: [...catalogue.keys()] }, 'job runtime started');
+  }
+
+  async function startCron(): Promise<void> {
+    const scheduled = new Set<string>();
+    for (const def of catalogue.values()) {
+      if (!def.cron) continue;
+      await boss.schedule(SystemQueue.cron, def.cron.schedule, { name: def.name }, { key: def.name, tz: def.cron.timeZone ?? 'UTC' });
+      scheduled.add(def.name);
+    }
+    for (const schedule of await boss.getSchedules(SystemQueue.cron)) {
+      if (schedule.key && !scheduled.has(schedule.key)) await boss.unschedule(SystemQueue.cron, schedule.key);
+    }
+    await boss.work<{ name: string }>(SystemQueue.cron, { batchSize: 10, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds }, async (jobs) => {
+      for (const job of jobs) {
+        const def = catalogue.get(job.data.name);
+        if (!def?.cron) continue; // unscheduled since it fired
+        const { job: enqueued, duplicate } = await performLater(def, def.cron.payload ?? {});
+        logger.info({ jobId: enqueued.id, jobName: def.name, duplicate }, 'cron fired');
+      }
+    });
+  }
+
+  /**
+   * Stops taking jobs and lets running ones finish; at `timeoutMs` their `ctx.signal` aborts and
+   * their attempts are recorded as failed (the queue retries them).
+   */
+  async function stop(timeoutMs: number): Promise<void> {
+    const abortTimer = setTimeout(() => shutdown.abort(new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')), timeoutMs);
+    try {
+      await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
+      await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000)]);
+    } finally {
+      clearTimeout(abortTimer);
+    }
+  }
+
+  return {
+    performLater,
+    start,
+    stop,
+    definition,
+    getJob: (id: string) => ledger.getJob(id, { executions: true }),
+    listJobs: ledger.listJobs,
+    get catalogue() {
+      return catalogue;
+    },
+  };
+}
+
+export type JobRuntime = ReturnType<typeof createJobRuntime>;
+
+function abortReason(signal: AbortSignal, thrown: unknown): unknown {
+  const reason: unknown = signal.reason;
+  if (reason instanceof JobgateError) return reason;
+  return new JobgateError(ErrorCode.jobAborted, reason instanceof Error ? reason.message : 'aborted', { cause: thrown });
+}
+
+/**
+ * Resolves with the handler; once `signal` aborts, the handler gets `graceMs` to stop on its own,
+ * then the attempt is settled as failed anyway (the handler may still be running: log it loudly).
+ */
+async function settleWithin(handler: Promise<unknown>, signal: AbortSignal, graceMs: number): Promise<void> {
+  if (signal.aborted) throw abortReason(signal, undefined);
+  let onAbort: (() => void) | undefined;
+  const abandoned = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      const t = setTimeout(() => reject(abortReason(signal, new Error('the handler ignored its aborted signal'))), graceMs);
+      handler.finally(() => clearTimeout(t)).catch(() => {});
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    await Promise.race([handler, abandoned]);
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+  }
+}

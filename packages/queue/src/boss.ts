@@ -1,0 +1,48 @@
+import { PgBoss } from 'pg-boss';
+import type { Logger } from '@jobgate/runtime';
+import { assertSchemaName } from './schema-name.ts';
+
+export { PgBoss };
+
+/** How quickly the queue notices things; lowered in tests, pg-boss's minimums apply. */
+export interface QueueTimings {
+  /** Fallback poll while LISTEN/NOTIFY is on; retries and delayed jobs are picked up at this pace. */
+  pollIntervalSeconds: number;
+  /** How often expired and heartbeat-lost jobs are found (pg-boss monitor and supervise). */
+  superviseIntervalSeconds: number;
+  /** How often cron schedules are checked. */
+  cronIntervalSeconds: number;
+  /** A running job's heartbeat; a job silent for this long counts as lost and is retried (pg-boss min 10). */
+  heartbeatSeconds: number;
+}
+
+export const DEFAULT_TIMINGS: QueueTimings = {
+  pollIntervalSeconds: 2,
+  superviseIntervalSeconds: 30,
+  cronIntervalSeconds: 30,
+  heartbeatSeconds: 30,
+};
+
+/**
+ * pg-boss with LISTEN/NOTIFY for low pick-up latency and our timings. Errors are logged, never
+ * thrown: a PostgreSQL restart makes pg-boss emit errors and carry on (../shared/FAULTS.md M5).
+ */
+export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger }): PgBoss {
+  const { timings } = options;
+  const boss = new PgBoss({
+    connectionString: options.connectionString,
+    schema: assertSchemaName(options.schema),
+    max: options.poolSize,
+    application_name: 'jobgate-queue',
+    connectionTimeoutMillis: 10_000,
+    useListenNotify: true,
+    superviseIntervalSeconds: timings.superviseIntervalSeconds,
+    monitorIntervalSeconds: timings.superviseIntervalSeconds,
+    cronMonitorIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
+    cronWorkerIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
+  });
+  const logger = options.logger.child({ component: 'pg-boss' });
+  boss.on('error', (err) => logger.error({ err }, 'queue error'));
+  boss.on('warning', (warning) => logger.warn({ warning }, 'queue warning'));
+  return boss;
+}

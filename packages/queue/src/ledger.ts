@@ -1,0 +1,255 @@
+import type { Pool } from 'pg';
+import { assertSchemaName } from './schema-name.ts';
+
+export const JobState = {
+  queued: 'queued',
+  forwarding: 'forwarding',
+  forwarded: 'forwarded',
+  active: 'active',
+  completed: 'completed',
+  failed: 'failed',
+  cancelled: 'cancelled',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+export const JOB_STATES = Object.values(JobState);
+
+export type Route = 'main' | 'fetcher';
+export type Outcome = 'running' | 'completed' | 'failed' | 'lost';
+
+/** Anything that runs a parameterised query: a pg Pool, PoolClient or Client (e.g. inside the caller's transaction). */
+export interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
+}
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+export interface Execution {
+  attempt: number;
+  ranOn: Route;
+  startedAt: string;
+  finishedAt?: string;
+  outcome: Outcome;
+  error?: ErrorInfo;
+  peakRssMb?: number;
+}
+
+export interface JobRecord {
+  id: string;
+  name: string;
+  route: Route;
+  state: JobState;
+  payload: unknown;
+  priority: number;
+  progress: number;
+  progressMessage?: string;
+  attempts: number;
+  maxAttempts: number;
+  runAt: string;
+  createdAt: string;
+  updatedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: ErrorInfo;
+  executions?: Execution[];
+}
+
+export interface NewJob {
+  id: string;
+  name: string;
+  route: Route;
+  payload: unknown;
+  priority: number;
+  uniqueKey: string | null;
+  maxAttempts: number;
+  delaySeconds: number;
+}
+
+export interface ListFilter {
+  state?: JobState;
+  name?: string;
+  route?: Route;
+  limit: number;
+  cursor?: { createdAt: string; id: string };
+}
+
+const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
+const JOB_COLUMNS = `id, name, route, state, payload, priority, progress, progress_message, attempts, max_attempts,
+  run_at, created_at, updated_at, started_at, finished_at, error`;
+
+/** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
+function plans(schema: string) {
+  const s = assertSchemaName(schema);
+  return {
+    insertJob: `
+      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at)
+      VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second')
+      ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
+      RETURNING ${JOB_COLUMNS}`,
+    findLiveByUniqueKey: `
+      SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${LIVE_STATES}`,
+    getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
+    getExecutions: `
+      SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
+        FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
+    listJobs: `
+      SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${s}.jobs
+       WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR name = $2) AND ($3::text IS NULL OR route = $3)
+         AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+       ORDER BY created_at DESC, id DESC
+       LIMIT $6`,
+    claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
+    refreshClaim: `
+      UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
+       WHERE id = $1 AND state = 'active' AND attempts = $2`,
+    setProgress: `
+      UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
+       WHERE id = $1 AND state = 'active'`,
+    // Ends one attempt: the execution row and, in the same statement, the job's state.
+    finishAttempt: `
+      WITH e AS (
+        UPDATE ${s}.executions SET outcome = $3, finished_at = clock_timestamp(), error = $5,
+               peak_rss_mb = greatest(coalesce(peak_rss_mb, 0), $6)
+         WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'
+        RETURNING job_id
+      )
+      UPDATE ${s}.jobs SET state = $4, error = coalesce($5, error), updated_at = clock_timestamp(),
+             claimed_by = NULL, claim_expires_at = NULL,
+             progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
+             finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+       WHERE id = $1 AND attempts = $2 AND state = 'active'`,
+    // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
+    failUnsettled: `
+      WITH e AS (
+        UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
+               error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text)
+         WHERE job_id = $1 AND outcome = 'running'
+        RETURNING job_id
+      )
+      UPDATE ${s}.jobs SET state = 'failed', error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text),
+             claimed_by = NULL, claim_expires_at = NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp()
+       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`,
+    deleteFinishedBefore: `
+      DELETE FROM ${s}.jobs WHERE id IN (
+        SELECT id FROM ${s}.jobs WHERE finished_at < clock_timestamp() - $1 * interval '1 second' LIMIT $2)`,
+  };
+}
+
+type Row = Record<string, any>;
+const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : (v as string | undefined));
+
+function toJob(row: Row): JobRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    route: row.route,
+    state: row.state,
+    payload: row.payload,
+    priority: row.priority,
+    progress: row.progress,
+    ...(row.progress_message ? { progressMessage: row.progress_message } : {}),
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    runAt: iso(row.run_at)!,
+    createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
+    ...(row.started_at ? { startedAt: iso(row.started_at) } : {}),
+    ...(row.finished_at ? { finishedAt: iso(row.finished_at) } : {}),
+    ...(row.error ? { error: row.error } : {}),
+  };
+}
+
+function toExecution(row: Row): Execution {
+  return {
+    attempt: row.attempt,
+    ranOn: row.ran_on,
+    startedAt: iso(row.started_at)!,
+    ...(row.finished_at ? { finishedAt: iso(row.finished_at) } : {}),
+    outcome: row.outcome,
+    ...(row.error ? { error: row.error } : {}),
+    ...(row.peak_rss_mb !== null ? { peakRssMb: row.peak_rss_mb } : {}),
+  };
+}
+
+export function encodeCursor(createdAt: string, id: string): string {
+  return Buffer.from(`${createdAt}|${id}`).toString('base64url');
+}
+
+export function parseCursor(cursor: string): { createdAt: string; id: string } | null {
+  const [createdAt, id, extra] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!createdAt || !id || extra !== undefined || Number.isNaN(Date.parse(createdAt))) return null;
+  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  return { createdAt, id };
+}
+
+export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; waitMs: number };
+
+export type Ledger = ReturnType<typeof createLedger>;
+
+/** Our job ledger and executions over `pool`, in `schema` (see migrations/). */
+export function createLedger(pool: Pool, schema: string) {
+  const sql = plans(schema);
+  return {
+    schema,
+    /** Inserts a queued job; `null` when a live job with the same unique key exists. */
+    async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
+      const { rows } = await db.query(sql.insertJob, [
+        job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds,
+      ]);
+      return rows[0] ? toJob(rows[0]) : null;
+    },
+    async findLiveByUniqueKey(name: string, uniqueKey: string, db: Queryable = pool): Promise<JobRecord | null> {
+      const { rows } = await db.query(sql.findLiveByUniqueKey, [name, uniqueKey]);
+      return rows[0] ? toJob(rows[0]) : null;
+    },
+    async getJob(id: string, options: { executions?: boolean } = {}): Promise<JobRecord | null> {
+      const { rows } = await pool.query(sql.getJob, [id]);
+      if (!rows[0]) return null;
+      const job = toJob(rows[0]);
+      if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);
+      return job;
+    },
+    async listJobs(filter: ListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
+      const { rows } = await pool.query(sql.listJobs, [
+        filter.state ?? null, filter.name ?? null, filter.route ?? null,
+        filter.cursor?.createdAt ?? null, filter.cursor?.id ?? null, filter.limit + 1,
+      ]);
+      const page = rows.slice(0, filter.limit);
+      const last = page.at(-1);
+      return {
+        jobs: page.map(toJob),
+        nextCursor: rows.length > filter.limit && last ? encodeCursor(last.cursor_at, last.id) : null,
+      };
+    },
+    async claimAttempt(args: { id: string; attempt: number; ranOn: Route; concurrency: number | null; perSecond: number | null; claimSeconds: number }): Promise<ClaimResult> {
+      const { rows } = await pool.query(sql.claimAttempt, [args.id, args.attempt, args.ranOn, args.concurrency, args.perSecond, args.claimSeconds]);
+      const row = rows[0] as { outcome: 'claimed' | 'gone' | 'wait'; wait_ms: number };
+      return row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
+    },
+    async refreshClaim(id: string, attempt: number, claimSeconds: number): Promise<void> {
+      await pool.query(sql.refreshClaim, [id, attempt, claimSeconds]);
+    },
+    async setProgress(id: string, percent: number, message: string | null): Promise<void> {
+      await pool.query(sql.setProgress, [id, percent, message]);
+    },
+    /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). */
+    async finishAttempt(args: { id: string; attempt: number; outcome: Exclude<Outcome, 'running'>; state: JobState; error: ErrorInfo | null; peakRssMb: number }): Promise<void> {
+      await pool.query(sql.finishAttempt, [args.id, args.attempt, args.outcome, args.state, args.error ? JSON.stringify(args.error) : null, args.peakRssMb]);
+    },
+    async failUnsettled(id: string, message: string): Promise<boolean> {
+      const { rowCount } = await pool.query(sql.failUnsettled, [id, message]);
+      return (rowCount ?? 0) > 0;
+    },
+    /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
+    async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {
+      let total = 0;
+      for (;;) {
+        const { rowCount } = await pool.query(sql.deleteFinishedBefore, [olderThanSeconds, batchSize]);
+        total += rowCount ?? 0;
+        if ((rowCount ?? 0) < batchSize) return total;
+      }
+    },
+  };
+}

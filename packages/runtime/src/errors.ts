@@ -1,0 +1,101 @@
+/**
+ * Every error the product raises on purpose carries a stable `code`; callers branch on the code,
+ * never on the message. One table (`httpStatusFor`) maps codes to HTTP statuses.
+ */
+export const ErrorCode = {
+  payloadInvalid: 'JG_PAYLOAD_INVALID',
+  requestInvalid: 'JG_REQUEST_INVALID',
+  bodyMalformed: 'JG_BODY_MALFORMED',
+  bodyTooLarge: 'JG_BODY_TOO_LARGE',
+  unsupportedMediaType: 'JG_UNSUPPORTED_MEDIA_TYPE',
+  methodNotAllowed: 'JG_METHOD_NOT_ALLOWED',
+  notFound: 'JG_NOT_FOUND',
+  unknownJob: 'JG_UNKNOWN_JOB',
+  jobNotFound: 'JG_JOB_NOT_FOUND',
+  databaseUnavailable: 'JG_DATABASE_UNAVAILABLE',
+  shuttingDown: 'JG_SHUTTING_DOWN',
+  jobTimeout: 'JG_JOB_TIMEOUT',
+  jobAborted: 'JG_JOB_ABORTED',
+  jobFailed: 'JG_JOB_FAILED',
+  jobLost: 'JG_JOB_LOST',
+  permanentFailure: 'JG_PERMANENT_FAILURE',
+  configInvalid: 'JG_CONFIG_INVALID',
+  internal: 'JG_INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** One invalid field: `path` is dotted from the request body root, e.g. `payload.sleepMs`. */
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export class JobgateError extends Error {
+  readonly code: ErrorCode;
+  readonly errors: FieldError[];
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { errors?: FieldError[] }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.errors = options?.errors ?? [];
+  }
+}
+
+/**
+ * Thrown by a handler to fail its job at once, without the remaining retries
+ * (p-retry's `AbortError` plays the same part).
+ * @example throw new PermanentJobError('movie provider rejected the API token');
+ */
+export class PermanentJobError extends JobgateError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.permanentFailure, message, options);
+  }
+}
+
+const statusByCode: Record<ErrorCode, number> = {
+  JG_PAYLOAD_INVALID: 422,
+  JG_REQUEST_INVALID: 422,
+  JG_BODY_MALFORMED: 400,
+  JG_BODY_TOO_LARGE: 413,
+  JG_UNSUPPORTED_MEDIA_TYPE: 415,
+  JG_METHOD_NOT_ALLOWED: 405,
+  JG_NOT_FOUND: 404,
+  JG_UNKNOWN_JOB: 404,
+  JG_JOB_NOT_FOUND: 404,
+  JG_DATABASE_UNAVAILABLE: 503,
+  JG_SHUTTING_DOWN: 503,
+  JG_JOB_TIMEOUT: 500,
+  JG_JOB_ABORTED: 500,
+  JG_JOB_FAILED: 500,
+  JG_JOB_LOST: 500,
+  JG_PERMANENT_FAILURE: 500,
+  JG_CONFIG_INVALID: 500,
+  JG_INTERNAL: 500,
+};
+
+export function httpStatusFor(code: ErrorCode): number {
+  return statusByCode[code];
+}
+
+/** Turns zod issues into our field errors; `prefix` places them inside the request body. */
+export function fieldErrorsFromZod(issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>, prefix: string[] = []): FieldError[] {
+  return issues.map((issue) => ({
+    path: [...prefix, ...issue.path.map(String)].join('.') || '(root)',
+    message: issue.message,
+  }));
+}
+
+/**
+ * PostgreSQL (or the pool in front of it) cannot be reached: the connection was refused, reset,
+ * terminated by a server shutdown, or the pool could not hand out a connection in time.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH'].includes(code)) return true;
+    // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions
+    if (code.startsWith('57P') || code.startsWith('08')) return true;
+  }
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is (shutting down|starting up|in recovery mode)/i.test(err.message);
+}

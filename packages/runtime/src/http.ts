@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from './logger.ts';
+import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    id: string;
+    log: Logger;
+  }
+}
+
+const titles: Partial<Record<number, string>> = {
+  400: 'Malformed request body',
+  401: 'Unauthorized',
+  404: 'Not found',
+  405: 'Method not allowed',
+  409: 'Conflict',
+  413: 'Request body too large',
+  415: 'Unsupported media type',
+  422: 'Validation failed',
+  503: 'Service unavailable',
+  500: 'Internal server error',
+};
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Gives each request an id (the caller's `x-request-id` when it is sane) and a child logger. */
+export function requestContext(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const given = req.get('x-request-id');
+    req.id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    req.log = logger.child({ requestId: req.id });
+    res.setHeader('x-request-id', req.id);
+    const started = performance.now();
+    res.on('finish', () => {
+      req.log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+    });
+    next();
+  };
+}
+
+export interface Problem {
+  type?: string;
+  title?: string;
+  status: number;
+  detail?: string;
+  code?: string;
+  errors?: FieldError[];
+}
+
+/** Answers RFC 9457 problem+json; `instance` and `requestId` carry the request id. */
+export function sendProblem(req: Request, res: Response, problem: Problem): void {
+  const body = {
+    type: problem.type ?? 'about:blank',
+    title: problem.title ?? titles[problem.status] ?? 'Error',
+    status: problem.status,
+    ...(problem.detail ? { detail: problem.detail } : {}),
+    ...(problem.code ? { code: problem.code } : {}),
+    ...(problem.errors && problem.errors.length > 0 ? { errors: problem.errors } : {}),
+    instance: `urn:request:${req.id}`,
+    requestId: req.id,
+  };
+  res.status(problem.status).type('application/problem+json').send(JSON.stringify(body));
+}
+
+/** 415 for a state-changing request whose body is not JSON. */
+export function requireJson(): RequestHandler {
+  return (req, _res, next) => {
+    const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' || req.headers['transfer-encoding'] !== undefined;
+    if (['POST', 'PUT', 'PATCH'].includes(req.method) && hasBody && !req.is('application/json')) {
+      next(new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+      return;
+    }
+    next();
+  };
+}
+
+/** 405 with `Allow` for a known path asked with the wrong method; put after the routes of that path. */
+export function methodNotAllowed(allowed: string[]): RequestHandler {
+  return (_req, res, next) => {
+    res.setHeader('Allow', allowed.join(', '));
+    next(new JobgateError(ErrorCode.methodNotAllowed, `Use ${allowed.join(' or ')}.`));
+  };
+}
+
+export function notFound(): RequestHandler {
+  return (_req, _res, next) => next(new JobgateError(ErrorCode.notFound, 'No such endpoint.'));
+}
+
+/**
+ * The last middleware. Everything becomes problem+json; a stack or an internal message never
+ * reaches the client, whatever NODE_ENV says (express's default handler would print both).
+ */
+export function problemErrorHandler(): ErrorRequestHandler {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const log = req.log ?? console;
+    if (res.headersSent) {
+      log.error({ err }, 'error after the response started');
+      res.destroy();
+      return;
+    }
+    if (err instanceof JobgateError) {
+      const status = httpStatusFor(err.code);
+      if (status >= 500) log.error({ err, code: err.code }, 'request failed');
+      if (err.code === ErrorCode.databaseUnavailable || err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
+      sendProblem(req, res, { status, code: err.code, detail: status >= 500 && err.code === ErrorCode.internal ? undefined : err.message, errors: err.errors });
+      return;
+    }
+    const bodyError = err as { type?: string; status?: number };
+    if (bodyError.type === 'entity.too.large') {
+      sendProblem(req, res, { status: 413, code: ErrorCode.bodyTooLarge, detail: 'The body is larger than the 1 MiB limit.' });
+      return;
+    }
+    if (bodyError.type === 'entity.parse.failed') {
+      sendProblem(req, res, { status: 400, code: ErrorCode.bodyMalformed, detail: 'The body is not valid JSON.', errors: [{ path: '(body)', message: 'invalid JSON' }] });
+      return;
+    }
+    if (bodyError.type === 'encoding.unsupported' || bodyError.type === 'charset.unsupported') {
+      sendProblem(req, res, { status: 415, code: ErrorCode.unsupportedMediaType, detail: 'Unsupported body encoding.' });
+      return;
+    }
+    if (typeof bodyError.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
+      sendProblem(req, res, { status: bodyError.status, code: ErrorCode.requestInvalid, detail: titles[bodyError.status] });
+      return;
+    }
+    if (isDatabaseUnavailable(err)) {
+      log.warn({ err }, 'database unavailable');
+      res.setHeader('Retry-After', '5');
+      sendProblem(req, res, { status: 503, code: ErrorCode.databaseUnavailable, detail: 'The database is unreachable; nothing was accepted. Retry later.' });
+      return;
+    }
+    log.error({ err }, 'unhandled error');
+    sendProblem(req, res, { status: 500, code: ErrorCode.internal });
+  };
+}

@@ -1,0 +1,4 @@
+export * from './errors.ts';
+export * from './logger.ts';
+export * from './http.ts';
+export * from './shutdown.ts';

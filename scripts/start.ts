@@ -1,0 +1,92 @@
+// `npm start`: an embedded PostgreSQL (data in .data/), the fetcher on :3001 and the main app on
+// :3000, demo jobs on. It supervises both apps: a crashed app is restarted, Ctrl-C stops everything.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger } from '@jobgate/runtime';
+import { startEmbeddedPostgres } from '@jobgate/queue';
+
+const root = join(import.meta.dirname, '..');
+const dataDir = join(root, '.data');
+const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'start' });
+
+/** Secrets made once per checkout and kept in .data/, so restarts keep the same ones. */
+async function localSecrets(): Promise<{ sharedSecret: string; adminPassword: string }> {
+  const file = join(dataDir, 'secrets.json');
+  if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8'));
+  const secrets = { sharedSecret: `whsec_${randomBytes(32).toString('base64')}`, adminPassword: randomBytes(12).toString('base64url') };
+  await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}
+
+await mkdir(dataDir, { recursive: true });
+const secrets = await localSecrets();
+let databaseUrl = process.env.DATABASE_URL;
+const embedded = databaseUrl ? null : await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), logger });
+if (embedded) {
+  await embedded.ensureDatabase('jobgate');
+  databaseUrl = embedded.url('jobgate');
+}
+
+const mainPort = process.env.PORT ?? '3000';
+const fetcherPort = process.env.FETCHER_PORT ?? '3001';
+const shared = {
+  ...process.env,
+  DATABASE_URL: databaseUrl,
+  JOBGATE_DEMO_JOBS: process.env.JOBGATE_DEMO_JOBS ?? 'true',
+  FETCHER_SHARED_SECRET: process.env.FETCHER_SHARED_SECRET ?? secrets.sharedSecret,
+};
+const apps = {
+  fetcher: { script: 'apps/fetcher/src/main.ts', env: { ...shared, PORT: fetcherPort, MAIN_SERVICE_URL: process.env.MAIN_SERVICE_URL ?? `http://127.0.0.1:${mainPort}` } },
+  main: {
+    script: 'apps/main/src/main.ts',
+    env: { ...shared, PORT: mainPort, FETCHER_SERVICE_URL: process.env.FETCHER_SERVICE_URL ?? `http://127.0.0.1:${fetcherPort}`, ADMIN_PASSWORD: process.env.ADMIN_PASSWORD ?? secrets.adminPassword },
+  },
+};
+
+const children = new Map<string, ChildProcess>();
+let stopping = false;
+
+function run(name: keyof typeof apps, restarts = 0): void {
+  const app = apps[name];
+  const child = spawn(process.execPath, [app.script], { cwd: root, env: app.env, stdio: ['ignore', 'inherit', 'inherit'] });
+  children.set(name, child);
+  const started = Date.now();
+  child.on('exit', (code, signal) => {
+    children.delete(name);
+    if (stopping) return;
+    // Quick crashes back off, up to 10 s; an app that ran a while restarts at once.
+    const next = Date.now() - started > 30_000 ? 0 : restarts + 1;
+    const delay = Math.min(10_000, 500 * 2 ** next);
+    logger.error({ app: name, code, signal, restartInMs: delay }, 'app exited; restarting');
+    setTimeout(() => run(name, next), delay).unref();
+  });
+}
+
+run('fetcher');
+run('main');
+logger.info(
+  { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, admin: `http://127.0.0.1:${mainPort}/admin/fetcher_service`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
+  'jobgate is starting',
+);
+
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'stopping the apps');
+  const exited = [...children.values()].map((child) => new Promise<void>((done) => {
+    if (child.exitCode !== null || child.signalCode !== null) return done();
+    child.once('exit', () => done());
+    child.kill('SIGTERM');
+  }));
+  // The apps exit within 25 s; past 28 s they are killed.
+  await Promise.race([Promise.all(exited), sleep(28_000)]);
+  for (const child of children.values()) child.kill('SIGKILL');
+  await embedded?.stop();
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,151 @@
+// The main app's HTTP surface, against a real main process and a real PostgreSQL.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { startMain, type AppProcess } from './support/apps.ts';
+import { waitFor } from './support/wait.ts';
+
+let db: TestDatabase;
+let main: AppProcess;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  main = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true' });
+});
+afterAll(async () => {
+  await main?.stop();
+  await db?.drop();
+});
+
+async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(`${main.url}${path}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, type: response.headers.get('content-type') ?? '', headers: response.headers, json, text };
+}
+
+const getJob = async (id: string) => (await api('GET', `/api/jobs/${id}`)).json;
+const waitForState = (id: string, state: string, timeoutMs = 20_000) =>
+  waitFor(`job ${id} ${state}`, async () => ((await getJob(id)).state === state ? getJob(id) : null), { timeoutMs });
+
+describe('enqueue and read back', () => {
+  it('runs demo.light to completion with one execution', async () => {
+    const res = await api('POST', '/api/jobs/demo.light', { payload: { sleepMs: 200, progressSteps: 2 } });
+    expect(res.status).toBe(202);
+    expect(res.json).toMatchObject({ name: 'demo.light', route: 'main', state: 'queued' });
+    expect(res.headers.get('location')).toBe(`/api/jobs/${res.json.id}`);
+    const job = await waitForState(res.json.id, 'completed');
+    expect(job).toMatchObject({ id: res.json.id, payload: { sleepMs: 200, progressSteps: 2 }, progress: 100, progressMessage: 'step 2 of 2', attempts: 1 });
+    expect(job.executions).toHaveLength(1);
+    expect(job.executions[0]).toMatchObject({ attempt: 1, ranOn: 'main', outcome: 'completed' });
+    expect(job.executions[0].peakRssMb).toBeGreaterThan(10);
+    expect(Date.parse(job.executions[0].finishedAt)).toBeGreaterThanOrEqual(Date.parse(job.executions[0].startedAt) + 190);
+  });
+
+  it('carries the request id into the job logs', async () => {
+    const res = await api('POST', '/api/jobs/demo.light', { payload: {} }, { 'x-request-id': 'req-trace-1' });
+    expect(res.headers.get('x-request-id')).toBe('req-trace-1');
+    const line = await main.waitForLog('job completed', (l) => l.msg === 'job completed' && l.jobId === res.json.id);
+    expect(line).toMatchObject({ requestId: 'req-trace-1', jobName: 'demo.light', attempt: 1 });
+  });
+
+  it('retries a failing job and records every attempt', async () => {
+    const res = await api('POST', '/api/jobs/demo.light', { payload: { failAttempts: 1 } });
+    const job = await waitForState(res.json.id, 'completed');
+    expect(job.executions.map((e: any) => [e.attempt, e.outcome])).toEqual([[1, 'failed'], [2, 'completed']]);
+    expect(job.executions[0].error).toMatchObject({ code: 'JG_JOB_FAILED', message: 'demo failure on attempt 1 of 1' });
+  });
+
+  it('fails a job for good once its retries are used up', async () => {
+    const res = await api('POST', '/api/jobs/demo.light', { payload: { failAttempts: 9 } });
+    const job = await waitForState(res.json.id, 'failed', 30_000);
+    expect(job.executions.map((e: any) => e.outcome)).toEqual(['failed', 'failed', 'failed']);
+    expect(job.error).toMatchObject({ code: 'JG_JOB_FAILED' });
+  });
+
+  it('keeps a runsOnFetcher job queued for the fetcher and never runs it on main', async () => {
+    const res = await api('POST', '/api/jobs/test.remote', { payload: {} });
+    expect(res.status).toBe(202);
+    expect(res.json).toMatchObject({ route: 'fetcher', state: 'queued' });
+    // Let a main-route job run after it, so the workers demonstrably had their chance.
+    const after = await api('POST', '/api/jobs/test.record', { payload: {} });
+    await waitForState(after.json.id, 'completed');
+    expect((await getJob(res.json.id)).state).toBe('queued');
+    const { rows: ran } = await db.pool.query('SELECT 1 FROM public.test_events WHERE job_id = $1', [res.json.id]);
+    expect(ran).toHaveLength(0);
+    const { rows: outbox } = await db.pool.query(`SELECT data, state FROM pgboss_main.job WHERE id = $1 AND name = 'jobgate.outbox'`, [res.json.id]);
+    expect(outbox).toEqual([{ state: 'created', data: { id: res.json.id, name: 'test.remote', payload: { sleepMs: 0, failAttempts: 0 }, requestId: res.headers.get('x-request-id') } }]);
+  });
+});
+
+describe('listing', () => {
+  it('filters by state, name and route and pages with a cursor', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await api('POST', '/api/jobs/test.remote', { payload: { label: `page-${i}` } })).json.id);
+    const first = await api('GET', '/api/jobs?name=test.remote&route=fetcher&state=queued&limit=2');
+    expect(first.status).toBe(200);
+    expect(first.json.jobs).toHaveLength(2);
+    expect(first.json.jobs.map((j: any) => j.id)).toEqual([ids[4], ids[3]]);
+    const second = await api('GET', `/api/jobs?name=test.remote&limit=2&cursor=${first.json.nextCursor}`);
+    expect(second.json.jobs.map((j: any) => j.id)).toEqual([ids[2], ids[1]]);
+    const all = await api('GET', '/api/jobs?route=main&limit=500');
+    expect(all.json.jobs.every((j: any) => j.route === 'main')).toBe(true);
+  });
+
+  it('rejects a bad filter naming the field', async () => {
+    const res = await api('GET', '/api/jobs?state=sleeping&limit=0');
+    expect(res.status).toBe(422);
+    expect(res.json.errors.map((e: any) => e.path).sort()).toEqual(['limit', 'state']);
+    const cursor = await api('GET', '/api/jobs?cursor=bm9wZQ');
+    expect(cursor.status).toBe(422);
+    expect(cursor.json.errors[0].path).toBe('cursor');
+  });
+});
+
+describe('bad input answers problem+json naming the field (FAULTS.md rows 28-30)', () => {
+  const cases: Array<[string, string, string, unknown, Record<string, string>, number, string | null]> = [
+    ['wrong type', 'POST', '/api/jobs/demo.light', { payload: { sleepMs: 'soon' } }, {}, 422, 'payload.sleepMs'],
+    ['extra key', 'POST', '/api/jobs/demo.light', { payload: { sleepMs: 1, colour: 'red' } }, {}, 422, 'payload'],
+    ['extra top-level key', 'POST', '/api/jobs/demo.light', { payload: {}, when: 'now' }, {}, 422, '(root)'],
+    ['bad priority', 'POST', '/api/jobs/demo.light', { payload: {}, priority: 1.5 }, {}, 422, 'priority'],
+    ['missing field', 'POST', '/api/jobs/notifications.send', { payload: { to: 'a@b.c' } }, {}, 422, 'payload.subject'],
+    ['truncated JSON', 'POST', '/api/jobs/demo.light', '{"payload": {"sleepMs": 1', {}, 400, '(body)'],
+    ['unknown job', 'POST', '/api/jobs/no.such.job', { payload: {} }, {}, 404, null],
+    ['text/plain', 'POST', '/api/jobs/demo.light', 'sleepMs=1', { 'content-type': 'text/plain' }, 415, null],
+    ['wrong method', 'PUT', '/api/jobs/demo.light', { payload: {} }, {}, 405, null],
+    ['unknown path', 'GET', '/nope', undefined, {}, 404, null],
+    ['bad id', 'GET', '/api/jobs/not-a-uuid', undefined, {}, 422, 'id'],
+    ['unknown id', 'GET', '/api/jobs/0b7e3c1e-5a43-4a0e-9b8e-2d2f6c1d9a10', undefined, {}, 404, null],
+  ];
+  it.each(cases)('%s', async (_label, method, path, body, headers, status, field) => {
+    const res = await api(method, path, body, headers);
+    expect(res.status).toBe(status);
+    expect(res.type).toContain('application/problem+json');
+    expect(res.json).toMatchObject({ status, title: expect.any(String), requestId: expect.any(String), instance: expect.stringContaining(res.json.requestId) });
+    if (field) expect(res.json.errors.map((e: any) => e.path)).toContain(field);
+    expect(res.text).not.toMatch(/at .*\.ts:\d+|node_modules/);
+  });
+
+  it('answers 413 to a body over 1 MiB, before parsing it, and keeps RSS flat', async () => {
+    const before = await fetch(`${main.url}/healthz`);
+    expect(before.status).toBe(200);
+    const big = JSON.stringify({ payload: { blob: 'x'.repeat(5 * 2 ** 20) } });
+    const res = await api('POST', '/api/jobs/demo.light', big);
+    expect(res.status).toBe(413);
+    expect(res.json).toMatchObject({ status: 413, code: 'JG_BODY_TOO_LARGE' });
+  });
+
+  it('sends Allow with 405', async () => {
+    const res = await api('DELETE', '/api/jobs');
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('GET');
+  });
+});

@@ -1,0 +1,88 @@
+// Spawns the real apps as separate processes on port 0, reads their JSON logs, kills them by PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { waitFor } from './wait.ts';
+
+const ROOT = join(import.meta.dirname, '../..');
+export const TEST_JOBS_MODULE = join(ROOT, 'test/fixtures/test-jobs.ts');
+
+/** Fast timings so crash recovery and retries take seconds, not minutes (FAULTS.md). */
+export const FAST_ENV = {
+  JOBGATE_POLL_INTERVAL_SECONDS: '0.5',
+  JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1',
+  JOBGATE_CRON_INTERVAL_SECONDS: '1',
+  JOBGATE_HEARTBEAT_SECONDS: '10',
+  LOG_LEVEL: 'info',
+};
+
+export type LogLine = Record<string, any> & { msg: string; level: string };
+
+export interface AppProcess {
+  url: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  logs: LogLine[];
+  stderr: string[];
+  waitForLog(what: string, match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  kill(signal: NodeJS.Signals): void;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(): Promise<void>;
+}
+
+export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): AppProcess {
+  const child = spawn(process.execPath, [join(ROOT, `apps/${app}/src/main.ts`)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', HOST: '127.0.0.1', JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, ...FAST_ENV, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line));
+    } catch {
+      stderr.push(line);
+    }
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const proc: AppProcess = {
+    url: '',
+    port: 0,
+    pid: child.pid!,
+    child,
+    logs,
+    stderr,
+    waitForLog: (what, match, timeoutMs = 30_000) =>
+      waitFor(`${app} log "${what}"`, () => {
+        if (child.exitCode !== null) throw new Error(`${app} exited with ${child.exitCode}: ${stderr.slice(-5).join('\n')}`);
+        return logs.find(match);
+      }, { timeoutMs, intervalMs: 25 }),
+    kill: (signal) => {
+      child.kill(signal);
+    },
+    exited,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  return proc;
+}
+
+/** Starts the main app and waits until it listens. */
+export async function startMain(env: Record<string, string>): Promise<AppProcess> {
+  const app = spawnApp('main', env);
+  const listening = await app.waitForLog('listening', (l) => l.msg === 'listening', 60_000).catch(async (err: Error) => {
+    app.kill('SIGKILL');
+    throw new Error(`${err.message}\nstderr:\n${app.stderr.join('\n')}`);
+  });
+  app.port = listening.port;
+  app.url = `http://127.0.0.1:${listening.port}`;
+  return app;
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 90_000,
+    // Cross-process tests spawn apps of their own; two files at a time fit 2 cores.
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
