@@ -257,7 +257,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     started = true;
     await ensureQueue(SystemQueue.deadLetter);
     await ensureQueue(SystemQueue.outbox);
-    await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 3, retryDelay: 5 });
+    await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
     const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
     for (const def of catalogue.values()) {
       if (def.runsOnFetcher) continue;
@@ -301,7 +301,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     await boss.work<{ name: string }>(SystemQueue.cron, { batchSize: 10, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds }, async (jobs) => {
       for (const job of jobs) {
         const def = catalogue.get(job.data.name);
-        if (!def?.cron) continue; // unscheduled since it fired
+        // Another process (a newer deploy) may know this job: fail, so the firing is retried there.
+        if (!def) throw new JobgateError(ErrorCode.unknownJob, `cron fired for ${job.data.name}, which this process does not define`);
+        if (!def.cron) continue; // unscheduled since it fired
         const { job: enqueued, duplicate } = await performLater(def, def.cron.payload ?? {});
         logger.info({ jobId: enqueued.id, jobName: def.name, duplicate }, 'cron fired');
       }
