@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type Logger } from '@jobgate/runtime';
-import type { ErrorInfo, JobRecord, Ledger, Queryable, QueueTimings, Route } from '@jobgate/queue';
+import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route } from '@jobgate/queue';
 import { SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
@@ -143,18 +143,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     }
     try {
       if (opts.db) return await enqueueIn(opts.db, def, parsed.data, opts);
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const result = await enqueueIn(client, def, parsed.data, opts);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw err;
-      } finally {
-        client.release();
-      }
+      return await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts));
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the job was not accepted.', { cause: err });

@@ -3,3 +3,4 @@ export * from './embedded-postgres.ts';
 export * from './ledger.ts';
 export * from './migrate.ts';
 export * from './schema-name.ts';
+export * from './transaction.ts';

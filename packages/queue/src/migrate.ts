@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import type { Pool } from 'pg';
 import type { Logger } from '@jobgate/runtime';
 import { assertSchemaName } from './schema-name.ts';
+import { withTransaction } from './transaction.ts';
 
 const MIGRATIONS_DIR = new URL('../migrations/', import.meta.url);
 const MIGRATION_FILE = /^(\d{3})_[a-z0-9_]+\.sql$/;
@@ -28,9 +29,7 @@ export async function loadMigrations(): Promise<Migration[]> {
 export async function migrate(pool: Pool, schema: string, logger?: Logger): Promise<number[]> {
   assertSchemaName(schema);
   const migrations = await loadMigrations();
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [MIGRATION_LOCK]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await client.query(`SET LOCAL search_path TO ${schema}`);
@@ -45,13 +44,7 @@ export async function migrate(pool: Pool, schema: string, logger?: Logger): Prom
       await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
       applied.push(m.version);
     }
-    await client.query('COMMIT');
     if (applied.length > 0) logger?.info({ schema, applied }, 'migrations applied');
     return applied;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
