@@ -26,6 +26,7 @@ const ListQuery = z.strictObject({
 });
 
 const JobId = z.uuid();
+const BODY_LIMIT_BYTES = 2 ** 20;
 
 function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: string[] = []): T {
   const parsed = schema.safeParse(value);
@@ -47,7 +48,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     next();
   });
   app.use(requireJson());
-  app.use(express.json({ limit: '1mb', strict: true }));
+  app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
 
   app
     .route('/healthz')

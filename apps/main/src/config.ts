@@ -18,6 +18,8 @@ export const MainEnv = z.object({
   JOBGATE_SUPERVISE_INTERVAL_SECONDS: seconds(1, 30),
   JOBGATE_CRON_INTERVAL_SECONDS: seconds(1, 30),
   JOBGATE_HEARTBEAT_SECONDS: seconds(10, 30),
+  /** A client that has not sent its whole request by then gets 408 (a slow-body defence). */
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
   JOBGATE_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(25_000).default(20_000),
   JOBGATE_JOB_MODULES: z
     .string()

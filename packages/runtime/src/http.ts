@@ -109,6 +109,8 @@ export function problemErrorHandler(): ErrorRequestHandler {
     }
     const bodyError = err as { type?: string; status?: number };
     if (bodyError.type === 'entity.too.large') {
+      // body-parser has read (and dropped) the rest of the body; don't keep the connection.
+      res.setHeader('Connection', 'close');
       sendProblem(req, res, { status: 413, code: ErrorCode.bodyTooLarge, detail: 'The body is larger than the 1 MiB limit.' });
       return;
     }

@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadMainConfig } from '../src/config.ts';
+
+describe('loadMainConfig', () => {
+  it('applies defaults and reads booleans as words', () => {
+    const config = loadMainConfig({ DATABASE_URL: 'postgres://x@h/db', JOBGATE_DEMO_JOBS: 'false', JOBGATE_JOB_MODULES: 'a.ts, b.ts' });
+    expect(config).toMatchObject({ PORT: 3000, JOBGATE_DEMO_JOBS: false, JOBGATE_SCHEMA: 'jobgate', JOBGATE_JOB_MODULES: ['a.ts', 'b.ts'], JOBGATE_HEARTBEAT_SECONDS: 30 });
+    expect(loadMainConfig({ DATABASE_URL: 'postgres://x@h/db', JOBGATE_DEMO_JOBS: 'true' }).JOBGATE_DEMO_JOBS).toBe(true);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('names every bad variable at once', () => {
+    try {
+      loadMainConfig({ PORT: 'eighty', JOBGATE_DEMO_JOBS: 'maybe', JOBGATE_HEARTBEAT_SECONDS: '5', DATABASE_URL: '' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const names = (err as ConfigError).problems.map((p) => p.split(':')[0]).sort();
+      expect(names).toEqual(['DATABASE_URL', 'JOBGATE_DEMO_JOBS', 'JOBGATE_HEARTBEAT_SECONDS', 'PORT']);
+    }
+  });
+});
