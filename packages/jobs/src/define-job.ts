@@ -26,7 +26,7 @@ export interface RetryPolicy {
 }
 
 export interface CronSchedule {
-  /** Five fields, or six with seconds first; RRULE strings work too (pg-boss). */
+  /** Five fields, or six with seconds first; RRULE strings work too (pg-boss). pg-boss sends at most one job per schedule per minute. */
   schedule: string;
   /** IANA time zone, e.g. Europe/Berlin; UTC when unset. */
   timeZone?: string;
