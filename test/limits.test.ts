@@ -1,4 +1,6 @@
-// `concurrency` and `rateLimit` hold across processes: two real main processes share one database.
+// `concurrency` and `rateLimit` hold across processes: three real main processes share one
+// database, each running one job at a time, so together they could run three at once and reaching
+// the limit of two takes two of them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, type AppProcess } from './support/apps.ts';
@@ -9,7 +11,8 @@ let mains: AppProcess[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  mains = await Promise.all([startMain({ DATABASE_URL: db.url }), startMain({ DATABASE_URL: db.url })]);
+  const env = { DATABASE_URL: db.url, JOBGATE_WORKER_CONCURRENCY: '1' };
+  mains = await Promise.all([startMain(env), startMain(env), startMain(env)]);
 });
 afterAll(async () => {
   await Promise.all(mains.map((m) => m.stop()));
@@ -19,8 +22,8 @@ afterAll(async () => {
 async function enqueueMany(name: string, count: number, payload: unknown): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
-    // alternate between the two processes' APIs
-    const response = await fetch(`${mains[i % 2]!.url}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+    // spread over the processes' APIs
+    const response = await fetch(`${mains[i % mains.length]!.url}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
     expect(response.status).toBe(202);
     ids.push(((await response.json()) as { id: string }).id);
   }
@@ -33,7 +36,7 @@ const waitAllCompleted = (name: string, count: number) =>
     return rows[0].n === count;
   }, { timeoutMs: 45_000 });
 
-describe('across two worker processes', () => {
+describe('across three worker processes', () => {
   it('never runs more than `concurrency: 2` at once', async () => {
     await enqueueMany('test.limited', 12, { sleepMs: 400 });
     await waitAllCompleted('test.limited', 12);
@@ -47,7 +50,7 @@ describe('across two worker processes', () => {
     }
     const pids = new Set(rows.map((r) => r.pid));
     console.log(`concurrency: peak ${peak} of limit 2 over ${rows.length / 2} runs in ${pids.size} processes`);
-    expect(pids.size).toBe(2);
+    expect(pids.size).toBeGreaterThanOrEqual(2);
     expect(peak).toBe(2);
   });
 
@@ -65,7 +68,7 @@ describe('across two worker processes', () => {
     const { rows: pids } = await db.pool.query(`SELECT DISTINCT pid FROM public.test_events WHERE job_name = 'test.rated'`);
     const spanSeconds = (starts.at(-1)! - starts[0]!) / 1000;
     console.log(`rate limit: at most ${worst} starts in any 1 s window (limit 2); 10 starts over ${spanSeconds.toFixed(2)} s in ${pids.length} processes`);
-    expect(pids.length).toBe(2);
+    expect(pids.length).toBeGreaterThanOrEqual(2);
     expect(worst).toBe(2);
     expect(spanSeconds).toBeGreaterThanOrEqual(4);
   });

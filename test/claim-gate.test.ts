@@ -1,0 +1,63 @@
+// claim_attempt(), the compare-and-set every runner goes through, straight against PostgreSQL:
+// racing claims never exceed `concurrency`, and starts never exceed `rateLimit` in any second.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLedger, type Ledger } from '@jobgate/queue';
+import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
+
+let db: TestDatabase;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  ledger = createLedger(db.pool, TEST_SCHEMA);
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function queuedJobs(name: string, count: number): Promise<string[]> {
+  const ids = Array.from({ length: count }, () => randomUUID());
+  for (const id of ids) await ledger.insertJob({ id, name, route: 'main', payload: {}, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 });
+  return ids;
+}
+
+describe('claim_attempt', () => {
+  it('admits exactly `concurrency` of many racing claims', async () => {
+    const ids = await queuedJobs('gate.concurrency', 8);
+    const results = await Promise.all(ids.map((id) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 2, perSecond: null, claimSeconds: 30 })));
+    expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(2);
+    expect(results.filter((r) => r.outcome === 'wait')).toHaveLength(6);
+  });
+
+  it('frees a slot when a claim ends or expires', async () => {
+    const [a, b, c] = await queuedJobs('gate.expiry', 3);
+    const claim = (id: string, claimSeconds = 30) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 1, perSecond: null, claimSeconds });
+    expect(await claim(a!, 1)).toEqual({ outcome: 'claimed' });
+    expect((await claim(b!)).outcome).toBe('wait');
+    await new Promise((r) => setTimeout(r, 1_100)); // a's claim lapses (its runner died)
+    expect(await claim(b!)).toEqual({ outcome: 'claimed' });
+    await ledger.finishAttempt({ id: b!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
+    expect(await claim(c!)).toEqual({ outcome: 'claimed' });
+  });
+
+  it('admits at most `perSecond` starts in any second and says how long to wait', async () => {
+    const ids = await queuedJobs('gate.rate', 5);
+    const results = await Promise.all(ids.map((id) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: null, perSecond: 2, claimSeconds: 30 })));
+    expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(2);
+    const waits = results.flatMap((r) => (r.outcome === 'wait' ? [r.waitMs] : []));
+    expect(waits).toHaveLength(3);
+    for (const ms of waits) expect(ms).toBeGreaterThan(800), expect(ms).toBeLessThanOrEqual(1_000);
+  });
+
+  it('refuses to run a job that is finished or cancelled, and marks a cut-short attempt lost', async () => {
+    const [done, crashed] = await queuedJobs('gate.state', 2);
+    await ledger.claimAttempt({ id: done!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
+    await ledger.finishAttempt({ id: done!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
+    expect(await ledger.claimAttempt({ id: done!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'gone' });
+    await ledger.claimAttempt({ id: crashed!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
+    await ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
+    const job = await ledger.getJob(crashed!, { executions: true });
+    expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
+  });
+});
