@@ -10,7 +10,7 @@ import { createLogger } from '@jobgate/runtime';
 import { startEmbeddedPostgres } from '@jobgate/queue';
 
 const root = join(import.meta.dirname, '..');
-const dataDir = join(root, '.data');
+const dataDir = process.env.JOBGATE_DATA_DIR ?? join(root, '.data');
 const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'start' });
 
 /** Secrets made once per checkout and kept in .data/, so restarts keep the same ones. */
@@ -25,7 +25,12 @@ async function localSecrets(): Promise<{ sharedSecret: string; adminPassword: st
 await mkdir(dataDir, { recursive: true });
 const secrets = await localSecrets();
 let databaseUrl = process.env.DATABASE_URL;
-const embedded = databaseUrl ? null : await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), logger });
+const embedded = databaseUrl
+  ? null
+  : await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), logger }).catch((err: Error) => {
+      process.stderr.write(`jobgate: ${err.message}\n`);
+      process.exit(1);
+    });
 if (embedded) {
   await embedded.ensureDatabase('jobgate');
   databaseUrl = embedded.url('jobgate');

@@ -100,3 +100,23 @@ describe('an internal error leaks nothing (row 31)', () => {
     }
   });
 });
+
+describe('draining (row 12)', () => {
+  it('answers /healthz 503 and closes each connection after its response while shutting down', async () => {
+    let draining = false;
+    const app = createMainApp({ jobs: {} as JobRuntime, logger: createLogger({ level: 'silent', name: 'test' }), isDraining: () => draining });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/healthz`;
+      const before = await fetch(url);
+      expect([before.status, before.headers.get('connection')]).toEqual([200, 'keep-alive']);
+      draining = true;
+      const during = await fetch(url);
+      expect(await during.json()).toEqual({ status: 'stopping' });
+      expect([during.status, during.headers.get('connection')]).toEqual([503, 'close']);
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -1,5 +1,6 @@
 // The fetcher's entry point. So far it only serves its health check and status; the v1 job API,
 // runner and memory guard are being built (issue 4).
+import { readFileSync } from 'node:fs';
 import express from 'express';
 import { z } from 'zod';
 import { createLogger, methodNotAllowed, notFound, onShutdownSignal, problemErrorHandler, requestContext } from '@jobgate/runtime';
@@ -17,6 +18,7 @@ if (!parsed.success) {
 const config = parsed.data;
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'fetcher' });
 const startedAt = Date.now();
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 let draining = false;
 
 const app = express();
@@ -35,7 +37,7 @@ app
     const memory = process.memoryUsage();
     res.json({
       status: draining ? 'stopping' : 'ok',
-      version: process.env.npm_package_version ?? '0.1.0',
+      version: VERSION,
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       memory: { rssMb: Math.round(memory.rss / 2 ** 20), heapUsedMb: Math.round(memory.heapUsed / 2 ** 20) },
     });

