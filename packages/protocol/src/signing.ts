@@ -1,0 +1,94 @@
+// Standard Webhooks v1 (symmetric), as DESIGN.md §2 specifies it: every request between the apps
+// except GET /healthz carries webhook-id, webhook-timestamp and webhook-signature.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export const SIGNATURE_HEADERS = { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' } as const;
+
+/** How far a timestamp may be from the receiver's clock, either way. */
+export const TOLERANCE_SECONDS = 300;
+const ID = /^[A-Za-z0-9_:-]{1,128}$/;
+const TIMESTAMP = /^\d{1,12}$/;
+const MAX_SIGNATURE_HEADER = 1_024;
+const MAX_SIGNATURES = 5;
+const SIGNATURE_BYTES = 32;
+
+/**
+ * What a message is for, written as the webhook-id's prefix (`fwd_<jobId>`): signed with the
+ * message, so a validly signed job event is not a valid job submission.
+ */
+export const Purpose = {
+  submitJobs: 'fwd',
+  jobEvents: 'evt',
+  readStatus: 'sts',
+  readJob: 'get',
+} as const;
+export type Purpose = (typeof Purpose)[keyof typeof Purpose];
+
+export type SigningKey = Buffer;
+
+/**
+ * Parses `FETCHER_SHARED_SECRET`: one or more `whsec_<base64>` secrets separated by spaces,
+ * newest first. Senders sign with the first; receivers accept any (zero-downtime rotation).
+ */
+export function parseSecrets(value: string): SigningKey[] {
+  const secrets = value.trim().split(/\s+/).filter(Boolean);
+  if (secrets.length === 0) throw new Error('no secret given');
+  return secrets.map((secret, i) => {
+    if (!secret.startsWith('whsec_')) throw new Error(`secret ${i + 1} must start with whsec_`);
+    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    if (key.length < 24) throw new Error(`secret ${i + 1} must hold at least 24 bytes of base64`);
+    return key;
+  });
+}
+
+export function sign(key: SigningKey, id: string, timestamp: number, body: string | Buffer): string {
+  const mac = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest('base64');
+  return `v1,${mac}`;
+}
+
+/** The three headers for a message, signed with the newest key. */
+export function signedHeaders(keys: SigningKey[], id: string, body: string | Buffer, now = Date.now()): Record<string, string> {
+  const timestamp = Math.floor(now / 1000);
+  return { [SIGNATURE_HEADERS.id]: id, [SIGNATURE_HEADERS.timestamp]: String(timestamp), [SIGNATURE_HEADERS.signature]: sign(keys[0]!, id, timestamp, body) };
+}
+
+export type Verification = { ok: true; id: string } | { ok: false; reason: string };
+
+/**
+ * Checks a message in the order DESIGN.md gives: headers present and within size limits; timestamp
+ * within the window; each signature decoded and length-checked before a constant-time compare; the
+ * purpose bound to the route. The body is only parsed by the caller once this says ok.
+ */
+export function verify(options: {
+  keys: SigningKey[];
+  headers: { id?: string; timestamp?: string; signature?: string };
+  body: string | Buffer;
+  purpose: Purpose;
+  now?: number;
+}): Verification {
+  const { id, timestamp, signature } = options.headers;
+  if (!id || !timestamp || !signature) return { ok: false, reason: 'missing signature headers' };
+  if (!ID.test(id)) return { ok: false, reason: 'malformed webhook-id' };
+  if (!TIMESTAMP.test(timestamp)) return { ok: false, reason: 'malformed webhook-timestamp' };
+  if (signature.length > MAX_SIGNATURE_HEADER) return { ok: false, reason: 'webhook-signature too long' };
+  const now = Math.floor((options.now ?? Date.now()) / 1000);
+  const ts = Number(timestamp);
+  if (Math.abs(now - ts) > TOLERANCE_SECONDS) return { ok: false, reason: `timestamp outside the ${TOLERANCE_SECONDS} s window (skew ${now - ts} s)` };
+  const given = signature.split(' ').filter(Boolean);
+  if (given.length > MAX_SIGNATURES) return { ok: false, reason: 'too many signatures' };
+  const candidates = given.flatMap((entry) => {
+    const [version, value] = entry.split(',', 2);
+    if (version !== 'v1' || !value) return [];
+    const bytes = Buffer.from(value, 'base64');
+    // timingSafeEqual throws on different lengths: a short signature must be a 401, not a 500
+    return bytes.length === SIGNATURE_BYTES ? [bytes] : [];
+  });
+  if (candidates.length === 0) return { ok: false, reason: 'no well-formed v1 signature' };
+  const matched = options.keys.some((key) => {
+    const expected = Buffer.from(sign(key, id, ts, options.body).slice(3), 'base64');
+    return candidates.some((c) => timingSafeEqual(c, expected));
+  });
+  if (!matched) return { ok: false, reason: 'no matching signature' };
+  if (!id.startsWith(`${options.purpose}_`)) return { ok: false, reason: `message is not for this route (expected ${options.purpose}_)` };
+  return { ok: true, id };
+}
