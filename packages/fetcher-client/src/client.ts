@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry from 'p-retry';
+import { Pool } from 'undici';
+import { z } from 'zod';
+import { FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type SigningKey, type SubmitJob } from '@jobgate/protocol';
+import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
+
+export interface FetcherClientOptions {
+  /** e.g. https://jobgate-fetcher.onrender.com */
+  baseUrl: string;
+  /** Signing keys, newest first (see parseSecrets). */
+  keys: SigningKey[];
+  timeouts?: Partial<Timeouts>;
+  /** Retries after the first try, for retryable failures (see isRetryable). */
+  retries?: number;
+  /** Connections kept to the fetcher. */
+  connections?: number;
+}
+
+export interface Timeouts {
+  connectMs: number;
+  /** Until the response headers arrive. */
+  headersMs: number;
+  /** Between two chunks of the response body. */
+  bodyMs: number;
+  /** Each /healthz probe of wake(): a sleeping Render service holds the first request while it boots. */
+  wakeProbeMs: number;
+}
+
+const HealthSchema = z.object({ status: z.string() });
+
+const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5_000, headersMs: 10_000, bodyMs: 10_000, wakeProbeMs: 60_000 };
+/** A Retry-After longer than this is not waited out inside one call. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+export interface WakeResult {
+  state: 'awake';
+  waitedMs: number;
+  /** How many /healthz probes it took. */
+  probes: number;
+}
+
+/**
+ * The one client every caller uses to talk to the fetcher: signed requests over an undici Pool
+ * with explicit timeouts (undici's own default is 300 s), retries with jittered backoff that honour
+ * Retry-After, and a single-flight wake-up.
+ * @example
+ * const fetcher = createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: parseSecrets(secret) });
+ * const { accepted } = await fetcher.submit([{ id, name: 'movies.fetch', payload }]);
+ */
+export function createFetcherClient(options: FetcherClientOptions) {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const origin = new URL(options.baseUrl).origin;
+  const pool = new Pool(origin, {
+    connections: options.connections ?? 10,
+    connect: { timeout: timeouts.connectMs },
+    headersTimeout: timeouts.headersMs,
+    bodyTimeout: timeouts.bodyMs,
+    keepAliveTimeout: 4_000,
+  });
+  const retries = options.retries ?? 3;
+  let waking: Promise<WakeResult> | null = null;
+
+  /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
+  async function once<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (purpose) Object.assign(headers, signedHeaders(options.keys, `${purpose}_${randomUUID()}`, body ?? ''));
+    let response;
+    try {
+      response = await pool.request({
+        method,
+        path,
+        headers,
+        body,
+        headersTimeout: callTimeouts.headersMs ?? timeouts.headersMs,
+        bodyTimeout: callTimeouts.bodyMs ?? timeouts.bodyMs,
+      });
+    } catch (err) {
+      throw fromNetworkError(err);
+    }
+    let text: string;
+    try {
+      text = await response.body.text();
+    } catch (err) {
+      throw fromNetworkError(err);
+    }
+    if (response.statusCode >= 400) {
+      let detail = text.slice(0, 300);
+      try {
+        const problem = JSON.parse(text) as { title?: string; detail?: string };
+        detail = problem.detail ?? problem.title ?? detail;
+      } catch {
+        /* not problem+json: keep the text */
+      }
+      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']));
+    }
+    try {
+      return schema.parse(JSON.parse(text));
+    } catch (err) {
+      throw new FetcherClientError(FetcherErrorCode.failed, `fetcher answered ${method} ${path} with a body this client cannot read`, { cause: err, status: response.statusCode });
+    }
+  }
+
+  /** `once`, retried with jittered backoff while the failure is retryable. */
+  function call<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>): Promise<T> {
+    return pRetry(() => once(method, path, purpose, body, schema), {
+      retries,
+      minTimeout: 200,
+      maxTimeout: 5_000,
+      randomize: true,
+      shouldRetry: ({ error }) => isRetryable(error),
+      onFailedAttempt: async ({ error }) => {
+        const wait = (error as FetcherClientError).retryAfterMs;
+        if (wait && isRetryable(error)) await sleep(Math.min(wait, MAX_RETRY_AFTER_MS));
+      },
+    });
+  }
+
+  /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
+  function wake(wakeOptions: { deadlineMs?: number } = {}): Promise<WakeResult> {
+    waking ??= (async () => {
+      const started = Date.now();
+      const deadline = started + (wakeOptions.deadlineMs ?? 90_000);
+      let probes = 0;
+      let lastError: unknown;
+      while (Date.now() < deadline) {
+        probes++;
+        const remaining = deadline - Date.now();
+        try {
+          await once('GET', '/healthz', null, undefined, HealthSchema, { headersMs: Math.min(timeouts.wakeProbeMs, remaining), bodyMs: Math.min(timeouts.wakeProbeMs, remaining) });
+          return { state: 'awake' as const, waitedMs: Date.now() - started, probes };
+        } catch (err) {
+          lastError = err;
+          // Refused or 502/503 from a proxy: the instance is still booting. Try again shortly.
+          await sleep(Math.max(0, Math.min(1_000, deadline - Date.now())));
+        }
+      }
+      throw new FetcherClientError(FetcherErrorCode.wakeTimeout, `fetcher did not wake within ${wakeOptions.deadlineMs ?? 90_000} ms`, { cause: lastError });
+    })().finally(() => {
+      waking = null;
+    });
+    return waking;
+  }
+
+  return {
+    /** Submits up to 500 jobs; idempotent on job id (a repeat answers `duplicate: true`). */
+    submit: (jobs: SubmitJob[]) => call('POST', '/v1/jobs', Purpose.submitJobs, JSON.stringify({ jobs }), SubmitResult),
+    status: () => call('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus),
+    getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, Purpose.readJob, undefined, FetcherJob),
+    /** Unsigned and cheap: is the fetcher up right now? No retries. */
+    health: () => once('GET', '/healthz', null, undefined, HealthSchema),
+    wake,
+    close: () => pool.close(),
+  };
+}
+
+export type FetcherClient = ReturnType<typeof createFetcherClient>;

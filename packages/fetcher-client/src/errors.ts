@@ -1,0 +1,69 @@
+/** Stable codes callers branch on (undici's habit: one class, one code per failure kind). */
+export const FetcherErrorCode = {
+  /** Could not reach the fetcher: refused, reset, DNS, or a 502/503/504 from the platform's proxy. */
+  unavailable: 'JG_FETCHER_UNAVAILABLE',
+  /** Reached, but it did not answer in time (connect, headers or body timeout). */
+  timeout: 'JG_FETCHER_TIMEOUT',
+  /** It answered 429: too many requests. */
+  throttled: 'JG_FETCHER_THROTTLED',
+  /** It refused the request (4xx other than 408/429): retrying will not help. */
+  rejected: 'JG_FETCHER_REJECTED',
+  /** It failed (500) or answered something this client cannot read. */
+  failed: 'JG_FETCHER_FAILED',
+  /** wake() gave up at its deadline. */
+  wakeTimeout: 'JG_FETCHER_WAKE_TIMEOUT',
+} as const;
+export type FetcherErrorCode = (typeof FetcherErrorCode)[keyof typeof FetcherErrorCode];
+
+export class FetcherClientError extends Error {
+  readonly code: FetcherErrorCode;
+  readonly status: number | undefined;
+  readonly retryAfterMs: number | undefined;
+  constructor(code: FetcherErrorCode, message: string, options: ErrorOptions & { status?: number; retryAfterMs?: number } = {}) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = options.status;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Maps an undici or network error to ours. */
+export function fromNetworkError(err: unknown): FetcherClientError {
+  if (err instanceof FetcherClientError) return err;
+  const code = (err as { code?: string; cause?: { code?: string } })?.code ?? (err as { cause?: { code?: string } })?.cause?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code && TIMEOUT_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.timeout, `fetcher timed out: ${message}`, { cause: err });
+  if (code && NETWORK_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.unavailable, `fetcher unreachable: ${message}`, { cause: err });
+  return new FetcherClientError(FetcherErrorCode.failed, `fetcher request failed: ${message}`, { cause: err });
+}
+
+/** Maps an HTTP status the fetcher (or the platform in front of it) answered with. */
+export function fromStatus(status: number, detail: string, retryAfterMs?: number): FetcherClientError {
+  if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `fetcher answered ${status}: ${detail}`, { status, retryAfterMs });
+  if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `fetcher answered 429: ${detail}`, { status, retryAfterMs });
+  if (status === 408) return new FetcherClientError(FetcherErrorCode.timeout, `fetcher answered 408: ${detail}`, { status });
+  if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `fetcher refused the request (${status}): ${detail}`, { status });
+  return new FetcherClientError(FetcherErrorCode.failed, `fetcher answered ${status}: ${detail}`, { status });
+}
+
+/**
+ * Whether trying the same request again can help: network failures, timeouts, 408, 429 and the
+ * platform's 502/503/504 can; a 4xx (our request is wrong) or a 500 (the fetcher's own bug) cannot.
+ */
+export function isRetryable(err: unknown): boolean {
+  if (!(err instanceof FetcherClientError)) return false;
+  return err.code === FetcherErrorCode.unavailable || err.code === FetcherErrorCode.timeout || err.code === FetcherErrorCode.throttled;
+}
+
+/** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return undefined;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const date = Date.parse(v);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
