@@ -26,7 +26,7 @@ beforeAll(async () => {
   const timings = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 };
   boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
   await boss.start();
-  jobs = createJobRuntime({ pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
+  jobs = createJobRuntime({ ranOn: 'main', pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
   await jobs.start();
 });
 afterAll(async () => {

@@ -86,3 +86,17 @@ export async function startMain(env: Record<string, string>): Promise<AppProcess
   app.url = `http://127.0.0.1:${listening.port}`;
   return app;
 }
+
+export const TEST_SHARED_SECRET = 'whsec_' + Buffer.alloc(32, 7).toString('base64');
+
+/** Starts the fetcher and waits until it listens. */
+export async function startFetcher(env: Record<string, string>): Promise<AppProcess> {
+  const app = spawnApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env });
+  const listening = await app.waitForLog('listening', (l) => l.msg === 'listening', 60_000).catch(async (err: Error) => {
+    app.kill('SIGKILL');
+    throw new Error(`${err.message}\nstderr:\n${app.stderr.join('\n')}`);
+  });
+  app.port = listening.port;
+  app.url = `http://127.0.0.1:${listening.port}`;
+  return app;
+}

@@ -1,51 +1,15 @@
 import { z } from 'zod';
+import { loadConfig, serviceEnvShape } from '@jobgate/runtime';
 
-const seconds = (min: number, fallback: number) => z.coerce.number().min(min).default(fallback);
+export { ConfigError } from '@jobgate/runtime';
 
 /** Every environment variable the main app reads; `main.ts` passes `process.env` in. */
 export const MainEnv = z.object({
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
-  HOST: z.string().min(1).default('0.0.0.0'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  JOBGATE_DEMO_JOBS: z.stringbool().default(false),
-  JOBGATE_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('jobgate'),
-  JOBGATE_BOSS_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('pgboss_main'),
-  DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
-  JOBGATE_QUEUE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
-  JOBGATE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),
-  JOBGATE_POLL_INTERVAL_SECONDS: seconds(0.5, 2),
-  JOBGATE_SUPERVISE_INTERVAL_SECONDS: seconds(1, 30),
-  JOBGATE_CRON_INTERVAL_SECONDS: seconds(1, 30),
-  JOBGATE_HEARTBEAT_SECONDS: seconds(10, 30),
-  /** A client that has not sent its whole request by then gets 408 (a slow-body defence). */
-  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
-  JOBGATE_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(25_000).default(20_000),
-  JOBGATE_JOB_MODULES: z
-    .string()
-    .default('')
-    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
-  TMDB_API_TOKEN: z.string().min(1).optional(),
+  ...serviceEnvShape({ port: 3000, schema: 'jobgate', bossSchema: 'pgboss_main' }),
 });
 
 export type MainConfig = Readonly<z.output<typeof MainEnv>>;
 
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
-
-/** Parses the environment once; throws one error naming every bad variable. */
 export function loadMainConfig(env: Record<string, string | undefined>): MainConfig {
-  // An empty variable means unset (a blank line in a .env or a Render form).
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = MainEnv.safeParse(present);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
-  }
-  return Object.freeze(parsed.data);
+  return loadConfig(MainEnv, env);
 }

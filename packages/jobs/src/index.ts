@@ -3,3 +3,4 @@ export * from './catalogue.ts';
 export * from './job-runtime.ts';
 export * from './stable-json.ts';
 export * from './shipped/index.ts';
+export * from './service.ts';

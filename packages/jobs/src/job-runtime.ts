@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
 import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route } from '@jobgate/queue';
 import { SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
@@ -17,6 +17,16 @@ export interface EnqueueOptions {
   /** Do not start before this many seconds from now. */
   delaySeconds?: number;
   /** Carried into the job's logs. */
+  requestId?: string;
+}
+
+/** A job handed over by main, with main's id (see `accept`). */
+export interface AcceptedJob {
+  id: string;
+  name: string;
+  payload: unknown;
+  priority?: number;
+  delaySeconds?: number;
   requestId?: string;
 }
 
@@ -39,6 +49,8 @@ export interface OutboxData extends QueuedData {
 }
 
 export interface JobRuntimeOptions {
+  /** Which side this runtime is: main runs jobs that are not `runsOnFetcher`; the fetcher runs those that are. */
+  ranOn: Route;
   pool: Pool;
   boss: PgBoss;
   ledger: Ledger;
@@ -68,8 +80,10 @@ function errorInfo(err: unknown): ErrorInfo {
  * watcher; `stop` drains them.
  */
 export function createJobRuntime(options: JobRuntimeOptions) {
-  const { pool, boss, ledger, catalogue, timings } = options;
+  const { pool, boss, ledger, catalogue, timings, ranOn } = options;
   const logger = options.logger.child({ component: 'jobs' });
+  /** Whether this side runs `def`'s handler. */
+  const runsHere = (def: JobDefinition) => def.runsOnFetcher === (ranOn === 'fetcher');
   /** A claim outlives two missed heartbeats, so a dead runner blocks a concurrency slot only briefly. */
   const claimSeconds = timings.heartbeatSeconds * 2;
   const running = new Set<Promise<unknown>>();
@@ -118,7 +132,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       }
       const send: SendOptions = { id, priority, db: toDb(db), ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
       const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
-      if (route === 'main') {
+      if (runsHere(def)) {
         await boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
       } else {
         // Kept for the fetcher until the forwarder delivers it; never run on main from here.
@@ -137,6 +151,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
    */
   async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const def = definition(nameOrDef);
+    if (ranOn === 'fetcher' && !runsHere(def)) throw new JobgateError(ErrorCode.unknownJob, `${def.name} does not run on the fetcher.`);
     const parsed = def.payload.safeParse(payload);
     if (!parsed.success) {
       throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
@@ -152,6 +167,61 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     }
   }
 
+  /**
+   * Takes over jobs main handed to this side, under main's ids, all or none in one transaction.
+   * Idempotent on id: a job already here answers `duplicate: true` and is not queued twice; an id
+   * reused for another name or payload is refused (409) naming it.
+   */
+  async function accept(items: AcceptedJob[]): Promise<Array<{ id: string; duplicate: boolean }>> {
+    const errors: FieldError[] = [];
+    const parsed = items.map((item, i) => {
+      const def = catalogue.get(item.name);
+      if (!def || !runsHere(def)) {
+        errors.push({ path: `jobs.${i}.name`, message: `no job named ${JSON.stringify(item.name)} runs on the ${ranOn}` });
+        return null;
+      }
+      const payload = def.payload.safeParse(item.payload);
+      if (!payload.success) {
+        errors.push(...fieldErrorsFromZod(payload.error.issues, ['jobs', String(i), 'payload']));
+        return null;
+      }
+      return { item, def, payload: payload.data };
+    });
+    if (errors.length > 0) throw new JobgateError(ErrorCode.payloadInvalid, 'Some jobs are invalid; none was accepted.', { errors });
+    const valid = parsed.filter((p) => p !== null);
+    try {
+      return await withTransaction(pool, async (client) => {
+        const rows = await ledger.insertBatchIfAbsent(
+          valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0 })),
+          client,
+        );
+        const reused = rows.flatMap((r) => (r.same ? [] : [{ path: `jobs.${items.findIndex((i) => i.id === r.id)}.id`, message: `id ${r.id} is already used by a job with another name or payload` }]));
+        if (reused.length > 0) throw new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors: reused });
+        const inserted = new Set(rows.filter((r) => r.inserted).map((r) => r.id));
+        const byName = Map.groupBy(valid.filter((v) => inserted.has(v.item.id)), (v) => v.def.name);
+        for (const [name, group] of byName) {
+          await boss.insert(
+            name,
+            group.map(({ item, def, payload }) => ({
+              id: item.id,
+              data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}) } satisfies QueuedData,
+              priority: item.priority ?? def.priority,
+              ...(item.delaySeconds ? { startAfter: item.delaySeconds } : {}),
+              ...(def.concurrency ? { group: { id: def.name } } : {}),
+            })),
+            { db: toDb(client) },
+          );
+        }
+        return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+      });
+    } catch (err) {
+      if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
+        throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; no job was accepted.', { cause: err });
+      }
+      throw err;
+    }
+  }
+
   /** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds). */
   const durably = <T>(write: () => Promise<T>) =>
     pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isDatabaseUnavailable(error) });
@@ -159,7 +229,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger): Promise<boolean> {
     for (;;) {
       const result = await durably(() =>
-        ledger.claimAttempt({ id, attempt, ranOn: 'main', concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }),
+        ledger.claimAttempt({ id, attempt, ranOn, concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }),
       );
       if (result.outcome === 'wait') {
         await sleep(result.waitMs, undefined, { signal });
@@ -196,7 +266,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     }, (claimSeconds * 1000) / 4);
     sampler.unref();
     const ctx: JobContext = {
-      job: { id: job.id, name: def.name, attempt, maxAttempts, ranOn: 'main' },
+      job: { id: job.id, name: def.name, attempt, maxAttempts, ranOn },
       logger: log,
       signal,
       progress: async (percent, message) => {
@@ -245,11 +315,15 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     if (started) return;
     started = true;
     await ensureQueue(SystemQueue.deadLetter);
-    await ensureQueue(SystemQueue.outbox);
-    await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
-    const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
+    if (ranOn === 'main') {
+      await ensureQueue(SystemQueue.outbox);
+      await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
+    }
+    // batchSize 1 waits a poll interval between jobs; with a backlog (per pg-boss's cached queue
+    // stats, refreshed every superviseIntervalSeconds) the worker fetches back to back instead.
+    const workOptions = { batchSize: 1, burstWhenReadyExceeds: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
     for (const def of catalogue.values()) {
-      if (def.runsOnFetcher) continue;
+      if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
       await boss.work<QueuedData>(
         def.name,
@@ -273,8 +347,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       }
     });
 
-    await startCron();
-    logger.info({ jobs: [...catalogue.keys()] }, 'job runtime started');
+    // Cron fires on main, which routes each firing like any other job.
+    if (ranOn === 'main') await startCron();
+    logger.info({ ranOn, jobs: [...catalogue.values()].filter(runsHere).map((d) => d.name) }, 'job runtime started');
   }
 
   async function startCron(): Promise<void> {
@@ -315,6 +390,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
 
   return {
     performLater,
+    accept,
+    runsHere,
     start,
     stop,
     definition,

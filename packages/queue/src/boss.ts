@@ -38,6 +38,8 @@ export function createBoss(options: { connectionString: string; schema: string; 
     useListenNotify: true,
     superviseIntervalSeconds: timings.superviseIntervalSeconds,
     monitorIntervalSeconds: timings.superviseIntervalSeconds,
+    // the queue stats burstWhenReadyExceeds reads: how soon a backlog makes workers fetch back to back
+    queueCacheIntervalSeconds: Math.min(10, timings.superviseIntervalSeconds),
     cronMonitorIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
     cronWorkerIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
   });

@@ -88,6 +88,21 @@ function plans(schema: string) {
       VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second')
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
+    // Idempotent on id: a job already here is left alone and reported back with whether it matches.
+    insertBatchIfAbsent: `
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb)
+          AS x(id uuid, name text, route text, payload jsonb, priority integer, max_attempts integer, delay_seconds integer)
+      ), inserted AS (
+        INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, max_attempts, run_at)
+        SELECT id, name, route, 'queued', payload, priority, max_attempts, clock_timestamp() + delay_seconds * interval '1 second'
+          FROM input
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+      )
+      SELECT i.id, (i.id IN (SELECT id FROM inserted)) AS inserted,
+             coalesce(j.name = i.name AND j.payload = i.payload, true) AS same
+        FROM input i LEFT JOIN ${s}.jobs j ON j.id = i.id`,
     findLiveByUniqueKey: `
       SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${LIVE_STATES}`,
     getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
@@ -131,6 +146,16 @@ function plans(schema: string) {
       UPDATE ${s}.jobs SET state = 'failed', error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text),
              claimed_by = NULL, claim_expires_at = NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`,
+    // Live counts per job name, plus failures of the last day, for status pages.
+    countsByName: `
+      SELECT name,
+             count(*) FILTER (WHERE state IN ('queued', 'forwarding', 'forwarded'))::int AS queued,
+             count(*) FILTER (WHERE state = 'active')::int AS active,
+             count(*) FILTER (WHERE state = 'failed')::int AS failed
+        FROM ${s}.jobs
+       WHERE state IN ('queued', 'forwarding', 'forwarded', 'active')
+          OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
+       GROUP BY name`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
         SELECT id FROM ${s}.jobs WHERE finished_at < clock_timestamp() - $1 * interval '1 second' LIMIT $2)`,
@@ -200,6 +225,15 @@ export function createLedger(pool: Pool, schema: string) {
       ]);
       return rows[0] ? toJob(rows[0]) : null;
     },
+    /**
+     * Inserts the jobs whose id is new, in one statement. For each: `inserted`, or not and then
+     * `same` (the job already here has this name and payload) or not (the id is reused for another job).
+     */
+    async insertBatchIfAbsent(jobs: Array<Omit<NewJob, 'uniqueKey'>>, db: Queryable = pool): Promise<Array<{ id: string; inserted: boolean; same: boolean }>> {
+      const input = jobs.map((j) => ({ id: j.id, name: j.name, route: j.route, payload: j.payload, priority: j.priority, max_attempts: j.maxAttempts, delay_seconds: j.delaySeconds }));
+      const { rows } = await db.query(sql.insertBatchIfAbsent, [JSON.stringify(input)]);
+      return rows as Array<{ id: string; inserted: boolean; same: boolean }>;
+    },
     async findLiveByUniqueKey(name: string, uniqueKey: string, db: Queryable = pool): Promise<JobRecord | null> {
       const { rows } = await db.query(sql.findLiveByUniqueKey, [name, uniqueKey]);
       return rows[0] ? toJob(rows[0]) : null;
@@ -241,6 +275,10 @@ export function createLedger(pool: Pool, schema: string) {
     async failUnsettled(id: string, message: string): Promise<boolean> {
       const { rowCount } = await pool.query(sql.failUnsettled, [id, message]);
       return (rowCount ?? 0) > 0;
+    },
+    async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
+      const { rows } = await pool.query(sql.countsByName);
+      return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {

@@ -23,6 +23,12 @@ const titles: Partial<Record<number, string>> = {
   500: 'Internal server error',
 };
 
+/** Titles that say more than the status's, where the code is always the same situation. */
+const titleByCode: Partial<Record<string, string>> = {
+  [ErrorCode.invalidSignature]: 'Invalid signature',
+  [ErrorCode.idConflict]: 'Job id reused',
+};
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Gives each request an id (the caller's `x-request-id` when it is sane) and a child logger. */
@@ -104,7 +110,10 @@ export function problemErrorHandler(): ErrorRequestHandler {
       const status = httpStatusFor(err.code);
       if (status >= 500) log.error({ err, code: err.code }, 'request failed');
       if (err.code === ErrorCode.databaseUnavailable || err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
-      sendProblem(req, res, { status, code: err.code, detail: status >= 500 && err.code === ErrorCode.internal ? undefined : err.message, errors: err.errors });
+      const title = titleByCode[err.code];
+      // An internal message stays in the log; a titled problem says all there is in its title.
+      const detail = err.code === ErrorCode.internal || title === err.message ? undefined : err.message;
+      sendProblem(req, res, { status, code: err.code, title, detail, errors: err.errors });
       return;
     }
     const bodyError = err as { type?: string; status?: number };

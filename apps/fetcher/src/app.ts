@@ -1,0 +1,94 @@
+import express, { type Request } from 'express';
+import { z } from 'zod';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
+import { Purpose, SubmitJobs, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
+import type { Ledger } from '@jobgate/queue';
+import type { JobRuntime } from '@jobgate/jobs';
+import { requireSignature } from './signed.ts';
+
+export interface FetcherAppDeps {
+  jobs: JobRuntime;
+  ledger: Ledger;
+  keys: SigningKey[];
+  logger: Logger;
+  version: string;
+  isDraining(): boolean;
+  /** Memory and intake as the memory guard sees them. */
+  health(): Pick<FetcherStatus, 'memory' | 'intake'>;
+}
+
+const JobId = z.uuid();
+
+/** The fetcher's v1 API, without listening. Everything but /healthz is signed by main. */
+export function createFetcherApp(deps: FetcherAppDeps): express.Express {
+  const startedAt = Date.now();
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(requestContext(deps.logger));
+  app.use((_req, res, next) => {
+    if (deps.isDraining()) res.setHeader('Connection', 'close');
+    next();
+  });
+
+  // Unsigned and cheap: the wake-up target.
+  app
+    .route('/healthz')
+    .get((_req, res) => {
+      if (deps.isDraining()) res.status(503).json({ status: 'stopping' });
+      else res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  app
+    .route('/v1/jobs')
+    .post(...requireSignature(deps.keys, Purpose.submitJobs), async (req, res) => {
+      const parsed = SubmitJobs.safeParse(req.signedBody);
+      if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The submission is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+      if (deps.isDraining() || deps.health().intake === 'paused') {
+        throw new JobgateError(ErrorCode.shuttingDown, 'The fetcher is not taking jobs right now; retry shortly.');
+      }
+      const accepted = await deps.jobs.accept(parsed.data.jobs.map((j) => ({ id: j.id, name: j.name, payload: j.payload, ...j.options })));
+      const fresh = accepted.filter((a) => !a.duplicate).length;
+      req.log.info({ jobs: accepted.length, fresh, duplicates: accepted.length - fresh }, 'jobs accepted');
+      res.status(202).json({ accepted });
+    })
+    .all(methodNotAllowed(['POST']));
+
+  app
+    .route('/v1/jobs/:id')
+    .get(...requireSignature(deps.keys, Purpose.readJob), async (req: Request<{ id: string }>, res) => {
+      const id = JobId.safeParse(req.params.id);
+      if (!id.success) throw new JobgateError(ErrorCode.requestInvalid, 'The job id is invalid.', { errors: [{ path: 'id', message: 'must be a UUID' }] });
+      const job = await deps.ledger.getJob(id.data, { executions: true });
+      if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id.data} here.`);
+      res.json({
+        id: job.id,
+        name: job.name,
+        state: job.state,
+        progress: job.progress,
+        ...(job.progressMessage ? { progressMessage: job.progressMessage } : {}),
+        attempts: job.attempts,
+        ...(job.error ? { error: job.error } : {}),
+        executions: job.executions?.map(({ ranOn: _ranOn, ...e }) => e),
+      });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  app
+    .route('/v1/status')
+    .get(...requireSignature(deps.keys, Purpose.readStatus), async (_req, res) => {
+      const status: FetcherStatus = {
+        status: deps.isDraining() ? 'stopping' : 'ok',
+        version: deps.version,
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        ...deps.health(),
+        queues: await deps.ledger.countsByName(),
+      };
+      res.json(status);
+    })
+    .all(methodNotAllowed(['GET']));
+
+  app.use(notFound());
+  app.use(problemErrorHandler());
+  return app;
+}

@@ -1,0 +1,38 @@
+import { constrainedMemory } from 'node:process';
+import { z } from 'zod';
+import { loadConfig, serviceEnvShape } from '@jobgate/runtime';
+import { parseSecrets } from '@jobgate/protocol';
+
+export { ConfigError } from '@jobgate/runtime';
+
+/** Every environment variable the fetcher reads; `main.ts` passes `process.env` in. */
+export const FetcherEnv = z.object({
+  ...serviceEnvShape({ port: 3001, schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),
+  FETCHER_SHARED_SECRET: z.string().transform((value, ctx) => {
+    try {
+      return parseSecrets(value);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  }),
+  MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  FETCHER_MEMORY_LIMIT_MB: z.coerce.number().int().min(64).max(1_048_576).optional(),
+});
+
+export type FetcherConfig = Readonly<z.output<typeof FetcherEnv>>;
+
+export function loadFetcherConfig(env: Record<string, string | undefined>): FetcherConfig {
+  return loadConfig(FetcherEnv, env);
+}
+
+/**
+ * The memory budget: FETCHER_MEMORY_LIMIT_MB, else the container's limit when the process has a
+ * real one (constrainedMemory() answers 0 or a huge number when there is none), else 512 MB
+ * (a Render free/starter instance).
+ */
+export function memoryLimitMb(config: FetcherConfig, constrained = constrainedMemory()): number {
+  if (config.FETCHER_MEMORY_LIMIT_MB) return config.FETCHER_MEMORY_LIMIT_MB;
+  const mb = Math.floor(constrained / 2 ** 20);
+  return mb > 0 && mb < 1_048_576 ? mb : 512;
+}

@@ -1,0 +1,66 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import type { Logger, ServiceConfig } from '@jobgate/runtime';
+import { createBoss, createLedger, migrate, type Route } from '@jobgate/queue';
+import { createCatalogue } from './catalogue.ts';
+import { isJobDefinition, type JobDefinition } from './define-job.ts';
+import { createJobRuntime } from './job-runtime.ts';
+import { shippedJobs } from './shipped/index.ts';
+
+/** Job definitions from JOBGATE_JOB_MODULES: every export that defineJob made. */
+export async function loadJobModules(paths: readonly string[]): Promise<JobDefinition[]> {
+  const found: JobDefinition[] = [];
+  for (const path of paths) {
+    const mod = (await import(pathToFileURL(resolve(path)).href)) as Record<string, unknown>;
+    const defs = Object.values(mod).flatMap((v) => (Array.isArray(v) ? v : [v])).filter(isJobDefinition);
+    if (defs.length === 0) throw new Error(`JOBGATE_JOB_MODULES: ${path} exports no job definitions`);
+    found.push(...defs);
+  }
+  return found;
+}
+
+/**
+ * What both apps run on: a pool, migrations, the ledger, pg-boss and the job runtime, with the
+ * shipped jobs plus JOBGATE_JOB_MODULES. `ranOn` says which side this is: main runs the jobs that
+ * are not `runsOnFetcher`, the fetcher runs the ones that are.
+ */
+export async function startJobService(config: ServiceConfig, logger: Logger, ranOn: Route) {
+  const pool = new pg.Pool({
+    connectionString: config.DATABASE_URL,
+    max: config.DATABASE_POOL_MAX,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: `jobgate-${ranOn}`,
+  });
+  pool.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
+  await migrate(pool, config.JOBGATE_SCHEMA, logger);
+  const timings = {
+    pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS,
+    superviseIntervalSeconds: config.JOBGATE_SUPERVISE_INTERVAL_SECONDS,
+    cronIntervalSeconds: config.JOBGATE_CRON_INTERVAL_SECONDS,
+    heartbeatSeconds: config.JOBGATE_HEARTBEAT_SECONDS,
+  };
+  const ledger = createLedger(pool, config.JOBGATE_SCHEMA);
+  const boss = createBoss({ connectionString: config.DATABASE_URL, schema: config.JOBGATE_BOSS_SCHEMA, poolSize: config.JOBGATE_QUEUE_POOL_MAX, logger, timings });
+  await boss.start();
+  const catalogue = createCatalogue([
+    ...shippedJobs({ pool, schema: config.JOBGATE_SCHEMA, ledger, demoJobs: config.JOBGATE_DEMO_JOBS, tmdbApiToken: config.TMDB_API_TOKEN }),
+    ...(await loadJobModules(config.JOBGATE_JOB_MODULES)),
+  ]);
+  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY });
+  await jobs.start();
+  return {
+    pool,
+    boss,
+    ledger,
+    jobs,
+    /** Drains the job runtime (see JobRuntime.stop), then closes the pool. */
+    async stop(timeoutMs: number) {
+      await jobs.stop(timeoutMs);
+      await pool.end();
+    },
+  };
+}
+
+export type JobService = Awaited<ReturnType<typeof startJobService>>;

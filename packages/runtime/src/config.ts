@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Parses the environment once; throws one error naming every bad variable. An empty variable counts as unset. */
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): Readonly<z.output<S>> {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  return Object.freeze(parsed.data) as Readonly<z.output<S>>;
+}
+
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
+const seconds = (min: number, fallback: number) => z.coerce.number().min(min).default(fallback);
+
+/** The variables both apps read: HTTP, database, queue timings, jobs. Defaults differ per app. */
+export function serviceEnvShape(defaults: { port: number; schema: string; bossSchema: string }) {
+  return {
+    DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+    PORT: z.coerce.number().int().min(0).max(65_535).default(defaults.port),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    JOBGATE_DEMO_JOBS: z.stringbool().default(false),
+    JOBGATE_SCHEMA: identifier.default(defaults.schema),
+    JOBGATE_BOSS_SCHEMA: identifier.default(defaults.bossSchema),
+    DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
+    JOBGATE_QUEUE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
+    JOBGATE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),
+    JOBGATE_POLL_INTERVAL_SECONDS: seconds(0.5, 2),
+    JOBGATE_SUPERVISE_INTERVAL_SECONDS: seconds(1, 30),
+    JOBGATE_CRON_INTERVAL_SECONDS: seconds(1, 30),
+    JOBGATE_HEARTBEAT_SECONDS: seconds(10, 30),
+    /** A client that has not sent its whole request by then gets 408 (a slow-body defence). */
+    HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+    JOBGATE_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(25_000).default(20_000),
+    JOBGATE_JOB_MODULES: z
+      .string()
+      .default('')
+      .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
+    TMDB_API_TOKEN: z.string().min(1).optional(),
+  };
+}
+
+export type ServiceConfig = z.output<z.ZodObject<ReturnType<typeof serviceEnvShape>>>;
