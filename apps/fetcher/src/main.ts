@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
+import { createMainClient } from '@jobgate/fetcher-client';
+import { startEventDispatcher } from './event-dispatcher.ts';
 import { createFetcherApp } from './app.ts';
 import { loadFetcherConfig, memoryLimitMb, type FetcherConfig } from './config.ts';
 
@@ -21,6 +23,11 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 const limitMb = memoryLimitMb(config);
 
 const service = await startJobService(config, logger, 'fetcher');
+// Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
+await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
+const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.MAIN_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
+const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger }) : null;
+if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not recorded or sent');
 let draining = false;
 let peakRss = process.memoryUsage.rss();
 const app = createFetcherApp({
@@ -44,5 +51,7 @@ const http = await listen(app, { port: config.PORT, host: config.HOST, requestTi
 onShutdownSignal(logger, async () => {
   draining = true;
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
+  await events?.stop();
+  await mainClient?.close();
   await service.pool.end();
 });

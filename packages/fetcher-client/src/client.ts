@@ -3,10 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
-import { FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type SigningKey, type SubmitJob } from '@jobgate/protocol';
+import { FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type JobEvent, type SigningKey, type SubmitJob } from '@jobgate/protocol';
 import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
 
-export interface FetcherClientOptions {
+export interface PeerOptions {
   /** e.g. https://jobgate-fetcher.onrender.com */
   baseUrl: string;
   /** Signing keys, newest first (see parseSecrets). */
@@ -42,14 +42,10 @@ export interface WakeResult {
 }
 
 /**
- * The one client every caller uses to talk to the fetcher: signed requests over an undici Pool
- * with explicit timeouts (undici's own default is 300 s), retries with jittered backoff that honour
- * Retry-After, and a single-flight wake-up.
- * @example
- * const fetcher = createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: parseSecrets(secret) });
- * const { accepted } = await fetcher.submit([{ id, name: 'movies.fetch', payload }]);
+ * Signed requests to the other app over an undici Pool, with explicit timeouts (undici's own
+ * default is 300 s) and retries with jittered backoff that honour Retry-After.
  */
-export function createFetcherClient(options: FetcherClientOptions) {
+function createPeer(options: PeerOptions) {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const origin = new URL(options.baseUrl).origin;
   const pool = new Pool(origin, {
@@ -60,7 +56,6 @@ export function createFetcherClient(options: FetcherClientOptions) {
     keepAliveTimeout: 4_000,
   });
   const retries = options.retries ?? 3;
-  let waking: Promise<WakeResult> | null = null;
 
   /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
   async function once<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}): Promise<T> {
@@ -118,6 +113,22 @@ export function createFetcherClient(options: FetcherClientOptions) {
     });
   }
 
+  return { once, call, timeouts, close: () => pool.close() };
+}
+
+export type FetcherClientOptions = PeerOptions;
+
+/**
+ * The one client every caller uses to talk to the fetcher: submit, status, getJob, and a
+ * single-flight wake-up.
+ * @example
+ * const fetcher = createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: parseSecrets(secret) });
+ * const { accepted } = await fetcher.submit([{ id, name: 'movies.fetch', payload }]);
+ */
+export function createFetcherClient(options: FetcherClientOptions) {
+  const { once, call, timeouts, close } = createPeer(options);
+  let waking: Promise<WakeResult> | null = null;
+
   /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
   function wake(wakeOptions: { deadlineMs?: number } = {}): Promise<WakeResult> {
     waking ??= (async () => {
@@ -152,8 +163,22 @@ export function createFetcherClient(options: FetcherClientOptions) {
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
     health: () => once('GET', '/healthz', null, undefined, HealthSchema),
     wake,
-    close: () => pool.close(),
+    close,
   };
 }
+
+/** What the fetcher uses to talk to main: job events back. */
+export function createMainClient(options: PeerOptions) {
+  const { call, close } = createPeer(options);
+  return {
+    /** Delivers events (≤ 500), signed; main applies them idempotently, in per-job order. */
+    sendEvents: (events: JobEvent[]) =>
+      call('POST', '/internal/v1/job-events', Purpose.jobEvents, JSON.stringify({ events }), EventsReceipt),
+    close,
+  };
+}
+
+export type MainClient = ReturnType<typeof createMainClient>;
+const EventsReceipt = z.object({ applied: z.number(), ignored: z.number() });
 
 export type FetcherClient = ReturnType<typeof createFetcherClient>;

@@ -55,3 +55,24 @@ export const FetcherStatus = z.object({
   queues: z.record(z.string(), z.object({ queued: z.number(), active: z.number(), failed: z.number() })),
 });
 export type FetcherStatus = z.infer<typeof FetcherStatus>;
+
+/** One state change of a job on the fetcher; `seq` counts per job from 1, so the receiver applies them in order, once. */
+export const JobEvent = z.strictObject({
+  jobId: z.uuid(),
+  seq: z.number().int().min(1),
+  type: z.enum(['active', 'progress', 'completed', 'failed', 'lost']),
+  attempt: z.number().int().min(1),
+  at: z.string(),
+  state: z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']).optional(),
+  maxAttempts: z.number().int().optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  progress: z.number().optional(),
+  message: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  peakRssMb: z.number().optional(),
+});
+export type JobEvent = z.infer<typeof JobEvent>;
+
+export const JobEvents = z.strictObject({ events: z.array(JobEvent).min(1).max(MAX_BATCH) });
+export type JobEvents = z.infer<typeof JobEvents>;

@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
+import { withTransaction } from './transaction.ts';
 
 export const JobState = {
   queued: 'queued',
@@ -54,6 +55,16 @@ export interface JobRecord {
   finishedAt?: string;
   error?: ErrorInfo;
   executions?: Execution[];
+}
+
+export interface StoredEvent {
+  seq: number;
+  jobId: string;
+  jobSeq: number;
+  type: 'active' | 'progress' | 'completed' | 'failed' | 'lost';
+  attempt: number;
+  at: string;
+  data: Record<string, unknown>;
 }
 
 export interface NewJob {
@@ -156,6 +167,14 @@ function plans(schema: string) {
        WHERE state IN ('queued', 'forwarding', 'forwarded', 'active')
           OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
        GROUP BY name`,
+    setEmitEvents: `
+      INSERT INTO ${s}.ledger_settings (key, value) VALUES ('emit_events', to_jsonb($1::boolean))
+      ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+    // One sender at a time per ledger, so events leave in order; the lock ends with the transaction.
+    lockEventSender: `SELECT pg_try_advisory_xact_lock(hashtext('jobgate.events.' || $1)) AS locked`,
+    pendingEvents: `
+      SELECT seq, job_id, job_seq, type, attempt, at, data FROM ${s}.job_events ORDER BY seq LIMIT $1`,
+    ackEvents: `DELETE FROM ${s}.job_events WHERE seq = ANY($1::bigint[])`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
         SELECT id FROM ${s}.jobs WHERE finished_at < clock_timestamp() - $1 * interval '1 second' LIMIT $2)`,
@@ -279,6 +298,26 @@ export function createLedger(pool: Pool, schema: string) {
     async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
       const { rows } = await pool.query(sql.countsByName);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
+    },
+    /** Makes every state change of a job also write a job event (the fetcher's ledger does). */
+    async setEmitEvents(on: boolean): Promise<void> {
+      await pool.query(sql.setEmitEvents, [on]);
+    },
+    /**
+     * Hands the oldest undelivered events to `deliver` inside a transaction that holds the sender
+     * lock, and deletes them once `deliver` resolves. Returns how many went, or null when another
+     * sender holds the lock.
+     */
+    async deliverEvents(limit: number, deliver: (events: StoredEvent[]) => Promise<void>): Promise<number | null> {
+      return withTransaction(pool, async (client) => {
+        const { rows: lock } = await client.query(sql.lockEventSender, [schema]);
+        if (!lock[0].locked) return null;
+        const { rows } = await client.query(sql.pendingEvents, [limit]);
+        if (rows.length === 0) return 0;
+        await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data })));
+        await client.query(sql.ackEvents, [rows.map((r) => r.seq)]);
+        return rows.length;
+      });
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {

@@ -1,0 +1,112 @@
+// Job events from the fetcher back to main: written in the same transaction as each state change,
+// delivered signed and in order, retried while the receiver is down (issue 4 item 5).
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobEvents, Purpose, parseSecrets, verify, type JobEvent } from '@jobgate/protocol';
+import { createFetcherClient } from '@jobgate/fetcher-client';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { startFetcher, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
+import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
+import { waitFor } from './support/wait.ts';
+
+const keys = parseSecrets(TEST_SHARED_SECRET);
+let db: TestDatabase;
+let proxy: FaultProxy;
+let receiver: ReturnType<typeof createServer>;
+const received: JobEvent[] = [];
+let rejectedSignatures = 0;
+let fetcher: AppProcess;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  // Stands in for main's POST /internal/v1/job-events: verifies, records, acknowledges.
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const h = (n: string) => req.headers[n] as string | undefined;
+      const check = verify({ keys, purpose: Purpose.jobEvents, body, headers: { id: h('webhook-id'), timestamp: h('webhook-timestamp'), signature: h('webhook-signature') } });
+      if (!check.ok || req.url !== '/internal/v1/job-events') {
+        rejectedSignatures++;
+        res.writeHead(401).end();
+        return;
+      }
+      const { events } = JobEvents.parse(JSON.parse(body));
+      received.push(...events);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ applied: events.length, ignored: 0 }));
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+  proxy = await startFaultProxy({ host: '127.0.0.1', port: (receiver.address() as AddressInfo).port });
+  fetcher = await startFetcher({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', MAIN_SERVICE_URL: proxy.url() });
+});
+afterAll(async () => {
+  await fetcher?.stop();
+  await proxy?.close();
+  receiver?.close();
+  await db?.drop();
+});
+
+const eventsOf = (id: string) => received.filter((e) => e.jobId === id);
+
+describe('job events', () => {
+  it('reach a receiver that was down for the first 30 s, each exactly once and in order', async () => {
+    await proxy.refuse();
+    const client = createFetcherClient({ baseUrl: fetcher.url, keys });
+    const ok = randomUUID();
+    const flaky = randomUUID();
+    try {
+      await client.submit([
+        { id: ok, name: 'demo.heavy', payload: { sleepMs: 300, progressSteps: 3 } },
+        { id: flaky, name: 'demo.heavy', payload: { failAttempts: 1 } },
+      ]);
+      await waitFor('both completed on the fetcher', async () => (await client.getJob(ok)).state === 'completed' && (await client.getJob(flaky)).state === 'completed', { timeoutMs: 20_000 });
+    } finally {
+      await client.close();
+    }
+    const queued = (await db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.job_events')).rows[0].n;
+    expect(received).toHaveLength(0);
+    await new Promise((r) => setTimeout(r, 30_000 - 2_000));
+    const backAt = Date.now();
+    await proxy.resume();
+    await waitFor('all events delivered', async () => (await db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.job_events')).rows[0].n === 0, { timeoutMs: 40_000 });
+    console.log(`events: ${queued} waited in the outbox while the receiver was down; all delivered ${((Date.now() - backAt) / 1000).toFixed(1)} s after it came back; ${rejectedSignatures} rejected`);
+
+    expect(eventsOf(ok).map((e) => [e.seq, e.type, e.attempt, e.progress ?? null])).toEqual([
+      [1, 'active', 1, null],
+      [2, 'progress', 1, 33],
+      [3, 'progress', 1, 67],
+      [4, 'progress', 1, 100],
+      [5, 'completed', 1, null],
+    ]);
+    expect(eventsOf(ok).at(-1)).toMatchObject({ state: 'completed', peakRssMb: expect.any(Number) });
+    expect(eventsOf(flaky).map((e) => [e.seq, e.type, e.attempt, e.state])).toEqual([
+      [1, 'active', 1, 'active'],
+      [2, 'failed', 1, 'queued'],
+      [3, 'active', 2, 'active'],
+      [4, 'completed', 2, 'completed'],
+    ]);
+    expect(eventsOf(flaky)[1]!.error).toMatchObject({ code: 'JG_JOB_FAILED', message: 'demo failure on attempt 1 of 1' });
+    expect(rejectedSignatures).toBe(0);
+  });
+
+  it('reports a lost attempt when the fetcher is killed mid-job', async () => {
+    const client = createFetcherClient({ baseUrl: fetcher.url, keys });
+    const id = randomUUID();
+    await client.submit([{ id, name: 'demo.heavy', payload: { sleepMs: 3_000 } }]);
+    await client.close();
+    await waitFor('active event', () => eventsOf(id).some((e) => e.type === 'active'));
+    fetcher.kill('SIGKILL');
+    await fetcher.exited;
+    fetcher = await startFetcher({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', MAIN_SERVICE_URL: proxy.url() });
+    await waitFor('completed event', () => eventsOf(id).some((e) => e.type === 'completed'), { timeoutMs: 40_000, intervalMs: 250 });
+    expect(eventsOf(id).map((e) => [e.seq, e.type, e.attempt])).toEqual([
+      [1, 'active', 1],
+      [2, 'lost', 1],
+      [3, 'active', 2],
+      [4, 'completed', 2],
+    ]);
+  });
+});
