@@ -18,7 +18,11 @@ export const FetcherEnv = z.object({
   }),
   MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
   FETCHER_MEMORY_LIMIT_MB: z.coerce.number().int().min(64).max(1_048_576).optional(),
-});
+  /** Share of the limit above which no new job starts. */
+  FETCHER_MEMORY_SOFT_RATIO: z.coerce.number().gt(0).lt(1).default(0.8),
+  /** Share of the limit above which the fetcher drains and exits for a clean restart. */
+  FETCHER_MEMORY_HARD_RATIO: z.coerce.number().gt(0).lt(1).default(0.95),
+}).refine((c) => c.FETCHER_MEMORY_SOFT_RATIO < c.FETCHER_MEMORY_HARD_RATIO, { path: ['FETCHER_MEMORY_SOFT_RATIO'], message: 'must be below FETCHER_MEMORY_HARD_RATIO' });
 
 export type FetcherConfig = Readonly<z.output<typeof FetcherEnv>>;
 

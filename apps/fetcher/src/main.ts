@@ -1,10 +1,11 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
+import { ConfigError, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
+import { createMemoryGuard } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';
 import { loadFetcherConfig, memoryLimitMb, type FetcherConfig } from './config.ts';
 
@@ -29,7 +30,18 @@ const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.
 const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger }) : null;
 if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not recorded or sent');
 let draining = false;
-let peakRss = process.memoryUsage.rss();
+let shutdown: (reason: string, exitCode: number) => void = () => {};
+const guard = createMemoryGuard({
+  limitMb,
+  softRatio: config.FETCHER_MEMORY_SOFT_RATIO,
+  hardRatio: config.FETCHER_MEMORY_HARD_RATIO,
+  logger,
+  onPause: () => service.jobs.pause(),
+  onResume: () => service.jobs.resume(),
+  running: () => service.jobs.running,
+  // Exit non-zero so the platform starts a clean process; running jobs are aborted and retried there.
+  onHardLimit: () => shutdown('memory hard limit', 1),
+});
 const app = createFetcherApp({
   jobs: service.jobs,
   ledger: service.ledger,
@@ -37,20 +49,19 @@ const app = createFetcherApp({
   logger,
   version: VERSION,
   isDraining: () => draining,
-  health: () => {
-    const memory = process.memoryUsage();
-    peakRss = Math.max(peakRss, memory.rss);
-    return {
-      memory: { rssMb: Math.round(memory.rss / 2 ** 20), heapUsedMb: Math.round(memory.heapUsed / 2 ** 20), limitMb, peakRssMb: Math.round(peakRss / 2 ** 20) },
-      intake: 'open',
-    };
-  },
+  health: () => ({ memory: guard.snapshot(), intake: guard.intake }),
 });
 const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
-onShutdownSignal(logger, async () => {
+shutdown = onShutdownSignal(logger, async (reason) => {
   draining = true;
-  await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
+  guard.stop();
+  // Over the memory limit there is no time to let jobs finish: abort them now (they are retried).
+  const overLimit = reason === 'memory hard limit';
+  const stopJobs = overLimit
+    ? service.jobs.stop(0, new JobgateError(ErrorCode.memoryLimit, `fetcher memory passed its hard limit (${limitMb} MB budget); the process is recycled`))
+    : service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+  await Promise.all([stopJobs, http.close()]);
   await events?.stop();
   await mainClient?.close();
   await service.pool.end();

@@ -89,6 +89,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   const running = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
   let started = false;
+  /** How to (re)start the worker of each job queue this side runs, for pause() and resume(). */
+  const handlerWorkers = new Map<string, () => Promise<string>>();
+  let paused = false;
 
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
     const name = typeof nameOrDef === 'string' ? nameOrDef : nameOrDef.name;
@@ -325,15 +328,18 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     for (const def of catalogue.values()) {
       if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
-      await boss.work<QueuedData>(
-        def.name,
-        {
-          ...workOptions,
-          localConcurrency: Math.min(def.concurrency ?? options.workerConcurrency, options.workerConcurrency),
-          ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}),
-        },
-        (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
-      );
+      const startWorker = () =>
+        boss.work<QueuedData>(
+          def.name,
+          {
+            ...workOptions,
+            localConcurrency: Math.min(def.concurrency ?? options.workerConcurrency, options.workerConcurrency),
+            ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}),
+          },
+          (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
+        );
+      handlerWorkers.set(def.name, startWorker);
+      await startWorker();
     }
 
     // pg-boss gave a job up without our handler settling it: the last attempt expired or its
@@ -374,12 +380,27 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     });
   }
 
+  /** Takes no new job (running ones carry on) until resume(); the memory guard's soft limit. */
+  async function pause(): Promise<void> {
+    if (paused) return;
+    paused = true;
+    await Promise.all([...handlerWorkers.keys()].map((name) => boss.offWork(name, { wait: false })));
+    logger.warn('intake paused: no new jobs start until resumed');
+  }
+
+  async function resume(): Promise<void> {
+    if (!paused || shutdown.signal.aborted) return;
+    paused = false;
+    for (const startWorker of handlerWorkers.values()) await startWorker();
+    logger.info('intake resumed');
+  }
+
   /**
    * Stops taking jobs and lets running ones finish; at `timeoutMs` their `ctx.signal` aborts and
    * their attempts are recorded as failed (the queue retries them).
    */
-  async function stop(timeoutMs: number): Promise<void> {
-    const abortTimer = setTimeout(() => shutdown.abort(new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')), timeoutMs);
+  async function stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
+    const abortTimer = setTimeout(() => shutdown.abort(reason), timeoutMs);
     try {
       await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
       await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000)]);
@@ -393,6 +414,12 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     accept,
     runsHere,
     start,
+    pause,
+    resume,
+    /** How many handlers are running in this process now. */
+    get running() {
+      return running.size;
+    },
     stop,
     definition,
     getJob: (id: string) => ledger.getJob(id, { executions: true }),

@@ -75,16 +75,16 @@ export async function recoverStalePostmaster(dataDir: string, logger: Logger): P
     if (state !== 'Z') {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
       if (!cmdline.includes(dataDir)) {
-        logger.warn({ pid }, 'postmaster.pid names another program; removing the stale pid file');
+        logger.warn({ postmasterPid: pid }, 'postmaster.pid names another program; removing the stale pid file');
         await rm(pidFile, { force: true });
         return;
       }
       if (!signalled) {
-        logger.warn({ pid, dataDir }, 'stopping an orphaned postmaster left by a crash');
+        logger.warn({ postmasterPid: pid, dataDir }, 'stopping an orphaned postmaster left by a crash');
         process.kill(pid, 'SIGINT');
         signalled = true;
       } else if (Date.now() > deadline) {
-        logger.error({ pid }, 'orphaned postmaster ignored SIGINT for 15 s; killing it');
+        logger.error({ postmasterPid: pid }, 'orphaned postmaster ignored SIGINT for 15 s; killing it');
         process.kill(pid, 'SIGKILL');
       }
     }
