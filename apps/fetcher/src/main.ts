@@ -23,7 +23,11 @@ process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejec
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const limitMb = memoryLimitMb(config);
 
-const service = await startJobService(config, logger, 'fetcher');
+const service = await startJobService(config, logger, 'fetcher').catch((err: unknown) => {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`jobgate fetcher: ${err.message}\n`);
+  process.exit(1);
+});
 // Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
 await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
 const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.MAIN_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;

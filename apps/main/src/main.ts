@@ -17,7 +17,11 @@ try {
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
-const service = await startJobService(config, logger, 'main');
+const service = await startJobService(config, logger, 'main').catch((err: unknown) => {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`jobgate main: ${err.message}\n`);
+  process.exit(1);
+});
 let draining = false;
 const http = await listen(createMainApp({ jobs: service.jobs, logger, isDraining: () => draining }), { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 

@@ -50,6 +50,14 @@ export interface JobDefinitionInput<S extends z.ZodType> {
   /** At most `perSecond` starts in any one second, across every process. */
   rateLimit?: { perSecond: number };
   cron?: string | CronSchedule;
+  /**
+   * `thread`: the handler runs in a worker thread whose JS heap is capped at `maxHeapMb`; blowing
+   * it fails the job (JG_HEAP_OUT_OF_MEMORY) and leaves the process alone. The job must be defined
+   * in a module listed in JOBGATE_JOB_MODULES, which the thread imports. Off-heap memory (Buffers)
+   * is not capped by this: the memory guard watches RSS for that.
+   */
+  isolation?: 'none' | 'thread';
+  maxHeapMb?: number;
   run(payload: z.output<S>, ctx: JobContext): Promise<unknown>;
 }
 
@@ -64,6 +72,8 @@ export interface JobDefinition<P = any> {
   readonly concurrency: number | null;
   readonly rateLimit: Readonly<{ perSecond: number }> | null;
   readonly cron: Readonly<CronSchedule> | null;
+  readonly isolation: 'none' | 'thread';
+  readonly maxHeapMb: number;
   run(payload: P, ctx: JobContext): Promise<unknown>;
 }
 
@@ -91,6 +101,8 @@ const Options = z.strictObject({
   unique: z.boolean().default(false),
   concurrency: z.number().int().min(1).nullable().default(null),
   rateLimit: z.strictObject({ perSecond: z.number().int().min(1).max(10_000) }).nullable().default(null),
+  isolation: z.enum(['none', 'thread']).default('none'),
+  maxHeapMb: z.number().int().min(16).max(65_536).default(256),
   cron: z
     .union([z.string().min(1), z.strictObject({ schedule: z.string().min(1), timeZone: z.string().optional(), payload: z.unknown().optional() })])
     .nullable()

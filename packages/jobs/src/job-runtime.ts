@@ -8,6 +8,7 @@ import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Quer
 import { SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
+import { runInThread } from './isolation/run-in-thread.ts';
 
 export interface EnqueueOptions {
   /** Run inside the caller's transaction: the job commits or rolls back with it. */
@@ -59,6 +60,8 @@ export interface JobRuntimeOptions {
   timings: QueueTimings;
   /** Handlers of one job name running at once in this process, unless the job sets `concurrency`. */
   workerConcurrency: number;
+  /** Where a job was defined (a module URL), for jobs whose handler runs in a worker thread. */
+  moduleOf?: (name: string) => string | undefined;
 }
 
 /** pg-boss's own expiry sits this far behind `timeoutSeconds`, so our timer (with a clear error) fires first. */
@@ -285,8 +288,11 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const startedAt = performance.now();
     log.info('job started');
     try {
-      const payload = def.payload.parse(job.data.payload);
-      await settleWithin(def.run(payload, ctx), signal, ABORT_GRACE_MS);
+      const handler =
+        def.isolation === 'thread'
+          ? runInThread({ moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log.bindings(), logLevel: log.level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
+          : def.run(def.payload.parse(job.data.payload), ctx);
+      await settleWithin(handler, signal, ABORT_GRACE_MS);
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
       log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
@@ -317,6 +323,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   async function start(): Promise<void> {
     if (started) return;
     started = true;
+    const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation === 'thread' && !options.moduleOf?.(d.name));
+    if (unplaced.length > 0) {
+      throw new Error(`isolation: 'thread' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread imports: ${unplaced.map((d) => d.name).join(', ')}`);
+    }
     await ensureQueue(SystemQueue.deadLetter);
     if (ranOn === 'main') {
       await ensureQueue(SystemQueue.outbox);

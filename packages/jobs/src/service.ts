@@ -1,21 +1,23 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import type { Logger, ServiceConfig } from '@jobgate/runtime';
+import { ConfigError, type Logger, type ServiceConfig } from '@jobgate/runtime';
+import { heapFlagOverride } from './isolation/run-in-thread.ts';
 import { createBoss, createLedger, migrate, type Route } from '@jobgate/queue';
 import { createCatalogue } from './catalogue.ts';
 import { isJobDefinition, type JobDefinition } from './define-job.ts';
 import { createJobRuntime } from './job-runtime.ts';
 import { shippedJobs } from './shipped/index.ts';
 
-/** Job definitions from JOBGATE_JOB_MODULES: every export that defineJob made. */
-export async function loadJobModules(paths: readonly string[]): Promise<JobDefinition[]> {
-  const found: JobDefinition[] = [];
+/** Job definitions from JOBGATE_JOB_MODULES: every export that defineJob made, with its module's URL. */
+export async function loadJobModules(paths: readonly string[]): Promise<Array<{ def: JobDefinition; moduleUrl: string }>> {
+  const found: Array<{ def: JobDefinition; moduleUrl: string }> = [];
   for (const path of paths) {
-    const mod = (await import(pathToFileURL(resolve(path)).href)) as Record<string, unknown>;
+    const moduleUrl = pathToFileURL(resolve(path)).href;
+    const mod = (await import(moduleUrl)) as Record<string, unknown>;
     const defs = Object.values(mod).flatMap((v) => (Array.isArray(v) ? v : [v])).filter(isJobDefinition);
     if (defs.length === 0) throw new Error(`JOBGATE_JOB_MODULES: ${path} exports no job definitions`);
-    found.push(...defs);
+    found.push(...defs.map((def) => ({ def, moduleUrl })));
   }
   return found;
 }
@@ -44,11 +46,21 @@ export async function startJobService(config: ServiceConfig, logger: Logger, ran
   const ledger = createLedger(pool, config.JOBGATE_SCHEMA);
   const boss = createBoss({ connectionString: config.DATABASE_URL, schema: config.JOBGATE_BOSS_SCHEMA, poolSize: config.JOBGATE_QUEUE_POOL_MAX, logger, timings });
   await boss.start();
+  const modules = await loadJobModules(config.JOBGATE_JOB_MODULES);
   const catalogue = createCatalogue([
     ...shippedJobs({ pool, schema: config.JOBGATE_SCHEMA, ledger, demoJobs: config.JOBGATE_DEMO_JOBS, tmdbApiToken: config.TMDB_API_TOKEN }),
-    ...(await loadJobModules(config.JOBGATE_JOB_MODULES)),
+    ...modules.map((m) => m.def),
   ]);
-  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY });
+  const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));
+  // V8 heap flags are process-wide: one from NODE_OPTIONS replaces every thread's own cap (FAULTS.md M7).
+  const threaded = [...catalogue.values()].filter((d) => d.isolation === 'thread' && d.runsOnFetcher === (ranOn === 'fetcher'));
+  const heapFlag = heapFlagOverride(config.NODE_OPTIONS, process.execArgv);
+  if (threaded.length > 0 && heapFlag) {
+    await boss.stop({ graceful: false, close: true });
+    await pool.end();
+    throw new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]);
+  }
+  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY, moduleOf: (name) => moduleUrls.get(name) });
   await jobs.start();
   return {
     pool,

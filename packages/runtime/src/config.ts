@@ -45,6 +45,8 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
       .default('')
       .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
     TMDB_API_TOKEN: z.string().min(1).optional(),
+    /** Read only to catch a heap flag that would override per-thread limits. */
+    NODE_OPTIONS: z.string().optional(),
   };
 }
 
