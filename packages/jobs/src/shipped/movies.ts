@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry, { AbortError } from 'p-retry';
 import { z } from 'zod';
 import type { Pool } from 'pg';
 import { PermanentJobError } from '@jobgate/runtime';
@@ -28,18 +30,50 @@ const TmdbPage = z.object({
   results: z.array(z.object({ id: z.number(), title: z.string(), release_date: z.string().optional(), popularity: z.number().optional() })),
 });
 
-async function tmdbPage(page: number, token: string, signal: AbortSignal): Promise<{ movies: Movie[]; totalPages: number }> {
+/** A TMDB answer worth trying again: throttled (429) or a server error. */
+class TmdbRetryable extends Error {
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, retryAfterMs?: number) {
+    super(message);
+    this.name = 'TmdbRetryable';
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+const MAX_TMDB_WAIT_MS = 30_000;
+
+async function tmdbPageOnce(page: number, token: string, signal: AbortSignal): Promise<{ movies: Movie[]; totalPages: number }> {
   const response = await fetch(`https://api.themoviedb.org/3/discover/movie?sort_by=popularity.desc&page=${page}`, {
     headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
     signal,
   });
-  if (response.status === 401 || response.status === 403) throw new PermanentJobError(`TMDB refused the token (${response.status})`);
-  if (!response.ok) throw new Error(`TMDB answered ${response.status}`);
+  if (response.status === 401 || response.status === 403) throw new AbortError(new PermanentJobError(`TMDB refused the token (${response.status})`));
+  if (response.status === 429 || response.status >= 500) {
+    const retryAfter = Number(response.headers.get('retry-after'));
+    throw new TmdbRetryable(`TMDB answered ${response.status}`, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined);
+  }
+  if (!response.ok) throw new AbortError(new PermanentJobError(`TMDB answered ${response.status}`));
   const body = TmdbPage.parse(await response.json());
   return {
     totalPages: Math.min(body.total_pages, TMDB_MAX_PAGE),
     movies: body.results.map((m) => ({ externalId: String(m.id), title: m.title, releasedOn: m.release_date || null, popularity: m.popularity ?? null })),
   };
+}
+
+/** One page, retried on 429 and 5xx (honouring Retry-After, up to 30 s) before the job's own retry takes over. */
+function tmdbPage(page: number, token: string, signal: AbortSignal, onRetry: (err: Error) => void) {
+  return pRetry(() => tmdbPageOnce(page, token, signal), {
+    retries: 4,
+    minTimeout: 500,
+    maxTimeout: 8_000,
+    signal,
+    shouldRetry: ({ error }) => error instanceof TmdbRetryable || (error instanceof TypeError && !signal.aborted),
+    onFailedAttempt: async ({ error }) => {
+      onRetry(error);
+      const wait = (error as TmdbRetryable).retryAfterMs;
+      if (wait) await sleep(Math.min(wait, MAX_TMDB_WAIT_MS), undefined, { signal });
+    },
+  });
 }
 
 /**
@@ -85,7 +119,7 @@ export function fetchMoviesJob(deps: { pool: Pool; schema: string; tmdbApiToken?
         if (provider === 'demo') {
           movies = demoPage(stored + buffer.length, Math.min(batchSize, want));
         } else {
-          const result = await tmdbPage(page, deps.tmdbApiToken!, ctx.signal);
+          const result = await tmdbPage(page, deps.tmdbApiToken!, ctx.signal, (err) => ctx.logger.warn({ err, page }, 'TMDB page failed; retrying'));
           totalPages = result.totalPages;
           movies = result.movies.slice(0, want);
           if (movies.length < TMDB_PAGE_SIZE && movies.length < want) totalPages = page;
