@@ -120,6 +120,28 @@ describe('SIGTERM', () => {
     expect(effects).toBe(1);
   });
 
+  it('a handler that ignores its signal cannot hold the process past the deadline; the job is redone once (row 10)', async () => {
+    const app = await fetcher({ JOBGATE_SHUTDOWN_TIMEOUT_MS: '1000' });
+    const id = randomUUID();
+    await clientFor(app).submit([{ id, name: 'test.stubborn', payload: { sleepMs: 8_000 } }]);
+    await waitFor('started', async () => (await count(`SELECT count(*)::int AS n FROM public.test_events WHERE job_id = $1 AND event = 'start'`, [id])) === 1);
+    const t0 = Date.now();
+    app.kill('SIGTERM');
+    // Render would SIGKILL at 30 s; the process must be gone well before.
+    const killer = setTimeout(() => app.kill('SIGKILL'), 30_000);
+    const { code, signal } = await app.exited;
+    clearTimeout(killer);
+    const seconds = (Date.now() - t0) / 1000;
+    const client = clientFor(await fetcher());
+    const recoveredAt = Date.now();
+    await waitFor('completed after restart', async () => (await client.getJob(id)).state === 'completed', { timeoutMs: 40_000, intervalMs: 250 });
+    const effects = await count('SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = $1', [id]);
+    console.log(`row 10: stubborn handler; exit ${code ?? signal} ${seconds.toFixed(1)} s after SIGTERM (no SIGKILL needed); completed ${((Date.now() - recoveredAt) / 1000).toFixed(1)} s after restart; effects ${effects}`);
+    expect(signal).toBeNull();
+    expect(seconds).toBeLessThan(25);
+    expect(effects).toBe(1);
+  });
+
   it('the production start command gets the signal itself: nothing is orphaned (row 11)', async () => {
     const blueprint = await readFile(join(import.meta.dirname, '../render.yaml'), 'utf8');
     const command = /name: jobgate-fetcher[\s\S]*?startCommand: (.+)/.exec(blueprint)![1]!.trim();
@@ -144,6 +166,36 @@ describe('SIGTERM', () => {
     }, { timeoutMs: 25_000 });
     console.log(`row 11: "${command}" — shell pid ${child.pid}, node pid ${nodePid}; shutdown logged ${out.includes('shutdown complete')}; orphaned processes 0`);
     expect(out).toContain('"msg":"shutdown complete"');
+  });
+});
+
+describe('slow fetcher (row 19)', () => {
+  it('abandons each attempt at the client timeout, retries, and a later delivery still makes one job', async () => {
+    const app = await fetcher();
+    const proxy = await startFaultProxy({ host: '127.0.0.1', port: app.port });
+    try {
+      proxy.setMode({ kind: 'delay', ms: 3_000 });
+      const slow = createFetcherClient({ baseUrl: proxy.url(), keys, retries: 2, timeouts: { headersMs: 1_000 } });
+      clients.push(slow);
+      const id = randomUUID();
+      const t0 = Date.now();
+      const outcome = await slow.submit([{ id, name: 'test.remote', payload: {} }]).then(() => 'accepted', (err: { code?: string }) => err.code);
+      const seconds = (Date.now() - t0) / 1000;
+      let peakSockets = proxy.connections;
+      // whether a delayed request landed or died with its socket, a later delivery makes no second job
+      await new Promise((r) => setTimeout(r, 3_500));
+      peakSockets = Math.max(peakSockets, proxy.connections);
+      proxy.setMode({ kind: 'pass' });
+      const again = await clientFor(app).submit([{ id, name: 'test.remote', payload: {} }]);
+      const jobs = await count('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
+      console.log(`row 19: 3 attempts abandoned at the 1 s headers timeout in ${seconds.toFixed(1)} s (${outcome}); later delivery duplicate=${again.accepted[0]!.duplicate}; jobs for the id ${jobs}; proxy sockets ≤ ${peakSockets}`);
+      expect(outcome).toBe('JG_FETCHER_TIMEOUT');
+      expect(seconds).toBeLessThan(15);
+      expect(jobs).toBe(1);
+      expect(peakSockets).toBeLessThanOrEqual(3);
+    } finally {
+      await proxy.close();
+    }
   });
 });
 

@@ -7,7 +7,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@jobgate/runtime';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '@jobgate/queue';
-import { startMain, type AppProcess } from './support/apps.ts';
+import { randomUUID } from 'node:crypto';
+import { parseSecrets } from '@jobgate/protocol';
+import { createFetcherClient } from '@jobgate/fetcher-client';
+import { startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';
 
 const logger = createLogger({ level: 'warn', name: 'test-pg' });
@@ -114,5 +117,30 @@ describe('pool exhaustion', () => {
     const { rows } = await pool.query('SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1)', [ids]);
     expect(rows[0].n).toBe(accepted.length);
     expect(main.child.exitCode).toBeNull();
+  });
+});
+
+describe('PostgreSQL restart under the fetcher (row 14)', () => {
+  it('keeps the process up and completes the jobs that were running', async () => {
+    const fetcher = await startFetcher({ DATABASE_URL: url });
+    apps.push(fetcher);
+    const client = createFetcherClient({ baseUrl: fetcher.url, keys: parseSecrets(TEST_SHARED_SECRET) });
+    try {
+      const ids = Array.from({ length: 4 }, () => randomUUID());
+      await client.submit(ids.map((id) => ({ id, name: 'test.record-remote', payload: { sleepMs: 2_500 } })));
+      const state = async (id: string) => (await pool.query('SELECT state FROM jobgate_fetcher.jobs WHERE id = $1', [id])).rows[0]?.state;
+      await waitFor('4 active', async () => (await Promise.all(ids.map(state))).every((s) => s === 'active'));
+      await cluster.stop();
+      await new Promise((r) => setTimeout(r, 4_000));
+      cluster = await startEmbeddedPostgres({ dataDir, port: 54349, logger });
+      const back = Date.now();
+      for (const id of ids) await waitFor(`${id} completed`, async () => (await state(id)) === 'completed', { timeoutMs: 60_000 });
+      const { rows } = await pool.query('SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = ANY($1)', [ids]);
+      console.log(`row 14 (fetcher): 4/4 running jobs completed ${((Date.now() - back) / 1000).toFixed(1)} s after PostgreSQL came back; effects ${rows[0].n}; process restarts 0`);
+      expect(rows[0].n).toBe(4);
+      expect(fetcher.child.exitCode).toBeNull();
+    } finally {
+      await client.close();
+    }
   });
 });
