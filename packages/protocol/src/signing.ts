@@ -27,15 +27,17 @@ export type Purpose = (typeof Purpose)[keyof typeof Purpose];
 export type SigningKey = Buffer;
 
 /**
- * Parses `FETCHER_SHARED_SECRET`: one or more `whsec_<base64>` secrets separated by spaces,
- * newest first. Senders sign with the first; receivers accept any (zero-downtime rotation).
+ * Parses `FETCHER_SHARED_SECRET`: one or more secrets separated by spaces, newest first. Senders
+ * sign with the first; receivers accept any (zero-downtime rotation). A secret is `whsec_<base64>`
+ * (Standard Webhooks) or bare base64 (what Render's `generateValue` makes), of at least 24 bytes.
  */
 export function parseSecrets(value: string): SigningKey[] {
   const secrets = value.trim().split(/\s+/).filter(Boolean);
   if (secrets.length === 0) throw new Error('no secret given');
   return secrets.map((secret, i) => {
-    if (!secret.startsWith('whsec_')) throw new Error(`secret ${i + 1} must start with whsec_`);
-    const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
+    const encoded = secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret;
+    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(encoded)) throw new Error(`secret ${i + 1} must be whsec_<base64> or base64`);
+    const key = Buffer.from(encoded, 'base64');
     if (key.length < 24) throw new Error(`secret ${i + 1} must hold at least 24 bytes of base64`);
     return key;
   });
