@@ -51,6 +51,21 @@ describe('isolation: thread', () => {
     console.log(`row 36: heap bomb failed twice with JG_HEAP_OUT_OF_MEMORY and was dead-lettered; 100/100 other jobs completed; process restarts 0; RSS ${before} → ${after} MB`);
   });
 
+  it('fails a heap bomb in a child process (SIGABRT) with the same code, parent unaffected (row 39)', async () => {
+    const bomb = randomUUID();
+    const ok = randomUUID();
+    const before = (await client.status()).memory.rssMb;
+    await client.submit([{ id: bomb, name: 'test.heap-bomb-process', payload: {} }, { id: ok, name: 'test.remote', payload: {} }]);
+    await waitFor('bomb failed', async () => (await client.getJob(bomb)).state === 'failed', { timeoutMs: 60_000 });
+    const job = await client.getJob(bomb);
+    const after = (await client.status()).memory.rssMb;
+    console.log(`row 39: heap bomb in a child process failed twice (${job.executions?.map((e) => e.error?.code).join(', ')}); parent RSS ${before} → ${after} MB; parent alive`);
+    expect(job.executions?.map((e) => e.error?.code)).toEqual(['JG_HEAP_OUT_OF_MEMORY', 'JG_HEAP_OUT_OF_MEMORY']);
+    expect((await client.getJob(ok)).state).toBe('completed');
+    expect(fetcher.child.exitCode).toBeNull();
+    expect(after - before).toBeLessThan(50);
+  });
+
   it('refuses to start when NODE_OPTIONS would override the thread heap limits (row 37)', async () => {
     const app = spawnApp('fetcher', { DATABASE_URL: db.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, NODE_OPTIONS: '--max-old-space-size=1024' });
     const { code } = await app.exited;

@@ -54,9 +54,10 @@ export interface JobDefinitionInput<S extends z.ZodType> {
    * `thread`: the handler runs in a worker thread whose JS heap is capped at `maxHeapMb`; blowing
    * it fails the job (JG_HEAP_OUT_OF_MEMORY) and leaves the process alone. The job must be defined
    * in a module listed in JOBGATE_JOB_MODULES, which the thread imports. Off-heap memory (Buffers)
-   * is not capped by this: the memory guard watches RSS for that.
+   * is not capped by this: the memory guard watches RSS for that. `process`: the same in a child
+   * process started with --max-old-space-size (costlier to start, immune to NODE_OPTIONS).
    */
-  isolation?: 'none' | 'thread';
+  isolation?: 'none' | 'thread' | 'process';
   maxHeapMb?: number;
   run(payload: z.output<S>, ctx: JobContext): Promise<unknown>;
 }
@@ -72,7 +73,7 @@ export interface JobDefinition<P = any> {
   readonly concurrency: number | null;
   readonly rateLimit: Readonly<{ perSecond: number }> | null;
   readonly cron: Readonly<CronSchedule> | null;
-  readonly isolation: 'none' | 'thread';
+  readonly isolation: 'none' | 'thread' | 'process';
   readonly maxHeapMb: number;
   run(payload: P, ctx: JobContext): Promise<unknown>;
 }
@@ -101,7 +102,7 @@ const Options = z.strictObject({
   unique: z.boolean().default(false),
   concurrency: z.number().int().min(1).nullable().default(null),
   rateLimit: z.strictObject({ perSecond: z.number().int().min(1).max(10_000) }).nullable().default(null),
-  isolation: z.enum(['none', 'thread']).default('none'),
+  isolation: z.enum(['none', 'thread', 'process']).default('none'),
   maxHeapMb: z.number().int().min(16).max(65_536).default(256),
   cron: z
     .union([z.string().min(1), z.strictObject({ schedule: z.string().min(1), timeZone: z.string().optional(), payload: z.unknown().optional() })])

@@ -8,7 +8,7 @@ import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Quer
 import { SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
-import { runInThread } from './isolation/run-in-thread.ts';
+import { runIsolated } from './isolation/run-isolated.ts';
 
 export interface EnqueueOptions {
   /** Run inside the caller's transaction: the job commits or rolls back with it. */
@@ -289,8 +289,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     log.info('job started');
     try {
       const handler =
-        def.isolation === 'thread'
-          ? runInThread({ moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log.bindings(), logLevel: log.level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
+        def.isolation !== 'none'
+          ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log.bindings(), logLevel: log.level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
           : def.run(def.payload.parse(job.data.payload), ctx);
       await settleWithin(handler, signal, ABORT_GRACE_MS);
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -323,9 +323,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   async function start(): Promise<void> {
     if (started) return;
     started = true;
-    const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation === 'thread' && !options.moduleOf?.(d.name));
+    const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
     if (unplaced.length > 0) {
-      throw new Error(`isolation: 'thread' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread imports: ${unplaced.map((d) => d.name).join(', ')}`);
+      throw new Error(`isolation 'thread' or 'process' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`);
     }
     await ensureQueue(SystemQueue.deadLetter);
     if (ranOn === 'main') {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ConfigError, type Logger, type ServiceConfig } from '@jobgate/runtime';
-import { heapFlagOverride } from './isolation/run-in-thread.ts';
+import { heapFlagOverride } from './isolation/run-isolated.ts';
 import { createBoss, createLedger, migrate, type Route } from '@jobgate/queue';
 import { createCatalogue } from './catalogue.ts';
 import { isJobDefinition, type JobDefinition } from './define-job.ts';

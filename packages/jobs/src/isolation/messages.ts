@@ -1,7 +1,7 @@
 import type { Route } from '@jobgate/queue';
 
-/** What the parent hands a job's worker thread. */
-export interface ThreadInput {
+/** What the parent hands an isolated job handler. */
+export interface IsolatedInput {
   moduleUrl: string;
   name: string;
   payload: unknown;
@@ -10,9 +10,9 @@ export interface ThreadInput {
   logLevel: string;
 }
 
-export type ToThread = { type: 'abort'; code: string; message: string };
+export type ToIsolated = { type: 'start'; input: IsolatedInput } | { type: 'abort'; code: string; message: string };
 
-export type FromThread =
+export type FromIsolated =
   | { type: 'progress'; percent: number; message?: string }
   | { type: 'done' }
   | { type: 'error'; name: string; message: string; code?: string; permanent: boolean };
