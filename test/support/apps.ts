@@ -100,3 +100,15 @@ export async function startFetcher(env: Record<string, string>): Promise<AppProc
   app.url = `http://127.0.0.1:${listening.port}`;
   return app;
 }
+
+/** A port nothing listens on right now (for two apps that must know each other's URL up front). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

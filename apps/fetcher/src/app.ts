@@ -1,10 +1,9 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
-import { Purpose, SubmitJobs, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
+import { Purpose, SubmitJobs, requireSignature, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
 import type { Ledger } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
-import { requireSignature } from './signed.ts';
 
 export interface FetcherAppDeps {
   jobs: JobRuntime;

@@ -1,11 +1,15 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
-import { JOB_STATES, parseCursor, type JobRecord } from '@jobgate/queue';
+import { JOB_STATES, parseCursor, type JobRecord, type Ledger } from '@jobgate/queue';
+import { JobEvents, Purpose, requireSignature, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
 
 export interface MainAppDeps {
   jobs: JobRuntime;
+  /** Signing keys shared with the fetcher; without them job events are not taken. */
+  keys?: SigningKey[];
+  ledger?: Ledger;
   logger: Logger;
   /** True once shutdown began: health turns 503 and connections are closed after each response. */
   isDraining(): boolean;
@@ -47,6 +51,21 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     if (deps.isDraining()) res.setHeader('Connection', 'close');
     next();
   });
+  // The fetcher's job events: signed, so the raw body is checked before it is parsed.
+  if (deps.keys && deps.ledger) {
+    const ledger = deps.ledger;
+    app
+      .route('/internal/v1/job-events')
+      .post(...requireSignature(deps.keys, Purpose.jobEvents), async (req, res) => {
+        const parsed = JobEvents.safeParse(req.signedBody);
+        if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+        const result = await ledger.applyEvents(parsed.data.events);
+        req.log.debug({ ...result }, 'job events applied');
+        res.json(result);
+      })
+      .all(methodNotAllowed(['POST']));
+  }
+
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
 

@@ -1,12 +1,30 @@
 import { z } from 'zod';
 import { loadConfig, serviceEnvShape } from '@jobgate/runtime';
+import { parseSecrets } from '@jobgate/protocol';
 
 export { ConfigError } from '@jobgate/runtime';
 
 /** Every environment variable the main app reads; `main.ts` passes `process.env` in. */
-export const MainEnv = z.object({
-  ...serviceEnvShape({ port: 3000, schema: 'jobgate', bossSchema: 'pgboss_main' }),
-});
+export const MainEnv = z
+  .object({
+    ...serviceEnvShape({ port: 3000, schema: 'jobgate', bossSchema: 'pgboss_main' }),
+    /** Where runsOnFetcher jobs go; unset, they wait in the outbox. */
+    FETCHER_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
+    FETCHER_SHARED_SECRET: z
+      .string()
+      .transform((value, ctx) => {
+        try {
+          return parseSecrets(value);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+    /** How long the forwarder waits for a sleeping fetcher to wake. */
+    FETCHER_WAKE_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
+  })
+  .refine((c) => !c.FETCHER_SERVICE_URL || c.FETCHER_SHARED_SECRET, { path: ['FETCHER_SHARED_SECRET'], message: 'required when FETCHER_SERVICE_URL is set' });
 
 export type MainConfig = Readonly<z.output<typeof MainEnv>>;
 

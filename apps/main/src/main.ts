@@ -2,7 +2,9 @@
 // (npm does not pass SIGTERM on to its child).
 import { ConfigError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
+import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
+import { startForwarder } from './forwarder.ts';
 import { loadMainConfig, type MainConfig } from './config.ts';
 
 let config: MainConfig;
@@ -22,11 +24,18 @@ const service = await startJobService(config, logger, 'main').catch((err: unknow
   process.stderr.write(`jobgate main: ${err.message}\n`);
   process.exit(1);
 });
+const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET }) : null;
+if (fetcher) {
+  await startForwarder({ boss: service.boss, ledger: service.ledger, fetcher, logger, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS, pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS });
+} else {
+  logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
+}
 let draining = false;
-const http = await listen(createMainApp({ jobs: service.jobs, logger, isDraining: () => draining }), { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
+const http = await listen(createMainApp({ jobs: service.jobs, ledger: service.ledger, keys: config.FETCHER_SHARED_SECRET, logger, isDraining: () => draining }), { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
 onShutdownSignal(logger, async () => {
   draining = true;
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
+  await fetcher?.close();
   await service.pool.end();
 });

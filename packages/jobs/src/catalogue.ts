@@ -10,6 +10,20 @@ export const SystemQueue = {
   deadLetter: 'jobgate.dead-letter',
 } as const;
 
+/**
+ * The outbox's delivery attempts are retried until they succeed: not the job's own retries (those
+ * apply where it runs). pg-boss backs off between attempts, up to a minute apart. Set when the
+ * queue is created, so even the first job in it gets them.
+ */
+export const OUTBOX_QUEUE_OPTIONS = {
+  notify: true,
+  retryLimit: 1_000_000,
+  retryDelay: 1,
+  retryBackoff: true,
+  retryDelayMax: 60,
+  expireInSeconds: 300,
+} as const;
+
 export type Catalogue = ReadonlyMap<string, JobDefinition>;
 
 /** The set of known jobs, by name. Throws on a duplicate or reserved name. */

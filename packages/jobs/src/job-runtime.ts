@@ -5,7 +5,7 @@ import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
 import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route } from '@jobgate/queue';
-import { SystemQueue, type Catalogue } from './catalogue.ts';
+import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
 import { runIsolated } from './isolation/run-isolated.ts';
@@ -116,7 +116,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     };
   }
 
-  async function ensureQueue(name: string, queueOpts: Record<string, unknown> = { notify: true }): Promise<void> {
+  async function ensureQueue(name: string, queueOpts: object = { notify: true }): Promise<void> {
     await boss.createQueue(name, queueOpts);
     // createQueue leaves an existing queue alone: apply changed options of a redefined job
     await boss.updateQueue(name, queueOpts);
@@ -329,7 +329,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     }
     await ensureQueue(SystemQueue.deadLetter);
     if (ranOn === 'main') {
-      await ensureQueue(SystemQueue.outbox);
+      await ensureQueue(SystemQueue.outbox, OUTBOX_QUEUE_OPTIONS);
       await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
     }
     // batchSize 1 waits a poll interval between jobs; with a backlog (per pg-boss's cached queue

@@ -1,2 +1,3 @@
 export * from './signing.ts';
 export * from './wire.ts';
+export * from './express.ts';

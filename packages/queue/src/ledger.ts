@@ -67,6 +67,22 @@ export interface StoredEvent {
   data: Record<string, unknown>;
 }
 
+/** A job event from the fetcher, as main applies it (see the JobEvent wire schema). */
+export interface AppliedEvent {
+  jobId: string;
+  seq: number;
+  type: 'active' | 'progress' | 'completed' | 'failed' | 'lost';
+  attempt: number;
+  at: string;
+  state?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  progress?: number;
+  message?: string;
+  error?: ErrorInfo;
+  peakRssMb?: number;
+}
+
 export interface NewJob {
   id: string;
   name: string;
@@ -167,6 +183,18 @@ function plans(schema: string) {
        WHERE state IN ('queued', 'forwarding', 'forwarded', 'active')
           OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
        GROUP BY name`,
+    applyJobEvent: `SELECT ${s}.apply_job_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS applied`,
+    // The forwarder takes queued jobs into 'forwarding'; the rest (cancelled, finished) are skipped.
+    markForwarding: `
+      UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
+       WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding') RETURNING id`,
+    // Events may already have moved a job on (the fetcher can be faster than the answer): never back.
+    markForwarded: `
+      UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp()
+       WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding')`,
+    failJobs: `
+      UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
+       WHERE id = ANY($1::uuid[]) AND state NOT IN ('completed', 'failed', 'cancelled')`,
     setEmitEvents: `
       INSERT INTO ${s}.ledger_settings (key, value) VALUES ('emit_events', to_jsonb($1::boolean))
       ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -298,6 +326,35 @@ export function createLedger(pool: Pool, schema: string) {
     async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
       const { rows } = await pool.query(sql.countsByName);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
+    },
+    /**
+     * Applies the fetcher's events, each once and in per-job order, in one transaction.
+     * Returns how many were new and how many had been applied before.
+     */
+    async applyEvents(events: AppliedEvent[]): Promise<{ applied: number; ignored: number }> {
+      const ordered = [...events].sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : a.seq - b.seq));
+      return withTransaction(pool, async (client) => {
+        let applied = 0;
+        for (const e of ordered) {
+          const { rows } = await client.query(sql.applyJobEvent, [
+            e.jobId, e.seq, e.type, e.attempt, e.at, e.state ?? null, e.startedAt ?? null, e.finishedAt ?? null,
+            e.progress ?? null, e.message ?? null, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null,
+          ]);
+          if (rows[0].applied) applied++;
+        }
+        return { applied, ignored: ordered.length - applied };
+      });
+    },
+    /** Ids (of `ids`) now being forwarded; the others are cancelled or finished and must not go. */
+    async markForwarding(ids: string[]): Promise<Set<string>> {
+      const { rows } = await pool.query(sql.markForwarding, [ids]);
+      return new Set(rows.map((r) => r.id as string));
+    },
+    async markForwarded(ids: string[]): Promise<void> {
+      await pool.query(sql.markForwarded, [ids]);
+    },
+    async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
+      await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
     },
     /** Makes every state change of a job also write a job event (the fetcher's ledger does). */
     async setEmitEvents(on: boolean): Promise<void> {

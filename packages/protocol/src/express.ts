@@ -1,6 +1,6 @@
 import express, { type RequestHandler } from 'express';
 import { ErrorCode, JobgateError } from '@jobgate/runtime';
-import { verify, type Purpose, type SigningKey } from '@jobgate/protocol';
+import { verify, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {

@@ -1,0 +1,103 @@
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import { ErrorCode, type Logger } from '@jobgate/runtime';
+import type { Ledger } from '@jobgate/queue';
+import { SystemQueue, type OutboxData } from '@jobgate/jobs';
+import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
+import type { SubmitJob } from '@jobgate/protocol';
+
+export interface ForwarderOptions {
+  boss: PgBoss;
+  ledger: Ledger;
+  fetcher: FetcherClient;
+  logger: Logger;
+  /** Jobs per POST /v1/jobs (≤ 500). */
+  batchSize?: number;
+  /** Batches in flight at once. */
+  inFlight?: number;
+  wakeTimeoutMs: number;
+  pollIntervalSeconds: number;
+}
+
+/**
+ * Drains main's outbox into the fetcher: batches of up to 500 per signed POST /v1/jobs, several
+ * in flight. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
+ * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
+ * fetcher was away. A batch the fetcher refuses (4xx) is split so only the bad jobs fail.
+ */
+export async function startForwarder(options: ForwarderOptions): Promise<void> {
+  const { boss, ledger, fetcher } = options;
+  const logger = options.logger.child({ component: 'forwarder' });
+
+  async function deliver(batch: Array<JobWithMetadata<OutboxData>>): Promise<void> {
+    const going = await ledger.markForwarding(batch.map((j) => j.id));
+    const jobs: SubmitJob[] = batch
+      .filter((j) => going.has(j.id))
+      .map((j) => ({ id: j.id, name: j.data.name, payload: j.data.payload, options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}) } }));
+    if (jobs.length === 0) return;
+    try {
+      await fetcher.submit(jobs);
+    } catch (err) {
+      const e = err as FetcherClientError;
+      if (isRetryable(err)) {
+        // Asleep or restarting: wake it (one wake-up however many batches wait), then try once more;
+        // failing that, pg-boss retries the batch with backoff.
+        logger.warn({ err, jobs: jobs.length }, 'fetcher unreachable; waking it');
+        const woke = await fetcher.wake({ deadlineMs: options.wakeTimeoutMs }).then(
+          (w) => {
+            logger.info({ waitedMs: w.waitedMs }, 'fetcher awake');
+            return true;
+          },
+          (wakeErr: unknown) => {
+            logger.warn({ err: wakeErr }, 'fetcher did not wake');
+            return false;
+          },
+        );
+        if (!woke) throw err;
+        return deliverAwake(jobs);
+      }
+      if (e.code === FetcherErrorCode.rejected && jobs.length > 1) {
+        // Find the jobs the fetcher will not take, one by one; deliver the rest.
+        for (const job of jobs) await deliverOne(job);
+        return;
+      }
+      if (e.code === FetcherErrorCode.rejected) {
+        await ledger.failJobs(jobs.map((j) => j.id), { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${e.message}` });
+        logger.error({ err, jobId: jobs[0]!.id }, 'fetcher refused the job; marked failed');
+        return;
+      }
+      throw err;
+    }
+    await ledger.markForwarded(jobs.map((j) => j.id));
+    logger.info({ jobs: jobs.length }, 'jobs forwarded');
+  }
+
+  async function deliverAwake(jobs: SubmitJob[]): Promise<void> {
+    await fetcher.submit(jobs);
+    await ledger.markForwarded(jobs.map((j) => j.id));
+    logger.info({ jobs: jobs.length }, 'jobs forwarded');
+  }
+
+  async function deliverOne(job: SubmitJob): Promise<void> {
+    try {
+      await fetcher.submit([job]);
+      await ledger.markForwarded([job.id]);
+    } catch (err) {
+      if ((err as FetcherClientError).code !== FetcherErrorCode.rejected) throw err;
+      await ledger.failJobs([job.id], { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${(err as Error).message}` });
+      logger.error({ err, jobId: job.id, jobName: job.name }, 'fetcher refused the job; marked failed');
+    }
+  }
+
+  await boss.work<OutboxData>(
+    SystemQueue.outbox,
+    {
+      batchSize: options.batchSize ?? 500,
+      burstWhenBatchFull: true,
+      localConcurrency: options.inFlight ?? 2,
+      includeMetadata: true,
+      pollingIntervalSeconds: options.pollIntervalSeconds,
+      notifyPollingIntervalSeconds: options.pollIntervalSeconds,
+    },
+    (batch) => deliver(batch as Array<JobWithMetadata<OutboxData>>),
+  );
+}

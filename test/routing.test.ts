@@ -1,0 +1,65 @@
+// runsOnFetcher jobs end to end: enqueued on main, forwarded through the outbox, run on the
+// fetcher, and seen on main through the job events (issue 5, first slice).
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
+import { waitFor } from './support/wait.ts';
+
+let db: TestDatabase;
+const apps: AppProcess[] = [];
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((a) => a.stop()));
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+async function pair(options: { startFetcher?: boolean } = {}) {
+  const [mainPort, fetcherPort] = [await freePort(), await freePort()];
+  const common = { DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET };
+  const startF = async () => {
+    const f = await startFetcher({ ...common, PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}` });
+    apps.push(f);
+    return f;
+  };
+  const fetcher = options.startFetcher === false ? null : await startF();
+  const main = await startMain({ ...common, PORT: String(mainPort), FETCHER_SERVICE_URL: `http://127.0.0.1:${fetcherPort}`, FETCHER_WAKE_TIMEOUT_MS: '60000' });
+  apps.push(main);
+  return { main, fetcher, startF };
+}
+
+async function enqueue(main: AppProcess, payload: unknown) {
+  const res = await fetch(`${main.url}/api/jobs/demo.heavy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+const job = async (main: AppProcess, id: string) => (await (await fetch(`${main.url}/api/jobs/${id}`)).json()) as any;
+
+describe('routing to the fetcher', () => {
+  it('runs demo.heavy on the fetcher; main shows its progress, one completed execution, ranOn fetcher', async () => {
+    const { main } = await pair();
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await enqueue(main, { sleepMs: 200, progressSteps: 2 }));
+    await waitFor('all completed on main', async () => (await Promise.all(ids.map((id) => job(main, id)))).every((j) => j.state === 'completed'), { timeoutMs: 30_000, intervalMs: 250 });
+    for (const id of ids) {
+      const j = await job(main, id);
+      expect(j).toMatchObject({ route: 'fetcher', state: 'completed', progress: 100 });
+      expect(j.executions).toEqual([expect.objectContaining({ attempt: 1, ranOn: 'fetcher', outcome: 'completed', peakRssMb: expect.any(Number) })]);
+    }
+  });
+
+  it('keeps jobs while the fetcher is down and delivers them once it is up', async () => {
+    const { main, startF } = await pair({ startFetcher: false });
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push(await enqueue(main, {}));
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await Promise.all(ids.map((id) => job(main, id)))).every((j) => ['queued', 'forwarding'].includes(j.state))).toBe(true);
+    await startF();
+    await waitFor('all completed', async () => (await Promise.all(ids.map((id) => job(main, id)))).every((j) => j.state === 'completed'), { timeoutMs: 60_000, intervalMs: 250 });
+    const wakes = main.logs.filter((l) => l.msg === 'fetcher awake').length;
+    console.log(`routing: 10 jobs waited for a down fetcher, all completed after it came up; wake-ups logged ${wakes}`);
+  });
+});
