@@ -249,7 +249,7 @@ describe('key rotation while streaming (row 27)', () => {
   });
 });
 
-describe('bad input (rows 28, 30)', () => {
+describe('bad input (rows 28-30)', () => {
   it('answers problem+json naming the field, for signed but malformed bodies and wrong methods or paths', async () => {
     const app = await fetcher();
     const post = async (body: string) => {
@@ -263,6 +263,12 @@ describe('bad input (rows 28, 30)', () => {
     expect(extra.json.errors[0].path).toBe('jobs.0');
     const missing = await post(JSON.stringify({ jobs: [{ id: randomUUID(), payload: {} }] }));
     expect(missing.json.errors[0].path).toBe('jobs.0.name');
+    const plain = await fetch(`${app.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'text/plain', ...signedHeaders(keys, `fwd_${randomUUID()}`, 'x') }, body: 'x' });
+    expect(plain.status).toBe(415);
+    // row 29: a body over the 8 MB intake limit is refused with 413 before its signature is even checked
+    const huge = JSON.stringify({ jobs: [{ id: randomUUID(), name: 'test.remote', payload: { blob: 'x'.repeat(9 * 2 ** 20) } }] });
+    const tooBig = await fetch(`${app.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: huge });
+    expect([tooBig.status, tooBig.headers.get('content-type')?.includes('problem+json')]).toEqual([413, true]);
     for (const [method, path, status] of [['PUT', '/v1/jobs', 405], ['DELETE', '/v1/status', 405], ['GET', '/nope', 404]] as const) {
       const res = await fetch(`${app.url}${path}`, { method });
       expect(res.status).toBe(status);

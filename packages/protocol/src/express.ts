@@ -18,6 +18,15 @@ const header = (value: string | string[] | undefined) => (Array.isArray(value) ?
  */
 export function requireSignature(keys: SigningKey[], purpose: Purpose, limit = '8mb'): RequestHandler[] {
   return [
+    (req, _res, next) => {
+      // A body must be JSON (FAULTS.md row 30); checked before it is read.
+      const declared = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0';
+      if ((declared || req.headers['transfer-encoding']) && !req.is('application/json')) {
+        next(new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+        return;
+      }
+      next();
+    },
     express.raw({ type: () => true, limit }),
     (req, _res, next) => {
       const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
