@@ -50,13 +50,30 @@ describe('claim_attempt', () => {
     for (const ms of waits) expect(ms).toBeGreaterThan(800), expect(ms).toBeLessThanOrEqual(1_000);
   });
 
+  it('keeps a job with the attempt whose claim is alive (compare-and-set); takes it over once the claim lapses', async () => {
+    const [id] = await queuedJobs('gate.cas', 1);
+    const claim = (attempt: number, claimSeconds = 30) => ledger.claimAttempt({ id: id!, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
+    expect(await claim(1, 1)).toEqual({ outcome: 'claimed' });
+    // attempt 2 (the queue gave attempt 1 up, but its runner is alive and refreshing) must wait
+    expect(await ledger.refreshClaim(id!, 1, 1)).toBe(true);
+    const blocked = await claim(2);
+    expect(blocked.outcome).toBe('wait');
+    await new Promise((r) => setTimeout(r, 1_100)); // attempt 1 stops refreshing: its claim lapses
+    expect(await claim(2)).toEqual({ outcome: 'claimed' });
+    // attempt 1 learns it lost the job at its next refresh
+    expect(await ledger.refreshClaim(id!, 1, 30)).toBe(false);
+    const job = await ledger.getJob(id!, { executions: true });
+    expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
+  });
+
   it('refuses to run a job that is finished or cancelled, and marks a cut-short attempt lost', async () => {
     const [done, crashed] = await queuedJobs('gate.state', 2);
     await ledger.claimAttempt({ id: done!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
     await ledger.finishAttempt({ id: done!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
     expect(await ledger.claimAttempt({ id: done!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'gone' });
-    await ledger.claimAttempt({ id: crashed!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
-    await ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
+    // attempt 1's runner died: its claim is already past (claimSeconds 0)
+    await ledger.claimAttempt({ id: crashed!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 0 });
+    expect(await ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'claimed' });
     const job = await ledger.getJob(crashed!, { executions: true });
     expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
   });

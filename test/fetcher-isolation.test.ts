@@ -66,6 +66,28 @@ describe('isolation: thread', () => {
     expect(after - before).toBeLessThan(50);
   });
 
+  it('a child process does not outlive a fetcher killed with SIGKILL', async () => {
+    const id = randomUUID();
+    await client.submit([{ id, name: 'test.process-sleeper', payload: { sleepMs: 30_000 } }]);
+    const started = await waitFor('child started', async () => (await db.pool.query(`SELECT detail FROM public.test_events WHERE job_id = $1 AND event = 'start'`, [id])).rows[0]);
+    const childPid = started.detail.childPid as number;
+    expect(childPid).not.toBe(fetcher.pid);
+    fetcher.kill('SIGKILL');
+    await fetcher.exited;
+    const gone = await waitFor('child gone', () => {
+      try {
+        process.kill(childPid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, { timeoutMs: 10_000 });
+    expect(gone).toBe(true);
+    fetcher = await startFetcher({ DATABASE_URL: db.url });
+    await client.close();
+    client = createFetcherClient({ baseUrl: fetcher.url, keys });
+  });
+
   it('refuses to start when NODE_OPTIONS would override the thread heap limits (row 37)', async () => {
     const app = spawnApp('fetcher', { DATABASE_URL: db.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, NODE_OPTIONS: '--max-old-space-size=1024' });
     const { code } = await app.exited;

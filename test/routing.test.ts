@@ -17,11 +17,11 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function pair(options: { startFetcher?: boolean } = {}) {
+async function pair(options: { startFetcher?: boolean; fetcherSecret?: string } = {}) {
   const [mainPort, fetcherPort] = [await freePort(), await freePort()];
   const common = { DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET };
   const startF = async () => {
-    const f = await startFetcher({ ...common, PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}` });
+    const f = await startFetcher({ ...common, PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}`, ...(options.fetcherSecret ? { FETCHER_SHARED_SECRET: options.fetcherSecret } : {}) });
     apps.push(f);
     return f;
   };
@@ -61,5 +61,17 @@ describe('routing to the fetcher', () => {
     await waitFor('all completed', async () => (await Promise.all(ids.map((id) => job(main, id)))).every((j) => j.state === 'completed'), { timeoutMs: 60_000, intervalMs: 250 });
     const wakes = main.logs.filter((l) => l.msg === 'fetcher awake').length;
     console.log(`routing: 10 jobs waited for a down fetcher, all completed after it came up; wake-ups logged ${wakes}`);
+  });
+});
+
+describe('a fetcher that refuses the request itself', () => {
+  it('keeps the jobs (no failure for a 401): a half-done secret rotation loses nothing', async () => {
+    const { main } = await pair({ fetcherSecret: 'whsec_' + Buffer.alloc(32, 12).toString('base64') });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await enqueue(main, {}));
+    await main.waitForLog('refusal logged', (l) => l.msg === 'fetcher refused the request itself; the batch stays in the outbox');
+    await new Promise((r) => setTimeout(r, 1_000));
+    const states = (await Promise.all(ids.map((id) => job(main, id)))).map((j) => j.state);
+    expect(states.every((s) => s === 'forwarding' || s === 'queued')).toBe(true);
   });
 });

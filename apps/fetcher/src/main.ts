@@ -2,10 +2,10 @@
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
 import { ConfigError, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
-import { startJobService } from '@jobgate/jobs';
+import { isolatedChildPids, startJobService } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
-import { createMemoryGuard } from './memory-guard.ts';
+import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';
 import { loadFetcherConfig, memoryLimitMb, type FetcherConfig } from './config.ts';
 
@@ -43,6 +43,8 @@ const guard = createMemoryGuard({
   onPause: () => service.jobs.pause(),
   onResume: () => service.jobs.resume(),
   running: () => service.jobs.running,
+  // The process and its isolated children (isolation 'process'): the platform counts them all.
+  sampleRss: () => process.memoryUsage.rss() + isolatedChildPids().reduce((sum, pid) => sum + rssOfPid(pid), 0),
   // Exit non-zero so the platform starts a clean process; running jobs are aborted and retried there.
   onHardLimit: () => shutdown('memory hard limit', 1),
 });

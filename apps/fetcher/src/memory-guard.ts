@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from '@jobgate/runtime';
@@ -30,6 +31,16 @@ export interface MemoryGuardOptions {
 }
 
 const MB = 2 ** 20;
+
+/** A process's resident set in bytes, from /proc (0 when it is gone or /proc is not there). */
+export function rssOfPid(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /**
  * Large Buffers are freed only when the GC collects their owners, and an idle process may not
@@ -115,9 +126,9 @@ export function createMemoryGuard(options: MemoryGuardOptions) {
       return paused || tripped ? 'paused' : 'open';
     },
     snapshot(): MemorySnapshot {
-      const usage = process.memoryUsage();
-      peak = Math.max(peak, usage.rss);
-      return { rssMb: Math.round(usage.rss / MB), heapUsedMb: Math.round(usage.heapUsed / MB), limitMb: options.limitMb, peakRssMb: Math.round(peak / MB) };
+      const rss = sampleRss();
+      peak = Math.max(peak, rss);
+      return { rssMb: Math.round(rss / MB), heapUsedMb: Math.round(process.memoryUsage().heapUsed / MB), limitMb: options.limitMb, peakRssMb: Math.round(peak / MB) };
     },
     stop: () => {
       if (timer) clearInterval(timer);

@@ -18,11 +18,15 @@ export interface ForwarderOptions {
   pollIntervalSeconds: number;
 }
 
+/** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
+const REFUSES_JOBS = new Set([409, 422]);
+
 /**
  * Drains main's outbox into the fetcher: batches of up to 500 per signed POST /v1/jobs, several
  * in flight. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
  * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
- * fetcher was away. A batch the fetcher refuses (4xx) is split so only the bad jobs fail.
+ * fetcher was away. A batch the fetcher refuses (409/422) is split so only the bad jobs fail; any other 4xx
+ * keeps the whole batch for a retry.
  */
 export async function startForwarder(options: ForwarderOptions): Promise<void> {
   const { boss, ledger, fetcher } = options;
@@ -55,6 +59,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<void> {
         if (!woke) throw err;
         return deliverAwake(jobs);
       }
+      if (e.code === FetcherErrorCode.rejected && !REFUSES_JOBS.has(e.status ?? 0)) {
+        // 401/403/404/…: the request, not the jobs, is wrong (secret rotation half done, clock skew,
+        // a wrong URL, a fetcher deployed behind main). Keep the jobs; retry with backoff.
+        logger.error({ err, jobs: jobs.length }, 'fetcher refused the request itself; the batch stays in the outbox');
+        throw err;
+      }
       if (e.code === FetcherErrorCode.rejected && jobs.length > 1) {
         // Find the jobs the fetcher will not take, one by one; deliver the rest.
         for (const job of jobs) await deliverOne(job);
@@ -82,7 +92,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<void> {
       await fetcher.submit([job]);
       await ledger.markForwarded([job.id]);
     } catch (err) {
-      if ((err as FetcherClientError).code !== FetcherErrorCode.rejected) throw err;
+      const e = err as FetcherClientError;
+      if (e.code !== FetcherErrorCode.rejected || !REFUSES_JOBS.has(e.status ?? 0)) throw err;
       await ledger.failJobs([job.id], { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${(err as Error).message}` });
       logger.error({ err, jobId: job.id, jobName: job.name }, 'fetcher refused the job; marked failed');
     }

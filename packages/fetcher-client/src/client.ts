@@ -113,7 +113,8 @@ function createPeer(options: PeerOptions) {
     });
   }
 
-  return { once, call, timeouts, close: () => pool.close() };
+  // Closing cuts requests in flight (a wake probe may wait a minute): shutdown must not wait on them.
+  return { once, call, timeouts, close: () => pool.destroy() };
 }
 
 export type FetcherClientOptions = PeerOptions;

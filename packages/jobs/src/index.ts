@@ -4,3 +4,4 @@ export * from './job-runtime.ts';
 export * from './stable-json.ts';
 export * from './shipped/index.ts';
 export * from './service.ts';
+export { isolatedChildPids } from './isolation/run-isolated.ts';

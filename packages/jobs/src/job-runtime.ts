@@ -264,11 +264,20 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       () => timeout.abort(new JobgateError(ErrorCode.jobTimeout, `timed out after ${def.timeoutSeconds}s`)),
       def.timeoutSeconds * 1000,
     );
-    const signal = AbortSignal.any([timeout.signal, job.signal, shutdown.signal]);
+    const claimLost = new AbortController();
+    const signal = AbortSignal.any([timeout.signal, job.signal, shutdown.signal, claimLost.signal]);
     let peakRss = process.memoryUsage.rss();
     const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
     const heartbeat = setInterval(() => {
-      ledger.refreshClaim(job.id, attempt, claimSeconds).catch((err: unknown) => log.warn({ err }, 'claim refresh failed'));
+      ledger.refreshClaim(job.id, attempt, claimSeconds).then(
+        (held) => {
+          if (held || claimLost.signal.aborted) return;
+          // Another attempt took the job over (this one was given up for dead): stop now.
+          log.error('claim lost to another attempt; aborting this one');
+          claimLost.abort(new JobgateError(ErrorCode.jobLost, 'another attempt took over this job'));
+        },
+        (err: unknown) => log.warn({ err }, 'claim refresh failed'),
+      );
     }, (claimSeconds * 1000) / 4);
     sampler.unref();
     const ctx: JobContext = {
@@ -277,7 +286,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       signal,
       progress: async (percent, message) => {
         const pct = Math.max(0, Math.min(100, Math.round(percent)));
-        await ledger.setProgress(job.id, pct, message ?? null);
+        await ledger.setProgress(job.id, attempt, pct, message ?? null);
         log.debug({ progress: pct, progressMessage: message }, 'job progress');
       },
       memory: {
@@ -378,7 +387,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     for (const schedule of await boss.getSchedules(SystemQueue.cron)) {
       if (schedule.key && !scheduled.has(schedule.key)) await boss.unschedule(SystemQueue.cron, schedule.key);
     }
-    await boss.work<{ name: string }>(SystemQueue.cron, { batchSize: 10, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds }, async (jobs) => {
+    // One firing per fetch: a failing firing must not make pg-boss re-send the others with it.
+    await boss.work<{ name: string }>(SystemQueue.cron, { batchSize: 1, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds }, async (jobs) => {
       for (const job of jobs) {
         const def = catalogue.get(job.data.name);
         // Another process (a newer deploy) may know this job: fail, so the firing is retried there.

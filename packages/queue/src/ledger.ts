@@ -146,9 +146,10 @@ function plans(schema: string) {
     refreshClaim: `
       UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
        WHERE id = $1 AND state = 'active' AND attempts = $2`,
+    // Only the attempt that holds the job may report on it (an abandoned one may still be running).
     setProgress: `
       UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
-       WHERE id = $1 AND state = 'active'`,
+       WHERE id = $1 AND state = 'active' AND attempts = $4`,
     // Ends one attempt: the execution row and, in the same statement, the job's state.
     finishAttempt: `
       WITH e AS (
@@ -157,22 +158,25 @@ function plans(schema: string) {
          WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'
         RETURNING job_id
       )
-      UPDATE ${s}.jobs SET state = $4, error = coalesce($5, error), updated_at = clock_timestamp(),
+      UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
              claimed_by = NULL, claim_expires_at = NULL,
              progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
              finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
        WHERE id = $1 AND attempts = $2 AND state = 'active'`,
     // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
-    failUnsettled: `
-      WITH e AS (
-        UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
-               error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text)
-         WHERE job_id = $1 AND outcome = 'running'
-        RETURNING job_id
-      )
+    failUnsettledExecutions: `
+      UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
+             error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text)
+       WHERE job_id = $1 AND outcome = 'running'`,
+    failUnsettledJob: `
       UPDATE ${s}.jobs SET state = 'failed', error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text),
              claimed_by = NULL, claim_expires_at = NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`,
+       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')
+      RETURNING attempts`,
+    // With no attempt to report on, the job event says so itself (no execution trigger fires).
+    emitFailed: `
+      SELECT ${s}.emit_job_event($1, 'failed', greatest($2, 1),
+        jsonb_build_object('state', 'failed', 'error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text)))`,
     // Live counts per job name, plus failures of the last day, for status pages.
     countsByName: `
       SELECT name,
@@ -309,19 +313,27 @@ export function createLedger(pool: Pool, schema: string) {
       const row = rows[0] as { outcome: 'claimed' | 'gone' | 'wait'; wait_ms: number };
       return row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
     },
-    async refreshClaim(id: string, attempt: number, claimSeconds: number): Promise<void> {
-      await pool.query(sql.refreshClaim, [id, attempt, claimSeconds]);
+    /** False when this attempt no longer holds the job (its claim was taken over). */
+    async refreshClaim(id: string, attempt: number, claimSeconds: number): Promise<boolean> {
+      const { rowCount } = await pool.query(sql.refreshClaim, [id, attempt, claimSeconds]);
+      return (rowCount ?? 0) > 0;
     },
-    async setProgress(id: string, percent: number, message: string | null): Promise<void> {
-      await pool.query(sql.setProgress, [id, percent, message]);
+    async setProgress(id: string, attempt: number, percent: number, message: string | null): Promise<void> {
+      await pool.query(sql.setProgress, [id, percent, message, attempt]);
     },
     /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). */
     async finishAttempt(args: { id: string; attempt: number; outcome: Exclude<Outcome, 'running'>; state: JobState; error: ErrorInfo | null; peakRssMb: number }): Promise<void> {
       await pool.query(sql.finishAttempt, [args.id, args.attempt, args.outcome, args.state, args.error ? JSON.stringify(args.error) : null, args.peakRssMb]);
     },
     async failUnsettled(id: string, message: string): Promise<boolean> {
-      const { rowCount } = await pool.query(sql.failUnsettled, [id, message]);
-      return (rowCount ?? 0) > 0;
+      return withTransaction(pool, async (client) => {
+        // The job first: the execution trigger then reports the lost attempt with the job failed.
+        const failed = await client.query(sql.failUnsettledJob, [id, message]);
+        if (!failed.rows[0]) return false;
+        const lost = await client.query(sql.failUnsettledExecutions, [id, message]);
+        if (!lost.rowCount) await client.query(sql.emitFailed, [id, failed.rows[0].attempts, message]);
+        return true;
+      });
     },
     async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
       const { rows } = await pool.query(sql.countsByName);

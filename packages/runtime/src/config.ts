@@ -39,7 +39,11 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
     JOBGATE_HEARTBEAT_SECONDS: seconds(10, 30),
     /** A client that has not sent its whole request by then gets 408 (a slow-body defence). */
     HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
-    JOBGATE_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(25_000).default(20_000),
+    /**
+     * On SIGTERM, running jobs get this long before ctx.signal aborts; a handler then has 5 s more
+     * and the last events 3 s: the process is gone within 25 s (Render kills at 30 s).
+     */
+    JOBGATE_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(15_000).default(15_000),
     JOBGATE_JOB_MODULES: z
       .string()
       .default('')

@@ -8,6 +8,9 @@ import type { FromIsolated, IsolatedInput, ToIsolated } from './messages.ts';
 
 const inThread = !isMainThread;
 const controller = new AbortController();
+// A child whose parent died (kill -9, crash) must not go on running the job: the queue will give
+// it to another runner.
+if (!inThread) process.on('disconnect', () => process.exit(1));
 
 function send(message: FromIsolated): Promise<void> {
   if (inThread) {

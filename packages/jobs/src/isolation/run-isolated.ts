@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, JobgateError, PermanentJobError } from '@jobgate/runtime';
 import type { JobContext } from '../define-job.ts';
@@ -37,9 +37,22 @@ function threadIsolate(input: IsolatedInput, maxHeapMb: number): Isolate {
   };
 }
 
+/** Live isolated child processes: killed with their parent, counted by the memory guard. */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** PIDs of the isolated child processes running now. */
+export function isolatedChildPids(): number[] {
+  return [...children].flatMap((c) => (c.pid ? [c.pid] : []));
+}
+
 function processIsolate(input: IsolatedInput, maxHeapMb: number): Isolate {
   // execArgv replaces the parent's flags; a command-line heap flag also beats one in NODE_OPTIONS.
   const child = fork(ENTRY, [], { execArgv: [`--max-old-space-size=${maxHeapMb}`], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
   child.send({ type: 'start', input } satisfies ToIsolated);
   return {
     post: (m) => {
