@@ -75,9 +75,9 @@ export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): 
   return proc;
 }
 
-/** Starts the main app and waits until it listens. */
-export async function startMain(env: Record<string, string>): Promise<AppProcess> {
-  const app = spawnApp('main', env);
+/** Starts an app and waits until it listens. */
+async function startApp(kind: 'main' | 'fetcher', env: Record<string, string>): Promise<AppProcess> {
+  const app = spawnApp(kind, env);
   const listening = await app.waitForLog('listening', (l) => l.msg === 'listening', 60_000).catch(async (err: Error) => {
     app.kill('SIGKILL');
     throw new Error(`${err.message}\nstderr:\n${app.stderr.join('\n')}`);
@@ -89,17 +89,8 @@ export async function startMain(env: Record<string, string>): Promise<AppProcess
 
 export const TEST_SHARED_SECRET = 'whsec_' + Buffer.alloc(32, 7).toString('base64');
 
-/** Starts the fetcher and waits until it listens. */
-export async function startFetcher(env: Record<string, string>): Promise<AppProcess> {
-  const app = spawnApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env });
-  const listening = await app.waitForLog('listening', (l) => l.msg === 'listening', 60_000).catch(async (err: Error) => {
-    app.kill('SIGKILL');
-    throw new Error(`${err.message}\nstderr:\n${app.stderr.join('\n')}`);
-  });
-  app.port = listening.port;
-  app.url = `http://127.0.0.1:${listening.port}`;
-  return app;
-}
+export const startMain = (env: Record<string, string>) => startApp('main', env);
+export const startFetcher = (env: Record<string, string>) => startApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env });
 
 /** A port nothing listens on right now (for two apps that must know each other's URL up front). */
 export async function freePort(): Promise<number> {

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
 import { Purpose, SubmitJobs, requireSignature, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
 import type { Ledger } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -24,19 +24,8 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestContext(deps.logger));
-  app.use((_req, res, next) => {
-    if (deps.isDraining()) res.setHeader('Connection', 'close');
-    next();
-  });
-
-  // Unsigned and cheap: the wake-up target.
-  app
-    .route('/healthz')
-    .get((_req, res) => {
-      if (deps.isDraining()) res.status(503).json({ status: 'stopping' });
-      else res.json({ status: 'ok' });
-    })
-    .all(methodNotAllowed(['GET']));
+  // /healthz is unsigned and cheap: the wake-up target.
+  app.use(healthRoutes(deps.isDraining));
 
   app
     .route('/v1/jobs')

@@ -1,22 +1,15 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
+import { ConfigError, loadConfigOrExit, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { isolatedChildPids, startJobService } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';
-import { loadFetcherConfig, memoryLimitMb, type FetcherConfig } from './config.ts';
+import { loadFetcherConfig, memoryLimitMb } from './config.ts';
 
-let config: FetcherConfig;
-try {
-  config = loadFetcherConfig(process.env);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`jobgate fetcher: ${err.message}\n`);
-  process.exit(1);
-}
+const config = loadConfigOrExit('fetcher', () => loadFetcherConfig(process.env));
 
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'fetcher' });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
 import { JOB_STATES, parseCursor, type JobRecord, type Ledger } from '@jobgate/queue';
 import { JobEvents, Purpose, requireSignature, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -47,10 +47,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use(requestContext(deps.logger));
-  app.use((_req, res, next) => {
-    if (deps.isDraining()) res.setHeader('Connection', 'close');
-    next();
-  });
+  app.use(healthRoutes(deps.isDraining));
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
   if (deps.keys && deps.ledger) {
     const ledger = deps.ledger;
@@ -68,14 +65,6 @@ export function createMainApp(deps: MainAppDeps): express.Express {
 
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
-
-  app
-    .route('/healthz')
-    .get((_req, res) => {
-      if (deps.isDraining()) res.status(503).json({ status: 'stopping' });
-      else res.json({ status: 'ok' });
-    })
-    .all(methodNotAllowed(['GET']));
 
   app
     .route('/api/jobs')

@@ -1,20 +1,13 @@
 // The main app's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
-import { ConfigError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
+import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
 import { startForwarder } from './forwarder.ts';
-import { loadMainConfig, type MainConfig } from './config.ts';
+import { loadMainConfig } from './config.ts';
 
-let config: MainConfig;
-try {
-  config = loadMainConfig(process.env);
-} catch (err) {
-  if (!(err instanceof ConfigError)) throw err;
-  process.stderr.write(`jobgate main: ${err.message}\n`);
-  process.exit(1);
-}
+const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
 
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));

@@ -17,6 +17,17 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, s
   return Object.freeze(parsed.data) as Readonly<z.output<S>>;
 }
 
+/** For an app's entry point: the config, or one message naming every bad variable and exit 1. */
+export function loadConfigOrExit<T>(app: string, load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`jobgate ${app}: ${err.message}\n`);
+    process.exit(1);
+  }
+}
+
 const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
 const seconds = (min: number, fallback: number) => z.coerce.number().min(min).default(fallback);
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
+import { Router, type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from './logger.ts';
 import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
 
@@ -68,6 +68,26 @@ export function sendProblem(req: Request, res: Response, problem: Problem): void
     requestId: req.id,
   };
   res.status(problem.status).type('application/problem+json').send(JSON.stringify(body));
+}
+
+/**
+ * What both apps answer while shutting down: `/healthz` turns 503 (the platform's check, and the
+ * fetcher's wake-up target) and each connection is closed after its response.
+ */
+export function healthRoutes(isDraining: () => boolean): Router {
+  const router = Router();
+  router.use((_req, res, next) => {
+    if (isDraining()) res.setHeader('Connection', 'close');
+    next();
+  });
+  router
+    .route('/healthz')
+    .get((_req, res) => {
+      if (isDraining()) res.status(503).json({ status: 'stopping' });
+      else res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed(['GET']));
+  return router;
 }
 
 /** 415 for a state-changing request whose body is not JSON. */
