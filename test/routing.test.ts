@@ -17,7 +17,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function pair(options: { startFetcher?: boolean; fetcherSecret?: string } = {}) {
+async function pair(options: { startFetcher?: boolean; fetcherSecret?: string; mainEnv?: Record<string, string> } = {}) {
   const [mainPort, fetcherPort] = [await freePort(), await freePort()];
   const common = { DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET };
   const startF = async () => {
@@ -26,7 +26,7 @@ async function pair(options: { startFetcher?: boolean; fetcherSecret?: string } 
     return f;
   };
   const fetcher = options.startFetcher === false ? null : await startF();
-  const main = await startMain({ ...common, PORT: String(mainPort), FETCHER_SERVICE_URL: `http://127.0.0.1:${fetcherPort}`, FETCHER_WAKE_TIMEOUT_MS: '60000' });
+  const main = await startMain({ ...common, PORT: String(mainPort), FETCHER_SERVICE_URL: `http://127.0.0.1:${fetcherPort}`, FETCHER_WAKE_TIMEOUT_MS: '60000', ...options.mainEnv });
   apps.push(main);
   return { main, fetcher, startF };
 }
@@ -73,5 +73,22 @@ describe('a fetcher that refuses the request itself', () => {
     await new Promise((r) => setTimeout(r, 1_000));
     const states = (await Promise.all(ids.map((id) => job(main, id)))).map((j) => j.state);
     expect(states.every((s) => s === 'forwarding' || s === 'queued')).toBe(true);
+  });
+});
+
+describe('keep-awake', () => {
+  it('pings the fetcher while a routed job is unfinished, and stops when none is', async () => {
+    const { main, fetcher } = await pair({ mainEnv: { FETCHER_KEEP_AWAKE_INTERVAL_MS: '300' } });
+    const pings = () => fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length;
+    const id = await enqueue(main, { sleepMs: 2_500 });
+    await waitFor('completed', async () => (await job(main, id)).state === 'completed', { timeoutMs: 20_000, intervalMs: 200 });
+    const during = pings();
+    await new Promise((r) => setTimeout(r, 500)); // one interval for the loop to see nothing pending
+    const settled = pings();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const after = pings() - settled;
+    console.log(`keep-awake: ${during} pings during a 2.5 s job at a 300 ms interval; ${after} in the 1.5 s after it finished`);
+    expect(during).toBeGreaterThanOrEqual(4);
+    expect(after).toBe(0);
   });
 });

@@ -5,6 +5,7 @@ import { startJobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
 import { startForwarder } from './forwarder.ts';
+import { startKeepAwake } from './keep-awake.ts';
 import { loadMainConfig } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
@@ -18,6 +19,7 @@ const service = await startJobService(config, logger, 'main').catch((err: unknow
   process.exit(1);
 });
 const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET }) : null;
+const keepAwake = fetcher ? startKeepAwake({ ledger: service.ledger, fetcher, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
 if (fetcher) {
   await startForwarder({ boss: service.boss, ledger: service.ledger, fetcher, logger, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS, pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS });
 } else {
@@ -29,6 +31,7 @@ const http = await listen(createMainApp({ jobs: service.jobs, ledger: service.le
 onShutdownSignal(logger, async () => {
   draining = true;
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
+  await keepAwake?.stop();
   await fetcher?.close();
   await service.pool.end();
 });

@@ -199,6 +199,9 @@ function plans(schema: string) {
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND state NOT IN ('completed', 'failed', 'cancelled')`,
+    // Any job routed to the fetcher that has not finished (the fetcher must stay awake for it).
+    hasUnfinishedFetcherJobs: `
+      SELECT EXISTS (SELECT 1 FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding', 'forwarded', 'active')) AS pending`,
     setEmitEvents: `
       INSERT INTO ${s}.ledger_settings (key, value) VALUES ('emit_events', to_jsonb($1::boolean))
       ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
@@ -367,6 +370,10 @@ export function createLedger(pool: Pool, schema: string) {
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
+    },
+    async hasUnfinishedFetcherJobs(): Promise<boolean> {
+      const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);
+      return rows[0].pending as boolean;
     },
     /** Makes every state change of a job also write a job event (the fetcher's ledger does). */
     async setEmitEvents(on: boolean): Promise<void> {
