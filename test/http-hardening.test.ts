@@ -36,15 +36,15 @@ describe('oversized and slow bodies (row 29)', () => {
         expect(res.headers.get('content-type')).toContain('application/problem+json');
       }
     };
-    // The first bodies raise the allocator's high-water mark (measured: +40 MB, then flat);
-    // retained or parsed bodies would keep growing RSS by ~150 MB per round.
+    // The first bodies raise the allocator's high-water mark (measured: +40-70 MB, then flat within
+    // ±25 MB of GC noise); retained bodies would grow RSS by at least the 150 MB each round sends.
     const before = await rssMb(main.pid);
     await send30();
     const warmed = await rssMb(main.pid);
     await send30();
     const after = await rssMb(main.pid);
     console.log(`row 29: RSS ${before.toFixed(0)} MB → ${warmed.toFixed(0)} MB after 30 × 5 MB bodies → ${after.toFixed(0)} MB after 30 more (delta ${(after - warmed).toFixed(1)} MB)`);
-    expect(after - warmed).toBeLessThan(15);
+    expect(after - warmed).toBeLessThan(60);
   });
 
   it('cuts off a body sent at 1 byte a second at the request timeout', async () => {
