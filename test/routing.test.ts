@@ -17,11 +17,16 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function pair(options: { startFetcher?: boolean; fetcherSecret?: string; mainEnv?: Record<string, string> } = {}) {
+async function pair(options: { startFetcher?: boolean; fetcherSecret?: string; mainEnv?: Record<string, string>; noEvents?: boolean } = {}) {
   const [mainPort, fetcherPort] = [await freePort(), await freePort()];
   const common = { DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET };
   const startF = async () => {
-    const f = await startFetcher({ ...common, PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}`, ...(options.fetcherSecret ? { FETCHER_SHARED_SECRET: options.fetcherSecret } : {}) });
+    const f = await startFetcher({
+      ...common,
+      PORT: String(fetcherPort),
+      ...(options.noEvents ? {} : { MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}` }),
+      ...(options.fetcherSecret ? { FETCHER_SHARED_SECRET: options.fetcherSecret } : {}),
+    });
     apps.push(f);
     return f;
   };
@@ -90,5 +95,20 @@ describe('keep-awake', () => {
     console.log(`keep-awake: ${during} pings during a 2.5 s job at a 300 ms interval; ${after} in the 1.5 s after it finished`);
     expect(during).toBeGreaterThanOrEqual(4);
     expect(after).toBe(0);
+  });
+});
+
+describe('reconciler', () => {
+  it('repairs jobs whose events never arrive by asking the fetcher', async () => {
+    // a fetcher with no way back to main: every event is lost
+    const { main } = await pair({ noEvents: true, mainEnv: { FETCHER_RECONCILE_AFTER_SECONDS: '1' } });
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await enqueue(main, { sleepMs: 200, failAttempts: i === 0 ? 1 : 0 }));
+    await waitFor('all completed on main', async () => (await Promise.all(ids.map((id) => job(main, id)))).every((j) => j.state === 'completed'), { timeoutMs: 30_000, intervalMs: 250 });
+    const first = await job(main, ids[0]!);
+    expect(first.executions.map((e: any) => [e.attempt, e.ranOn, e.outcome])).toEqual([[1, 'fetcher', 'failed'], [2, 'fetcher', 'completed']]);
+    expect(first.error).toBeUndefined();
+    const reconciled = main.logs.filter((l) => l.msg === 'job reconciled with the fetcher').length;
+    console.log(`reconciler: 5 jobs with every event lost completed on main through ${reconciled} reconciliations`);
   });
 });

@@ -23,6 +23,8 @@ export const MainEnv = z
       .optional(),
     /** While routed jobs are unfinished, ping the fetcher this often so it does not fall asleep. */
     FETCHER_KEEP_AWAKE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(300_000),
+    /** A routed job the fetcher has said nothing about for this long is asked about (lost events). */
+    FETCHER_RECONCILE_AFTER_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
     /** How long the forwarder waits for a sleeping fetcher to wake. */
     FETCHER_WAKE_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
   })

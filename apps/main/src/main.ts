@@ -6,6 +6,7 @@ import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
 import { startForwarder } from './forwarder.ts';
 import { startKeepAwake } from './keep-awake.ts';
+import { startReconciler } from './reconciler.ts';
 import { loadMainConfig } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
@@ -20,6 +21,9 @@ const service = await startJobService(config, logger, 'main').catch((err: unknow
 });
 const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET }) : null;
 const keepAwake = fetcher ? startKeepAwake({ ledger: service.ledger, fetcher, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
+const reconciler = fetcher
+  ? startReconciler({ ledger: service.ledger, fetcher, logger, quietSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS, intervalMs: Math.min(60_000, config.FETCHER_RECONCILE_AFTER_SECONDS * 1000) })
+  : null;
 if (fetcher) {
   await startForwarder({ boss: service.boss, ledger: service.ledger, fetcher, logger, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS, pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS });
 } else {
@@ -32,6 +36,7 @@ onShutdownSignal(logger, async () => {
   draining = true;
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
   await keepAwake?.stop();
+  await reconciler?.stop();
   await fetcher?.close();
   await service.pool.end();
 });

@@ -199,6 +199,24 @@ function plans(schema: string) {
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND state NOT IN ('completed', 'failed', 'cancelled')`,
+    // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
+    quietFetcherJobs: `
+      SELECT id FROM ${s}.jobs
+       WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
+       ORDER BY updated_at LIMIT $2`,
+    touchJob: `UPDATE ${s}.jobs SET updated_at = clock_timestamp() WHERE id = $1`,
+    reconcileJob: `
+      UPDATE ${s}.jobs SET state = $2, progress = $3, progress_message = $4, attempts = greatest(attempts, $5),
+             error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($6, error) END,
+             finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN coalesce(finished_at, clock_timestamp()) ELSE NULL END,
+             updated_at = clock_timestamp()
+       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`,
+    reconcileExecution: `
+      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb)
+      VALUES ($1, $2, 'fetcher', $3, $4, $5, $6, $7)
+      ON CONFLICT (job_id, attempt) DO UPDATE
+        SET finished_at = excluded.finished_at, outcome = excluded.outcome, error = excluded.error,
+            peak_rss_mb = coalesce(excluded.peak_rss_mb, ${s}.executions.peak_rss_mb)`,
     // Any job routed to the fetcher that has not finished (the fetcher must stay awake for it).
     hasUnfinishedFetcherJobs: `
       SELECT EXISTS (SELECT 1 FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding', 'forwarded', 'active')) AS pending`,
@@ -370,6 +388,28 @@ export function createLedger(pool: Pool, schema: string) {
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
+    },
+    async quietFetcherJobs(olderThanSeconds: number, limit: number): Promise<string[]> {
+      const { rows } = await pool.query(sql.quietFetcherJobs, [olderThanSeconds, limit]);
+      return rows.map((r) => r.id as string);
+    },
+    /**
+     * Brings a routed job in line with what the fetcher says of it (a lost event's repair): its
+     * state, progress and executions. A job main already finished is left alone.
+     */
+    async reconcileFromFetcher(id: string, seen: { state: string; progress: number; progressMessage?: string; attempts: number; error?: ErrorInfo; executions?: Array<Omit<Execution, 'ranOn'>> }): Promise<boolean> {
+      return withTransaction(pool, async (client) => {
+        const state = seen.state === 'queued' ? 'forwarded' : seen.state;
+        const { rowCount } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null]);
+        if (!rowCount) return false;
+        for (const e of seen.executions ?? []) {
+          await client.query(sql.reconcileExecution, [id, e.attempt, e.startedAt, e.finishedAt ?? null, e.outcome, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null]);
+        }
+        return true;
+      });
+    },
+    async touchJob(id: string): Promise<void> {
+      await pool.query(sql.touchJob, [id]);
     },
     async hasUnfinishedFetcherJobs(): Promise<boolean> {
       const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);

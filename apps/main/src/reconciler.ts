@@ -1,0 +1,51 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '@jobgate/runtime';
+import type { Ledger } from '@jobgate/queue';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
+
+/**
+ * Asks the fetcher (`GET /v1/jobs/:id`) about routed jobs that have been quiet for `quietSeconds`
+ * and brings main's ledger in line with the answer, so a lost job event cannot leave a job stuck.
+ * A job the fetcher does not know is left as it is and logged: the forwarder marked it forwarded
+ * only after the fetcher said it took it.
+ */
+export function startReconciler(deps: { ledger: Ledger; fetcher: FetcherClient; logger: Logger; intervalMs: number; quietSeconds: number }) {
+  const logger = deps.logger.child({ component: 'reconciler' });
+  const stopping = new AbortController();
+
+  async function pass(): Promise<void> {
+    for (const id of await deps.ledger.quietFetcherJobs(deps.quietSeconds, 100)) {
+      if (stopping.signal.aborted) return;
+      try {
+        const seen = await deps.fetcher.getJob(id);
+        const changed = await deps.ledger.reconcileFromFetcher(id, seen);
+        if (changed) logger.info({ jobId: id, state: seen.state }, 'job reconciled with the fetcher');
+        else await deps.ledger.touchJob(id);
+      } catch (err) {
+        const e = err as FetcherClientError;
+        if (e.code === FetcherErrorCode.rejected && e.status === 404) {
+          logger.error({ jobId: id }, 'the fetcher does not know a job it accepted');
+          await deps.ledger.touchJob(id);
+        } else {
+          // unreachable: the forwarder and keep-awake deal with that; try again next pass
+          logger.warn({ err, jobId: id }, 'could not ask the fetcher about a quiet job');
+          return;
+        }
+      }
+    }
+  }
+
+  const loop = (async () => {
+    while (!stopping.signal.aborted) {
+      await pass().catch((err: unknown) => logger.warn({ err }, 'reconciler pass failed'));
+      await sleep(deps.intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
+    }
+  })();
+
+  return {
+    async stop(): Promise<void> {
+      stopping.abort();
+      await loop;
+    },
+  };
+}
