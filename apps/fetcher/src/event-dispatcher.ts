@@ -47,7 +47,8 @@ export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; l
     /** Stops after one last delivery attempt (bounded by `graceMs`), so a clean shutdown leaves little behind. */
     async stop(graceMs = 3_000): Promise<void> {
       stopping.abort();
-      await loop;
+      // a delivery in flight may wait on its timeouts: bounded, like the last flush
+      await Promise.race([loop, sleep(graceMs)]);
       await Promise.race([deps.ledger.deliverEvents(batchSize, async (events) => void (await deps.main.sendEvents(events.map(toWireEvent)))).catch(() => null), sleep(graceMs)]);
     },
   };

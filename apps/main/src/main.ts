@@ -35,8 +35,10 @@ const http = await listen(createMainApp({ jobs: service.jobs, ledger: service.le
 onShutdownSignal(logger, async () => {
   draining = true;
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
-  await keepAwake?.stop();
-  await reconciler?.stop();
+  // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
+  // otherwise hold the shutdown past its 25 s).
+  const loops = Promise.all([keepAwake?.stop(), reconciler?.stop()]);
   await fetcher?.close();
+  await loops;
   await service.pool.end();
 });
