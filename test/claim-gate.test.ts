@@ -2,7 +2,7 @@
 // racing claims never exceed `concurrency`, and starts never exceed `rateLimit` in any second.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedger, type Ledger } from '@jobgate/queue';
+import { createLedger, withTransaction, type Ledger } from '@jobgate/queue';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 
 let db: TestDatabase;
@@ -16,9 +16,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function queuedJobs(name: string, count: number): Promise<string[]> {
+async function queuedJobs(name: string, count: number, route: 'main' | 'fetcher' = 'main'): Promise<string[]> {
   const ids = Array.from({ length: count }, () => randomUUID());
-  for (const id of ids) await ledger.insertJob({ id, name, route: 'main', payload: {}, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 });
+  for (const id of ids) await ledger.insertJob({ id, name, route, payload: {}, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 });
   return ids;
 }
 
@@ -52,16 +52,16 @@ describe('claim_attempt', () => {
 
   it('keeps a job with the attempt whose claim is alive (compare-and-set); takes it over once the claim lapses', async () => {
     const [id] = await queuedJobs('gate.cas', 1);
-    const claim = (attempt: number, claimSeconds = 30) => ledger.claimAttempt({ id: id!, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
+    const claim = (attempt: number, claimSeconds = 30) => ledger.claimAttempt({ id: id!, attempt, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds });
     expect(await claim(1, 1)).toEqual({ outcome: 'claimed' });
     // attempt 2 (the queue gave attempt 1 up, but its runner is alive and refreshing) must wait
-    expect(await ledger.refreshClaim(id!, 1, 1)).toBe(true);
+    expect(await ledger.refreshClaim(id!, 1, 1, 'main')).toBe(true);
     const blocked = await claim(2);
     expect(blocked.outcome).toBe('wait');
     await new Promise((r) => setTimeout(r, 1_100)); // attempt 1 stops refreshing: its claim lapses
     expect(await claim(2)).toEqual({ outcome: 'claimed' });
     // attempt 1 learns it lost the job at its next refresh
-    expect(await ledger.refreshClaim(id!, 1, 30)).toBe(false);
+    expect(await ledger.refreshClaim(id!, 1, 30, 'main')).toBe(false);
     const job = await ledger.getJob(id!, { executions: true });
     expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
   });
@@ -76,5 +76,22 @@ describe('claim_attempt', () => {
     expect(await ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'claimed' });
     const job = await ledger.getJob(crashed!, { executions: true });
     expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
+  });
+
+  it('grants a job only to its owner: main takes over undelivered fetcher jobs, never one the fetcher claimed', async () => {
+    const [claimedByFetcher, undelivered, inDoubt] = await queuedJobs('gate.owner', 3, 'fetcher');
+    const claim = (id: string, ranOn: 'main' | 'fetcher', attempt = 1) => ledger.claimAttempt({ id, attempt, ranOn, concurrency: null, perSecond: null, claimSeconds: 1 });
+    // main cannot run a fetcher job, the fetcher can
+    expect(await claim(undelivered!, 'main')).toEqual({ outcome: 'gone' });
+    expect(await claim(claimedByFetcher!, 'fetcher')).toEqual({ outcome: 'claimed' });
+    await ledger.markForwarding([inDoubt!]); // a forward whose answer never came
+    await new Promise((r) => setTimeout(r, 1_100)); // the fetcher's claim lapses: still the fetcher's job
+    const moved = await withTransaction(db.pool, (c) => ledger.takeOverUndelivered(c, 10, 'override', [claimedByFetcher!, undelivered!, inDoubt!]));
+    expect(moved.map((m) => m.id).sort()).toEqual([undelivered!, inDoubt!].sort());
+    // the fetcher, asking for a job main took over, is told it is gone; main may run it
+    expect(await claim(inDoubt!, 'fetcher')).toEqual({ outcome: 'gone' });
+    expect(await claim(inDoubt!, 'main')).toEqual({ outcome: 'claimed' });
+    expect(await ledger.getJob(inDoubt!)).toMatchObject({ route: 'main', routeReason: 'override', state: 'active' });
+    expect(await ledger.getJob(claimedByFetcher!)).toMatchObject({ route: 'fetcher', routeReason: 'definition' });
   });
 });

@@ -84,7 +84,7 @@ describe('a fetcher that refuses the request itself', () => {
 describe('keep-awake', () => {
   it('pings the fetcher while a routed job is unfinished, and stops when none is', async () => {
     const { main, fetcher } = await pair({ mainEnv: { FETCHER_KEEP_AWAKE_INTERVAL_MS: '300' } });
-    const pings = () => fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length;
+    const pings = () => fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/v1/status').length;
     const id = await enqueue(main, { sleepMs: 2_500 });
     await waitFor('completed', async () => (await job(main, id)).state === 'completed', { timeoutMs: 20_000, intervalMs: 200 });
     const during = pings();

@@ -31,10 +31,16 @@ export interface AppProcess {
   stop(): Promise<void>;
 }
 
-export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): AppProcess {
-  const child = spawn(process.execPath, [join(ROOT, `apps/${app}/src/main.ts`)], {
+/** Extra node flags (e.g. `--import` a preload) and environment the app's own config does not read. */
+export interface SpawnExtras {
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+}
+
+export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>, extras: SpawnExtras = {}): AppProcess {
+  const child = spawn(process.execPath, [...(extras.nodeArgs ?? []), join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', HOST: '127.0.0.1', JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, ...FAST_ENV, ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', HOST: '127.0.0.1', JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, ...FAST_ENV, ...env, ...extras.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];
@@ -76,8 +82,8 @@ export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): 
 }
 
 /** Starts an app and waits until it listens. */
-async function startApp(kind: 'main' | 'fetcher', env: Record<string, string>): Promise<AppProcess> {
-  const app = spawnApp(kind, env);
+async function startApp(kind: 'main' | 'fetcher', env: Record<string, string>, extras?: SpawnExtras): Promise<AppProcess> {
+  const app = spawnApp(kind, env, extras);
   const listening = await app.waitForLog('listening', (l) => l.msg === 'listening', 60_000).catch(async (err: Error) => {
     app.kill('SIGKILL');
     throw new Error(`${err.message}\nstderr:\n${app.stderr.join('\n')}`);
@@ -89,8 +95,8 @@ async function startApp(kind: 'main' | 'fetcher', env: Record<string, string>): 
 
 export const TEST_SHARED_SECRET = 'whsec_' + Buffer.alloc(32, 7).toString('base64');
 
-export const startMain = (env: Record<string, string>) => startApp('main', env);
-export const startFetcher = (env: Record<string, string>) => startApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env });
+export const startMain = (env: Record<string, string>, extras?: SpawnExtras) => startApp('main', env, extras);
+export const startFetcher = (env: Record<string, string>, extras?: SpawnExtras) => startApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env }, extras);
 
 /** A port nothing listens on right now (for two apps that must know each other's URL up front). */
 export async function freePort(): Promise<number> {

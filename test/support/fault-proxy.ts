@@ -11,7 +11,14 @@ export type FaultMode =
   /** Forwards requests, destroys the connection before the first response byte. */
   | { kind: 'drop-response' }
   /** Resets the connection after `bytes` have gone upstream. */
-  | { kind: 'reset-after'; bytes: number };
+  | { kind: 'reset-after'; bytes: number }
+  /** Holds every chunk, both ways, until the clock reaches `until` (a platform holding requests while the app boots). */
+  | { kind: 'hold'; until: number }
+  /**
+   * Forwards every request; of the requests whose first bytes are `match` (e.g. "POST /v1/jobs "),
+   * the 1st, (1 + every)th, … lose their response: the connection is destroyed before it comes back.
+   */
+  | { kind: 'drop-response-of'; match: string; every: number };
 
 export interface FaultProxy {
   port: number;
@@ -24,6 +31,8 @@ export interface FaultProxy {
   cut(): void;
   close(): Promise<void>;
   connections: number;
+  /** Requests seen by 'drop-response-of', and how many of them lost their response. */
+  matched: { requests: number; dropped: number };
 }
 
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
@@ -31,6 +40,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   const sockets = new Set<Socket>();
   let server: Server;
   let port = 0;
+  const matched = { requests: 0, dropped: 0 };
 
   function onConnection(client: Socket): void {
     sockets.add(client);
@@ -46,10 +56,15 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     upstream.on('error', () => client.destroy());
     client.on('close', () => upstream.destroy());
     let sentUp = 0;
+    let dropNextResponse = false;
     const pipe = (from: Socket, to: Socket, upward: boolean) => {
       from.on('data', (chunk: Buffer) => {
         const current = mode;
-        if (!upward && current.kind === 'drop-response') {
+        if (upward && current.kind === 'drop-response-of' && chunk.subarray(0, current.match.length).toString('latin1') === current.match) {
+          if (matched.requests++ % current.every === 0) dropNextResponse = true;
+        }
+        if (!upward && (current.kind === 'drop-response' || (current.kind === 'drop-response-of' && dropNextResponse))) {
+          if (current.kind === 'drop-response-of') matched.dropped++;
           client.destroy();
           upstream.destroy();
           return;
@@ -62,12 +77,13 @@ export async function startFaultProxy(target: { host: string; port: number }): P
             return;
           }
         }
-        if (current.kind === 'delay') {
+        const holdMs = current.kind === 'delay' ? current.ms : current.kind === 'hold' ? current.until - Date.now() : 0;
+        if (holdMs > 0) {
           from.pause();
           setTimeout(() => {
             if (!to.destroyed) to.write(chunk);
             from.resume();
-          }, current.ms);
+          }, holdMs);
         } else if (!to.destroyed) {
           to.write(chunk);
         }
@@ -95,6 +111,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     get connections() {
       return sockets.size;
     },
+    matched,
     url: (scheme = 'http', path = '') => `${scheme}://127.0.0.1:${port}${path}`,
     setMode(next) {
       mode = next;

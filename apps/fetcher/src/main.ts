@@ -2,7 +2,7 @@
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfigOrExit, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
-import { isolatedChildPids, startJobService } from '@jobgate/jobs';
+import { isolatedChildPids, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
@@ -16,14 +16,21 @@ process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejec
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const limitMb = memoryLimitMb(config);
 
-const service = await startJobService(config, logger, 'fetcher').catch((err: unknown) => {
+const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.MAIN_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
+// Each attempt is claimed in main's ledger before it runs, so main (under the emergency override)
+// and the fetcher never run one job at once. Without MAIN_SERVICE_URL nobody else can run it.
+const remoteClaims: RemoteClaims | undefined = mainClient
+  ? {
+      claim: (id, attempt, claimSeconds) => mainClient.claim(id, attempt, claimSeconds).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })),
+    }
+  : undefined;
+const service = await startJobService(config, logger, 'fetcher', () => ({ remoteClaims })).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate fetcher: ${err.message}\n`);
   process.exit(1);
 });
 // Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
 await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
-const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.MAIN_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
 const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger }) : null;
 if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not recorded or sent');
 let draining = false;

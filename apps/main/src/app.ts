@@ -2,8 +2,10 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
 import { JOB_STATES, parseCursor, type JobRecord, type Ledger } from '@jobgate/queue';
-import { JobEvents, Purpose, requireSignature, type SigningKey } from '@jobgate/protocol';
+import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
+import { adminApi, type AdminDeps } from './admin.ts';
+import { parseOrThrow } from './validation.ts';
 
 export interface MainAppDeps {
   jobs: JobRuntime;
@@ -13,6 +15,8 @@ export interface MainAppDeps {
   logger: Logger;
   /** True once shutdown began: health turns 503 and connections are closed after each response. */
   isDraining(): boolean;
+  /** The admin API; absent, /admin/api/* is not served. */
+  admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
 }
 
 const EnqueueBody = z.strictObject({
@@ -31,14 +35,6 @@ const ListQuery = z.strictObject({
 
 const JobId = z.uuid();
 const BODY_LIMIT_BYTES = 2 ** 20;
-
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: string[] = []): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw new JobgateError(ErrorCode.requestInvalid, 'The request is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues, prefix) });
-  }
-  return parsed.data;
-}
 
 /** The main app's HTTP surface, without listening (tests build it with their own deps). */
 export function createMainApp(deps: MainAppDeps): express.Express {
@@ -59,6 +55,21 @@ export function createMainApp(deps: MainAppDeps): express.Express {
         const result = await ledger.applyEvents(parsed.data.events);
         req.log.debug({ ...result }, 'job events applied');
         res.json(result);
+      })
+      .all(methodNotAllowed(['POST']));
+
+    // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
+    app
+      .route('/internal/v1/claims')
+      .post(...requireSignature(deps.keys, Purpose.claimJob), async (req, res) => {
+        const parsed = ClaimRequest.safeParse(req.signedBody);
+        if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+        const { jobId, attempt, claimSeconds } = parsed.data;
+        const result = await ledger.claimAttempt({ id: jobId, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
+        const answer: ClaimAnswer =
+          result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
+        req.log.debug({ jobId, attempt, outcome: answer.outcome }, 'fetcher claim');
+        res.json(answer);
       })
       .all(methodNotAllowed(['POST']));
   }
@@ -100,6 +111,8 @@ export function createMainApp(deps: MainAppDeps): express.Express {
       res.json(job);
     })
     .all(methodNotAllowed(['GET', 'POST']));
+
+  if (deps.admin && deps.ledger) app.use('/admin/api', adminApi({ ...deps.admin, jobs, ledger: deps.ledger }));
 
   app.use(notFound());
   app.use(problemErrorHandler());

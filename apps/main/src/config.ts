@@ -25,6 +25,17 @@ export const MainEnv = z
     FETCHER_KEEP_AWAKE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(300_000),
     /** A routed job the fetcher has said nothing about for this long is asked about (lost events). */
     FETCHER_RECONCILE_AFTER_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+    /** The admin pages and /admin/api/* (user `admin`); unset, they answer 503. */
+    ADMIN_PASSWORD: z.string().min(8, 'at least 8 characters').max(200).optional(),
+    /** Forces the emergency override on at boot (audited as set by the environment). */
+    FETCHER_EMERGENCY_OVERRIDE: z.stringbool().default(false),
+    /** Fetcher jobs that run on main at once under the override (they are the heavy ones). */
+    JOBGATE_ON_MAIN_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(1),
+    /** How often main re-reads the override, expires it when due, and takes over undelivered jobs. */
+    JOBGATE_OVERRIDE_CHECK_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+    /** Jobs per POST /v1/jobs, and such requests in flight at once. */
+    FETCHER_FORWARD_BATCH_SIZE: z.coerce.number().int().min(1).max(500).default(500),
+    FETCHER_FORWARD_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
     /** How long the forwarder waits for a sleeping fetcher to wake. */
     FETCHER_WAKE_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
   })

@@ -16,6 +16,10 @@ export interface ForwarderOptions {
   inFlight?: number;
   wakeTimeoutMs: number;
   pollIntervalSeconds: number;
+  /** The emergency override: while on, the batch runs on main instead of going out. */
+  overrideEnabled: () => Promise<boolean>;
+  /** Moves these undelivered jobs to main (those the fetcher has not claimed). */
+  takeOver: (ids: string[]) => Promise<number>;
 }
 
 /** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
@@ -28,25 +32,38 @@ const REFUSES_JOBS = new Set([409, 422]);
  * fetcher was away. A batch the fetcher refuses (409/422) is split so only the bad jobs fail; any other 4xx
  * keeps the whole batch for a retry.
  */
-export async function startForwarder(options: ForwarderOptions): Promise<void> {
+export async function startForwarder(options: ForwarderOptions): Promise<{ stop(): void }> {
   const { boss, ledger, fetcher } = options;
   const logger = options.logger.child({ component: 'forwarder' });
+  // Shutdown cuts a wake-up short: the batch waiting on it stays in the outbox.
+  const stopping = new AbortController();
 
-  async function deliver(batch: Array<JobWithMetadata<OutboxData>>): Promise<void> {
+  async function deliver(batch: Array<JobWithMetadata<OutboxData>>, afterWake = false): Promise<void> {
+    if (await options.overrideEnabled()) {
+      const moved = await options.takeOver(batch.map((j) => j.id));
+      if (moved > 0) logger.warn({ jobs: moved }, 'emergency override: jobs run on main instead of the fetcher');
+      return;
+    }
     const going = await ledger.markForwarding(batch.map((j) => j.id));
     const jobs: SubmitJob[] = batch
       .filter((j) => going.has(j.id))
       .map((j) => ({ id: j.id, name: j.data.name, payload: j.data.payload, options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}) } }));
     if (jobs.length === 0) return;
+    const sentAt = performance.now();
     try {
       await fetcher.submit(jobs);
     } catch (err) {
       const e = err as FetcherClientError;
+      const ms = Math.round(performance.now() - sentAt);
+      if (isRetryable(err) && afterWake) {
+        logger.warn({ err, jobs: jobs.length, ms }, 'fetcher unreachable after waking; the batch stays in the outbox');
+        throw err;
+      }
       if (isRetryable(err)) {
         // Asleep or restarting: wake it (one wake-up however many batches wait), then try once more;
         // failing that, pg-boss retries the batch with backoff.
-        logger.warn({ err, jobs: jobs.length }, 'fetcher unreachable; waking it');
-        const woke = await fetcher.wake({ deadlineMs: options.wakeTimeoutMs }).then(
+        logger.warn({ err, jobs: jobs.length, ms }, 'fetcher unreachable; waking it');
+        const woke = await fetcher.wake({ deadlineMs: options.wakeTimeoutMs, signal: stopping.signal }).then(
           (w) => {
             logger.info({ waitedMs: w.waitedMs }, 'fetcher awake');
             return true;
@@ -57,7 +74,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<void> {
           },
         );
         if (!woke) throw err;
-        return deliverAwake(jobs);
+        // Once more from the top: the override may have been switched on while we waited.
+        return deliver(batch, true);
       }
       if (e.code === FetcherErrorCode.rejected && !REFUSES_JOBS.has(e.status ?? 0)) {
         // 401/403/404/…: the request, not the jobs, is wrong (secret rotation half done, clock skew,
@@ -77,12 +95,6 @@ export async function startForwarder(options: ForwarderOptions): Promise<void> {
       }
       throw err;
     }
-    await ledger.markForwarded(jobs.map((j) => j.id));
-    logger.info({ jobs: jobs.length }, 'jobs forwarded');
-  }
-
-  async function deliverAwake(jobs: SubmitJob[]): Promise<void> {
-    await fetcher.submit(jobs);
     await ledger.markForwarded(jobs.map((j) => j.id));
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
   }
@@ -111,4 +123,5 @@ export async function startForwarder(options: ForwarderOptions): Promise<void> {
     },
     (batch) => deliver(batch as Array<JobWithMetadata<OutboxData>>),
   );
+  return { stop: () => stopping.abort() };
 }

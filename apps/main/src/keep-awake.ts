@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@jobgate/runtime';
 import type { Ledger } from '@jobgate/queue';
-import type { FetcherClient } from '@jobgate/fetcher-client';
+import type { FetcherStatus } from '@jobgate/protocol';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
 
 export type FetcherState = 'awake' | 'asleep' | 'down' | 'unknown';
 
@@ -9,38 +10,73 @@ export interface FetcherHealth {
   state: FetcherState;
   checkedAt: string | null;
   latencyMs: number | null;
+  /** The fetcher's own /v1/status, from the last check that reached it. */
+  status?: FetcherStatus;
+  /** Why the last check failed. */
+  error?: string;
 }
 
 /**
- * While any routed job is unfinished, pings the fetcher's /healthz every `intervalMs`: a free
- * Render instance sleeps after 15 minutes without inbound requests, even in the middle of a long
- * job. With nothing pending it stops, so the fetcher can sleep. Each ping also records the
- * fetcher's state for the admin pages.
+ * What main knows of the fetcher: each check asks its /v1/status (signed, cheap) and classifies the
+ * answer. Refused or reset: down. A platform proxy's 502/503/504 or no answer in time: asleep (a
+ * free Render instance holds or bounces requests while it boots). Any answer from the app: awake.
  */
-export function startKeepAwake(deps: { ledger: Ledger; fetcher: FetcherClient; logger: Logger; intervalMs: number }) {
-  const logger = deps.logger.child({ component: 'keep-awake' });
-  const stopping = new AbortController();
+export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Logger; timeoutMs?: number }) {
   const health: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null };
+  let checking: Promise<FetcherHealth> | null = null;
 
-  async function ping(): Promise<void> {
+  async function probe(): Promise<FetcherHealth> {
     const started = performance.now();
     try {
-      await deps.fetcher.health();
+      health.status = await deps.fetcher.probeStatus(deps.timeoutMs ?? 3_000);
       health.state = 'awake';
       health.latencyMs = Math.round(performance.now() - started);
+      delete health.error;
     } catch (err) {
-      // refused or a proxy's 502/503: the platform has it asleep or it is down; either way not awake
-      health.state = 'down';
+      const e = err as FetcherClientError;
+      health.error = e.message;
       health.latencyMs = null;
-      logger.warn({ err }, 'fetcher did not answer the keep-awake ping');
+      if (e.code === FetcherErrorCode.timeout || (e.code === FetcherErrorCode.unavailable && e.status)) health.state = 'asleep';
+      else if (e.code === FetcherErrorCode.unavailable) health.state = 'down';
+      else {
+        // it answered, but not with a status we can read (a 401 from a half-rotated secret, a 500)
+        health.state = 'awake';
+        health.latencyMs = Math.round(performance.now() - started);
+      }
     }
     health.checkedAt = new Date().toISOString();
+    return { ...health };
   }
+
+  return {
+    health: (): FetcherHealth => ({ ...health }),
+    /** Checks now unless a check finished within `maxAgeMs`; concurrent callers share one check. */
+    async check(maxAgeMs = 0): Promise<FetcherHealth> {
+      if (health.checkedAt && Date.now() - Date.parse(health.checkedAt) < maxAgeMs) return { ...health };
+      checking ??= probe().finally(() => (checking = null));
+      return checking;
+    },
+  };
+}
+
+export type FetcherMonitor = ReturnType<typeof createFetcherMonitor>;
+
+/**
+ * While any routed job is unfinished, checks the fetcher every `intervalMs`: a free Render instance
+ * sleeps after 15 minutes without inbound requests, even in the middle of a long job. With nothing
+ * pending it stops, so the fetcher can sleep.
+ */
+export function startKeepAwake(deps: { ledger: Ledger; monitor: FetcherMonitor; logger: Logger; intervalMs: number }) {
+  const logger = deps.logger.child({ component: 'keep-awake' });
+  const stopping = new AbortController();
 
   const loop = (async () => {
     while (!stopping.signal.aborted) {
       try {
-        if (await deps.ledger.hasUnfinishedFetcherJobs()) await ping();
+        if (await deps.ledger.hasUnfinishedFetcherJobs()) {
+          const h = await deps.monitor.check();
+          if (h.state !== 'awake') logger.warn({ state: h.state, error: h.error }, 'fetcher did not answer the keep-awake check');
+        }
       } catch (err) {
         logger.warn({ err }, 'keep-awake check failed');
       }
@@ -49,7 +85,6 @@ export function startKeepAwake(deps: { ledger: Ledger; fetcher: FetcherClient; l
   })();
 
   return {
-    health: (): FetcherHealth => ({ ...health }),
     async stop(): Promise<void> {
       stopping.abort();
       await loop;

@@ -2,10 +2,12 @@
 // (npm does not pass SIGTERM on to its child).
 import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
+import { createOverrideStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
 import { startForwarder } from './forwarder.ts';
-import { startKeepAwake } from './keep-awake.ts';
+import { createFetcherMonitor, startKeepAwake } from './keep-awake.ts';
+import { createOverrideControl, type OverrideControl } from './override.ts';
 import { startReconciler } from './reconciler.ts';
 import { loadMainConfig } from './config.ts';
 
@@ -14,30 +16,65 @@ const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
-const service = await startJobService(config, logger, 'main').catch((err: unknown) => {
+let override: OverrideControl | undefined;
+const service = await startJobService(config, logger, 'main', (pool) => {
+  const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
+  override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
+  return { overrideEnabled: () => override!.enabled(), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY };
+}).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);
   process.exit(1);
 });
+const control = override!;
+if (config.FETCHER_EMERGENCY_OVERRIDE && !(await control.enabled())) {
+  await control.set({ enabled: true, reason: 'FETCHER_EMERGENCY_OVERRIDE=true at boot', actor: 'environment (FETCHER_EMERGENCY_OVERRIDE)' });
+}
+control.start();
+
 const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET }) : null;
-const keepAwake = fetcher ? startKeepAwake({ ledger: service.ledger, fetcher, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
+const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
+const keepAwake = monitor ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
 const reconciler = fetcher
   ? startReconciler({ ledger: service.ledger, fetcher, logger, quietSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS, intervalMs: Math.min(60_000, config.FETCHER_RECONCILE_AFTER_SECONDS * 1000) })
   : null;
-if (fetcher) {
-  await startForwarder({ boss: service.boss, ledger: service.ledger, fetcher, logger, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS, pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS });
-} else {
-  logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
-}
+const forwarder = fetcher
+  ? await startForwarder({
+    boss: service.boss,
+    ledger: service.ledger,
+    fetcher,
+    logger,
+    wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS,
+    batchSize: config.FETCHER_FORWARD_BATCH_SIZE,
+    inFlight: config.FETCHER_FORWARD_IN_FLIGHT,
+    pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS,
+    overrideEnabled: () => control.enabled(),
+    takeOver: (ids) => service.jobs.takeOverUndelivered(ids.length, ids),
+  })
+  : null;
+if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
 let draining = false;
-const http = await listen(createMainApp({ jobs: service.jobs, ledger: service.ledger, keys: config.FETCHER_SHARED_SECRET, logger, isDraining: () => draining }), { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
+const app = createMainApp({
+  jobs: service.jobs,
+  ledger: service.ledger,
+  keys: config.FETCHER_SHARED_SECRET,
+  logger,
+  isDraining: () => draining,
+  admin: {
+    override: control,
+    password: config.ADMIN_PASSWORD,
+    ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
+  },
+});
+const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
 onShutdownSignal(logger, async () => {
   draining = true;
+  forwarder?.stop();
   await Promise.all([service.jobs.stop(config.JOBGATE_SHUTDOWN_TIMEOUT_MS), http.close()]);
   // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
   // otherwise hold the shutdown past its 25 s).
-  const loops = Promise.all([keepAwake?.stop(), reconciler?.stop()]);
+  const loops = Promise.all([keepAwake?.stop(), reconciler?.stop(), control.stop()]);
   await fetcher?.close();
   await loops;
   await service.pool.end();

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
-import { FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type JobEvent, type SigningKey, type SubmitJob } from '@jobgate/protocol';
+import { ClaimAnswer, FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type JobEvent, type SigningKey, type SubmitJob } from '@jobgate/protocol';
 import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
 
 export interface PeerOptions {
@@ -131,13 +131,13 @@ export function createFetcherClient(options: FetcherClientOptions) {
   let waking: Promise<WakeResult> | null = null;
 
   /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
-  function wake(wakeOptions: { deadlineMs?: number } = {}): Promise<WakeResult> {
+  function wake(wakeOptions: { deadlineMs?: number; signal?: AbortSignal } = {}): Promise<WakeResult> {
     waking ??= (async () => {
       const started = Date.now();
       const deadline = started + (wakeOptions.deadlineMs ?? 90_000);
       let probes = 0;
       let lastError: unknown;
-      while (Date.now() < deadline) {
+      while (Date.now() < deadline && !wakeOptions.signal?.aborted) {
         probes++;
         const remaining = deadline - Date.now();
         try {
@@ -146,7 +146,7 @@ export function createFetcherClient(options: FetcherClientOptions) {
         } catch (err) {
           lastError = err;
           // Refused or 502/503 from a proxy: the instance is still booting. Try again shortly.
-          await sleep(Math.max(0, Math.min(1_000, deadline - Date.now())));
+          await sleep(Math.max(0, Math.min(1_000, deadline - Date.now())), undefined, { signal: wakeOptions.signal }).catch(() => {});
         }
       }
       throw new FetcherClientError(FetcherErrorCode.wakeTimeout, `fetcher did not wake within ${wakeOptions.deadlineMs ?? 90_000} ms`, { cause: lastError });
@@ -160,6 +160,8 @@ export function createFetcherClient(options: FetcherClientOptions) {
     /** Submits up to 500 jobs; idempotent on job id (a repeat answers `duplicate: true`). */
     submit: (jobs: SubmitJob[]) => call('POST', '/v1/jobs', Purpose.submitJobs, JSON.stringify({ jobs }), SubmitResult),
     status: () => call('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus),
+    /** One status request, no retries, answered within `timeoutMs` or failed (for status pages). */
+    probeStatus: (timeoutMs: number) => once('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus, { headersMs: timeoutMs, bodyMs: timeoutMs }),
     getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, Purpose.readJob, undefined, FetcherJob),
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
     health: () => once('GET', '/healthz', null, undefined, HealthSchema),
@@ -170,11 +172,14 @@ export function createFetcherClient(options: FetcherClientOptions) {
 
 /** What the fetcher uses to talk to main: job events back. */
 export function createMainClient(options: PeerOptions) {
-  const { call, close } = createPeer(options);
+  const { once, call, close } = createPeer(options);
   return {
     /** Delivers events (≤ 500), signed; main applies them idempotently, in per-job order. */
     sendEvents: (events: JobEvent[]) =>
       call('POST', '/internal/v1/job-events', Purpose.jobEvents, JSON.stringify({ events }), EventsReceipt),
+    /** Claims an attempt of a job in main's ledger before the fetcher runs it (no retries: the caller loops). */
+    claim: (jobId: string, attempt: number, claimSeconds: number) =>
+      once('POST', '/internal/v1/claims', Purpose.claimJob, JSON.stringify({ jobId, attempt, claimSeconds }), ClaimAnswer),
     close,
   };
 }

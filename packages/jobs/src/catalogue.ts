@@ -6,6 +6,11 @@ export const SystemQueue = {
   outbox: 'jobgate.outbox',
   /** pg-boss cron fires here; a worker turns each firing into a performLater. */
   cron: 'jobgate.cron',
+  /**
+   * Fetcher jobs that run on main (the emergency override, or a per-run `runOnMain`): one queue,
+   * so a small worker concurrency bounds them all together.
+   */
+  onMain: 'jobgate.on-main',
   /** Where pg-boss puts jobs it gave up on, so the ledger learns of them. */
   deadLetter: 'jobgate.dead-letter',
 } as const;

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
-import { withTransaction, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route } from '@jobgate/queue';
+import { withTransaction, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
@@ -19,6 +19,8 @@ export interface EnqueueOptions {
   delaySeconds?: number;
   /** Carried into the job's logs. */
   requestId?: string;
+  /** Run a `runsOnFetcher` job on main (the per-run emergency override). */
+  runOnMain?: boolean;
 }
 
 /** A job handed over by main, with main's id (see `accept`). */
@@ -49,6 +51,22 @@ export interface OutboxData extends QueuedData {
   name: string;
 }
 
+/** A fetcher job running on main: its name rides along, and main numbers attempts after the fetcher's. */
+export interface OnMainData extends QueuedData {
+  name: string;
+  attemptBase: number;
+}
+
+/**
+ * The fetcher's claim on main's ledger (the source of truth), over the signed API: an attempt runs
+ * only once main has granted it, so main and the fetcher never run one job at once. Once the
+ * fetcher has claimed a job, main never takes it over, so the claim needs no refresh there.
+ * `unknown`: main has no such job (it was submitted to the fetcher directly), so nobody else runs it.
+ */
+export interface RemoteClaims {
+  claim(id: string, attempt: number, claimSeconds: number): Promise<ClaimResult | { outcome: 'unknown' }>;
+}
+
 export interface JobRuntimeOptions {
   /** Which side this runtime is: main runs jobs that are not `runsOnFetcher`; the fetcher runs those that are. */
   ranOn: Route;
@@ -62,6 +80,12 @@ export interface JobRuntimeOptions {
   workerConcurrency: number;
   /** Where a job was defined (a module URL), for jobs whose handler runs in a worker thread. */
   moduleOf?: (name: string) => string | undefined;
+  /** Main: whether the emergency override is on (new fetcher jobs then run on main). */
+  overrideEnabled?: () => Promise<boolean>;
+  /** Main: fetcher jobs running on main at once (they are the heavy ones). */
+  onMainConcurrency?: number;
+  /** The fetcher: claims in main's ledger, when main is known. */
+  remoteClaims?: RemoteClaims;
 }
 
 /** pg-boss's own expiry sits this far behind `timeoutSeconds`, so our timer (with a clear error) fires first. */
@@ -116,21 +140,47 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     };
   }
 
+  /** A fetcher job queued on main carries its job's policy itself (the on-main queue is shared). */
+  function onMainInsert(def: JobDefinition, id: string, data: OnMainData, priority: number, startAfter?: Date | number) {
+    const retryLimit = Math.max(0, def.retry.limit - data.attemptBase);
+    return {
+      id,
+      data,
+      priority,
+      retryLimit,
+      retryDelay: def.retry.delaySeconds,
+      retryBackoff: def.retry.backoff,
+      ...(def.retry.maxDelaySeconds ? { retryDelayMax: def.retry.maxDelaySeconds } : {}),
+      expireInSeconds: def.timeoutSeconds + EXPIRY_SLACK_SECONDS,
+      heartbeatSeconds: timings.heartbeatSeconds,
+      deadLetter: SystemQueue.deadLetter,
+      ...(startAfter !== undefined ? { startAfter } : {}),
+    };
+  }
+
   async function ensureQueue(name: string, queueOpts: object = { notify: true }): Promise<void> {
     await boss.createQueue(name, queueOpts);
     // createQueue leaves an existing queue alone: apply changed options of a redefined job
     await boss.updateQueue(name, queueOpts);
   }
 
+  /** Where a new job goes: its definition's side, unless main runs a fetcher job under an override. */
+  async function placement(def: JobDefinition, opts: EnqueueOptions): Promise<{ route: Route; routeReason: RouteReason }> {
+    if (!def.runsOnFetcher) return { route: 'main', routeReason: 'definition' };
+    if (ranOn === 'main' && opts.runOnMain) return { route: 'main', routeReason: 'run-on-main' };
+    if (ranOn === 'main' && (await options.overrideEnabled?.())) return { route: 'main', routeReason: 'override' };
+    return { route: 'fetcher', routeReason: 'definition' };
+  }
+
   async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions): Promise<EnqueueResult> {
-    const route: Route = def.runsOnFetcher ? 'fetcher' : 'main';
+    const { route, routeReason } = await placement(def, opts);
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
     const delaySeconds = opts.delaySeconds ?? 0;
     const id = randomUUID();
     // A unique job can finish between a failed insert and the lookup: then insert again.
     for (let tries = 0; tries < 3; tries++) {
-      const job = await ledger.insertJob({ id, name: def.name, route, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds }, db);
+      const job = await ledger.insertJob({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds }, db);
       if (!job) {
         const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey!, db);
         if (existing) return { job: existing, duplicate: true };
@@ -140,6 +190,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
       if (runsHere(def)) {
         await boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
+      } else if (route === 'main') {
+        const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
+        await boss.insert(SystemQueue.onMain, [onMainInsert(def, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: toDb(db) });
       } else {
         // Kept for the fetcher until the forwarder delivers it; never run on main from here.
         await boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
@@ -242,13 +295,49 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         continue;
       }
       if (result.outcome === 'gone') log.info('job is finished or cancelled in the ledger; not running it');
-      return result.outcome === 'claimed';
+      if (result.outcome !== 'claimed') return false;
+      return options.remoteClaims ? claimAtMain(id, attempt, signal, log) : true;
     }
   }
 
-  async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>): Promise<JobResult> {
-    const attempt = job.retryCount + 1;
-    const maxAttempts = job.retryLimit + 1;
+  /**
+   * The fetcher's second claim, in main's ledger: until main grants it the attempt does not start.
+   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry.
+   */
+  async function claimAtMain(id: string, attempt: number, signal: AbortSignal, log: Logger): Promise<boolean> {
+    const remote = options.remoteClaims!;
+    for (let failures = 0; ; ) {
+      let result: Awaited<ReturnType<RemoteClaims['claim']>>;
+      try {
+        result = await remote.claim(id, attempt, claimSeconds);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 10 === 0) log.warn({ err, failures }, 'cannot reach main to claim the job; waiting');
+        await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
+        await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)), undefined, { signal });
+        continue;
+      }
+      if (result.outcome === 'wait') {
+        await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
+        await sleep(result.waitMs, undefined, { signal });
+        continue;
+      }
+      if (result.outcome === 'gone') {
+        // Main ran it (the emergency override took it over) or it was finished or cancelled there.
+        log.warn('main owns this job now (taken over, finished or cancelled there); not running it here');
+        await durably(() =>
+          ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
+        );
+        return false;
+      }
+      return true;
+    }
+  }
+
+  async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
+    const attempt = attemptBase + job.retryCount + 1;
+    const maxAttempts = attemptBase + job.retryLimit + 1;
     const log = logger.child({ jobId: job.id, jobName: def.name, attempt, maxAttempts, ...(job.data.requestId ? { requestId: job.data.requestId } : {}) });
     try {
       if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log))) {
@@ -269,7 +358,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     let peakRss = process.memoryUsage.rss();
     const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
     const heartbeat = setInterval(() => {
-      ledger.refreshClaim(job.id, attempt, claimSeconds).then(
+      ledger.refreshClaim(job.id, attempt, claimSeconds, ranOn).then(
         (held) => {
           if (held || claimLost.signal.aborted) return;
           // Another attempt took the job over (this one was given up for dead): stop now.
@@ -338,7 +427,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     }
     await ensureQueue(SystemQueue.deadLetter);
     if (ranOn === 'main') {
-      await ensureQueue(SystemQueue.outbox, OUTBOX_QUEUE_OPTIONS);
+      // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
+      await ensureQueue(SystemQueue.outbox, { ...OUTBOX_QUEUE_OPTIONS, heartbeatSeconds: timings.heartbeatSeconds });
       await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
     }
     // batchSize 1 waits a poll interval between jobs; with a backlog (per pg-boss's cached queue
@@ -359,6 +449,25 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         );
       handlerWorkers.set(def.name, startWorker);
       await startWorker();
+    }
+
+    if (ranOn === 'main') {
+      // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
+      await ensureQueue(SystemQueue.onMain, { notify: true });
+      await boss.work<OnMainData>(
+        SystemQueue.onMain,
+        { ...workOptions, localConcurrency: options.onMainConcurrency ?? 1 },
+        (jobs) =>
+          track(
+            Promise.all(
+              jobs.map((job) => {
+                const def = catalogue.get(job.data.name);
+                if (!def) throw new JobgateError(ErrorCode.unknownJob, `no job named ${job.data.name} is defined in this process`);
+                return runOne(def, job as JobWithMetadata<OnMainData>, job.data.attemptBase);
+              }),
+            ),
+          ),
+      );
     }
 
     // pg-boss gave a job up without our handler settling it: the last attempt expired or its
@@ -400,6 +509,28 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     });
   }
 
+  /**
+   * Main under the emergency override: makes up to `limit` fetcher jobs that are not yet delivered
+   * (or whose delivery is in doubt) main's, and queues them on main, in one transaction. A job the
+   * fetcher has already claimed stays there. Returns how many moved.
+   */
+  async function takeOverUndelivered(limit: number, ids: string[] | null = null): Promise<number> {
+    return withTransaction(pool, async (client) => {
+      const taken = await ledger.takeOverUndelivered(client, limit, 'override', ids);
+      const inserts = taken.flatMap((t) => {
+        const def = catalogue.get(t.name);
+        if (!def) {
+          logger.error({ jobId: t.id, jobName: t.name }, 'cannot take over a job this process does not define');
+          return [];
+        }
+        return [onMainInsert(def, t.id, { payload: t.payload, name: t.name, attemptBase: t.attempts }, t.priority, t.runAt)];
+      });
+      if (inserts.length !== taken.length) throw new JobgateError(ErrorCode.unknownJob, 'some jobs to take over are not defined here; none moved');
+      if (inserts.length > 0) await boss.insert(SystemQueue.onMain, inserts, { db: toDb(client) });
+      return inserts.length;
+    });
+  }
+
   /** Takes no new job (running ones carry on) until resume(); the memory guard's soft limit. */
   async function pause(): Promise<void> {
     if (paused) return;
@@ -432,6 +563,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   return {
     performLater,
     accept,
+    takeOverUndelivered,
     runsHere,
     start,
     pause,

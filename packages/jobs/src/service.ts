@@ -6,7 +6,7 @@ import { heapFlagOverride } from './isolation/run-isolated.ts';
 import { createBoss, createLedger, migrate, type Route } from '@jobgate/queue';
 import { createCatalogue } from './catalogue.ts';
 import { isJobDefinition, type JobDefinition } from './define-job.ts';
-import { createJobRuntime } from './job-runtime.ts';
+import { createJobRuntime, type JobRuntimeOptions } from './job-runtime.ts';
 import { shippedJobs } from './shipped/index.ts';
 
 /** Job definitions from JOBGATE_JOB_MODULES: every export that defineJob made, with its module's URL. */
@@ -27,7 +27,13 @@ export async function loadJobModules(paths: readonly string[]): Promise<Array<{ 
  * shipped jobs plus JOBGATE_JOB_MODULES. `ranOn` says which side this is: main runs the jobs that
  * are not `runsOnFetcher`, the fetcher runs the ones that are.
  */
-export async function startJobService(config: ServiceConfig, logger: Logger, ranOn: Route) {
+export async function startJobService(
+  config: ServiceConfig,
+  logger: Logger,
+  ranOn: Route,
+  /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
+  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims'> = () => ({}),
+) {
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
     max: config.DATABASE_POOL_MAX,
@@ -60,7 +66,7 @@ export async function startJobService(config: ServiceConfig, logger: Logger, ran
     await pool.end();
     throw new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]);
   }
-  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY, moduleOf: (name) => moduleUrls.get(name) });
+  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY, moduleOf: (name) => moduleUrls.get(name), ...extend(pool) });
   await jobs.start();
   return {
     pool,

@@ -21,6 +21,7 @@ export const Purpose = {
   jobEvents: 'evt',
   readStatus: 'sts',
   readJob: 'get',
+  claimJob: 'clm',
 } as const;
 export type Purpose = (typeof Purpose)[keyof typeof Purpose];
 

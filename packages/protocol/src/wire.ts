@@ -76,3 +76,21 @@ export type JobEvent = z.infer<typeof JobEvent>;
 
 export const JobEvents = z.strictObject({ events: z.array(JobEvent).min(1).max(MAX_BATCH) });
 export type JobEvents = z.infer<typeof JobEvents>;
+
+/**
+ * The fetcher's claim on main's ledger before it runs an attempt (POST /internal/v1/claims): main
+ * grants it only while the job is the fetcher's and no other live attempt holds it.
+ */
+export const ClaimRequest = z.strictObject({
+  jobId: z.uuid(),
+  attempt: z.number().int().min(1).max(1_000_000),
+  claimSeconds: z.number().int().min(1).max(3_600),
+});
+export type ClaimRequest = z.infer<typeof ClaimRequest>;
+
+/** claimed: run it; wait: another attempt holds it (retry after waitMs); gone: main owns or finished it; unknown: main has no such job. */
+export const ClaimAnswer = z.object({
+  outcome: z.enum(['claimed', 'wait', 'gone', 'unknown']),
+  waitMs: z.number().int().min(0).optional(),
+});
+export type ClaimAnswer = z.infer<typeof ClaimAnswer>;

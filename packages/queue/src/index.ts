@@ -4,3 +4,4 @@ export * from './ledger.ts';
 export * from './migrate.ts';
 export * from './schema-name.ts';
 export * from './transaction.ts';
+export * from './override.ts';

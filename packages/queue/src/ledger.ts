@@ -15,6 +15,8 @@ export type JobState = (typeof JobState)[keyof typeof JobState];
 export const JOB_STATES = Object.values(JobState);
 
 export type Route = 'main' | 'fetcher';
+/** Why a job runs where it does: its definition, the emergency override, or a per-run override. */
+export type RouteReason = 'definition' | 'override' | 'run-on-main';
 export type Outcome = 'running' | 'completed' | 'failed' | 'lost';
 
 /** Anything that runs a parameterised query: a pg Pool, PoolClient or Client (e.g. inside the caller's transaction). */
@@ -41,6 +43,7 @@ export interface JobRecord {
   id: string;
   name: string;
   route: Route;
+  routeReason: RouteReason;
   state: JobState;
   payload: unknown;
   priority: number;
@@ -87,6 +90,7 @@ export interface NewJob {
   id: string;
   name: string;
   route: Route;
+  routeReason?: RouteReason;
   payload: unknown;
   priority: number;
   uniqueKey: string | null;
@@ -103,7 +107,7 @@ export interface ListFilter {
 }
 
 const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
-const JOB_COLUMNS = `id, name, route, state, payload, priority, progress, progress_message, attempts, max_attempts,
+const JOB_COLUMNS = `id, name, route, route_reason, state, payload, priority, progress, progress_message, attempts, max_attempts,
   run_at, created_at, updated_at, started_at, finished_at, error`;
 
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
@@ -111,8 +115,8 @@ function plans(schema: string) {
   const s = assertSchemaName(schema);
   return {
     insertJob: `
-      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at)
-      VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second')
+      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason)
+      VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second', $9)
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
     // Idempotent on id: a job already here is left alone and reported back with whether it matches.
@@ -145,7 +149,7 @@ function plans(schema: string) {
     claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
     refreshClaim: `
       UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
-       WHERE id = $1 AND state = 'active' AND attempts = $2`,
+       WHERE id = $1 AND state = 'active' AND attempts = $2 AND claimed_by = $4`,
     // Only the attempt that holds the job may report on it (an abandoned one may still be running).
     setProgress: `
       UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
@@ -191,11 +195,22 @@ function plans(schema: string) {
     // The forwarder takes queued jobs into 'forwarding'; the rest (cancelled, finished) are skipped.
     markForwarding: `
       UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
-       WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding') RETURNING id`,
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding') RETURNING id`,
     // Events may already have moved a job on (the fetcher can be faster than the answer): never back.
     markForwarded: `
       UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp()
-       WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding')`,
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
+    // The override takes over jobs not yet delivered (or whose delivery is in doubt: the fetcher
+    // must still claim them here, and cannot once they are main's).
+    takeOverUndelivered: `
+      WITH picked AS (
+        SELECT id FROM ${s}.jobs
+         WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
+         ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
+      )
+      UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
+        FROM picked WHERE j.id = picked.id
+      RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND state NOT IN ('completed', 'failed', 'cancelled')`,
@@ -217,6 +232,11 @@ function plans(schema: string) {
       ON CONFLICT (job_id, attempt) DO UPDATE
         SET finished_at = excluded.finished_at, outcome = excluded.outcome, error = excluded.error,
             peak_rss_mb = coalesce(excluded.peak_rss_mb, ${s}.executions.peak_rss_mb)`,
+    // Fetcher jobs not yet delivered: how many, and how long the oldest has waited.
+    outboxStats: `
+      SELECT count(*)::int AS pending,
+             coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_age_seconds
+        FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding')`,
     // Any job routed to the fetcher that has not finished (the fetcher must stay awake for it).
     hasUnfinishedFetcherJobs: `
       SELECT EXISTS (SELECT 1 FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding', 'forwarded', 'active')) AS pending`,
@@ -242,6 +262,7 @@ function toJob(row: Row): JobRecord {
     id: row.id,
     name: row.name,
     route: row.route,
+    routeReason: row.route_reason,
     state: row.state,
     payload: row.payload,
     priority: row.priority,
@@ -281,6 +302,16 @@ export function parseCursor(cursor: string): { createdAt: string; id: string } |
   return { createdAt, id };
 }
 
+export interface TakenOver {
+  id: string;
+  name: string;
+  payload: unknown;
+  priority: number;
+  /** Attempts made so far (on the fetcher); main numbers its own after them. */
+  attempts: number;
+  runAt: Date;
+}
+
 export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; waitMs: number };
 
 export type Ledger = ReturnType<typeof createLedger>;
@@ -293,7 +324,7 @@ export function createLedger(pool: Pool, schema: string) {
     /** Inserts a queued job; `null` when a live job with the same unique key exists. */
     async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
       const { rows } = await db.query(sql.insertJob, [
-        job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds,
+        job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition',
       ]);
       return rows[0] ? toJob(rows[0]) : null;
     },
@@ -335,8 +366,8 @@ export function createLedger(pool: Pool, schema: string) {
       return row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
     },
     /** False when this attempt no longer holds the job (its claim was taken over). */
-    async refreshClaim(id: string, attempt: number, claimSeconds: number): Promise<boolean> {
-      const { rowCount } = await pool.query(sql.refreshClaim, [id, attempt, claimSeconds]);
+    async refreshClaim(id: string, attempt: number, claimSeconds: number, ranOn: Route): Promise<boolean> {
+      const { rowCount } = await pool.query(sql.refreshClaim, [id, attempt, claimSeconds, ranOn]);
       return (rowCount ?? 0) > 0;
     },
     async setProgress(id: string, attempt: number, percent: number, message: string | null): Promise<void> {
@@ -386,6 +417,14 @@ export function createLedger(pool: Pool, schema: string) {
     async markForwarded(ids: string[]): Promise<void> {
       await pool.query(sql.markForwarded, [ids]);
     },
+    /**
+     * Makes up to `limit` undelivered fetcher jobs main's (oldest first, or those of `ids`), in the
+     * caller's transaction; the caller queues them on main in the same transaction.
+     */
+    async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, ids: string[] | null = null): Promise<TakenOver[]> {
+      const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids]);
+      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
+    },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
     },
@@ -410,6 +449,10 @@ export function createLedger(pool: Pool, schema: string) {
     },
     async touchJob(id: string): Promise<void> {
       await pool.query(sql.touchJob, [id]);
+    },
+    async outboxStats(): Promise<{ pending: number; oldestAgeSeconds: number }> {
+      const { rows } = await pool.query(sql.outboxStats);
+      return { pending: rows[0].pending, oldestAgeSeconds: Math.round(rows[0].oldest_age_seconds * 10) / 10 };
     },
     async hasUnfinishedFetcherJobs(): Promise<boolean> {
       const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);

@@ -1,0 +1,83 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '@jobgate/runtime';
+import type { OverrideChange, OverrideState, OverrideStore } from '@jobgate/queue';
+
+/** How many jobs one takeover transaction moves. */
+const TAKE_OVER_BATCH = 500;
+
+/**
+ * The emergency override as main uses it: a cached reading for routing new jobs (re-read at least
+ * every `checkMs`), changes through the audited store, and a loop that switches an expired override
+ * off and, while it is on, moves the fetcher jobs not yet delivered to main.
+ */
+export function createOverrideControl(deps: {
+  store: OverrideStore;
+  logger: Logger;
+  checkMs: number;
+  /** Moves up to `limit` undelivered fetcher jobs to main; returns how many moved. */
+  takeOver: (limit: number) => Promise<number>;
+}) {
+  const logger = deps.logger.child({ component: 'override' });
+  let current: OverrideState | null = null;
+  let readAt = 0;
+  const stopping = new AbortController();
+
+  async function read(): Promise<OverrideState> {
+    current = await deps.store.get();
+    readAt = performance.now();
+    return current;
+  }
+
+  async function takeOverAll(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const moved = await deps.takeOver(TAKE_OVER_BATCH);
+      total += moved;
+      if (moved < TAKE_OVER_BATCH) break;
+    }
+    if (total > 0) logger.warn({ jobs: total }, 'emergency override: fetcher jobs not yet delivered will run on main');
+    return total;
+  }
+
+  async function tick(): Promise<void> {
+    if (await deps.store.expireDue()) logger.warn('emergency override expired; fetcher jobs go to the fetcher again');
+    const state = await read();
+    // an expiry passed since the last tick is applied here, not trusted from the cache
+    if (state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now())) await takeOverAll();
+  }
+
+  let loop: Promise<void> | null = null;
+
+  return {
+    /** For routing: a reading at most `checkMs` old. An expired override counts as off. */
+    async enabled(): Promise<boolean> {
+      const state = current && performance.now() - readAt < deps.checkMs ? current : await read();
+      return state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
+    },
+    get: read,
+    audit: (limit?: number) => deps.store.audit(limit),
+    /** Changes the override (audited) and, when it goes on, moves undelivered jobs at once. */
+    async set(change: OverrideChange): Promise<OverrideState> {
+      const state = await deps.store.set(change);
+      current = state;
+      readAt = performance.now();
+      logger.warn({ enabled: state.enabled, reason: change.reason, actor: change.actor, expiresAt: state.expiresAt }, state.enabled ? 'emergency override switched on' : 'emergency override switched off');
+      if (state.enabled) await takeOverAll().catch((err: unknown) => logger.error({ err }, 'could not take over undelivered jobs; the next check retries'));
+      return state;
+    },
+    start(): void {
+      loop ??= (async () => {
+        while (!stopping.signal.aborted) {
+          await tick().catch((err: unknown) => logger.warn({ err }, 'override check failed'));
+          await sleep(deps.checkMs, undefined, { signal: stopping.signal }).catch(() => {});
+        }
+      })();
+    },
+    async stop(): Promise<void> {
+      stopping.abort();
+      await loop;
+    },
+  };
+}
+
+export type OverrideControl = ReturnType<typeof createOverrideControl>;

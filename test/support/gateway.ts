@@ -1,0 +1,131 @@
+// Both apps as real processes on one test database, with optional fault proxies on each hop:
+// main → toFetcher → fetcher (forwards, wake-ups, status) and fetcher → toMain → main (events, claims).
+// Ports are fixed up front, so either app can be killed and restarted at the same URL.
+import { join } from 'node:path';
+import type { TestDatabase } from './database.ts';
+import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './apps.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
+
+export const ADMIN_PASSWORD = 'test-admin-password';
+const SKEW_CLOCK = join(import.meta.dirname, 'skew-clock.ts');
+
+export interface PairOptions {
+  mainEnv?: Record<string, string>;
+  fetcherEnv?: Record<string, string>;
+  /** Put a fault proxy on main → fetcher. */
+  proxyToFetcher?: boolean;
+  /** Put a fault proxy on fetcher → main. */
+  proxyToMain?: boolean;
+  /** Start the fetcher now (default) or leave it down. */
+  startFetcher?: boolean;
+}
+
+export interface Pair {
+  main: AppProcess;
+  fetcher: AppProcess | null;
+  toFetcher: FaultProxy | null;
+  toMain: FaultProxy | null;
+  startMain(env?: Record<string, string>): Promise<AppProcess>;
+  /** `skewSeconds` runs the fetcher with its clock that far ahead (FAULTS.md row 22). */
+  startFetcher(env?: Record<string, string>, skewSeconds?: number): Promise<AppProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startPair(db: TestDatabase, options: PairOptions = {}): Promise<Pair> {
+  const [mainPort, fetcherPort] = [await freePort(), await freePort()];
+  const toFetcher = options.proxyToFetcher ? await startFaultProxy({ host: '127.0.0.1', port: fetcherPort }) : null;
+  const toMain = options.proxyToMain ? await startFaultProxy({ host: '127.0.0.1', port: mainPort }) : null;
+  const common = { DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET };
+  const all: AppProcess[] = [];
+  const pair: Pair = {
+    main: null as unknown as AppProcess,
+    fetcher: null,
+    toFetcher,
+    toMain,
+    async startMain(env = {}) {
+      pair.main = await startMain({
+        ...common,
+        PORT: String(mainPort),
+        FETCHER_SERVICE_URL: toFetcher ? toFetcher.url() : `http://127.0.0.1:${fetcherPort}`,
+        FETCHER_WAKE_TIMEOUT_MS: '60000',
+        ADMIN_PASSWORD,
+        JOBGATE_OVERRIDE_CHECK_MS: '250',
+        ...options.mainEnv,
+        ...env,
+      });
+      all.push(pair.main);
+      return pair.main;
+    },
+    async startFetcher(env = {}, skewSeconds = 0) {
+      pair.fetcher = await startFetcher(
+        {
+          ...common,
+          PORT: String(fetcherPort),
+          MAIN_SERVICE_URL: toMain ? toMain.url() : `http://127.0.0.1:${mainPort}`,
+          ...options.fetcherEnv,
+          ...env,
+        },
+        skewSeconds ? { nodeArgs: ['--import', SKEW_CLOCK], env: { JOBGATE_TEST_CLOCK_SKEW_SECONDS: String(skewSeconds) } } : undefined,
+      );
+      all.push(pair.fetcher);
+      return pair.fetcher;
+    },
+    async stop() {
+      await Promise.all(all.map((a) => a.stop()));
+      await toFetcher?.close();
+      await toMain?.close();
+    },
+  };
+  if (options.startFetcher !== false) await pair.startFetcher();
+  await pair.startMain();
+  return pair;
+}
+
+export const adminHeaders = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' };
+
+export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+  const response = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const text = await response.text();
+  return { status: response.status, json: (text ? JSON.parse(text) : null) as any, headers: response.headers };
+}
+
+export async function enqueue(main: AppProcess, name: string, payload: unknown): Promise<string> {
+  const r = await call(main.url, 'POST', `/api/jobs/${name}`, { payload });
+  if (r.status !== 202) throw new Error(`enqueue ${name} answered ${r.status}: ${JSON.stringify(r.json)}`);
+  return r.json.id as string;
+}
+
+export const admin = (main: AppProcess, method: string, path: string, body?: unknown) => call(main.url, method, `/admin/api${path}`, body, adminHeaders);
+
+/** Per job: completed executions and where they ran, from main's ledger. */
+export async function completedRuns(db: TestDatabase, ids: string[]): Promise<Map<string, Array<{ ranOn: string }>>> {
+  const { rows } = await db.pool.query(
+    `SELECT job_id, ran_on FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`,
+    [ids],
+  );
+  const runs = new Map<string, Array<{ ranOn: string }>>(ids.map((id) => [id, []]));
+  for (const r of rows) runs.get(r.job_id)!.push({ ranOn: r.ran_on });
+  return runs;
+}
+
+export async function states(db: TestDatabase, ids: string[]): Promise<Record<string, number>> {
+  const { rows } = await db.pool.query(`SELECT state, count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) GROUP BY state`, [ids]);
+  return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+}
+
+/** Effects per job (test.remote and test.record insert one row per job id, at most). */
+export async function effects(db: TestDatabase, ids: string[]): Promise<number> {
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = ANY($1::uuid[])`, [ids]);
+  return rows[0].n;
+}
+
+/** Handler runs per job (every start, on either side), from the fixtures' test_events. */
+export async function handlerStarts(db: TestDatabase, ids: string[]): Promise<number> {
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM public.test_events WHERE job_id = ANY($1::uuid[]) AND event = 'start'`, [ids]);
+  return rows[0].n;
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
