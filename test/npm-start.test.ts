@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -18,7 +19,8 @@ interface Started { child: ChildProcess; logs: any[]; mainUrl: string; pids: num
 async function startSupervisor(): Promise<Started> {
   const child = spawn(process.execPath, [join(ROOT, 'scripts/start.ts')], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, JOBGATE_DATA_DIR: dataDir, PORT: '0', FETCHER_PORT: '0', JOBGATE_POLL_INTERVAL_SECONDS: '0.5' },
+    // fixed free ports: each app must know the other's URL up front, as with :3000 and :3001
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, JOBGATE_DATA_DIR: dataDir, PORT: String(await freePort()), FETCHER_PORT: String(await freePort()), JOBGATE_POLL_INTERVAL_SECONDS: '0.5' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   trees.push(child);
@@ -62,6 +64,19 @@ describe('npm start', () => {
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
     await waitFor('demo.light completed', async () => ((await (await fetch(`${first.mainUrl}/api/jobs/${id}`)).json()) as any).state === 'completed');
+
+    // The README's quick start: a heavy job goes to the fetcher; the admin API answers with the printed password.
+    const heavy = await fetch(`${first.mainUrl}/api/jobs/demo.heavy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload: { sleepMs: 500, progressSteps: 4 } }) });
+    const heavyId = ((await heavy.json()) as { id: string }).id;
+    const done = await waitFor('demo.heavy completed', async () => {
+      const j = (await (await fetch(`${first.mainUrl}/api/jobs/${heavyId}`)).json()) as any;
+      return j.state === 'completed' && j;
+    }, { timeoutMs: 30_000 });
+    expect(done).toMatchObject({ route: 'fetcher', progress: 100, executions: [expect.objectContaining({ attempt: 1, ranOn: 'fetcher', outcome: 'completed' })] });
+    const banner = first.logs.find((l) => l.msg === 'jobgate is starting');
+    const status = await fetch(`${first.mainUrl}/admin/api/fetcher_service`, { headers: { authorization: `Basic ${Buffer.from(`admin:${banner.adminPassword}`).toString('base64')}` } });
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as any).fetcher.state).toBe('awake');
 
     // kill -9 the supervisor and both apps: the postmaster is orphaned and keeps its lock
     for (const pid of first.pids) process.kill(pid, 'SIGKILL');

@@ -32,7 +32,10 @@ if (config.FETCHER_EMERGENCY_OVERRIDE && !(await control.enabled())) {
 }
 control.start();
 
-const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET }) : null;
+// No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
+// outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
+// three times would hold a batch for 40 s before the wake-up even starts).
+const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
 const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
 const keepAwake = monitor ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
 const reconciler = fetcher

@@ -20,12 +20,20 @@ export function createOverrideControl(deps: {
   const logger = deps.logger.child({ component: 'override' });
   let current: OverrideState | null = null;
   let readAt = 0;
+  let reading: Promise<OverrideState> | null = null;
   const stopping = new AbortController();
 
-  async function read(): Promise<OverrideState> {
-    current = await deps.store.get();
-    readAt = performance.now();
-    return current;
+  /** One read in flight however many enqueues ask at once. */
+  function read(): Promise<OverrideState> {
+    reading ??= deps.store
+      .get()
+      .then((state) => {
+        current = state;
+        readAt = performance.now();
+        return state;
+      })
+      .finally(() => (reading = null));
+    return reading;
   }
 
   async function takeOverAll(): Promise<number> {

@@ -172,8 +172,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     return { route: 'fetcher', routeReason: 'definition' };
   }
 
-  async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions): Promise<EnqueueResult> {
-    const { route, routeReason } = await placement(def, opts);
+  async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions, place: Awaited<ReturnType<typeof placement>>): Promise<EnqueueResult> {
+    const { route, routeReason } = place;
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
     const delaySeconds = opts.delaySeconds ?? 0;
@@ -216,8 +216,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
     }
     try {
-      if (opts.db) return await enqueueIn(opts.db, def, parsed.data, opts);
-      return await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts));
+      // Decided before the transaction takes its connection: reading the override needs one too.
+      const place = await placement(def, opts);
+      if (opts.db) return await enqueueIn(opts.db, def, parsed.data, opts, place);
+      return await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, place));
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the job was not accepted.', { cause: err });
