@@ -86,11 +86,13 @@ describe('claim_attempt', () => {
     expect(await claim(claimedByFetcher!, 'fetcher')).toEqual({ outcome: 'claimed' });
     await ledger.markForwarding([inDoubt!]); // a forward whose answer never came
     await new Promise((r) => setTimeout(r, 1_100)); // the fetcher's claim lapses: still the fetcher's job
-    const moved = await withTransaction(db.pool, (c) => ledger.takeOverUndelivered(c, 10, 'override', [claimedByFetcher!, undelivered!, inDoubt!]));
+    const moved = await withTransaction(db.pool, (c) => ledger.takeOverUndelivered(c, 10, 'override', ['gate.owner'], [claimedByFetcher!, undelivered!, inDoubt!]));
     expect(moved.map((m) => m.id).sort()).toEqual([undelivered!, inDoubt!].sort());
     // the fetcher, asking for a job main took over, is told it is gone; main may run it
     expect(await claim(inDoubt!, 'fetcher')).toEqual({ outcome: 'gone' });
     expect(await claim(inDoubt!, 'main')).toEqual({ outcome: 'claimed' });
+    // a late refusal from the fetcher cannot fail a job main now runs
+    await ledger.failJobs([inDoubt!], { code: 'JG_JOB_FAILED', message: 'the fetcher refused the job' });
     expect(await ledger.getJob(inDoubt!)).toMatchObject({ route: 'main', routeReason: 'override', state: 'active' });
     expect(await ledger.getJob(claimedByFetcher!)).toMatchObject({ route: 'fetcher', routeReason: 'definition' });
   });

@@ -167,6 +167,9 @@ describe('admin API', () => {
     expect(crossSite.status).toBe(403);
     const foreignOrigin = await call(url, 'PUT', '/admin/api/override', { enabled: true, reason: 'x' }, { ...good, origin: 'http://evil.test' });
     expect(foreignOrigin.status).toBe(403);
+    for (const origin of ['null', 'not a url']) {
+      expect((await call(url, 'POST', '/admin/api/jobs/demo.heavy/run', { payload: {} }, { ...good, origin })).status).toBe(403);
+    }
     const noReason = await admin(pair.main, 'PUT', '/override', { enabled: true, reason: '' });
     expect(noReason.status).toBe(422);
     expect(noReason.json.errors).toEqual([expect.objectContaining({ path: 'reason' })]);

@@ -32,7 +32,7 @@ const service = await startJobService(config, logger, 'fetcher', () => ({ remote
 // Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
 await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
 const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger }) : null;
-if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not recorded or sent');
+if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
 let draining = false;
 let shutdown: (reason: string, exitCode: number) => void = () => {};
 const guard = createMemoryGuard({

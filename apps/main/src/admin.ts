@@ -33,6 +33,14 @@ const RunBody = z.strictObject({
 });
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
+/** An Origin's host; `null` (sandboxed or privacy-stripped) and garbage never match. */
+function hostOf(origin: string): string | null {
+  try {
+    return new URL(origin).host || null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * HTTP Basic (`admin` / ADMIN_PASSWORD) for scripts, compared in constant time. State changes
@@ -51,7 +59,7 @@ function requireAdmin(password: string | undefined) {
     if (!['GET', 'HEAD'].includes(req.method)) {
       const site = req.headers['sec-fetch-site'];
       const origin = req.headers.origin;
-      if ((site && site !== 'same-origin' && site !== 'none') || (origin && origin !== 'null' && new URL(origin).host !== req.headers.host)) {
+      if ((site && site !== 'same-origin' && site !== 'none') || (origin !== undefined && hostOf(origin) !== req.headers.host)) {
         throw new JobgateError(ErrorCode.forbidden, 'Cross-site requests may not change state.');
       }
     }

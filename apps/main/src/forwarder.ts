@@ -40,9 +40,9 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
 
   async function deliver(batch: Array<JobWithMetadata<OutboxData>>, afterWake = false): Promise<void> {
     if (await options.overrideEnabled()) {
+      // The rest (a job main does not define, or one a concurrent takeover holds) goes out as usual.
       const moved = await options.takeOver(batch.map((j) => j.id));
       if (moved > 0) logger.warn({ jobs: moved }, 'emergency override: jobs run on main instead of the fetcher');
-      return;
     }
     const going = await ledger.markForwarding(batch.map((j) => j.id));
     const jobs: SubmitJob[] = batch

@@ -61,7 +61,7 @@ export interface OnMainData extends QueuedData {
  * The fetcher's claim on main's ledger (the source of truth), over the signed API: an attempt runs
  * only once main has granted it, so main and the fetcher never run one job at once. Once the
  * fetcher has claimed a job, main never takes it over, so the claim needs no refresh there.
- * `unknown`: main has no such job (it was submitted to the fetcher directly), so nobody else runs it.
+ * `unknown`: main has no such job (never had it, or deleted it after it finished): the fetcher does not run it.
  */
 export interface RemoteClaims {
   claim(id: string, attempt: number, claimSeconds: number): Promise<ClaimResult | { outcome: 'unknown' }>;
@@ -90,6 +90,10 @@ export interface JobRuntimeOptions {
 
 /** pg-boss's own expiry sits this far behind `timeoutSeconds`, so our timer (with a clear error) fires first. */
 const EXPIRY_SLACK_SECONDS = 30;
+/** How long a fetcher attempt may wait for main's claim (main down) before pg-boss gives it up. */
+const CLAIM_WAIT_BUDGET_SECONDS = 3_600;
+/** pg-boss refuses expiries over 24 hours. */
+const MAX_EXPIRY_SECONDS = 24 * 3_600;
 /** A handler that ignores its aborted signal gets this long before its attempt is settled anyway. */
 const ABORT_GRACE_MS = 5_000;
 
@@ -133,7 +137,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       retryDelay: def.retry.delaySeconds,
       retryBackoff: def.retry.backoff,
       ...(def.retry.maxDelaySeconds ? { retryDelayMax: def.retry.maxDelaySeconds } : {}),
-      expireInSeconds: def.timeoutSeconds + EXPIRY_SLACK_SECONDS,
+      // A fetcher waits for main's claim before its timer starts (main may be redeploying): that
+      // wait must not expire the attempt. A dead runner is still found by its heartbeat.
+      expireInSeconds: Math.min(MAX_EXPIRY_SECONDS, def.timeoutSeconds + EXPIRY_SLACK_SECONDS + (options.remoteClaims ? CLAIM_WAIT_BUDGET_SECONDS : 0)),
       heartbeatSeconds: timings.heartbeatSeconds,
       deadLetter: SystemQueue.deadLetter,
       notify: true,
@@ -315,7 +321,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         failures = 0;
       } catch (err) {
         failures++;
-        if (failures === 1 || failures % 10 === 0) log.warn({ err, failures }, 'cannot reach main to claim the job; waiting');
+        // Unreachable main waits; so does a refusal (401 half-rotated secret, 404 main older than
+        // the fetcher): running unclaimed could run a job twice, failing it would lose it.
+        const refused = (err as { code?: string }).code === 'JG_FETCHER_REJECTED';
+        if (failures === 1 || failures % 10 === 0) log[refused ? 'error' : 'warn']({ err, failures }, refused ? 'main refuses our claims; waiting (check FETCHER_SHARED_SECRET and that main is not older than the fetcher)' : 'cannot reach main to claim the job; waiting');
         await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
         await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)), undefined, { signal });
         continue;
@@ -325,9 +334,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         await sleep(result.waitMs, undefined, { signal });
         continue;
       }
-      if (result.outcome === 'gone') {
-        // Main ran it (the emergency override took it over) or it was finished or cancelled there.
-        log.warn('main owns this job now (taken over, finished or cancelled there); not running it here');
+      if (result.outcome === 'gone' || result.outcome === 'unknown') {
+        // Main ran it (the emergency override took it over), finished or cancelled it, or no longer
+        // has it at all (deleted after it finished): either way it is not ours to run.
+        log.warn({ mainSays: result.outcome }, 'main owns this job now (taken over, finished, cancelled or purged there); not running it here');
         await durably(() =>
           ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
         );
@@ -518,16 +528,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
    */
   async function takeOverUndelivered(limit: number, ids: string[] | null = null): Promise<number> {
     return withTransaction(pool, async (client) => {
-      const taken = await ledger.takeOverUndelivered(client, limit, 'override', ids);
-      const inserts = taken.flatMap((t) => {
-        const def = catalogue.get(t.name);
-        if (!def) {
-          logger.error({ jobId: t.id, jobName: t.name }, 'cannot take over a job this process does not define');
-          return [];
-        }
-        return [onMainInsert(def, t.id, { payload: t.payload, name: t.name, attemptBase: t.attempts }, t.priority, t.runAt)];
-      });
-      if (inserts.length !== taken.length) throw new JobgateError(ErrorCode.unknownJob, 'some jobs to take over are not defined here; none moved');
+      // Only jobs this process defines: one it does not know (a rename in a deploy) stays with the fetcher.
+      const fetcherJobs = [...catalogue.values()].filter((d) => d.runsOnFetcher).map((d) => d.name);
+      const taken = await ledger.takeOverUndelivered(client, limit, 'override', fetcherJobs, ids);
+      const inserts = taken.map((t) => onMainInsert(catalogue.get(t.name)!, t.id, { payload: t.payload, name: t.name, attemptBase: t.attempts }, t.priority, t.runAt));
       if (inserts.length > 0) await boss.insert(SystemQueue.onMain, inserts, { db: toDb(client) });
       return inserts.length;
     });

@@ -205,7 +205,8 @@ function plans(schema: string) {
     takeOverUndelivered: `
       WITH picked AS (
         SELECT id FROM ${s}.jobs
-         WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
+         WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND name = ANY($4::text[])
+           AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
       )
       UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
@@ -213,7 +214,7 @@ function plans(schema: string) {
       RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE id = ANY($1::uuid[]) AND state NOT IN ('completed', 'failed', 'cancelled')`,
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
     // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
     quietFetcherJobs: `
       SELECT id FROM ${s}.jobs
@@ -225,7 +226,7 @@ function plans(schema: string) {
              error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($6, error) END,
              finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN coalesce(finished_at, clock_timestamp()) ELSE NULL END,
              updated_at = clock_timestamp()
-       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`,
+       WHERE id = $1 AND route = 'fetcher' AND state NOT IN ('completed', 'failed', 'cancelled')`,
     reconcileExecution: `
       INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb)
       VALUES ($1, $2, 'fetcher', $3, $4, $5, $6, $7)
@@ -418,11 +419,11 @@ export function createLedger(pool: Pool, schema: string) {
       await pool.query(sql.markForwarded, [ids]);
     },
     /**
-     * Makes up to `limit` undelivered fetcher jobs main's (oldest first, or those of `ids`), in the
-     * caller's transaction; the caller queues them on main in the same transaction.
+     * Makes up to `limit` undelivered fetcher jobs main's (oldest first, or those of `ids`), of the
+     * job `names` main can run, in the caller's transaction; the caller queues them on main in it.
      */
-    async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, ids: string[] | null = null): Promise<TakenOver[]> {
-      const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids]);
+    async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, names: string[], ids: string[] | null = null): Promise<TakenOver[]> {
+      const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids, names]);
       return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
