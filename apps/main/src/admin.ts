@@ -1,10 +1,11 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request } from 'express';
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import type { Ledger } from '@jobgate/queue';
+import { JOB_STATES, parseCursor, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
 import type { FetcherClient } from '@jobgate/fetcher-client';
+import type { AdminAuth } from './admin-auth.ts';
 import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
 import { parseOrThrow } from './validation.ts';
@@ -13,13 +14,12 @@ export interface AdminDeps {
   jobs: JobRuntime;
   ledger: Ledger;
   override: OverrideControl;
+  auth: AdminAuth;
+  store: AdminStore;
   /** Absent when no fetcher is configured. */
   fetcher?: { client: FetcherClient; monitor: FetcherMonitor; wakeTimeoutMs: number };
-  /** Unset: the admin surface answers 503 (nobody can log in). */
-  password?: string;
 }
 
-const ADMIN_USER = 'admin';
 const OverrideBody = z.strictObject({
   enabled: z.boolean(),
   reason: z.string().trim().min(1, 'say why').max(500),
@@ -31,63 +31,80 @@ const RunBody = z.strictObject({
   priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
   delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
 });
-
-const digest = (s: string) => createHash('sha256').update(s).digest();
-/** An Origin's host; `null` (sandboxed or privacy-stripped) and garbage never match. */
-function hostOf(origin: string): string | null {
-  try {
-    return new URL(origin).host || null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * HTTP Basic (`admin` / ADMIN_PASSWORD) for scripts, compared in constant time. State changes
- * must not come from another site: a browser's Origin and Sec-Fetch-Site are checked.
- */
-function requireAdmin(password: string | undefined) {
-  const expected = password ? digest(`${ADMIN_USER}:${password}`) : null;
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (!expected) throw new JobgateError(ErrorCode.adminDisabled, 'The admin surface is off: set ADMIN_PASSWORD.');
-    const header = req.headers.authorization ?? '';
-    const given = header.startsWith('Basic ') ? Buffer.from(header.slice(6), 'base64').toString('utf8') : null;
-    if (given === null || !timingSafeEqual(digest(given), expected)) {
-      res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
-      throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are missing or wrong.');
+/** `key=value` on the payload's top level; the value matches as a string or as JSON (a number, true…). */
+const PayloadFilter = z
+  .string()
+  .max(500)
+  .regex(/^[A-Za-z0-9_.-]{1,100}=.*$/, 'use key=value, e.g. barcode=737628064502')
+  .transform((text) => {
+    const at = text.indexOf('=');
+    const [key, raw] = [text.slice(0, at), text.slice(at + 1)];
+    const candidates: Array<Record<string, unknown>> = [{ [key]: raw }];
+    try {
+      const parsed: unknown = JSON.parse(raw);
+      if (parsed !== null && typeof parsed !== 'object' && typeof parsed !== 'string') candidates.push({ [key]: parsed });
+    } catch {
+      /* a plain string */
     }
-    if (!['GET', 'HEAD'].includes(req.method)) {
-      const site = req.headers['sec-fetch-site'];
-      const origin = req.headers.origin;
-      if ((site && site !== 'same-origin' && site !== 'none') || (origin !== undefined && hostOf(origin) !== req.headers.host)) {
-        throw new JobgateError(ErrorCode.forbidden, 'Cross-site requests may not change state.');
-      }
-    }
-    req.log = req.log.child({ actor: ADMIN_USER });
-    next();
-  };
-}
-
-/** The admin API (/admin/api/*): fetcher state, the emergency override, waking, running jobs. */
-export function adminApi(deps: AdminDeps): express.Router {
-  const { jobs, ledger, override } = deps;
-  const router = express.Router();
-  router.use((_req, res, next) => {
-    res.setHeader('Cache-Control', 'no-store');
-    next();
+    return candidates;
   });
-  router.use(requireAdmin(deps.password));
-  const actorOf = (req: Request) => `${ADMIN_USER} (${req.ip ?? 'unknown'})`;
+const Filter = z.strictObject({
+  state: z.enum(JOB_STATES as [string, ...string[]]).optional(),
+  name: z.string().min(1).max(100).optional(),
+  route: z.enum(['main', 'fetcher']).optional(),
+  payload: PayloadFilter.optional(),
+});
+const ListQuery = Filter.extend({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().min(1).max(200).optional(),
+});
+const BulkBody = z.strictObject({
+  action: z.enum(['retry', 'cancel']),
+  filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
+});
+const JobId = z.uuid();
+/** A bulk action stops after this many jobs (run it again for more). */
+const BULK_LIMIT = 10_000;
+const RETRYABLE = new Set(['failed', 'cancelled']);
+
+/** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
+export function adminApi(deps: AdminDeps): express.Router {
+  const { jobs, ledger, override, store } = deps;
+  const router = express.Router();
+  router.use(...deps.auth.api);
+  const actor = (req: Request) => req.admin!.actor;
+
+  async function retry(req: Request, job: JobRecord): Promise<JobRecord> {
+    if (!RETRYABLE.has(job.state)) throw new JobgateError(ErrorCode.stateConflict, `Only failed or cancelled jobs can be retried; this one is ${job.state}.`);
+    // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like any new job.
+    const { job: again } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id });
+    await store.audit({ actor: actor(req), action: 'job.retry', target: job.id, detail: { name: job.name, newJobId: again.id } });
+    req.log.info({ jobId: job.id, newJobId: again.id, jobName: job.name }, 'job retried from the admin');
+    return again;
+  }
+
+  async function cancel(req: Request, ids: string[]): Promise<string[]> {
+    const cancelled = await ledger.cancelJobs(ids, `cancelled by ${actor(req)}`);
+    for (const id of cancelled) await store.audit({ actor: actor(req), action: 'job.cancel', target: id });
+    return cancelled;
+  }
+
+  const jobOr404 = async (id: string) => {
+    const job = await jobs.getJob(parseOrThrow(JobId, id, ['id']));
+    if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+    return job;
+  };
 
   router
     .route('/fetcher_service')
     .get(async (_req, res) => {
-      const [fetcher, state, outbox] = await Promise.all([
+      const [fetcher, state, outbox, mainQueues] = await Promise.all([
         deps.fetcher ? deps.fetcher.monitor.check(2_000) : Promise.resolve({ state: 'unknown' as const, checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' }),
         override.get(),
         ledger.outboxStats(),
+        ledger.countsByName(),
       ]);
-      res.json({ fetcher, override: state, outbox });
+      res.json({ fetcher, override: state, outbox, queues: { main: mainQueues, fetcher: 'status' in fetcher ? (fetcher.status?.queues ?? null) : null }, history: deps.fetcher?.monitor.history() ?? [] });
     })
     .all(methodNotAllowed(['GET']));
 
@@ -96,6 +113,7 @@ export function adminApi(deps: AdminDeps): express.Router {
     .post(async (req, res) => {
       if (!deps.fetcher) throw new JobgateError(ErrorCode.notFound, 'No fetcher is configured (FETCHER_SERVICE_URL).');
       const started = Date.now();
+      await store.audit({ actor: actor(req), action: 'fetcher.wake' });
       try {
         const woke = await deps.fetcher.client.wake({ deadlineMs: deps.fetcher.wakeTimeoutMs });
         await deps.fetcher.monitor.check();
@@ -116,10 +134,66 @@ export function adminApi(deps: AdminDeps): express.Router {
     })
     .put(async (req, res) => {
       const body = parseOrThrow(OverrideBody, req.body ?? {});
-      const state = await override.set({ enabled: body.enabled, reason: body.reason, actor: actorOf(req), expiresInMinutes: body.enabled ? body.expiresInMinutes : undefined });
+      const state = await override.set({ enabled: body.enabled, reason: body.reason, actor: actor(req), expiresInMinutes: body.enabled ? body.expiresInMinutes : undefined });
       res.json(state);
     })
     .all(methodNotAllowed(['GET', 'PUT']));
+
+  router
+    .route('/jobs')
+    .get(async (req, res) => {
+      const query = parseOrThrow(ListQuery, req.query);
+      const cursor = query.cursor ? parseCursor(query.cursor) : undefined;
+      if (cursor === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is not one this API gave out.', { errors: [{ path: 'cursor', message: 'invalid cursor' }] });
+      res.json(await ledger.listJobs({ ...(query as Omit<ListFilter, 'cursor'>), cursor }));
+    })
+    .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/jobs/bulk')
+    .post(async (req, res) => {
+      const body = parseOrThrow(BulkBody, req.body ?? {});
+      const filter = parseOrThrow(Filter, Object.fromEntries(Object.entries(body.filter).filter(([, v]) => v !== undefined && v !== '')), ['filter']);
+      let matched = 0;
+      let done = 0;
+      let cursor: ListFilter['cursor'];
+      while (matched < BULK_LIMIT) {
+        const page = await ledger.listJobs({ ...(filter as Omit<ListFilter, 'limit'>), limit: 500, cursor });
+        matched += page.jobs.length;
+        if (body.action === 'cancel') done += (await cancel(req, page.jobs.map((j) => j.id))).length;
+        else for (const job of page.jobs.filter((j) => RETRYABLE.has(j.state))) (await retry(req, job), done++);
+        if (!page.nextCursor) break;
+        cursor = parseCursor(page.nextCursor)!;
+      }
+      req.log.info({ action: body.action, matched, done }, 'bulk action from the admin');
+      res.json({ action: body.action, matched, done, truncated: matched >= BULK_LIMIT });
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
+    .route('/jobs/:id')
+    .get(async (req: Request<{ id: string }>, res) => {
+      res.json(await jobOr404(req.params.id));
+    })
+    .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/jobs/:id/retry')
+    .post(async (req: Request<{ id: string }>, res) => {
+      const again = await retry(req, await jobOr404(req.params.id));
+      res.status(202).location(`/api/jobs/${again.id}`).json(again);
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
+    .route('/jobs/:id/cancel')
+    .post(async (req: Request<{ id: string }>, res) => {
+      const job = await jobOr404(req.params.id);
+      const [cancelled] = await cancel(req, [job.id]);
+      if (!cancelled) throw new JobgateError(ErrorCode.stateConflict, job.state === 'active' ? 'The job is running on the fetcher and cannot be cancelled from here.' : `The job is ${job.state}; there is nothing to cancel.`);
+      res.json(await jobs.getJob(job.id));
+    })
+    .all(methodNotAllowed(['POST']));
 
   router
     .route('/jobs/:name/run')
@@ -127,10 +201,41 @@ export function adminApi(deps: AdminDeps): express.Router {
       const def = jobs.definition(req.params.name);
       const body = parseOrThrow(RunBody, req.body ?? {});
       const { job, duplicate } = await jobs.performLater(def, body.payload, { priority: body.priority, delaySeconds: body.delaySeconds, requestId: req.id, runOnMain: body.runOnMain });
+      await store.audit({ actor: actor(req), action: 'job.run', target: job.id, detail: { name: def.name, runOnMain: body.runOnMain, duplicate } });
       req.log.info({ jobId: job.id, jobName: job.name, route: job.route, routeReason: job.routeReason, duplicate }, 'job run from the admin API');
       res.status(duplicate ? 200 : 202).location(`/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });
     })
     .all(methodNotAllowed(['POST']));
+
+  router
+    .route('/catalogue')
+    .get((_req, res) => {
+      res.json({ jobs: [...jobs.catalogue.values()].map((d) => ({ name: d.name, runsOnFetcher: d.runsOnFetcher, cron: d.cron?.schedule ?? null })) });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/cron')
+    .get(async (_req, res) => {
+      const scheduled = [...jobs.catalogue.values()].filter((d) => d.cron);
+      const rows = await Promise.all(
+        scheduled.map(async (d) => {
+          const timeZone = d.cron!.timeZone ?? 'UTC';
+          const next = CronExpressionParser.parse(d.cron!.schedule, { tz: timeZone }).next().toISOString();
+          const [last] = (await ledger.listJobs({ name: d.name, limit: 1 })).jobs;
+          return { name: d.name, schedule: d.cron!.schedule, timeZone, nextRunAt: next, payload: d.cron!.payload ?? {}, last: last ? { id: last.id, state: last.state, createdAt: last.createdAt, finishedAt: last.finishedAt ?? null, error: last.error ?? null } : null };
+        }),
+      );
+      res.json({ schedules: rows });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/audit')
+    .get(async (_req, res) => {
+      res.json({ audit: await store.auditLog(100) });
+    })
+    .all(methodNotAllowed(['GET']));
 
   return router;
 }

@@ -5,6 +5,7 @@ import { JOB_STATES, parseCursor, type JobRecord, type Ledger } from '@jobgate/q
 import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
 import { adminApi, type AdminDeps } from './admin.ts';
+import { adminHeaders, adminPages } from './admin-pages.ts';
 import { parseOrThrow } from './validation.ts';
 
 export interface MainAppDeps {
@@ -72,6 +73,12 @@ export function createMainApp(deps: MainAppDeps): express.Express {
         res.json(answer);
       })
       .all(methodNotAllowed(['POST']));
+  }
+
+  // The dashboard's pages and login (a form post) come before the JSON-only API.
+  if (deps.admin) {
+    app.use('/admin', adminHeaders);
+    app.use('/admin', adminPages(deps.admin.auth));
   }
 
   app.use(requireJson());

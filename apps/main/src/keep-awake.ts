@@ -4,7 +4,7 @@ import type { Ledger } from '@jobgate/queue';
 import type { FetcherStatus } from '@jobgate/protocol';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
 
-export type FetcherState = 'awake' | 'asleep' | 'down' | 'unknown';
+export type FetcherState = 'awake' | 'asleep' | 'waking' | 'down' | 'unknown';
 
 export interface FetcherHealth {
   state: FetcherState;
@@ -24,12 +24,19 @@ export interface FetcherHealth {
 export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Logger; timeoutMs?: number }) {
   const health: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null };
   let checking: Promise<FetcherHealth> | null = null;
+  /** The fetcher's RSS over the last hour, at most one sample per 5 s (for the dashboard's chart). */
+  const samples: Array<{ at: string; rssMb: number; limitMb: number }> = [];
 
   async function probe(): Promise<FetcherHealth> {
     const started = performance.now();
     try {
       health.status = await deps.fetcher.probeStatus(deps.timeoutMs ?? 3_000);
       health.state = 'awake';
+      const now = Date.now();
+      if (!samples.length || now - Date.parse(samples.at(-1)!.at) >= 5_000) {
+        samples.push({ at: new Date(now).toISOString(), rssMb: health.status.memory.rssMb, limitMb: health.status.memory.limitMb });
+        while (samples.length && now - Date.parse(samples[0]!.at) > 3_600_000) samples.shift();
+      }
       health.latencyMs = Math.round(performance.now() - started);
       delete health.error;
     } catch (err) {
@@ -44,12 +51,15 @@ export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Log
         health.latencyMs = Math.round(performance.now() - started);
       }
     }
+    // not answering while a wake-up is under way: it is being woken, not simply asleep or down
+    if (health.state !== 'awake' && deps.fetcher.isWaking()) health.state = 'waking';
     health.checkedAt = new Date().toISOString();
     return { ...health };
   }
 
   return {
     health: (): FetcherHealth => ({ ...health }),
+    history: () => [...samples],
     /** Checks now unless a check finished within `maxAgeMs`; concurrent callers share one check. */
     async check(maxAgeMs = 0): Promise<FetcherHealth> {
       if (health.checkedAt && Date.now() - Date.parse(health.checkedAt) < maxAgeMs) return { ...health };

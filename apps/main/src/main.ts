@@ -2,9 +2,10 @@
 // (npm does not pass SIGTERM on to its child).
 import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
-import { createOverrideStore } from '@jobgate/queue';
+import { createAdminStore, createOverrideStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp } from './app.ts';
+import { createAdminAuth } from './admin-auth.ts';
 import { startForwarder } from './forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from './keep-awake.ts';
 import { createOverrideControl, type OverrideControl } from './override.ts';
@@ -57,6 +58,7 @@ const forwarder = fetcher
   : null;
 if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
 let draining = false;
+const adminStore = createAdminStore(service.pool, config.JOBGATE_SCHEMA);
 const app = createMainApp({
   jobs: service.jobs,
   ledger: service.ledger,
@@ -65,7 +67,8 @@ const app = createMainApp({
   isDraining: () => draining,
   admin: {
     override: control,
-    password: config.ADMIN_PASSWORD,
+    store: adminStore,
+    auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),
     ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
   },
 });

@@ -166,6 +166,8 @@ export function createFetcherClient(options: FetcherClientOptions) {
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
     health: () => once('GET', '/healthz', null, undefined, HealthSchema),
     wake,
+    /** Whether a wake-up is in flight right now. */
+    isWaking: () => waking !== null,
     close,
   };
 }

@@ -5,3 +5,4 @@ export * from './migrate.ts';
 export * from './schema-name.ts';
 export * from './transaction.ts';
 export * from './override.ts';
+export * from './admin-store.ts';

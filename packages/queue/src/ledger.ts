@@ -102,6 +102,8 @@ export interface ListFilter {
   state?: JobState;
   name?: string;
   route?: Route;
+  /** Jobs whose payload contains one of these (e.g. `{barcode: "737628064502"}` or `{barcode: 737628064502}`). */
+  payload?: Array<Record<string, unknown>>;
   limit: number;
   cursor?: { createdAt: string; id: string };
 }
@@ -140,12 +142,6 @@ function plans(schema: string) {
     getExecutions: `
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
         FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
-    listJobs: `
-      SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${s}.jobs
-       WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR name = $2) AND ($3::text IS NULL OR route = $3)
-         AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
-       ORDER BY created_at DESC, id DESC
-       LIMIT $6`,
     claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
     refreshClaim: `
       UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
@@ -212,6 +208,13 @@ function plans(schema: string) {
       UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
         FROM picked WHERE j.id = picked.id
       RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at`,
+    // Cancels jobs that have not started, and main's own running ones (their runner sees the claim
+    // gone at its next heartbeat and stops); a job running on the fetcher is left to finish.
+    cancelJobs: `
+      UPDATE ${s}.jobs SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
+             error = jsonb_build_object('code', 'JG_CANCELLED', 'message', $2::text), claimed_by = NULL, claim_expires_at = NULL
+       WHERE id = ANY($1::uuid[]) AND (state IN ('queued', 'forwarding', 'forwarded') OR (state = 'active' AND route = 'main'))
+      RETURNING id`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
@@ -313,6 +316,28 @@ export interface TakenOver {
   runAt: Date;
 }
 
+/**
+ * The jobs list's statement. Only the filters given become conditions, so each can use its own
+ * index (`state = $1` on jobs_by_state, the payload's containment on the GIN index); a catch-all
+ * `($1 IS NULL OR state = $1)` would leave the planner only the created_at index.
+ */
+export function listJobsQuery(schema: string, filter: ListFilter): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const param = (v: unknown) => (values.push(v), `$${values.length}`);
+  const where: string[] = [];
+  if (filter.state) where.push(`state = ${param(filter.state)}`);
+  if (filter.name) where.push(`name = ${param(filter.name)}`);
+  if (filter.route) where.push(`route = ${param(filter.route)}`);
+  if (filter.payload?.length) where.push(`(${filter.payload.map((p) => `payload @> ${param(JSON.stringify(p))}::jsonb`).join(' OR ')})`);
+  if (filter.cursor) where.push(`(created_at, id) < (${param(filter.cursor.createdAt)}::timestamptz, ${param(filter.cursor.id)}::uuid)`);
+  return {
+    text: `SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${assertSchemaName(schema)}.jobs
+            ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+            ORDER BY created_at DESC, id DESC LIMIT ${param(filter.limit + 1)}`,
+    values,
+  };
+}
+
 export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; waitMs: number };
 
 export type Ledger = ReturnType<typeof createLedger>;
@@ -349,11 +374,10 @@ export function createLedger(pool: Pool, schema: string) {
       if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);
       return job;
     },
+    /** Newest first, with keyset paging (see listJobsQuery). */
     async listJobs(filter: ListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
-      const { rows } = await pool.query(sql.listJobs, [
-        filter.state ?? null, filter.name ?? null, filter.route ?? null,
-        filter.cursor?.createdAt ?? null, filter.cursor?.id ?? null, filter.limit + 1,
-      ]);
+      const query = listJobsQuery(schema, filter);
+      const { rows } = await pool.query(query.text, query.values);
       const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
       return {
@@ -425,6 +449,11 @@ export function createLedger(pool: Pool, schema: string) {
     async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, names: string[], ids: string[] | null = null): Promise<TakenOver[]> {
       const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids, names]);
       return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
+    },
+    /** Ids (of `ids`) now cancelled; see the statement for which can be. */
+    async cancelJobs(ids: string[], reason: string): Promise<string[]> {
+      const { rows } = await pool.query(sql.cancelJobs, [ids, reason]);
+      return rows.map((r) => r.id as string);
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);

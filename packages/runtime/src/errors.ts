@@ -25,6 +25,9 @@ export const ErrorCode = {
   unauthorized: 'JG_UNAUTHORIZED',
   forbidden: 'JG_FORBIDDEN',
   adminDisabled: 'JG_ADMIN_DISABLED',
+  tooManyRequests: 'JG_TOO_MANY_REQUESTS',
+  /** The job is not in a state that allows this (retrying a completed job, cancelling a finished one). */
+  stateConflict: 'JG_STATE_CONFLICT',
   memoryLimit: 'JG_MEMORY_LIMIT',
   heapOutOfMemory: 'JG_HEAP_OUT_OF_MEMORY',
   permanentFailure: 'JG_PERMANENT_FAILURE',
@@ -83,6 +86,8 @@ const statusByCode: Record<ErrorCode, number> = {
   JG_UNAUTHORIZED: 401,
   JG_FORBIDDEN: 403,
   JG_ADMIN_DISABLED: 503,
+  JG_TOO_MANY_REQUESTS: 429,
+  JG_STATE_CONFLICT: 409,
   JG_MEMORY_LIMIT: 500,
   JG_HEAP_OUT_OF_MEMORY: 500,
   JG_PERMANENT_FAILURE: 500,

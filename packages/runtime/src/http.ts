@@ -15,10 +15,12 @@ const titles: Partial<Record<number, string>> = {
   401: 'Unauthorized',
   404: 'Not found',
   405: 'Method not allowed',
+  403: 'Forbidden',
   409: 'Conflict',
   413: 'Request body too large',
   415: 'Unsupported media type',
   422: 'Validation failed',
+  429: 'Too many requests',
   503: 'Service unavailable',
   500: 'Internal server error',
 };

@@ -1,0 +1,234 @@
+// The admin dashboard in a real browser (Debian's Chromium through playwright-core) against both
+// apps running for real (issue 6). Each test saves a screenshot under test-artifacts/screenshots/.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { ADMIN_PASSWORD, admin, call, enqueue, startPair, states, type Pair } from './support/gateway.ts';
+import { waitFor } from './support/wait.ts';
+
+const SHOTS = join(import.meta.dirname, '../test-artifacts/screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+let db: TestDatabase;
+let pair: Pair;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: install Debian's (apt-get install chromium) or set CHROMIUM_PATH`);
+  mkdirSync(SHOTS, { recursive: true });
+  db = await createTestDatabase();
+  pair = await startPair(db);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  // confirm steps are accepted; prompts with their suggested answer
+  page.on('dialog', (d) => void d.accept(d.type() === 'prompt' ? d.defaultValue() : undefined));
+});
+afterAll(async () => {
+  await browser?.close();
+  await pair?.stop();
+  await db?.drop();
+});
+
+const shot = (name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+const text = (selector: string) => page.locator(selector).innerText();
+/** Waits until the text of `selector` (its first match) passes `check`, as the page updates itself. */
+const see = (selector: string, check: (text: string) => boolean, timeoutMs = 10_000, on: Page = page) =>
+  waitFor(`${selector} to update`, async () => {
+    const el = on.locator(selector).first();
+    return (await el.count()) > 0 && check(await el.textContent() ?? '');
+  }, { timeoutMs, intervalMs: 100 });
+
+describe('admin dashboard in Chromium', () => {
+  it('logs in (a wrong password first) and shows the fetcher awake with memory figures', async () => {
+    await page.goto(`${pair.main.url}/admin/fetcher_service`);
+    expect(page.url()).toContain('/admin/login');
+    await page.fill('input[name=password]', 'not-the-password');
+    await page.click('button[type=submit]');
+    expect(await text('.error')).toContain('Wrong password');
+    await page.fill('input[name=password]', ADMIN_PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForURL('**/admin/fetcher_service');
+    await see('#fetcher-state', (t) => t === 'awake');
+    await see('#memory-text', (t) => /MB of \d+ MB/.test(t));
+    expect(await text('#intake')).toBe('open');
+    expect(await page.locator('#override-badge').isVisible()).toBe(false);
+    const cookie = (await context.cookies()).find((c) => c.name === 'jobgate_admin')!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/admin' });
+    await shot('fetcher-service');
+  });
+
+  it('shows the fetcher down within seconds of it stopping, without a reload', async () => {
+    await pair.fetcher!.stop();
+    const stoppedAt = Date.now();
+    await see('#fetcher-state', (t) => t === 'down', 15_000);
+    const seconds = (Date.now() - stoppedAt) / 1000;
+    await shot('fetcher-down');
+    console.log(`dashboard: fetcher shown down ${seconds.toFixed(1)} s after it stopped, no reload`);
+    await pair.startFetcher();
+    await see('#fetcher-state', (t) => t === 'awake', 15_000);
+  });
+
+  it('switches the override on with a reason (confirm step) and shows the audit entry; then off', async () => {
+    await page.fill('#override-form input[name=reason]', 'browser test: fetcher deploy');
+    await page.fill('#override-form input[name=expiresInMinutes]', '30');
+    await page.click('#override-form button[type=submit]');
+    await see('#override-audit tbody', (t) => t.includes('browser test: fetcher deploy'));
+    expect(await text('#override-state')).toContain('ON since');
+    expect(await page.locator('#override-badge').isVisible()).toBe(true);
+    const row = await text('#override-audit tbody tr:first-child');
+    expect(row).toContain('admin (dashboard');
+    expect(row).toContain('off → on');
+    await shot('override-on');
+    await page.click('#override-off'); // the prompt is accepted with its default reason
+    await see('#override-state', (t) => t.startsWith('Off'));
+    expect((await admin(pair.main, 'GET', '/override')).json.audit.map((a: any) => a.action)).toEqual(['off', 'on']);
+  });
+
+  it('runs demo.heavy with the override checkbox and sees it complete on main', async () => {
+    await page.goto(`${pair.main.url}/admin/jobs`);
+    await see('#run-name', (t) => t.includes('demo.heavy'));
+    await page.selectOption('#run-name', 'demo.heavy');
+    await page.fill('#run-payload', '{"sleepMs": 500, "progressSteps": 2}');
+    await page.check('#run-on-main');
+    await page.click('#run-form button[type=submit]');
+    await page.waitForURL(/\/admin\/jobs\/[0-9a-f-]{36}$/);
+    await see('#job-state', (t) => t === 'completed', 20_000);
+    expect(await text('#route-reason')).toContain('per-run override');
+    expect(await text('#executions tbody')).toContain('main');
+    await shot('job-run-on-main');
+  });
+
+  it('shows a progress bar that moves on a job with progressSteps', async () => {
+    const id = await enqueue(pair.main, 'demo.heavy', { sleepMs: 8_000, progressSteps: 4 });
+    await page.goto(`${pair.main.url}/admin/jobs/${id}`);
+    const widths = new Set<string>();
+    let shotTaken = false;
+    await waitFor('completed', async () => {
+      const width = (await page.locator('#progress-bar').getAttribute('style'))?.match(/width:\s*([\d.]+%)/)?.[1] ?? '0%';
+      widths.add(width);
+      if (!shotTaken && width === '50%') {
+        shotTaken = true;
+        await shot('job-progress');
+      }
+      return (await text('#job-state')) === 'completed';
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    const between = [...widths].filter((w) => w !== '0%' && w !== '100%');
+    console.log(`dashboard: progress bar widths seen ${[...widths].join(', ')}`);
+    expect(between.length).toBeGreaterThanOrEqual(2);
+    expect(await text('#executions tbody')).toContain('fetcher');
+  });
+
+  it('retries a failed job from the jobs page', async () => {
+    const failing = await enqueue(pair.main, 'test.record', { failAttempts: 5, label: 'fails' });
+    await waitFor('failed', async () => (await states(db, [failing])).failed === 1, { timeoutMs: 20_000 });
+    await page.goto(`${pair.main.url}/admin/jobs?state=failed`);
+    const row = page.locator(`tr[data-job-id="${failing}"]`);
+    await row.locator('button.retry').click();
+    await see('#flash', (t) => t.startsWith('Retried'));
+    const retried = (await admin(pair.main, 'GET', '/audit')).json.audit.find((a: any) => a.action === 'job.retry' && a.target === failing);
+    expect(retried.detail.newJobId).toEqual(expect.any(String));
+    expect((await call(pair.main.url, 'GET', `/api/jobs/${retried.detail.newJobId}`)).json).toMatchObject({ name: 'test.record', payload: { failAttempts: 5, label: 'fails' } });
+    await shot('jobs-failed');
+  });
+
+  it('filters the jobs list by a payload field', async () => {
+    const wanted = await enqueue(pair.main, 'test.record', { label: '737628064502' });
+    await enqueue(pair.main, 'test.record', { label: '000000000000' });
+    await page.goto(`${pair.main.url}/admin/jobs`);
+    await page.fill('#filters input[name=payload]', 'label=737628064502');
+    await page.click('#filters button[type=submit]');
+    await page.waitForURL(/payload=label%3D737628064502/);
+    await see('#jobs tbody tr[data-job-id]', () => true);
+    const ids = await page.locator('#jobs tbody tr[data-job-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id')));
+    expect(ids).toEqual([wanted]);
+    await shot('jobs-filtered');
+  });
+
+  it('lists cron schedules with their next run and runs one now', async () => {
+    await page.goto(`${pair.main.url}/admin/cron`);
+    await see('#cron tbody', (t) => t.includes('maintenance.cleanup'));
+    expect(await text('#cron tbody')).toContain('0 2 * * *');
+    await page.locator('#cron tbody button').first().click();
+    await see('#flash', (t) => t.startsWith('Enqueued'));
+    await shot('cron');
+  });
+
+  it('is readable on a phone', async () => {
+    const phone = await context.newPage();
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(`${pair.main.url}/admin/jobs`);
+    await see('#jobs tbody tr', () => true, 10_000, phone);
+    const overflow = await phone.evaluate('document.documentElement.scrollWidth - window.innerWidth');
+    expect(overflow).toBeLessThanOrEqual(0);
+    await phone.screenshot({ path: join(SHOTS, 'jobs-phone.png'), fullPage: true });
+    await phone.close();
+  });
+});
+
+describe('acting on jobs through the admin API', () => {
+  it('cancels a queued job (it never runs), a running main job (its handler stops), in bulk by payload; not a finished one', async () => {
+    const later = (await admin(pair.main, 'POST', '/jobs/test.record/run', { payload: { label: 'later' }, delaySeconds: 60 })).json.id;
+    const running = await enqueue(pair.main, 'test.record', { sleepMs: 30_000, label: 'running' });
+    await waitFor('running', async () => (await states(db, [running])).active === 1, { timeoutMs: 20_000 });
+    expect((await admin(pair.main, 'POST', `/jobs/${later}/cancel`)).json).toMatchObject({ state: 'cancelled', error: { code: 'JG_CANCELLED' } });
+    expect((await admin(pair.main, 'POST', `/jobs/${running}/cancel`)).json.state).toBe('cancelled');
+    // the runner notices at its next heartbeat (a quarter of the claim) and aborts the handler
+    await waitFor('handler aborted', async () => (await db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = $1 AND event = 'aborted'`, [running])).rowCount === 1, { timeoutMs: 20_000 });
+    const done = await enqueue(pair.main, 'test.record', {});
+    await waitFor('done', async () => (await states(db, [done])).completed === 1);
+    expect((await admin(pair.main, 'POST', `/jobs/${done}/cancel`)).status).toBe(409);
+    const batch = await Promise.all([1, 2, 3].map(() => admin(pair.main, 'POST', '/jobs/test.record/run', { payload: { label: 'bulk-cancel' }, delaySeconds: 60 })));
+    const bulk = await admin(pair.main, 'POST', '/jobs/bulk', { action: 'cancel', filter: { payload: 'label=bulk-cancel' } });
+    expect(bulk.json).toMatchObject({ action: 'cancel', matched: 3, done: 3, truncated: false });
+    expect((await states(db, batch.map((b) => b.json.id))).cancelled).toBe(3);
+    expect(await db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = ANY($1::uuid[])`, [[later, ...batch.map((b) => b.json.id)]]).then((r) => r.rowCount)).toBe(0);
+  }, 90_000);
+});
+
+describe('admin security', () => {
+  it('refuses a cross-site form post, a post without the CSRF token and an unauthenticated request, changing nothing', async () => {
+    const session = (await context.cookies()).find((c) => c.name === 'jobgate_admin')!;
+    const cookie = `jobgate_admin=${session.value}`;
+    const before = (await admin(pair.main, 'GET', '/audit')).json.audit.length;
+    const overrideBefore = (await admin(pair.main, 'GET', '/override')).json.audit.length;
+    const url = `${pair.main.url}/admin/api/override`;
+    const crossSiteForm = await fetch(url, { method: 'PUT', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', origin: 'http://evil.test', 'sec-fetch-site': 'cross-site' }, body: 'enabled=true&reason=x' });
+    expect([403, 415]).toContain(crossSiteForm.status);
+    const crossSiteJson = await fetch(url, { method: 'PUT', headers: { cookie, 'content-type': 'application/json', origin: 'http://evil.test', 'sec-fetch-site': 'cross-site' }, body: JSON.stringify({ enabled: true, reason: 'x' }) });
+    expect(crossSiteJson.status).toBe(403);
+    const noToken = await fetch(url, { method: 'PUT', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true, reason: 'x' }) });
+    expect(noToken.status).toBe(403);
+    expect(((await noToken.json()) as any).detail).toContain('CSRF');
+    const anonymous = await fetch(url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true, reason: 'x' }) });
+    expect(anonymous.status).toBe(401);
+    const anonymousPage = await fetch(`${pair.main.url}/admin/jobs`, { redirect: 'manual' });
+    expect(anonymousPage.status).toBe(303);
+    expect((await admin(pair.main, 'GET', '/override')).json.override.enabled).toBe(false);
+    expect((await admin(pair.main, 'GET', '/override')).json.audit.length).toBe(overrideBefore);
+    expect((await admin(pair.main, 'GET', '/audit')).json.audit.length).toBe(before);
+
+    const headers = (await fetch(`${pair.main.url}/admin/fetcher_service`, { headers: { cookie } })).headers;
+    expect(headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(headers.get('x-content-type-options')).toBe('nosniff');
+    expect(headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('answers 429 to wrong passwords beyond the limit (5 a minute per address)', async () => {
+    // a fresh main: the browser tests above already spent one wrong password
+    await pair.main.stop();
+    await pair.startMain();
+    const login = (password: string) =>
+      fetch(`${pair.main.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `password=${encodeURIComponent(password)}` });
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await login('wrong-password')).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429]);
+    expect((await login(ADMIN_PASSWORD)).status).toBe(429); // even the right one, until the window passes
+    const basic = await fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { authorization: `Basic ${Buffer.from('admin:wrong').toString('base64')}` } });
+    expect(basic.status).toBe(429);
+  });
+});
