@@ -74,7 +74,7 @@ function run(name: keyof typeof apps, restarts = 0): void {
 run('fetcher');
 run('main');
 logger.info(
-  { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
+  { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, admin: `http://127.0.0.1:${mainPort}/admin`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
   'jobgate is starting',
 );
 
