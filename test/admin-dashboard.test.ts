@@ -50,6 +50,7 @@ describe('admin dashboard in Chromium', () => {
     await page.fill('input[name=password]', 'not-the-password');
     await page.click('button[type=submit]');
     expect(await text('.error')).toContain('Wrong password');
+    await shot('login');
     await page.fill('input[name=password]', ADMIN_PASSWORD);
     await page.click('button[type=submit]');
     await page.waitForURL('**/admin/fetcher_service');
@@ -179,6 +180,11 @@ describe('acting on jobs through the admin API', () => {
     expect((await admin(pair.main, 'POST', `/jobs/${running}/cancel`)).json.state).toBe('cancelled');
     // the runner notices at its next heartbeat (a quarter of the claim) and aborts the handler
     await waitFor('handler aborted', async () => (await db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = $1 AND event = 'aborted'`, [running])).rowCount === 1, { timeoutMs: 20_000 });
+    const ranFor = await waitFor('attempt recorded as cancelled', async () => {
+      const j = (await admin(pair.main, 'GET', `/jobs/${running}`)).json;
+      return j.executions[0]?.outcome === 'failed' && j;
+    });
+    expect(ranFor).toMatchObject({ state: 'cancelled', executions: [{ attempt: 1, outcome: 'failed', error: { code: 'JG_CANCELLED' } }] });
     const done = await enqueue(pair.main, 'test.record', {});
     await waitFor('done', async () => (await states(db, [done])).completed === 1);
     expect((await admin(pair.main, 'POST', `/jobs/${done}/cancel`)).status).toBe(409);
@@ -187,7 +193,27 @@ describe('acting on jobs through the admin API', () => {
     expect(bulk.json).toMatchObject({ action: 'cancel', matched: 3, done: 3, truncated: false });
     expect((await states(db, batch.map((b) => b.json.id))).cancelled).toBe(3);
     expect(await db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = ANY($1::uuid[])`, [[later, ...batch.map((b) => b.json.id)]]).then((r) => r.rowCount)).toBe(0);
+    // the cancelled running job was not retried by the queue
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM public.test_events WHERE job_id = $1 AND event = 'start'`, [running])).rows[0].n).toBe(1);
   }, 90_000);
+
+  it('bulk actions need a filter, skip what they cannot act on, and retry a job only once', async () => {
+    const none = await admin(pair.main, 'POST', '/jobs/bulk', { action: 'cancel', filter: {} });
+    expect(none.status).toBe(422);
+    expect(none.json.errors[0].path).toBe('filter');
+    const wrongState = await admin(pair.main, 'POST', '/jobs/bulk', { action: 'retry', filter: { state: 'completed' } });
+    expect(wrongState.json.errors[0].path).toBe('filter.state');
+    const failing = await Promise.all([1, 2].map(() => enqueue(pair.main, 'test.record', { failAttempts: 9, label: 'bulk-retry' })));
+    await waitFor('both failed', async () => (await states(db, failing)).failed === 2, { timeoutMs: 20_000 });
+    const first = (await admin(pair.main, 'POST', '/jobs/bulk', { action: 'retry', filter: { payload: 'label=bulk-retry', state: 'failed' } })).json;
+    expect(first).toMatchObject({ matched: 2, done: 2, failures: [] });
+    const again = (await admin(pair.main, 'POST', '/jobs/bulk', { action: 'retry', filter: { payload: 'label=bulk-retry', state: 'failed' } })).json;
+    expect(again.failures).toEqual([]);
+    // each original was retried once, however often the bulk action ran
+    const audit = (await admin(pair.main, 'GET', '/audit')).json.audit.filter((a: any) => a.action === 'job.retry' && failing.includes(a.target));
+    expect(audit).toHaveLength(2);
+    expect((await admin(pair.main, 'POST', `/jobs/${failing[0]}/retry`)).status).toBe(409);
+  }, 60_000);
 });
 
 describe('admin security', () => {

@@ -12,6 +12,8 @@ export interface FetcherAppDeps {
   logger: Logger;
   version: string;
   isDraining(): boolean;
+  /** Express's `trust proxy` (see TRUST_PROXY); default: loopback only. */
+  trustProxy?: number | boolean | string;
   /** Memory and intake as the memory guard sees them. */
   health(): Pick<FetcherStatus, 'memory' | 'intake'>;
 }
@@ -23,6 +25,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
   const startedAt = Date.now();
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', deps.trustProxy ?? 'loopback');
   app.use(requestContext(deps.logger));
   // /healthz is unsigned and cheap: the wake-up target.
   app.use(healthRoutes(deps.isDraining));

@@ -27,7 +27,8 @@ export const FetcherEnv = z.object({
 export type FetcherConfig = Readonly<z.output<typeof FetcherEnv>>;
 
 export function loadFetcherConfig(env: Record<string, string | undefined>): FetcherConfig {
-  return loadConfig(FetcherEnv, env);
+  // without MAIN_SERVICE_URL no event reaches main and no attempt is claimed there
+  return loadConfig(FetcherEnv, env, { requiredInProduction: ['MAIN_SERVICE_URL'] });
 }
 
 /**

@@ -1,7 +1,7 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigOrExit, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
+import { ConfigError, loadConfigOrExit, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { isolatedChildPids, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
@@ -54,6 +54,7 @@ const app = createFetcherApp({
   keys: config.FETCHER_SHARED_SECRET,
   logger,
   version: VERSION,
+  trustProxy: trustProxySetting(config.TRUST_PROXY),
   isDraining: () => draining,
   health: () => ({ memory: guard.snapshot(), intake: guard.intake }),
 });

@@ -28,7 +28,12 @@ function hostOf(origin: string): string | null {
 function cookie(req: Request, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === name) return decodeURIComponent(v.join('='));
+    if (k !== name) continue;
+    try {
+      return decodeURIComponent(v.join('='));
+    } catch {
+      return undefined; // a malformed cookie is no session
+    }
   }
   return undefined;
 }
@@ -103,7 +108,8 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
     if (['GET', 'HEAD', 'OPTIONS'].includes(req.method)) return;
     const site = req.headers['sec-fetch-site'];
     const origin = req.headers.origin;
-    if ((site && site !== 'same-origin' && site !== 'none') || (origin !== undefined && hostOf(origin) !== req.headers.host)) {
+    // req.host: the Host the client used (X-Forwarded-Host behind a trusted proxy)
+    if ((site && site !== 'same-origin' && site !== 'none') || (origin !== undefined && hostOf(origin) !== req.host)) {
       throw new JobgateError(ErrorCode.forbidden, 'Cross-site requests may not change state.');
     }
     if (req.admin?.via === 'session') {
@@ -117,9 +123,11 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
   return {
     /** For /admin/api/*: no credentials → 401 with a Basic challenge. */
     api: [
-      authenticate((_req, res) => {
-        res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
-        throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are missing.');
+      authenticate((req, res) => {
+        // The dashboard's own requests (they carry x-csrf-token) get no Basic challenge: a browser
+        // would show its password prompt instead of the script sending the user to the login page.
+        if (req.headers['x-csrf-token'] === undefined) res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
+        throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are missing or the session expired.');
       }),
       (req: Request, _res: Response, next: NextFunction) => {
         guardChange(req);

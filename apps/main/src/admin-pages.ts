@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response } from 'express';
+import { methodNotAllowed } from '@jobgate/runtime';
 import type { AdminAuth } from './admin-auth.ts';
 
 /** Every admin answer: no caching, no framing, scripts and styles only from here. */
@@ -140,7 +141,7 @@ export function adminPages(auth: AdminAuth): express.Router {
   router.get('/login', (req, res) => {
     res.type('html').send(LOGIN(null, safeNext(req.query.next)));
   });
-  router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), async (req, res) => {
+  router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), async (req: Request, res: Response) => {
     try {
       if (await auth.login(req, res)) {
         req.log.info('admin logged in');
@@ -154,14 +155,20 @@ export function adminPages(auth: AdminAuth): express.Router {
       res.status(status).type('html').send(LOGIN(status === 429 ? 'Too many wrong passwords; wait a minute.' : 'Log in from the dashboard itself.', '/admin/fetcher_service'));
     }
   });
+  router.all('/login', methodNotAllowed(['GET', 'POST']));
   router.post('/logout', auth.page, async (req, res) => {
     await auth.logout(req, res);
     res.status(204).end();
   });
+  router.all('/logout', methodNotAllowed(['POST']));
   router.get('/', (_req, res) => res.redirect(303, '/admin/fetcher_service'));
-  router.get('/:page', auth.page, (req: Request<{ page: string }>, res, next) => {
+  router.get('/:page', (req: Request<{ page: string }>, res, next) => {
+    // only the pages: anything else (the API, a typo) is not this router's
     const page = PAGES[req.params.page];
-    if (!page || req.params.page === 'job') return next();
+    if (!page || req.params.page === 'job') return next('router');
+    return auth.page(req, res, next);
+  }, (req: Request<{ page: string }>, res) => {
+    const page = PAGES[req.params.page]!;
     res.type('html').send(layout(page.title, req.params.page, page.body, req));
   });
   router.get('/jobs/:id', auth.page, (req: Request<{ id: string }>, res) => {

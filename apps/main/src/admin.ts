@@ -2,7 +2,8 @@ import express, { type Request } from 'express';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import { JOB_STATES, parseCursor, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
+import { JOB_STATES, parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
+import type { Pool } from 'pg';
 import type { JobRuntime } from '@jobgate/jobs';
 import type { FetcherClient } from '@jobgate/fetcher-client';
 import type { AdminAuth } from './admin-auth.ts';
@@ -16,6 +17,7 @@ export interface AdminDeps {
   override: OverrideControl;
   auth: AdminAuth;
   store: AdminStore;
+  pool: Pool;
   /** Absent when no fetcher is configured. */
   fetcher?: { client: FetcherClient; monitor: FetcherMonitor; wakeTimeoutMs: number };
 }
@@ -69,15 +71,21 @@ const RETRYABLE = new Set(['failed', 'cancelled']);
 
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
 export function adminApi(deps: AdminDeps): express.Router {
-  const { jobs, ledger, override, store } = deps;
+  const { jobs, ledger, override, store, pool } = deps;
   const router = express.Router();
   router.use(...deps.auth.api);
   const actor = (req: Request) => req.admin!.actor;
 
   async function retry(req: Request, job: JobRecord): Promise<JobRecord> {
     if (!RETRYABLE.has(job.state)) throw new JobgateError(ErrorCode.stateConflict, `Only failed or cancelled jobs can be retried; this one is ${job.state}.`);
-    // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like any new job.
-    const { job: again } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id });
+    if (job.retriedAs) throw new JobgateError(ErrorCode.stateConflict, `This job was retried already, as ${job.retriedAs}.`);
+    // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like
+    // any new job; the original is marked in the same transaction, so it is retried once.
+    const again = await withTransaction(pool, async (client) => {
+      const { job: created } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, db: client });
+      if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already.');
+      return created;
+    });
     await store.audit({ actor: actor(req), action: 'job.retry', target: job.id, detail: { name: job.name, newJobId: again.id } });
     req.log.info({ jobId: job.id, newJobId: again.id, jobName: job.name }, 'job retried from the admin');
     return again;
@@ -153,20 +161,36 @@ export function adminApi(deps: AdminDeps): express.Router {
     .route('/jobs/bulk')
     .post(async (req, res) => {
       const body = parseOrThrow(BulkBody, req.body ?? {});
-      const filter = parseOrThrow(Filter, Object.fromEntries(Object.entries(body.filter).filter(([, v]) => v !== undefined && v !== '')), ['filter']);
+      const given = Object.fromEntries(Object.entries(body.filter).filter(([, v]) => v !== undefined && v !== ''));
+      // an empty filter would act on every job there is
+      if (Object.keys(given).length === 0) throw new JobgateError(ErrorCode.requestInvalid, 'Choose at least one filter for a bulk action.', { errors: [{ path: 'filter', message: 'at least one of state, name, route, payload' }] });
+      const filter = parseOrThrow(Filter, given, ['filter']) as Omit<ListFilter, 'limit'>;
+      // Only jobs the action applies to are scanned, so the limit is spent on them and a second
+      // run carries on where the first stopped (retried jobs are marked and left out).
+      const actionable = body.action === 'retry' ? ['failed', 'cancelled'] : ['queued', 'forwarding', 'forwarded', 'active'];
+      if (filter.state && !actionable.includes(filter.state)) {
+        throw new JobgateError(ErrorCode.requestInvalid, `Jobs in state ${filter.state} cannot be ${body.action === 'retry' ? 'retried' : 'cancelled'}.`, { errors: [{ path: 'filter.state', message: `one of ${actionable.join(', ')}` }] });
+      }
+      const scan: Omit<ListFilter, 'limit'> = { ...filter, ...(filter.state ? {} : { states: actionable as ListFilter['states'] }), ...(body.action === 'retry' ? { notRetried: true } : {}) };
       let matched = 0;
       let done = 0;
+      const failures: Array<{ id: string; error: string }> = [];
       let cursor: ListFilter['cursor'];
       while (matched < BULK_LIMIT) {
-        const page = await ledger.listJobs({ ...(filter as Omit<ListFilter, 'limit'>), limit: 500, cursor });
+        const page = await ledger.listJobs({ ...scan, limit: Math.min(500, BULK_LIMIT - matched), cursor });
         matched += page.jobs.length;
         if (body.action === 'cancel') done += (await cancel(req, page.jobs.map((j) => j.id))).length;
-        else for (const job of page.jobs.filter((j) => RETRYABLE.has(j.state))) (await retry(req, job), done++);
+        else {
+          for (const job of page.jobs) {
+            // one job that cannot be retried (its definition is gone, its payload no longer valid) does not stop the rest
+            await retry(req, job).then(() => done++, (err: Error) => failures.push({ id: job.id, error: err.message }));
+          }
+        }
         if (!page.nextCursor) break;
         cursor = parseCursor(page.nextCursor)!;
       }
-      req.log.info({ action: body.action, matched, done }, 'bulk action from the admin');
-      res.json({ action: body.action, matched, done, truncated: matched >= BULK_LIMIT });
+      req.log.info({ action: body.action, matched, done, failed: failures.length }, 'bulk action from the admin');
+      res.json({ action: body.action, matched, done, failures: failures.slice(0, 20), truncated: matched >= BULK_LIMIT });
     })
     .all(methodNotAllowed(['POST']));
 

@@ -16,6 +16,8 @@ export interface MainAppDeps {
   logger: Logger;
   /** True once shutdown began: health turns 503 and connections are closed after each response. */
   isDraining(): boolean;
+  /** Express's `trust proxy` (see TRUST_PROXY); default: loopback only. */
+  trustProxy?: number | boolean | string;
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
 }
@@ -43,6 +45,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.set('trust proxy', deps.trustProxy ?? 'loopback');
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.

@@ -44,5 +44,5 @@ export const MainEnv = z
 export type MainConfig = Readonly<z.output<typeof MainEnv>>;
 
 export function loadMainConfig(env: Record<string, string | undefined>): MainConfig {
-  return loadConfig(MainEnv, env);
+  return loadConfig(MainEnv, env, { requiredInProduction: ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD'] });
 }

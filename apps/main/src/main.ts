@@ -1,6 +1,6 @@
 // The main app's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
-import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal } from '@jobgate/runtime';
+import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { startJobService } from '@jobgate/jobs';
 import { createAdminStore, createOverrideStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
@@ -65,9 +65,11 @@ const app = createMainApp({
   keys: config.FETCHER_SHARED_SECRET,
   logger,
   isDraining: () => draining,
+  trustProxy: trustProxySetting(config.TRUST_PROXY),
   admin: {
     override: control,
     store: adminStore,
+    pool: service.pool,
     auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),
     ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
   },

@@ -19,4 +19,16 @@ describe('loadMainConfig', () => {
       expect(names).toEqual(['DATABASE_URL', 'JOBGATE_DEMO_JOBS', 'JOBGATE_HEARTBEAT_SECONDS', 'PORT']);
     }
   });
+
+  it('in production names every missing variable at once, the production-only ones included', () => {
+    try {
+      loadMainConfig({ NODE_ENV: 'production', PORT: 'eighty' });
+      expect.unreachable();
+    } catch (err) {
+      const names = (err as ConfigError).problems.map((p) => p.split(':')[0]).sort();
+      expect(names).toEqual(['ADMIN_PASSWORD', 'DATABASE_URL', 'FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'PORT']);
+    }
+    // development fills them in (npm start generates secrets and knows the local URLs)
+    expect(loadMainConfig({ DATABASE_URL: 'postgres://x@h/db' }).NODE_ENV).toBe('development');
+  });
 });

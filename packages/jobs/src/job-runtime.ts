@@ -371,9 +371,15 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
     const heartbeat = setInterval(() => {
       ledger.refreshClaim(job.id, attempt, claimSeconds, ranOn).then(
-        (held) => {
+        async (held) => {
           if (held || claimLost.signal.aborted) return;
-          // Another attempt took the job over (this one was given up for dead): stop now.
+          // Cancelled meanwhile, or another attempt took the job over (this one was given up for dead): stop now.
+          const now = await ledger.getJob(job.id).catch(() => null);
+          if (now?.state === 'cancelled') {
+            log.warn('job cancelled while running; aborting it');
+            claimLost.abort(new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran'));
+            return;
+          }
           log.error('claim lost to another attempt; aborting this one');
           claimLost.abort(new JobgateError(ErrorCode.jobLost, 'another attempt took over this job'));
         },
@@ -409,6 +415,12 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       return { id: job.id, status: 'completed' };
     } catch (thrown) {
       const err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
+      if (err instanceof JobgateError && err.code === ErrorCode.jobCancelled) {
+        // the job is settled (cancelled): end the attempt and let the queue forget it, no retry
+        await durably(() => ledger.endCancelledAttempt(job.id, attempt, Math.round(peakRss / 2 ** 20))).catch((e: unknown) => log.error({ err: e }, 'could not record the cancelled attempt'));
+        log.info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
+        return { id: job.id, status: 'completed', output: { cancelled: true } };
+      }
       const info = errorInfo(err);
       const permanent = err instanceof PermanentJobError || (err instanceof Error && err.name === 'ZodError');
       const retrying = !permanent && attempt < maxAttempts;

@@ -45,6 +45,8 @@ export interface JobRecord {
   route: Route;
   routeReason: RouteReason;
   state: JobState;
+  /** The job an admin's retry created from this one. */
+  retriedAs?: string;
   payload: unknown;
   priority: number;
   progress: number;
@@ -100,6 +102,10 @@ export interface NewJob {
 
 export interface ListFilter {
   state?: JobState;
+  /** Any of these states (the bulk actions: only jobs they can act on). */
+  states?: JobState[];
+  /** Leave out jobs already retried (bulk retry: a second run must not retry them again). */
+  notRetried?: boolean;
   name?: string;
   route?: Route;
   /** Jobs whose payload contains one of these (e.g. `{barcode: "737628064502"}` or `{barcode: 737628064502}`). */
@@ -109,7 +115,7 @@ export interface ListFilter {
 }
 
 const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
-const JOB_COLUMNS = `id, name, route, route_reason, state, payload, priority, progress, progress_message, attempts, max_attempts,
+const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
   run_at, created_at, updated_at, started_at, finished_at, error`;
 
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
@@ -268,6 +274,7 @@ function toJob(row: Row): JobRecord {
     route: row.route,
     routeReason: row.route_reason,
     state: row.state,
+    ...(row.retried_as ? { retriedAs: row.retried_as } : {}),
     payload: row.payload,
     priority: row.priority,
     progress: row.progress,
@@ -301,8 +308,15 @@ export function encodeCursor(createdAt: string, id: string): string {
 
 export function parseCursor(cursor: string): { createdAt: string; id: string } | null {
   const [createdAt, id, extra] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!createdAt || !id || extra !== undefined || Number.isNaN(Date.parse(createdAt))) return null;
-  if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
+  // only the shape this API hands out (PostgreSQL's timestamptz text and a uuid): anything else
+  // would reach the query and fail there as a 500
+  if (!createdAt || !id || extra !== undefined) return null;
+  const at = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:([+-]\d{2})(?::?(\d{2}))?|Z)$/.exec(createdAt);
+  if (!at) return null;
+  const iso = `${at[1]}T${at[2]}${at[3] ? `${at[3]}:${at[4] ?? '00'}` : 'Z'}`;
+  // a real date: Date.parse rolls 02-30 over, so compare the day back
+  if (Number.isNaN(Date.parse(iso)) || new Date(Date.parse(iso) + (at[3] ? Number(at[3]) * 3_600_000 + Math.sign(Number(at[3])) * Number(at[4] ?? 0) * 60_000 : 0)).toISOString().slice(0, 10) !== at[1]) return null;
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
   return { createdAt, id };
 }
 
@@ -326,6 +340,8 @@ export function listJobsQuery(schema: string, filter: ListFilter): { text: strin
   const param = (v: unknown) => (values.push(v), `$${values.length}`);
   const where: string[] = [];
   if (filter.state) where.push(`state = ${param(filter.state)}`);
+  if (filter.states?.length) where.push(`state = ANY(${param(filter.states)}::text[])`);
+  if (filter.notRetried) where.push('retried_as IS NULL');
   if (filter.name) where.push(`name = ${param(filter.name)}`);
   if (filter.route) where.push(`route = ${param(filter.route)}`);
   if (filter.payload?.length) where.push(`(${filter.payload.map((p) => `payload @> ${param(JSON.stringify(p))}::jsonb`).join(' OR ')})`);
@@ -451,6 +467,20 @@ export function createLedger(pool: Pool, schema: string) {
       return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
     },
     /** Ids (of `ids`) now cancelled; see the statement for which can be. */
+    /** Marks `id` as retried by `newId`; false if it already was (a retry in flight elsewhere). */
+    async markRetried(id: string, newId: string, db: Queryable = pool): Promise<boolean> {
+      const { rowCount } = await db.query(`UPDATE ${assertSchemaName(schema)}.jobs SET retried_as = $2 WHERE id = $1 AND retried_as IS NULL`, [id, newId]);
+      return (rowCount ?? 0) > 0;
+    },
+    /** A running attempt whose job was cancelled under it: the attempt ends as failed, JG_CANCELLED. */
+    async endCancelledAttempt(id: string, attempt: number, peakRssMb: number): Promise<void> {
+      await pool.query(
+        `UPDATE ${assertSchemaName(schema)}.executions SET outcome = 'failed', finished_at = clock_timestamp(), peak_rss_mb = $3,
+                error = jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran')
+          WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'`,
+        [id, attempt, peakRssMb],
+      );
+    },
     async cancelJobs(ids: string[], reason: string): Promise<string[]> {
       const { rows } = await pool.query(sql.cancelJobs, [ids, reason]);
       return rows.map((r) => r.id as string);

@@ -9,12 +9,29 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parses the environment once; throws one error naming every bad variable. An empty variable counts as unset. */
-export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): Readonly<z.output<S>> {
+/**
+ * Parses the environment once; throws one error naming every bad variable. An empty variable
+ * counts as unset. With NODE_ENV=production, `requiredInProduction` must be set too (development
+ * fills them in: `npm start` generates secrets and knows the local URLs).
+ */
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>, options: { requiredInProduction?: string[] } = {}): Readonly<z.output<S>> {
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = schema.safeParse(present);
-  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  if (present.NODE_ENV === 'production') {
+    for (const key of options.requiredInProduction ?? []) {
+      if (present[key] === undefined && !problems.some((p) => p.startsWith(`${key}:`))) problems.push(`${key}: required when NODE_ENV=production`);
+    }
+  }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(parsed.data) as Readonly<z.output<S>>;
+}
+
+/** TRUST_PROXY as express takes it: a hop count, true/false, or addresses and names (`loopback`). */
+export function trustProxySetting(value: string): number | boolean | string {
+  if (/^\d+$/.test(value)) return Number(value);
+  if (value === 'true' || value === 'false') return value === 'true';
+  return value;
 }
 
 /** For an app's entry point: the config, or one message naming every bad variable and exit 1. */
@@ -35,6 +52,10 @@ const seconds = (min: number, fallback: number) => z.coerce.number().min(min).de
 export function serviceEnvShape(defaults: { port: number; schema: string; bossSchema: string }) {
   return {
     DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+    /** production: the variables each app needs in production must be set (no generated defaults). */
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    /** Which proxies to believe for the client's address (X-Forwarded-For): `1` behind Render's. */
+    TRUST_PROXY: z.string().min(1).default('loopback'),
     PORT: z.coerce.number().int().min(0).max(65_535).default(defaults.port),
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -20,6 +20,8 @@ export const ErrorCode = {
   jobAborted: 'JG_JOB_ABORTED',
   jobFailed: 'JG_JOB_FAILED',
   jobLost: 'JG_JOB_LOST',
+  /** Cancelled (from the admin) while it ran: not retried. */
+  jobCancelled: 'JG_CANCELLED',
   /** The other side owns the job now (the emergency override moved it to main). */
   takenOver: 'JG_TAKEN_OVER',
   unauthorized: 'JG_UNAUTHORIZED',
@@ -82,6 +84,7 @@ const statusByCode: Record<ErrorCode, number> = {
   JG_JOB_ABORTED: 500,
   JG_JOB_FAILED: 500,
   JG_JOB_LOST: 500,
+  JG_CANCELLED: 409,
   JG_TAKEN_OVER: 409,
   JG_UNAUTHORIZED: 401,
   JG_FORBIDDEN: 403,
