@@ -1,0 +1,329 @@
+// npm run bench [-- --quick]: jobgate against plain pg-boss, measured in one run on one PostgreSQL.
+// Prints one table (figure, jobgate, baseline, ratio, target, pass) and writes bench-results.json.
+// Every figure is a ratio to raw pg-boss measured here and now: absolute times drift between runs
+// on shared machines, ratios hold (../shared/PERF.md).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { z } from 'zod';
+import { createLogger } from '@jobgate/runtime';
+import { createBoss, createLedger, migrate, startEmbeddedPostgres, type PgBoss } from '@jobgate/queue';
+import { createCatalogue, createJobRuntime, defineJob } from '@jobgate/jobs';
+
+const ROOT = join(import.meta.dirname, '..');
+const quick = process.argv.includes('--quick');
+const logger = createLogger({ level: 'warn', name: 'bench' });
+/** The queues' own error logs (a connection cut at the end of a run) are noise here. */
+const quiet = createLogger({ level: 'silent', name: 'bench' });
+const SIZES = quick
+  ? { enqueue: 300, rounds: 3, local: 1_000, routed: 500, latency: 30 }
+  : { enqueue: 1_000, rounds: 5, local: 5_000, routed: 5_000, latency: 100 };
+const TIMINGS = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 30, heartbeatSeconds: 30 };
+
+interface Row { figure: string; jobgate: number; baseline: number; unit: string; ratio: number; target: string; pass: boolean | null; note?: string }
+const rows: Row[] = [];
+
+const median = (xs: number[]) => percentile(xs, 50);
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+}
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+function record(row: Omit<Row, 'ratio' | 'pass'>, pass: (ratio: number, row: Omit<Row, 'ratio' | 'pass'>) => boolean | null) {
+  const ratio = row.jobgate / row.baseline;
+  const full = { ...row, jobgate: round(row.jobgate), baseline: round(row.baseline), ratio: round(ratio), pass: pass(ratio, row) };
+  rows.push(full);
+  console.log(`  ${full.figure}: jobgate ${full.jobgate} ${row.unit}, baseline ${full.baseline} ${row.unit}, ratio ${full.ratio} → ${full.pass === null ? 'reported' : full.pass ? 'pass' : 'MISS'}`);
+}
+
+// ------------------------------------------------------------------ database
+
+async function database(): Promise<{ url: string; stop(): Promise<void> }> {
+  const name = `bench_${randomBytes(4).toString('hex')}`;
+  let adminUrl: string;
+  let stopCluster = async () => {};
+  if (process.env.BENCH_DATABASE_URL) adminUrl = process.env.BENCH_DATABASE_URL;
+  else {
+    const cluster = await startEmbeddedPostgres({ dataDir: join(ROOT, '.data/bench-pg'), port: 54349, logger });
+    adminUrl = cluster.url('postgres');
+    stopCluster = () => cluster.stop();
+  }
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async stop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).finally(() => c.end());
+      await stopCluster();
+    },
+  };
+}
+
+// ------------------------------------------------------------------ in-process: enqueue and local throughput
+
+const noop = defineJob({ name: 'bench.noop', payload: z.strictObject({ n: z.number().int() }), run: async () => {} });
+/** What jobgate's queue for a job with default options looks like (job-runtime.ts queueOptions). */
+const RAW_QUEUE = { retryLimit: 2, retryDelay: 1, retryBackoff: true, expireInSeconds: 330, heartbeatSeconds: 30, notify: true } as const;
+
+async function inProcess(url: string) {
+  const pool = new pg.Pool({ connectionString: url, max: 5 });
+  pool.on('error', () => {});
+  await migrate(pool, 'jobgate');
+  const ledger = createLedger(pool, 'jobgate');
+  const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
+  await boss.start();
+  const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
+  await raw.start();
+  await raw.createQueue('raw.noop', RAW_QUEUE);
+  const jobs = createJobRuntime({ ranOn: 'main', pool, boss, ledger, catalogue: createCatalogue([noop]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
+  await jobs.start();
+  await jobs.pause(); // enqueue first, with no worker competing
+  return { pool, ledger, boss, raw, jobs };
+}
+
+async function enqueueLatency(env: Awaited<ReturnType<typeof inProcess>>) {
+  console.log('enqueue latency (performLater vs raw boss.send, same queue options)');
+  const mine: number[] = [];
+  const theirs: number[] = [];
+  let n = 0;
+  // warm up both, then alternate rounds so drift hits both alike
+  for (let i = 0; i < 100; i++) {
+    await env.jobs.performLater(noop, { n: n++ });
+    await env.raw.send('raw.noop', { n: n++ });
+  }
+  for (let r = 0; r < SIZES.rounds; r++) {
+    for (const [out, send] of [
+      [mine, () => env.jobs.performLater(noop, { n: n++ })],
+      [theirs, () => env.raw.send('raw.noop', { n: n++ })],
+    ] as const) {
+      for (let i = 0; i < SIZES.enqueue / SIZES.rounds; i++) {
+        const t = performance.now();
+        await send();
+        out.push(performance.now() - t);
+      }
+    }
+  }
+  record({ figure: 'enqueue p50, sequential', jobgate: median(mine), baseline: median(theirs), unit: 'ms', target: '≤ 1.15×' }, (r) => r <= 1.15);
+  record({ figure: 'enqueue p99, sequential', jobgate: percentile(mine, 99), baseline: percentile(theirs, 99), unit: 'ms', target: 'reported' }, () => null);
+
+  const inFlight = async (send: () => Promise<unknown>) => {
+    const latencies: number[] = [];
+    let left = SIZES.enqueue;
+    const started = performance.now();
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (left-- > 0) {
+        const t = performance.now();
+        await send();
+        latencies.push(performance.now() - t);
+      }
+    }));
+    return { p50: median(latencies), perSecond: SIZES.enqueue / ((performance.now() - started) / 1000) };
+  };
+  const a = await inFlight(() => env.jobs.performLater(noop, { n: n++ }));
+  const b = await inFlight(() => env.raw.send('raw.noop', { n: n++ }));
+  record({ figure: 'enqueue p50, 16 in flight', jobgate: a.p50, baseline: b.p50, unit: 'ms', target: '≤ 1.15×' }, (r) => r <= 1.15);
+  record({ figure: 'enqueue throughput, 16 in flight', jobgate: a.perSecond, baseline: b.perSecond, unit: 'jobs/s', target: 'reported' }, () => null);
+}
+
+async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: string) {
+  console.log(`local throughput (${SIZES.local} no-op jobs, batchSize 1 + burst, 4 at a time, both)`);
+  // drain what the enqueue test left, fill both queues alike, analyze (PERF.md: stale stats are the biggest trap)
+  await env.pool.query(`DELETE FROM pgboss_main.job WHERE name = 'bench.noop'`);
+  await env.pool.query(`DELETE FROM pgboss_raw.job WHERE name = 'raw.noop'`);
+  await env.pool.query(`UPDATE jobgate.jobs SET state = 'cancelled' WHERE state = 'queued'`);
+  for (let i = 0; i < SIZES.local; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, SIZES.local - i) }, (_, k) => env.jobs.performLater(noop, { n: i + k })));
+  }
+  await env.raw.insert('raw.noop', Array.from({ length: SIZES.local }, (_, n) => ({ data: { n } })));
+  await env.pool.query('ANALYZE');
+
+  const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE state = 'completed'`)).rows[0].n as number;
+  let t = performance.now();
+  await env.jobs.resume();
+  while ((await completed()) < SIZES.local) await sleep(50);
+  const mine = SIZES.local / ((performance.now() - t) / 1000);
+  await env.jobs.pause();
+
+  let done = 0;
+  t = performance.now();
+  await env.raw.work('raw.noop', { batchSize: 1, burstWhenReadyExceeds: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async () => {
+    done++;
+  });
+  while (done < SIZES.local) await sleep(20);
+  const theirs = SIZES.local / ((performance.now() - t) / 1000);
+  await env.raw.offWork('raw.noop');
+  record({ figure: 'local throughput', jobgate: mine, baseline: theirs, unit: 'jobs/s', target: '≥ 0.85×' }, (r) => r >= 0.85);
+  void url;
+  return theirs;
+}
+
+async function rawLatency(env: Awaited<ReturnType<typeof inProcess>>): Promise<number[]> {
+  // send → handler start, LISTEN/NOTIFY on, one job at a time
+  await env.raw.createQueue('raw.latency', { notify: true });
+  let resolveStart: ((at: number) => void) | null = null;
+  await env.raw.work('raw.latency', { batchSize: 1, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async () => {
+    resolveStart?.(performance.now());
+  });
+  const latencies: number[] = [];
+  for (let i = 0; i < SIZES.latency + 5; i++) {
+    const started = new Promise<number>((r) => (resolveStart = r));
+    const t = performance.now();
+    await env.raw.send('raw.latency', { i });
+    const at = await started;
+    if (i >= 5) latencies.push(at - t);
+    await sleep(20);
+  }
+  await env.raw.offWork('raw.latency');
+  return latencies;
+}
+
+// ------------------------------------------------------------------ both apps as processes: the routed path
+
+function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [join(ROOT, `apps/${app}/src/main.ts`)], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('"msg":"listening"')) {
+        const port = JSON.parse(line).port as number;
+        resolve({
+          child,
+          url: `http://127.0.0.1:${port}`,
+          stop: () => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM')))),
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${app} exited ${code} before listening`)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
+  const secret = `whsec_${randomBytes(32).toString('base64')}`;
+  const [mainPort, fetcherPort] = [await freePort(), await freePort()];
+  const common = { DATABASE_URL: url, FETCHER_SHARED_SECRET: secret, LOG_LEVEL: 'warn' };
+  // JOBGATE_LOG: listening is logged at info: keep info for that line only by reading it before
+  const fetcher = await spawnApp('fetcher', { ...common, LOG_LEVEL: 'info', PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}` });
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on('error', () => {});
+  const post = (base: string) => fetch(`${base}/api/jobs/demo.heavy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"payload":{}}' }).then(async (r) => ((await r.json()) as { id: string }).id);
+  try {
+    for (const batch of quick ? [1, 500] : [1, 50, 500]) {
+      const main = await spawnApp('main', { ...common, LOG_LEVEL: 'info', PORT: String(mainPort), FETCHER_SERVICE_URL: `http://127.0.0.1:${fetcherPort}`, FETCHER_FORWARD_BATCH_SIZE: String(batch) });
+      try {
+        const count = batch === 1 ? Math.min(SIZES.routed, 1_000) : SIZES.routed;
+        const ids: string[] = [];
+        let left = count;
+        await Promise.all(Array.from({ length: 16 }, async () => {
+          while (left-- > 0) ids.push(await post(main.url));
+        }));
+        const deadline = Date.now() + 600_000;
+        for (;;) {
+          const { rows } = await pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids]);
+          if (rows[0].n === ids.length || Date.now() > deadline) break;
+          await sleep(200);
+        }
+        const { rows } = await pool.query(`SELECT extract(epoch FROM max(finished_at) - min(created_at))::float8 AS span, count(*) FILTER (WHERE state = 'completed')::int AS done FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
+        record(
+          { figure: `routed throughput, batch ${batch}`, jobgate: rows[0].done / rows[0].span, baseline: rawLocal, unit: 'jobs/s', target: batch === 500 ? '≥ 0.5×' : 'reported', note: `${count} jobs, enqueue to completion in main's ledger` },
+          (r) => (batch === 500 ? r >= 0.5 : null),
+        );
+        if (batch === 500) {
+          // one at a time: enqueue on main → handler start on the fetcher (the claim at main is the start)
+          const latencies: number[] = [];
+          for (let i = 0; i < SIZES.latency + 5; i++) {
+            const id = await post(main.url);
+            for (;;) {
+              const { rows: started } = await pool.query(`SELECT extract(epoch FROM e.started_at - j.created_at)::float8 * 1000 AS ms FROM jobgate.jobs j JOIN jobgate.executions e ON e.job_id = j.id WHERE j.id = $1`, [id]);
+              if (started[0]) {
+                if (i >= 5) latencies.push(started[0].ms);
+                break;
+              }
+              await sleep(5);
+            }
+          }
+          record(
+            { figure: 'routed latency p50 (enqueue → handler start)', jobgate: median(latencies), baseline: median(rawLatencies), unit: 'ms', target: '≤ raw + 20 ms' },
+            (_r, row) => row.jobgate <= row.baseline + 20,
+          );
+          record({ figure: 'routed latency p99', jobgate: percentile(latencies, 99), baseline: percentile(rawLatencies, 99), unit: 'ms', target: 'reported' }, () => null);
+        }
+      } finally {
+        await main.stop();
+      }
+    }
+  } finally {
+    await fetcher.stop();
+    await pool.end();
+  }
+}
+
+// ------------------------------------------------------------------ run
+
+const started = Date.now();
+const db = await database();
+let failed = false;
+let env: Awaited<ReturnType<typeof inProcess>> | null = null;
+const closeInProcess = async () => {
+  if (!env) return;
+  const e = env;
+  env = null;
+  await e.jobs.stop(1_000).catch(() => {});
+  await e.raw.stop({ graceful: false, close: true }).catch(() => {});
+  await e.pool.end().catch(() => {});
+};
+try {
+  env = await inProcess(db.url);
+  await enqueueLatency(env);
+  const rawLocal = await localThroughput(env, db.url);
+  const rawLatencies = await rawLatency(env);
+  await closeInProcess();
+  await routed(db.url, rawLocal, rawLatencies);
+} catch (err) {
+  failed = true;
+  console.error(err);
+} finally {
+  await closeInProcess();
+  await db.stop();
+}
+
+const notYet = ['memory isolation (main RSS while the fetcher holds 1 GiB; fetcher peak during 100,000 movies)', 'backlog scale (performLater p50 and the jobs list at 10k / 100k / 1M jobs)'];
+console.log(`\n| figure | jobgate | baseline | ratio | target | result |\n|---|---|---|---|---|---|`);
+for (const r of rows) console.log(`| ${r.figure} | ${r.jobgate} ${r.unit} | ${r.baseline} ${r.unit} | ${r.ratio} | ${r.target} | ${r.pass === null ? '—' : r.pass ? 'pass' : '**miss**'} |`);
+for (const n of notYet) console.log(`| ${n} | not measured yet | | | | |`);
+const results = {
+  at: new Date().toISOString(),
+  quick,
+  seconds: Math.round((Date.now() - started) / 1000),
+  versions: { node: process.version, pgBoss: (await import('pg-boss/package.json', { with: { type: 'json' } })).default.version },
+  machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30) },
+  rows,
+  notMeasuredYet: notYet,
+};
+writeFileSync(join(ROOT, 'bench-results.json'), `${JSON.stringify(results, null, 2)}\n`);
+console.log(`\nbench-results.json written (${results.seconds} s)`);
+process.exit(failed ? 1 : 0);
