@@ -75,6 +75,8 @@ describe('render.yaml against the Blueprint spec', () => {
     expect(service('jobgate-main').type).toBe('web');
     expect(service('jobgate-fetcher')).toMatchObject({ type: 'web', plan: 'free' });
     for (const d of blueprint.databases ?? []) {
+      // the apps use the internal URL: nothing outside Render's network may connect
+      expect(d.ipAllowList, `${d.name}: ipAllowList`).toEqual([]);
       expect(DATABASE_PLANS, d.name).toContain(d.plan);
       expect(REGIONS, d.name).toContain(d.region ?? 'oregon');
     }

@@ -164,8 +164,7 @@ export function adminPages(auth: AdminAuth): express.Router {
   router.get('/', (_req, res) => res.redirect(303, '/admin/fetcher_service'));
   router.get('/:page', (req: Request<{ page: string }>, res, next) => {
     // only the pages: anything else (the API, a typo) is not this router's
-    const page = PAGES[req.params.page];
-    if (!page || req.params.page === 'job') return next('router');
+    if (!Object.hasOwn(PAGES, req.params.page) || req.params.page === 'job') return next('router');
     return auth.page(req, res, next);
   }, (req: Request<{ page: string }>, res) => {
     const page = PAGES[req.params.page]!;

@@ -82,8 +82,10 @@ export function adminApi(deps: AdminDeps): express.Router {
     // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like
     // any new job; the original is marked in the same transaction, so it is retried once.
     const again = await withTransaction(pool, async (client) => {
-      const { job: created } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, db: client });
-      if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already.');
+      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, db: client });
+      // a unique job with a live twin: nothing new would run; say so rather than link the two
+      if (duplicate) throw new JobgateError(ErrorCode.stateConflict, `A live job with the same payload exists (${created.id}); it was not retried.`);
+      if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already, or an attempt of it is still stopping.');
       return created;
     });
     await store.audit({ actor: actor(req), action: 'job.retry', target: job.id, detail: { name: job.name, newJobId: again.id } });

@@ -21,7 +21,7 @@ let override: OverrideControl | undefined;
 const service = await startJobService(config, logger, 'main', (pool) => {
   const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
   override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
-  return { overrideEnabled: () => override!.enabled(), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY };
+  return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY };
 }).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@jobgate/runtime';
-import type { OverrideChange, OverrideState, OverrideStore } from '@jobgate/queue';
+import type { OverrideChange, OverrideState, OverrideStore, Queryable } from '@jobgate/queue';
 
 /** How many jobs one takeover transaction moves. */
 const TAKE_OVER_BATCH = 500;
@@ -57,9 +57,14 @@ export function createOverrideControl(deps: {
   let loop: Promise<void> | null = null;
 
   return {
-    /** For routing: a reading at most `checkMs` old. An expired override counts as off. */
-    async enabled(): Promise<boolean> {
-      const state = current && performance.now() - readAt < deps.checkMs ? current : await read();
+    /**
+     * For routing: a reading at most `checkMs` old. An expired override counts as off. Inside a
+     * caller's transaction (`db`), a stale reading is refreshed through that connection: taking a
+     * second one from the pool could wait on connections the same callers hold.
+     */
+    async enabled(db?: Queryable): Promise<boolean> {
+      const fresh = current && performance.now() - readAt < deps.checkMs;
+      const state = fresh ? current! : db ? await deps.store.get(db) : await read();
       return state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
     },
     get: read,

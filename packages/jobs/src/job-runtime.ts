@@ -81,7 +81,7 @@ export interface JobRuntimeOptions {
   /** Where a job was defined (a module URL), for jobs whose handler runs in a worker thread. */
   moduleOf?: (name: string) => string | undefined;
   /** Main: whether the emergency override is on (new fetcher jobs then run on main). */
-  overrideEnabled?: () => Promise<boolean>;
+  overrideEnabled?: (db?: Queryable) => Promise<boolean>;
   /** Main: fetcher jobs running on main at once (they are the heavy ones). */
   onMainConcurrency?: number;
   /** The fetcher: claims in main's ledger, when main is known. */
@@ -174,7 +174,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   async function placement(def: JobDefinition, opts: EnqueueOptions): Promise<{ route: Route; routeReason: RouteReason }> {
     if (!def.runsOnFetcher) return { route: 'main', routeReason: 'definition' };
     if (ranOn === 'main' && opts.runOnMain) return { route: 'main', routeReason: 'run-on-main' };
-    if (ranOn === 'main' && (await options.overrideEnabled?.())) return { route: 'main', routeReason: 'override' };
+    if (ranOn === 'main' && (await options.overrideEnabled?.(opts.db))) return { route: 'main', routeReason: 'override' };
     return { route: 'fetcher', routeReason: 'definition' };
   }
 
@@ -409,6 +409,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
           ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log.bindings(), logLevel: log.level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
           : def.run(def.payload.parse(job.data.payload), ctx);
       await settleWithin(handler, signal, ABORT_GRACE_MS);
+      // cancelled while it ran, but the handler finished anyway: the job stays cancelled
+      const lost = claimLost.signal.reason as JobgateError | undefined;
+      if (lost?.code === ErrorCode.jobCancelled) throw lost;
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
       log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');

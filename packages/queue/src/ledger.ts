@@ -466,10 +466,16 @@ export function createLedger(pool: Pool, schema: string) {
       const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids, names]);
       return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
     },
-    /** Ids (of `ids`) now cancelled; see the statement for which can be. */
-    /** Marks `id` as retried by `newId`; false if it already was (a retry in flight elsewhere). */
+    /** Marks `id` as retried by `newId`; false if it already was, or if an attempt of it still runs. */
     async markRetried(id: string, newId: string, db: Queryable = pool): Promise<boolean> {
-      const { rowCount } = await db.query(`UPDATE ${assertSchemaName(schema)}.jobs SET retried_as = $2 WHERE id = $1 AND retried_as IS NULL`, [id, newId]);
+      // not while an attempt of it still runs (a job cancelled under a running handler stops at
+      // the runner's next heartbeat): the copy would run beside it
+      const s = assertSchemaName(schema);
+      const { rowCount } = await db.query(
+        `UPDATE ${s}.jobs SET retried_as = $2 WHERE id = $1 AND retried_as IS NULL
+            AND NOT EXISTS (SELECT 1 FROM ${s}.executions WHERE job_id = $1 AND outcome = 'running')`,
+        [id, newId],
+      );
       return (rowCount ?? 0) > 0;
     },
     /** A running attempt whose job was cancelled under it: the attempt ends as failed, JG_CANCELLED. */
@@ -481,6 +487,7 @@ export function createLedger(pool: Pool, schema: string) {
         [id, attempt, peakRssMb],
       );
     },
+    /** Ids (of `ids`) now cancelled; see the statement for which can be. */
     async cancelJobs(ids: string[], reason: string): Promise<string[]> {
       const { rows } = await pool.query(sql.cancelJobs, [ids, reason]);
       return rows.map((r) => r.id as string);

@@ -1,6 +1,7 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
+import type { Queryable } from './ledger.ts';
 
 /** The emergency override: while enabled, fetcher jobs not yet delivered run on main. */
 export interface OverrideState {
@@ -47,8 +48,9 @@ export function createOverrideStore(pool: Pool, schema: string) {
   const s = assertSchemaName(schema);
   const COLUMNS = 'enabled, reason, changed_by, since, expires_at';
   return {
-    async get(): Promise<OverrideState> {
-      const { rows } = await pool.query(`SELECT ${COLUMNS} FROM ${s}.override_state`);
+    /** Through `db` when given (a caller's transaction already holds a connection: use it, not a second one). */
+    async get(db: Queryable = pool): Promise<OverrideState> {
+      const { rows } = await db.query(`SELECT ${COLUMNS} FROM ${s}.override_state`);
       return toState(rows[0]);
     },
 
