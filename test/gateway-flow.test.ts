@@ -2,31 +2,20 @@
 // 4, 21 and 40 at npm-test size): load, progress seen on main, a main killed mid-forward, answers
 // lost on the hop, and main down while the fetcher's callbacks are due.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseSecrets } from '@jobgate/protocol';
 import { createFetcherClient } from '@jobgate/fetcher-client';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { TEST_SHARED_SECRET } from './support/apps.ts';
-import { call, completedRuns, effects, enqueue, handlerStarts, percentile, startPair, states, type Pair } from './support/gateway.ts';
+import { call, completedRuns, databasePerTest, effects, enqueue, handlerStarts, percentile, startPair, states } from './support/gateway.ts';
 import { startFaultProxy } from './support/fault-proxy.ts';
 import { waitFor } from './support/wait.ts';
 
-let db: TestDatabase;
-let pair: Pair | null = null;
-beforeEach(async () => {
-  db = await createTestDatabase();
-});
-afterEach(async () => {
-  await pair?.stop();
-  pair = null;
-  await db?.drop();
-});
+// A database of its own for each test, and the apps the test starts on it.
+const t = databasePerTest();
 
-const allCompleted = (ids: string[], timeoutMs = 60_000) =>
-  waitFor(`${ids.length} jobs completed`, async () => (await states(db, ids)).completed === ids.length, { timeoutMs, intervalMs: 250 });
 
 async function executionsPerJob(ids: string[]): Promise<number[]> {
-  const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
+  const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
   return rows.map((r) => r.n);
 }
 
@@ -52,7 +41,7 @@ async function enqueueUnderLoad(url: string, name: string, payload: unknown, cou
 
 /** Jobs per second from the first enqueue to the last finish, and the p95 of enqueue → finish. */
 async function throughput(ids: string[]) {
-  const { rows } = await db.pool.query(
+  const { rows } = await t.db.pool.query(
     `SELECT extract(epoch FROM max(finished_at) - min(created_at))::float8 AS span,
             percentile_disc(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))::float8 AS p95
        FROM jobgate.jobs WHERE id = ANY($1::uuid[])`,
@@ -63,18 +52,18 @@ async function throughput(ids: string[]) {
 
 describe('load (FAULTS.md row 40 at npm-test size)', () => {
   it('1,000 demo.heavy jobs from 50 connections all complete once on the fetcher; local jobs for comparison', async () => {
-    pair = await startPair(db);
-    const routed = await enqueueUnderLoad(pair.main.url, 'demo.heavy', { sleepMs: 50 }, 1_000, 50);
-    await allCompleted(routed.ids, 120_000);
-    const runs = await completedRuns(db, routed.ids);
+    t.pair = await startPair(t.db);
+    const routed = await enqueueUnderLoad(t.pair.main.url, 'demo.heavy', { sleepMs: 50 }, 1_000, 50);
+    await t.allCompleted(routed.ids, 120_000);
+    const runs = await completedRuns(t.db, routed.ids);
     for (const id of routed.ids) expect(runs.get(id)).toEqual([{ ranOn: 'fetcher' }]);
     expect(new Set(await executionsPerJob(routed.ids))).toEqual(new Set([1]));
     const routedRate = await throughput(routed.ids);
 
-    const local = await enqueueUnderLoad(pair.main.url, 'demo.light', { sleepMs: 50 }, 1_000, 50);
-    await allCompleted(local.ids, 120_000);
+    const local = await enqueueUnderLoad(t.pair.main.url, 'demo.light', { sleepMs: 50 }, 1_000, 50);
+    await t.allCompleted(local.ids, 120_000);
     const localRate = await throughput(local.ids);
-    const client = createFetcherClient({ baseUrl: pair.fetcher!.url, keys: parseSecrets(TEST_SHARED_SECRET) });
+    const client = createFetcherClient({ baseUrl: t.pair.fetcher!.url, keys: parseSecrets(TEST_SHARED_SECRET) });
     const peak = (await client.status()).memory.peakRssMb;
     await client.close();
     console.log(
@@ -85,14 +74,14 @@ describe('load (FAULTS.md row 40 at npm-test size)', () => {
   }, 240_000);
 
   it("shows the fetcher's progress and final state on main within 2 s of each change", async () => {
-    pair = await startPair(db, { fetcherEnv: { LOG_LEVEL: 'debug' } });
-    const ids = await Promise.all([1, 2, 3].map(() => enqueue(pair!.main, 'demo.heavy', { sleepMs: 2_000, progressSteps: 4 })));
+    t.pair = await startPair(t.db, { fetcherEnv: { LOG_LEVEL: 'debug' } });
+    const ids = await Promise.all([1, 2, 3].map(() => enqueue(t.pair!.main, 'demo.heavy', { sleepMs: 2_000, progressSteps: 4 })));
     const seen = new Map<string, number>(); // `${id}:${progress|completed}` → first time main showed it
     const done = new Set<string>();
     while (done.size < ids.length) {
       await Promise.all(
         ids.map(async (id) => {
-          const j = (await call(pair!.main.url, 'GET', `/api/jobs/${id}`)).json;
+          const j = (await call(t.pair!.main.url, 'GET', `/api/jobs/${id}`)).json;
           const now = Date.now();
           if (!seen.has(`${id}:${j.progress}`)) seen.set(`${id}:${j.progress}`, now);
           if (j.state === 'completed') {
@@ -104,7 +93,7 @@ describe('load (FAULTS.md row 40 at npm-test size)', () => {
       await sleep(50);
     }
     // when the fetcher made each change, from its own log
-    const changes = pair.fetcher!.logs.flatMap((l) => {
+    const changes = t.pair.fetcher!.logs.flatMap((l) => {
       if (!ids.includes(l.jobId)) return [];
       if (l.msg === 'job progress' && l.progress < 100) return [{ key: `${l.jobId}:${l.progress}`, at: Date.parse(l.time) }];
       if (l.msg === 'job completed') return [{ key: `${l.jobId}:completed`, at: Date.parse(l.time) }];
@@ -119,115 +108,115 @@ describe('load (FAULTS.md row 40 at npm-test size)', () => {
 
 describe('crashes and lost answers on the hop', () => {
   it('every 202 for a routed job survives SIGKILL of main right after it answered (row 1 across the apps)', async () => {
-    pair = await startPair(db);
+    t.pair = await startPair(t.db);
     const accepted: string[] = [];
     for (let cycle = 0; cycle < 4; cycle++) {
-      if (cycle > 0) await pair.startMain();
+      if (cycle > 0) await t.pair.startMain();
       const requests = Array.from({ length: 10 }, () =>
-        call(pair!.main.url, 'POST', '/api/jobs/test.remote', { payload: {} }).then((r) => void (r.status === 202 && accepted.push(r.json.id)), () => undefined),
+        call(t.pair!.main.url, 'POST', '/api/jobs/test.remote', { payload: {} }).then((r) => void (r.status === 202 && accepted.push(r.json.id)), () => undefined),
       );
       await Promise.race(requests);
       await sleep(Math.floor(Math.random() * 50));
-      pair.main.kill('SIGKILL');
+      t.pair.main.kill('SIGKILL');
       await Promise.all(requests);
-      await pair.main.exited;
+      await t.pair.main.exited;
     }
     const restartAt = Date.now();
-    await pair.startMain();
-    await allCompleted(accepted, 90_000);
-    const runs = await completedRuns(db, accepted);
+    await t.pair.startMain();
+    await t.allCompleted(accepted, 90_000);
+    const runs = await completedRuns(t.db, accepted);
     for (const id of accepted) expect(runs.get(id)).toEqual([{ ranOn: 'fetcher' }]);
-    expect(await effects(db, accepted)).toBe(accepted.length);
+    expect(await effects(t.db, accepted)).toBe(accepted.length);
     expect(accepted.length).toBeGreaterThan(0);
     console.log(`row 1 (routed): 4 kills, ${accepted.length} accepted, lost 0/${accepted.length}, all done on the fetcher ${((Date.now() - restartAt) / 1000).toFixed(1)} s after the last restart`);
   }, 180_000);
 
   it('main killed before its transaction commits: no 202, no half-written routed job, nothing reaches the fetcher (row 2 across the apps)', async () => {
-    const pgUrl = new URL(db.url);
+    const pgUrl = new URL(t.db.url);
     const pgProxy = await startFaultProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
     try {
-      const viaProxy = new URL(db.url);
+      const viaProxy = new URL(t.db.url);
       viaProxy.port = String(pgProxy.port);
-      pair = await startPair(db, { mainEnv: { DATABASE_URL: viaProxy.toString() } });
+      t.pair = await startPair(t.db, { mainEnv: { DATABASE_URL: viaProxy.toString() } });
       pgProxy.setMode({ kind: 'delay', ms: 1_500 });
       const label = `row2-${Date.now()}`;
-      const answer = call(pair.main.url, 'POST', '/api/jobs/test.remote', { payload: { label } }).then((r) => r.status, (err: Error) => `error: ${err.message}`);
+      const answer = call(t.pair.main.url, 'POST', '/api/jobs/test.remote', { payload: { label } }).then((r) => r.status, (err: Error) => `error: ${err.message}`);
       await sleep(800);
-      pair.main.kill('SIGKILL');
-      await pair.main.exited;
+      t.pair.main.kill('SIGKILL');
+      await t.pair.main.exited;
       expect(await answer).toMatch(/^error/);
       await sleep(3_000); // let any delayed bytes land (they must not)
-      const ledger = await db.pool.query(`SELECT id FROM jobgate.jobs WHERE payload->>'label' = $1`, [label]);
-      const outbox = await db.pool.query(`SELECT id FROM pgboss_main.job WHERE name = 'jobgate.outbox' AND data->'payload'->>'label' = $1`, [label]);
-      const fetcherSide = await db.pool.query(`SELECT id FROM jobgate_fetcher.jobs WHERE payload->>'label' = $1`, [label]);
+      const ledger = await t.db.pool.query(`SELECT id FROM jobgate.jobs WHERE payload->>'label' = $1`, [label]);
+      const outbox = await t.db.pool.query(`SELECT id FROM pgboss_main.job WHERE name = 'jobgate.outbox' AND data->'payload'->>'label' = $1`, [label]);
+      const fetcherSide = await t.db.pool.query(`SELECT id FROM jobgate_fetcher.jobs WHERE payload->>'label' = $1`, [label]);
       expect(ledger.rowCount).toBe(outbox.rowCount);
       expect(fetcherSide.rowCount).toBe(0);
       console.log(`row 2 (routed): client saw an error, never 202; ledger rows ${ledger.rowCount}, outbox rows ${outbox.rowCount}, fetcher rows ${fetcherSide.rowCount}`);
     } finally {
-      await pair?.stop();
-      pair = null;
+      await t.pair?.stop();
+      t.pair = null;
       await pgProxy.close();
     }
   });
 
   it('main killed mid-forward: the retried forward is a duplicate at the fetcher, one run per job (row 3)', async () => {
-    pair = await startPair(db, { proxyToFetcher: true, proxyToMain: true });
-    pair.toFetcher!.setMode({ kind: 'delay', ms: 2_000 });
+    t.pair = await startPair(t.db, { proxyToFetcher: true, proxyToMain: true });
+    t.pair.toFetcher!.setMode({ kind: 'delay', ms: 2_000 });
     // The fetcher cannot claim yet, so main still has the jobs as 'forwarding' when it comes back
     // (a job the fetcher has claimed is known to be there and is not sent again).
-    await pair.toMain!.refuse();
-    const ids = await Promise.all(Array.from({ length: 5 }, () => enqueue(pair!.main, 'test.remote', { sleepMs: 100 })));
-    await pair.fetcher!.waitForLog('jobs accepted', (l) => l.msg === 'jobs accepted', 20_000);
-    pair.main.kill('SIGKILL'); // the answer is still on its way back
-    await pair.main.exited;
-    pair.toFetcher!.setMode({ kind: 'pass' });
-    await pair.startMain();
+    await t.pair.toMain!.refuse();
+    const ids = await Promise.all(Array.from({ length: 5 }, () => enqueue(t.pair!.main, 'test.remote', { sleepMs: 100 })));
+    await t.pair.fetcher!.waitForLog('jobs accepted', (l) => l.msg === 'jobs accepted', 20_000);
+    t.pair.main.kill('SIGKILL'); // the answer is still on its way back
+    await t.pair.main.exited;
+    t.pair.toFetcher!.setMode({ kind: 'pass' });
+    await t.pair.startMain();
     // the outbox job of the killed main comes back after a missed heartbeat (10 s here)
-    await waitFor('a duplicate forward', () => pair!.fetcher!.logs.some((l) => l.msg === 'jobs accepted' && l.duplicates > 0), { timeoutMs: 40_000, intervalMs: 250 });
-    await pair.toMain!.resume();
-    await allCompleted(ids);
-    const runs = await completedRuns(db, ids);
+    await waitFor('a duplicate forward', () => t.pair!.fetcher!.logs.some((l) => l.msg === 'jobs accepted' && l.duplicates > 0), { timeoutMs: 40_000, intervalMs: 250 });
+    await t.pair.toMain!.resume();
+    await t.allCompleted(ids);
+    const runs = await completedRuns(t.db, ids);
     for (const id of ids) expect(runs.get(id)).toEqual([{ ranOn: 'fetcher' }]);
-    const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[])', [ids]);
+    const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[])', [ids]);
     expect(rows[0].n).toBe(5);
-    expect(await handlerStarts(db, ids)).toBe(5);
-    expect(await effects(db, ids)).toBe(5);
-    const duplicates = pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').reduce((n, l) => n + l.duplicates, 0);
+    expect(await handlerStarts(t.db, ids)).toBe(5);
+    expect(await effects(t.db, ids)).toBe(5);
+    const duplicates = t.pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').reduce((n, l) => n + l.duplicates, 0);
     console.log(`row 3: main killed mid-forward; fetcher jobs per id 1; ${duplicates} duplicate forwards answered duplicate:true; effects/job 1`);
   }, 120_000);
 
   it('the first answer of every forward is lost: main retries, the fetcher dedups, effects = 1 (row 4)', async () => {
-    pair = await startPair(db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10' } });
-    pair.toFetcher!.setMode({ kind: 'drop-response-of', match: 'POST /v1/jobs ', every: 2 });
-    const ids = await Promise.all(Array.from({ length: 30 }, () => enqueue(pair!.main, 'test.remote', {})));
-    await allCompleted(ids);
-    const runs = await completedRuns(db, ids);
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10' } });
+    t.pair.toFetcher!.setMode({ kind: 'drop-response-of', match: 'POST /v1/jobs ', every: 2 });
+    const ids = await Promise.all(Array.from({ length: 30 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    await t.allCompleted(ids);
+    const runs = await completedRuns(t.db, ids);
     for (const id of ids) expect(runs.get(id)).toEqual([{ ranOn: 'fetcher' }]);
-    expect(await handlerStarts(db, ids)).toBe(30);
-    expect(await effects(db, ids)).toBe(30);
-    const { requests, dropped } = pair.toFetcher!.matched;
+    expect(await handlerStarts(t.db, ids)).toBe(30);
+    expect(await effects(t.db, ids)).toBe(30);
+    const { requests, dropped } = t.pair.toFetcher!.matched;
     expect(dropped).toBeGreaterThan(0);
     console.log(`row 4: ${requests} forwards for 30 jobs, ${dropped} answers lost; executions/effects 30/30; forwards per job ${(requests / 30 * 10).toFixed(1)}/10 batch`);
   });
 
   it("main down while the fetcher's callbacks are due: delivered after restart, none applied twice (row 21)", async () => {
-    pair = await startPair(db, { fetcherEnv: { JOBGATE_WORKER_CONCURRENCY: '20' } });
-    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue(pair!.main, 'test.remote', { sleepMs: 4_000 })));
-    await waitFor('all 20 running', async () => (await states(db, ids)).active === 20, { timeoutMs: 20_000 });
-    await pair.main.stop();
+    t.pair = await startPair(t.db, { fetcherEnv: { JOBGATE_WORKER_CONCURRENCY: '20' } });
+    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue(t.pair!.main, 'test.remote', { sleepMs: 4_000 })));
+    await waitFor('all 20 running', async () => (await states(t.db, ids)).active === 20, { timeoutMs: 20_000 });
+    await t.pair.main.stop();
     await waitFor('the fetcher finished all 20', async () => {
-      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids]);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids]);
       return rows[0].n === 20;
     }, { timeoutMs: 30_000 });
-    const { rows: waiting } = await db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.job_events');
+    const { rows: waiting } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.job_events');
     expect(waiting[0].n).toBeGreaterThan(0);
-    expect((await states(db, ids)).active).toBe(20); // main has not heard yet
+    expect((await states(t.db, ids)).active).toBe(20); // main has not heard yet
     await sleep(10_000); // main stays down a while longer (the matrix says 2 min; the mechanism is the same)
     const restartAt = Date.now();
-    await pair.startMain();
-    await allCompleted(ids);
+    await t.pair.startMain();
+    await t.allCompleted(ids);
     const lag = (Date.now() - restartAt) / 1000;
-    const { rows } = await db.pool.query(
+    const { rows } = await t.db.pool.query(
       `SELECT m.id FROM jobgate.jobs m JOIN jobgate_fetcher.jobs f USING (id) WHERE m.id = ANY($1::uuid[]) AND m.events_applied <> f.event_seq`,
       [ids],
     );

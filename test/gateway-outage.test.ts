@@ -1,62 +1,51 @@
 // A fetcher that is away: killed for a minute while jobs flow, asleep (a platform holding requests
 // while it boots), slow, or blackholed (issue 5 "done when"; FAULTS.md rows 17-20).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { completedRuns, effects, enqueue, handlerStarts, percentile, startPair, states, type Pair } from './support/gateway.ts';
+import { describe, expect, it } from 'vitest';
+import { completedRuns, databasePerTest, effects, enqueue, handlerStarts, percentile, startPair, states, type Pair } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
-let db: TestDatabase;
-let pair: Pair | null = null;
-beforeEach(async () => {
-  db = await createTestDatabase();
-});
-afterEach(async () => {
-  await pair?.stop();
-  pair = null;
-  await db?.drop();
-});
+// A database of its own for each test, and the apps the test starts on it.
+const t = databasePerTest();
 
-const allCompleted = (ids: string[], timeoutMs = 60_000) =>
-  waitFor(`${ids.length} jobs completed`, async () => (await states(db, ids)).completed === ids.length, { timeoutMs, intervalMs: 250 });
 
 async function expectExactlyOnceOnFetcher(ids: string[]): Promise<void> {
-  const runs = await completedRuns(db, ids);
+  const runs = await completedRuns(t.db, ids);
   const twice = ids.filter((id) => runs.get(id)!.length !== 1);
   expect(twice).toEqual([]);
-  expect(await effects(db, ids)).toBe(ids.length);
+  expect(await effects(t.db, ids)).toBe(ids.length);
 }
 
 const forwardFailures = (p: Pair) => p.main.logs.filter((l) => l.component === 'forwarder' && typeof l.ms === 'number');
 
 describe('fetcher down', () => {
   it('SIGKILLed for 60 s while 200 jobs flow: none lost, none completed twice, nothing failed (rows 17 and 5)', async () => {
-    pair = await startPair(db);
+    t.pair = await startPair(t.db);
     const ids: string[] = [];
     let killedAt = 0;
     const producer = (async () => {
       for (let i = 0; i < 200; i++) {
-        ids.push(await enqueue(pair!.main, 'test.remote', { sleepMs: 100 }));
+        ids.push(await enqueue(t.pair!.main, 'test.remote', { sleepMs: 100 }));
         if (i === 30) {
-          pair!.fetcher!.kill('SIGKILL');
+          t.pair!.fetcher!.kill('SIGKILL');
           killedAt = Date.now();
         }
         await sleep(50);
       }
     })();
     await producer;
-    await pair.fetcher!.exited;
+    await t.pair.fetcher!.exited;
     await sleep(Math.max(0, killedAt + 60_000 - Date.now()));
-    const s = await states(db, ids);
+    const s = await states(t.db, ids);
     expect(s.failed).toBeUndefined();
     const restartAt = Date.now();
-    await pair.startFetcher();
-    await allCompleted(ids, 90_000);
+    await t.pair.startFetcher();
+    await t.allCompleted(ids, 90_000);
     const drained = (Date.now() - restartAt) / 1000;
     await expectExactlyOnceOnFetcher(ids);
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'lost'`, [ids]);
-    const attempts = forwardFailures(pair).length;
-    const wakes = pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
+    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'lost'`, [ids]);
+    const attempts = forwardFailures(t.pair).length;
+    const wakes = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
     console.log(
       `rows 5/17: fetcher down 60 s with ${s.queued ?? 0}+${s.forwarding ?? 0} jobs waiting (queued+forwarding), ${s.active ?? 0} cut short mid-run; ` +
         `${attempts} failed forward attempts, ${wakes} batches delivered after a wake-up; all 200 done ${drained.toFixed(1)} s after restart; ${rows[0].n} lost attempts re-run; effects 200/200`,
@@ -66,52 +55,52 @@ describe('fetcher down', () => {
 
 describe('fetcher asleep (row 18)', () => {
   it('the platform holds every request for 30 s: one wake-up for 50 queued jobs, all delivered', async () => {
-    pair = await startPair(db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10' } });
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10' } });
     const wakesAt = Date.now() + 30_000;
-    pair.toFetcher!.setMode({ kind: 'hold', until: wakesAt });
-    const probesBefore = pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length;
-    const ids = await Promise.all(Array.from({ length: 50 }, () => enqueue(pair!.main, 'test.remote', {})));
-    await allCompleted(ids, 60_000);
-    const firstAccepted = pair.fetcher!.logs.find((l) => l.msg === 'jobs accepted');
-    const probes = pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length - probesBefore;
+    t.pair.toFetcher!.setMode({ kind: 'hold', until: wakesAt });
+    const probesBefore = t.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length;
+    const ids = await Promise.all(Array.from({ length: 50 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    await t.allCompleted(ids, 60_000);
+    const firstAccepted = t.pair.fetcher!.logs.find((l) => l.msg === 'jobs accepted');
+    const probes = t.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length - probesBefore;
     // one wake-up in flight: its single /healthz probe was held with everything else until the fetcher "woke"
     expect(probes).toBe(1);
     await expectExactlyOnceOnFetcher(ids);
-    const waiting = pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
+    const waiting = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
     console.log(`row 18: 50 jobs, 1 wake-up (${probes} /healthz probe) shared by ${waiting} waiting batches; first forward ${((Date.parse(firstAccepted!.time) - wakesAt) / 1000).toFixed(1)} s after the platform let requests through`);
   }, 120_000);
 });
 
 describe('slow or silent fetcher (rows 19 and 20)', () => {
   it('slow: each attempt is cut at the client timeout (not undici’s 300 s), retried, delivered once when it speeds up', async () => {
-    pair = await startPair(db, { proxyToFetcher: true, mainEnv: { FETCHER_WAKE_TIMEOUT_MS: '1000' } });
-    pair.toFetcher!.setMode({ kind: 'delay', ms: 12_000 });
-    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(pair!.main, 'test.remote', {})));
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_WAKE_TIMEOUT_MS: '1000' } });
+    t.pair.toFetcher!.setMode({ kind: 'delay', ms: 12_000 });
+    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(t.pair!.main, 'test.remote', {})));
     let peakSockets = 0;
-    const proxy = pair.toFetcher!;
+    const proxy = t.pair.toFetcher!;
     const sampler = setInterval(() => (peakSockets = Math.max(peakSockets, proxy.connections)), 100);
-    await waitFor('two attempts cut short', () => forwardFailures(pair!).length >= 2, { timeoutMs: 40_000, intervalMs: 250 });
-    pair.toFetcher!.setMode({ kind: 'pass' });
-    await allCompleted(ids);
+    await waitFor('two attempts cut short', () => forwardFailures(t.pair!).length >= 2, { timeoutMs: 40_000, intervalMs: 250 });
+    t.pair.toFetcher!.setMode({ kind: 'pass' });
+    await t.allCompleted(ids);
     clearInterval(sampler);
-    const durations = forwardFailures(pair).map((l) => l.ms as number);
+    const durations = forwardFailures(t.pair).map((l) => l.ms as number);
     for (const ms of durations) expect(ms).toBeLessThan(15_000);
-    expect(await handlerStarts(db, ids)).toBe(3);
+    expect(await handlerStarts(t.db, ids)).toBe(3);
     await expectExactlyOnceOnFetcher(ids);
     console.log(`row 19: attempts against a 12 s-slow fetcher cut after ${durations.map((d) => (d / 1000).toFixed(1)).join(', ')} s; peak sockets through the proxy ${peakSockets}; duplicates 0`);
   }, 120_000);
 
   it('blackholed: each attempt fails within the headers timeout and the jobs wait; delivered once it answers again', async () => {
-    pair = await startPair(db, { proxyToFetcher: true, mainEnv: { FETCHER_WAKE_TIMEOUT_MS: '1000' } });
-    pair.toFetcher!.setMode({ kind: 'blackhole' });
-    pair.toFetcher!.cut();
-    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(pair!.main, 'test.remote', {})));
-    await waitFor('two attempts failed', () => forwardFailures(pair!).length >= 2, { timeoutMs: 60_000, intervalMs: 250 });
-    expect((await states(db, ids)).failed).toBeUndefined();
-    pair.toFetcher!.setMode({ kind: 'pass' });
-    pair.toFetcher!.cut();
-    await allCompleted(ids);
-    const durations = forwardFailures(pair).map((l) => l.ms as number);
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_WAKE_TIMEOUT_MS: '1000' } });
+    t.pair.toFetcher!.setMode({ kind: 'blackhole' });
+    t.pair.toFetcher!.cut();
+    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    await waitFor('two attempts failed', () => forwardFailures(t.pair!).length >= 2, { timeoutMs: 60_000, intervalMs: 250 });
+    expect((await states(t.db, ids)).failed).toBeUndefined();
+    t.pair.toFetcher!.setMode({ kind: 'pass' });
+    t.pair.toFetcher!.cut();
+    await t.allCompleted(ids);
+    const durations = forwardFailures(t.pair).map((l) => l.ms as number);
     for (const ms of durations) expect(ms).toBeLessThan(15_000);
     await expectExactlyOnceOnFetcher(ids);
     console.log(`row 20: ${durations.length} attempts into a blackhole, each failed after p95 ${(percentile(durations, 95) / 1000).toFixed(1)} s; nothing failed; all delivered once it answered`);

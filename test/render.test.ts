@@ -17,6 +17,7 @@ import { loadFetcherConfig } from '../apps/fetcher/src/config.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { withDatabase } from './support/global-setup.ts';
 import { freePort, TEST_JOBS_MODULE } from './support/apps.ts';
+import { call } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -176,11 +177,6 @@ afterEach(async () => {
 afterAll(async () => {
   for (const d of dbs.splice(0)) await d.drop();
 });
-
-async function call(url: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, { method, headers: { 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
-  return { status: res.status, json: (await res.json()) as any };
-}
 
 describe("render.yaml's start commands, run as written", () => {
   it('come up healthy with the env render.yaml gives them and run a routed job; SIGTERM: logged, out within 25 s, nothing lost or orphaned', async () => {

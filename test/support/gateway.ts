@@ -2,7 +2,9 @@
 // main → toFetcher → fetcher (forwards, wake-ups, status) and fetcher → toMain → main (events, claims).
 // Ports are fixed up front, so either app can be killed and restarted at the same URL.
 import { join } from 'node:path';
-import type { TestDatabase } from './database.ts';
+import { afterEach, beforeEach } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import { waitFor } from './wait.ts';
 import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './apps.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 
@@ -128,4 +130,27 @@ export async function handlerStarts(db: TestDatabase, ids: string[]): Promise<nu
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/**
+ * Each test of the file gets a database of its own and at most one pair of apps on it (set
+ * `t.pair`); both are gone after the test, so no test picks up another's jobs.
+ */
+export function databasePerTest() {
+  const t = {
+    db: undefined as unknown as TestDatabase,
+    pair: null as Pair | null,
+    /** Waits until every job of `ids` is completed in main's ledger. */
+    allCompleted: (ids: string[], timeoutMs = 60_000) =>
+      waitFor(`${ids.length} jobs completed`, async () => (await states(t.db, ids)).completed === ids.length, { timeoutMs, intervalMs: 250 }),
+  };
+  beforeEach(async () => {
+    t.db = await createTestDatabase();
+  });
+  afterEach(async () => {
+    await t.pair?.stop();
+    t.pair = null;
+    await t.db?.drop();
+  });
+  return t;
 }
