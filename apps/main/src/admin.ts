@@ -2,14 +2,14 @@ import express, { type Request } from 'express';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import { JOB_STATES, parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
+import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
 import type { Pool } from 'pg';
 import type { JobRuntime } from '@jobgate/jobs';
 import type { FetcherClient } from '@jobgate/fetcher-client';
 import type { AdminAuth } from './admin-auth.ts';
 import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
-import { parseOrThrow } from './validation.ts';
+import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;
@@ -27,12 +27,7 @@ const OverrideBody = z.strictObject({
   reason: z.string().trim().min(1, 'say why').max(500),
   expiresInMinutes: z.number().positive().max(7 * 24 * 60).optional(),
 });
-const RunBody = z.strictObject({
-  payload: z.unknown().default({}),
-  runOnMain: z.boolean().default(false),
-  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
-  delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
-});
+const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 /** `key=value` on the payload's top level; the value matches as a string or as JSON (a number, true…). */
 const PayloadFilter = z
   .string()
@@ -50,21 +45,12 @@ const PayloadFilter = z
     }
     return candidates;
   });
-const Filter = z.strictObject({
-  state: z.enum(JOB_STATES as [string, ...string[]]).optional(),
-  name: z.string().min(1).max(100).optional(),
-  route: z.enum(['main', 'fetcher']).optional(),
-  payload: PayloadFilter.optional(),
-});
-const ListQuery = Filter.extend({
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().min(1).max(200).optional(),
-});
+const Filter = z.strictObject({ ...JobFilterFields, payload: PayloadFilter.optional() });
+const ListQuery = Filter.extend(PageFields);
 const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });
-const JobId = z.uuid();
 /** A bulk action stops after this many jobs (run it again for more). */
 const BULK_LIMIT = 10_000;
 const RETRYABLE = new Set(['failed', 'cancelled']);
@@ -153,9 +139,7 @@ export function adminApi(deps: AdminDeps): express.Router {
     .route('/jobs')
     .get(async (req, res) => {
       const query = parseOrThrow(ListQuery, req.query);
-      const cursor = query.cursor ? parseCursor(query.cursor) : undefined;
-      if (cursor === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is not one this API gave out.', { errors: [{ path: 'cursor', message: 'invalid cursor' }] });
-      res.json(await ledger.listJobs({ ...(query as Omit<ListFilter, 'cursor'>), cursor }));
+      res.json(await ledger.listJobs({ ...(query as Omit<ListFilter, 'cursor'>), cursor: cursorOrThrow(query.cursor) }));
     })
     .all(methodNotAllowed(['GET']));
 

@@ -1,12 +1,12 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
-import { JOB_STATES, parseCursor, type JobRecord, type Ledger } from '@jobgate/queue';
+import type { JobRecord, Ledger } from '@jobgate/queue';
 import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
 import { adminApi, type AdminDeps } from './admin.ts';
 import { adminHeaders, adminPages } from './admin-pages.ts';
-import { parseOrThrow } from './validation.ts';
+import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
 
 export interface MainAppDeps {
   jobs: JobRuntime;
@@ -22,21 +22,7 @@ export interface MainAppDeps {
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
 }
 
-const EnqueueBody = z.strictObject({
-  payload: z.unknown().default({}),
-  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
-  delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
-});
-
-const ListQuery = z.strictObject({
-  state: z.enum(JOB_STATES as [string, ...string[]]).optional(),
-  name: z.string().min(1).max(100).optional(),
-  route: z.enum(['main', 'fetcher']).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().min(1).max(200).optional(),
-});
-
-const JobId = z.uuid();
+const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
 const BODY_LIMIT_BYTES = 2 ** 20;
 
 /** The main app's HTTP surface, without listening (tests build it with their own deps). */
@@ -91,8 +77,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     .route('/api/jobs')
     .get(async (req, res) => {
       const query = parseOrThrow(ListQuery, req.query);
-      const cursor = query.cursor ? parseCursor(query.cursor) : undefined;
-      if (cursor === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is not one this API gave out.', { errors: [{ path: 'cursor', message: 'invalid cursor' }] });
+      const cursor = cursorOrThrow(query.cursor);
       const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
       res.json({ jobs: page.jobs, nextCursor: page.nextCursor });
     })

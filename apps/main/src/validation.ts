@@ -1,5 +1,6 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod } from '@jobgate/runtime';
+import { JOB_STATES, parseCursor, type ListFilter } from '@jobgate/queue';
 
 /** Parses with `schema` or throws 422 problem+json naming each bad field (under `prefix`). */
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: string[] = []): T {
@@ -8,4 +9,32 @@ export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: st
     throw new JobgateError(ErrorCode.requestInvalid, 'The request is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues, prefix) });
   }
   return parsed.data;
+}
+
+export const JobId = z.uuid();
+
+/** A job to enqueue: POST /api/jobs/:name, and the admin's run (which adds runOnMain). */
+export const EnqueueBody = z.strictObject({
+  payload: z.unknown().default({}),
+  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+  delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
+});
+
+/** The job list's filters both APIs share, and its paging. */
+export const JobFilterFields = {
+  state: z.enum(JOB_STATES as [string, ...string[]]).optional(),
+  name: z.string().min(1).max(100).optional(),
+  route: z.enum(['main', 'fetcher']).optional(),
+};
+export const PageFields = {
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().min(1).max(200).optional(),
+};
+
+/** A cursor this API handed out, or 422 naming `cursor`. */
+export function cursorOrThrow(cursor: string | undefined): ListFilter['cursor'] {
+  if (cursor === undefined) return undefined;
+  const parsed = parseCursor(cursor);
+  if (!parsed) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is not one this API gave out.', { errors: [{ path: 'cursor', message: 'invalid cursor' }] });
+  return parsed;
 }
