@@ -3,7 +3,7 @@
 // Every figure is a ratio to raw pg-boss measured here and now: absolute times drift between runs
 // on shared machines, ratios hold (../shared/PERF.md).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -12,11 +12,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { z } from 'zod';
 import { createLogger } from '@jobgate/runtime';
-import { createBoss, createLedger, migrate, startEmbeddedPostgres, type PgBoss } from '@jobgate/queue';
+import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, startEmbeddedPostgres, type PgBoss } from '@jobgate/queue';
 import { createCatalogue, createJobRuntime, defineJob } from '@jobgate/jobs';
 
 const ROOT = join(import.meta.dirname, '..');
 const quick = process.argv.includes('--quick');
+/** `--only enqueue,local,routed,…`: run some sections (to profile one); the table then has only their rows. */
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg > 0 ? new Set(process.argv[onlyArg + 1]?.split(',')) : null;
+const runs = (section: string) => !only || only.has(section);
 const logger = createLogger({ level: 'warn', name: 'bench' });
 /** The queues' own error logs (a connection cut at the end of a run) are noise here. */
 const quiet = createLogger({ level: 'silent', name: 'bench' });
@@ -97,16 +101,27 @@ async function enqueueLatency(env: Awaited<ReturnType<typeof inProcess>>) {
   console.log('enqueue latency (performLater vs raw boss.send, same queue options)');
   const mine: number[] = [];
   const theirs: number[] = [];
+  const floor: number[] = [];
   let n = 0;
-  // warm up both, then alternate rounds so drift hits both alike
+  // The least any design with a ledger row beside pg-boss's row can cost: raw send and the ledger's
+  // insert in one round trip (what performLater sends), with none of jobgate's own code around it.
+  const sendWithLedgerRow = async () => {
+    const id = randomUUID();
+    const queued = await recordBossWrite((db) => env.raw.send('raw.noop', { n: n++ }, { id, db }), id);
+    const row = { id, name: 'raw.noop', route: 'main' as const, routeReason: 'definition' as const, payload: { n }, priority: 0, uniqueKey: null, maxAttempts: 3, delaySeconds: 0 };
+    await runTogether(env.pool, [queued, env.ledger.insertJobStatement(row, queuedCondition(queued, 'raw.noop', id))]);
+  };
+  // warm up all, then alternate rounds so drift hits each alike
   for (let i = 0; i < 100; i++) {
     await env.jobs.performLater(noop, { n: n++ });
     await env.raw.send('raw.noop', { n: n++ });
+    await sendWithLedgerRow();
   }
   for (let r = 0; r < SIZES.rounds; r++) {
     for (const [out, send] of [
       [mine, () => env.jobs.performLater(noop, { n: n++ })],
       [theirs, () => env.raw.send('raw.noop', { n: n++ })],
+      [floor, sendWithLedgerRow],
     ] as const) {
       for (let i = 0; i < SIZES.enqueue / SIZES.rounds; i++) {
         const t = performance.now();
@@ -117,6 +132,7 @@ async function enqueueLatency(env: Awaited<ReturnType<typeof inProcess>>) {
   }
   record({ figure: 'enqueue p50, sequential', jobgate: median(mine), baseline: median(theirs), unit: 'ms', target: '≤ 1.15×' }, (r) => r <= 1.15);
   record({ figure: 'enqueue p99, sequential', jobgate: percentile(mine, 99), baseline: percentile(theirs, 99), unit: 'ms', target: 'reported' }, () => null);
+  record({ figure: 'enqueue p50, design floor (raw send + ledger row, one round trip)', jobgate: median(floor), baseline: median(theirs), unit: 'ms', target: 'reported', note: 'what two rows per job cost before any jobgate code runs' }, () => null);
 
   const inFlight = async (send: () => Promise<unknown>) => {
     const latencies: number[] = [];
@@ -306,11 +322,13 @@ const closeInProcess = async () => {
 };
 try {
   env = await inProcess(db.url);
-  await enqueueLatency(env);
-  const rawLocal = await localThroughput(env, db.url);
-  const rawLatencies = await rawLatency(env);
-  await closeInProcess();
-  await routed(db.url, rawLocal, rawLatencies);
+  if (runs('enqueue')) await enqueueLatency(env);
+  if (runs('local') || runs('routed')) {
+    const rawLocal = await localThroughput(env, db.url);
+    const rawLatencies = await rawLatency(env);
+    await closeInProcess();
+    if (runs('routed')) await routed(db.url, rawLocal, rawLatencies);
+  }
 } catch (err) {
   failed = true;
   console.error(err);

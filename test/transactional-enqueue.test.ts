@@ -1,8 +1,9 @@
 // performLater(def, payload, { db }) commits or rolls back with the caller's transaction.
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '@jobgate/runtime';
-import { createBoss, createLedger, type PgBoss } from '@jobgate/queue';
+import { createBoss, createLedger, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '@jobgate/queue';
 import { createCatalogue, createJobRuntime, defineJob, type JobRuntime } from '@jobgate/jobs';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
@@ -71,6 +72,28 @@ describe('transactional enqueue', () => {
     expect(await counts('u-commit')).toEqual({ ledger: 1, queue: 1 });
     await waitFor('job completed', async () => (await jobs.getJob(id))?.state === 'completed');
     expect(ran).toEqual(['u-commit']);
+  });
+
+  it('writes the ledger row and the queue entry in one round trip, both or neither', async () => {
+    // performLater without a caller's transaction: one statement string, no BEGIN or COMMIT
+    const seen: string[] = [];
+    const pool = { query: (text: string, values?: unknown[]) => (seen.push(text), db.pool.query(text, values)) };
+    const counted = createJobRuntime({ ranOn: 'main', pool: pool as never, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger: createLogger({ level: 'warn', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
+    await counted.performLater(signup, { userId: 'u-one-trip' });
+    expect(seen).toHaveLength(1);
+    expect(await counts('u-one-trip')).toEqual({ ledger: 1, queue: 1 });
+
+    // A queue that refuses the entry (pg-boss's ON CONFLICT DO NOTHING: a 'short' queue holds one
+    // queued job) leaves no ledger row behind either.
+    await boss.createQueue('test.short', { policy: 'short' });
+    await boss.send('test.short', {});
+    const id = randomUUID();
+    const queued = await recordBossWrite((bossDb) => boss.send('test.short', {}, { id, db: bossDb }), id);
+    const job = { id, name: 'test.short', route: 'main' as const, routeReason: 'definition' as const, payload: { userId: 'u-refused' }, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 };
+    const [bossRows, ledgerRows] = await runTogether(db.pool, [queued, createLedger(db.pool, TEST_SCHEMA).insertJobStatement(job, queuedCondition(queued, 'test.short', id))]);
+    expect(bossRows).toEqual([]);
+    expect(ledgerRows).toEqual([]);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].n).toBe(0);
   });
 
   it('rejects a bad payload before touching the transaction', async () => {

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
-import { withTransaction, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
+import { queuedCondition, recordBossWrite, runTogether, withTransaction, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
@@ -178,31 +178,50 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     return { route: 'fetcher', routeReason: 'definition' };
   }
 
+  /**
+   * Writes a new job: its ledger row and its queue entry (the job's own queue when this side runs
+   * it, the shared on-main queue when main runs a fetcher job, else the outbox the forwarder
+   * delivers from) commit together. A job that is not unique takes one round trip for both
+   * (runTogether); a unique job first asks the ledger whether a live duplicate exists, inside `db`'s
+   * transaction.
+   */
   async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions, place: Awaited<ReturnType<typeof placement>>): Promise<EnqueueResult> {
     const { route, routeReason } = place;
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
     const delaySeconds = opts.delaySeconds ?? 0;
-    const id = randomUUID();
+    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
+    const queue = runsHere(def) ? def.name : route === 'main' ? SystemQueue.onMain : SystemQueue.outbox;
+    const queueWrite = (id: string) => (bossDb: BossDb) => {
+      const send: SendOptions = { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
+      if (queue === def.name) return boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
+      if (queue === SystemQueue.onMain) {
+        const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
+        return boss.insert(SystemQueue.onMain, [onMainInsert(def, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb });
+      }
+      // Kept for the fetcher until the forwarder delivers it; never run on main from here.
+      return boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
+    };
+    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds });
+
+    if (!uniqueKey) {
+      const id = randomUUID();
+      const queued = await recordBossWrite(queueWrite(id), id);
+      const [, inserted] = await runTogether(db, [queued, ledger.insertJobStatement(newJob(id), queuedCondition(queued, queue, id))]);
+      // With the queue entry refused, the ledger row was not written either: nothing committed.
+      if (!inserted?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
+      return { job: ledger.toJob(inserted[0]), duplicate: false };
+    }
     // A unique job can finish between a failed insert and the lookup: then insert again.
     for (let tries = 0; tries < 3; tries++) {
-      const job = await ledger.insertJob({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds }, db);
+      const id = randomUUID();
+      const job = await ledger.insertJob(newJob(id), db);
       if (!job) {
-        const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey!, db);
+        const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey, db);
         if (existing) return { job: existing, duplicate: true };
         continue;
       }
-      const send: SendOptions = { id, priority, db: toDb(db), ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
-      const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
-      if (runsHere(def)) {
-        await boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
-      } else if (route === 'main') {
-        const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
-        await boss.insert(SystemQueue.onMain, [onMainInsert(def, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: toDb(db) });
-      } else {
-        // Kept for the fetcher until the forwarder delivers it; never run on main from here.
-        await boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
-      }
+      await queueWrite(id)(toDb(db));
       return { job, duplicate: false };
     }
     throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
@@ -224,7 +243,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     try {
       // Decided before the transaction takes its connection: reading the override needs one too.
       const place = await placement(def, opts);
-      if (opts.db) return await enqueueIn(opts.db, def, parsed.data, opts, place);
+      // A unique job's check and insert need a transaction; any other job is one atomic round trip.
+      if (opts.db || !def.unique) return await enqueueIn(opts.db ?? pool, def, parsed.data, opts, place);
       return await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, place));
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {

@@ -6,3 +6,4 @@ export * from './schema-name.ts';
 export * from './transaction.ts';
 export * from './override.ts';
 export * from './admin-store.ts';
+export * from './one-round-trip.ts';

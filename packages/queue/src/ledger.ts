@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
+import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
 
 export const JobState = {
@@ -118,13 +119,20 @@ const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
 const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
   run_at, created_at, updated_at, started_at, finished_at, error`;
 
+const insertJobValues = (job: NewJob) => [
+  job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition',
+];
+
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
 function plans(schema: string) {
   const s = assertSchemaName(schema);
   return {
-    insertJob: `
+    // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
+    insertJob: (onlyIf = 'true') => `
       INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason)
-      VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, clock_timestamp() + $8 * interval '1 second', $9)
+      SELECT $1::uuid, $2::text, $3::text, 'queued', $4::jsonb, $5::integer, $6::text, $7::integer,
+             clock_timestamp() + $8::integer * interval '1 second', $9::text
+       WHERE ${onlyIf}
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
     // Idempotent on id: a job already here is left alone and reported back with whether it matches.
@@ -365,11 +373,17 @@ export function createLedger(pool: Pool, schema: string) {
     schema,
     /** Inserts a queued job; `null` when a live job with the same unique key exists. */
     async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
-      const { rows } = await db.query(sql.insertJob, [
-        job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition',
-      ]);
+      const { rows } = await db.query(sql.insertJob(), insertJobValues(job));
       return rows[0] ? toJob(rows[0]) : null;
     },
+    /**
+     * insertJob as parameter-less SQL that inserts only if `onlyIf` holds, to share one round trip
+     * with the job's queue entry (see runTogether); read its row with `toJob`.
+     */
+    insertJobStatement(job: NewJob, onlyIf: string): string {
+      return inlineParams(sql.insertJob(onlyIf), insertJobValues(job));
+    },
+    toJob,
     /**
      * Inserts the jobs whose id is new, in one statement. For each: `inserted`, or not and then
      * `same` (the job already here has this name and payload) or not (the id is reused for another job).

@@ -1,0 +1,73 @@
+import pg from 'pg';
+import type { Queryable } from './ledger.ts';
+
+/** What pg-boss calls when a write is given `{ db }`: the caller's connection, or here a recorder. */
+export interface BossDb {
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+/** A value written into SQL text as a literal (the simple protocol that runs several statements takes no parameters). */
+function literal(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'boolean') return value ? 'TRUE' : 'FALSE';
+  if (typeof value === 'string') return pg.escapeLiteral(value);
+  if (value instanceof Date) return pg.escapeLiteral(value.toISOString());
+  return pg.escapeLiteral(JSON.stringify(value));
+}
+
+/** A `$n` statement with its values written in. Only for statements whose own text holds no `$` but parameters. */
+export function inlineParams(text: string, values: readonly unknown[]): string {
+  const inlined = text.replace(/\$(\d+)\b/g, (_, n: string) => {
+    const i = Number(n) - 1;
+    if (i >= values.length) throw new Error(`statement refers to $${n}, only ${values.length} values given`);
+    return literal(values[i]);
+  });
+  return inlined;
+}
+
+/**
+ * The one statement a pg-boss write would run, recorded instead of run and returned with its values
+ * written in. pg-boss writes a job with one statement and one JSON parameter (plans.insertJobs) and
+ * inlines the same way itself for flows (plans.insertFlowJobs); a pg-boss whose write looks
+ * otherwise is refused loudly rather than half-recorded.
+ */
+export async function recordBossWrite(write: (db: BossDb) => Promise<unknown>, id: string): Promise<string> {
+  const recorded: Array<{ text: string; values: unknown[] }> = [];
+  await write({
+    async executeSql(text, values = []) {
+      recorded.push({ text, values });
+      return { rows: [{ id }] };
+    },
+  });
+  if (recorded.length !== 1 || recorded[0]!.values.length > 1) {
+    throw new Error(`pg-boss wrote a job with ${recorded.length} statements (${recorded.map((r) => `${r.values.length} values`).join(', ')}); jobgate expects one statement with one value`);
+  }
+  return inlineParams(recorded[0]!.text, recorded[0]!.values);
+}
+
+/**
+ * Runs `statements` in ONE round trip and one transaction: the simple protocol runs a
+ * multi-statement string as a single implicit transaction (or inside the caller's open one), so
+ * the ledger row and the queue entry of a new job commit together or not at all, without the
+ * BEGIN and COMMIT round trips (../shared/PERF.md: enqueue is CPU- and round-trip-bound).
+ * Returns each statement's rows.
+ */
+export async function runTogether(db: Queryable, statements: string[]): Promise<any[][]> {
+  const result = (await db.query(statements.join(';\n'))) as unknown;
+  const results = Array.isArray(result) ? result : [result];
+  return results.map((r: { rows: any[] }) => r.rows);
+}
+
+/**
+ * A condition that holds once the recorded pg-boss write `bossSql` has queued job `id` in `queue`,
+ * for the ledger insert that follows it in the same round trip: pg-boss's insert ends in ON
+ * CONFLICT DO NOTHING, and a ledger row must never commit without its queue entry (nor the other
+ * way round: no ledger row back means nothing was written). It reads the very table the write
+ * inserts into (one queue's partition), by primary key.
+ */
+export function queuedCondition(bossSql: string, queue: string, id: string): string {
+  const table = /INSERT INTO\s+([\w."]+)\s*\(/.exec(bossSql)?.[1];
+  if (!table) throw new Error('pg-boss wrote a job without an INSERT INTO <table> (…); jobgate cannot check it');
+  return `EXISTS (SELECT 1 FROM ${table} WHERE name = ${literal(queue)} AND id = ${literal(id)})`;
+}
