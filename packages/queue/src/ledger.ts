@@ -201,7 +201,8 @@ function plans(schema: string) {
        WHERE state IN ('queued', 'forwarding', 'forwarded', 'active')
           OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
        GROUP BY name`,
-    applyJobEvent: `SELECT ${s}.apply_job_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS applied`,
+    // one batch in one call, in per-job order (migration 010)
+    applyJobEvents: `SELECT ${s}.apply_job_events($1::jsonb) AS applied`,
     // The forwarder takes queued jobs into 'forwarding'; the rest (cancelled, finished) are skipped.
     markForwarding: `
       UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
@@ -451,18 +452,13 @@ export function createLedger(pool: Pool, schema: string) {
      * Returns how many were new and how many had been applied before.
      */
     async applyEvents(events: AppliedEvent[]): Promise<{ applied: number; ignored: number }> {
-      const ordered = [...events].sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : a.seq - b.seq));
-      return withTransaction(pool, async (client) => {
-        let applied = 0;
-        for (const e of ordered) {
-          const { rows } = await client.query(sql.applyJobEvent, [
-            e.jobId, e.seq, e.type, e.attempt, e.at, e.state ?? null, e.startedAt ?? null, e.finishedAt ?? null,
-            e.progress ?? null, e.message ?? null, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null,
-          ]);
-          if (rows[0].applied) applied++;
-        }
-        return { applied, ignored: ordered.length - applied };
-      });
+      const batch = events.map((e) => ({
+        job: e.jobId, seq: e.seq, type: e.type, attempt: e.attempt, at: e.at, state: e.state ?? null, started_at: e.startedAt ?? null,
+        finished_at: e.finishedAt ?? null, progress: e.progress ?? null, message: e.message ?? null, error: e.error ?? null, peak_rss_mb: e.peakRssMb ?? null,
+      }));
+      const { rows } = await pool.query(sql.applyJobEvents, [JSON.stringify(batch)]);
+      const applied = rows[0].applied as number;
+      return { applied, ignored: events.length - applied };
     },
     /** Ids (of `ids`) now being forwarded; the others are cancelled or finished and must not go. */
     async markForwarding(ids: string[]): Promise<Set<string>> {
