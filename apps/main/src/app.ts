@@ -113,3 +113,14 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use(problemErrorHandler());
   return app;
 }
+
+/** A worker-role process's HTTP surface: health only (a platform's health check, nothing to enqueue). */
+export function createWorkerApp(deps: Pick<MainAppDeps, 'logger' | 'isDraining'>): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(requestContext(deps.logger));
+  app.use(healthRoutes(deps.isDraining));
+  app.use(notFound());
+  app.use(problemErrorHandler());
+  return app;
+}

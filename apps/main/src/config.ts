@@ -8,6 +8,11 @@ export { ConfigError } from '@jobgate/runtime';
 export const MainEnv = z
   .object({
     ...serviceEnvShape({ port: 3000, schema: 'jobgate', bossSchema: 'pgboss_main' }),
+    /**
+     * all: one process does everything. web: HTTP and enqueueing, no handlers. worker: handlers,
+     * the forwarder, keep-awake, cron, the reconciler and the override loop; HTTP only /healthz.
+     */
+    JOBGATE_ROLE: z.enum(['all', 'web', 'worker']).default('all'),
     /** Where runsOnFetcher jobs go; unset, they wait in the outbox. */
     FETCHER_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
     FETCHER_SHARED_SECRET: z
@@ -44,5 +49,7 @@ export const MainEnv = z
 export type MainConfig = Readonly<z.output<typeof MainEnv>>;
 
 export function loadMainConfig(env: Record<string, string | undefined>): MainConfig {
-  return loadConfig(MainEnv, env, { requiredInProduction: ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD'] });
+  // a worker serves no admin pages
+  const required = env.JOBGATE_ROLE === 'worker' ? ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET'] : ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD'];
+  return loadConfig(MainEnv, env, { requiredInProduction: required });
 }

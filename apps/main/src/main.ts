@@ -4,7 +4,7 @@ import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal, 
 import { startJobService } from '@jobgate/jobs';
 import { createAdminStore, createOverrideStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
-import { createMainApp } from './app.ts';
+import { createMainApp, createWorkerApp } from './app.ts';
 import { createAdminAuth } from './admin-auth.ts';
 import { startForwarder } from './forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from './keep-awake.ts';
@@ -13,8 +13,11 @@ import { startReconciler } from './reconciler.ts';
 import { loadMainConfig } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
+/** JOBGATE_ROLE: web serves and enqueues; worker runs jobs and the loops; all does both. */
+const serves = config.JOBGATE_ROLE !== 'worker';
+const works = config.JOBGATE_ROLE !== 'web';
 
-const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' });
+const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' }).child({ role: config.JOBGATE_ROLE });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
 let override: OverrideControl | undefined;
@@ -22,7 +25,7 @@ const service = await startJobService(config, logger, 'main', (pool) => {
   const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
   override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
   return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY };
-}).catch((err: unknown) => {
+}, { workers: works }).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);
   process.exit(1);
@@ -31,18 +34,18 @@ const control = override!;
 if (config.FETCHER_EMERGENCY_OVERRIDE && !(await control.enabled())) {
   await control.set({ enabled: true, reason: 'FETCHER_EMERGENCY_OVERRIDE=true at boot', actor: 'environment (FETCHER_EMERGENCY_OVERRIDE)' });
 }
-control.start();
+if (works) control.start();
 
 // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
 // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
 // three times would hold a batch for 40 s before the wake-up even starts).
 const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
 const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
-const keepAwake = monitor ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
-const reconciler = fetcher
+const keepAwake = monitor && works ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
+const reconciler = fetcher && works
   ? startReconciler({ ledger: service.ledger, fetcher, logger, quietSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS, intervalMs: Math.min(60_000, config.FETCHER_RECONCILE_AFTER_SECONDS * 1000) })
   : null;
-const forwarder = fetcher
+const forwarder = fetcher && works
   ? await startForwarder({
     boss: service.boss,
     ledger: service.ledger,
@@ -59,7 +62,7 @@ const forwarder = fetcher
 if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
 let draining = false;
 const adminStore = createAdminStore(service.pool, config.JOBGATE_SCHEMA);
-const app = createMainApp({
+const app = serves ? createMainApp({
   jobs: service.jobs,
   ledger: service.ledger,
   keys: config.FETCHER_SHARED_SECRET,
@@ -73,7 +76,7 @@ const app = createMainApp({
     auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),
     ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
   },
-});
+}) : createWorkerApp({ logger, isDraining: () => draining });
 const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
 onShutdownSignal(logger, async () => {

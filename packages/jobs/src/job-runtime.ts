@@ -465,9 +465,14 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     return promise;
   }
 
-  async function start(): Promise<void> {
+  /**
+   * Makes every queue this side writes to, then (unless `workers: false`, a web-only process)
+   * runs the handlers, the on-main queue, the dead-letter watcher and cron.
+   */
+  async function start(startOptions: { workers?: boolean } = {}): Promise<void> {
     if (started) return;
     started = true;
+    const workers = startOptions.workers ?? true;
     const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
     if (unplaced.length > 0) {
       throw new Error(`isolation 'thread' or 'process' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`);
@@ -484,6 +489,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     for (const def of catalogue.values()) {
       if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
+      if (!workers) continue;
       const startWorker = () =>
         workWhileFull(
           boss,
@@ -499,9 +505,13 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       await startWorker();
     }
 
+    if (ranOn === 'main') await ensureQueue(SystemQueue.onMain, { notify: true });
+    if (!workers) {
+      logger.info({ ranOn }, 'job runtime started without workers (web role): jobs are enqueued here and run elsewhere');
+      return;
+    }
     if (ranOn === 'main') {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
-      await ensureQueue(SystemQueue.onMain, { notify: true });
       await workWhileFull(
         boss,
         SystemQueue.onMain,

@@ -33,6 +33,8 @@ export async function startJobService(
   ranOn: Route,
   /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
   extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims'> = () => ({}),
+  /** `workers: false`: queues only, no handlers (main's web role). */
+  startOptions: { workers?: boolean } = {},
 ) {
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
@@ -67,7 +69,7 @@ export async function startJobService(
     throw new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]);
   }
   const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY, moduleOf: (name) => moduleUrls.get(name), ...extend(pool) });
-  await jobs.start();
+  await jobs.start(startOptions);
   return {
     pool,
     boss,
