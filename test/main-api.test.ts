@@ -82,7 +82,7 @@ describe('enqueue and read back', () => {
     const { rows: ran } = await db.pool.query('SELECT 1 FROM public.test_events WHERE job_id = $1', [res.json.id]);
     expect(ran).toHaveLength(0);
     const { rows: outbox } = await db.pool.query(`SELECT data, state FROM pgboss_main.job WHERE id = $1 AND name = 'jobgate.outbox'`, [res.json.id]);
-    expect(outbox).toEqual([{ state: 'created', data: { id: res.json.id, name: 'test.remote', payload: { sleepMs: 0, failAttempts: 0 }, requestId: res.headers.get('x-request-id') } }]);
+    expect(outbox).toEqual([{ state: 'created', data: { id: res.json.id, name: 'test.remote', payload: { sleepMs: 0, failAttempts: 0 }, requestId: res.headers.get('x-request-id'), traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) } }]);
   });
 });
 

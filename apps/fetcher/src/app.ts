@@ -1,4 +1,4 @@
-import express, { type Request } from 'express';
+import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
 import { Purpose, SubmitJobs, requireSignature, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
@@ -6,6 +6,8 @@ import type { Ledger } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
 
 export interface FetcherAppDeps {
+  /** GET /metrics (metricsRoute). */
+  metrics?: Router;
   jobs: JobRuntime;
   ledger: Ledger;
   keys: SigningKey[];
@@ -29,6 +31,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
   app.use(requestContext(deps.logger));
   // /healthz is unsigned and cheap: the wake-up target.
   app.use(healthRoutes(deps.isDraining));
+  if (deps.metrics) app.use(deps.metrics);
 
   app
     .route('/v1/jobs')

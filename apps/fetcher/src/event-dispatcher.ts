@@ -5,7 +5,7 @@ import type { Ledger, StoredEvent } from '@jobgate/queue';
 import type { MainClient } from '@jobgate/fetcher-client';
 
 export function toWireEvent(e: StoredEvent): JobEvent {
-  return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...(e.data as Partial<JobEvent>) };
+  return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...(e.data as Partial<JobEvent>), ...(e.traceparent ? { traceparent: e.traceparent } : {}) };
 }
 
 /**

@@ -1,8 +1,8 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigOrExit, ErrorCode, JobgateError, createLogger, listen, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
-import { isolatedChildPids, startJobService, type RemoteClaims } from '@jobgate/jobs';
+import { ConfigError, loadConfigOrExit, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
+import { createJobMetrics, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
@@ -24,7 +24,8 @@ const remoteClaims: RemoteClaims | undefined = mainClient
       claim: (id, attempt, claimSeconds) => mainClient.claim(id, attempt, claimSeconds).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })),
     }
   : undefined;
-const service = await startJobService(config, logger, 'fetcher', () => ({ remoteClaims })).catch((err: unknown) => {
+const registry = createRegistry('fetcher');
+const service = await startJobService(config, logger, 'fetcher', () => ({ remoteClaims, metrics: createJobMetrics(registry) })).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate fetcher: ${err.message}\n`);
   process.exit(1);
@@ -48,7 +49,23 @@ const guard = createMemoryGuard({
   // Exit non-zero so the platform starts a clean process; running jobs are aborted and retried there.
   onHardLimit: () => shutdown('memory hard limit', 1),
 });
+queueSizes(registry, service.boss);
+const memory = new Gauge({
+  name: 'jobgate_fetcher_memory_bytes',
+  help: "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit",
+  labelNames: ['kind'] as const,
+  registers: [registry],
+  collect() {
+    const m = guard.snapshot();
+    memory.set({ kind: 'rss' }, m.rssMb * 2 ** 20);
+    memory.set({ kind: 'heap_used' }, m.heapUsedMb * 2 ** 20);
+    memory.set({ kind: 'peak_rss' }, m.peakRssMb * 2 ** 20);
+    memory.set({ kind: 'limit' }, m.limitMb * 2 ** 20);
+  },
+});
+new Gauge({ name: 'jobgate_fetcher_intake_paused', help: '1 while the memory guard takes no new job (over the soft limit)', registers: [registry], collect() { this.set(guard.intake === 'paused' ? 1 : 0); } });
 const app = createFetcherApp({
+  metrics: metricsRoute(registry, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }),
   jobs: service.jobs,
   ledger: service.ledger,
   keys: config.FETCHER_SHARED_SECRET,

@@ -68,7 +68,7 @@ export function adminApi(deps: AdminDeps): express.Router {
     // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like
     // any new job; the original is marked in the same transaction, so it is retried once.
     const again = await withTransaction(pool, async (client) => {
-      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, db: client });
+      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, traceparent: req.traceparent, db: client });
       // a unique job with a live twin: nothing new would run; say so rather than link the two
       if (duplicate) throw new JobgateError(ErrorCode.stateConflict, `A live job with the same payload exists (${created.id}); it was not retried.`);
       if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already, or an attempt of it is still stopping.');
@@ -210,7 +210,7 @@ export function adminApi(deps: AdminDeps): express.Router {
     .post(async (req: Request<{ name: string }>, res) => {
       const def = jobs.definition(req.params.name);
       const body = parseOrThrow(RunBody, req.body ?? {});
-      const { job, duplicate } = await jobs.performLater(def, body.payload, { priority: body.priority, delaySeconds: body.delaySeconds, requestId: req.id, runOnMain: body.runOnMain });
+      const { job, duplicate } = await jobs.performLater(def, body.payload, { priority: body.priority, delaySeconds: body.delaySeconds, requestId: req.id, traceparent: req.traceparent, runOnMain: body.runOnMain });
       await store.audit({ actor: actor(req), action: 'job.run', target: job.id, detail: { name: def.name, runOnMain: body.runOnMain, duplicate } });
       req.log.info({ jobId: job.id, jobName: job.name, route: job.route, routeReason: job.routeReason, duplicate }, 'job run from the admin API');
       res.status(duplicate ? 200 : 202).location(`/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, traceIdOf, type Logger } from '@jobgate/runtime';
 import type { JobRecord, Ledger } from '@jobgate/queue';
 import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -20,6 +20,8 @@ export interface MainAppDeps {
   trustProxy?: number | boolean | string;
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
+  /** GET /metrics (metricsRoute). */
+  metrics?: express.Router;
 }
 
 const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
@@ -34,6 +36,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.set('trust proxy', deps.trustProxy ?? 'loopback');
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
+  if (deps.metrics) app.use(deps.metrics);
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
   if (deps.keys && deps.ledger) {
     const ledger = deps.ledger;
@@ -44,6 +47,11 @@ export function createMainApp(deps: MainAppDeps): express.Express {
         if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
         const result = await ledger.applyEvents(parsed.data.events);
         req.log.debug({ ...result }, 'job events applied');
+        // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
+        for (const e of parsed.data.events) {
+          if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
+          deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...(e.traceparent ? { traceId: traceIdOf(e.traceparent) } : {}), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
+        }
         res.json(result);
       })
       .all(methodNotAllowed(['POST']));
@@ -92,6 +100,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
         priority: body.priority,
         delaySeconds: body.delaySeconds,
         requestId: req.id,
+        traceparent: req.traceparent,
       });
       req.log.info({ jobId: job.id, jobName: job.name, route: job.route, duplicate }, duplicate ? 'duplicate of a live unique job' : 'job enqueued');
       res
@@ -114,12 +123,13 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   return app;
 }
 
-/** A worker-role process's HTTP surface: health only (a platform's health check, nothing to enqueue). */
-export function createWorkerApp(deps: Pick<MainAppDeps, 'logger' | 'isDraining'>): express.Express {
+/** A worker-role process's HTTP surface: health and metrics only (nothing to enqueue). */
+export function createWorkerApp(deps: Pick<MainAppDeps, 'logger' | 'isDraining' | 'metrics'>): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
+  if (deps.metrics) app.use(deps.metrics);
   app.use(notFound());
   app.use(problemErrorHandler());
   return app;

@@ -1,5 +1,5 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { ErrorCode, type Logger } from '@jobgate/runtime';
+import { ErrorCode, traceIdOf, type Logger } from '@jobgate/runtime';
 import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
@@ -20,6 +20,8 @@ export interface ForwarderOptions {
   overrideEnabled: () => Promise<boolean>;
   /** Moves these undelivered jobs to main (those the fetcher has not claimed). */
   takeOver: (ids: string[]) => Promise<number>;
+  /** Counts each POST /v1/jobs by outcome (jobgate_forward_requests_total). */
+  onForward?: (outcome: 'delivered' | 'failed' | 'refused', jobs: number) => void;
 }
 
 /** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
@@ -47,7 +49,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     const going = await ledger.markForwarding(batch.map((j) => j.id));
     const jobs: SubmitJob[] = batch
       .filter((j) => going.has(j.id))
-      .map((j) => ({ id: j.id, name: j.data.name, payload: j.data.payload, options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}) } }));
+      .map((j) => ({
+        id: j.id,
+        name: j.data.name,
+        payload: j.data.payload,
+        options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}), ...(j.data.traceparent ? { traceparent: j.data.traceparent } : {}) },
+      }));
     if (jobs.length === 0) return;
     const sentAt = performance.now();
     try {
@@ -55,6 +62,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     } catch (err) {
       const e = err as FetcherClientError;
       const ms = Math.round(performance.now() - sentAt);
+      options.onForward?.(e.code === FetcherErrorCode.rejected ? 'refused' : 'failed', jobs.length);
       if (isRetryable(err) && afterWake) {
         logger.warn({ err, jobs: jobs.length, ms }, 'fetcher unreachable after waking; the batch stays in the outbox');
         throw err;
@@ -95,8 +103,10 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       }
       throw err;
     }
+    options.onForward?.('delivered', jobs.length);
     await ledger.markForwarded(jobs.map((j) => j.id));
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
+    for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...(job.options?.traceparent ? { traceId: traceIdOf(job.options.traceparent) } : {}) }, 'job forwarded');
   }
 
   async function deliverOne(job: SubmitJob): Promise<void> {

@@ -1,7 +1,7 @@
 // The main app's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
-import { ConfigError, loadConfigOrExit, createLogger, listen, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
-import { startJobService } from '@jobgate/jobs';
+import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
+import { createJobMetrics, startJobService } from '@jobgate/jobs';
 import { createAdminStore, createOverrideStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp, createWorkerApp } from './app.ts';
@@ -10,6 +10,7 @@ import { startForwarder } from './forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from './keep-awake.ts';
 import { createOverrideControl, type OverrideControl } from './override.ts';
 import { startReconciler } from './reconciler.ts';
+import { createMainMetrics, type MainMetrics } from './metrics.ts';
 import { loadMainConfig } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
@@ -20,11 +21,12 @@ const works = config.JOBGATE_ROLE !== 'web';
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' }).child({ role: config.JOBGATE_ROLE });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
+const registry = createRegistry('main');
 let override: OverrideControl | undefined;
 const service = await startJobService(config, logger, 'main', (pool) => {
   const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
   override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
-  return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY };
+  return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY, metrics: createJobMetrics(registry) };
 }, { workers: works }).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);
@@ -39,8 +41,13 @@ if (works) control.start();
 // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
 // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
 // three times would hold a batch for 40 s before the wake-up even starts).
-const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0 }) : null;
+let metrics: MainMetrics | undefined;
+const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
+  ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0, onWake: (outcome, ms) => metrics?.woke(outcome, ms) })
+  : null;
 const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
+metrics = createMainMetrics(registry, { ledger: service.ledger, boss: service.boss, override: () => control, monitor });
+const metricsRouter = metricsRoute(registry, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' });
 const keepAwake = monitor && works ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
 const reconciler = fetcher && works
   ? startReconciler({ ledger: service.ledger, fetcher, logger, quietSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS, intervalMs: Math.min(60_000, config.FETCHER_RECONCILE_AFTER_SECONDS * 1000) })
@@ -57,6 +64,7 @@ const forwarder = fetcher && works
     pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS,
     overrideEnabled: () => control.enabled(),
     takeOver: (ids) => service.jobs.takeOverUndelivered(ids.length, ids),
+    onForward: (outcome, jobs) => metrics?.forwarded(outcome, jobs),
   })
   : null;
 if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
@@ -69,6 +77,7 @@ const app = serves ? createMainApp({
   logger,
   isDraining: () => draining,
   trustProxy: trustProxySetting(config.TRUST_PROXY),
+  metrics: metricsRouter,
   admin: {
     override: control,
     store: adminStore,
@@ -76,7 +85,7 @@ const app = serves ? createMainApp({
     auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),
     ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
   },
-}) : createWorkerApp({ logger, isDraining: () => draining });
+}) : createWorkerApp({ logger, isDraining: () => draining, metrics: metricsRouter });
 const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
 onShutdownSignal(logger, async () => {

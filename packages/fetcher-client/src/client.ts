@@ -117,7 +117,10 @@ function createPeer(options: PeerOptions) {
   return { once, call, timeouts, close: () => pool.destroy() };
 }
 
-export type FetcherClientOptions = PeerOptions;
+export type FetcherClientOptions = PeerOptions & {
+  /** Told of every wake-up's end: awake, or timeout (for metrics). */
+  onWake?: (outcome: 'awake' | 'timeout', ms: number) => void;
+};
 
 /**
  * The one client every caller uses to talk to the fetcher: submit, status, getJob, and a
@@ -132,6 +135,7 @@ export function createFetcherClient(options: FetcherClientOptions) {
 
   /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
   function wake(wakeOptions: { deadlineMs?: number; signal?: AbortSignal } = {}): Promise<WakeResult> {
+    const wakeStarted = Date.now();
     waking ??= (async () => {
       const started = Date.now();
       const deadline = started + (wakeOptions.deadlineMs ?? 90_000);
@@ -150,9 +154,17 @@ export function createFetcherClient(options: FetcherClientOptions) {
         }
       }
       throw new FetcherClientError(FetcherErrorCode.wakeTimeout, `fetcher did not wake within ${wakeOptions.deadlineMs ?? 90_000} ms`, { cause: lastError });
-    })().finally(() => {
-      waking = null;
-    });
+    })()
+      .then(
+        (woke) => (options.onWake?.('awake', woke.waitedMs), woke),
+        (err: unknown) => {
+          options.onWake?.('timeout', Date.now() - wakeStarted);
+          throw err;
+        },
+      )
+      .finally(() => {
+        waking = null;
+      });
     return waking;
   }
 

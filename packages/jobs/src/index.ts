@@ -5,3 +5,4 @@ export * from './stable-json.ts';
 export * from './shipped/index.ts';
 export * from './service.ts';
 export { isolatedChildPids } from './isolation/run-isolated.ts';
+export * from './metrics.ts';

@@ -3,11 +3,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, traceIdOf, type FieldError, type Logger } from '@jobgate/runtime';
 import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
 import { uniqueKeyOf } from './stable-json.ts';
+import type { JobMetrics } from './metrics.ts';
 import { runIsolated } from './isolation/run-isolated.ts';
 
 export interface EnqueueOptions {
@@ -19,6 +20,8 @@ export interface EnqueueOptions {
   delaySeconds?: number;
   /** Carried into the job's logs. */
   requestId?: string;
+  /** W3C traceparent of the enqueueing request (`req.traceparent`); absent, the job starts a trace of its own. */
+  traceparent?: string;
   /** Run a `runsOnFetcher` job on main (the per-run emergency override). */
   runOnMain?: boolean;
 }
@@ -31,6 +34,7 @@ export interface AcceptedJob {
   priority?: number;
   delaySeconds?: number;
   requestId?: string;
+  traceparent?: string;
 }
 
 export interface EnqueueResult {
@@ -43,6 +47,7 @@ export interface EnqueueResult {
 interface QueuedData {
   payload: unknown;
   requestId?: string;
+  traceparent?: string;
 }
 
 /** What the outbox holds for a fetcher job until it is delivered. */
@@ -82,6 +87,8 @@ export interface JobRuntimeOptions {
   moduleOf?: (name: string) => string | undefined;
   /** Main: whether the emergency override is on (new fetcher jobs then run on main). */
   overrideEnabled?: (db?: Queryable) => Promise<boolean>;
+  /** Prometheus counters and histograms (createJobMetrics); absent, nothing is counted. */
+  metrics?: JobMetrics;
   /** Main: fetcher jobs running on main at once (they are the heavy ones). */
   onMainConcurrency?: number;
   /** The fetcher: claims in main's ledger, when main is known. */
@@ -190,7 +197,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
     const delaySeconds = opts.delaySeconds ?? 0;
-    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}) };
+    const traceparent = opts.traceparent ?? newTraceparent();
+    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}), traceparent };
     const queue = runsHere(def) ? def.name : route === 'main' ? SystemQueue.onMain : SystemQueue.outbox;
     const queueWrite = (id: string) => (bossDb: BossDb) => {
       const send: SendOptions = { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
@@ -202,7 +210,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       // Kept for the fetcher until the forwarder delivers it; never run on main from here.
       return boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
     };
-    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds });
+    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent });
 
     if (!uniqueKey) {
       const id = randomUUID();
@@ -244,8 +252,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       // Decided before the transaction takes its connection: reading the override needs one too.
       const place = await placement(def, opts);
       // A unique job's check and insert need a transaction; any other job is one atomic round trip.
-      if (opts.db || !def.unique) return await enqueueIn(opts.db ?? pool, def, parsed.data, opts, place);
-      return await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, place));
+      const result = opts.db || !def.unique ? await enqueueIn(opts.db ?? pool, def, parsed.data, opts, place) : await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, place));
+      // (inside a caller's transaction this counts a job their rollback may still undo)
+      if (!result.duplicate) options.metrics?.enqueued(def.name, place.route);
+      return result;
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the job was not accepted.', { cause: err });
@@ -279,7 +289,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     try {
       return await withTransaction(pool, async (client) => {
         const rows = await ledger.insertBatchIfAbsent(
-          valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0 })),
+          valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
           client,
         );
         const reused = rows.flatMap((r) => (r.same ? [] : [{ path: `jobs.${items.findIndex((i) => i.id === r.id)}.id`, message: `id ${r.id} is already used by a job with another name or payload` }]));
@@ -291,7 +301,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
             name,
             group.map(({ item, def, payload }) => ({
               id: item.id,
-              data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}) } satisfies QueuedData,
+              data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}), ...(item.traceparent ? { traceparent: item.traceparent } : {}) } satisfies QueuedData,
               priority: item.priority ?? def.priority,
               ...(item.delaySeconds ? { startAfter: item.delaySeconds } : {}),
               ...(def.concurrency ? { group: { id: def.name } } : {}),
@@ -300,6 +310,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
           );
         }
         return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+      }).then((answers) => {
+        const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
+        for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) options.metrics?.accepted(name, group.length);
+        return answers;
       });
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
@@ -370,7 +384,14 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
     const attempt = attemptBase + job.retryCount + 1;
     const maxAttempts = attemptBase + job.retryLimit + 1;
-    const log = logger.child({ jobId: job.id, jobName: def.name, attempt, maxAttempts, ...(job.data.requestId ? { requestId: job.data.requestId } : {}) });
+    const log = logger.child({
+      jobId: job.id,
+      jobName: def.name,
+      attempt,
+      maxAttempts,
+      ...(job.data.requestId ? { requestId: job.data.requestId } : {}),
+      ...(job.data.traceparent ? { traceId: traceIdOf(job.data.traceparent) } : {}),
+    });
     try {
       if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log))) {
         return { id: job.id, status: 'completed', output: { skipped: true } };
@@ -422,6 +443,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       },
     };
     const startedAt = performance.now();
+    const seconds = () => (performance.now() - startedAt) / 1000;
+    options.metrics?.started(def.name, ranOn, (Date.now() - new Date(job.startAfter).getTime()) / 1000);
     log.info('job started');
     try {
       const handler =
@@ -435,6 +458,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
       log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
+      options.metrics?.finished(def.name, ranOn, 'completed', seconds());
       return { id: job.id, status: 'completed' };
     } catch (thrown) {
       const err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
@@ -442,12 +466,14 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         // the job is settled (cancelled): end the attempt and let the queue forget it, no retry
         await durably(() => ledger.endCancelledAttempt(job.id, attempt, Math.round(peakRss / 2 ** 20))).catch((e: unknown) => log.error({ err: e }, 'could not record the cancelled attempt'));
         log.info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
+        options.metrics?.finished(def.name, ranOn, 'cancelled', seconds());
         return { id: job.id, status: 'completed', output: { cancelled: true } };
       }
       const info = errorInfo(err);
       const permanent = err instanceof PermanentJobError || (err instanceof Error && err.name === 'ZodError');
       const retrying = !permanent && attempt < maxAttempts;
       log.warn({ err, retrying, ms: Math.round(performance.now() - startedAt) }, retrying ? 'job attempt failed; will retry' : 'job failed');
+      options.metrics?.finished(def.name, ranOn, retrying ? 'retrying' : 'failed', seconds());
       await durably(() =>
         ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb: Math.round(peakRss / 2 ** 20) }),
       ).catch((e: unknown) => log.error({ err: e }, 'could not record the failed attempt'));
@@ -563,7 +589,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         if (!def) throw new JobgateError(ErrorCode.unknownJob, `cron fired for ${job.data.name}, which this process does not define`);
         if (!def.cron) continue; // unscheduled since it fired
         const { job: enqueued, duplicate } = await performLater(def, def.cron.payload ?? {});
-        logger.info({ jobId: enqueued.id, jobName: def.name, duplicate }, 'cron fired');
+        logger.info({ jobId: enqueued.id, jobName: def.name, duplicate, ...(enqueued.traceparent ? { traceId: traceIdOf(enqueued.traceparent) } : {}) }, 'cron fired');
       }
     });
   }
@@ -578,7 +604,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       // Only jobs this process defines: one it does not know (a rename in a deploy) stays with the fetcher.
       const fetcherJobs = [...catalogue.values()].filter((d) => d.runsOnFetcher).map((d) => d.name);
       const taken = await ledger.takeOverUndelivered(client, limit, 'override', fetcherJobs, ids);
-      const inserts = taken.map((t) => onMainInsert(catalogue.get(t.name)!, t.id, { payload: t.payload, name: t.name, attemptBase: t.attempts }, t.priority, t.runAt));
+      const inserts = taken.map((t) => onMainInsert(catalogue.get(t.name)!, t.id, { payload: t.payload, name: t.name, attemptBase: t.attempts, ...(t.traceparent ? { traceparent: t.traceparent } : {}) }, t.priority, t.runAt));
       if (inserts.length > 0) await boss.insert(SystemQueue.onMain, inserts, { db: toDb(client) });
       return inserts.length;
     });

@@ -32,7 +32,7 @@ export async function startJobService(
   logger: Logger,
   ranOn: Route,
   /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
-  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims'> = () => ({}),
+  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics'> = () => ({}),
   /** `workers: false`: queues only, no handlers (main's web role). */
   startOptions: { workers?: boolean } = {},
 ) {

@@ -1,5 +1,6 @@
 // The messages between main and the fetcher, one zod schema each, shared by both sides.
 import { z } from 'zod';
+import { TRACEPARENT_PATTERN } from '@jobgate/runtime';
 
 export const MAX_BATCH = 500;
 
@@ -12,6 +13,8 @@ export const SubmitJob = z.strictObject({
       priority: z.number().int().optional(),
       delaySeconds: z.number().int().min(0).optional(),
       requestId: z.string().max(128).optional(),
+      /** W3C traceparent of the job (the fetcher logs the job under its trace id). */
+      traceparent: z.string().regex(TRACEPARENT_PATTERN, 'a W3C traceparent, 00-<32 hex>-<16 hex>-<2 hex>').optional(),
     })
     .optional(),
 });
@@ -71,6 +74,8 @@ export const JobEvent = z.strictObject({
   message: z.string().optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   peakRssMb: z.number().optional(),
+  /** The job's W3C traceparent, so main logs the event under the job's trace. */
+  traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),
 });
 export type JobEvent = z.infer<typeof JobEvent>;
 

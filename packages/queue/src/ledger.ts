@@ -48,6 +48,8 @@ export interface JobRecord {
   state: JobState;
   /** The job an admin's retry created from this one. */
   retriedAs?: string;
+  /** W3C traceparent: the enqueueing request's trace, shared by every log line about the job. */
+  traceparent?: string;
   payload: unknown;
   priority: number;
   progress: number;
@@ -71,6 +73,8 @@ export interface StoredEvent {
   attempt: number;
   at: string;
   data: Record<string, unknown>;
+  /** The job's W3C traceparent. */
+  traceparent?: string;
 }
 
 /** A job event from the fetcher, as main applies it (see the JobEvent wire schema). */
@@ -99,6 +103,8 @@ export interface NewJob {
   uniqueKey: string | null;
   maxAttempts: number;
   delaySeconds: number;
+  /** W3C traceparent of the request that enqueued it (or of its own new trace). */
+  traceparent?: string;
 }
 
 export interface ListFilter {
@@ -117,10 +123,10 @@ export interface ListFilter {
 
 const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
 const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
-  run_at, created_at, updated_at, started_at, finished_at, error`;
+  run_at, created_at, updated_at, started_at, finished_at, error, traceparent`;
 
 const insertJobValues = (job: NewJob) => [
-  job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition',
+  job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition', job.traceparent ?? null,
 ];
 
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
@@ -129,9 +135,9 @@ function plans(schema: string) {
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
     insertJob: (onlyIf = 'true') => `
-      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason)
+      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent)
       SELECT $1::uuid, $2::text, $3::text, 'queued', $4::jsonb, $5::integer, $6::text, $7::integer,
-             clock_timestamp() + $8::integer * interval '1 second', $9::text
+             clock_timestamp() + $8::integer * interval '1 second', $9::text, $10::text
        WHERE ${onlyIf}
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
@@ -139,10 +145,10 @@ function plans(schema: string) {
     insertBatchIfAbsent: `
       WITH input AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb)
-          AS x(id uuid, name text, route text, payload jsonb, priority integer, max_attempts integer, delay_seconds integer)
+          AS x(id uuid, name text, route text, payload jsonb, priority integer, max_attempts integer, delay_seconds integer, traceparent text)
       ), inserted AS (
-        INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, max_attempts, run_at)
-        SELECT id, name, route, 'queued', payload, priority, max_attempts, clock_timestamp() + delay_seconds * interval '1 second'
+        INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, max_attempts, run_at, traceparent)
+        SELECT id, name, route, 'queued', payload, priority, max_attempts, clock_timestamp() + delay_seconds * interval '1 second', traceparent
           FROM input
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -222,7 +228,7 @@ function plans(schema: string) {
       )
       UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
         FROM picked WHERE j.id = picked.id
-      RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at`,
+      RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at, j.traceparent`,
     // Cancels jobs that have not started, and main's own running ones (their runner sees the claim
     // gone at its next heartbeat and stops); a job running on the fetcher is left to finish.
     cancelJobs: `
@@ -265,7 +271,8 @@ function plans(schema: string) {
     // One sender at a time per ledger, so events leave in order; the lock ends with the transaction.
     lockEventSender: `SELECT pg_try_advisory_xact_lock(hashtext('jobgate.events.' || $1)) AS locked`,
     pendingEvents: `
-      SELECT seq, job_id, job_seq, type, attempt, at, data FROM ${s}.job_events ORDER BY seq LIMIT $1`,
+      SELECT e.seq, e.job_id, e.job_seq, e.type, e.attempt, e.at, e.data, j.traceparent
+        FROM ${s}.job_events e LEFT JOIN ${s}.jobs j ON j.id = e.job_id ORDER BY e.seq LIMIT $1`,
     ackEvents: `DELETE FROM ${s}.job_events WHERE seq = ANY($1::bigint[])`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
@@ -296,6 +303,7 @@ function toJob(row: Row): JobRecord {
     ...(row.started_at ? { startedAt: iso(row.started_at) } : {}),
     ...(row.finished_at ? { finishedAt: iso(row.finished_at) } : {}),
     ...(row.error ? { error: row.error } : {}),
+    ...(row.traceparent ? { traceparent: row.traceparent } : {}),
   };
 }
 
@@ -337,6 +345,7 @@ export interface TakenOver {
   /** Attempts made so far (on the fetcher); main numbers its own after them. */
   attempts: number;
   runAt: Date;
+  traceparent?: string;
 }
 
 /**
@@ -390,7 +399,7 @@ export function createLedger(pool: Pool, schema: string) {
      * `same` (the job already here has this name and payload) or not (the id is reused for another job).
      */
     async insertBatchIfAbsent(jobs: Array<Omit<NewJob, 'uniqueKey'>>, db: Queryable = pool): Promise<Array<{ id: string; inserted: boolean; same: boolean }>> {
-      const input = jobs.map((j) => ({ id: j.id, name: j.name, route: j.route, payload: j.payload, priority: j.priority, max_attempts: j.maxAttempts, delay_seconds: j.delaySeconds }));
+      const input = jobs.map((j) => ({ id: j.id, name: j.name, route: j.route, payload: j.payload, priority: j.priority, max_attempts: j.maxAttempts, delay_seconds: j.delaySeconds, traceparent: j.traceparent ?? null }));
       const { rows } = await db.query(sql.insertBatchIfAbsent, [JSON.stringify(input)]);
       return rows as Array<{ id: string; inserted: boolean; same: boolean }>;
     },
@@ -474,7 +483,7 @@ export function createLedger(pool: Pool, schema: string) {
      */
     async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, names: string[], ids: string[] | null = null): Promise<TakenOver[]> {
       const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids, names]);
-      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date }));
+      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date, ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
     },
     /** Marks `id` as retried by `newId`; false if it already was, or if an attempt of it still runs. */
     async markRetried(id: string, newId: string, db: Queryable = pool): Promise<boolean> {
@@ -550,7 +559,7 @@ export function createLedger(pool: Pool, schema: string) {
         if (!lock[0].locked) return null;
         const { rows } = await client.query(sql.pendingEvents, [limit]);
         if (rows.length === 0) return 0;
-        await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data })));
+        await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data, ...(r.traceparent ? { traceparent: r.traceparent } : {}) })));
         await client.query(sql.ackEvents, [rows.map((r) => r.seq)]);
         return rows.length;
       });

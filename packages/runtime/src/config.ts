@@ -81,6 +81,8 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
       .default('')
       .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
     TMDB_API_TOKEN: z.string().min(1).optional(),
+    /** GET /metrics wants `Authorization: Bearer <token>`; unset, /metrics is open in development and off in production. */
+    METRICS_TOKEN: z.string().min(16, 'at least 16 characters').max(500).optional(),
     /** Read only to catch a heap flag that would override per-thread limits. */
     NODE_OPTIONS: z.string().optional(),
   };

@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Router, type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from './logger.ts';
 import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
+import { newTraceparent, parseTraceparent, traceIdOf } from './trace.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
     id: string;
     log: Logger;
+    /** This request's span: the caller's trace (its `traceparent` header) or a new one. */
+    traceparent: string;
   }
 }
 
@@ -33,12 +36,16 @@ const titleByCode: Partial<Record<string, string>> = {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Gives each request an id (the caller's `x-request-id` when it is sane) and a child logger. */
+/**
+ * Gives each request an id (the caller's `x-request-id` when it is sane), a span in the caller's
+ * W3C trace (its `traceparent`) or a new trace, and a child logger carrying both.
+ */
 export function requestContext(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const given = req.get('x-request-id');
     req.id = given && REQUEST_ID.test(given) ? given : randomUUID();
-    req.log = logger.child({ requestId: req.id });
+    req.traceparent = newTraceparent(parseTraceparent(req.get('traceparent'))?.traceId);
+    req.log = logger.child({ requestId: req.id, traceId: traceIdOf(req.traceparent) });
     res.setHeader('x-request-id', req.id);
     const started = performance.now();
     res.on('finish', () => {

@@ -4,3 +4,5 @@ export * from './http.ts';
 export * from './shutdown.ts';
 export * from './config.ts';
 export * from './http-server.ts';
+export * from './metrics.ts';
+export * from './trace.ts';

@@ -1,0 +1,80 @@
+import { Counter, Gauge, Histogram, type Registry } from '@jobgate/runtime';
+import type { Ledger, PgBoss } from '@jobgate/queue';
+import { queueSizes } from '@jobgate/jobs';
+import type { FetcherMonitor, FetcherState } from './keep-awake.ts';
+import type { OverrideControl } from './override.ts';
+
+const FETCHER_STATES: FetcherState[] = ['awake', 'asleep', 'waking', 'down', 'unknown'];
+
+/**
+ * Main's own metrics beside the job runtime's: the outbox, forwards, wake-ups, what main last knew
+ * of the fetcher (no scrape ever probes it: that would keep a free instance from sleeping), the
+ * override and pg-boss's queue sizes. Gauges are read when scraped.
+ */
+export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null }) {
+  const registers = [registry];
+  new Gauge({
+    name: 'jobgate_outbox_jobs',
+    help: 'Fetcher jobs not yet delivered (queued or being forwarded)',
+    registers,
+    async collect() {
+      this.set((await deps.ledger.outboxStats()).pending);
+    },
+  });
+  new Gauge({
+    name: 'jobgate_outbox_oldest_age_seconds',
+    help: 'Age of the oldest undelivered fetcher job (0 when none)',
+    registers,
+    async collect() {
+      this.set((await deps.ledger.outboxStats()).oldestAgeSeconds);
+    },
+  });
+  new Gauge({
+    name: 'jobgate_override_enabled',
+    help: '1 while the emergency override runs fetcher jobs on main',
+    registers,
+    async collect() {
+      this.set((await deps.override().enabled()) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'jobgate_fetcher_state',
+    help: "The fetcher's state at main's last check (1 for the current state)",
+    labelNames: ['state'] as const,
+    registers,
+    collect() {
+      const state = deps.monitor?.health().state ?? 'unknown';
+      for (const s of FETCHER_STATES) this.set({ state: s }, s === state ? 1 : 0);
+    },
+  });
+  const memory = new Gauge({
+    name: 'jobgate_fetcher_memory_bytes',
+    help: "The fetcher's memory at main's last check: rss, heap used, and its limit",
+    labelNames: ['kind'] as const,
+    registers,
+    collect() {
+      const m = deps.monitor?.health().status?.memory;
+      if (!m) return;
+      memory.set({ kind: 'rss' }, m.rssMb * 2 ** 20);
+      memory.set({ kind: 'heap_used' }, m.heapUsedMb * 2 ** 20);
+      memory.set({ kind: 'limit' }, m.limitMb * 2 ** 20);
+    },
+  });
+  queueSizes(registry, deps.boss);
+  const forwards = new Counter({ name: 'jobgate_forward_requests_total', help: 'POST /v1/jobs to the fetcher, by outcome (delivered, failed, refused)', labelNames: ['outcome'] as const, registers });
+  const forwardedJobs = new Counter({ name: 'jobgate_forwarded_jobs_total', help: 'Jobs in forward requests, by outcome', labelNames: ['outcome'] as const, registers });
+  const wakeups = new Counter({ name: 'jobgate_fetcher_wakeups_total', help: 'Wake-ups of the fetcher, by outcome (awake, timeout)', labelNames: ['outcome'] as const, registers });
+  const wakeSeconds = new Histogram({ name: 'jobgate_fetcher_wake_seconds', help: 'How long wake-ups took', buckets: [0.1, 1, 5, 15, 30, 60, 90, 180], registers });
+  return {
+    forwarded(outcome: 'delivered' | 'failed' | 'refused', jobs: number) {
+      forwards.inc({ outcome });
+      forwardedJobs.inc({ outcome }, jobs);
+    },
+    woke(outcome: 'awake' | 'timeout', ms: number) {
+      wakeups.inc({ outcome });
+      wakeSeconds.observe(ms / 1000);
+    },
+  };
+}
+
+export type MainMetrics = ReturnType<typeof createMainMetrics>;

@@ -1,0 +1,29 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * W3C Trace Context (https://www.w3.org/TR/trace-context/): `00-<trace-id>-<parent-id>-<flags>`.
+ * A job keeps the traceparent of the request that enqueued it (or a new one), carries it over the
+ * hop and onto its events, and every log line about it says `traceId`: one grep of both services'
+ * logs shows a job's whole life.
+ */
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/** The header's trace id and flags if it is a valid version-00 traceparent (all-zero ids are invalid). */
+export function parseTraceparent(header: string | undefined | null): { traceId: string; spanId: string; flags: string } | null {
+  const m = header ? TRACEPARENT.exec(header.trim()) : null;
+  if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return null;
+  return { traceId: m[1]!, spanId: m[2]!, flags: m[3]! };
+}
+
+/** A new span in trace `traceId` (a new trace when absent), sampled. */
+export function newTraceparent(traceId?: string): string {
+  return `00-${traceId ?? randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}
+
+/** The trace id of a traceparent this code wrote or checked. */
+export const traceIdOf = (traceparent: string): string => traceparent.slice(3, 35);
+
+/** For a zod schema at a boundary. */
+export const TRACEPARENT_PATTERN = TRACEPARENT;
