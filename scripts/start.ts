@@ -52,6 +52,13 @@ const apps = {
   },
 };
 
+// What `npx jobgate …` uses when DATABASE_URL is not set: this checkout's running apps.
+await writeFile(
+  join(dataDir, 'cli.env.json'),
+  JSON.stringify({ DATABASE_URL: databaseUrl, FETCHER_SERVICE_URL: apps.main.env.FETCHER_SERVICE_URL, FETCHER_SHARED_SECRET: shared.FETCHER_SHARED_SECRET, JOBGATE_DEMO_JOBS: shared.JOBGATE_DEMO_JOBS }, null, 2),
+  { mode: 0o600 },
+);
+
 const children = new Map<string, ChildProcess>();
 let stopping = false;
 

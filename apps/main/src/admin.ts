@@ -2,14 +2,15 @@ import express, { type Request } from 'express';
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
+import type { AdminStore, JobRecord, Ledger, ListFilter } from '@jobgate/queue';
 import type { Pool } from 'pg';
 import type { JobRuntime } from '@jobgate/jobs';
 import type { FetcherClient } from '@jobgate/fetcher-client';
 import type { AdminAuth } from './admin-auth.ts';
 import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
-import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
+import { cursorOrThrow, EnqueueBody, JobId, PageFields, parseOrThrow } from './validation.ts';
+import { createJobActions, JobFilter } from './job-actions.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;
@@ -28,33 +29,12 @@ const OverrideBody = z.strictObject({
   expiresInMinutes: z.number().positive().max(7 * 24 * 60).optional(),
 });
 const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
-/** `key=value` on the payload's top level; the value matches as a string or as JSON (a number, true…). */
-const PayloadFilter = z
-  .string()
-  .max(500)
-  .regex(/^[A-Za-z0-9_.-]{1,100}=.*$/, 'use key=value, e.g. barcode=737628064502')
-  .transform((text) => {
-    const at = text.indexOf('=');
-    const [key, raw] = [text.slice(0, at), text.slice(at + 1)];
-    const candidates: Array<Record<string, unknown>> = [{ [key]: raw }];
-    try {
-      const parsed: unknown = JSON.parse(raw);
-      if (parsed !== null && typeof parsed !== 'object' && typeof parsed !== 'string') candidates.push({ [key]: parsed });
-    } catch {
-      /* a plain string */
-    }
-    return candidates;
-  });
-const Filter = z.strictObject({ ...JobFilterFields, payload: PayloadFilter.optional() });
+const Filter = JobFilter;
 const ListQuery = Filter.extend(PageFields);
 const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });
-/** A bulk action stops after this many jobs (run it again for more). */
-const BULK_LIMIT = 10_000;
-const RETRYABLE = new Set(['failed', 'cancelled']);
-
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
 export function adminApi(deps: AdminDeps): express.Router {
   const { jobs, ledger, override, store, pool } = deps;
@@ -62,27 +42,12 @@ export function adminApi(deps: AdminDeps): express.Router {
   router.use(...deps.auth.api);
   const actor = (req: Request) => req.admin!.actor;
 
+  const actions = createJobActions({ jobs, ledger, pool, store });
+
   async function retry(req: Request, job: JobRecord): Promise<JobRecord> {
-    if (!RETRYABLE.has(job.state)) throw new JobgateError(ErrorCode.stateConflict, `Only failed or cancelled jobs can be retried; this one is ${job.state}.`);
-    if (job.retriedAs) throw new JobgateError(ErrorCode.stateConflict, `This job was retried already, as ${job.retriedAs}.`);
-    // A retry is a new job with the same payload (its own id, ledger row and attempts), routed like
-    // any new job; the original is marked in the same transaction, so it is retried once.
-    const again = await withTransaction(pool, async (client) => {
-      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, requestId: req.id, traceparent: req.traceparent, db: client });
-      // a unique job with a live twin: nothing new would run; say so rather than link the two
-      if (duplicate) throw new JobgateError(ErrorCode.stateConflict, `A live job with the same payload exists (${created.id}); it was not retried.`);
-      if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already, or an attempt of it is still stopping.');
-      return created;
-    });
-    await store.audit({ actor: actor(req), action: 'job.retry', target: job.id, detail: { name: job.name, newJobId: again.id } });
+    const again = await actions.retry(job, actor(req), { requestId: req.id, traceparent: req.traceparent });
     req.log.info({ jobId: job.id, newJobId: again.id, jobName: job.name }, 'job retried from the admin');
     return again;
-  }
-
-  async function cancel(req: Request, ids: string[]): Promise<string[]> {
-    const cancelled = await ledger.cancelJobs(ids, `cancelled by ${actor(req)}`);
-    for (const id of cancelled) await store.audit({ actor: actor(req), action: 'job.cancel', target: id });
-    return cancelled;
   }
 
   const jobOr404 = async (id: string) => {
@@ -151,32 +116,9 @@ export function adminApi(deps: AdminDeps): express.Router {
       // an empty filter would act on every job there is
       if (Object.keys(given).length === 0) throw new JobgateError(ErrorCode.requestInvalid, 'Choose at least one filter for a bulk action.', { errors: [{ path: 'filter', message: 'at least one of state, name, route, payload' }] });
       const filter = parseOrThrow(Filter, given, ['filter']) as Omit<ListFilter, 'limit'>;
-      // Only jobs the action applies to are scanned, so the limit is spent on them and a second
-      // run carries on where the first stopped (retried jobs are marked and left out).
-      const actionable = body.action === 'retry' ? ['failed', 'cancelled'] : ['queued', 'forwarding', 'forwarded', 'active'];
-      if (filter.state && !actionable.includes(filter.state)) {
-        throw new JobgateError(ErrorCode.requestInvalid, `Jobs in state ${filter.state} cannot be ${body.action === 'retry' ? 'retried' : 'cancelled'}.`, { errors: [{ path: 'filter.state', message: `one of ${actionable.join(', ')}` }] });
-      }
-      const scan: Omit<ListFilter, 'limit'> = { ...filter, ...(filter.state ? {} : { states: actionable as ListFilter['states'] }), ...(body.action === 'retry' ? { notRetried: true } : {}) };
-      let matched = 0;
-      let done = 0;
-      const failures: Array<{ id: string; error: string }> = [];
-      let cursor: ListFilter['cursor'];
-      while (matched < BULK_LIMIT) {
-        const page = await ledger.listJobs({ ...scan, limit: Math.min(500, BULK_LIMIT - matched), cursor });
-        matched += page.jobs.length;
-        if (body.action === 'cancel') done += (await cancel(req, page.jobs.map((j) => j.id))).length;
-        else {
-          for (const job of page.jobs) {
-            // one job that cannot be retried (its definition is gone, its payload no longer valid) does not stop the rest
-            await retry(req, job).then(() => done++, (err: Error) => failures.push({ id: job.id, error: err.message }));
-          }
-        }
-        if (!page.nextCursor) break;
-        cursor = parseCursor(page.nextCursor)!;
-      }
-      req.log.info({ action: body.action, matched, done, failed: failures.length }, 'bulk action from the admin');
-      res.json({ action: body.action, matched, done, failures: failures.slice(0, 20), truncated: matched >= BULK_LIMIT });
+      const result = await actions.bulk(body.action, filter, actor(req));
+      req.log.info({ action: body.action, matched: result.matched, done: result.done, failed: result.failures.length }, 'bulk action from the admin');
+      res.json(result);
     })
     .all(methodNotAllowed(['POST']));
 
@@ -199,7 +141,7 @@ export function adminApi(deps: AdminDeps): express.Router {
     .route('/jobs/:id/cancel')
     .post(async (req: Request<{ id: string }>, res) => {
       const job = await jobOr404(req.params.id);
-      const [cancelled] = await cancel(req, [job.id]);
+      const [cancelled] = await actions.cancel([job.id], actor(req));
       if (!cancelled) throw new JobgateError(ErrorCode.stateConflict, job.state === 'active' ? 'The job is running on the fetcher and cannot be cancelled from here.' : `The job is ${job.state}; there is nothing to cancel.`);
       res.json(await jobs.getJob(job.id));
     })

@@ -13,6 +13,11 @@ export const MainEnv = z
      * the forwarder, keep-awake, cron, the reconciler and the override loop; HTTP only /healthz.
      */
     JOBGATE_ROLE: z.enum(['all', 'web', 'worker']).default('all'),
+    /** Run only these jobs' handlers (comma-separated names; `jobgate work --queues`); empty: all. */
+    JOBGATE_QUEUES: z
+      .string()
+      .default('')
+      .transform((s) => s.split(',').map((q) => q.trim()).filter(Boolean)),
     /** Where runsOnFetcher jobs go; unset, they wait in the outbox. */
     FETCHER_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
     FETCHER_SHARED_SECRET: z

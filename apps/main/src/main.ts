@@ -27,7 +27,7 @@ const service = await startJobService(config, logger, 'main', (pool) => {
   const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
   override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
   return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY, metrics: createJobMetrics(registry) };
-}, { workers: works }).catch((err: unknown) => {
+}, { workers: works, queues: config.JOBGATE_QUEUES }).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);
   process.exit(1);

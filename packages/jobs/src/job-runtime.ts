@@ -495,10 +495,12 @@ export function createJobRuntime(options: JobRuntimeOptions) {
    * Makes every queue this side writes to, then (unless `workers: false`, a web-only process)
    * runs the handlers, the on-main queue, the dead-letter watcher and cron.
    */
-  async function start(startOptions: { workers?: boolean } = {}): Promise<void> {
+  async function start(startOptions: { workers?: boolean; queues?: string[] } = {}): Promise<void> {
     if (started) return;
     started = true;
     const workers = startOptions.workers ?? true;
+    /** Only these jobs' handlers (and then no on-main queue, dead-letter watcher or cron): `jobgate work --queues`. */
+    const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
     const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
     if (unplaced.length > 0) {
       throw new Error(`isolation 'thread' or 'process' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`);
@@ -515,7 +517,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     for (const def of catalogue.values()) {
       if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
-      if (!workers) continue;
+      if (!workers || (only && !only.has(def.name))) continue;
       const startWorker = () =>
         workWhileFull(
           boss,
@@ -534,6 +536,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     if (ranOn === 'main') await ensureQueue(SystemQueue.onMain, { notify: true });
     if (!workers) {
       logger.info({ ranOn }, 'job runtime started without workers (web role): jobs are enqueued here and run elsewhere');
+      return;
+    }
+    if (only) {
+      logger.info({ ranOn, queues: [...only] }, 'job runtime started for some queues only');
       return;
     }
     if (ranOn === 'main') {

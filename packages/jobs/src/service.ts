@@ -33,8 +33,8 @@ export async function startJobService(
   ranOn: Route,
   /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
   extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics'> = () => ({}),
-  /** `workers: false`: queues only, no handlers (main's web role). */
-  startOptions: { workers?: boolean } = {},
+  /** `workers: false`: queues only, no handlers (main's web role); `queues`: only these jobs' handlers. */
+  startOptions: { workers?: boolean; queues?: string[] } = {},
 ) {
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,

@@ -79,3 +79,17 @@ export async function workWhileFull<T>(
     });
   }
 }
+
+/**
+ * Jobs of `queues` that pg-boss would hand out now or is running (due: created or retry with
+ * start_after passed; active), read from its job table: `jobgate work --burst` drains until none
+ * is left. pg-boss's own queue stats are cached, and a burst must not stop on a stale zero.
+ */
+export async function dueOrActiveJobs(db: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }, bossSchema: string, queues: string[]): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM ${assertSchemaName(bossSchema)}.job
+      WHERE name = ANY($1::text[]) AND (state = 'active' OR (state IN ('created', 'retry') AND start_after <= now()))`,
+    [queues],
+  );
+  return rows[0].n as number;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// The `jobgate` command (npx jobgate …). The CLI is TypeScript run by Node 24's type stripping: on
+// an older node (a system Node 20 running this file directly) it re-runs itself on the project's
+// own Node 24, the `node` devDependency, the same one `npm start` and `npm test` use.
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+if (Number(process.versions.node.split('.')[0]) >= 24) {
+  const { main } = await import(cli);
+  await main(process.argv.slice(2));
+} else {
+  let node;
+  try {
+    node = createRequire(import.meta.url).resolve('node/bin/node');
+  } catch {
+    process.stderr.write(`jobgate needs Node 24 or newer (this is ${process.version}); run npm install in the project first\n`);
+    process.exit(1);
+  }
+  const { status, signal } = spawnSync(node, [cli, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(status ?? (signal ? 1 : 0));
+}

@@ -1,0 +1,451 @@
+// `jobgate`: operate jobgate from a terminal. It reads the same environment as the main app
+// (DATABASE_URL, JOBGATE_SCHEMA, FETCHER_SERVICE_URL, …) and works on the database directly, so it
+// works while main is down. Exit codes: 0 done, 1 failed, 2 bad usage.
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import pg from 'pg';
+import { z } from 'zod';
+import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
+import { createAdminStore, createBoss, createOverrideStore, dueOrActiveJobs, migrate, type ListFilter } from '@jobgate/queue';
+import { createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
+import { createFetcherClient } from '@jobgate/fetcher-client';
+import { createFetcherMonitor } from './keep-awake.ts';
+import { createOverrideControl } from './override.ts';
+import { createJobActions, JobFilter } from './job-actions.ts';
+import { MainEnv, type MainConfig } from './config.ts';
+import { JobId } from './validation.ts';
+
+class UsageError extends Error {}
+
+const ROOT = join(import.meta.dirname, '../../..');
+const HELP = `jobgate: operate jobgate from a terminal (same environment as the main app)
+
+Usage: jobgate <command> [options]
+
+Commands:
+  status [--json]                          fetcher state, override, outbox, queue counts
+  jobs list [filters] [--limit n] [--json] newest first
+  jobs show <id> [--json]
+  jobs retry <id> | --all-matching [filters] [--yes]
+  jobs cancel <id> | --all-matching [filters] [--yes]
+  override on --reason "…" [--expires 30m] | override off [--reason "…"]
+  enqueue <name> [--payload '{…}'] [--run-on-main]
+  work [--queues a,b] [--burst]            run main's jobs here; --burst: drain what is due, then exit
+  migrate                                  apply migrations and exit
+
+Filters: --state <state> --name <job> --route main|fetcher --payload key=value
+Every command takes --help. Exit codes: 0 done, 1 failed, 2 bad usage.
+`;
+
+const FILTER_OPTIONS = {
+  state: { type: 'string' },
+  name: { type: 'string' },
+  route: { type: 'string' },
+  payload: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+interface Command {
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  /** How many positionals it takes: [min, max]. */
+  positionals: [number, number];
+  run(args: { values: Record<string, any>; positionals: string[] }): Promise<number>;
+}
+
+/** Who did it, for the audit logs: the CLI, the OS user and the machine. */
+const actor = () => `cli:${userInfo().username}@${hostname()}`;
+
+/**
+ * The main app's environment. Without DATABASE_URL, a local `npm start`'s settings
+ * (.data/cli.env.json, written at its start) are used, so `npx jobgate status` works beside it.
+ */
+function config(): MainConfig {
+  let env: Record<string, string | undefined> = process.env;
+  const local = join(process.env.JOBGATE_DATA_DIR ?? join(ROOT, '.data'), 'cli.env.json');
+  if (!env.DATABASE_URL && existsSync(local)) env = { ...(JSON.parse(readFileSync(local, 'utf8')) as Record<string, string>), ...env };
+  return loadConfig(MainEnv, env);
+}
+
+/** The CLI's own log lines (warnings, errors) go to stderr, away from its output. */
+const logger: Logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', name: 'cli', destination: stderrDestination() });
+
+/** The job service without workers (or with, for `work`): migrations, the ledger, pg-boss, the catalogue. */
+async function withService<T>(options: { workers: boolean; queues?: string[]; metrics?: ReturnType<typeof createJobMetrics> }, fn: (service: JobService, cfg: MainConfig) => Promise<T>): Promise<T> {
+  const cfg = config();
+  let store: ReturnType<typeof createOverrideStore> | undefined;
+  const service = await startJobService(cfg, logger, 'main', (pool) => {
+    store = createOverrideStore(pool, cfg.JOBGATE_SCHEMA);
+    return { overrideEnabled: async (db) => isOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
+  }, { workers: options.workers, queues: options.queues });
+  try {
+    return await fn(service, cfg);
+  } finally {
+    await service.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+  }
+}
+
+const isOn = (state: { enabled: boolean; expiresAt: string | null }) => state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
+
+// ------------------------------------------------------------------ output
+
+function table(rows: Array<Record<string, unknown>>): string {
+  if (rows.length === 0) return '(none)\n';
+  const columns = Object.keys(rows[0]!);
+  const cell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => Math.min(60, cell(r[c]).length))));
+  const line = (values: string[]) => values.map((v, i) => (v.length > 60 ? `${v.slice(0, 59)}…` : v).padEnd(widths[i]!)).join('  ').trimEnd();
+  return `${[line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n')}\n`;
+}
+
+const print = (text: string) => process.stdout.write(text);
+const printJson = (value: unknown) => print(`${JSON.stringify(value, null, 2)}\n`);
+
+// ------------------------------------------------------------------ arguments
+
+/** A filter from --state/--name/--route/--payload, checked as the admin API checks it. */
+function filterFrom(values: Record<string, any>): Omit<ListFilter, 'limit'> {
+  const given = Object.fromEntries(Object.entries({ state: values.state, name: values.name, route: values.route, payload: values.payload }).filter(([, v]) => v !== undefined));
+  const parsed = JobFilter.safeParse(given);
+  if (!parsed.success) throw new UsageError(fieldErrorsFromZod(parsed.error.issues).map((e) => `--${e.path}: ${e.message}`).join('; '));
+  return parsed.data as Omit<ListFilter, 'limit'>;
+}
+
+function jobIdFrom(text: string | undefined, what = '<id>'): string {
+  const parsed = JobId.safeParse(text);
+  if (!parsed.success) throw new UsageError(`${what}: not a job id (a UUID): ${JSON.stringify(text)}`);
+  return parsed.data;
+}
+
+/** `30m`, `2h`, `45` (minutes), `1d` → minutes. */
+function minutesFrom(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(m|h|d)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`--expires: use minutes, hours or days, e.g. 30m, 2h, 1d (got ${JSON.stringify(text)})`);
+  const minutes = Number(m[1]) * ({ m: 1, h: 60, d: 1440 } as const)[(m[2] ?? 'm') as 'm' | 'h' | 'd'];
+  if (minutes <= 0 || minutes > 7 * 1440) throw new UsageError('--expires: between 1 minute and 7 days');
+  return minutes;
+}
+
+async function confirm(question: string, yes: boolean): Promise<boolean> {
+  if (yes) return true;
+  if (!process.stdin.isTTY) throw new UsageError('a bulk action needs --yes when there is no terminal to confirm on');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+// ------------------------------------------------------------------ commands
+
+const commands: Record<string, Command> = {
+  status: {
+    usage: 'jobgate status [--json]\n  The fetcher (asked now), the emergency override, the outbox and per-queue counts on both sides.',
+    options: { json: { type: 'boolean' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      const cfg = config();
+      const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+      try {
+        await migrate(pool, cfg.JOBGATE_SCHEMA, logger);
+        const { createLedger } = await import('@jobgate/queue');
+        const ledger = createLedger(pool, cfg.JOBGATE_SCHEMA);
+        const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: cfg.FETCHER_SHARED_SECRET, retries: 0 }) : null;
+        const health = client ? await createFetcherMonitor({ fetcher: client, logger }).check() : { state: 'unknown' as const, checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
+        await client?.close();
+        const [override, outbox, main] = await Promise.all([createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(), ledger.outboxStats(), ledger.countsByName()]);
+        const status = { fetcher: { state: health.state, latencyMs: health.latencyMs, ...(health.error ? { error: health.error } : {}), ...(health.status ? { version: health.status.version, memory: health.status.memory, intake: health.status.intake } : {}) }, override, outbox, queues: { main, fetcher: health.status?.queues ?? null } };
+        if (values.json) {
+          printJson(status);
+          return 0;
+        }
+        const m = health.status?.memory;
+        print(
+          `fetcher   ${health.state}${health.latencyMs !== null ? ` (${health.latencyMs} ms)` : ''}${health.error ? ` — ${health.error}` : ''}${m ? `, rss ${m.rssMb}/${m.limitMb} MB, intake ${health.status!.intake}` : ''}\n` +
+            `override  ${isOn(override) ? `ON since ${override.since} by ${override.by}: ${override.reason}${override.expiresAt ? ` (until ${override.expiresAt})` : ''}` : 'off'}\n` +
+            `outbox    ${outbox.pending} waiting for the fetcher, oldest ${outbox.oldestAgeSeconds} s\n\n`,
+        );
+        const rows = [
+          ...Object.entries(main).map(([name, c]) => ({ side: 'main', queue: name, ...c })),
+          ...Object.entries(health.status?.queues ?? {}).map(([name, c]) => ({ side: 'fetcher', queue: name, ...c })),
+        ];
+        print(table(rows));
+        return 0;
+      } finally {
+        await pool.end();
+      }
+    },
+  },
+
+  'jobs list': {
+    usage: 'jobgate jobs list [--state s] [--name job] [--route main|fetcher] [--payload key=value] [--limit n] [--json]',
+    options: { ...FILTER_OPTIONS, limit: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      const filter = filterFrom(values);
+      const limit = values.limit === undefined ? 50 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new UsageError(`--limit: a whole number from 1 to 500 (got ${JSON.stringify(values.limit)})`);
+      return withService({ workers: false }, async (service) => {
+        const page = await service.ledger.listJobs({ ...filter, limit });
+        if (values.json) printJson(page);
+        else print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
+        return 0;
+      });
+    },
+  },
+
+  'jobs show': {
+    usage: 'jobgate jobs show <id> [--json]',
+    options: { json: { type: 'boolean' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      const id = jobIdFrom(positionals[0]);
+      return withService({ workers: false }, async (service) => {
+        const job = await service.jobs.getJob(id);
+        if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+        if (values.json) printJson(job);
+        else {
+          const { executions = [], payload, ...rest } = job;
+          print(`${Object.entries(rest).map(([k, v]) => `${k.padEnd(15)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n')}\n${'payload'.padEnd(15)} ${JSON.stringify(payload)}\n\n`);
+          print(table(executions.map((e) => ({ attempt: e.attempt, ranOn: e.ranOn, outcome: e.outcome, started: e.startedAt, finished: e.finishedAt ?? '', error: e.error?.message ?? '' }))));
+        }
+        return 0;
+      });
+    },
+  },
+
+  'jobs retry': bulkCommand('retry'),
+  'jobs cancel': bulkCommand('cancel'),
+
+  'override on': {
+    usage: 'jobgate override on --reason "…" [--expires 30m]\n  Fetcher jobs run on main until switched off (or expired); audited with the CLI as the actor.',
+    options: { reason: { type: 'string' }, expires: { type: 'string' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      if (!values.reason?.trim()) throw new UsageError('--reason: say why (it goes in the audit log)');
+      const expiresInMinutes = values.expires === undefined ? undefined : minutesFrom(values.expires);
+      return setOverride({ enabled: true, reason: values.reason.trim(), expiresInMinutes });
+    },
+  },
+  'override off': {
+    usage: 'jobgate override off [--reason "…"]',
+    options: { reason: { type: 'string' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      return setOverride({ enabled: false, reason: values.reason?.trim() || 'switched off from the CLI' });
+    },
+  },
+
+  enqueue: {
+    usage: "jobgate enqueue <name> [--payload '{…}'] [--run-on-main]\n  Validates the payload as the API does and prints the new job.",
+    options: { payload: { type: 'string' }, 'run-on-main': { type: 'boolean' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      let payload: unknown = {};
+      if (values.payload !== undefined) {
+        try {
+          payload = JSON.parse(values.payload);
+        } catch (err) {
+          throw new UsageError(`--payload: not JSON (${(err as Error).message})`);
+        }
+      }
+      return withService({ workers: false }, async (service) => {
+        const def = service.jobs.catalogue.get(positionals[0]!);
+        if (!def) throw new UsageError(`<name>: no job named ${JSON.stringify(positionals[0])}; known: ${[...service.jobs.catalogue.keys()].join(', ')}`);
+        const { job, duplicate } = await service.jobs.performLater(def, payload, { runOnMain: Boolean(values['run-on-main']) }).catch((err: unknown) => {
+          if (err instanceof JobgateError && err.code === ErrorCode.payloadInvalid) throw new UsageError(`--payload: ${err.errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+          throw err;
+        });
+        printJson({ id: job.id, name: job.name, route: job.route, routeReason: job.routeReason, state: job.state, ...(duplicate ? { duplicate: true } : {}) });
+        return 0;
+      });
+    },
+  },
+
+  work: {
+    usage: 'jobgate work [--queues a,b] [--burst]\n  Runs main\'s jobs in this process (as JOBGATE_ROLE=worker does, on PORT or a free port).\n  --burst: run what is due now, then exit: 0 if every job it ran completed, 1 otherwise.',
+    options: { queues: { type: 'string' }, burst: { type: 'boolean' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      const queues: string[] = values.queues === undefined ? [] : String(values.queues).split(',').map((q) => q.trim()).filter(Boolean);
+      if (values.queues !== undefined && queues.length === 0) throw new UsageError('--queues: name at least one job, e.g. --queues notifications.send,demo.light');
+      if (!values.burst) {
+        // the main app itself, as a worker: forwarder, keep-awake, cron, reconciler, override loop
+        process.env.JOBGATE_ROLE = 'worker';
+        process.env.JOBGATE_QUEUES = queues.join(',');
+        process.env.PORT ??= '0';
+        await import('./main.ts');
+        return new Promise<number>(() => {}); // runs until a signal stops the process
+      }
+      return burst(queues);
+    },
+  },
+
+  migrate: {
+    usage: 'jobgate migrate\n  Applies the ledger\'s migrations and creates or updates pg-boss\'s schema, then exits.',
+    options: {},
+    positionals: [0, 0],
+    async run() {
+      const cfg = config();
+      const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+      try {
+        const applied = await migrate(pool, cfg.JOBGATE_SCHEMA, logger);
+        const boss = createBoss({ connectionString: cfg.DATABASE_URL, schema: cfg.JOBGATE_BOSS_SCHEMA, poolSize: 2, logger, timings: { pollIntervalSeconds: 2, superviseIntervalSeconds: 30, cronIntervalSeconds: 30, heartbeatSeconds: 30 } });
+        await boss.start();
+        await boss.stop({ graceful: false, close: true });
+        print(`migrations applied: ${JSON.stringify(applied)}; pg-boss schema ${cfg.JOBGATE_BOSS_SCHEMA} ready\n`);
+        return 0;
+      } finally {
+        await pool.end();
+      }
+    },
+  },
+};
+
+function bulkCommand(action: 'retry' | 'cancel'): Command {
+  return {
+    usage: `jobgate jobs ${action} <id>\njobgate jobs ${action} --all-matching [--state s] [--name job] [--route r] [--payload key=value] [--yes]\n  ${action === 'retry' ? 'Retries failed or cancelled jobs (each as a new job, once).' : 'Cancels jobs that have not finished (one running on the fetcher is left to finish).'} Audited with the CLI as the actor.`,
+    options: { ...FILTER_OPTIONS, 'all-matching': { type: 'boolean' }, yes: { type: 'boolean', short: 'y' }, json: { type: 'boolean' } },
+    positionals: [0, 1],
+    async run({ values, positionals }) {
+      const one = positionals[0];
+      if (one !== undefined && values['all-matching']) throw new UsageError('give a job id or --all-matching, not both');
+      if (one === undefined && !values['all-matching']) throw new UsageError(`<id>: say which job, or --all-matching with filters`);
+      if (one !== undefined) {
+        const id = jobIdFrom(one);
+        return withService({ workers: false }, async (service) => {
+          const actions = createJobActions({ jobs: service.jobs, ledger: service.ledger, pool: service.pool, store: createAdminStore(service.pool, config().JOBGATE_SCHEMA) });
+          const job = await service.jobs.getJob(id);
+          if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+          if (action === 'retry') {
+            const again = await actions.retry(job, actor());
+            printJson({ retried: id, newJob: { id: again.id, name: again.name, route: again.route, state: again.state } });
+          } else {
+            const [cancelled] = await actions.cancel([id], actor());
+            if (!cancelled) throw new JobgateError(ErrorCode.stateConflict, job.state === 'active' ? 'The job is running on the fetcher and cannot be cancelled from here.' : `The job is ${job.state}; there is nothing to cancel.`);
+            printJson({ cancelled: id });
+          }
+          return 0;
+        });
+      }
+      const filter = filterFrom(values);
+      if (Object.keys(filter).length === 0) throw new UsageError('--all-matching needs at least one filter: --state, --name, --route or --payload');
+      return withService({ workers: false }, async (service, cfg) => {
+        const actions = createJobActions({ jobs: service.jobs, ledger: service.ledger, pool: service.pool, store: createAdminStore(service.pool, cfg.JOBGATE_SCHEMA) });
+        const { jobs: sample } = await service.ledger.listJobs({ ...filter, limit: 1 });
+        if (sample.length === 0) {
+          print('no job matches\n');
+          return 0;
+        }
+        if (!(await confirm(`${action} every job matching ${JSON.stringify(values)}?`, Boolean(values.yes)))) {
+          process.stderr.write('nothing done\n');
+          return 1;
+        }
+        const result = await actions.bulk(action, filter, actor(), (done, matched) => process.stderr.write(`${action}: ${done} done of ${matched} matched so far\n`));
+        if (values.json) printJson(result);
+        else print(`${action}: ${result.done} of ${result.matched} matching jobs${result.failures.length ? `; ${result.failures.length} could not be: ${result.failures.map((f) => `${f.id} (${f.error})`).join(', ')}` : ''}${result.truncated ? '; stopped at the limit, run it again for more' : ''}\n`);
+        return result.failures.length > 0 ? 1 : 0;
+      });
+    },
+  };
+}
+
+async function setOverride(change: { enabled: boolean; reason: string; expiresInMinutes?: number }): Promise<number> {
+  return withService({ workers: false }, async (service, cfg) => {
+    const control = createOverrideControl({ store: createOverrideStore(service.pool, cfg.JOBGATE_SCHEMA), logger, checkMs: cfg.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
+    const state = await control.set({ ...change, actor: actor() });
+    printJson(state);
+    return 0;
+  });
+}
+
+/** Runs what is due in `queues` (all of main's when empty) until nothing due or running is left. */
+async function burst(queues: string[]): Promise<number> {
+  const registry = createRegistry('cli');
+  const metrics = createJobMetrics(registry);
+  return withService({ workers: true, queues, metrics }, async (service, cfg) => {
+    const names = queues.length > 0 ? queues : [...service.jobs.catalogue.values()].filter((d) => service.jobs.runsHere(d)).map((d) => d.name);
+    const unknown = names.filter((n) => !service.jobs.catalogue.get(n));
+    if (unknown.length > 0) throw new UsageError(`--queues: no job named ${unknown.join(', ')}`);
+    const started = Date.now();
+    // idle twice in a row, so a job fetched between two looks is not missed
+    for (let idle = 0; idle < 2; ) {
+      await sleep(250);
+      const pending = await dueOrActiveJobs(service.pool, cfg.JOBGATE_BOSS_SCHEMA, names);
+      idle = pending === 0 && service.jobs.running === 0 ? idle + 1 : 0;
+    }
+    const counts = Object.fromEntries(
+      (await registry.getMetricsAsJSON())
+        .filter((m) => ['jobgate_jobs_completed_total', 'jobgate_jobs_failed_total', 'jobgate_job_attempts_retried_total'].includes(m.name))
+        .map((m) => [m.name, (m.values as Array<{ value: number }>).reduce((sum, v) => sum + v.value, 0)]),
+    );
+    const completed = counts.jobgate_jobs_completed_total ?? 0;
+    const failed = (counts.jobgate_jobs_failed_total ?? 0) + (counts.jobgate_job_attempts_retried_total ?? 0);
+    print(`burst: ${completed} completed, ${failed} failed attempts, in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    return failed > 0 ? 1 : 0;
+  });
+}
+
+// ------------------------------------------------------------------ entry
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [first, second] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    print(HELP);
+    return first === undefined ? 2 : 0;
+  }
+  const key = commands[`${first} ${second}`] ? `${first} ${second}` : first;
+  const command = commands[key];
+  if (!command) {
+    const group = Object.keys(commands).filter((k) => k.startsWith(`${first} `));
+    const message = group.length > 0 ? `${first}: say which: ${group.map((g) => g.split(' ')[1]).join(', ')}` : `unknown command ${JSON.stringify(first)}`;
+    process.stderr.write(`jobgate: ${message}\n\n${HELP}`);
+    return 2;
+  }
+  const rest = argv.slice(key.split(' ').length);
+  try {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      print(`${command.usage}\n`);
+      return 0;
+    }
+    let parsed: { values: Record<string, any>; positionals: string[] };
+    try {
+      parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as typeof parsed;
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    const [min, max] = command.positionals;
+    if (parsed.positionals.length < min) throw new UsageError(`missing argument (${command.usage.split('\n')[0]})`);
+    if (parsed.positionals.length > max) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[max])}`);
+    return await command.run(parsed);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`jobgate ${key}: ${err.message}\nUsage: ${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`jobgate: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof JobgateError) {
+      process.stderr.write(`jobgate ${key}: ${err.message}${err.errors.length ? ` (${err.errors.map((e) => `${e.path}: ${e.message}`).join('; ')})` : ''}\n`);
+      return 1;
+    }
+    process.stderr.write(`jobgate ${key}: ${(err as Error).message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+/** Runs the command line and exits with its code (`work` without --burst runs until a signal stops it). */
+export async function main(argv: string[]): Promise<void> {
+  const code = await runCli(argv);
+  process.exitCode = code;
+  if (!(argv[0] === 'work' && !argv.includes('--burst') && code === 0)) process.exit(code);
+}
+
+// run directly: `node apps/main/src/cli.ts …` (the bin imports main instead)
+if (import.meta.main) await main(process.argv.slice(2));
