@@ -112,6 +112,7 @@ describe('jobgate CLI', () => {
       [['override', 'on'], /--reason: say why/],
       [['override', 'on', '--reason', 'x', '--expires', 'soon'], /--expires:/],
       [['work', '--queues', ','], /--queues:/],
+      [['work', '--burst', '--queues', 'test.remote'], /--queues: test\.remote: not a job main runs/],
       [['status', 'extra'], /unexpected argument "extra"/],
     ];
     for (const [args, message] of cases) {

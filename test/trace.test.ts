@@ -37,6 +37,8 @@ describe('trace context', () => {
     const localLines = linesOf(local.json.id).main;
     expect(localLines.map((l) => l.msg)).toEqual(expect.arrayContaining(['job enqueued', 'job started', 'job completed']));
     expect(localLines.filter((l) => l.traceId !== traceId)).toEqual([]);
+    // the fetcher's claim of the attempt at main travels in the job's trace (W3C header)
+    expect(main.logs.filter((l) => l.msg === 'request' && l.path === '/internal/v1/claims' && l.traceId === traceId).length).toBeGreaterThanOrEqual(1);
     // the request's own log line is in the same trace
     expect(main.logs.find((l) => l.msg === 'request' && l.requestId === given.headers.get('x-request-id'))?.traceId).toBe(traceId);
     const given2 = linesOf(given.json.id);

@@ -21,7 +21,7 @@ const mainClient = config.MAIN_SERVICE_URL ? createMainClient({ baseUrl: config.
 // and the fetcher never run one job at once. Without MAIN_SERVICE_URL nobody else can run it.
 const remoteClaims: RemoteClaims | undefined = mainClient
   ? {
-      claim: (id, attempt, claimSeconds) => mainClient.claim(id, attempt, claimSeconds).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })),
+      claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })),
     }
   : undefined;
 const registry = createRegistry('fetcher');
@@ -49,7 +49,7 @@ const guard = createMemoryGuard({
   // Exit non-zero so the platform starts a clean process; running jobs are aborted and retried there.
   onHardLimit: () => shutdown('memory hard limit', 1),
 });
-queueSizes(registry, service.boss);
+queueSizes(registry, service.boss, logger);
 const memory = new Gauge({
   name: 'jobgate_fetcher_memory_bytes',
   help: "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit",

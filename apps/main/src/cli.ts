@@ -10,8 +10,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
-import { createAdminStore, createBoss, createOverrideStore, dueOrActiveJobs, migrate, type ListFilter } from '@jobgate/queue';
-import { createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
+import { createAdminStore, createBoss, createLedger, createOverrideStore, dueOrActiveJobs, migrate, type ListFilter } from '@jobgate/queue';
+import { SystemQueue, createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createFetcherMonitor } from './keep-awake.ts';
 import { createOverrideControl } from './override.ts';
@@ -63,28 +63,44 @@ const actor = () => `cli:${userInfo().username}@${hostname()}`;
  * The main app's environment. Without DATABASE_URL, a local `npm start`'s settings
  * (.data/cli.env.json, written at its start) are used, so `npx jobgate status` works beside it.
  */
-function config(): MainConfig {
-  let env: Record<string, string | undefined> = process.env;
+function environment(): Record<string, string | undefined> {
   const local = join(process.env.JOBGATE_DATA_DIR ?? join(ROOT, '.data'), 'cli.env.json');
-  if (!env.DATABASE_URL && existsSync(local)) env = { ...(JSON.parse(readFileSync(local, 'utf8')) as Record<string, string>), ...env };
-  return loadConfig(MainEnv, env);
+  if (!process.env.DATABASE_URL && existsSync(local)) return { ...(JSON.parse(readFileSync(local, 'utf8')) as Record<string, string>), ...process.env };
+  return process.env;
 }
+const config = (): MainConfig => loadConfig(MainEnv, environment());
 
 /** The CLI's own log lines (warnings, errors) go to stderr, away from its output. */
 const logger: Logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', name: 'cli', destination: stderrDestination() });
 
-/** The job service without workers (or with, for `work`): migrations, the ledger, pg-boss, the catalogue. */
-async function withService<T>(options: { workers: boolean; queues?: string[]; metrics?: ReturnType<typeof createJobMetrics> }, fn: (service: JobService, cfg: MainConfig) => Promise<T>): Promise<T> {
+/**
+ * The job service as the CLI uses it: the ledger, pg-boss and the catalogue, leaving the schema
+ * and the queues as the apps set them up (no migrations, no queue options rewritten, no cron
+ * schedules touched); `queues` runs those jobs' handlers (work --burst).
+ */
+async function withService<T>(options: { queues?: string[]; metrics?: ReturnType<typeof createJobMetrics> }, fn: (service: JobService, cfg: MainConfig) => Promise<T>): Promise<T> {
   const cfg = config();
   let store: ReturnType<typeof createOverrideStore> | undefined;
+  const running = Boolean(options.queues?.length);
   const service = await startJobService(cfg, logger, 'main', (pool) => {
     store = createOverrideStore(pool, cfg.JOBGATE_SCHEMA);
     return { overrideEnabled: async (db) => isOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
-  }, { workers: options.workers, queues: options.queues });
+  }, { migrate: false, start: running, workers: running, queues: options.queues });
   try {
     return await fn(service, cfg);
   } finally {
     await service.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+  }
+}
+
+/** Read-only commands: a pool and the ledger, nothing started. */
+async function withLedger<T>(fn: (ledger: ReturnType<typeof createLedger>) => Promise<T>): Promise<T> {
+  const cfg = config();
+  const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+  try {
+    return await fn(createLedger(pool, cfg.JOBGATE_SCHEMA));
+  } finally {
+    await pool.end();
   }
 }
 
@@ -151,8 +167,6 @@ const commands: Record<string, Command> = {
       const cfg = config();
       const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
       try {
-        await migrate(pool, cfg.JOBGATE_SCHEMA, logger);
-        const { createLedger } = await import('@jobgate/queue');
         const ledger = createLedger(pool, cfg.JOBGATE_SCHEMA);
         const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: cfg.FETCHER_SHARED_SECRET, retries: 0 }) : null;
         const health = client ? await createFetcherMonitor({ fetcher: client, logger }).check() : { state: 'unknown' as const, checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
@@ -189,8 +203,8 @@ const commands: Record<string, Command> = {
       const filter = filterFrom(values);
       const limit = values.limit === undefined ? 50 : Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new UsageError(`--limit: a whole number from 1 to 500 (got ${JSON.stringify(values.limit)})`);
-      return withService({ workers: false }, async (service) => {
-        const page = await service.ledger.listJobs({ ...filter, limit });
+      return withLedger(async (ledger) => {
+        const page = await ledger.listJobs({ ...filter, limit });
         if (values.json) printJson(page);
         else print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
         return 0;
@@ -204,8 +218,8 @@ const commands: Record<string, Command> = {
     positionals: [1, 1],
     async run({ values, positionals }) {
       const id = jobIdFrom(positionals[0]);
-      return withService({ workers: false }, async (service) => {
-        const job = await service.jobs.getJob(id);
+      return withLedger(async (ledger) => {
+        const job = await ledger.getJob(id, { executions: true });
         if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
         if (values.json) printJson(job);
         else {
@@ -253,7 +267,7 @@ const commands: Record<string, Command> = {
           throw new UsageError(`--payload: not JSON (${(err as Error).message})`);
         }
       }
-      return withService({ workers: false }, async (service) => {
+      return withService({}, async (service) => {
         const def = service.jobs.catalogue.get(positionals[0]!);
         if (!def) throw new UsageError(`<name>: no job named ${JSON.stringify(positionals[0])}; known: ${[...service.jobs.catalogue.keys()].join(', ')}`);
         const { job, duplicate } = await service.jobs.performLater(def, payload, { runOnMain: Boolean(values['run-on-main']) }).catch((err: unknown) => {
@@ -267,7 +281,7 @@ const commands: Record<string, Command> = {
   },
 
   work: {
-    usage: 'jobgate work [--queues a,b] [--burst]\n  Runs main\'s jobs in this process (as JOBGATE_ROLE=worker does, on PORT or a free port).\n  --burst: run what is due now, then exit: 0 if every job it ran completed, 1 otherwise.',
+    usage: 'jobgate work [--queues a,b] [--burst]\n  Runs main\'s jobs in this process (as JOBGATE_ROLE=worker does; /healthz on JOBGATE_WORKER_PORT or a free port).\n  --burst: run what is due now, then exit: 0 if every job it ran completed, 1 otherwise.',
     options: { queues: { type: 'string' }, burst: { type: 'boolean' } },
     positionals: [0, 0],
     async run({ values }) {
@@ -275,9 +289,8 @@ const commands: Record<string, Command> = {
       if (values.queues !== undefined && queues.length === 0) throw new UsageError('--queues: name at least one job, e.g. --queues notifications.send,demo.light');
       if (!values.burst) {
         // the main app itself, as a worker: forwarder, keep-awake, cron, reconciler, override loop
-        process.env.JOBGATE_ROLE = 'worker';
-        process.env.JOBGATE_QUEUES = queues.join(',');
-        process.env.PORT ??= '0';
+        // the same settings the other commands use (a local npm start's, when DATABASE_URL is unset)
+        Object.assign(process.env, environment(), { JOBGATE_ROLE: 'worker', JOBGATE_QUEUES: queues.join(','), PORT: process.env.JOBGATE_WORKER_PORT ?? '0' });
         await import('./main.ts');
         return new Promise<number>(() => {}); // runs until a signal stops the process
       }
@@ -317,7 +330,7 @@ function bulkCommand(action: 'retry' | 'cancel'): Command {
       if (one === undefined && !values['all-matching']) throw new UsageError(`<id>: say which job, or --all-matching with filters`);
       if (one !== undefined) {
         const id = jobIdFrom(one);
-        return withService({ workers: false }, async (service) => {
+        return withService({}, async (service) => {
           const actions = createJobActions({ jobs: service.jobs, ledger: service.ledger, pool: service.pool, store: createAdminStore(service.pool, config().JOBGATE_SCHEMA) });
           const job = await service.jobs.getJob(id);
           if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
@@ -334,7 +347,7 @@ function bulkCommand(action: 'retry' | 'cancel'): Command {
       }
       const filter = filterFrom(values);
       if (Object.keys(filter).length === 0) throw new UsageError('--all-matching needs at least one filter: --state, --name, --route or --payload');
-      return withService({ workers: false }, async (service, cfg) => {
+      return withService({}, async (service, cfg) => {
         const actions = createJobActions({ jobs: service.jobs, ledger: service.ledger, pool: service.pool, store: createAdminStore(service.pool, cfg.JOBGATE_SCHEMA) });
         const { jobs: sample } = await service.ledger.listJobs({ ...filter, limit: 1 });
         if (sample.length === 0) {
@@ -355,7 +368,7 @@ function bulkCommand(action: 'retry' | 'cancel'): Command {
 }
 
 async function setOverride(change: { enabled: boolean; reason: string; expiresInMinutes?: number }): Promise<number> {
-  return withService({ workers: false }, async (service, cfg) => {
+  return withService({}, async (service, cfg) => {
     const control = createOverrideControl({ store: createOverrideStore(service.pool, cfg.JOBGATE_SCHEMA), logger, checkMs: cfg.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
     const state = await control.set({ ...change, actor: actor() });
     printJson(state);
@@ -367,10 +380,15 @@ async function setOverride(change: { enabled: boolean; reason: string; expiresIn
 async function burst(queues: string[]): Promise<number> {
   const registry = createRegistry('cli');
   const metrics = createJobMetrics(registry);
-  return withService({ workers: true, queues, metrics }, async (service, cfg) => {
-    const names = queues.length > 0 ? queues : [...service.jobs.catalogue.values()].filter((d) => service.jobs.runsHere(d)).map((d) => d.name);
-    const unknown = names.filter((n) => !service.jobs.catalogue.get(n));
-    if (unknown.length > 0) throw new UsageError(`--queues: no job named ${unknown.join(', ')}`);
+  // the catalogue first (no handler runs yet), to name the queues or refuse a wrong one
+  const names = await withService({}, async (service) => {
+    // main's jobs, and fetcher jobs main runs (per-run or under the emergency override)
+    const ours = [...[...service.jobs.catalogue.values()].filter((d) => service.jobs.runsHere(d)).map((d) => d.name), SystemQueue.onMain];
+    const wrong = queues.filter((q) => !ours.includes(q));
+    if (wrong.length > 0) throw new UsageError(`--queues: ${wrong.join(', ')}: not a job main runs (main runs ${ours.join(', ')})`);
+    return queues.length > 0 ? queues : ours;
+  });
+  return withService({ queues: names, metrics }, async (service, cfg) => {
     const started = Date.now();
     // idle twice in a row, so a job fetched between two looks is not missed
     for (let idle = 0; idle < 2; ) {
@@ -444,7 +462,10 @@ export async function runCli(argv: string[]): Promise<number> {
 export async function main(argv: string[]): Promise<void> {
   const code = await runCli(argv);
   process.exitCode = code;
-  if (!(argv[0] === 'work' && !argv.includes('--burst') && code === 0)) process.exit(code);
+  if (argv[0] === 'work' && !argv.includes('--burst') && code === 0) return;
+  // let piped output drain (asynchronous on some platforms) before leaving
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(code);
 }
 
 // run directly: `node apps/main/src/cli.ts …` (the bin imports main instead)

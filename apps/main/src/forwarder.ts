@@ -85,7 +85,10 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         // Once more from the top: the override may have been switched on while we waited.
         return deliver(batch, true);
       }
-      if (e.code === FetcherErrorCode.rejected && !REFUSES_JOBS.has(e.status ?? 0)) {
+      // A fetcher older than main refuses options it does not know yet (jobs.N.options.*): that is
+      // the request's fault, not the jobs'. Keep them until the fetcher is upgraded.
+      const onlyOptions = e.fieldErrors?.length > 0 && e.fieldErrors.every((f) => /^jobs\.\d+\.options(\.|$)/.test(f.path));
+      if (e.code === FetcherErrorCode.rejected && (!REFUSES_JOBS.has(e.status ?? 0) || onlyOptions)) {
         // 401/403/404/…: the request, not the jobs, is wrong (secret rotation half done, clock skew,
         // a wrong URL, a fetcher deployed behind main). Keep the jobs; retry with backoff.
         logger.error({ err, jobs: jobs.length }, 'fetcher refused the request itself; the batch stays in the outbox');

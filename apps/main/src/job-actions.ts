@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ErrorCode, JobgateError } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, newTraceparent, traceIdOf } from '@jobgate/runtime';
 import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
 import type { Pool } from 'pg';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -50,7 +50,9 @@ export function createJobActions(deps: { jobs: JobRuntime; ledger: Ledger; pool:
     if (!RETRYABLE.has(job.state)) throw new JobgateError(ErrorCode.stateConflict, `Only failed or cancelled jobs can be retried; this one is ${job.state}.`);
     if (job.retriedAs) throw new JobgateError(ErrorCode.stateConflict, `This job was retried already, as ${job.retriedAs}.`);
     const again = await withTransaction(pool, async (client) => {
-      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, ...context, db: client });
+      // the retry stays in the original's trace (a new span), so one grep shows both runs
+      const traceparent = job.traceparent ? newTraceparent(traceIdOf(job.traceparent)) : context.traceparent;
+      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, ...context, traceparent, db: client });
       // a unique job with a live twin: nothing new would run; say so rather than link the two
       if (duplicate) throw new JobgateError(ErrorCode.stateConflict, `A live job with the same payload exists (${created.id}); it was not retried.`);
       if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already, or an attempt of it is still stopping.');

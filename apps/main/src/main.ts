@@ -17,6 +17,8 @@ const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
 /** JOBGATE_ROLE: web serves and enqueues; worker runs jobs and the loops; all does both. */
 const serves = config.JOBGATE_ROLE !== 'worker';
 const works = config.JOBGATE_ROLE !== 'web';
+/** The loops every deployment needs once: forwarder, keep-awake, reconciler, override (not in a JOBGATE_QUEUES worker). */
+const general = works && config.JOBGATE_QUEUES.length === 0;
 
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'main' }).child({ role: config.JOBGATE_ROLE });
 process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
@@ -36,7 +38,7 @@ const control = override!;
 if (config.FETCHER_EMERGENCY_OVERRIDE && !(await control.enabled())) {
   await control.set({ enabled: true, reason: 'FETCHER_EMERGENCY_OVERRIDE=true at boot', actor: 'environment (FETCHER_EMERGENCY_OVERRIDE)' });
 }
-if (works) control.start();
+if (general) control.start();
 
 // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
 // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
@@ -46,13 +48,13 @@ const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
   ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0, onWake: (outcome, ms) => metrics?.woke(outcome, ms) })
   : null;
 const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
-metrics = createMainMetrics(registry, { ledger: service.ledger, boss: service.boss, override: () => control, monitor });
+metrics = createMainMetrics(registry, { ledger: service.ledger, boss: service.boss, override: () => control, monitor, logger });
 const metricsRouter = metricsRoute(registry, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' });
-const keepAwake = monitor && works ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
-const reconciler = fetcher && works
+const keepAwake = monitor && general ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
+const reconciler = fetcher && general
   ? startReconciler({ ledger: service.ledger, fetcher, logger, quietSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS, intervalMs: Math.min(60_000, config.FETCHER_RECONCILE_AFTER_SECONDS * 1000) })
   : null;
-const forwarder = fetcher && works
+const forwarder = fetcher && general
   ? await startForwarder({
     boss: service.boss,
     ledger: service.ledger,
@@ -68,6 +70,7 @@ const forwarder = fetcher && works
   })
   : null;
 if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wait in the outbox');
+if (works && !general) logger.warn({ queues: config.JOBGATE_QUEUES }, 'JOBGATE_QUEUES: this process runs only these jobs; cron, the forwarder, the reconciler, keep-awake, the override loop and dead-lettered jobs need a worker without it');
 let draining = false;
 const adminStore = createAdminStore(service.pool, config.JOBGATE_SCHEMA);
 const app = serves ? createMainApp({

@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry } from '@jobgate/runtime';
+import { Counter, Gauge, Histogram, type Logger, type Registry } from '@jobgate/runtime';
 import type { Ledger, PgBoss } from '@jobgate/queue';
-import { queueSizes } from '@jobgate/jobs';
+import { orKeep, queueSizes } from '@jobgate/jobs';
 import type { FetcherMonitor, FetcherState } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
 
@@ -11,31 +11,37 @@ const FETCHER_STATES: FetcherState[] = ['awake', 'asleep', 'waking', 'down', 'un
  * of the fetcher (no scrape ever probes it: that would keep a free instance from sleeping), the
  * override and pg-boss's queue sizes. Gauges are read when scraped.
  */
-export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null }) {
+export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; logger: Logger }) {
   const registers = [registry];
+  // one outbox query per scrape for both gauges
+  let outbox: { at: number; stats: Promise<{ pending: number; oldestAgeSeconds: number }> } | null = null;
+  const outboxStats = () => {
+    if (!outbox || performance.now() - outbox.at > 1_000) outbox = { at: performance.now(), stats: deps.ledger.outboxStats() };
+    return outbox.stats;
+  };
   new Gauge({
     name: 'jobgate_outbox_jobs',
     help: 'Fetcher jobs not yet delivered (queued or being forwarded)',
     registers,
-    async collect() {
-      this.set((await deps.ledger.outboxStats()).pending);
-    },
+    collect: orKeep(deps.logger, async function (this: Gauge) {
+      this.set((await outboxStats()).pending);
+    }),
   });
   new Gauge({
     name: 'jobgate_outbox_oldest_age_seconds',
     help: 'Age of the oldest undelivered fetcher job (0 when none)',
     registers,
-    async collect() {
-      this.set((await deps.ledger.outboxStats()).oldestAgeSeconds);
-    },
+    collect: orKeep(deps.logger, async function (this: Gauge) {
+      this.set((await outboxStats()).oldestAgeSeconds);
+    }),
   });
   new Gauge({
     name: 'jobgate_override_enabled',
     help: '1 while the emergency override runs fetcher jobs on main',
     registers,
-    async collect() {
+    collect: orKeep(deps.logger, async function (this: Gauge) {
       this.set((await deps.override().enabled()) ? 1 : 0);
-    },
+    }),
   });
   new Gauge({
     name: 'jobgate_fetcher_state',
@@ -60,7 +66,7 @@ export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; bo
       memory.set({ kind: 'limit' }, m.limitMb * 2 ** 20);
     },
   });
-  queueSizes(registry, deps.boss);
+  queueSizes(registry, deps.boss, deps.logger);
   const forwards = new Counter({ name: 'jobgate_forward_requests_total', help: 'POST /v1/jobs to the fetcher, by outcome (delivered, failed, refused)', labelNames: ['outcome'] as const, registers });
   const forwardedJobs = new Counter({ name: 'jobgate_forwarded_jobs_total', help: 'Jobs in forward requests, by outcome', labelNames: ['outcome'] as const, registers });
   const wakeups = new Counter({ name: 'jobgate_fetcher_wakeups_total', help: 'Wake-ups of the fetcher, by outcome (awake, timeout)', labelNames: ['outcome'] as const, registers });

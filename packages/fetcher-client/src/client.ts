@@ -58,8 +58,8 @@ function createPeer(options: PeerOptions) {
   const retries = options.retries ?? 3;
 
   /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
-  async function once<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+  async function once<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (purpose) Object.assign(headers, signedHeaders(options.keys, `${purpose}_${randomUUID()}`, body ?? ''));
     let response;
@@ -83,13 +83,15 @@ function createPeer(options: PeerOptions) {
     }
     if (response.statusCode >= 400) {
       let detail = text.slice(0, 300);
+      let fieldErrors: Array<{ path: string; message: string }> | undefined;
       try {
-        const problem = JSON.parse(text) as { title?: string; detail?: string };
+        const problem = JSON.parse(text) as { title?: string; detail?: string; errors?: Array<{ path: string; message: string }> };
         detail = problem.detail ?? problem.title ?? detail;
+        if (Array.isArray(problem.errors)) fieldErrors = problem.errors.filter((e) => typeof e?.path === 'string').slice(0, 50);
       } catch {
         /* not problem+json: keep the text */
       }
-      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']));
+      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors);
     }
     try {
       return schema.parse(JSON.parse(text));
@@ -192,8 +194,9 @@ export function createMainClient(options: PeerOptions) {
     sendEvents: (events: JobEvent[]) =>
       call('POST', '/internal/v1/job-events', Purpose.jobEvents, JSON.stringify({ events }), EventsReceipt),
     /** Claims an attempt of a job in main's ledger before the fetcher runs it (no retries: the caller loops). */
-    claim: (jobId: string, attempt: number, claimSeconds: number) =>
-      once('POST', '/internal/v1/claims', Purpose.claimJob, JSON.stringify({ jobId, attempt, claimSeconds }), ClaimAnswer),
+    claim: (jobId: string, attempt: number, claimSeconds: number, traceparent?: string) =>
+      // the job's trace rides in the W3C header, so main logs the claim under it
+      once('POST', '/internal/v1/claims', Purpose.claimJob, JSON.stringify({ jobId, attempt, claimSeconds }), ClaimAnswer, {}, traceparent ? { traceparent } : {}),
     close,
   };
 }

@@ -19,12 +19,15 @@ export class FetcherClientError extends Error {
   readonly code: FetcherErrorCode;
   readonly status: number | undefined;
   readonly retryAfterMs: number | undefined;
-  constructor(code: FetcherErrorCode, message: string, options: ErrorOptions & { status?: number; retryAfterMs?: number } = {}) {
+  /** The fields the other side named in its problem+json (`errors`), if any. */
+  readonly fieldErrors: Array<{ path: string; message: string }>;
+  constructor(code: FetcherErrorCode, message: string, options: ErrorOptions & { status?: number; retryAfterMs?: number; fieldErrors?: Array<{ path: string; message: string }> } = {}) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
     this.status = options.status;
     this.retryAfterMs = options.retryAfterMs;
+    this.fieldErrors = options.fieldErrors ?? [];
   }
 }
 
@@ -42,11 +45,11 @@ export function fromNetworkError(err: unknown): FetcherClientError {
 }
 
 /** Maps an HTTP status the fetcher (or the platform in front of it) answered with. */
-export function fromStatus(status: number, detail: string, retryAfterMs?: number): FetcherClientError {
+export function fromStatus(status: number, detail: string, retryAfterMs?: number, fieldErrors?: Array<{ path: string; message: string }>): FetcherClientError {
   if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `fetcher answered ${status}: ${detail}`, { status, retryAfterMs });
   if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `fetcher answered 429: ${detail}`, { status, retryAfterMs });
   if (status === 408) return new FetcherClientError(FetcherErrorCode.timeout, `fetcher answered 408: ${detail}`, { status });
-  if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `fetcher refused the request (${status}): ${detail}`, { status });
+  if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `fetcher refused the request (${status}): ${detail}`, { status, fieldErrors });
   return new FetcherClientError(FetcherErrorCode.failed, `fetcher answered ${status}: ${detail}`, { status });
 }
 

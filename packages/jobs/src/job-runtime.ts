@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, traceIdOf, type FieldError, type Logger } from '@jobgate/runtime';
+import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, parseTraceparent, traceIdOf, type FieldError, type Logger } from '@jobgate/runtime';
 import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
@@ -69,7 +69,7 @@ export interface OnMainData extends QueuedData {
  * `unknown`: main has no such job (never had it, or deleted it after it finished): the fetcher does not run it.
  */
 export interface RemoteClaims {
-  claim(id: string, attempt: number, claimSeconds: number): Promise<ClaimResult | { outcome: 'unknown' }>;
+  claim(id: string, attempt: number, claimSeconds: number, traceparent?: string): Promise<ClaimResult | { outcome: 'unknown' }>;
 }
 
 export interface JobRuntimeOptions {
@@ -197,7 +197,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
     const delaySeconds = opts.delaySeconds ?? 0;
-    const traceparent = opts.traceparent ?? newTraceparent();
+    // a caller's traceparent as W3C writes it, else a new trace (it goes over the wire to the fetcher)
+    const given = parseTraceparent(opts.traceparent);
+    const traceparent = given ? `00-${given.traceId}-${given.spanId}-${given.flags}` : newTraceparent();
     const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}), traceparent };
     const queue = runsHere(def) ? def.name : route === 'main' ? SystemQueue.onMain : SystemQueue.outbox;
     const queueWrite = (id: string) => (bossDb: BossDb) => {
@@ -327,7 +329,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   const durably = <T>(write: () => Promise<T>) =>
     pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isDatabaseUnavailable(error) });
 
-  async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger): Promise<boolean> {
+  async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
     for (;;) {
       const result = await durably(() =>
         ledger.claimAttempt({ id, attempt, ranOn, concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }),
@@ -338,7 +340,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       }
       if (result.outcome === 'gone') log.info('job is finished or cancelled in the ledger; not running it');
       if (result.outcome !== 'claimed') return false;
-      return options.remoteClaims ? claimAtMain(id, attempt, signal, log) : true;
+      return options.remoteClaims ? claimAtMain(id, attempt, signal, log, traceparent) : true;
     }
   }
 
@@ -346,12 +348,12 @@ export function createJobRuntime(options: JobRuntimeOptions) {
    * The fetcher's second claim, in main's ledger: until main grants it the attempt does not start.
    * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry.
    */
-  async function claimAtMain(id: string, attempt: number, signal: AbortSignal, log: Logger): Promise<boolean> {
+  async function claimAtMain(id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
     const remote = options.remoteClaims!;
     for (let failures = 0; ; ) {
       let result: Awaited<ReturnType<RemoteClaims['claim']>>;
       try {
-        result = await remote.claim(id, attempt, claimSeconds);
+        result = await remote.claim(id, attempt, claimSeconds, traceparent);
         failures = 0;
       } catch (err) {
         failures++;
@@ -393,7 +395,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       ...(job.data.traceparent ? { traceId: traceIdOf(job.data.traceparent) } : {}),
     });
     try {
-      if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log))) {
+      if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log, job.data.traceparent))) {
         return { id: job.id, status: 'completed', output: { skipped: true } };
       }
     } catch (err) {
@@ -501,6 +503,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const workers = startOptions.workers ?? true;
     /** Only these jobs' handlers (and then no on-main queue, dead-letter watcher or cron): `jobgate work --queues`. */
     const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
+    const strangers = [...(only ?? [])].filter((name) => !(name === SystemQueue.onMain && ranOn === 'main') && (!catalogue.get(name) || !runsHere(catalogue.get(name)!)));
+    if (strangers.length > 0) throw new ConfigError([`JOBGATE_QUEUES: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this ${ranOn} runs`]);
     const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
     if (unplaced.length > 0) {
       throw new Error(`isolation 'thread' or 'process' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`);
@@ -538,7 +542,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       logger.info({ ranOn }, 'job runtime started without workers (web role): jobs are enqueued here and run elsewhere');
       return;
     }
-    if (only) {
+    if (only && !only.has(SystemQueue.onMain)) {
       logger.info({ ranOn, queues: [...only] }, 'job runtime started for some queues only');
       return;
     }
@@ -559,6 +563,11 @@ export function createJobRuntime(options: JobRuntimeOptions) {
             ),
           ),
       );
+    }
+
+    if (only) {
+      logger.info({ ranOn, queues: [...only] }, 'job runtime started for some queues only');
+      return;
     }
 
     // pg-boss gave a job up without our handler settling it: the last attempt expired or its

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from '@jobgate/runtime';
+import { Counter, Gauge, Histogram, type Logger, type Registry } from '@jobgate/runtime';
 import type { PgBoss, Route } from '@jobgate/queue';
 
 /** The job runtime's Prometheus metrics; `route` is the side that enqueued or ran the job. */
@@ -38,21 +38,36 @@ export function createJobMetrics(registry: Registry) {
 
 export type JobMetrics = ReturnType<typeof createJobMetrics>;
 
+/**
+ * A gauge's collect that reads the database: if the read fails (the database is down), the gauge
+ * keeps its last value and the scrape still answers, with every other metric in it.
+ */
+export function orKeep<G>(logger: Logger, collect: (this: G) => Promise<void>): (this: G) => Promise<void> {
+  return async function (this: G) {
+    try {
+      await collect.call(this);
+    } catch (err) {
+      logger.warn({ err }, 'a metric could not be read; its last value is reported');
+    }
+  };
+}
+
 /** pg-boss's own per-queue counts (its cached queue stats), both apps. */
-export function queueSizes(registry: Registry, boss: PgBoss): void {
+export function queueSizes(registry: Registry, boss: PgBoss, logger: Logger): void {
   new Gauge({
     name: 'jobgate_queue_jobs',
     help: "pg-boss queue sizes by state (queued = ready + deferred + blocked), from pg-boss's queue stats",
     labelNames: ['queue', 'state'] as const,
     registers: [registry],
-    async collect() {
+    collect: orKeep(logger, async function (this: Gauge<'queue' | 'state'>) {
+      const queues = await boss.getQueues();
       this.reset();
-      for (const q of await boss.getQueues()) {
+      for (const q of queues) {
         this.set({ queue: q.name, state: 'queued' }, q.queuedCount);
         this.set({ queue: q.name, state: 'ready' }, q.readyCount);
         this.set({ queue: q.name, state: 'deferred' }, q.deferredCount);
         this.set({ queue: q.name, state: 'active' }, q.activeCount);
       }
-    },
+    }),
   });
 }

@@ -33,8 +33,12 @@ export async function startJobService(
   ranOn: Route,
   /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
   extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics'> = () => ({}),
-  /** `workers: false`: queues only, no handlers (main's web role); `queues`: only these jobs' handlers. */
-  startOptions: { workers?: boolean; queues?: string[] } = {},
+  /**
+   * `workers: false`: queues only, no handlers (main's web role); `queues`: only these jobs'
+   * handlers; `migrate: false` / `start: false`: leave the schema and the queues as they are (the
+   * CLI, which must not rewrite what the apps set up).
+   */
+  startOptions: { workers?: boolean; queues?: string[]; migrate?: boolean; start?: boolean } = {},
 ) {
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
@@ -44,7 +48,7 @@ export async function startJobService(
     application_name: `jobgate-${ranOn}`,
   });
   pool.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
-  await migrate(pool, config.JOBGATE_SCHEMA, logger);
+  if (startOptions.migrate !== false) await migrate(pool, config.JOBGATE_SCHEMA, logger);
   const timings = {
     pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS,
     superviseIntervalSeconds: config.JOBGATE_SUPERVISE_INTERVAL_SECONDS,
@@ -69,7 +73,7 @@ export async function startJobService(
     throw new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]);
   }
   const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings, ranOn, workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY, moduleOf: (name) => moduleUrls.get(name), ...extend(pool) });
-  await jobs.start(startOptions);
+  if (startOptions.start !== false) await jobs.start(startOptions);
   return {
     pool,
     boss,

@@ -8,8 +8,10 @@ export const SubmitJob = z.strictObject({
   id: z.uuid(),
   name: z.string().min(1).max(100),
   payload: z.unknown(),
+  // Not strict: a fetcher ignores options a newer main sends (an older one refuses them, and main
+  // then keeps the jobs until it is upgraded).
   options: z
-    .strictObject({
+    .object({
       priority: z.number().int().optional(),
       delaySeconds: z.number().int().min(0).optional(),
       requestId: z.string().max(128).optional(),

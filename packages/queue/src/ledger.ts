@@ -240,10 +240,15 @@ function plans(schema: string) {
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
     // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
+    // Taken, not just read: the touch makes them not quiet for the other reconcilers (several
+    // worker processes), so each job is asked about by one of them per quiet period.
     quietFetcherJobs: `
-      SELECT id FROM ${s}.jobs
-       WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
-       ORDER BY updated_at LIMIT $2`,
+      UPDATE ${s}.jobs SET updated_at = clock_timestamp()
+       WHERE id IN (
+         SELECT id FROM ${s}.jobs
+          WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
+          ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+      RETURNING id`,
     touchJob: `UPDATE ${s}.jobs SET updated_at = clock_timestamp() WHERE id = $1`,
     reconcileJob: `
       UPDATE ${s}.jobs SET state = $2, progress = $3, progress_message = $4, attempts = greatest(attempts, $5),
