@@ -9,20 +9,11 @@ export function createJobMetrics(registry: Registry) {
   const completed = new Counter({ name: 'jobgate_jobs_completed_total', help: 'Jobs whose handler completed here', labelNames, registers: [registry] });
   const failed = new Counter({ name: 'jobgate_jobs_failed_total', help: 'Jobs failed for good here (last attempt, or a permanent error)', labelNames, registers: [registry] });
   const retried = new Counter({ name: 'jobgate_job_attempts_retried_total', help: 'Attempts that failed here and will be retried', labelNames, registers: [registry] });
-  const duration = new Histogram({
-    name: 'jobgate_job_duration_seconds',
-    help: 'Handler time of each attempt run here',
-    labelNames,
-    buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
-    registers: [registry],
-  });
-  const wait = new Histogram({
-    name: 'jobgate_job_queue_wait_seconds',
-    help: 'From when an attempt was due to its handler start here',
-    labelNames,
-    buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600],
-    registers: [registry],
-  });
+  /** Seconds, from a no-op to an hour-long import. */
+  const seconds = (name: string, help: string) =>
+    new Histogram({ name, help, labelNames, buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600], registers: [registry] });
+  const duration = seconds('jobgate_job_duration_seconds', 'Handler time of each attempt run here');
+  const wait = seconds('jobgate_job_queue_wait_seconds', 'From when an attempt was due to its handler start here');
   return {
     enqueued: (name: string, route: Route) => enqueued.inc({ name, route }),
     accepted: (name: string, count: number) => accepted.inc({ name }, count),
