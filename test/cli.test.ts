@@ -50,6 +50,11 @@ describe('jobgate CLI', () => {
     expect(JSON.parse(listed.stdout).jobs.map((j: { id: string }) => j.id)).toEqual([job.id]);
     expect((await jobgate(['jobs', 'list', '--state', 'queued'], env)).stdout).toContain(job.id);
     expect(JSON.parse((await jobgate(['enqueue', 'test.remote', '--run-on-main'], env)).stdout)).toMatchObject({ route: 'main', routeReason: 'run-on-main' });
+    // two jobs now: a page of one says how to get the next
+    const firstPage = (await jobgate(['jobs', 'list', '--limit', '1'], env)).stdout;
+    const next = /more: add --cursor (\S+)/.exec(firstPage)?.[1];
+    expect(next, firstPage).toBeDefined();
+    expect((await jobgate(['jobs', 'list', '--limit', '1', '--cursor', next!], env)).stdout).not.toContain(firstPage.split('\n')[2]!.slice(0, 36));
 
     // work --burst drains 100 (+2) jobs and exits 0
     const ids = await Promise.all(Array.from({ length: 100 }, (_, i) => enqueue(pair.main, 'test.record', { label: `burst-${i}` })));

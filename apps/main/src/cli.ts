@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
-import { createAdminStore, createBoss, createLedger, createOverrideStore, dueOrActiveJobs, migrate, type ListFilter } from '@jobgate/queue';
+import { createAdminStore, createBoss, createLedger, createOverrideStore, dueOrActiveJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createFetcherMonitor } from './keep-awake.ts';
@@ -196,17 +196,22 @@ const commands: Record<string, Command> = {
   },
 
   'jobs list': {
-    usage: 'jobgate jobs list [--state s] [--name job] [--route main|fetcher] [--payload key=value] [--limit n] [--json]',
-    options: { ...FILTER_OPTIONS, limit: { type: 'string' }, json: { type: 'boolean' } },
+    usage: 'jobgate jobs list [--state s] [--name job] [--route main|fetcher] [--payload key=value] [--limit n] [--cursor c] [--json]\n  Newest first; --cursor (printed after a full page) shows the next page.',
+    options: { ...FILTER_OPTIONS, limit: { type: 'string' }, cursor: { type: 'string' }, json: { type: 'boolean' } },
     positionals: [0, 0],
     async run({ values }) {
       const filter = filterFrom(values);
       const limit = values.limit === undefined ? 50 : Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new UsageError(`--limit: a whole number from 1 to 500 (got ${JSON.stringify(values.limit)})`);
+      const cursor = values.cursor === undefined ? undefined : parseCursor(values.cursor);
+      if (cursor === null) throw new UsageError('--cursor: not a cursor this command printed');
       return withLedger(async (ledger) => {
-        const page = await ledger.listJobs({ ...filter, limit });
+        const page = await ledger.listJobs({ ...filter, limit, ...(cursor ? { cursor } : {}) });
         if (values.json) printJson(page);
-        else print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
+        else {
+          print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
+          if (page.nextCursor) print(`more: add --cursor ${page.nextCursor}\n`);
+        }
         return 0;
       });
     },
