@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
-import { createAdminStore, createBoss, createLedger, createOverrideStore, dueOrActiveJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
+import { createAdminStore, createBoss, createLedger, createOverrideStore, dueJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createFetcherMonitor } from './keep-awake.ts';
@@ -85,7 +85,7 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
   const service = await startJobService(cfg, logger, 'main', (pool) => {
     store = createOverrideStore(pool, cfg.JOBGATE_SCHEMA);
     return { overrideEnabled: async (db) => isOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
-  }, { migrate: false, start: running, workers: running, queues: options.queues });
+  }, { migrate: false, start: running, workers: running, queues: options.queues, client: !running });
   try {
     return await fn(service, cfg);
   } finally {
@@ -93,10 +93,17 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
   }
 }
 
+/** A small pool that gives up on an unreachable database in 10 s rather than at the TCP timeout. */
+function cliPool(cfg: MainConfig): pg.Pool {
+  const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2, connectionTimeoutMillis: 10_000 });
+  pool.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
+  return pool;
+}
+
 /** Read-only commands: a pool and the ledger, nothing started. */
 async function withLedger<T>(fn: (ledger: ReturnType<typeof createLedger>) => Promise<T>): Promise<T> {
   const cfg = config();
-  const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+  const pool = cliPool(cfg);
   try {
     return await fn(createLedger(pool, cfg.JOBGATE_SCHEMA));
   } finally {
@@ -165,7 +172,7 @@ const commands: Record<string, Command> = {
     positionals: [0, 0],
     async run({ values }) {
       const cfg = config();
-      const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+      const pool = cliPool(cfg);
       try {
         const ledger = createLedger(pool, cfg.JOBGATE_SCHEMA);
         const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: cfg.FETCHER_SHARED_SECRET, retries: 0 }) : null;
@@ -286,7 +293,7 @@ const commands: Record<string, Command> = {
   },
 
   work: {
-    usage: 'jobgate work [--queues a,b] [--burst]\n  Runs main\'s jobs in this process (as JOBGATE_ROLE=worker does; /healthz on JOBGATE_WORKER_PORT or a free port).\n  --burst: run what is due now, then exit: 0 if every job it ran completed, 1 otherwise.',
+    usage: 'jobgate work [--queues a,b] [--burst]\n  Runs main\'s jobs in this process (as JOBGATE_ROLE=worker does; /healthz on JOBGATE_WORKER_PORT or a free port).\n  --burst: run what is due now, then exit: 0 if no attempt failed, 1 otherwise (or interrupted).',
     options: { queues: { type: 'string' }, burst: { type: 'boolean' } },
     positionals: [0, 0],
     async run({ values }) {
@@ -309,7 +316,7 @@ const commands: Record<string, Command> = {
     positionals: [0, 0],
     async run() {
       const cfg = config();
-      const pool = new pg.Pool({ connectionString: cfg.DATABASE_URL, max: 2 });
+      const pool = cliPool(cfg);
       try {
         const applied = await migrate(pool, cfg.JOBGATE_SCHEMA, logger);
         const boss = createBoss({ connectionString: cfg.DATABASE_URL, schema: cfg.JOBGATE_BOSS_SCHEMA, poolSize: 2, logger, timings: { pollIntervalSeconds: 2, superviseIntervalSeconds: 30, cronIntervalSeconds: 30, heartbeatSeconds: 30 } });
@@ -393,14 +400,23 @@ async function burst(queues: string[]): Promise<number> {
     if (wrong.length > 0) throw new UsageError(`--queues: ${wrong.join(', ')}: not a job main runs (main runs ${ours.join(', ')})`);
     return queues.length > 0 ? queues : ours;
   });
+  // SIGTERM/SIGINT (a scheduler's timeout, Ctrl-C): stop taking jobs, let running ones settle
+  // (withService's stop), exit 1
+  const interrupted = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`burst: ${signal}, stopping after the running jobs\n`);
+    interrupted.abort();
+  };
+  process.once('SIGTERM', onSignal).once('SIGINT', onSignal);
   return withService({ queues: names, metrics }, async (service, cfg) => {
     const started = Date.now();
-    // idle twice in a row, so a job fetched between two looks is not missed
-    for (let idle = 0; idle < 2; ) {
-      await sleep(250);
-      const pending = await dueOrActiveJobs(service.pool, cfg.JOBGATE_BOSS_SCHEMA, names);
+    // idle twice in a row (nothing due, nothing running here), so a job between two looks is not missed
+    for (let idle = 0; idle < 2 && !interrupted.signal.aborted; ) {
+      await sleep(250, undefined, { signal: interrupted.signal }).catch(() => {});
+      const pending = await dueJobs(service.pool, cfg.JOBGATE_BOSS_SCHEMA, names);
       idle = pending === 0 && service.jobs.running === 0 ? idle + 1 : 0;
     }
+    if (interrupted.signal.aborted) return 1;
     const counts = Object.fromEntries(
       (await registry.getMetricsAsJSON())
         .filter((m) => ['jobgate_jobs_completed_total', 'jobgate_jobs_failed_total', 'jobgate_job_attempts_retried_total'].includes(m.name))

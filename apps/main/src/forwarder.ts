@@ -24,6 +24,21 @@ export interface ForwarderOptions {
   onForward?: (outcome: 'delivered' | 'failed' | 'refused', jobs: number) => void;
 }
 
+/** Options a fetcher may go without: what it may be too old to know. */
+const OPTIONAL_OPTIONS = new Set(['traceparent', 'requestId']);
+
+/** The job options an older fetcher named as unknown, if that is all it refused, and all of them optional. */
+function unknownOptions(err: unknown): Set<string> | null {
+  const e = err as FetcherClientError;
+  if (e.code !== FetcherErrorCode.rejected || e.status !== 422 || !e.fieldErrors?.length) return null;
+  const keys = new Set<string>();
+  for (const f of e.fieldErrors) {
+    if (!/^jobs\.\d+\.options$/.test(f.path) || !/^Unrecognized keys?:/.test(f.message)) return null;
+    for (const m of f.message.matchAll(/"([^"]+)"/g)) keys.add(m[1]!);
+  }
+  return keys.size > 0 && [...keys].every((k) => OPTIONAL_OPTIONS.has(k)) ? keys : null;
+}
+
 /** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
 const REFUSES_JOBS = new Set([409, 422]);
 
@@ -58,7 +73,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     if (jobs.length === 0) return;
     const sentAt = performance.now();
     try {
-      await fetcher.submit(jobs);
+      await submit(jobs);
     } catch (err) {
       const e = err as FetcherClientError;
       const ms = Math.round(performance.now() - sentAt);
@@ -85,10 +100,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         // Once more from the top: the override may have been switched on while we waited.
         return deliver(batch, true);
       }
-      // A fetcher older than main refuses options it does not know yet (jobs.N.options.*): that is
-      // the request's fault, not the jobs'. Keep them until the fetcher is upgraded.
-      const onlyOptions = e.fieldErrors?.length > 0 && e.fieldErrors.every((f) => /^jobs\.\d+\.options(\.|$)/.test(f.path));
-      if (e.code === FetcherErrorCode.rejected && (!REFUSES_JOBS.has(e.status ?? 0) || onlyOptions)) {
+      if (e.code === FetcherErrorCode.rejected && !REFUSES_JOBS.has(e.status ?? 0)) {
         // 401/403/404/…: the request, not the jobs, is wrong (secret rotation half done, clock skew,
         // a wrong URL, a fetcher deployed behind main). Keep the jobs; retry with backoff.
         logger.error({ err, jobs: jobs.length }, 'fetcher refused the request itself; the batch stays in the outbox');
@@ -112,9 +124,25 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...(job.options?.traceparent ? { traceId: traceIdOf(job.options.traceparent) } : {}) }, 'job forwarded');
   }
 
+  /**
+   * POST /v1/jobs. A fetcher older than main refuses job options it does not know yet (its schema
+   * was strict: 422 "Unrecognized key" at jobs.N.options). Those are extras (a job's trace), so the
+   * batch goes again without them rather than failing or waiting for the fetcher's upgrade.
+   */
+  async function submit(jobs: SubmitJob[]): Promise<void> {
+    try {
+      await fetcher.submit(jobs);
+    } catch (err) {
+      const unknown = unknownOptions(err);
+      if (!unknown) throw err;
+      logger.warn({ options: [...unknown] }, 'the fetcher is older than main and refuses some job options; sending the jobs without them (upgrade the fetcher)');
+      await fetcher.submit(jobs.map((j) => ({ ...j, options: Object.fromEntries(Object.entries(j.options ?? {}).filter(([k]) => !unknown.has(k))) })));
+    }
+  }
+
   async function deliverOne(job: SubmitJob): Promise<void> {
     try {
-      await fetcher.submit([job]);
+      await submit([job]);
       await ledger.markForwarded([job.id]);
     } catch (err) {
       const e = err as FetcherClientError;

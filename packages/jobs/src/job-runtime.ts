@@ -200,7 +200,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     // a caller's traceparent as W3C writes it, else a new trace (it goes over the wire to the fetcher)
     const given = parseTraceparent(opts.traceparent);
     const traceparent = given ? `00-${given.traceId}-${given.spanId}-${given.flags}` : newTraceparent();
-    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId } : {}), traceparent };
+    // (the fetcher takes request ids of at most 128 characters)
+    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId.slice(0, 128) } : {}), traceparent };
     const queue = runsHere(def) ? def.name : route === 'main' ? SystemQueue.onMain : SystemQueue.outbox;
     const queueWrite = (id: string) => (bossDb: BossDb) => {
       const send: SendOptions = { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };

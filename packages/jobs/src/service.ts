@@ -35,10 +35,10 @@ export async function startJobService(
   extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics'> = () => ({}),
   /**
    * `workers: false`: queues only, no handlers (main's web role); `queues`: only these jobs'
-   * handlers; `migrate: false` / `start: false`: leave the schema and the queues as they are (the
-   * CLI, which must not rewrite what the apps set up).
+   * handlers; `migrate: false` / `start: false` / `client: true`: leave the schema, the queues and
+   * pg-boss's maintenance as they are (the CLI, which must not rewrite what the apps set up).
    */
-  startOptions: { workers?: boolean; queues?: string[]; migrate?: boolean; start?: boolean } = {},
+  startOptions: { workers?: boolean; queues?: string[]; migrate?: boolean; start?: boolean; client?: boolean } = {},
 ) {
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
@@ -56,7 +56,7 @@ export async function startJobService(
     heartbeatSeconds: config.JOBGATE_HEARTBEAT_SECONDS,
   };
   const ledger = createLedger(pool, config.JOBGATE_SCHEMA);
-  const boss = createBoss({ connectionString: config.DATABASE_URL, schema: config.JOBGATE_BOSS_SCHEMA, poolSize: config.JOBGATE_QUEUE_POOL_MAX, logger, timings });
+  const boss = createBoss({ connectionString: config.DATABASE_URL, schema: config.JOBGATE_BOSS_SCHEMA, poolSize: config.JOBGATE_QUEUE_POOL_MAX, logger, timings, client: startOptions.client });
   await boss.start();
   const modules = await loadJobModules(config.JOBGATE_JOB_MODULES);
   const catalogue = createCatalogue([

@@ -27,9 +27,11 @@ export const DEFAULT_TIMINGS: QueueTimings = {
  * pg-boss with LISTEN/NOTIFY for low pick-up latency and our timings. Errors are logged, never
  * thrown: a PostgreSQL restart makes pg-boss emit errors and carry on (../shared/FAULTS.md M5).
  */
-export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger }): PgBoss {
+export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger; client?: boolean }): PgBoss {
   const { timings } = options;
   const boss = new PgBoss({
+    // client: send and read only (the CLI), no schema migration, maintenance or cron timekeeping
+    ...(options.client ? { migrate: false, supervise: false, schedule: false } : {}),
     connectionString: options.connectionString,
     schema: assertSchemaName(options.schema),
     max: options.poolSize,
@@ -81,14 +83,14 @@ export async function workWhileFull<T>(
 }
 
 /**
- * Jobs of `queues` that pg-boss would hand out now or is running (due: created or retry with
- * start_after passed; active), read from its job table: `jobgate work --burst` drains until none
- * is left. pg-boss's own queue stats are cached, and a burst must not stop on a stale zero.
+ * Jobs of `queues` that pg-boss would hand out now (created, or retry with start_after passed),
+ * read from its job table: `jobgate work --burst` drains until none is left (and none runs in
+ * it). pg-boss's own queue stats are cached, and a burst must not stop on a stale zero.
  */
-export async function dueOrActiveJobs(db: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }, bossSchema: string, queues: string[]): Promise<number> {
+export async function dueJobs(db: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }, bossSchema: string, queues: string[]): Promise<number> {
   const { rows } = await db.query(
     `SELECT count(*)::int AS n FROM ${assertSchemaName(bossSchema)}.job
-      WHERE name = ANY($1::text[]) AND (state = 'active' OR (state IN ('created', 'retry') AND start_after <= now()))`,
+      WHERE name = ANY($1::text[]) AND state IN ('created', 'retry') AND start_after <= now()`,
     [queues],
   );
   return rows[0].n as number;

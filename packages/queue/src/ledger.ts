@@ -240,10 +240,11 @@ function plans(schema: string) {
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
     // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
-    // Taken, not just read: the touch makes them not quiet for the other reconcilers (several
-    // worker processes), so each job is asked about by one of them per quiet period.
+    // Taken, not just read: a lease of at most a minute (updated_at set so that they count as quiet
+    // again then) keeps the other reconcilers (several worker processes) off them; asked about,
+    // they are touched, and one the fetcher could not be asked about is tried again after the lease.
     quietFetcherJobs: `
-      UPDATE ${s}.jobs SET updated_at = clock_timestamp()
+      UPDATE ${s}.jobs SET updated_at = clock_timestamp() - ($1 - least($1, 60)) * interval '1 second'
        WHERE id IN (
          SELECT id FROM ${s}.jobs
           WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
