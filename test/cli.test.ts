@@ -118,6 +118,7 @@ describe('jobgate CLI', () => {
       [['override', 'on', '--reason', 'x', '--expires', 'soon'], /--expires:/],
       [['work', '--queues', ','], /--queues:/],
       [['work', '--burst', '--queues', 'test.remote'], /--queues: test\.remote: not a job main runs/],
+      [['work', '--queues', 'no.such.job'], /--queues: no\.such\.job: not a job main runs/],
       [['status', 'extra'], /unexpected argument "extra"/],
     ];
     for (const [args, message] of cases) {

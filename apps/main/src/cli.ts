@@ -300,6 +300,7 @@ const commands: Record<string, Command> = {
       const queues: string[] = values.queues === undefined ? [] : String(values.queues).split(',').map((q) => q.trim()).filter(Boolean);
       if (values.queues !== undefined && queues.length === 0) throw new UsageError('--queues: name at least one job, e.g. --queues notifications.send,demo.light');
       if (!values.burst) {
+        if (queues.length > 0) await queuesOrUsage(queues);
         // the main app itself, as a worker: forwarder, keep-awake, cron, reconciler, override loop
         // the same settings the other commands use (a local npm start's, when DATABASE_URL is unset)
         Object.assign(process.env, environment(), { JOBGATE_ROLE: 'worker', JOBGATE_QUEUES: queues.join(','), PORT: process.env.JOBGATE_WORKER_PORT ?? '0' });
@@ -388,18 +389,24 @@ async function setOverride(change: { enabled: boolean; reason: string; expiresIn
   });
 }
 
-/** Runs what is due in `queues` (all of main's when empty) until nothing due or running is left. */
-async function burst(queues: string[]): Promise<number> {
-  const registry = createRegistry('cli');
-  const metrics = createJobMetrics(registry);
-  // the catalogue first (no handler runs yet), to name the queues or refuse a wrong one
-  const names = await withService({}, async (service) => {
-    // main's jobs, and fetcher jobs main runs (per-run or under the emergency override)
+/**
+ * The queues `--queues` names, checked against the catalogue (no handler runs yet), or all of
+ * main's: its jobs, and the fetcher jobs main runs (per run or under the emergency override).
+ */
+async function queuesOrUsage(queues: string[]): Promise<string[]> {
+  return withService({}, async (service) => {
     const ours = [...[...service.jobs.catalogue.values()].filter((d) => service.jobs.runsHere(d)).map((d) => d.name), SystemQueue.onMain];
     const wrong = queues.filter((q) => !ours.includes(q));
     if (wrong.length > 0) throw new UsageError(`--queues: ${wrong.join(', ')}: not a job main runs (main runs ${ours.join(', ')})`);
     return queues.length > 0 ? queues : ours;
   });
+}
+
+/** Runs what is due in `queues` (all of main's when empty) until nothing due or running is left. */
+async function burst(queues: string[]): Promise<number> {
+  const registry = createRegistry('cli');
+  const metrics = createJobMetrics(registry);
+  const names = await queuesOrUsage(queues);
   // SIGTERM/SIGINT (a scheduler's timeout, Ctrl-C): stop taking jobs, let running ones settle
   // (withService's stop), exit 1
   const interrupted = new AbortController();

@@ -137,7 +137,7 @@ function plans(schema: string) {
     insertJob: (onlyIf = 'true') => `
       INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent)
       SELECT $1::uuid, $2::text, $3::text, 'queued', $4::jsonb, $5::integer, $6::text, $7::integer,
-             clock_timestamp() + $8::integer * interval '1 second', $9::text, $10::text
+             clock_timestamp() + $8::float8 * interval '1 second', $9::text, $10::text
        WHERE ${onlyIf}
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
