@@ -2,7 +2,7 @@
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfigOrExit, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
-import { createJobMetrics, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
+import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
@@ -50,19 +50,7 @@ const guard = createMemoryGuard({
   onHardLimit: () => shutdown('memory hard limit', 1),
 });
 queueSizes(registry, service.boss, logger);
-const memory = new Gauge({
-  name: 'jobgate_fetcher_memory_bytes',
-  help: "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit",
-  labelNames: ['kind'] as const,
-  registers: [registry],
-  collect() {
-    const m = guard.snapshot();
-    memory.set({ kind: 'rss' }, m.rssMb * 2 ** 20);
-    memory.set({ kind: 'heap_used' }, m.heapUsedMb * 2 ** 20);
-    memory.set({ kind: 'peak_rss' }, m.peakRssMb * 2 ** 20);
-    memory.set({ kind: 'limit' }, m.limitMb * 2 ** 20);
-  },
-});
+fetcherMemoryGauge(registry, "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit", () => guard.snapshot());
 new Gauge({ name: 'jobgate_fetcher_intake_paused', help: '1 while the memory guard takes no new job (over the soft limit)', registers: [registry], collect() { this.set(guard.intake === 'paused' ? 1 : 0); } });
 const app = createFetcherApp({
   metrics: metricsRoute(registry, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }),

@@ -11,6 +11,7 @@ import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
 import { cursorOrThrow, EnqueueBody, JobId, PageFields, parseOrThrow } from './validation.ts';
 import { createJobActions, JobFilter } from './job-actions.ts';
+import { serviceStatus } from './status.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;
@@ -59,13 +60,8 @@ export function adminApi(deps: AdminDeps): express.Router {
   router
     .route('/fetcher_service')
     .get(async (_req, res) => {
-      const [fetcher, state, outbox, mainQueues] = await Promise.all([
-        deps.fetcher ? deps.fetcher.monitor.check(2_000) : Promise.resolve({ state: 'unknown' as const, checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' }),
-        override.get(),
-        ledger.outboxStats(),
-        ledger.countsByName(),
-      ]);
-      res.json({ fetcher, override: state, outbox, queues: { main: mainQueues, fetcher: 'status' in fetcher ? (fetcher.status?.queues ?? null) : null }, history: deps.fetcher?.monitor.history() ?? [] });
+      const status = await serviceStatus({ ledger, override: () => override.get(), monitor: deps.fetcher?.monitor ?? null, maxAgeMs: 2_000 });
+      res.json({ ...status, history: deps.fetcher?.monitor.history() ?? [] });
     })
     .all(methodNotAllowed(['GET']));
 

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, traceIdOf, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
 import type { JobRecord, Ledger } from '@jobgate/queue';
 import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -50,7 +50,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
         // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
         for (const e of parsed.data.events) {
           if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
-          deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...(e.traceparent ? { traceId: traceIdOf(e.traceparent) } : {}), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
+          deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
         }
         res.json(result);
       })

@@ -8,13 +8,13 @@ import { createInterface } from 'node:readline/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
-import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
 import { createAdminStore, createBoss, createLedger, createOverrideStore, dueJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createFetcherMonitor } from './keep-awake.ts';
-import { createOverrideControl } from './override.ts';
+import { createOverrideControl, isOverrideOn } from './override.ts';
+import { serviceStatus } from './status.ts';
 import { createJobActions, JobFilter } from './job-actions.ts';
 import { MainEnv, type MainConfig } from './config.ts';
 import { JobId } from './validation.ts';
@@ -84,7 +84,7 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
   const running = Boolean(options.queues?.length);
   const service = await startJobService(cfg, logger, 'main', (pool) => {
     store = createOverrideStore(pool, cfg.JOBGATE_SCHEMA);
-    return { overrideEnabled: async (db) => isOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
+    return { overrideEnabled: async (db) => isOverrideOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
   }, { migrate: false, start: running, workers: running, queues: options.queues, client: !running });
   try {
     return await fn(service, cfg);
@@ -110,8 +110,6 @@ async function withLedger<T>(fn: (ledger: ReturnType<typeof createLedger>) => Pr
     await pool.end();
   }
 }
-
-const isOn = (state: { enabled: boolean; expiresAt: string | null }) => state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
 
 // ------------------------------------------------------------------ output
 
@@ -174,25 +172,26 @@ const commands: Record<string, Command> = {
       const cfg = config();
       const pool = cliPool(cfg);
       try {
-        const ledger = createLedger(pool, cfg.JOBGATE_SCHEMA);
         const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: cfg.FETCHER_SHARED_SECRET, retries: 0 }) : null;
-        const health = client ? await createFetcherMonitor({ fetcher: client, logger }).check() : { state: 'unknown' as const, checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
-        await client?.close();
-        const [override, outbox, main] = await Promise.all([createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(), ledger.outboxStats(), ledger.countsByName()]);
-        const status = { fetcher: { state: health.state, latencyMs: health.latencyMs, ...(health.error ? { error: health.error } : {}), ...(health.status ? { version: health.status.version, memory: health.status.memory, intake: health.status.intake } : {}) }, override, outbox, queues: { main, fetcher: health.status?.queues ?? null } };
+        const status = await serviceStatus({
+          ledger: createLedger(pool, cfg.JOBGATE_SCHEMA),
+          override: () => createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(),
+          monitor: client ? createFetcherMonitor({ fetcher: client, logger }) : null,
+        }).finally(() => client?.close());
         if (values.json) {
           printJson(status);
           return 0;
         }
+        const { fetcher: health, override, outbox, queues } = status;
         const m = health.status?.memory;
         print(
           `fetcher   ${health.state}${health.latencyMs !== null ? ` (${health.latencyMs} ms)` : ''}${health.error ? ` — ${health.error}` : ''}${m ? `, rss ${m.rssMb}/${m.limitMb} MB, intake ${health.status!.intake}` : ''}\n` +
-            `override  ${isOn(override) ? `ON since ${override.since} by ${override.by}: ${override.reason}${override.expiresAt ? ` (until ${override.expiresAt})` : ''}` : 'off'}\n` +
+            `override  ${isOverrideOn(override) ? `ON since ${override.since} by ${override.by}: ${override.reason}${override.expiresAt ? ` (until ${override.expiresAt})` : ''}` : 'off'}\n` +
             `outbox    ${outbox.pending} waiting for the fetcher, oldest ${outbox.oldestAgeSeconds} s\n\n`,
         );
         const rows = [
-          ...Object.entries(main).map(([name, c]) => ({ side: 'main', queue: name, ...c })),
-          ...Object.entries(health.status?.queues ?? {}).map(([name, c]) => ({ side: 'fetcher', queue: name, ...c })),
+          ...Object.entries(queues.main).map(([name, c]) => ({ side: 'main', queue: name, ...c })),
+          ...Object.entries(queues.fetcher ?? {}).map(([name, c]) => ({ side: 'fetcher', queue: name, ...c })),
         ];
         print(table(rows));
         return 0;

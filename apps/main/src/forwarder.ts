@@ -1,5 +1,5 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { ErrorCode, traceIdOf, type Logger } from '@jobgate/runtime';
+import { ErrorCode, traceFields, type Logger } from '@jobgate/runtime';
 import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
@@ -121,7 +121,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     options.onForward?.('delivered', jobs.length);
     await ledger.markForwarded(jobs.map((j) => j.id));
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
-    for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...(job.options?.traceparent ? { traceId: traceIdOf(job.options.traceparent) } : {}) }, 'job forwarded');
+    for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...traceFields(job.options?.traceparent) }, 'job forwarded');
   }
 
   /**

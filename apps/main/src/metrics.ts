@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Logger, type Registry } from '@jobgate/runtime';
 import type { Ledger, PgBoss } from '@jobgate/queue';
-import { orKeep, queueSizes } from '@jobgate/jobs';
+import { fetcherMemoryGauge, orKeep, queueSizes } from '@jobgate/jobs';
 import type { FetcherMonitor, FetcherState } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
 
@@ -53,19 +53,7 @@ export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; bo
       for (const s of FETCHER_STATES) this.set({ state: s }, s === state ? 1 : 0);
     },
   });
-  const memory = new Gauge({
-    name: 'jobgate_fetcher_memory_bytes',
-    help: "The fetcher's memory at main's last check: rss, heap used, and its limit",
-    labelNames: ['kind'] as const,
-    registers,
-    collect() {
-      const m = deps.monitor?.health().status?.memory;
-      if (!m) return;
-      memory.set({ kind: 'rss' }, m.rssMb * 2 ** 20);
-      memory.set({ kind: 'heap_used' }, m.heapUsedMb * 2 ** 20);
-      memory.set({ kind: 'limit' }, m.limitMb * 2 ** 20);
-    },
-  });
+  fetcherMemoryGauge(registry, "The fetcher's memory at main's last check: rss, heap used, peak rss, and its limit", () => deps.monitor?.health().status?.memory);
   queueSizes(registry, deps.boss, deps.logger);
   const forwards = new Counter({ name: 'jobgate_forward_requests_total', help: 'POST /v1/jobs to the fetcher, by outcome (delivered, failed, refused)', labelNames: ['outcome'] as const, registers });
   const forwardedJobs = new Counter({ name: 'jobgate_forwarded_jobs_total', help: 'Jobs in forward requests, by outcome', labelNames: ['outcome'] as const, registers });

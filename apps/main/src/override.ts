@@ -3,7 +3,7 @@ import type { Logger } from '@jobgate/runtime';
 import type { OverrideChange, OverrideState, OverrideStore, Queryable } from '@jobgate/queue';
 
 /** On and not past its expiry (an expiry the loop has not written yet still counts). */
-const isOn = (state: OverrideState) => state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
+export const isOverrideOn = (state: OverrideState) => state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());
 
 /** How many jobs one takeover transaction moves. */
 const TAKE_OVER_BATCH = 500;
@@ -54,7 +54,7 @@ export function createOverrideControl(deps: {
     if (await deps.store.expireDue()) logger.warn('emergency override expired; fetcher jobs go to the fetcher again');
     const state = await read();
     // an expiry passed since the last tick is applied here, not trusted from the cache
-    if (isOn(state)) await takeOverAll();
+    if (isOverrideOn(state)) await takeOverAll();
   }
 
   let loop: Promise<void> | null = null;
@@ -68,7 +68,7 @@ export function createOverrideControl(deps: {
     async enabled(db?: Queryable): Promise<boolean> {
       const fresh = current && performance.now() - readAt < deps.checkMs;
       const state = fresh ? current! : db ? await deps.store.get(db) : await read();
-      return isOn(state);
+      return isOverrideOn(state);
     },
     get: read,
     audit: (limit?: number) => deps.store.audit(limit),

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, parseTraceparent, traceIdOf, type FieldError, type Logger } from '@jobgate/runtime';
+import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, parseTraceparent, traceFields, type FieldError, type Logger } from '@jobgate/runtime';
 import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
@@ -393,7 +393,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       attempt,
       maxAttempts,
       ...(job.data.requestId ? { requestId: job.data.requestId } : {}),
-      ...(job.data.traceparent ? { traceId: traceIdOf(job.data.traceparent) } : {}),
+      ...traceFields(job.data.traceparent),
     });
     try {
       if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, shutdown.signal]), log, job.data.traceparent))) {
@@ -504,6 +504,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const workers = startOptions.workers ?? true;
     /** Only these jobs' handlers (and then no on-main queue, dead-letter watcher or cron): `jobgate work --queues`. */
     const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
+    /** Whether this process runs `queue`'s handlers: it has workers, and JOBGATE_QUEUES (if any) names it. */
+    const runsQueue = (queue: string) => workers && (!only || only.has(queue));
     const strangers = [...(only ?? [])].filter((name) => !(name === SystemQueue.onMain && ranOn === 'main') && (!catalogue.get(name) || !runsHere(catalogue.get(name)!)));
     if (strangers.length > 0) throw new ConfigError([`JOBGATE_QUEUES: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this ${ranOn} runs`]);
     const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
@@ -522,7 +524,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     for (const def of catalogue.values()) {
       if (!runsHere(def)) continue;
       await ensureQueue(def.name, queueOptions(def));
-      if (!workers || (only && !only.has(def.name))) continue;
+      if (!runsQueue(def.name)) continue;
       const startWorker = () =>
         workWhileFull(
           boss,
@@ -543,11 +545,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       logger.info({ ranOn }, 'job runtime started without workers (web role): jobs are enqueued here and run elsewhere');
       return;
     }
-    if (only && !only.has(SystemQueue.onMain)) {
-      logger.info({ ranOn, queues: [...only] }, 'job runtime started for some queues only');
-      return;
-    }
-    if (ranOn === 'main') {
+    if (ranOn === 'main' && runsQueue(SystemQueue.onMain)) {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
       await workWhileFull(
         boss,
@@ -605,7 +603,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
         if (!def) throw new JobgateError(ErrorCode.unknownJob, `cron fired for ${job.data.name}, which this process does not define`);
         if (!def.cron) continue; // unscheduled since it fired
         const { job: enqueued, duplicate } = await performLater(def, def.cron.payload ?? {});
-        logger.info({ jobId: enqueued.id, jobName: def.name, duplicate, ...(enqueued.traceparent ? { traceId: traceIdOf(enqueued.traceparent) } : {}) }, 'cron fired');
+        logger.info({ jobId: enqueued.id, jobName: def.name, duplicate, ...traceFields(enqueued.traceparent) }, 'cron fired');
       }
     });
   }

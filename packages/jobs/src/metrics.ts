@@ -43,6 +43,28 @@ export function orKeep<G>(logger: Logger, collect: (this: G) => Promise<void>): 
   };
 }
 
+/**
+ * jobgate_fetcher_memory_bytes{kind=rss|heap_used|peak_rss|limit}: the fetcher's own reading, or
+ * main's as of its last check of the fetcher (nothing when it has none).
+ */
+export function fetcherMemoryGauge(registry: Registry, help: string, read: () => { rssMb: number; heapUsedMb: number; peakRssMb: number; limitMb: number } | undefined): void {
+  const mb = 2 ** 20;
+  new Gauge({
+    name: 'jobgate_fetcher_memory_bytes',
+    help,
+    labelNames: ['kind'] as const,
+    registers: [registry],
+    collect() {
+      const m = read();
+      if (!m) return;
+      this.set({ kind: 'rss' }, m.rssMb * mb);
+      this.set({ kind: 'heap_used' }, m.heapUsedMb * mb);
+      this.set({ kind: 'peak_rss' }, m.peakRssMb * mb);
+      this.set({ kind: 'limit' }, m.limitMb * mb);
+    },
+  });
+}
+
 /** pg-boss's own per-queue counts (its cached queue stats), both apps. */
 export function queueSizes(registry: Registry, boss: PgBoss, logger: Logger): void {
   new Gauge({

@@ -18,12 +18,11 @@ function literal(value: unknown): string {
 
 /** A `$n` statement with its values written in. Only for statements whose own text holds no `$` but parameters. */
 export function inlineParams(text: string, values: readonly unknown[]): string {
-  const inlined = text.replace(/\$(\d+)\b/g, (_, n: string) => {
+  return text.replace(/\$(\d+)\b/g, (_, n: string) => {
     const i = Number(n) - 1;
     if (i >= values.length) throw new Error(`statement refers to $${n}, only ${values.length} values given`);
     return literal(values[i]);
   });
-  return inlined;
 }
 
 /**

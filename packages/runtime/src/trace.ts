@@ -25,5 +25,8 @@ export function newTraceparent(traceId?: string): string {
 /** The trace id of a traceparent this code wrote or checked. */
 export const traceIdOf = (traceparent: string): string => traceparent.slice(3, 35);
 
+/** A log line's `traceId` for a job's traceparent, or nothing when the job has none (an older job). */
+export const traceFields = (traceparent: string | null | undefined): { traceId?: string } => (traceparent ? { traceId: traceIdOf(traceparent) } : {});
+
 /** For a zod schema at a boundary. */
 export const TRACEPARENT_PATTERN = TRACEPARENT;
