@@ -1,26 +1,10 @@
 // The `jobgate` CLI (issue 9), run as a real process against both apps on a real database.
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TEST_JOBS_MODULE, TEST_SHARED_SECRET } from './support/apps.ts';
+import { runCli } from './support/cli.ts';
 import { admin, call, databasePerTest, enqueue, startPair } from './support/gateway.ts';
 
-const BIN = join(import.meta.dirname, '../apps/main/bin/jobgate.js');
 const t = databasePerTest();
-
-function jobgate(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: t.db.url, JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, JOBGATE_POLL_INTERVAL_SECONDS: '0.5', LOG_LEVEL: 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const jobgate = (args: string[], env: Record<string, string> = {}) => runCli(t.db.url, args, env);
 
 const state = async (id: string) => (await t.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state as string;
 

@@ -48,7 +48,7 @@ describe('metrics', () => {
     // gauges read when scraped
     expect(sampleValue(after.main, 'jobgate_outbox_jobs')).toBe(0);
     expect(sampleValue(after.main, 'jobgate_override_enabled')).toBe(0);
-    expect(after.main.get('jobgate_fetcher_state')!.samples.map((s) => s.labels.state).sort()).toEqual(['asleep', 'awake', 'down', 'unknown', 'waking']);
+    expect(after.main.get('jobgate_fetcher_state')!.samples.map((s) => s.labels.state).sort()).toEqual(['asleep', 'awake', 'down', 'unknown']);
     expect(after.main.get('jobgate_queue_jobs')!.samples.some((s) => s.labels.queue === 'test.record')).toBe(true);
     expect(sampleValue(after.fetcher, 'jobgate_fetcher_memory_bytes', { kind: 'limit' })).toBeGreaterThan(0);
     expect(sampleValue(after.fetcher, 'jobgate_fetcher_memory_bytes', { kind: 'rss' })).toBeGreaterThan(0);

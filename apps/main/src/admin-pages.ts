@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response } from 'express';
-import { methodNotAllowed } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
 import type { AdminAuth } from './admin-auth.ts';
+import type { AdminReads } from './admin-reads.ts';
+import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './admin-assets/views.js';
 
 /** Every admin answer: no caching, no framing, scripts and styles only from here. */
 export function adminHeaders(_req: Request, res: Response, next: () => void): void {
@@ -19,105 +21,102 @@ export function adminHeaders(_req: Request, res: Response, next: () => void): vo
 const asset = (name: string) => readFileSync(new URL(`./admin-assets/${name}`, import.meta.url), 'utf8');
 const ASSETS: Record<string, { type: string; body: string }> = {
   'admin.js': { type: 'text/javascript; charset=utf-8', body: asset('admin.js') },
+  'views.js': { type: 'text/javascript; charset=utf-8', body: asset('views.js') },
   'admin.css': { type: 'text/css; charset=utf-8', body: asset('admin.css') },
 };
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** An element whose content, attributes and visibility come from a view (the script later sets the same). */
+function el(v: View, tag: string, id: string, attrs = ''): string {
+  const extra = Object.entries(v.attrs[id] ?? {}).map(([k, value]) => ` ${k}="${esc(value)}"`).join('');
+  return `<${tag} id="${id}"${attrs}${extra}${v.hidden[id] ? ' hidden' : ''}>${v.html[id] ?? ''}</${tag}>`;
+}
+const hidden = (v: View, id: string) => (v.hidden[id] ? ' hidden' : '');
 
-function layout(title: string, page: string, body: string, req: Request, attrs: Record<string, string> = {}): string {
-  const data = Object.entries({ page, ...attrs }).map(([k, v]) => ` data-${k}="${esc(v)}"`).join('');
+function layout(title: string, page: string, body: string, req: Request, options: { attrs?: Record<string, string>; flash?: string } = {}): string {
+  const data = Object.entries({ page, ...options.attrs }).map(([k, v]) => ` data-${k}="${esc(v)}"`).join('');
   const nav = [['fetcher_service', 'Fetcher'], ['jobs', 'Jobs'], ['cron', 'Cron']]
     .map(([p, label]) => `<a href="/admin/${p}"${p === page || (page === 'job' && p === 'jobs') ? ' aria-current="page"' : ''}>${label}</a>`)
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="${esc(req.admin?.csrfToken ?? '')}">
-<title>${esc(title)} · jobgate</title><link rel="stylesheet" href="/admin/assets/admin.css"><script src="/admin/assets/admin.js" defer></script></head>
+<title>${esc(title)} · jobgate</title><link rel="stylesheet" href="/admin/assets/admin.css"><script type="module" src="/admin/assets/admin.js"></script></head>
 <body${data}>
 <header><strong class="brand">jobgate</strong><nav>${nav}</nav><button type="button" id="logout" class="link">Log out</button></header>
-<main><div id="flash" role="status" aria-live="polite"></div>${body}</main>
+<main><div id="flash" role="status" aria-live="polite"${options.flash ? ' class="error"' : ''}>${esc(options.flash ?? '')}</div>${body}</main>
 </body></html>`;
 }
 
-const PAGES: Record<string, { title: string; body: string }> = {
-  fetcher_service: {
-    title: 'Fetcher service',
-    body: `
+const fetcherPage = (v: View) => `
 <h1>Fetcher service</h1>
 <div class="grid">
 <section class="card" id="state-card"><h2>State</h2>
-  <p><span id="fetcher-state" class="badge">…</span> <span id="override-badge" class="badge warn" hidden>override on</span></p>
-  <dl><dt>Last check</dt><dd id="checked-at">–</dd><dt>Latency</dt><dd id="latency">–</dd><dt>Version</dt><dd id="version">–</dd>
-  <dt>Uptime</dt><dd id="uptime">–</dd><dt>Intake</dt><dd id="intake">–</dd></dl>
-  <p class="muted" id="fetcher-error"></p>
+  <p>${el(v, 'span', 'fetcher-state')} ${el(v, 'span', 'fetcher-waking', ' class="badge waking"')} <span id="override-badge" class="badge warn"${hidden(v, 'override-badge')}>override on</span></p>
+  <dl><dt>Last check</dt>${el(v, 'dd', 'checked-at')}<dt>Latency</dt>${el(v, 'dd', 'latency')}<dt>Version</dt>${el(v, 'dd', 'version')}
+  <dt>Uptime</dt>${el(v, 'dd', 'uptime')}<dt>Intake</dt>${el(v, 'dd', 'intake')}</dl>
+  ${el(v, 'p', 'fetcher-error', ' class="muted"')}
   <button type="button" id="wake">Wake up</button></section>
 <section class="card"><h2>Memory</h2>
-  <meter id="memory-gauge" min="0" max="1" value="0" low="0.8" high="0.95" optimum="0.2"></meter>
-  <p id="memory-text">–</p>
-  <svg id="rss-chart" viewBox="0 0 300 80" preserveAspectRatio="none" role="img" aria-label="RSS over the last hour"></svg>
+  ${el(v, 'div', 'memory')}
+  ${el(v, 'svg', 'rss-chart', ' viewBox="0 0 300 80" preserveAspectRatio="none" role="img" aria-label="RSS over the last hour"')}
   <p class="muted">RSS over the last hour (samples while main watches the fetcher)</p></section>
-<section class="card"><h2>Waiting</h2>
-  <dl><dt>Outbox pending</dt><dd id="outbox-pending">–</dd><dt>Oldest waiting</dt><dd id="outbox-age">–</dd></dl>
-  <div class="scroll"><table id="queues"><thead><tr><th>job</th><th>side</th><th>queued</th><th>active</th><th>failed 24 h</th></tr></thead><tbody></tbody></table></div></section>
 <section class="card"><h2>Emergency override</h2>
-  <p id="override-state">–</p>
-  <form id="override-form">
+  ${el(v, 'p', 'override-state')}
+  <form id="override-form"${hidden(v, 'override-form')}>
     <p class="warning">While the override is on, heavy fetcher jobs run on the main app (one at a time). Use it only while the fetcher is down.</p>
     <label>Reason <input name="reason" required maxlength="500" placeholder="fetcher deploy failing"></label>
     <label>Expires after (minutes, optional) <input name="expiresInMinutes" type="number" min="1" max="10080"></label>
     <button type="submit" class="danger">Switch override on</button>
   </form>
-  <button type="button" id="override-off" hidden>Switch override off</button></section>
+  <button type="button" id="override-off"${hidden(v, 'override-off')}>Switch override off</button></section>
+<section class="card wide"><h2>Waiting</h2>
+  <dl><dt>Outbox pending</dt>${el(v, 'dd', 'outbox-pending')}<dt>Oldest waiting</dt>${el(v, 'dd', 'outbox-age')}</dl>
+  <div class="scroll"><table id="queues"><thead><tr><th>job</th><th>side</th><th>queued</th><th>active</th><th>failed 24 h</th></tr></thead>${el(v, 'tbody', 'queues-body')}</table></div></section>
 </div>
 <section><h2>Override audit log</h2>
-<table id="override-audit"><thead><tr><th>when</th><th>who</th><th>action</th><th>reason</th><th>change</th></tr></thead><tbody></tbody></table></section>`,
-  },
-  jobs: {
-    title: 'Jobs',
-    body: `
+<div class="scroll"><table id="override-audit"><thead><tr><th>when</th><th>who</th><th>action</th><th>reason</th><th>change</th></tr></thead>${el(v, 'tbody', 'audit-body')}</table></div></section>`;
+
+const STATES = ['queued', 'forwarding', 'forwarded', 'active', 'completed', 'failed', 'cancelled'];
+const option = (value: string, label: string, chosen: string | undefined) => `<option value="${esc(value)}"${value === chosen ? ' selected' : ''}>${esc(label)}</option>`;
+
+const jobsPage = (v: View, filter: Record<string, string>, catalogue: string) => `
 <h1>Jobs</h1>
 <form id="filters" method="get" action="/admin/jobs" class="filters">
-  <label>State <select name="state"><option value="">any</option>${['queued', 'forwarding', 'forwarded', 'active', 'completed', 'failed', 'cancelled'].map((s) => `<option>${s}</option>`).join('')}</select></label>
-  <label>Name <input name="name" placeholder="demo.heavy"></label>
-  <label>Route <select name="route"><option value="">any</option><option>main</option><option>fetcher</option></select></label>
-  <label>Payload <input name="payload" placeholder="barcode=737628064502"></label>
+  <label>State <select name="state">${option('', 'any', filter.state ?? '')}${STATES.map((s) => option(s, s, filter.state)).join('')}</select></label>
+  <label>Name <input name="name" placeholder="demo.heavy" value="${esc(filter.name ?? '')}"></label>
+  <label>Route <select name="route">${option('', 'any', filter.route ?? '')}${option('main', 'main', filter.route)}${option('fetcher', 'fetcher', filter.route)}</select></label>
+  <label>Payload <input name="payload" placeholder="barcode=737628064502" value="${esc(filter.payload ?? '')}"></label>
   <button type="submit">Filter</button>
 </form>
 <p class="actions"><button type="button" id="bulk-retry">Retry all matching (failed or cancelled)</button> <button type="button" id="bulk-cancel" class="danger">Cancel all matching</button></p>
-<div class="scroll"><table id="jobs"><thead><tr><th>job</th><th>state</th><th>route</th><th>progress</th><th>attempts</th><th>created</th><th></th></tr></thead><tbody></tbody></table></div>
-<p><a id="next-page" hidden>Next page →</a></p>
+<div class="scroll"><table id="jobs"><thead><tr><th>job</th><th>state</th><th>route</th><th>progress</th><th>attempts</th><th>created</th><th></th></tr></thead>${el(v, 'tbody', 'jobs-body')}</table></div>
+<p>${el(v, 'a', 'next-page')}</p>
 <section class="card"><h2>Run job</h2>
 <form id="run-form">
-  <label>Job <select id="run-name" name="name"></select></label>
+  <label>Job <select id="run-name" name="name">${catalogue}</select></label>
   <label>Payload (JSON) <textarea id="run-payload" name="payload" rows="4">{}</textarea></label>
   <label class="check"><input type="checkbox" id="run-on-main" name="runOnMain"> Emergency override: allow this fetcher job to run on the main app</label>
   <button type="submit">Run</button>
-</form></section>`,
-  },
-  job: {
-    title: 'Job',
-    body: `
+</form></section>`;
+
+const jobPage = (v: View) => `
 <p><a href="/admin/jobs">← Jobs</a></p>
-<h1 id="job-title">Job</h1>
+${el(v, 'h1', 'job-title')}
 <div class="grid">
 <section class="card"><h2>State</h2>
-  <p><span id="job-state" class="badge">…</span></p>
-  <div class="progress"><div id="progress-bar"></div></div><p id="progress-text">–</p>
-  <dl><dt>Route</dt><dd id="job-route">–</dd><dt>Why there</dt><dd id="route-reason">–</dd><dt>Attempts</dt><dd id="job-attempts">–</dd>
-  <dt>Created</dt><dd id="job-created">–</dd><dt>Finished</dt><dd id="job-finished">–</dd><dt>Error</dt><dd id="job-error">–</dd></dl>
-  <p class="actions"><button type="button" id="job-retry">Retry</button> <button type="button" id="job-cancel" class="danger">Cancel</button></p></section>
-<section class="card"><h2>Payload</h2><pre id="job-payload"></pre></section>
+  <p>${el(v, 'span', 'job-state')}</p>
+  ${el(v, 'progress', 'progress-bar', ' max="100" aria-label="progress"')}${el(v, 'p', 'progress-text')}
+  <dl><dt>Route</dt>${el(v, 'dd', 'job-route')}<dt>Why there</dt>${el(v, 'dd', 'route-reason')}<dt>Attempts</dt>${el(v, 'dd', 'job-attempts')}
+  <dt>Created</dt>${el(v, 'dd', 'job-created')}<dt>Finished</dt>${el(v, 'dd', 'job-finished')}<dt>Error</dt>${el(v, 'dd', 'job-error')}</dl>
+  <p class="actions"><button type="button" id="job-retry"${hidden(v, 'job-retry')}>Retry</button> <button type="button" id="job-cancel" class="danger"${hidden(v, 'job-cancel')}>Cancel</button></p></section>
+<section class="card"><h2>Payload</h2>${el(v, 'pre', 'job-payload')}</section>
 </div>
 <section><h2>Executions</h2>
-<table id="executions"><thead><tr><th>attempt</th><th>ran on</th><th>started</th><th>duration</th><th>peak memory</th><th>outcome</th><th>error</th></tr></thead><tbody></tbody></table></section>`,
-  },
-  cron: {
-    title: 'Cron',
-    body: `
+<div class="scroll"><table id="executions"><thead><tr><th>attempt</th><th>ran on</th><th>started</th><th>duration</th><th>peak memory</th><th>outcome</th><th>error</th></tr></thead>${el(v, 'tbody', 'executions-body')}</table></div></section>`;
+
+const cronPage = (v: View) => `
 <h1>Scheduled jobs</h1>
-<div class="scroll"><table id="cron"><thead><tr><th>job</th><th>schedule</th><th>next run</th><th>last run</th><th></th></tr></thead><tbody></tbody></table></div>`,
-  },
-};
+<div class="scroll"><table id="cron"><thead><tr><th>job</th><th>schedule</th><th>next run</th><th>last run</th><th></th></tr></thead>${el(v, 'tbody', 'cron-body')}</table></div>`;
 
 const LOGIN = (error: string | null, next: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -130,12 +129,20 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 
 const safeNext = (next: unknown) => (typeof next === 'string' && /^\/admin\/[A-Za-z0-9_\-/?=&%.]*$/.test(next) ? next : '/admin/fetcher_service');
 
-/** The dashboard's HTML pages, its login, and its two static files. */
-export function adminPages(auth: AdminAuth): express.Router {
+/** The filter fields the jobs page keeps in its links (raw strings; the reads check them). */
+const filterOf = (query: Request['query']) =>
+  Object.fromEntries(['state', 'name', 'route', 'payload'].flatMap((k) => (typeof query[k] === 'string' && query[k] ? [[k, query[k] as string]] : [])));
+
+/**
+ * The dashboard's HTML pages, its login, and its static files. Each page is rendered with the
+ * state it shows (the same reads the admin API answers, through the same views the script
+ * refreshes with), so its first paint is the truth without any script.
+ */
+export function adminPages(auth: AdminAuth, reads: AdminReads): express.Router {
   const router = express.Router();
   router.get('/assets/:file', (req: Request<{ file: string }>, res, next) => {
-    const file = ASSETS[req.params.file];
-    if (!file) return next();
+    if (!Object.hasOwn(ASSETS, req.params.file)) return next();
+    const file = ASSETS[req.params.file]!;
     res.type(file.type).send(file.body);
   });
   router.get('/login', (req, res) => {
@@ -162,16 +169,37 @@ export function adminPages(auth: AdminAuth): express.Router {
   });
   router.all('/logout', methodNotAllowed(['POST']));
   router.get('/', (_req, res) => res.redirect(303, '/admin/fetcher_service'));
-  router.get('/:page', (req: Request<{ page: string }>, res, next) => {
-    // only the pages: anything else (the API, a typo) is not this router's
-    if (!Object.hasOwn(PAGES, req.params.page) || req.params.page === 'job') return next('router');
-    return auth.page(req, res, next);
-  }, (req: Request<{ page: string }>, res) => {
-    const page = PAGES[req.params.page]!;
-    res.type('html').send(layout(page.title, req.params.page, page.body, req));
+
+  const html = (res: Response, body: string, status = 200) => res.status(status).type('html').send(body);
+  router.get('/fetcher_service', auth.page, async (req, res) => {
+    const [status, { audit }] = await Promise.all([reads.fetcherService(), reads.override()]);
+    html(res, layout('Fetcher service', 'fetcher_service', fetcherPage(fetcherView(status, audit)), req));
   });
-  router.get('/jobs/:id', auth.page, (req: Request<{ id: string }>, res) => {
-    res.type('html').send(layout(PAGES.job!.title, 'job', PAGES.job!.body, req, { 'job-id': req.params.id }));
+  router.get('/jobs', auth.page, async (req, res) => {
+    const filter = filterOf(req.query);
+    const catalogue = catalogueOptions(reads.catalogue().jobs);
+    try {
+      const page = await reads.listJobs(req.query);
+      html(res, layout('Jobs', 'jobs', jobsPage(jobsView(page, filter), filter, catalogue), req));
+    } catch (err) {
+      if (!(err instanceof JobgateError) || err.code !== ErrorCode.requestInvalid) throw err;
+      // a hand-edited address: show the page with what is wrong, not a JSON problem
+      const why = (err.errors ?? []).map((e) => `${e.path}: ${e.message}`).join('; ');
+      html(res, layout('Jobs', 'jobs', jobsPage(jobsView({ jobs: [], nextCursor: null }, filter), filter, catalogue), req, { flash: `The filter is invalid: ${why}` }), 422);
+    }
+  });
+  router.get('/jobs/:id', auth.page, async (req: Request<{ id: string }>, res) => {
+    try {
+      const job = await reads.job(req.params.id);
+      html(res, layout(`Job ${job.name}`, 'job', jobPage(jobView(job)), req, { attrs: { 'job-id': job.id } }));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== ErrorCode.jobNotFound && code !== ErrorCode.requestInvalid) throw err;
+      html(res, layout('Job', 'missing', `<p><a href="/admin/jobs">← Jobs</a></p><h1>No such job</h1><p>No job has id <code>${esc(req.params.id)}</code>.</p>`, req), 404);
+    }
+  });
+  router.get('/cron', auth.page, async (req, res) => {
+    html(res, layout('Cron', 'cron', cronPage(cronView((await reads.cron()).schedules)), req));
   });
   return router;
 }

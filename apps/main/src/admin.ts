@@ -1,22 +1,23 @@
 import express, { type Request } from 'express';
-import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import type { AdminStore, JobRecord, Ledger, ListFilter } from '@jobgate/queue';
+import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '@jobgate/queue';
 import type { Pool } from 'pg';
 import type { JobRuntime } from '@jobgate/jobs';
 import type { FetcherClient } from '@jobgate/fetcher-client';
 import type { AdminAuth } from './admin-auth.ts';
 import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
-import { cursorOrThrow, EnqueueBody, JobId, PageFields, parseOrThrow } from './validation.ts';
+import { EnqueueBody, parseOrThrow } from './validation.ts';
+import type { AdminReads } from './admin-reads.ts';
 import { createJobActions, JobFilter } from './job-actions.ts';
-import { serviceStatus } from './status.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;
   ledger: Ledger;
   override: OverrideControl;
+  /** Wake-ups of the fetcher in flight, from any main process. */
+  wakes: WakeStore;
   auth: AdminAuth;
   store: AdminStore;
   pool: Pool;
@@ -31,13 +32,12 @@ const OverrideBody = z.strictObject({
 });
 const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 const Filter = JobFilter;
-const ListQuery = Filter.extend(PageFields);
 const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
-export function adminApi(deps: AdminDeps): express.Router {
+export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
   const { jobs, ledger, override, store, pool } = deps;
   const router = express.Router();
   router.use(...deps.auth.api);
@@ -51,17 +51,12 @@ export function adminApi(deps: AdminDeps): express.Router {
     return again;
   }
 
-  const jobOr404 = async (id: string) => {
-    const job = await jobs.getJob(parseOrThrow(JobId, id, ['id']));
-    if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
-    return job;
-  };
+  const jobOr404 = (id: string) => reads.job(id);
 
   router
     .route('/fetcher_service')
     .get(async (_req, res) => {
-      const status = await serviceStatus({ ledger, override: () => override.get(), monitor: deps.fetcher?.monitor ?? null, maxAgeMs: 2_000 });
-      res.json({ ...status, history: deps.fetcher?.monitor.history() ?? [] });
+      res.json(await reads.fetcherService());
     })
     .all(methodNotAllowed(['GET']));
 
@@ -87,7 +82,7 @@ export function adminApi(deps: AdminDeps): express.Router {
   router
     .route('/override')
     .get(async (_req, res) => {
-      res.json({ override: await override.get(), audit: await override.audit() });
+      res.json(await reads.override());
     })
     .put(async (req, res) => {
       const body = parseOrThrow(OverrideBody, req.body ?? {});
@@ -99,8 +94,7 @@ export function adminApi(deps: AdminDeps): express.Router {
   router
     .route('/jobs')
     .get(async (req, res) => {
-      const query = parseOrThrow(ListQuery, req.query);
-      res.json(await ledger.listJobs({ ...(query as Omit<ListFilter, 'cursor'>), cursor: cursorOrThrow(query.cursor) }));
+      res.json(await reads.listJobs(req.query));
     })
     .all(methodNotAllowed(['GET']));
 
@@ -158,23 +152,14 @@ export function adminApi(deps: AdminDeps): express.Router {
   router
     .route('/catalogue')
     .get((_req, res) => {
-      res.json({ jobs: [...jobs.catalogue.values()].map((d) => ({ name: d.name, runsOnFetcher: d.runsOnFetcher, cron: d.cron?.schedule ?? null })) });
+      res.json(reads.catalogue());
     })
     .all(methodNotAllowed(['GET']));
 
   router
     .route('/cron')
     .get(async (_req, res) => {
-      const scheduled = [...jobs.catalogue.values()].filter((d) => d.cron);
-      const rows = await Promise.all(
-        scheduled.map(async (d) => {
-          const timeZone = d.cron!.timeZone ?? 'UTC';
-          const next = CronExpressionParser.parse(d.cron!.schedule, { tz: timeZone }).next().toISOString();
-          const [last] = (await ledger.listJobs({ name: d.name, limit: 1 })).jobs;
-          return { name: d.name, schedule: d.cron!.schedule, timeZone, nextRunAt: next, payload: d.cron!.payload ?? {}, last: last ? { id: last.id, state: last.state, createdAt: last.createdAt, finishedAt: last.finishedAt ?? null, error: last.error ?? null } : null };
-        }),
-      );
-      res.json({ schedules: rows });
+      res.json(await reads.cron());
     })
     .all(methodNotAllowed(['GET']));
 

@@ -6,6 +6,7 @@ import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, t
 import type { JobRuntime } from '@jobgate/jobs';
 import { adminApi, type AdminDeps } from './admin.ts';
 import { adminHeaders, adminPages } from './admin-pages.ts';
+import { createAdminReads } from './admin-reads.ts';
 import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
 
 export interface MainAppDeps {
@@ -73,9 +74,11 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   }
 
   // The dashboard's pages and login (a form post) come before the JSON-only API.
-  if (deps.admin) {
+  const admin = deps.admin && deps.ledger ? { ...deps.admin, jobs, ledger: deps.ledger } : null;
+  const reads = admin ? createAdminReads(admin) : null;
+  if (admin && reads) {
     app.use('/admin', adminHeaders);
-    app.use('/admin', adminPages(deps.admin.auth));
+    app.use('/admin', adminPages(admin.auth, reads));
   }
 
   app.use(requireJson());
@@ -116,7 +119,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     })
     .all(methodNotAllowed(['GET', 'POST']));
 
-  if (deps.admin && deps.ledger) app.use('/admin/api', adminApi({ ...deps.admin, jobs, ledger: deps.ledger }));
+  if (admin && reads) app.use('/admin/api', adminApi(admin, reads));
 
   app.use(notFound());
   app.use(problemErrorHandler());

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from '@jobgate/runtime';
-import { createAdminStore, createBoss, createLedger, createOverrideStore, dueJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
+import { createAdminStore, createBoss, createLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from '@jobgate/queue';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from '@jobgate/jobs';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createFetcherMonitor } from './keep-awake.ts';
@@ -176,6 +176,7 @@ const commands: Record<string, Command> = {
         const status = await serviceStatus({
           ledger: createLedger(pool, cfg.JOBGATE_SCHEMA),
           override: () => createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(),
+          wakes: () => createWakeStore(pool, cfg.JOBGATE_SCHEMA).current(),
           monitor: client ? createFetcherMonitor({ fetcher: client, logger }) : null,
         }).finally(() => client?.close());
         if (values.json) {
@@ -183,9 +184,9 @@ const commands: Record<string, Command> = {
           return 0;
         }
         const { fetcher: health, override, outbox, queues } = status;
-        const m = health.status?.memory;
+        const m = health.state === 'awake' ? health.status?.memory : undefined; // not last-seen figures as if they were now
         print(
-          `fetcher   ${health.state}${health.latencyMs !== null ? ` (${health.latencyMs} ms)` : ''}${health.error ? ` — ${health.error}` : ''}${m ? `, rss ${m.rssMb}/${m.limitMb} MB, intake ${health.status!.intake}` : ''}\n` +
+          `fetcher   ${health.state}${health.waking ? ` (waking since ${health.wakingSince})` : ''}${health.latencyMs !== null ? ` (${health.latencyMs} ms)` : ''}${health.error ? ` — ${health.error}` : ''}${m ? `, rss ${m.rssMb}/${m.limitMb} MB, intake ${health.status!.intake}` : ''}\n` +
             `override  ${isOverrideOn(override) ? `ON since ${override.since} by ${override.by}: ${override.reason}${override.expiresAt ? ` (until ${override.expiresAt})` : ''}` : 'off'}\n` +
             `outbox    ${outbox.pending} waiting for the fetcher, oldest ${outbox.oldestAgeSeconds} s\n\n`,
         );

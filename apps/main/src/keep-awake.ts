@@ -4,25 +4,32 @@ import type { Ledger } from '@jobgate/queue';
 import type { FetcherStatus } from '@jobgate/protocol';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
 
-export type FetcherState = 'awake' | 'asleep' | 'waking' | 'down' | 'unknown';
+/** What the last probe saw. Whether a wake-up is under way is a separate fact (`waking`). */
+export type FetcherState = 'awake' | 'asleep' | 'down' | 'unknown';
+export const FETCHER_STATES: readonly FetcherState[] = ['awake', 'asleep', 'down', 'unknown'];
 
 export interface FetcherHealth {
   state: FetcherState;
   checkedAt: string | null;
   latencyMs: number | null;
-  /** The fetcher's own /v1/status, from the last check that reached it. */
+  /** The fetcher's own /v1/status, from the last check that reached it (at `seenAt`). */
   status?: FetcherStatus;
+  seenAt?: string;
   /** Why the last check failed. */
   error?: string;
 }
 
 /**
  * What main knows of the fetcher: each check asks its /v1/status (signed, cheap) and classifies the
- * answer. Refused or reset: down. A platform proxy's 502/503/504 or no answer in time: asleep (a
- * free Render instance holds or bounces requests while it boots). Any answer from the app: awake.
+ * answer. Refused, reset or unreachable: down. A platform proxy's 502/503/504 or no answer in time:
+ * asleep (a free Render instance holds or bounces requests while it boots). Any answer from the app:
+ * awake. The state is only ever what a probe saw: a wake-up in flight does not hide a dead fetcher
+ * (that is when the admin needs to see `down` and reach for the override); serviceStatus shows it
+ * beside the state, from the wake store.
  */
 export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Logger; timeoutMs?: number }) {
   const health: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null };
+  const now = (): FetcherHealth => ({ ...health });
   let checking: Promise<FetcherHealth> | null = null;
   /** The fetcher's RSS over the last hour, at most one sample per 5 s (for the dashboard's chart). */
   const samples: Array<{ at: string; rssMb: number; limitMb: number }> = [];
@@ -33,6 +40,7 @@ export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Log
       health.status = await deps.fetcher.probeStatus(deps.timeoutMs ?? 3_000);
       health.state = 'awake';
       const now = Date.now();
+      health.seenAt = new Date(now).toISOString();
       if (!samples.length || now - Date.parse(samples.at(-1)!.at) >= 5_000) {
         samples.push({ at: new Date(now).toISOString(), rssMb: health.status.memory.rssMb, limitMb: health.status.memory.limitMb });
         while (samples.length && now - Date.parse(samples[0]!.at) > 3_600_000) samples.shift();
@@ -51,18 +59,16 @@ export function createFetcherMonitor(deps: { fetcher: FetcherClient; logger: Log
         health.latencyMs = Math.round(performance.now() - started);
       }
     }
-    // not answering while a wake-up is under way: it is being woken, not simply asleep or down
-    if (health.state !== 'awake' && deps.fetcher.isWaking()) health.state = 'waking';
     health.checkedAt = new Date().toISOString();
-    return { ...health };
+    return now();
   }
 
   return {
-    health: (): FetcherHealth => ({ ...health }),
+    health: now,
     history: () => [...samples],
     /** Checks now unless a check finished within `maxAgeMs`; concurrent callers share one check. */
     async check(maxAgeMs = 0): Promise<FetcherHealth> {
-      if (health.checkedAt && Date.now() - Date.parse(health.checkedAt) < maxAgeMs) return { ...health };
+      if (health.checkedAt && Date.now() - Date.parse(health.checkedAt) < maxAgeMs) return now();
       checking ??= probe().finally(() => (checking = null));
       return checking;
     },

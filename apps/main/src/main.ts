@@ -2,7 +2,7 @@
 // (npm does not pass SIGTERM on to its child).
 import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { createJobMetrics, startJobService } from '@jobgate/jobs';
-import { createAdminStore, createOverrideStore } from '@jobgate/queue';
+import { createAdminStore, createOverrideStore, createWakeStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp, createWorkerApp } from './app.ts';
 import { createAdminAuth } from './admin-auth.ts';
@@ -44,11 +44,21 @@ if (general) control.start();
 // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
 // three times would hold a batch for 40 s before the wake-up even starts).
 let metrics: MainMetrics | undefined;
+const wakes = createWakeStore(service.pool, config.JOBGATE_SCHEMA);
 const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
-  ? createFetcherClient({ baseUrl: config.FETCHER_SERVICE_URL, keys: config.FETCHER_SHARED_SECRET, retries: 0, onWake: (outcome, ms) => metrics?.woke(outcome, ms) })
+  ? createFetcherClient({
+    baseUrl: config.FETCHER_SERVICE_URL,
+    keys: config.FETCHER_SHARED_SECRET,
+    retries: 0,
+    onWakeStart: (since, deadlineMs) => void wakes.began(since, deadlineMs).catch((err: unknown) => logger.warn({ err }, 'could not record the wake-up')),
+    onWake: (outcome, ms) => {
+      metrics?.woke(outcome, ms);
+      wakes.ended().catch((err: unknown) => logger.warn({ err }, 'could not record the end of the wake-up'));
+    },
+  })
   : null;
 const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
-metrics = createMainMetrics(registry, { ledger: service.ledger, boss: service.boss, override: () => control, monitor, logger });
+metrics = createMainMetrics(registry, { ledger: service.ledger, boss: service.boss, override: () => control, monitor, wakes, logger });
 const metricsRouter = metricsRoute(registry, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' });
 const keepAwake = monitor && general ? startKeepAwake({ ledger: service.ledger, monitor, logger, intervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS }) : null;
 const reconciler = fetcher && general
@@ -83,6 +93,7 @@ const app = serves ? createMainApp({
   metrics: metricsRouter,
   admin: {
     override: control,
+    wakes,
     store: adminStore,
     pool: service.pool,
     auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),

@@ -1,17 +1,15 @@
 import { Counter, Gauge, Histogram, type Logger, type Registry } from '@jobgate/runtime';
-import type { Ledger, PgBoss } from '@jobgate/queue';
+import type { Ledger, PgBoss, WakeStore } from '@jobgate/queue';
 import { fetcherMemoryGauge, orKeep, queueSizes } from '@jobgate/jobs';
-import type { FetcherMonitor, FetcherState } from './keep-awake.ts';
+import { FETCHER_STATES, type FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
-
-const FETCHER_STATES: FetcherState[] = ['awake', 'asleep', 'waking', 'down', 'unknown'];
 
 /**
  * Main's own metrics beside the job runtime's: the outbox, forwards, wake-ups, what main last knew
  * of the fetcher (no scrape ever probes it: that would keep a free instance from sleeping), the
  * override and pg-boss's queue sizes. Gauges are read when scraped.
  */
-export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; logger: Logger }) {
+export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; wakes: WakeStore; logger: Logger }) {
   const registers = [registry];
   // one outbox query per scrape for both gauges
   let outbox: { at: number; stats: Promise<{ pending: number; oldestAgeSeconds: number }> } | null = null;
@@ -52,6 +50,14 @@ export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; bo
       const state = deps.monitor?.health().state ?? 'unknown';
       for (const s of FETCHER_STATES) this.set({ state: s }, s === state ? 1 : 0);
     },
+  });
+  new Gauge({
+    name: 'jobgate_fetcher_waking',
+    help: '1 while a main process is waking the fetcher (beside jobgate_fetcher_state, which is what the last check saw)',
+    registers,
+    collect: orKeep(deps.logger, async function (this: Gauge) {
+      this.set((await deps.wakes.current()).waking ? 1 : 0);
+    }),
   });
   fetcherMemoryGauge(registry, "The fetcher's memory at main's last check: rss, heap used, peak rss, and its limit", () => deps.monitor?.health().status?.memory);
   queueSizes(registry, deps.boss, deps.logger);

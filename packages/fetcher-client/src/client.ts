@@ -120,6 +120,8 @@ function createPeer(options: PeerOptions) {
 }
 
 export type FetcherClientOptions = PeerOptions & {
+  /** Told when a wake-up begins (not when a caller joins one in flight), with its deadline. */
+  onWakeStart?: (since: Date, deadlineMs: number) => void;
   /** Told of every wake-up's end: awake, or timeout (for metrics). */
   onWake?: (outcome: 'awake' | 'timeout', ms: number) => void;
 };
@@ -138,6 +140,7 @@ export function createFetcherClient(options: FetcherClientOptions) {
   /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
   function wake(wakeOptions: { deadlineMs?: number; signal?: AbortSignal } = {}): Promise<WakeResult> {
     const wakeStarted = Date.now();
+    if (!waking) options.onWakeStart?.(new Date(wakeStarted), wakeOptions.deadlineMs ?? 90_000);
     waking ??= (async () => {
       const started = Date.now();
       const deadline = started + (wakeOptions.deadlineMs ?? 90_000);
@@ -180,8 +183,6 @@ export function createFetcherClient(options: FetcherClientOptions) {
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
     health: () => once('GET', '/healthz', null, undefined, HealthSchema),
     wake,
-    /** Whether a wake-up is in flight right now. */
-    isWaking: () => waking !== null,
     close,
   };
 }

@@ -7,3 +7,4 @@ export * from './transaction.ts';
 export * from './override.ts';
 export * from './admin-store.ts';
 export * from './one-round-trip.ts';
+export * from './wake-store.ts';

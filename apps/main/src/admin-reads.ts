@@ -1,0 +1,59 @@
+import { CronExpressionParser } from 'cron-parser';
+import { z } from 'zod';
+import { ErrorCode, JobgateError } from '@jobgate/runtime';
+import type { Ledger, ListFilter } from '@jobgate/queue';
+import type { JobRuntime } from '@jobgate/jobs';
+import type { AdminDeps } from './admin.ts';
+import { JobFilter } from './job-actions.ts';
+import { serviceStatus } from './status.ts';
+import { cursorOrThrow, JobId, PageFields, parseOrThrow } from './validation.ts';
+
+export const ListQuery = JobFilter.extend(PageFields);
+
+/**
+ * Everything the dashboard reads, in one place: the admin API answers these as JSON and the pages
+ * render the same answers into their first paint (see admin-assets/views.js).
+ */
+export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'override' | 'wakes' | 'fetcher'>) {
+  const { jobs, ledger } = deps;
+  return {
+    /** The fetcher page: the service status (the fetcher asked unless checked in the last 2 s) and its RSS history. */
+    async fetcherService() {
+      const status = await serviceStatus({ ledger, override: () => deps.override.get(), wakes: () => deps.wakes.current(), monitor: deps.fetcher?.monitor ?? null, maxAgeMs: 2_000 });
+      return { ...status, history: deps.fetcher?.monitor.history() ?? [] };
+    },
+    async override() {
+      return { override: await deps.override.get(), audit: await deps.override.audit() };
+    },
+    /** A page of the jobs list; `query` is the raw query string (422 naming a bad field). */
+    async listJobs(query: unknown) {
+      const q = parseOrThrow(ListQuery, query);
+      return ledger.listJobs({ ...(q as Omit<ListFilter, 'cursor'>), cursor: cursorOrThrow(q.cursor) });
+    },
+    /** One job with its executions, or 404. */
+    async job(id: string) {
+      const job = await jobs.getJob(parseOrThrow(JobId, id, ['id']));
+      if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+      return job;
+    },
+    catalogue() {
+      return { jobs: [...jobs.catalogue.values()].map((d) => ({ name: d.name, runsOnFetcher: d.runsOnFetcher, cron: d.cron?.schedule ?? null })) };
+    },
+    async cron() {
+      const scheduled = [...jobs.catalogue.values()].filter((d) => d.cron);
+      const schedules = await Promise.all(
+        scheduled.map(async (d) => {
+          const timeZone = d.cron!.timeZone ?? 'UTC';
+          const next = CronExpressionParser.parse(d.cron!.schedule, { tz: timeZone }).next().toISOString();
+          const [last] = (await ledger.listJobs({ name: d.name, limit: 1 })).jobs;
+          return { name: d.name, schedule: d.cron!.schedule, timeZone, nextRunAt: next, payload: d.cron!.payload ?? {}, last: last ? { id: last.id, state: last.state, createdAt: last.createdAt, finishedAt: last.finishedAt ?? null, error: last.error ?? null } : null };
+        }),
+      );
+      return { schedules };
+    },
+  };
+}
+
+export type AdminReads = ReturnType<typeof createAdminReads>;
+/** The jobs page's filter as the list link keeps it (the raw strings from the query). */
+export const FilterStrings = z.object({ state: z.string(), name: z.string(), route: z.string(), payload: z.string() }).partial();
