@@ -60,7 +60,7 @@ export async function startJobService(
   await boss.start();
   const modules = await loadJobModules(config.JOBGATE_JOB_MODULES);
   const catalogue = createCatalogue([
-    ...shippedJobs({ pool, schema: config.JOBGATE_SCHEMA, ledger, demoJobs: config.JOBGATE_DEMO_JOBS, tmdbApiToken: config.TMDB_API_TOKEN }),
+    ...shippedJobs({ pool, schema: config.JOBGATE_SCHEMA, ledger, demoJobs: config.JOBGATE_DEMO_JOBS, tmdbApiToken: config.TMDB_API_TOKEN, retentionDays: config.JOBGATE_RETENTION_DAYS, notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS }),
     ...modules.map((m) => m.def),
   ]);
   const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));

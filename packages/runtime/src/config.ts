@@ -81,6 +81,13 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
       .default('')
       .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean)),
     TMDB_API_TOKEN: z.string().min(1).optional(),
+    /** maintenance.cleanup never prunes finished jobs younger than this, whatever its payload says. */
+    JOBGATE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(14),
+    /** Hosts notifications.send may reach although they resolve to private addresses (comma- or space-separated). */
+    NOTIFY_ALLOWED_HOSTS: z
+      .string()
+      .default('')
+      .transform((s) => s.split(/[\s,]+/).map((h) => h.trim().toLowerCase()).filter(Boolean)),
     /** GET /metrics wants `Authorization: Bearer <token>`; unset, /metrics is open in development and off in production. */
     METRICS_TOKEN: z.string().min(16, 'at least 16 characters').max(500).optional(),
     /** Read only to catch a heap flag that would override per-thread limits. */

@@ -1,0 +1,93 @@
+// The shipped jobs are safe to expose through the jobs API (issue 15): notifications.send reaches
+// only public addresses unless its host is allowed by name, and maintenance.cleanup keeps every
+// finished job younger than JOBGATE_RETENTION_DAYS whatever its payload asks (FAULTS.md 41, 43).
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { startMain, type AppProcess } from './support/apps.ts';
+import { call } from './support/gateway.ts';
+import { waitFor } from './support/wait.ts';
+
+let db: TestDatabase;
+let main: AppProcess;
+let hook: Server;
+let hookPort = 0;
+const received: string[] = [];
+
+beforeAll(async () => {
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      received.push(body);
+      res.writeHead(204).end();
+    });
+  });
+  // connections, not only requests: a refused webhook must not even connect
+  hook.on('connection', () => received.push('<connection>'));
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  hookPort = (hook.address() as { port: number }).port;
+  db = await createTestDatabase();
+  main = await startMain({ DATABASE_URL: db.url, NOTIFY_ALLOWED_HOSTS: '127.0.0.1', JOBGATE_RETENTION_DAYS: '14' });
+});
+afterAll(async () => {
+  await main?.stop();
+  await db?.drop();
+  hook?.close();
+});
+
+const enqueue = async (name: string, payload: unknown) => {
+  const r = await call(main.url, 'POST', `/api/jobs/${name}`, { payload });
+  expect(r.status, JSON.stringify(r.json)).toBe(202);
+  return r.json.id as string;
+};
+const finished = (id: string) =>
+  waitFor(`job ${id} finished`, async () => {
+    const j = (await call(main.url, 'GET', `/api/jobs/${id}`)).json;
+    return ['completed', 'failed'].includes(j.state) && j;
+  }, { timeoutMs: 20_000, intervalMs: 100 });
+
+describe('notifications.send', () => {
+  it('refuses loopback, private, link-local and names resolving to them, without connecting; reaches an allowed host', async () => {
+    const refused = [
+      `http://localhost:${hookPort}/hook`, // a name that resolves to loopback
+      `http://10.1.2.3:${hookPort}/hook`,
+      'http://169.254.169.254/latest/meta-data/',
+      `http://[::1]:${hookPort}/hook`,
+      `http://[::ffff:127.0.0.1]:${hookPort}/hook`,
+      `http://0.0.0.0:${hookPort}/hook`,
+      `http://127.0.0.2:${hookPort}/hook`, // loopback, but not the address allowed
+    ];
+    const ids = await Promise.all(refused.map((webhookUrl) => enqueue('notifications.send', { to: 'u@example.com', subject: 'hi', webhookUrl })));
+    for (const [i, id] of ids.entries()) {
+      const job = await finished(id);
+      expect(job.state, refused[i]).toBe('failed');
+      // permanent: one attempt, no retries against a private address
+      expect(job.executions, refused[i]).toHaveLength(1);
+      expect(job.error.message, refused[i]).toMatch(/private address .*NOTIFY_ALLOWED_HOSTS/);
+    }
+    expect(received).toEqual([]);
+
+    // 127.0.0.1 is listed in NOTIFY_ALLOWED_HOSTS
+    const allowed = await enqueue('notifications.send', { to: 'u@example.com', subject: 'allowed', webhookUrl: `http://127.0.0.1:${hookPort}/hook` });
+    expect((await finished(allowed)).state).toBe('completed');
+    expect(received.filter((r) => r !== '<connection>').map((r) => JSON.parse(r).subject)).toEqual(['allowed']);
+    console.log(`notifications.send: ${refused.length} private targets refused with 0 connections; the allowed host reached once`);
+  });
+});
+
+describe('maintenance.cleanup', () => {
+  it('keeps finished jobs younger than JOBGATE_RETENTION_DAYS even when asked for 0 days', async () => {
+    const ids = await Promise.all([1, 2, 3].map(() => enqueue('notifications.send', { to: 'u@example.com', subject: 'log only' })));
+    for (const id of ids) expect((await finished(id)).state).toBe('completed');
+    // one of them finished 20 days ago
+    await db.pool.query(`UPDATE jobgate.jobs SET finished_at = now() - interval '20 days' WHERE id = $1`, [ids[0]]);
+    const cleanup = await enqueue('maintenance.cleanup', { olderThanDays: 0 });
+    expect((await finished(cleanup)).state).toBe('completed');
+    const { rows } = await db.pool.query(`SELECT id FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
+    expect(rows.map((r) => r.id).sort()).toEqual([ids[1], ids[2]].sort());
+    const line = main.logs.find((l) => l.msg === 'finished jobs pruned')!;
+    expect(line).toMatchObject({ olderThanDays: 14, asked: 0, minDays: 14 });
+    expect(line.deleted).toBeGreaterThanOrEqual(1);
+  });
+});
