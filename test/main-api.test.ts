@@ -86,6 +86,16 @@ describe('enqueue and read back', () => {
   });
 });
 
+describe('a handler error holding a NUL', () => {
+  it('is stored cleaned and the attempt still ends', async () => {
+    const r = await api('POST', '/api/jobs/test.record', { payload: { failAttempts: 9, failMessage: 'bad{NUL}byte' } });
+    expect(r.status).toBe(202);
+    const job = await waitForState(r.json.id, 'failed');
+    expect(job.executions).toHaveLength(3);
+    for (const e of job.executions) expect(e).toMatchObject({ outcome: 'failed', error: { message: 'bad\uFFFDbyte' } });
+  });
+});
+
 describe('listing', () => {
   it('filters by state, name and route and pages with a cursor', async () => {
     const ids: string[] = [];
@@ -124,6 +134,13 @@ describe('bad input answers problem+json naming the field (FAULTS.md rows 28-30)
     ['unknown path', 'GET', '/nope', undefined, {}, 404, null],
     ['bad id', 'GET', '/api/jobs/not-a-uuid', undefined, {}, 422, 'id'],
     ['unknown id', 'GET', '/api/jobs/0b7e3c1e-5a43-4a0e-9b8e-2d2f6c1d9a10', undefined, {}, 404, null],
+    // inputs that answered 500 (FAULTS.md row 49): a NUL PostgreSQL cannot store, a year it has not, a prototype key
+    ['NUL in a payload string', 'POST', '/api/jobs/notifications.send', { payload: { to: 'u\u0000', subject: 'x' } }, {}, 422, 'payload.to'],
+    ['NUL in a payload key', 'POST', '/api/jobs/demo.light', { payload: { ['a\u0000b']: 1 } }, {}, 422, 'payload.a\\u0000b'],
+    ['NUL in a filter', 'GET', '/api/jobs?name=a%00b', undefined, {}, 422, 'query.name'],
+    ['cursor of year 0000', 'GET', `/api/jobs?cursor=${Buffer.from('0000-01-01 00:00:00+00|4f6bef6d-d3d8-4e5c-b2ab-a34697c15910').toString('base64url')}`, undefined, {}, 422, 'cursor'],
+    ['a prototype key as an asset', 'GET', '/admin/assets/constructor', undefined, {}, 404, null],
+    ['__proto__ as an asset', 'GET', '/admin/assets/__proto__', undefined, {}, 404, null],
   ];
   it.each(cases)('%s', async (_label, method, path, body, headers, status, field) => {
     const res = await api(method, path, body, headers);

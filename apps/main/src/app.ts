@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectNul, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
 import type { JobRecord, Ledger } from '@jobgate/queue';
 import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -38,6 +38,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
   if (deps.metrics) app.use(deps.metrics);
+  app.use(rejectNul());
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
   if (deps.keys && deps.ledger) {
     const ledger = deps.ledger;
@@ -83,6 +84,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
 
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
+  app.use(rejectNul());
 
   app
     .route('/api/jobs')

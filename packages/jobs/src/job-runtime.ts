@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, newTraceparent, parseTraceparent, traceFields, type FieldError, type Logger } from '@jobgate/runtime';
+import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, cleanText, findNul, MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, newTraceparent, parseTraceparent, traceFields, type FieldError, type Logger } from '@jobgate/runtime';
 import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
@@ -106,10 +106,10 @@ const ABORT_GRACE_MS = 5_000;
 
 const toDb = (db: Queryable) => ({ executeSql: (text: string, values?: unknown[]) => db.query(text, values) });
 
+/** What an attempt's error is stored as: code and message, the message cleaned of NUL and cut to MAX_ERROR_MESSAGE. */
 function errorInfo(err: unknown): ErrorInfo {
-  if (err instanceof JobgateError) return { code: err.code, message: err.message };
-  if (err instanceof Error) return { code: ErrorCode.jobFailed, message: err.message || err.name };
-  return { code: ErrorCode.jobFailed, message: String(err) };
+  const [code, message] = err instanceof JobgateError ? [err.code, err.message] : [ErrorCode.jobFailed, err instanceof Error ? err.message || err.name : String(err)];
+  return { code, message: cleanText(message, MAX_ERROR_MESSAGE) };
 }
 
 /**
@@ -251,6 +251,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     if (!parsed.success) {
       throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
     }
+    // PostgreSQL cannot store a NUL: refused here, naming the field, instead of failing the insert
+    const nul = findNul(parsed.data, ['payload']);
+    if (nul !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} holds a NUL character (\\u0000).`, { errors: [{ path: nul, message: 'contains a NUL character (\\u0000)' }] });
     try {
       // Decided before the transaction takes its connection: reading the override needs one too.
       const place = await placement(def, opts);
@@ -437,7 +440,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       signal,
       progress: async (percent, message) => {
         const pct = Math.max(0, Math.min(100, Math.round(percent)));
-        await ledger.setProgress(job.id, attempt, pct, message ?? null);
+        await ledger.setProgress(job.id, attempt, pct, message === undefined ? null : cleanText(String(message), MAX_PROGRESS_MESSAGE));
         log.debug({ progress: pct, progressMessage: message }, 'job progress');
       },
       memory: {

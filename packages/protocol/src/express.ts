@@ -1,5 +1,5 @@
 import express, { type RequestHandler } from 'express';
-import { ErrorCode, JobgateError } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, findNul } from '@jobgate/runtime';
 import { verify, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
@@ -46,6 +46,11 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, limit = '
           req.signedBody = JSON.parse(body.toString('utf8'));
         } catch {
           next(new JobgateError(ErrorCode.bodyMalformed, 'The body is not valid JSON.', { errors: [{ path: '(body)', message: 'invalid JSON' }] }));
+          return;
+        }
+        const nul = findNul(req.signedBody);
+        if (nul !== null) {
+          next(new JobgateError(ErrorCode.requestInvalid, 'The body holds a NUL character (\\u0000), which cannot be stored.', { errors: [{ path: nul, message: 'contains a NUL character (\\u0000)' }] }));
           return;
         }
       }

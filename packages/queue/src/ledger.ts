@@ -336,6 +336,8 @@ export function parseCursor(cursor: string): { createdAt: string; id: string } |
   if (!createdAt || !id || extra !== undefined) return null;
   const at = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:([+-]\d{2})(?::?(\d{2}))?|Z)$/.exec(createdAt);
   if (!at) return null;
+  // PostgreSQL has no year 0 (and a cursor we gave out never holds one)
+  if (at[1]!.startsWith('0000')) return null;
   const iso = `${at[1]}T${at[2]}${at[3] ? `${at[3]}:${at[4] ?? '00'}` : 'Z'}`;
   // a real date: Date.parse rolls 02-30 over, so compare the day back
   if (Number.isNaN(Date.parse(iso)) || new Date(Date.parse(iso) + (at[3] ? Number(at[3]) * 3_600_000 + Math.sign(Number(at[3])) * Number(at[4] ?? 0) * 60_000 : 0)).toISOString().slice(0, 10) !== at[1]) return null;

@@ -9,7 +9,7 @@ describe('cursor', () => {
     expect(parseCursor(Buffer.from('2026-11-23|not-a-uuid').toString('base64url'))).toBeNull();
     expect(parseCursor(Buffer.from('yesterday|4f6bef6d-d3d8-4e5c-b2ab-a34697c15910').toString('base64url'))).toBeNull();
     // shapes Date.parse accepts but PostgreSQL would not (they would be a 500 there)
-    for (const at of ['foo 1', '2026-02-30 10:00:00+00', '2026-11-23', '2026-11-23 25:00:00+00']) {
+    for (const at of ['foo 1', '2026-02-30 10:00:00+00', '2026-11-23', '2026-11-23 25:00:00+00', '0000-01-01 00:00:00+00', '0000-06-15 10:00:00Z']) {
       expect(parseCursor(Buffer.from(`${at}|4f6bef6d-d3d8-4e5c-b2ab-a34697c15910`).toString('base64url')), at).toBeNull();
     }
     expect(parseCursor(Buffer.from('2026-11-23 06:14:23+00|------------------------------------').toString('base64url'))).toBeNull();

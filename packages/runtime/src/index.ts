@@ -6,3 +6,4 @@ export * from './config.ts';
 export * from './http-server.ts';
 export * from './metrics.ts';
 export * from './trace.ts';
+export * from './text.ts';
