@@ -1,7 +1,7 @@
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
-import { Purpose, SubmitJobs, requireSignature, type FetcherStatus, type SigningKey } from '@jobgate/protocol';
+import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '@jobgate/protocol';
 import type { Ledger } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
 
@@ -18,6 +18,8 @@ export interface FetcherAppDeps {
   trustProxy?: number | boolean | string;
   /** Memory and intake as the memory guard sees them. */
   health(): Pick<FetcherStatus, 'memory' | 'intake'>;
+  /** Accepted submissions by webhook-id: a replay gets the stored answer (createReplayStore). */
+  replay: ReplayGuard;
 }
 
 const JobId = z.uuid();
@@ -35,7 +37,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
 
   app
     .route('/v1/jobs')
-    .post(...requireSignature(deps.keys, Purpose.submitJobs), async (req, res) => {
+    .post(...requireSignature(deps.keys, Purpose.submitJobs, { limitBytes: BodyLimits.submitJobs, replay: deps.replay }), async (req, res) => {
       const parsed = SubmitJobs.safeParse(req.signedBody);
       if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The submission is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
       if (deps.isDraining() || deps.health().intake === 'paused') {
@@ -50,7 +52,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
 
   app
     .route('/v1/jobs/:id')
-    .get(...requireSignature(deps.keys, Purpose.readJob), async (req: Request<{ id: string }>, res) => {
+    .get(...requireSignature(deps.keys, Purpose.readJob, { limitBytes: BodyLimits.read, resource: (req) => String(req.params.id) }), async (req: Request<{ id: string }>, res) => {
       const id = JobId.safeParse(req.params.id);
       if (!id.success) throw new JobgateError(ErrorCode.requestInvalid, 'The job id is invalid.', { errors: [{ path: 'id', message: 'must be a UUID' }] });
       const job = await deps.ledger.getJob(id.data, { executions: true });
@@ -70,7 +72,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
 
   app
     .route('/v1/status')
-    .get(...requireSignature(deps.keys, Purpose.readStatus), async (_req, res) => {
+    .get(...requireSignature(deps.keys, Purpose.readStatus, { limitBytes: BodyLimits.read }), async (_req, res) => {
       const status: FetcherStatus = {
         status: deps.isDraining() ? 'stopping' : 'ok',
         version: deps.version,

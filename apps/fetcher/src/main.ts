@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfigOrExit, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
+import { createReplayStore } from '@jobgate/queue';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';
@@ -57,6 +58,7 @@ const app = createFetcherApp({
   jobs: service.jobs,
   ledger: service.ledger,
   keys: config.FETCHER_SHARED_SECRET,
+  replay: createReplayStore(service.pool, config.JOBGATE_SCHEMA),
   logger,
   version: VERSION,
   trustProxy: trustProxySetting(config.TRUST_PROXY),

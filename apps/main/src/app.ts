@@ -2,7 +2,7 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectNul, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
 import type { JobRecord, Ledger } from '@jobgate/queue';
-import { ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type SigningKey } from '@jobgate/protocol';
+import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
 import { adminApi, type AdminDeps } from './admin.ts';
 import { adminHeaders, adminPages } from './admin-pages.ts';
@@ -13,6 +13,8 @@ export interface MainAppDeps {
   jobs: JobRuntime;
   /** Signing keys shared with the fetcher; without them job events are not taken. */
   keys?: SigningKey[];
+  /** The fetcher's accepted events and claims by webhook-id: a replay gets the stored answer (createReplayStore). */
+  replay?: ReplayGuard;
   ledger?: Ledger;
   logger: Logger;
   /** True once shutdown began: health turns 503 and connections are closed after each response. */
@@ -40,11 +42,11 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   if (deps.metrics) app.use(deps.metrics);
   app.use(rejectNul());
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
-  if (deps.keys && deps.ledger) {
-    const ledger = deps.ledger;
+  if (deps.keys && deps.ledger && deps.replay) {
+    const { ledger, replay } = deps;
     app
       .route('/internal/v1/job-events')
-      .post(...requireSignature(deps.keys, Purpose.jobEvents), async (req, res) => {
+      .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay }), async (req, res) => {
         const parsed = JobEvents.safeParse(req.signedBody);
         if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
         const result = await ledger.applyEvents(parsed.data.events);
@@ -61,7 +63,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
     app
       .route('/internal/v1/claims')
-      .post(...requireSignature(deps.keys, Purpose.claimJob), async (req, res) => {
+      .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
         const parsed = ClaimRequest.safeParse(req.signedBody);
         if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
         const { jobId, attempt, claimSeconds } = parsed.data;

@@ -3,7 +3,7 @@ import { ErrorCode, traceFields, type Logger } from '@jobgate/runtime';
 import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
-import type { SubmitJob } from '@jobgate/protocol';
+import { BodyLimits, type SubmitJob } from '@jobgate/protocol';
 
 export interface ForwarderOptions {
   boss: PgBoss;
@@ -46,8 +46,8 @@ const REFUSES_JOBS = new Set([409, 422]);
  * Drains main's outbox into the fetcher: batches of up to 500 per signed POST /v1/jobs, several
  * in flight. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
  * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
- * fetcher was away. A batch the fetcher refuses (409/422) is split so only the bad jobs fail; any other 4xx
- * keeps the whole batch for a retry.
+ * fetcher was away. A batch the fetcher refuses (409/422) is split so only the bad jobs fail; one
+ * too large (413) is halved until the parts fit; any other 4xx keeps the whole batch for a retry.
  */
 export async function startForwarder(options: ForwarderOptions): Promise<{ stop(): void }> {
   const { boss, ledger, fetcher } = options;
@@ -71,6 +71,16 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}), ...(j.data.traceparent ? { traceparent: j.data.traceparent } : {}) },
       }));
     if (jobs.length === 0) return;
+    const sent = await send(jobs, afterWake);
+    // the fetcher was asleep and is awake now: from the top (the override may have been switched on meanwhile)
+    if (sent === 'woken') return deliver(batch, true);
+  }
+
+  /**
+   * Sends jobs marked forwarding. Answers 'woken' when the fetcher did not answer and a wake-up
+   * brought it back (the caller starts over); throws to leave the jobs in the outbox for a retry.
+   */
+  async function send(jobs: SubmitJob[], afterWake: boolean): Promise<'sent' | 'woken'> {
     const sentAt = performance.now();
     try {
       await submit(jobs);
@@ -97,8 +107,21 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
           },
         );
         if (!woke) throw err;
-        // Once more from the top: the override may have been switched on while we waited.
-        return deliver(batch, true);
+        return 'woken';
+      }
+      if (e.code === FetcherErrorCode.rejected && e.status === 413) {
+        // Too big for one request: halve until each part fits; a single job that does not fit
+        // cannot be delivered at all, and must not hold up the others.
+        if (jobs.length > 1) {
+          const half = Math.ceil(jobs.length / 2);
+          logger.warn({ jobs: jobs.length, into: [half, jobs.length - half] }, 'the fetcher refused the batch as too large (413); splitting it');
+          await send(jobs.slice(0, half), true);
+          await send(jobs.slice(half), true);
+          return 'sent';
+        }
+        await ledger.failJobs([jobs[0]!.id], { code: ErrorCode.bodyTooLarge, message: `the job is too large for the fetcher: it takes at most ${BodyLimits.submitJobs} bytes per request (${e.message})` });
+        logger.error({ err, jobId: jobs[0]!.id, jobName: jobs[0]!.name }, 'job too large for the fetcher; marked failed');
+        return 'sent';
       }
       if (e.code === FetcherErrorCode.rejected && !REFUSES_JOBS.has(e.status ?? 0)) {
         // 401/403/404/…: the request, not the jobs, is wrong (secret rotation half done, clock skew,
@@ -109,12 +132,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       if (e.code === FetcherErrorCode.rejected && jobs.length > 1) {
         // Find the jobs the fetcher will not take, one by one; deliver the rest.
         for (const job of jobs) await deliverOne(job);
-        return;
+        return 'sent';
       }
       if (e.code === FetcherErrorCode.rejected) {
         await ledger.failJobs(jobs.map((j) => j.id), { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${e.message}` });
         logger.error({ err, jobId: jobs[0]!.id }, 'fetcher refused the job; marked failed');
-        return;
+        return 'sent';
       }
       throw err;
     }
@@ -122,6 +145,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     await ledger.markForwarded(jobs.map((j) => j.id));
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
     for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...traceFields(job.options?.traceparent) }, 'job forwarded');
+    return 'sent';
   }
 
   /**

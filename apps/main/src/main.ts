@@ -2,7 +2,7 @@
 // (npm does not pass SIGTERM on to its child).
 import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { createJobMetrics, startJobService } from '@jobgate/jobs';
-import { createAdminStore, createOverrideStore, createWakeStore } from '@jobgate/queue';
+import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore } from '@jobgate/queue';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { createMainApp, createWorkerApp } from './app.ts';
 import { createAdminAuth } from './admin-auth.ts';
@@ -88,6 +88,7 @@ const app = serves ? createMainApp({
   ledger: service.ledger,
   keys: config.FETCHER_SHARED_SECRET,
   logger,
+  replay: createReplayStore(service.pool, config.JOBGATE_SCHEMA),
   isDraining: () => draining,
   trustProxy: trustProxySetting(config.TRUST_PROXY),
   metrics: metricsRouter,

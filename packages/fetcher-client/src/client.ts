@@ -41,6 +41,11 @@ export interface WakeResult {
   probes: number;
 }
 
+/** How a request is signed: a purpose (a new id each time), or a webhook-id chosen by the caller. */
+type Signing = Purpose | { id: string };
+/** A new webhook-id for `purpose`, naming `resource` when the route is about one (`get_<jobId>_<nonce>`). */
+const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${resource ? `${resource}_` : ''}${randomUUID()}`;
+
 /**
  * Signed requests to the other app over an undici Pool, with explicit timeouts (undici's own
  * default is 300 s) and retries with jittered backoff that honour Retry-After.
@@ -58,10 +63,10 @@ function createPeer(options: PeerOptions) {
   const retries = options.retries ?? 3;
 
   /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
-  async function once<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
+  async function once<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (purpose) Object.assign(headers, signedHeaders(options.keys, `${purpose}_${randomUUID()}`, body ?? ''));
+    if (signing) Object.assign(headers, signedHeaders(options.keys, typeof signing === 'string' ? messageId(signing) : signing.id, body ?? ''));
     let response;
     try {
       response = await pool.request({
@@ -101,8 +106,11 @@ function createPeer(options: PeerOptions) {
   }
 
   /** `once`, retried with jittered backoff while the failure is retryable. */
-  function call<T>(method: 'GET' | 'POST', path: string, purpose: Purpose | null, body: string | undefined, schema: z.ZodType<T>): Promise<T> {
-    return pRetry(() => once(method, path, purpose, body, schema), {
+  function call<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>): Promise<T> {
+    // one message, one id, however often it is retried (Standard Webhooks): a retry after a lost
+    // answer gets the answer the first delivery got, not a second effect
+    const fixed: Signing | null = typeof signing === 'string' ? { id: messageId(signing) } : signing;
+    return pRetry(() => once(method, path, fixed, body, schema), {
       retries,
       minTimeout: 200,
       maxTimeout: 5_000,
@@ -179,7 +187,8 @@ export function createFetcherClient(options: FetcherClientOptions) {
     status: () => call('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus),
     /** One status request, no retries, answered within `timeoutMs` or failed (for status pages). */
     probeStatus: (timeoutMs: number) => once('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus, { headersMs: timeoutMs, bodyMs: timeoutMs }),
-    getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, Purpose.readJob, undefined, FetcherJob),
+    /** The signature names the job (`get_<id>_…`), so it cannot be replayed to read another. */
+    getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, { id: messageId(Purpose.readJob, id) }, undefined, FetcherJob),
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
     health: () => once('GET', '/healthz', null, undefined, HealthSchema),
     wake,

@@ -101,6 +101,8 @@ const EXPIRY_SLACK_SECONDS = 30;
 const CLAIM_WAIT_BUDGET_SECONDS = 3_600;
 /** pg-boss refuses expiries over 24 hours. */
 const MAX_EXPIRY_SECONDS = 24 * 3_600;
+/** The largest payload (as JSON) of a job that runs on the fetcher: one always fits a forward request. */
+export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
 /** A handler that ignores its aborted signal gets this long before its attempt is settled anyway. */
 const ABORT_GRACE_MS = 5_000;
 
@@ -250,6 +252,10 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     const parsed = def.payload.safeParse(payload);
     if (!parsed.success) {
       throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
+    }
+    // a fetcher job whose payload the fetcher would refuse (413) is refused now, not at delivery
+    if (def.runsOnFetcher && Buffer.byteLength(JSON.stringify(parsed.data) ?? '') > MAX_FETCHER_PAYLOAD_BYTES) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is too large for the fetcher.`, { errors: [{ path: 'payload', message: `at most ${MAX_FETCHER_PAYLOAD_BYTES} bytes as JSON for a job that runs on the fetcher` }] });
     }
     // PostgreSQL cannot store a NUL: refused here, naming the field, instead of failing the insert
     const nul = findNul(parsed.data, ['payload']);

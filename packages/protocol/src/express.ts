@@ -1,6 +1,7 @@
-import express, { type RequestHandler } from 'express';
+import { createHash } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
 import { ErrorCode, JobgateError, findNul } from '@jobgate/runtime';
-import { verify, type Purpose, type SigningKey } from './signing.ts';
+import { TOLERANCE_SECONDS, verify, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -9,35 +10,133 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** Remembers accepted signed requests (see @jobgate/queue's createReplayStore). */
+export interface ReplayGuard {
+  begin(id: string, bodyHash: Buffer, expiresAt: Date): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
+  finish(id: string, answer: { status: number; type: string; body: string }): Promise<void>;
+  forget(id: string): Promise<void>;
+}
+
+export interface SignedRouteOptions {
+  /** The largest body this route takes, in bytes: 413 on a larger Content-Length, or as soon as more arrives. */
+  limitBytes: number;
+  /** The resource the message must name after its purpose (`get_<jobId>_<nonce>`), so a signature cannot be moved to another. */
+  resource?: (req: Request) => string;
+  /** For state-changing routes: a replay of an accepted id gets the stored answer and does nothing again. */
+  replay?: ReplayGuard;
+}
+
+/** A body must keep coming at this average rate once the grace has passed, or it is cut off (408). */
+export const BODY_FLOOR_BYTES_PER_SECOND = 64 * 1024;
+const BODY_GRACE_MS = 2_000;
+/** Signed bodies being read at once, per process: more senders wait (503) instead of holding memory. */
+export const MAX_BODIES_IN_FLIGHT = 64;
+let bodiesInFlight = 0;
+
 const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 /**
- * Reads the raw body (up to `limit`), checks the Standard Webhooks signature for `purpose`, and
- * only then parses the body. Every failure is the same 401 "Invalid signature"; the reason goes
- * to the log only.
+ * Reads a signed route's raw body with every bound applied before a byte is buffered beyond it: no
+ * content coding (a compression bomb is refused unread), the route's own size limit, a floor rate,
+ * and a cap on bodies read at once.
  */
-export function requireSignature(keys: SigningKey[], purpose: Purpose, limit = '8mb'): RequestHandler[] {
+function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+  const coding = header(req.headers['content-encoding'])?.trim().toLowerCase();
+  if (coding && coding !== 'identity') return Promise.reject(new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
+  const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+  const hasBody = (declared !== null && declared > 0) || req.headers['transfer-encoding'] !== undefined;
+  if (!hasBody) return Promise.resolve(Buffer.alloc(0));
+  // A body must be JSON (FAULTS.md row 30); checked before it is read.
+  if (!req.is('application/json')) return Promise.reject(new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) return Promise.reject(tooLarge(limitBytes));
+  if (bodiesInFlight >= MAX_BODIES_IN_FLIGHT) return Promise.reject(new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.'));
+  bodiesInFlight++;
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const started = Date.now();
+    const done = (err: Error | null, body?: Buffer) => {
+      clearInterval(pace);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+      bodiesInFlight--;
+      if (err) {
+        // stop reading: what is still on its way is not ours to buffer
+        req.pause();
+        reject(err);
+      } else resolve(body!);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limitBytes) return done(tooLarge(limitBytes));
+      chunks.push(chunk);
+    };
+    const onEnd = () => done(null, Buffer.concat(chunks, received));
+    const onError = (err: Error) => done(err);
+    const onAborted = () => done(new JobgateError(ErrorCode.requestTimeout, 'The body did not arrive.'));
+    const pace = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (elapsed > BODY_GRACE_MS && received < (BODY_FLOOR_BYTES_PER_SECOND * (elapsed - BODY_GRACE_MS)) / 1000) {
+        done(new JobgateError(ErrorCode.requestTimeout, `The body arrived slower than ${BODY_FLOOR_BYTES_PER_SECOND / 1024} KiB/s.`));
+      }
+    }, 250);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
+  });
+}
+
+const tooLarge = (limitBytes: number) => new JobgateError(ErrorCode.bodyTooLarge, `This route takes at most ${limitBytes} bytes.`);
+
+/** Sends an answer stored for an earlier delivery of the same signed request. */
+function replayAnswer(res: Response, answer: { status: number; type: string; body: string }): void {
+  res.status(answer.status).type(answer.type).setHeader('webhook-replayed', 'true');
+  res.send(answer.body);
+}
+
+/**
+ * Wraps `res.send` so the first delivery's answer is stored (or, if it failed on our side, the id
+ * forgotten so a retry may do it) before the client sees it.
+ */
+function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string): void {
+  const send = res.send.bind(res);
+  res.send = ((body?: unknown) => {
+    res.send = send;
+    const status = res.statusCode;
+    const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
+    const type = String(res.getHeader('content-type') ?? 'application/json');
+    const write = status >= 500 ? replay.forget(id) : replay.finish(id, { status, type, body: text });
+    write
+      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not store the answer of a signed request'))
+      .finally(() => send(body));
+    return res;
+  }) as Response['send'];
+}
+
+/**
+ * A signed route's guard: reads the raw body within the route's bounds (readBody), checks the
+ * Standard Webhooks signature for `purpose` (and the resource, if the route names one), only then
+ * parses the body, and for a state-changing route makes a replay act at most once. Every signature
+ * failure is the same 401 "Invalid signature"; the reason goes to the log only.
+ */
+export function requireSignature(keys: SigningKey[], purpose: Purpose, options: SignedRouteOptions): RequestHandler[] {
   return [
-    (req, _res, next) => {
-      // A body must be JSON (FAULTS.md row 30); checked before it is read.
-      const declared = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0';
-      if ((declared || req.headers['transfer-encoding']) && !req.is('application/json')) {
-        next(new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+    async (req, res, next) => {
+      let body: Buffer;
+      try {
+        body = await readBody(req, options.limitBytes);
+      } catch (err) {
+        next(err);
         return;
       }
-      next();
-    },
-    express.raw({ type: () => true, limit }),
-    (req, _res, next) => {
-      const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const webhookId = header(req.headers['webhook-id']);
       const result = verify({
         keys,
         purpose,
         body,
-        headers: { id: header(req.headers['webhook-id']), timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) },
+        headers: { id: webhookId, timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) },
       });
-      if (!result.ok) {
-        req.log.warn({ reason: result.reason, webhookId: header(req.headers['webhook-id'])?.slice(0, 128) }, 'signature rejected');
+      const resource = options.resource?.(req);
+      const reason = !result.ok ? result.reason : resource !== undefined && !result.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
+      if (reason !== null) {
+        req.log.warn({ reason, webhookId: webhookId?.slice(0, 128) }, 'signature rejected');
         next(new JobgateError(ErrorCode.invalidSignature, 'Invalid signature'));
         return;
       }
@@ -54,7 +153,22 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, limit = '
           return;
         }
       }
-      next();
+      if (!options.replay) return next();
+      const id = webhookId!;
+      try {
+        const expiresAt = new Date((Number(header(req.headers['webhook-timestamp'])) + TOLERANCE_SECONDS + 60) * 1000);
+        const check = await options.replay.begin(id, createHash('sha256').update(body).digest(), expiresAt);
+        if (!check.seen) {
+          recordAnswer(req, res, options.replay, id);
+          return next();
+        }
+        if (!check.sameBody) throw new JobgateError(ErrorCode.replayConflict, 'This webhook-id was already used for another body.');
+        if (!check.answer) throw new JobgateError(ErrorCode.busy, 'The first delivery of this message is still being handled; retry shortly.');
+        req.log.info({ webhookId: id, status: check.answer.status }, 'signed request seen before: answered from the store, nothing done again');
+        replayAnswer(res, check.answer);
+      } catch (err) {
+        next(err);
+      }
     },
   ];
 }

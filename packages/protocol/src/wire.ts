@@ -1,8 +1,21 @@
 // The messages between main and the fetcher, one zod schema each, shared by both sides.
 import { z } from 'zod';
-import { TRACEPARENT_PATTERN } from '@jobgate/runtime';
+import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN } from '@jobgate/runtime';
 
 export const MAX_BATCH = 500;
+
+/**
+ * The largest body each signed route reads (bytes), matched to what it carries: a submission is up
+ * to 500 jobs whose payloads main caps at 1 MiB each (the forwarder splits a batch that draws a
+ * 413); an events batch is 500 events with messages capped at 500 and 2,000 characters; a claim
+ * is about 100 bytes; a read has no body.
+ */
+export const BodyLimits = {
+  submitJobs: 8 * 2 ** 20,
+  jobEvents: 2 * 2 ** 20,
+  claimJob: 4 * 1024,
+  read: 0,
+} as const;
 
 export const SubmitJob = z.strictObject({
   id: z.uuid(),
@@ -67,14 +80,14 @@ export const JobEvent = z.strictObject({
   seq: z.number().int().min(1),
   type: z.enum(['active', 'progress', 'completed', 'failed', 'lost']),
   attempt: z.number().int().min(1),
-  at: z.string(),
+  at: z.string().max(40),
   state: z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']).optional(),
   maxAttempts: z.number().int().optional(),
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   progress: z.number().optional(),
-  message: z.string().optional(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  message: z.string().max(MAX_PROGRESS_MESSAGE).optional(),
+  error: z.object({ code: z.string().max(100), message: z.string().max(MAX_ERROR_MESSAGE) }).optional(),
   peakRssMb: z.number().optional(),
   /** The job's W3C traceparent, so main logs the event under the job's trace. */
   traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),

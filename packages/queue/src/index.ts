@@ -8,3 +8,4 @@ export * from './override.ts';
 export * from './admin-store.ts';
 export * from './one-round-trip.ts';
 export * from './wake-store.ts';
+export * from './replay-store.ts';

@@ -28,6 +28,12 @@ export const ErrorCode = {
   forbidden: 'JG_FORBIDDEN',
   adminDisabled: 'JG_ADMIN_DISABLED',
   tooManyRequests: 'JG_TOO_MANY_REQUESTS',
+  /** The body came slower than the floor rate, or not at all: cut off. */
+  requestTimeout: 'JG_REQUEST_TIMEOUT',
+  /** Too many request bodies are being read at once; retry shortly. */
+  busy: 'JG_BUSY',
+  /** A signed message's id was already used for another body (a replay or a broken sender). */
+  replayConflict: 'JG_REPLAY_CONFLICT',
   /** The job is not in a state that allows this (retrying a completed job, cancelling a finished one). */
   stateConflict: 'JG_STATE_CONFLICT',
   memoryLimit: 'JG_MEMORY_LIMIT',
@@ -90,6 +96,9 @@ const statusByCode: Record<ErrorCode, number> = {
   JG_FORBIDDEN: 403,
   JG_ADMIN_DISABLED: 503,
   JG_TOO_MANY_REQUESTS: 429,
+  JG_REQUEST_TIMEOUT: 408,
+  JG_BUSY: 503,
+  JG_REPLAY_CONFLICT: 409,
   JG_STATE_CONFLICT: 409,
   JG_MEMORY_LIMIT: 500,
   JG_HEAP_OUT_OF_MEMORY: 500,

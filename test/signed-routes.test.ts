@@ -1,0 +1,189 @@
+// Signed routes are bounded before they are read and act at most once (issue 15; FAULTS.md rows
+// 42, 44, 45): no content coding, a size limit per route, a floor rate for slow bodies, a cap on
+// bodies in flight; a signature bound to the resource it reads; a replay answered from the store.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSecrets, signedHeaders } from '@jobgate/protocol';
+import { startMain, TEST_SHARED_SECRET } from './support/apps.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { ADMIN_PASSWORD, enqueue, startPair, states, type Pair } from './support/gateway.ts';
+import { waitFor } from './support/wait.ts';
+
+const keys = parseSecrets(TEST_SHARED_SECRET);
+let db: TestDatabase;
+let pair: Pair;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pair = await startPair(db);
+});
+afterAll(async () => {
+  await pair?.stop();
+  await db?.drop();
+});
+
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+async function send(base: string, method: string, path: string, body: string | Buffer | undefined, headers: Record<string, string>) {
+  const res = await fetch(`${base}${path}`, { method, headers, body });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : null, headers: res.headers };
+}
+
+/** Writes the request line and headers by hand, then `body` at `bytesPerTick` every `tickMs`; resolves with the status line. */
+function slowRequest(port: number, path: string, headers: Record<string, string>, body: string, bytesPerTick: number, tickMs: number): Promise<{ status: number; ms: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    let timer: NodeJS.Timeout | undefined;
+    socket.on('connect', () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      let at = 0;
+      timer = setInterval(() => {
+        if (at >= body.length || socket.destroyed) return clearInterval(timer);
+        socket.write(body.slice(at, at + bytesPerTick));
+        at += bytesPerTick;
+      }, tickMs);
+    });
+    socket.on('data', (d) => {
+      answer += d;
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(answer);
+      if (m && answer.includes('\r\n\r\n')) {
+        clearInterval(timer);
+        socket.destroy();
+        resolve({ status: Number(m[1]), ms: Date.now() - started, head: answer.slice(0, answer.indexOf('\r\n\r\n')).toLowerCase() });
+      }
+    });
+    socket.on('error', (err) => {
+      clearInterval(timer);
+      reject(err);
+    });
+  });
+}
+
+describe('bounded before read', () => {
+  it('a gzip flood gets 415 unread: 40 bombs (7.9 MB each inflated) move the fetcher’s RSS < 20 MB and restart nothing (row 42)', async () => {
+    const fetcher = pair.fetcher!;
+    const inflated = JSON.stringify({ jobs: [{ id: randomUUID(), name: 'test.remote', payload: { pad: 'a'.repeat(7_900_000) } }] });
+    const bomb = gzipSync(inflated, { level: 9 });
+    const before = rssMb(fetcher.pid);
+    const answers = await Promise.all(Array.from({ length: 40 }, () =>
+      send(fetcher.url, 'POST', '/v1/jobs', bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).then((r) => r.status)));
+    const after = rssMb(fetcher.pid);
+    expect(new Set(answers)).toEqual(new Set([415]));
+    expect(after - before).toBeLessThan(20);
+    expect(fetcher.child.exitCode).toBeNull();
+    // and signed ones too: the coding is refused before the signature is even looked at
+    const signed = await send(fetcher.url, 'POST', '/v1/jobs', bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip', ...signedHeaders(keys, `fwd_${randomUUID()}`, bomb) });
+    expect(signed.status).toBe(415);
+    console.log(`gzip flood: 40 × ${(bomb.length / 1024).toFixed(1)} KB bombs → 415 each; fetcher RSS ${before.toFixed(0)} → ${after.toFixed(0)} MB, no restart`);
+  });
+
+  it('answers 413 on a Content-Length over the route’s limit, and on a body that grows past it, before buffering more', async () => {
+    const main = pair.main;
+    // a claim is ~100 bytes: its route takes 4 KiB
+    const big = JSON.stringify({ jobId: randomUUID(), attempt: 1, claimSeconds: 10, pad: 'x'.repeat(5_000) });
+    const declared = await send(main.url, 'POST', '/internal/v1/claims', big, { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, big) });
+    expect(declared.status).toBe(413);
+    expect(declared.json).toMatchObject({ status: 413, code: 'JG_BODY_TOO_LARGE' });
+    // chunked, no Content-Length: cut when the count passes the limit
+    const stream = new ReadableStream({ start(c) { for (let i = 0; i < 20; i++) c.enqueue(new TextEncoder().encode('x'.repeat(1_000))); c.close(); } });
+    const chunked = await fetch(`${main.url}/internal/v1/claims`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
+    expect(chunked.status).toBe(413);
+    // a read has no body at all
+    const read = await send(pair.fetcher!.url, 'GET', '/v1/status', undefined, { ...signedHeaders(keys, `sts_${randomUUID()}`, '') });
+    expect(read.status).toBe(200);
+  });
+
+  it('cuts a body slower than the floor rate with 408 well before HTTP_REQUEST_TIMEOUT_MS (30 s)', async () => {
+    const body = JSON.stringify({ jobs: [{ id: randomUUID(), name: 'test.remote', payload: {} }] });
+    const slow = await slowRequest(pair.fetcher!.port, '/v1/jobs', { 'content-type': 'application/json', ...signedHeaders(keys, `fwd_${randomUUID()}`, body) }, body, 1, 200);
+    expect(slow.status).toBe(408);
+    expect(slow.ms).toBeLessThan(5_000);
+    console.log(`slow body (5 bytes/s): 408 after ${(slow.ms / 1000).toFixed(1)} s`);
+  });
+
+  it('caps the bodies read at once: beyond 64 slow senders, 503 with Retry-After at once', async () => {
+    const body = 'x'.repeat(2_000);
+    const senders = Array.from({ length: 70 }, () => slowRequest(pair.main.port, '/internal/v1/job-events', { 'content-type': 'application/json' }, body, 1, 500));
+    const answers = await Promise.all(senders);
+    const statuses = answers.map((r) => r.status);
+    const busy = statuses.filter((s) => s === 503).length;
+    expect(busy).toBeGreaterThanOrEqual(6);
+    expect(answers.find((r) => r.status === 503)!.head).toMatch(/\r\nretry-after: 1/);
+    expect(statuses.filter((s) => s !== 503).every((s) => s === 408)).toBe(true);
+    // and the route works again right after
+    const events = JSON.stringify({ events: [{ jobId: randomUUID(), seq: 1, type: 'active', attempt: 1, at: new Date().toISOString() }] });
+    expect((await send(pair.main.url, 'POST', '/internal/v1/job-events', events, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, events) })).status).toBe(200);
+  });
+});
+
+describe('signatures bound to what they act on', () => {
+  it('a captured GET /v1/jobs/A signature is refused on /v1/jobs/B (row 45)', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const headers = signedHeaders(keys, `get_${a}_${randomUUID()}`, '');
+    expect((await send(pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, headers)).status).toBe(404); // signed for A: answered (A is unknown)
+    const moved = await send(pair.fetcher!.url, 'GET', `/v1/jobs/${b}`, undefined, headers);
+    expect(moved.status).toBe(401);
+    expect(moved.json).toMatchObject({ title: 'Invalid signature' });
+    // an unbound read id (the old shape) is refused as well
+    expect((await send(pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, signedHeaders(keys, `get_${randomUUID()}`, ''))).status).toBe(401);
+  });
+
+  it('a replayed claim gets the stored answer and changes nothing, even after the attempt failed (row 44)', async () => {
+    const main = pair.main;
+    // a fetcher job main knows; its first attempt claimed by a signed message the test captures
+    await pair.fetcher!.stop();
+    const id = await enqueue(main, 'test.remote', {});
+    await waitFor('forwarding', async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state !== 'queued', { timeoutMs: 10_000 });
+    const claim = JSON.stringify({ jobId: id, attempt: 1, claimSeconds: 30 });
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, claim) };
+    const first = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
+    expect(first).toMatchObject({ status: 200, json: { outcome: 'claimed' } });
+    // the attempt fails (its signed event), so a new claim of attempt 1 would no longer be granted
+    const failed = JSON.stringify({ events: [{ jobId: id, seq: 1, type: 'failed', attempt: 1, at: new Date().toISOString(), state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'boom' } }] });
+    expect((await send(main.url, 'POST', '/internal/v1/job-events', failed, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, failed) })).status).toBe(200);
+    const ledger = async () => (await db.pool.query(`SELECT j.state, j.updated_at, e.outcome, e.error, e.finished_at FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id AND e.attempt = 1 WHERE j.id = $1`, [id])).rows[0];
+    const before = await ledger();
+    expect(before.outcome).toBe('failed');
+    const replayed = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
+    expect(replayed).toMatchObject({ status: 200, json: { outcome: 'claimed' } });
+    expect(replayed.headers.get('webhook-replayed')).toBe('true');
+    expect(await ledger()).toEqual(before);
+    // the same id with another body: 409, nothing done
+    const other = JSON.stringify({ jobId: id, attempt: 2, claimSeconds: 30 });
+    const conflict = await send(main.url, 'POST', '/internal/v1/claims', other, { ...headers, ...signedHeaders(keys, headers['webhook-id']!, other, Number(headers['webhook-timestamp']) * 1000) });
+    expect(conflict.status).toBe(409);
+    expect(await ledger()).toEqual(before);
+    await pair.startFetcher();
+  });
+});
+
+describe('one bad message never stalls delivery', () => {
+  it('a forward batch that draws 413 is halved until it fits: 20 jobs of 900 KB (18 MB) all delivered once (row 46)', async () => {
+    // a web-only main takes the jobs; a worker started afterwards finds all 20 waiting and sends them as one batch
+    await pair.main.stop();
+    await pair.startMain({ JOBGATE_ROLE: 'web' });
+    const label = 'x'.repeat(900_000);
+    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue(pair.main, 'test.remote', { label })));
+    const worker = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, FETCHER_SERVICE_URL: pair.fetcher!.url, ADMIN_PASSWORD, JOBGATE_ROLE: 'worker', PORT: '0', FETCHER_FORWARD_IN_FLIGHT: '1' });
+    try {
+      await waitFor('all 20 completed', async () => (await states(db, ids)).completed === 20, { timeoutMs: 60_000, intervalMs: 250 });
+      const splits = worker.logs.filter((l) => l.msg === 'the fetcher refused the batch as too large (413); splitting it');
+      expect(splits.length).toBeGreaterThanOrEqual(1);
+      // (the batch may hold a job an earlier test of this file left waiting too)
+      expect(splits[0]!.jobs, JSON.stringify(splits)).toBeGreaterThanOrEqual(20);
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [ids]);
+      expect(rows[0].n).toBe(20);
+      console.log(`413 split: 20 × 900 KB jobs delivered after ${splits.length} splits; each completed once`);
+    } finally {
+      await worker.stop();
+      await pair.main.stop();
+      await pair.startMain();
+    }
+  });
+});
