@@ -97,3 +97,27 @@ describe('claim_attempt', () => {
     expect(await ledger.getJob(claimedByFetcher!)).toMatchObject({ route: 'fetcher', routeReason: 'definition' });
   });
 });
+
+describe('the reconciler against a moving ledger (issue 15)', () => {
+  it('never moves a job back once a later attempt was claimed after the fetcher was asked; a job running on the fetcher cannot be cancelled', async () => {
+    const [id] = await queuedJobs('gate.reconcile', 1, 'fetcher');
+    await ledger.markForwarding([id!]);
+    await ledger.markForwarded([id!]);
+    expect((await ledger.claimAttempt({ id: id!, attempt: 1, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
+    await ledger.finishAttempt({ id: id!, attempt: 1, outcome: 'failed', state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'x' }, peakRssMb: 1 });
+    await db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded', updated_at = now() - interval '1 hour' WHERE id = $1`, [id]);
+    // the reconciler takes the quiet job and asks the fetcher, which says: queued after attempt 1
+    const [taken] = (await ledger.quietFetcherJobs(60, 10)).filter((j) => j.id === id);
+    expect(taken).toMatchObject({ id, attempts: 1 });
+    // meanwhile the fetcher claims attempt 2: the job runs there
+    expect((await ledger.claimAttempt({ id: id!, attempt: 2, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
+    const stale = { state: 'queued', progress: 0, attempts: 1, executions: [{ attempt: 1, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), outcome: 'failed' as const }] };
+    expect(await ledger.reconcileFromFetcher(taken!, stale)).toBe(false);
+    const job = await ledger.getJob(id!, { executions: true });
+    expect(job).toMatchObject({ state: 'active', attempts: 2 });
+    // running on the fetcher (a live claim): a cancel leaves it alone (the API answers 409)
+    expect(await ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
+    await db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded' WHERE id = $1`, [id]); // even if its state lagged behind
+    expect(await ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
+  });
+});

@@ -4,9 +4,10 @@
 // takes the jobs sent without it.
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMain, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
+import { join } from 'node:path';
+import { startMain, TEST_JOBS_MODULE, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { enqueue } from './support/gateway.ts';
+import { admin, enqueue, startPair, states } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 let db: TestDatabase;
@@ -51,5 +52,43 @@ describe('a fetcher older than main', () => {
     expect(await state()).toBe('forwarded');
     expect(posts).toBe(2);
     expect(main.logs.filter((l) => l.msg.startsWith('the fetcher is older than main')).map((l) => l.options)).toEqual([['traceparent']]);
+  });
+});
+
+describe('a fetcher deployed behind main (row 48)', () => {
+  it('keeps the jobs it refuses as unknown waiting, with the reason on show, and delivers them once it knows them; the others flow', async () => {
+    const older = join(import.meta.dirname, 'fixtures/older-fetcher-jobs.ts');
+    // a database of its own: the main above forwards to its stand-in from the other
+    const db = await createTestDatabase();
+    const pair = await startPair(db, { fetcherEnv: { JOBGATE_JOB_MODULES: older } });
+    try {
+      const waiting = await Promise.all([1, 2, 3].map(() => enqueue(pair.main, 'test.new-remote', {})));
+      const flowing = await Promise.all([1, 2].map(() => enqueue(pair.main, 'test.remote', {})));
+      await waitFor('the known jobs completed', async () => (await states(db, flowing)).completed === 2, { timeoutMs: 20_000, intervalMs: 200 });
+      const status = await waitFor('the refusal on show', async () => {
+        const s = (await admin(pair.main, 'GET', '/fetcher_service')).json;
+        return s.outbox.refused === 3 && s;
+      }, { timeoutMs: 20_000, intervalMs: 200 });
+      expect(status.outbox.refusedByFetcher).toEqual([{ name: 'test.new-remote', jobs: 3, since: expect.any(String), reason: expect.stringMatching(/^fetcher refuses: no job named "test.new-remote" runs on the fetcher/) }]);
+      const job = (await admin(pair.main, 'GET', `/jobs/${waiting[0]}`)).json;
+      expect(job).toMatchObject({ state: 'forwarding', error: { code: 'JG_FETCHER_REFUSES' } });
+      const page = await (await fetch(`${pair.main.url}/admin/fetcher_service`, { headers: { authorization: `Basic ${Buffer.from('admin:test-admin-password').toString('base64')}` } })).text();
+      expect(page).toMatch(/3 × test\.new-remote<\/strong>: fetcher refuses: no job named/);
+      // a while later: still waiting, none failed
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect((await states(db, waiting)).failed).toBeUndefined();
+
+      // the fetcher is deployed with the new job: they go through, once each
+      await pair.fetcher!.stop();
+      await pair.startFetcher({ JOBGATE_JOB_MODULES: TEST_JOBS_MODULE });
+      await waitFor('the waiting jobs completed', async () => (await states(db, waiting)).completed === 3, { timeoutMs: 90_000, intervalMs: 250 });
+      expect((await admin(pair.main, 'GET', `/jobs/${waiting[0]}`)).json.error).toBeUndefined();
+      expect((await admin(pair.main, 'GET', '/fetcher_service')).json.outbox).toMatchObject({ refused: 0, refusedByFetcher: [] });
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [waiting]);
+      expect(rows[0].n).toBe(3);
+    } finally {
+      await pair.stop();
+      await db.drop();
+    }
   });
 });

@@ -126,7 +126,7 @@ describe('admin API', () => {
     const up = (await admin(t.pair.main, 'GET', '/fetcher_service')).json;
     expect(up.fetcher).toMatchObject({ state: 'awake', checkedAt: expect.any(String), latencyMs: expect.any(Number), status: { memory: { rssMb: expect.any(Number), limitMb: expect.any(Number) }, intake: 'open' } });
     expect(up.override).toMatchObject({ enabled: false });
-    expect(up.outbox).toEqual({ pending: 0, oldestAgeSeconds: 0 });
+    expect(up.outbox).toEqual({ pending: 0, oldestAgeSeconds: 0, refused: 0, refusedByFetcher: [] });
     await t.pair.fetcher!.stop();
     const stoppedAt = Date.now();
     const down = await waitFor('fetcher shown down', async () => {

@@ -1,5 +1,5 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { ErrorCode, traceFields, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, traceFields, type Logger } from '@jobgate/runtime';
 import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
@@ -46,8 +46,9 @@ const REFUSES_JOBS = new Set([409, 422]);
  * Drains main's outbox into the fetcher: batches of up to 500 per signed POST /v1/jobs, several
  * in flight. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
  * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
- * fetcher was away. A batch the fetcher refuses (409/422) is split so only the bad jobs fail; one
- * too large (413) is halved until the parts fit; any other 4xx keeps the whole batch for a retry.
+ * fetcher was away. Jobs the fetcher refuses themselves (422, 409) are set apart and the rest go on
+ * (see `refused`); a batch too large (413) is halved until the parts fit; any other 4xx keeps the
+ * whole batch for a retry.
  */
 export async function startForwarder(options: ForwarderOptions): Promise<{ stop(): void }> {
   const { boss, ledger, fetcher } = options;
@@ -129,14 +130,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         logger.error({ err, jobs: jobs.length }, 'fetcher refused the request itself; the batch stays in the outbox');
         throw err;
       }
-      if (e.code === FetcherErrorCode.rejected && jobs.length > 1) {
-        // Find the jobs the fetcher will not take, one by one; deliver the rest.
-        for (const job of jobs) await deliverOne(job);
-        return 'sent';
-      }
       if (e.code === FetcherErrorCode.rejected) {
-        await ledger.failJobs(jobs.map((j) => j.id), { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${e.message}` });
-        logger.error({ err, jobId: jobs[0]!.id }, 'fetcher refused the job; marked failed');
+        await refused(jobs, e);
         return 'sent';
       }
       throw err;
@@ -164,16 +159,60 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
   }
 
-  async function deliverOne(job: SubmitJob): Promise<void> {
-    try {
-      await submit([job]);
-      await ledger.markForwarded([job.id]);
-    } catch (err) {
-      const e = err as FetcherClientError;
-      if (e.code !== FetcherErrorCode.rejected || !REFUSES_JOBS.has(e.status ?? 0)) throw err;
-      await ledger.failJobs([job.id], { code: ErrorCode.jobFailed, message: `the fetcher refused the job: ${(err as Error).message}` });
-      logger.error({ err, jobId: job.id, jobName: job.name }, 'fetcher refused the job; marked failed');
+  /**
+   * The fetcher refused jobs themselves (409/422). Those its answer names are set apart and the rest
+   * go again; when it names none, each job goes alone to find them. A 422 (a name or payload it
+   * does not know: a fetcher deployed behind main) never fails a job main accepted: it waits, with
+   * the reason on show, and is tried again with the outbox's backoff (the admin can cancel it or
+   * use the override). A 409 (the id is taken) after a lost answer is settled by asking the fetcher.
+   */
+  async function refused(jobs: SubmitJob[], e: FetcherClientError): Promise<void> {
+    const named = new Map<number, string>();
+    for (const f of e.fieldErrors) {
+      const at = /^jobs\.(\d+)(?:\.|$)/.exec(f.path);
+      if (at && Number(at[1]) < jobs.length && !named.has(Number(at[1]))) named.set(Number(at[1]), `${f.message} (${f.path.replace(/^jobs\.\d+\.?/, '') || 'job'})`);
     }
+    if (named.size === 0 && jobs.length > 1) {
+      let waiting = 0;
+      for (const job of jobs) {
+        try {
+          await send([job], true);
+        } catch (err) {
+          if ((err as JobgateError).code !== ErrorCode.fetcherRefuses) throw err;
+          waiting++;
+        }
+      }
+      if (waiting > 0) throw new JobgateError(ErrorCode.fetcherRefuses, `the fetcher refuses ${waiting} of ${jobs.length} jobs for now; they wait`);
+      return;
+    }
+    const bad = named.size === 0 ? new Map([[0, e.message]]) : named;
+    const rest = jobs.filter((_, i) => !bad.has(i));
+    if (rest.length > 0) await send(rest, true);
+    const waiting: SubmitJob[] = [];
+    for (const [i, why] of bad) {
+      const job = jobs[i]!;
+      if (e.status === 409 && (await deliveredBefore(job))) continue;
+      if (e.status === 409) {
+        await ledger.failJobs([job.id], { code: ErrorCode.idConflict, message: `the fetcher holds another job under this id: ${why}` });
+        logger.error({ jobId: job.id, jobName: job.name, reason: why }, 'the fetcher holds another job under this id; marked failed');
+        continue;
+      }
+      await ledger.noteRefused([job.id], `fetcher refuses: ${why}`);
+      waiting.push(job);
+    }
+    if (waiting.length > 0) {
+      logger.warn({ jobs: waiting.length, names: [...new Set(waiting.map((j) => j.name))], reason: e.message }, 'the fetcher refuses jobs for now (is it older than main?); they wait and are tried again');
+      throw new JobgateError(ErrorCode.fetcherRefuses, `the fetcher refuses ${waiting.length} jobs for now; they wait`);
+    }
+  }
+
+  /** Whether the fetcher already holds `job` (an earlier delivery whose answer was lost); marks it forwarded if so. */
+  async function deliveredBefore(job: SubmitJob): Promise<boolean> {
+    const seen = await fetcher.getJob(job.id).catch(() => null);
+    if (seen?.name !== job.name) return false;
+    await ledger.markForwarded([job.id]);
+    logger.info({ jobId: job.id, jobName: job.name }, 'the fetcher already had the job (an earlier answer was lost): forwarded');
+    return true;
   }
 
   // A full batch fetches the next at once (workWhileFull), at any batch size.

@@ -12,7 +12,7 @@ import type { OverrideControl } from './override.ts';
 export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; wakes: WakeStore; logger: Logger }) {
   const registers = [registry];
   // one outbox query per scrape for both gauges
-  let outbox: { at: number; stats: Promise<{ pending: number; oldestAgeSeconds: number }> } | null = null;
+  let outbox: { at: number; stats: Promise<{ pending: number; oldestAgeSeconds: number; refused: number }> } | null = null;
   const outboxStats = () => {
     if (!outbox || performance.now() - outbox.at > 1_000) outbox = { at: performance.now(), stats: deps.ledger.outboxStats() };
     return outbox.stats;
@@ -31,6 +31,14 @@ export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; bo
     registers,
     collect: orKeep(deps.logger, async function (this: Gauge) {
       this.set((await outboxStats()).oldestAgeSeconds);
+    }),
+  });
+  new Gauge({
+    name: 'jobgate_outbox_refused_jobs',
+    help: 'Undelivered fetcher jobs the fetcher refuses for now (a job name or payload it does not know yet); they wait',
+    registers,
+    collect: orKeep(deps.logger, async function (this: Gauge) {
+      this.set((await outboxStats()).refused);
     }),
   });
   new Gauge({

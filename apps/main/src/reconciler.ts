@@ -14,11 +14,13 @@ export function startReconciler(deps: { ledger: Ledger; fetcher: FetcherClient; 
   const stopping = new AbortController();
 
   async function pass(): Promise<void> {
-    for (const id of await deps.ledger.quietFetcherJobs(deps.quietSeconds, 100)) {
+    for (const job of await deps.ledger.quietFetcherJobs(deps.quietSeconds, 100)) {
+      const { id } = job;
       if (stopping.signal.aborted) return;
       try {
         const seen = await deps.fetcher.getJob(id);
-        const changed = await deps.ledger.reconcileFromFetcher(id, seen);
+        // applied only if main's ledger did not move meanwhile (a claim of a later attempt, an event)
+        const changed = await deps.ledger.reconcileFromFetcher(job, seen);
         if (changed) logger.info({ jobId: id, state: seen.state }, 'job reconciled with the fetcher');
         else await deps.ledger.touchJob(id);
       } catch (err) {

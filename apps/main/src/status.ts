@@ -13,7 +13,7 @@ export async function serviceStatus(deps: { ledger: Ledger; override: () => Prom
     deps.monitor ? deps.monitor.check(deps.maxAgeMs ?? 0) : Promise.resolve(unconfigured),
     deps.wakes(),
     deps.override(),
-    deps.ledger.outboxStats(),
+    deps.ledger.outboxStats().then(async (stats) => ({ ...stats, refusedByFetcher: stats.refused > 0 ? await deps.ledger.refusedByFetcher() : [] })),
     deps.ledger.countsByName(),
   ]);
   // the state is what the probe saw; a wake-up in flight (by any main process) is shown beside it

@@ -28,6 +28,8 @@ export interface Queryable {
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** Since when (a refusal by the fetcher that keeps a job waiting: since its first refusal). */
+  since?: string;
 }
 
 export interface Execution {
@@ -215,8 +217,20 @@ function plans(schema: string) {
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding') RETURNING id`,
     // Events may already have moved a job on (the fetcher can be faster than the answer): never back.
     markForwarded: `
-      UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp()
+      UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp(),
+             error = CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN NULL ELSE error END
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
+    // A job the fetcher refuses for now (a name or payload it does not know yet: deployed behind
+    // main) keeps waiting with the reason, and since when, on show.
+    noteRefused: `
+      UPDATE ${s}.jobs SET updated_at = clock_timestamp(),
+             error = jsonb_build_object('code', 'JG_FETCHER_REFUSES', 'message', $2::text,
+                       'since', CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN error->'since' ELSE to_jsonb(clock_timestamp()) END)
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
+    refusedByFetcher: `
+      SELECT name, error->>'message' AS reason, min(error->>'since') AS since, count(*)::int AS jobs
+        FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND error->>'code' = 'JG_FETCHER_REFUSES'
+       GROUP BY name, error->>'message' ORDER BY min(error->>'since') LIMIT 20`,
     // The override takes over jobs not yet delivered (or whose delivery is in doubt: the fetcher
     // must still claim them here, and cannot once they are main's).
     takeOverUndelivered: `
@@ -235,6 +249,8 @@ function plans(schema: string) {
       UPDATE ${s}.jobs SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
              error = jsonb_build_object('code', 'JG_CANCELLED', 'message', $2::text), claimed_by = NULL, claim_expires_at = NULL
        WHERE id = ANY($1::uuid[]) AND (state IN ('queued', 'forwarding', 'forwarded') OR (state = 'active' AND route = 'main'))
+         -- a live claim by the fetcher means it is running there, whatever the state says: not ours to cancel
+         AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
       RETURNING id`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
@@ -249,14 +265,17 @@ function plans(schema: string) {
          SELECT id FROM ${s}.jobs
           WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
           ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-      RETURNING id`,
+      RETURNING id, attempts, events_applied`,
     touchJob: `UPDATE ${s}.jobs SET updated_at = clock_timestamp() WHERE id = $1`,
     reconcileJob: `
       UPDATE ${s}.jobs SET state = $2, progress = $3, progress_message = $4, attempts = greatest(attempts, $5),
              error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($6, error) END,
              finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN coalesce(finished_at, clock_timestamp()) ELSE NULL END,
              updated_at = clock_timestamp()
-       WHERE id = $1 AND route = 'fetcher' AND state NOT IN ('completed', 'failed', 'cancelled')`,
+       WHERE id = $1 AND route = 'fetcher' AND state NOT IN ('completed', 'failed', 'cancelled')
+         -- only if nothing moved on main since the fetcher was asked (a later claim, an event applied)
+         -- and the fetcher's answer is not older than what main knows
+         AND attempts = $7 AND events_applied = $8 AND attempts <= $5`,
     reconcileExecution: `
       INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb)
       VALUES ($1, $2, 'fetcher', $3, $4, $5, $6, $7)
@@ -266,7 +285,8 @@ function plans(schema: string) {
     // Fetcher jobs not yet delivered: how many, and how long the oldest has waited.
     outboxStats: `
       SELECT count(*)::int AS pending,
-             coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_age_seconds
+             coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_age_seconds,
+             count(*) FILTER (WHERE error->>'code' = 'JG_FETCHER_REFUSES')::int AS refused
         FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding')`,
     // Any job routed to the fetcher that has not finished (the fetcher must stay awake for it).
     hasUnfinishedFetcherJobs: `
@@ -522,18 +542,23 @@ export function createLedger(pool: Pool, schema: string) {
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
     },
-    async quietFetcherJobs(olderThanSeconds: number, limit: number): Promise<string[]> {
+    /** Quiet routed jobs, each with what main knew of it when taken (the reconciler's guard). */
+    async quietFetcherJobs(olderThanSeconds: number, limit: number): Promise<Array<{ id: string; attempts: number; eventsApplied: number }>> {
       const { rows } = await pool.query(sql.quietFetcherJobs, [olderThanSeconds, limit]);
-      return rows.map((r) => r.id as string);
+      return rows.map((r) => ({ id: r.id as string, attempts: r.attempts as number, eventsApplied: r.events_applied as number }));
     },
     /**
      * Brings a routed job in line with what the fetcher says of it (a lost event's repair): its
      * state, progress and executions. A job main already finished is left alone.
      */
-    async reconcileFromFetcher(id: string, seen: { state: string; progress: number; progressMessage?: string; attempts: number; error?: ErrorInfo; executions?: Array<Omit<Execution, 'ranOn'>> }): Promise<boolean> {
+    async reconcileFromFetcher(
+      job: { id: string; attempts: number; eventsApplied: number },
+      seen: { state: string; progress: number; progressMessage?: string; attempts: number; error?: ErrorInfo; executions?: Array<Omit<Execution, 'ranOn'>> },
+    ): Promise<boolean> {
+      const { id } = job;
       return withTransaction(pool, async (client) => {
         const state = seen.state === 'queued' ? 'forwarded' : seen.state;
-        const { rowCount } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null]);
+        const { rowCount } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null, job.attempts, job.eventsApplied]);
         if (!rowCount) return false;
         for (const e of seen.executions ?? []) {
           await client.query(sql.reconcileExecution, [id, e.attempt, e.startedAt, e.finishedAt ?? null, e.outcome, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null]);
@@ -544,9 +569,19 @@ export function createLedger(pool: Pool, schema: string) {
     async touchJob(id: string): Promise<void> {
       await pool.query(sql.touchJob, [id]);
     },
-    async outboxStats(): Promise<{ pending: number; oldestAgeSeconds: number }> {
+    /** Undelivered fetcher jobs: how many, the oldest's age, and how many of them the fetcher refuses for now. */
+    async outboxStats(): Promise<{ pending: number; oldestAgeSeconds: number; refused: number }> {
       const { rows } = await pool.query(sql.outboxStats);
-      return { pending: rows[0].pending, oldestAgeSeconds: Math.round(rows[0].oldest_age_seconds * 10) / 10 };
+      return { pending: rows[0].pending, oldestAgeSeconds: Math.round(rows[0].oldest_age_seconds * 10) / 10, refused: rows[0].refused };
+    },
+    /** Keeps these jobs waiting with the fetcher's reason (the first refusal's time is kept). */
+    async noteRefused(ids: string[], reason: string): Promise<void> {
+      await pool.query(sql.noteRefused, [ids, reason]);
+    },
+    /** The jobs the fetcher refuses for now, by name and reason, with since when. */
+    async refusedByFetcher(): Promise<Array<{ name: string; reason: string; since: string; jobs: number }>> {
+      const { rows } = await pool.query(sql.refusedByFetcher);
+      return rows.map((r) => ({ name: r.name, reason: r.reason, since: r.since, jobs: r.jobs }));
     },
     async hasUnfinishedFetcherJobs(): Promise<boolean> {
       const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);

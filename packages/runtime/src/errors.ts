@@ -32,6 +32,8 @@ export const ErrorCode = {
   requestTimeout: 'JG_REQUEST_TIMEOUT',
   /** Too many request bodies are being read at once; retry shortly. */
   busy: 'JG_BUSY',
+  /** The fetcher refuses a job for now (a name or payload it does not know yet): it waits. */
+  fetcherRefuses: 'JG_FETCHER_REFUSES',
   /** A signed message's id was already used for another body (a replay or a broken sender). */
   replayConflict: 'JG_REPLAY_CONFLICT',
   /** The job is not in a state that allows this (retrying a completed job, cancelling a finished one). */
@@ -99,6 +101,7 @@ const statusByCode: Record<ErrorCode, number> = {
   JG_REQUEST_TIMEOUT: 408,
   JG_BUSY: 503,
   JG_REPLAY_CONFLICT: 409,
+  JG_FETCHER_REFUSES: 502,
   JG_STATE_CONFLICT: 409,
   JG_MEMORY_LIMIT: 500,
   JG_HEAP_OUT_OF_MEMORY: 500,

@@ -75,6 +75,9 @@ export function fetcherView(s, audit) {
       'rss-chart': rssChart(s.history ?? []),
       'outbox-pending': esc(s.outbox.pending),
       'outbox-age': s.outbox.pending ? esc(seconds(s.outbox.oldestAgeSeconds)) : '–',
+      'outbox-refused': (s.outbox.refusedByFetcher ?? [])
+        .map((r) => `<li><strong>${esc(r.jobs)} × ${esc(r.name)}</strong>: ${esc(r.reason)}, since ${time(r.since)}</li>`)
+        .join(''),
       'queues-body': queues.length ? queues.join('') : emptyRow(5, 'nothing waiting'),
       'override-state': o.enabled
         ? `ON since ${esc(when(o.since))} by ${esc(o.by)}: “${esc(o.reason)}”${o.expiresAt ? `; expires ${esc(when(o.expiresAt))}` : ''}`
@@ -84,7 +87,7 @@ export function fetcherView(s, audit) {
         : emptyRow(5, 'the override has never been switched'),
     },
     attrs: { 'fetcher-state': { class: `badge ${f.state}` } },
-    hidden: { 'fetcher-waking': !f.waking, 'override-badge': !o.enabled, 'override-form': o.enabled, 'override-off': !o.enabled },
+    hidden: { 'outbox-refused': !(s.outbox.refusedByFetcher ?? []).length, 'fetcher-waking': !f.waking, 'override-badge': !o.enabled, 'override-form': o.enabled, 'override-off': !o.enabled },
   };
 }
 
