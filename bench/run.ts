@@ -272,6 +272,9 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
 
 // ------------------------------------------------------------------ both apps as processes: the routed path
 
+/** The jobs API's token for the bench's own main (API_TOKENS). */
+const BENCH_API_TOKEN = 'bench-api-token-0123456789abcdef';
+
 function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
@@ -325,7 +328,7 @@ function cpuSeconds(pids: { main: number; fetcher: number }): Record<string, num
 
 /** Enqueues through main's HTTP API (performLater behind it); returns the job id. */
 async function enqueueOn(base: string, name: string, payload: object): Promise<string> {
-  const r = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+  const r = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${BENCH_API_TOKEN}` }, body: JSON.stringify({ payload }) });
   if (r.status !== 202) throw new Error(`enqueue answered ${r.status}: ${await r.text()}`);
   return ((await r.json()) as { id: string }).id;
 }
@@ -337,7 +340,7 @@ async function startPair(url: string, fetcherEnv: Record<string, string>, mainEn
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const [mainPort, fetcherPort] = [await freePort(), await freePort()];
   // 'listening' is logged at info: the apps log at info, their stdout is only read for that line
-  const common = { DATABASE_URL: url, FETCHER_SHARED_SECRET: secret, LOG_LEVEL: 'info' };
+  const common = { DATABASE_URL: url, FETCHER_SHARED_SECRET: secret, LOG_LEVEL: 'info', API_TOKENS: BENCH_API_TOKEN };
   const fetcher = await spawnApp('fetcher', { ...common, PORT: String(fetcherPort), MAIN_SERVICE_URL: `http://127.0.0.1:${mainPort}`, ...fetcherEnv });
   const startMain = (env: Record<string, string>) => spawnApp('main', { ...common, PORT: String(mainPort), FETCHER_SERVICE_URL: `http://127.0.0.1:${fetcherPort}`, ...env });
   const pool = new pg.Pool({ connectionString: url, max: 2 });

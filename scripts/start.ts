@@ -14,11 +14,16 @@ const dataDir = process.env.JOBGATE_DATA_DIR ?? join(root, '.data');
 const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'start' });
 
 /** Secrets made once per checkout and kept in .data/, so restarts keep the same ones. */
-async function localSecrets(): Promise<{ sharedSecret: string; adminPassword: string }> {
+async function localSecrets(): Promise<{ sharedSecret: string; adminPassword: string; apiToken: string }> {
   const file = join(dataDir, 'secrets.json');
-  if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8'));
-  const secrets = { sharedSecret: `whsec_${randomBytes(32).toString('base64')}`, adminPassword: randomBytes(12).toString('base64url') };
-  await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  const kept = existsSync(file) ? (JSON.parse(await readFile(file, 'utf8')) as Partial<Awaited<ReturnType<typeof localSecrets>>>) : {};
+  // a checkout from before the API token gets one added; the others stay as they were
+  const secrets = {
+    sharedSecret: kept.sharedSecret ?? `whsec_${randomBytes(32).toString('base64')}`,
+    adminPassword: kept.adminPassword ?? randomBytes(12).toString('base64url'),
+    apiToken: kept.apiToken ?? `jg_${randomBytes(24).toString('base64url')}`,
+  };
+  if (Object.keys(kept).length !== 3) await writeFile(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
 }
 
@@ -48,7 +53,13 @@ const apps = {
   fetcher: { script: 'apps/fetcher/src/main.ts', env: { ...shared, PORT: fetcherPort, MAIN_SERVICE_URL: process.env.MAIN_SERVICE_URL ?? `http://127.0.0.1:${mainPort}` } },
   main: {
     script: 'apps/main/src/main.ts',
-    env: { ...shared, PORT: mainPort, FETCHER_SERVICE_URL: process.env.FETCHER_SERVICE_URL ?? `http://127.0.0.1:${fetcherPort}`, ADMIN_PASSWORD: process.env.ADMIN_PASSWORD ?? secrets.adminPassword },
+    env: {
+      ...shared,
+      PORT: mainPort,
+      FETCHER_SERVICE_URL: process.env.FETCHER_SERVICE_URL ?? `http://127.0.0.1:${fetcherPort}`,
+      ADMIN_PASSWORD: process.env.ADMIN_PASSWORD ?? secrets.adminPassword,
+      API_TOKENS: process.env.API_TOKENS ?? secrets.apiToken,
+    },
   },
 };
 
@@ -81,7 +92,7 @@ function run(name: keyof typeof apps, restarts = 0): void {
 run('fetcher');
 run('main');
 logger.info(
-  { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, admin: `http://127.0.0.1:${mainPort}/admin`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
+  { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, admin: `http://127.0.0.1:${mainPort}/admin`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, apiToken: apps.main.env.API_TOKENS.split(/\s+/)[0], database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
   'jobgate is starting',
 );
 

@@ -290,10 +290,23 @@ describe('admin security', () => {
     expect(headers.get('cache-control')).toBe('no-store');
   });
 
-  it('answers 429 to wrong passwords beyond the limit (5 a minute per address)', async () => {
-    // a fresh main: the browser tests above already spent one wrong password
+  it('ends every session when ADMIN_PASSWORD changes', async () => {
+    const session = (await context.cookies()).find((c) => c.name === 'jobgate_admin')!;
+    const cookie = `jobgate_admin=${session.value}`;
+    expect((await fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { cookie } })).status).toBe(200);
+    await pair.main.stop();
+    await pair.startMain({ ADMIN_PASSWORD: 'a-new-admin-password' });
+    expect((await fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(`${pair.main.url}/admin/jobs`, { headers: { cookie }, redirect: 'manual' })).status).toBe(303);
     await pair.main.stop();
     await pair.startMain();
+    // bound to the password it was opened with: valid again only under that same password
+    expect((await fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { cookie } })).status).toBe(200);
+  });
+
+  it('answers 429 to wrong passwords beyond the limit (5 a minute per address)', async () => {
+    // the count lives in PostgreSQL (shared by every main): the browser tests above spent one wrong password
+    await db.pool.query('DELETE FROM jobgate.auth_failures');
     const login = (password: string) =>
       fetch(`${pair.main.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `password=${encodeURIComponent(password)}` });
     const statuses: number[] = [];
@@ -302,5 +315,20 @@ describe('admin security', () => {
     expect((await login(ADMIN_PASSWORD)).status).toBe(429); // even the right one, until the window passes
     const basic = await fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { authorization: `Basic ${Buffer.from('admin:wrong').toString('base64')}` } });
     expect(basic.status).toBe(429);
+    // the count is in PostgreSQL: a restarted (or another) main knows it too
+    await pair.main.stop();
+    await pair.startMain();
+    expect((await login(ADMIN_PASSWORD)).status).toBe(429);
+  });
+
+  it('caps wrong passwords from all addresses together, so rotating addresses does not multiply the budget', async () => {
+    await db.pool.query('DELETE FROM jobgate.auth_failures');
+    // main believes X-Forwarded-For from loopback (TRUST_PROXY=loopback): 100 addresses, one wrong password each
+    const wrong = (address: string) => fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { 'x-forwarded-for': address, authorization: `Basic ${Buffer.from('admin:wrong').toString('base64')}` } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 101; i++) statuses.push((await wrong(`10.9.${Math.floor(i / 250)}.${i % 250}`)).status);
+    expect(statuses.slice(0, 100).every((s) => s === 401)).toBe(true);
+    expect(statuses[100]).toBe(429);
+    await db.pool.query('DELETE FROM jobgate.auth_failures');
   });
 });

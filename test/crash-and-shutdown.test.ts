@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, type AppProcess } from './support/apps.ts';
 import { startFaultProxy } from './support/fault-proxy.ts';
+import { apiHeaders } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 let db: TestDatabase;
@@ -27,7 +28,7 @@ afterAll(async () => {
 });
 
 async function enqueue(base: string, name: string, payload: unknown, extra: Record<string, unknown> = {}) {
-  const response = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload, ...extra }) });
+  const response = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: apiHeaders, body: JSON.stringify({ payload, ...extra }) });
   return { status: response.status, json: (await response.json()) as any };
 }
 async function ledgerJob(id: string) {
@@ -127,7 +128,7 @@ function slowPost(base: string, path: string, body: string) {
   const url = new URL(path, base);
   let resolveDone!: (v: { status: number; body: string } | { error: string }) => void;
   const done = new Promise<{ status: number; body: string } | { error: string }>((r) => (resolveDone = r));
-  const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+  const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...apiHeaders, 'content-length': Buffer.byteLength(body) } }, (res) => {
     let text = '';
     res.on('data', (c) => (text += c));
     res.on('end', () => resolveDone({ status: res.statusCode!, body: text }));

@@ -8,7 +8,8 @@ import { createLogger } from '@jobgate/runtime';
 import type { JobRuntime } from '@jobgate/jobs';
 import { createMainApp } from '../apps/main/src/app.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { startMain, type AppProcess } from './support/apps.ts';
+import { startMain, TEST_API_TOKEN, type AppProcess } from './support/apps.ts';
+import { apiHeaders } from './support/gateway.ts';
 
 async function rssMb(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -31,7 +32,7 @@ describe('oversized and slow bodies (row 29)', () => {
     const big = JSON.stringify({ payload: { blob: 'x'.repeat(5 * 2 ** 20) } });
     const send30 = async () => {
       for (let i = 0; i < 30; i++) {
-        const res = await fetch(`${main.url}/api/jobs/test.record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
+        const res = await fetch(`${main.url}/api/jobs/test.record`, { method: 'POST', headers: apiHeaders, body: big });
         expect(res.status).toBe(413);
         expect(res.headers.get('content-type')).toContain('application/problem+json');
       }
@@ -51,7 +52,7 @@ describe('oversized and slow bodies (row 29)', () => {
     const started = Date.now();
     const outcome = await new Promise<string>((resolve) => {
       const socket = connect(main.port, '127.0.0.1', () => {
-        socket.write('POST /api/jobs/test.record HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n');
+        socket.write(`POST /api/jobs/test.record HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TEST_API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n`);
         const drip = setInterval(() => socket.write(' '), 1_000);
         let answer = '';
         socket.on('data', (chunk) => (answer += chunk));
@@ -81,7 +82,7 @@ describe('an internal error leaks nothing (row 31)', () => {
         throw new Error('pg://jobgate:s3cret@db.internal:5432/prod exploded at /srv/app/ledger.ts:42');
       },
     } as unknown as JobRuntime;
-    const app = createMainApp({ jobs, logger, isDraining: () => false });
+    const app = createMainApp({ jobs, logger, isDraining: () => false, apiAuth: (_req, _res, next) => next() });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
@@ -104,7 +105,7 @@ describe('an internal error leaks nothing (row 31)', () => {
 describe('draining (row 12)', () => {
   it('answers /healthz 503 and closes each connection after its response while shutting down', async () => {
     let draining = false;
-    const app = createMainApp({ jobs: {} as JobRuntime, logger: createLogger({ level: 'silent', name: 'test' }), isDraining: () => draining });
+    const app = createMainApp({ jobs: {} as JobRuntime, logger: createLogger({ level: 'silent', name: 'test' }), isDraining: () => draining, apiAuth: (_req, _res, next) => next() });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, TEST_JOBS_MODULE, type AppProcess } from './support/apps.ts';
+import { apiHeaders } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 import { join } from 'node:path';
 
@@ -19,10 +20,10 @@ afterAll(async () => {
 });
 
 async function enqueue(name: string, body: unknown, base = main.url) {
-  const response = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const response = await fetch(`${base}/api/jobs/${name}`, { method: 'POST', headers: apiHeaders, body: JSON.stringify(body) });
   return { status: response.status, json: (await response.json()) as any };
 }
-const getJob = async (id: string) => (await (await fetch(`${main.url}/api/jobs/${id}`)).json()) as any;
+const getJob = async (id: string) => (await (await fetch(`${main.url}/api/jobs/${id}`, { headers: apiHeaders })).json()) as any;
 const waitForState = (id: string, state: string, timeoutMs = 30_000) =>
   waitFor(`job ${id} ${state}`, async () => {
     const job = await getJob(id);

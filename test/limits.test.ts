@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, type AppProcess } from './support/apps.ts';
+import { apiHeaders } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 let db: TestDatabase;
@@ -23,7 +24,7 @@ async function enqueueMany(name: string, count: number, payload: unknown): Promi
   const ids: string[] = [];
   for (let i = 0; i < count; i++) {
     // spread over the processes' APIs
-    const response = await fetch(`${mains[i % mains.length]!.url}/api/jobs/${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+    const response = await fetch(`${mains[i % mains.length]!.url}/api/jobs/${name}`, { method: 'POST', headers: apiHeaders, body: JSON.stringify({ payload }) });
     expect(response.status).toBe(202);
     ids.push(((await response.json()) as { id: string }).id);
   }

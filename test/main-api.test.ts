@@ -1,7 +1,8 @@
 // The main app's HTTP surface, against a real main process and a real PostgreSQL.
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { startMain, type AppProcess } from './support/apps.ts';
+import { startMain, TEST_API_TOKEN, type AppProcess } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';
 
 let db: TestDatabase;
@@ -9,17 +10,21 @@ let main: AppProcess;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  main = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true' });
+  // two API tokens (newest first, as in a rotation) and the admin's password, which opens /api/* too
+  main = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', API_TOKENS: `${TEST_API_TOKEN} ${OLDER_TOKEN}`, ADMIN_PASSWORD: 'main-api-admin-password' });
 });
 afterAll(async () => {
   await main?.stop();
   await db?.drop();
 });
 
+const OLDER_TOKEN = 'an-older-api-token-still-accepted';
+const bearer = { authorization: `Bearer ${TEST_API_TOKEN}` };
+
 async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(`${main.url}${path}`, {
     method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    headers: body === undefined ? { ...bearer, ...headers } : { 'content-type': 'application/json', ...bearer, ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await response.text();
@@ -164,5 +169,39 @@ describe('bad input answers problem+json naming the field (FAULTS.md rows 28-30)
     const res = await api('DELETE', '/api/jobs');
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET');
+  });
+});
+
+describe('the jobs API needs a credential (FAULTS.md row 41)', () => {
+  it('answers 401 without one, reading and enqueuing nothing; a token (either of a rotation) or the admin password opens it', async () => {
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM jobgate.jobs')).rows[0].n;
+    const anonymous = [
+      await api('GET', '/api/jobs', undefined, { authorization: '' }),
+      await api('POST', '/api/jobs/maintenance.cleanup', { payload: { olderThanDays: 0 } }, { authorization: '' }),
+      await api('GET', `/api/jobs/${randomUUID()}`, undefined, { authorization: '' }),
+      await api('POST', '/api/jobs/demo.light', { payload: {} }, { authorization: 'Bearer not-a-token-of-this-app' }),
+      await api('POST', '/api/jobs/demo.light', { payload: {} }, { authorization: `Basic ${Buffer.from('admin:wrong-password').toString('base64')}` }),
+    ];
+    expect(anonymous.map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
+    for (const r of anonymous) {
+      expect(r.type).toContain('application/problem+json');
+      expect(r.text).not.toMatch(/jobs|payload/);
+    }
+    expect(anonymous[0]!.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM jobgate.jobs')).rows[0].n).toBe(before);
+    expect((await api('POST', '/api/jobs/demo.light', { payload: {} })).status).toBe(202);
+    expect((await api('POST', '/api/jobs/demo.light', { payload: {} }, { authorization: `Bearer ${OLDER_TOKEN}` })).status).toBe(202);
+    expect((await api('GET', '/api/jobs?limit=1', undefined, { authorization: `Basic ${Buffer.from('admin:main-api-admin-password').toString('base64')}` })).status).toBe(200);
+  });
+
+  // last in this file: it spends this address's budget of wrong credentials
+  it('counts wrong tokens per address: beyond 5 a minute, 429; a right token still works', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await api('GET', '/api/jobs', undefined, { authorization: `Bearer wrong-token-${i}` })).status);
+    expect(statuses.slice(-2)).toEqual([429, 429]);
+    expect(statuses.filter((s) => s === 401).length).toBeGreaterThanOrEqual(3);
+    expect((await api('GET', '/api/jobs?limit=1')).status).toBe(200);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.auth_failures WHERE address LIKE '%127.0.0.1'`);
+    expect(rows[0].n).toBe(5); // the budget, spent: a 429 is not counted again
   });
 });

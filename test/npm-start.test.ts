@@ -14,7 +14,7 @@ const ROOT = join(import.meta.dirname, '..');
 let dataDir = '';
 const trees: ChildProcess[] = [];
 
-interface Started { child: ChildProcess; logs: any[]; mainUrl: string; pids: number[] }
+interface Started { child: ChildProcess; logs: any[]; mainUrl: string; pids: number[]; api: Record<string, string> }
 
 async function startSupervisor(): Promise<Started> {
   const child = spawn(process.execPath, [join(ROOT, 'scripts/start.ts')], {
@@ -35,7 +35,10 @@ async function startSupervisor(): Promise<Started> {
   const listening = await waitFor('main listening', () => logs.find((l) => l.app === 'main' && l.msg === 'listening'), { timeoutMs: 60_000 });
   await waitFor('fetcher listening', () => logs.find((l) => l.app === 'fetcher' && l.msg === 'listening'), { timeoutMs: 30_000 });
   const pids = [child.pid!, ...new Set(logs.filter((l) => l.msg === 'listening').map((l) => l.pid as number))];
-  return { child, logs, mainUrl: `http://127.0.0.1:${listening.port}`, pids };
+  // the API token npm start printed, as the README's curl lines use it
+  const token = logs.find((l) => l.msg === 'jobgate is starting').apiToken as string;
+  const api = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  return { child, logs, mainUrl: `http://127.0.0.1:${listening.port}`, pids, api };
 }
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSyncSafe(`/proc/${pid}/status`));
@@ -60,16 +63,18 @@ describe('npm start', () => {
     dataDir = await mkdtemp(join(tmpdir(), 'jobgate-start-'));
     await chmod(dataDir, 0o755); // the postgres OS user must be able to enter it
     const first = await startSupervisor();
-    const res = await fetch(`${first.mainUrl}/api/jobs/demo.light`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload: { sleepMs: 100 } }) });
+    // without the printed token: 401
+    expect((await fetch(`${first.mainUrl}/api/jobs`)).status).toBe(401);
+    const res = await fetch(`${first.mainUrl}/api/jobs/demo.light`, { method: 'POST', headers: first.api, body: JSON.stringify({ payload: { sleepMs: 100 } }) });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    await waitFor('demo.light completed', async () => ((await (await fetch(`${first.mainUrl}/api/jobs/${id}`)).json()) as any).state === 'completed');
+    await waitFor('demo.light completed', async () => ((await (await fetch(`${first.mainUrl}/api/jobs/${id}`, { headers: first.api })).json()) as any).state === 'completed');
 
     // The README's quick start: a heavy job goes to the fetcher; the admin API answers with the printed password.
-    const heavy = await fetch(`${first.mainUrl}/api/jobs/demo.heavy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload: { sleepMs: 500, progressSteps: 4 } }) });
+    const heavy = await fetch(`${first.mainUrl}/api/jobs/demo.heavy`, { method: 'POST', headers: first.api, body: JSON.stringify({ payload: { sleepMs: 500, progressSteps: 4 } }) });
     const heavyId = ((await heavy.json()) as { id: string }).id;
     const done = await waitFor('demo.heavy completed', async () => {
-      const j = (await (await fetch(`${first.mainUrl}/api/jobs/${heavyId}`)).json()) as any;
+      const j = (await (await fetch(`${first.mainUrl}/api/jobs/${heavyId}`, { headers: first.api })).json()) as any;
       return j.state === 'completed' && j;
     }, { timeoutMs: 30_000 });
     expect(done).toMatchObject({ route: 'fetcher', progress: 100, executions: [expect.objectContaining({ attempt: 1, ranOn: 'fetcher', outcome: 'completed' })] });
@@ -87,7 +92,7 @@ describe('npm start', () => {
     const restartedAt = Date.now();
     const second = await startSupervisor();
     const seconds = (Date.now() - restartedAt) / 1000;
-    const job = (await (await fetch(`${second.mainUrl}/api/jobs/${id}`)).json()) as any;
+    const job = (await (await fetch(`${second.mainUrl}/api/jobs/${id}`, { headers: second.api })).json()) as any;
     expect(job).toMatchObject({ id, state: 'completed' });
     console.log(`npm start after kill -9: healthy again in ${seconds.toFixed(1)} s with the data kept (orphaned postmaster ${postmaster} stopped first)`);
 

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { parseSecrets } from '@jobgate/protocol';
 import { createFetcherClient } from '@jobgate/fetcher-client';
 import { startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
+import { apiHeaders } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 const logger = createLogger({ level: 'warn', name: 'test-pg' });
@@ -43,7 +44,7 @@ interface Answer { status: number; id?: string; retryAfter?: string | null; type
 async function enqueue(base: string, payload: unknown): Promise<Answer> {
   const t0 = performance.now();
   try {
-    const response = await fetch(`${base}/api/jobs/test.record`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+    const response = await fetch(`${base}/api/jobs/test.record`, { method: 'POST', headers: apiHeaders, body: JSON.stringify({ payload }) });
     const body = (await response.json()) as { id?: string };
     return { status: response.status, id: body.id, retryAfter: response.headers.get('retry-after'), type: response.headers.get('content-type'), at: Date.now(), ms: performance.now() - t0 };
   } catch {

@@ -42,6 +42,9 @@ const service = (name: string) => blueprint.services.find((s) => s.name === name
  * The environment Render would give `name`, with what only the deployment knows filled in:
  * the database URL, the generated secret, and what the user pastes for `sync: false`.
  */
+/** What a client of the jobs API sends to a main deployed by render.yaml: API_TOKENS is a generated value. */
+const tokenOf = (fill: { secret: string }) => ({ 'content-type': 'application/json', authorization: `Bearer ${fill.secret}` });
+
 function renderEnv(name: string, fill: { databaseUrl: string; secret: string; pasted: Record<string, string> }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const v of service(name).envVars ?? []) {
@@ -195,21 +198,21 @@ describe("render.yaml's start commands, run as written", () => {
     expect(fetcher.pid).toBe(fetcher.child.pid);
     for (const app of [main, fetcher]) expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
     // production: JSON logs, the demo jobs are off
-    expect((await call(main.url, 'POST', '/api/jobs/demo.heavy', { payload: {} })).status).toBe(404);
+    expect((await call(main.url, 'POST', '/api/jobs/demo.heavy', { payload: {} }, tokenOf(fill))).status).toBe(404);
 
     // a routed job (a shipped one): movies from the demo provider, on the fetcher
-    const quick = await call(main.url, 'POST', '/api/jobs/movies.fetch', { payload: { provider: 'demo', batchSize: 500, maxMovies: 2_000 } });
+    const quick = await call(main.url, 'POST', '/api/jobs/movies.fetch', { payload: { provider: 'demo', batchSize: 500, maxMovies: 2_000 } }, tokenOf(fill));
     expect(quick.json.route).toBe('fetcher');
     const done = await waitFor('routed job completed', async () => {
-      const j = (await call(main.url, 'GET', `/api/jobs/${quick.json.id}`)).json;
+      const j = (await call(main.url, 'GET', `/api/jobs/${quick.json.id}`, undefined, tokenOf(fill))).json;
       return j.state === 'completed' && j;
     }, { timeoutMs: 60_000, intervalMs: 250 });
     expect(done.executions).toEqual([expect.objectContaining({ ranOn: 'fetcher', outcome: 'completed' })]);
 
     // SIGTERM to the fetcher in the middle of a long job: it lets the job finish (or aborts it at the
     // deadline, to be retried after the restart), exits, and the job completes
-    const long = await call(main.url, 'POST', '/api/jobs/movies.fetch', { payload: { provider: 'demo', batchSize: 500, maxMovies: 300_000 } });
-    await waitFor('long job running', async () => (await call(main.url, 'GET', `/api/jobs/${long.json.id}`)).json.state === 'active', { timeoutMs: 30_000, intervalMs: 100 });
+    const long = await call(main.url, 'POST', '/api/jobs/movies.fetch', { payload: { provider: 'demo', batchSize: 500, maxMovies: 300_000 } }, tokenOf(fill));
+    await waitFor('long job running', async () => (await call(main.url, 'GET', `/api/jobs/${long.json.id}`, undefined, tokenOf(fill))).json.state === 'active', { timeoutMs: 30_000, intervalMs: 100 });
     const sentAt = Date.now();
     fetcher.child.kill('SIGTERM');
     const exit = await new Promise<{ code: number | null }>((resolve) => fetcher.child.on('exit', (code) => resolve({ code })));
@@ -220,7 +223,7 @@ describe("render.yaml's start commands, run as written", () => {
     expect(childrenOf(fetcher.pid)).toEqual([]);
     fetcher = await startCommand('jobgate-fetcher', { ...renderEnv('jobgate-fetcher', fill), PORT: String(fetcherPort) });
     const longDone = await waitFor('long job completed after the restart', async () => {
-      const j = (await call(main.url, 'GET', `/api/jobs/${long.json.id}`)).json;
+      const j = (await call(main.url, 'GET', `/api/jobs/${long.json.id}`, undefined, tokenOf(fill))).json;
       return (j.state === 'completed' || j.state === 'failed') && j;
     }, { timeoutMs: 180_000, intervalMs: 500 });
     expect(longDone.state).toBe('completed');
@@ -280,7 +283,7 @@ describe("render.yaml's start commands, run as written", () => {
 
     // jobs from both mains; main → the first fetcher's URL, but both fetchers work one queue
     const ids: string[] = [];
-    for (let i = 0; i < 40; i++) ids.push((await call(apps[i % 2]!.url, 'POST', '/api/jobs/test.remote', { payload: { sleepMs: 300 } })).json.id);
+    for (let i = 0; i < 40; i++) ids.push((await call(apps[i % 2]!.url, 'POST', '/api/jobs/test.remote', { payload: { sleepMs: 300 } }, tokenOf(fill))).json.id);
     await waitFor('all 40 completed', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 40, { timeoutMs: 90_000, intervalMs: 500 });
     const { rows } = await db.pool.query(`SELECT pid, count(*)::int AS n FROM public.test_events WHERE job_id = ANY($1::uuid[]) AND event = 'start' GROUP BY pid`, [ids]);
     const byPid = Object.fromEntries(rows.map((r) => [r.pid, r.n]));

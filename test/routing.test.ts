@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
+import { apiHeaders } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 let db: TestDatabase;
@@ -37,11 +38,11 @@ async function pair(options: { startFetcher?: boolean; fetcherSecret?: string; m
 }
 
 async function enqueue(main: AppProcess, payload: unknown) {
-  const res = await fetch(`${main.url}/api/jobs/demo.heavy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payload }) });
+  const res = await fetch(`${main.url}/api/jobs/demo.heavy`, { method: 'POST', headers: apiHeaders, body: JSON.stringify({ payload }) });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
 }
-const job = async (main: AppProcess, id: string) => (await (await fetch(`${main.url}/api/jobs/${id}`)).json()) as any;
+const job = async (main: AppProcess, id: string) => (await (await fetch(`${main.url}/api/jobs/${id}`, { headers: apiHeaders })).json()) as any;
 
 describe('routing to the fetcher', () => {
   it('runs demo.heavy on the fetcher; main shows its progress, one completed execution, ranOn fetcher', async () => {

@@ -4,7 +4,8 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { startMain, type AppProcess } from './support/apps.ts';
+import { randomUUID } from 'node:crypto';
+import { startFetcher, startMain, type AppProcess } from './support/apps.ts';
 import { call } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -89,5 +90,28 @@ describe('maintenance.cleanup', () => {
     const line = main.logs.find((l) => l.msg === 'finished jobs pruned')!;
     expect(line).toMatchObject({ olderThanDays: 14, asked: 0, minDays: 14 });
     expect(line.deleted).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the fetcher prunes its own ledger', () => {
+  it('deletes its finished jobs older than JOBGATE_RETENTION_DAYS and keeps the rest', async () => {
+    const fetcher = await startFetcher({ DATABASE_URL: db.url, FETCHER_PRUNE_INTERVAL_MS: '200', JOBGATE_RETENTION_DAYS: '14' });
+    try {
+      const insert = (id: string, state: string, finishedDaysAgo: number | null) =>
+        db.pool.query(
+          `INSERT INTO jobgate_fetcher.jobs (id, name, route, state, payload, max_attempts, run_at, finished_at)
+           VALUES ($1, 'test.remote', 'fetcher', $2, '{}', 1, now(), CASE WHEN $3::int IS NULL THEN NULL ELSE now() - $3::int * interval '1 day' END)`,
+          [id, state, finishedDaysAgo],
+        );
+      const [old, recent, waiting] = [randomUUID(), randomUUID(), randomUUID()];
+      await insert(old, 'completed', 20);
+      await insert(recent, 'completed', 2);
+      await insert(waiting, 'queued', null);
+      await waitFor('the old job pruned', async () => (await db.pool.query('SELECT 1 FROM jobgate_fetcher.jobs WHERE id = $1', [old])).rowCount === 0, { timeoutMs: 10_000, intervalMs: 100 });
+      const { rows } = await db.pool.query('SELECT id FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[])', [[old, recent, waiting]]);
+      expect(rows.map((r) => r.id).sort()).toEqual([recent, waiting].sort());
+    } finally {
+      await fetcher.stop();
+    }
   });
 });

@@ -3,7 +3,7 @@
 // app carries its traceId.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { call, databasePerTest, startPair } from './support/gateway.ts';
+import { apiHeaders, call, databasePerTest, startPair } from './support/gateway.ts';
 
 const t = databasePerTest();
 
@@ -12,9 +12,9 @@ describe('trace context', () => {
     const pair = (t.pair = await startPair(t.db));
     const { main, fetcher } = pair;
     const traceId = randomBytes(16).toString('hex');
-    const given = await call(main.url, 'POST', '/api/jobs/test.remote', { payload: { sleepMs: 50 } }, { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` });
+    const given = await call(main.url, 'POST', '/api/jobs/test.remote', { payload: { sleepMs: 50 } }, { ...apiHeaders, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` });
     const fresh = await call(main.url, 'POST', '/api/jobs/test.remote', { payload: {} });
-    const local = await call(main.url, 'POST', '/api/jobs/test.record', { payload: {} }, { 'content-type': 'application/json', traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` });
+    const local = await call(main.url, 'POST', '/api/jobs/test.record', { payload: {} }, { ...apiHeaders, traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` });
     expect([given.status, fresh.status, local.status]).toEqual([202, 202, 202]);
     await t.allCompleted([given.json.id, fresh.json.id, local.json.id]);
     // the routed jobs' ends reach main's log when their events arrive
@@ -45,7 +45,7 @@ describe('trace context', () => {
     console.log(`trace: ${given2.main.length} main and ${given2.fetcher.length} fetcher log lines of one routed job, all traceId ${traceId}`);
 
     // a malformed traceparent is not trusted: a new trace instead
-    const bad = await call(main.url, 'POST', '/api/jobs/test.record', { payload: {} }, { 'content-type': 'application/json', traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01` });
+    const bad = await call(main.url, 'POST', '/api/jobs/test.record', { payload: {} }, { ...apiHeaders, traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01` });
     expect((await traceOf(bad.json.id)).slice(3, 35)).not.toBe('0'.repeat(32));
   });
 });

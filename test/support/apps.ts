@@ -95,7 +95,9 @@ async function startApp(kind: 'main' | 'fetcher', env: Record<string, string>, e
 
 export const TEST_SHARED_SECRET = 'whsec_' + Buffer.alloc(32, 7).toString('base64');
 
-export const startMain = (env: Record<string, string>, extras?: SpawnExtras) => startApp('main', env, extras);
+/** The bearer token every test main takes on /api/* (API_TOKENS); `call` and `enqueue` send it. */
+export const TEST_API_TOKEN = 'test-api-token-0123456789abcdef';
+export const startMain = (env: Record<string, string>, extras?: SpawnExtras) => startApp('main', { API_TOKENS: TEST_API_TOKEN, ...env }, extras);
 export const startFetcher = (env: Record<string, string>, extras?: SpawnExtras) => startApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env }, extras);
 
 /** A port nothing listens on right now (for two apps that must know each other's URL up front). */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
-import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from './apps.ts';
+import { freePort, startFetcher, startMain, TEST_API_TOKEN, TEST_SHARED_SECRET, type AppProcess } from './apps.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 
 export const ADMIN_PASSWORD = 'test-admin-password';
@@ -85,7 +85,10 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
 
 export const adminHeaders = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' };
 
-export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }) {
+/** What a client of the jobs API sends: JSON and the test's API token. */
+export const apiHeaders = { 'content-type': 'application/json', authorization: `Bearer ${TEST_API_TOKEN}` };
+
+export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = apiHeaders) {
   const response = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const text = await response.text();
   return { status: response.status, json: (text ? JSON.parse(text) : null) as any, headers: response.headers };

@@ -17,6 +17,8 @@ export const FetcherEnv = z.object({
     }
   }),
   MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** How often the fetcher prunes its finished jobs older than JOBGATE_RETENTION_DAYS. */
+  FETCHER_PRUNE_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(3_600_000),
   FETCHER_MEMORY_LIMIT_MB: z.coerce.number().int().min(64).max(1_048_576).optional(),
   /** Share of the limit above which no new job starts. */
   FETCHER_MEMORY_SOFT_RATIO: z.coerce.number().gt(0).lt(1).default(0.8),

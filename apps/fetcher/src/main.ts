@@ -8,6 +8,7 @@ import { createReplayStore } from '@jobgate/queue';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';
+import { startPruner } from './pruner.ts';
 import { loadFetcherConfig, memoryLimitMb } from './config.ts';
 
 const config = loadConfigOrExit('fetcher', () => loadFetcherConfig(process.env));
@@ -67,9 +68,12 @@ const app = createFetcherApp({
 });
 const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
 
+const pruner = startPruner({ ledger: service.ledger, logger, retentionDays: config.JOBGATE_RETENTION_DAYS, intervalMs: config.FETCHER_PRUNE_INTERVAL_MS });
+
 shutdown = onShutdownSignal(logger, async (reason) => {
   draining = true;
   guard.stop();
+  const pruned = pruner.stop();
   // Over the memory limit there is no time to let jobs finish: abort them now (they are retried).
   const overLimit = reason === 'memory hard limit';
   const stopJobs = overLimit
@@ -78,5 +82,6 @@ shutdown = onShutdownSignal(logger, async (reason) => {
   await Promise.all([stopJobs, http.close()]);
   await events?.stop();
   await mainClient?.close();
+  await pruned;
   await service.pool.end();
 });

@@ -9,7 +9,7 @@ export const SESSION_COOKIE = 'jobgate_admin';
 declare module 'express-serve-static-core' {
   interface Request {
     /** Set once the request is an admin's: by dashboard session (with its CSRF token) or HTTP Basic. */
-    admin?: { via: 'session' | 'basic'; actor: string; csrfToken?: string; sessionId?: string };
+    admin?: { via: 'session' | 'basic' | 'token'; actor: string; csrfToken?: string; sessionId?: string };
   }
 }
 
@@ -39,37 +39,41 @@ function cookie(req: Request, name: string): string | undefined {
 }
 
 /**
- * Who may use the admin surface, and how: a login form that opens a dashboard session (cookie
- * HttpOnly, SameSite=Strict, expiring), or HTTP Basic for scripts. Failed passwords are counted
- * per client address: beyond `maxFailures` in `windowMs`, 429 until the window passes.
+ * Who may use the admin surface and the jobs API, and how: a login form that opens a dashboard
+ * session (cookie HttpOnly, SameSite=Strict, expiring, ended by a password change), HTTP Basic for
+ * scripts, and bearer tokens (API_TOKENS) for /api/*. Wrong passwords and tokens are counted in
+ * PostgreSQL, per client address and in all: beyond `maxFailures` from one address, or
+ * `maxFailuresInAll` from everyone, in `windowMs`, 429 until the window passes.
  */
-export function createAdminAuth(deps: { password?: string; store: AdminStore; sessionTtlSeconds?: number; maxFailures?: number; windowMs?: number }) {
+export function createAdminAuth(deps: { password?: string; apiTokens?: readonly string[]; store: AdminStore; sessionTtlSeconds?: number; maxFailures?: number; maxFailuresInAll?: number; windowMs?: number }) {
   const ttl = deps.sessionTtlSeconds ?? 8 * 3_600;
   const maxFailures = deps.maxFailures ?? 5;
-  const windowMs = deps.windowMs ?? 60_000;
-  const failures = new Map<string, number[]>();
+  const maxFailuresInAll = deps.maxFailuresInAll ?? 100;
+  const windowSeconds = Math.ceil((deps.windowMs ?? 60_000) / 1000);
+  // a session is bound to the password it was opened with (a hash of it, never the password)
+  const passwordHash = deps.password ? createHash('sha256').update(`jobgate-admin-session\0${deps.password}`).digest('hex') : '';
+  const tokens = (deps.apiTokens ?? []).map(digest);
 
-  function recentFailures(ip: string): number[] {
-    const now = Date.now();
-    const kept = (failures.get(ip) ?? []).filter((t) => now - t < windowMs);
-    if (kept.length > 0) failures.set(ip, kept);
-    else failures.delete(ip);
-    return kept;
-  }
-  function throttle(req: Request, res: Response): void {
-    const recent = recentFailures(req.ip ?? '');
-    if (recent.length >= maxFailures) {
-      res.setHeader('Retry-After', String(Math.ceil((recent[0]! + windowMs - Date.now()) / 1000)));
-      throw new JobgateError(ErrorCode.tooManyRequests, 'Too many wrong passwords; try again later.');
+  async function throttle(req: Request, res: Response): Promise<void> {
+    const { mine, all, retryAfterSeconds } = await deps.store.authFailures(req.ip ?? '', windowSeconds);
+    if (mine >= maxFailures || all >= maxFailuresInAll) {
+      res.setHeader('Retry-After', String(retryAfterSeconds));
+      throw new JobgateError(ErrorCode.tooManyRequests, 'Too many wrong passwords or tokens; try again later.');
     }
   }
-  function fail(req: Request): void {
-    const ip = req.ip ?? '';
-    failures.set(ip, [...recentFailures(ip), Date.now()]);
+  async function fail(req: Request): Promise<void> {
+    await deps.store.recordAuthFailure(req.ip ?? '');
   }
   function enabled(): string {
     if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, 'The admin surface is off: set ADMIN_PASSWORD.');
     return deps.password;
+  }
+  /** Whether `given` is one of the API tokens: every token compared, in constant time. */
+  function isApiToken(given: string): boolean {
+    const d = digest(given);
+    let found = false;
+    for (const t of tokens) found = timingSafeEqual(d, t) || found;
+    return found;
   }
 
   /** Sets req.admin from a session cookie or Basic credentials; `onMissing` decides what no credentials mean. */
@@ -78,7 +82,7 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
       const password = enabled();
       const sessionId = cookie(req, SESSION_COOKIE);
       if (sessionId) {
-        const session = await deps.store.getSession(sessionId);
+        const session = await deps.store.getSession(sessionId, passwordHash);
         if (session) {
           req.admin = { via: 'session', actor: `${ADMIN_USER} (dashboard, ${req.ip})`, csrfToken: session.csrfToken, sessionId };
           return next();
@@ -86,10 +90,10 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
       }
       const header = req.headers.authorization ?? '';
       if (header.startsWith('Basic ')) {
-        throttle(req, res);
+        await throttle(req, res);
         const given = Buffer.from(header.slice(6), 'base64').toString('utf8');
         if (!sameSecret(given, `${ADMIN_USER}:${password}`)) {
-          fail(req);
+          await fail(req);
           res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
           throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are wrong.');
         }
@@ -122,7 +126,7 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
 
   return {
     /** For /admin/api/*: no credentials → 401 with a Basic challenge. */
-    api: [
+    adminApi: [
       authenticate((req, res) => {
         // The dashboard's own requests (they carry x-csrf-token) get no Basic challenge: a browser
         // would show its password prompt instead of the script sending the user to the login page.
@@ -134,19 +138,55 @@ export function createAdminAuth(deps: { password?: string; store: AdminStore; se
         next();
       },
     ],
+    /**
+     * For /api/*: `Authorization: Bearer <one of API_TOKENS>`, or the admin's own credentials
+     * (Basic or the dashboard's session). A wrong token counts as a failure for its address; one
+     * beyond the limit is 429. A right token costs no query.
+     */
+    api: async (req: Request, res: Response, next: NextFunction) => {
+      const header = req.headers.authorization ?? '';
+      if (header.startsWith('Bearer ')) {
+        if (isApiToken(header.slice(7).trim())) {
+          req.admin = { via: 'token', actor: `api token (${req.ip})` };
+          return next();
+        }
+        // as with passwords: past the budget 429, else the failure counts and 401
+        await throttle(req, res);
+        await fail(req);
+        res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
+        throw new JobgateError(ErrorCode.unauthorized, 'The API token is wrong.');
+      }
+      if (deps.password && (header.startsWith('Basic ') || cookie(req, SESSION_COOKIE))) {
+        // a browser sends cached Basic credentials (or the cookie) cross-site too: the same guard as the admin API
+        return authenticate(() => {
+          res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
+          throw new JobgateError(ErrorCode.unauthorized, 'The session expired; send a bearer token.');
+        })(req, res, (err?: unknown) => {
+          if (err) return next(err);
+          try {
+            guardChange(req);
+            next();
+          } catch (e) {
+            next(e);
+          }
+        });
+      }
+      res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
+      throw new JobgateError(ErrorCode.unauthorized, tokens.length ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
+    },
     /** For the HTML pages: no credentials → the login form. */
     page: authenticate((req, res) => res.redirect(303, `/admin/login?next=${encodeURIComponent(req.originalUrl)}`)),
     /** POST /admin/login (form): a new session, or 401 / 429. */
     async login(req: Request, res: Response): Promise<boolean> {
       const password = enabled();
       guardChange(req);
-      throttle(req, res);
+      await throttle(req, res);
       const given = typeof req.body?.password === 'string' ? req.body.password : '';
       if (!sameSecret(given, password)) {
-        fail(req);
+        await fail(req);
         return false;
       }
-      const session = await deps.store.createSession(ttl);
+      const session = await deps.store.createSession(ttl, passwordHash);
       res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${session.id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${ttl}${req.secure ? '; Secure' : ''}`);
       return true;
     },

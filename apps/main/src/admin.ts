@@ -40,7 +40,7 @@ const BulkBody = z.strictObject({
 export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
   const { jobs, ledger, override, store, pool } = deps;
   const router = express.Router();
-  router.use(...deps.auth.api);
+  router.use(...deps.auth.adminApi);
   const actor = (req: Request) => req.admin!.actor;
 
   const actions = createJobActions({ jobs, ledger, pool, store });

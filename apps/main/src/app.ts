@@ -21,6 +21,8 @@ export interface MainAppDeps {
   isDraining(): boolean;
   /** Express's `trust proxy` (see TRUST_PROXY); default: loopback only. */
   trustProxy?: number | boolean | string;
+  /** Who may use /api/* (AdminAuth.api). Required: the jobs API is never open to anyone. */
+  apiAuth: express.RequestHandler;
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
   /** GET /metrics (metricsRoute). */
@@ -84,6 +86,8 @@ export function createMainApp(deps: MainAppDeps): express.Express {
     app.use('/admin', adminPages(admin.auth, reads));
   }
 
+  // Who is asking comes before any body is read.
+  app.use('/api', deps.apiAuth);
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
   app.use(rejectNul());

@@ -35,6 +35,15 @@ export const MainEnv = z
     FETCHER_KEEP_AWAKE_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(300_000),
     /** A routed job the fetcher has said nothing about for this long is asked about (lost events). */
     FETCHER_RECONCILE_AFTER_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+    /**
+     * Bearer tokens for /api/* (space-separated, newest first; any is accepted, so they rotate like
+     * FETCHER_SHARED_SECRET). Unset, only the admin's credentials open /api/*.
+     */
+    API_TOKENS: z
+      .string()
+      .transform((s) => s.split(/\s+/).filter(Boolean))
+      .pipe(z.array(z.string().min(16, 'each token at least 16 characters').max(500)).min(1))
+      .optional(),
     /** The admin pages and /admin/api/* (user `admin`); unset, they answer 503. */
     ADMIN_PASSWORD: z.string().min(8, 'at least 8 characters').max(200).optional(),
     /** Forces the emergency override on at boot (audited as set by the environment). */
@@ -55,6 +64,6 @@ export type MainConfig = Readonly<z.output<typeof MainEnv>>;
 
 export function loadMainConfig(env: Record<string, string | undefined>): MainConfig {
   // a worker serves no admin pages
-  const required = env.JOBGATE_ROLE === 'worker' ? ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET'] : ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD'];
+  const required = env.JOBGATE_ROLE === 'worker' ? ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET'] : ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD', 'API_TOKENS'];
   return loadConfig(MainEnv, env, { requiredInProduction: required });
 }

@@ -83,6 +83,7 @@ if (!fetcher) logger.warn('FETCHER_SERVICE_URL is not set: runsOnFetcher jobs wa
 if (works && !general) logger.warn({ queues: config.JOBGATE_QUEUES }, 'JOBGATE_QUEUES: this process runs only these jobs; cron, the forwarder, the reconciler, keep-awake, the override loop and dead-lettered jobs need a worker without it');
 let draining = false;
 const adminStore = createAdminStore(service.pool, config.JOBGATE_SCHEMA);
+const auth = createAdminAuth({ password: config.ADMIN_PASSWORD, apiTokens: config.API_TOKENS, store: adminStore });
 const app = serves ? createMainApp({
   jobs: service.jobs,
   ledger: service.ledger,
@@ -92,12 +93,13 @@ const app = serves ? createMainApp({
   isDraining: () => draining,
   trustProxy: trustProxySetting(config.TRUST_PROXY),
   metrics: metricsRouter,
+  apiAuth: auth.api,
   admin: {
     override: control,
     wakes,
     store: adminStore,
     pool: service.pool,
-    auth: createAdminAuth({ password: config.ADMIN_PASSWORD, store: adminStore }),
+    auth,
     ...(fetcher && monitor ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS } } : {}),
   },
 }) : createWorkerApp({ logger, isDraining: () => draining, metrics: metricsRouter });

@@ -26,7 +26,7 @@ describe('loadMainConfig', () => {
       expect.unreachable();
     } catch (err) {
       const names = (err as ConfigError).problems.map((p) => p.split(':')[0]).sort();
-      expect(names).toEqual(['ADMIN_PASSWORD', 'DATABASE_URL', 'FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'PORT']);
+      expect(names).toEqual(['ADMIN_PASSWORD', 'API_TOKENS', 'DATABASE_URL', 'FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'PORT']);
     }
     // development fills them in (npm start generates secrets and knows the local URLs)
     expect(loadMainConfig({ DATABASE_URL: 'postgres://x@h/db' }).NODE_ENV).toBe('development');

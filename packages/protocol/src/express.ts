@@ -35,23 +35,60 @@ let bodiesInFlight = 0;
 
 const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
+/** The most of a refused body that is read (and dropped) so the sender can take in the answer. */
+const DRAIN_CAP_BYTES = 16 * 2 ** 20;
+
+/**
+ * Reads and drops what is left of a refused body, so an honest sender finishes writing and reads
+ * the 4xx instead of a broken pipe; never buffers a byte, stops at DRAIN_CAP_BYTES or the floor
+ * rate (the connection is then closed under the sender).
+ */
+function drain(req: Request): Promise<void> {
+  return new Promise((resolve) => {
+    if (req.complete) return resolve();
+    let seen = 0;
+    const started = Date.now();
+    const finish = () => {
+      clearInterval(pace);
+      req.off('data', onData).off('end', finish).off('close', finish);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DRAIN_CAP_BYTES) finish();
+    };
+    const pace = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (elapsed > BODY_GRACE_MS && seen < (BODY_FLOOR_BYTES_PER_SECOND * (elapsed - BODY_GRACE_MS)) / 1000) finish();
+    }, 250);
+    req.on('data', onData).on('end', finish).on('close', finish);
+    req.resume();
+  });
+}
+
+/** Refuses a body: what is left of it is drained (not kept), then `err` is the answer. */
+async function refuse(req: Request, err: JobgateError): Promise<never> {
+  await drain(req);
+  throw err;
+}
+
 /**
  * Reads a signed route's raw body with every bound applied before a byte is buffered beyond it: no
- * content coding (a compression bomb is refused unread), the route's own size limit, a floor rate,
- * and a cap on bodies read at once.
+ * content coding (a compression bomb is refused, never inflated), the route's own size limit, a
+ * floor rate, and a cap on bodies read at once.
  */
-function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
   const coding = header(req.headers['content-encoding'])?.trim().toLowerCase();
-  if (coding && coding !== 'identity') return Promise.reject(new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
+  if (coding && coding !== 'identity') return refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
   const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
   const hasBody = (declared !== null && declared > 0) || req.headers['transfer-encoding'] !== undefined;
-  if (!hasBody) return Promise.resolve(Buffer.alloc(0));
+  if (!hasBody) return Buffer.alloc(0);
   // A body must be JSON (FAULTS.md row 30); checked before it is read.
-  if (!req.is('application/json')) return Promise.reject(new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
-  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) return Promise.reject(tooLarge(limitBytes));
-  if (bodiesInFlight >= MAX_BODIES_IN_FLIGHT) return Promise.reject(new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.'));
+  if (!req.is('application/json')) return refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) return refuse(req, tooLarge(limitBytes));
+  if (bodiesInFlight >= MAX_BODIES_IN_FLIGHT) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
   bodiesInFlight++;
-  return new Promise<Buffer>((resolve, reject) => {
+  const read = new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
     const started = Date.now();
@@ -59,11 +96,8 @@ function readBody(req: Request, limitBytes: number): Promise<Buffer> {
       clearInterval(pace);
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
       bodiesInFlight--;
-      if (err) {
-        // stop reading: what is still on its way is not ours to buffer
-        req.pause();
-        reject(err);
-      } else resolve(body!);
+      if (err) reject(err);
+      else resolve(body!);
     };
     const onData = (chunk: Buffer) => {
       received += chunk.length;
@@ -81,6 +115,13 @@ function readBody(req: Request, limitBytes: number): Promise<Buffer> {
     }, 250);
     req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
   });
+  try {
+    return await read;
+  } catch (err) {
+    // past the limit: the rest is dropped, not kept; a slow one is simply cut off
+    if ((err as JobgateError).code === ErrorCode.bodyTooLarge) await drain(req);
+    throw err;
+  }
 }
 
 const tooLarge = (limitBytes: number) => new JobgateError(ErrorCode.bodyTooLarge, `This route takes at most ${limitBytes} bytes.`);

@@ -159,8 +159,8 @@ export function problemErrorHandler(): ErrorRequestHandler {
       if (status >= 500) log.error({ err, code: err.code }, 'request failed');
       if (err.code === ErrorCode.databaseUnavailable || err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
       if (err.code === ErrorCode.busy) res.setHeader('Retry-After', '1');
-      // the rest of a body we stopped reading is not worth waiting for: the connection goes
-      if (err.code === ErrorCode.bodyTooLarge || err.code === ErrorCode.requestTimeout || err.code === ErrorCode.unsupportedMediaType) res.setHeader('Connection', 'close');
+      // a body too large (drained only so far) or too slow: the connection goes with the answer
+      if (err.code === ErrorCode.bodyTooLarge || err.code === ErrorCode.requestTimeout) res.setHeader('Connection', 'close');
       const title = titleByCode[err.code];
       // An internal message stays in the log; a titled problem says all there is in its title.
       const detail = err.code === ErrorCode.internal || title === err.message ? undefined : err.message;
