@@ -84,6 +84,7 @@ const TARGETS: Target[] = [
   { app: 'fetcher', method: 'GET', path: (r) => `/v1/jobs/${id(r)}`, signed: 'get' },
   { app: 'fetcher', method: 'GET', path: () => '/v1/status', signed: 'sts' },
   { app: 'fetcher', method: 'PUT', path: () => '/v1/jobs', signed: 'fwd' },
+  { app: 'fetcher', method: 'POST', path: () => '/v1/events/resend', signed: 'rsd' },
   { app: 'fetcher', method: 'GET', path: (r) => r.pick(['/healthz', '/nope', '/v1', '/v1/jobs/%00']) },
 ];
 

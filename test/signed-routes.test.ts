@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSecrets, signedHeaders } from '@jobgate/protocol';
 import { startMain, TEST_SHARED_SECRET } from './support/apps.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { ADMIN_PASSWORD, enqueue, startPair, states, type Pair } from './support/gateway.ts';
+import { admin, ADMIN_PASSWORD, adminHeaders, enqueue, startPair, states, type Pair } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
@@ -185,5 +185,40 @@ describe('one bad message never stalls delivery', () => {
       await pair.main.stop();
       await pair.startMain();
     }
+  });
+});
+
+describe('one poisoned event', () => {
+  it('is set aside while every other event of its batch is applied; visible on the admin page; sent again on request (row 47)', async () => {
+    // four at once: the fetcher runs up to JOBGATE_WORKER_CONCURRENCY (4) of a job at a time
+    const ids = await Promise.all(Array.from({ length: 4 }, () => enqueue(pair.main, 'test.remote', { sleepMs: 1_500 })));
+    await waitFor('all running on the fetcher', async () => (await states(db, ids)).active === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    // main goes away: the jobs finish on the fetcher and their events wait there, with one main will refuse
+    await pair.main.stop();
+    await db.pool.query(
+      `INSERT INTO jobgate_fetcher.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, 1, 'progress', 1, $2)`,
+      [randomUUID(), JSON.stringify({ progress: 5, message: 'x'.repeat(600) })], // longer than main takes (500)
+    );
+    await waitFor('all completed on the fetcher', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    await pair.startMain();
+    await waitFor('all 4 completed at main, from their events', async () => (await states(db, ids)).completed === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    const aside = await db.pool.query(`SELECT set_aside_reason FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
+    expect(aside.rows).toHaveLength(1);
+    expect(aside.rows[0].set_aside_reason).toMatch(/422/);
+    expect(pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event'))).toHaveLength(1);
+    // visible: the fetcher's status (through main's admin API) and the page's first paint
+    const status = await waitFor('the fetcher reporting it', async () => {
+      const s = (await admin(pair.main, 'GET', '/fetcher_service')).json;
+      return s.fetcher.status?.events?.setAside === 1 && s;
+    }, { timeoutMs: 10_000, intervalMs: 250 });
+    expect(status.fetcher.status.events).toMatchObject({ setAside: 1, setAsideSince: expect.any(String) });
+    const page = await (await fetch(`${pair.main.url}/admin/fetcher_service`, { headers: adminHeaders })).text();
+    expect(page).toMatch(/1 job events from the fetcher that main refused are set aside there/);
+    // sent again on request: main still refuses it, so it is set aside again, and nothing else is held up
+    const resend = await admin(pair.main, 'POST', '/fetcher_service/resend-events');
+    expect(resend).toMatchObject({ status: 200, json: { resent: 1 } });
+    await waitFor('set aside again', async () => (await db.pool.query(`SELECT 1 FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`)).rowCount === 1 && pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event')).length === 2, { timeoutMs: 10_000, intervalMs: 100 });
+    expect((await admin(pair.main, 'GET', '/audit')).json.audit[0]).toMatchObject({ action: 'fetcher.resend-events', detail: { resent: 1 } });
+    await db.pool.query(`DELETE FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
   });
 });

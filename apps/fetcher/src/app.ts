@@ -70,6 +70,16 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
     })
     .all(methodNotAllowed(['GET']));
 
+  // Main's admin sends again the job events it refused before (after a fix on its side).
+  app
+    .route('/v1/events/resend')
+    .post(...requireSignature(deps.keys, Purpose.resendEvents, { limitBytes: BodyLimits.read, replay: deps.replay }), async (req, res) => {
+      const resent = await deps.ledger.resendSetAsideEvents();
+      req.log.info({ resent }, 'set-aside job events put back in line for main');
+      res.json({ resent });
+    })
+    .all(methodNotAllowed(['POST']));
+
   app
     .route('/v1/status')
     .get(...requireSignature(deps.keys, Purpose.readStatus, { limitBytes: BodyLimits.read }), async (_req, res) => {
@@ -79,6 +89,7 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
         ...deps.health(),
         queues: await deps.ledger.countsByName(),
+        events: await deps.ledger.eventsSetAside().then((a) => ({ setAside: a.count, setAsideSince: a.since })),
       };
       res.json(status);
     })

@@ -1,11 +1,33 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@jobgate/runtime';
-import type { JobEvent } from '@jobgate/protocol';
+import { BodyLimits, type JobEvent } from '@jobgate/protocol';
 import type { Ledger, StoredEvent } from '@jobgate/queue';
-import type { MainClient } from '@jobgate/fetcher-client';
+import { FetcherErrorCode, type FetcherClientError, type MainClient } from '@jobgate/fetcher-client';
 
 export function toWireEvent(e: StoredEvent): JobEvent {
   return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...(e.data as Partial<JobEvent>), ...(e.traceparent ? { traceparent: e.traceparent } : {}) };
+}
+
+/** Statuses by which main refuses the events themselves (not the request: a 401 is a secret rotation, a 404 an older main). */
+const REFUSES_EVENTS = new Set([400, 413, 422]);
+
+/** Consecutive runs of `events` whose JSON stays within `maxBytes` (one event alone may be larger: main then says so). */
+export function chunksByBytes(events: JobEvent[], maxBytes: number): JobEvent[][] {
+  const chunks: JobEvent[][] = [];
+  let current: JobEvent[] = [];
+  let bytes = 12; // {"events":[]}
+  for (const e of events) {
+    const size = Buffer.byteLength(JSON.stringify(e)) + 1;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 12;
+    }
+    current.push(e);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 /**
@@ -13,20 +35,49 @@ export function toWireEvent(e: StoredEvent): JobEvent {
  * be down or redeploying, so a failed batch is retried with backoff (up to 30 s apart), forever.
  * An event leaves the outbox only once main answered 2xx.
  */
-export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number }) {
+export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void }) {
   const logger = deps.logger.child({ component: 'events' });
   const batchSize = deps.batchSize ?? 500;
   const idleMs = deps.idleMs ?? 250;
   const stopping = new AbortController();
   let failures = 0;
 
+  /**
+   * Sends stored events, at most BodyLimits.jobEventsBatch bytes a request. A request main refuses
+   * for its content (400/413/422) is split until the event it refuses is found: that one is set
+   * aside (kept, counted, re-sendable), every other event goes on. Any other failure throws: the
+   * whole batch is tried again later.
+   */
+  async function sendAll(stored: StoredEvent[]): Promise<{ setAside: Array<{ seq: number; reason: string }> }> {
+    const wire = new Map(stored.map((e) => [toWireEvent(e), e]));
+    const setAside: Array<{ seq: number; reason: string }> = [];
+    async function sendOrSplit(events: JobEvent[]): Promise<void> {
+      try {
+        await deps.main.sendEvents(events);
+      } catch (err) {
+        const e = err as FetcherClientError;
+        if (e.code !== FetcherErrorCode.rejected || !REFUSES_EVENTS.has(e.status ?? 0)) throw err;
+        if (events.length === 1) {
+          const refused = wire.get(events[0]!)!;
+          setAside.push({ seq: refused.seq, reason: e.message });
+          logger.error({ err, jobId: refused.jobId, jobSeq: refused.jobSeq, type: refused.type }, 'main refused a job event; it is set aside (kept; re-send it from the admin fetcher page), the others go on');
+          deps.onSetAside?.();
+          return;
+        }
+        const half = Math.ceil(events.length / 2);
+        await sendOrSplit(events.slice(0, half));
+        await sendOrSplit(events.slice(half));
+      }
+    }
+    for (const chunk of chunksByBytes([...wire.keys()], BodyLimits.jobEventsBatch)) await sendOrSplit(chunk);
+    return { setAside };
+  }
+
   const loop = (async () => {
     while (!stopping.signal.aborted) {
       let sent: number | null = 0;
       try {
-        sent = await deps.ledger.deliverEvents(batchSize, async (events) => {
-          await deps.main.sendEvents(events.map(toWireEvent));
-        });
+        sent = await deps.ledger.deliverEvents(batchSize, sendAll);
         if (failures > 0) logger.info({ failures }, 'main reachable again; events flowing');
         failures = 0;
         if (sent) logger.debug({ sent }, 'events delivered');
@@ -49,7 +100,7 @@ export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; l
       stopping.abort();
       // a delivery in flight may wait on its timeouts: bounded, like the last flush
       await Promise.race([loop, sleep(graceMs)]);
-      await Promise.race([deps.ledger.deliverEvents(batchSize, async (events) => void (await deps.main.sendEvents(events.map(toWireEvent)))).catch(() => null), sleep(graceMs)]);
+      await Promise.race([deps.ledger.deliverEvents(batchSize, sendAll).catch(() => null), sleep(graceMs)]);
     },
   };
 }

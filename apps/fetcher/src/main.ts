@@ -1,7 +1,7 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigOrExit, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
+import { ConfigError, loadConfigOrExit, Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
 import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
 import { createMainClient } from '@jobgate/fetcher-client';
 import { createReplayStore } from '@jobgate/queue';
@@ -32,9 +32,18 @@ const service = await startJobService(config, logger, 'fetcher', () => ({ remote
   process.stderr.write(`jobgate fetcher: ${err.message}\n`);
   process.exit(1);
 });
+const eventsSetAside = new Counter({ name: 'jobgate_events_set_aside_total', help: 'Job events main refused (4xx for the event itself), set aside on the fetcher', registers: [registry] });
+new Gauge({
+  name: 'jobgate_events_set_aside',
+  help: 'Job events set aside on the fetcher now (main refused them; re-send from the admin fetcher page)',
+  registers: [registry],
+  async collect() {
+    this.set((await service.ledger.eventsSetAside().catch(() => ({ count: 0 }))).count);
+  },
+});
 // Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
 await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
-const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger }) : null;
+const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger, onSetAside: () => eventsSetAside.inc() }) : null;
 if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
 let draining = false;
 let shutdown: (reason: string, exitCode: number) => void = () => {};

@@ -72,6 +72,7 @@ const fetcherPage = (v: View) => `
 <section class="card wide"><h2>Waiting</h2>
   <dl><dt>Outbox pending</dt>${el(v, 'dd', 'outbox-pending')}<dt>Oldest waiting</dt>${el(v, 'dd', 'outbox-age')}</dl>
   ${el(v, 'ul', 'outbox-refused', ' class="warning" aria-label="jobs the fetcher refuses for now"')}
+  ${el(v, 'p', 'events-set-aside', ' class="warning"')}
   <div class="scroll"><table id="queues"><thead><tr><th>job</th><th>side</th><th>queued</th><th>active</th><th>failed 24 h</th></tr></thead>${el(v, 'tbody', 'queues-body')}</table></div></section>
 </div>
 <section><h2>Override audit log</h2>

@@ -80,6 +80,17 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
     .all(methodNotAllowed(['POST']));
 
   router
+    .route('/fetcher_service/resend-events')
+    .post(async (req, res) => {
+      if (!deps.fetcher) throw new JobgateError(ErrorCode.notFound, 'No fetcher is configured (FETCHER_SERVICE_URL).');
+      const { resent } = await deps.fetcher.client.resendEvents();
+      await store.audit({ actor: actor(req), action: 'fetcher.resend-events', detail: { resent } });
+      req.log.info({ resent }, 'set-aside job events sent again, from the admin API');
+      res.json({ resent });
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
     .route('/override')
     .get(async (_req, res) => {
       res.json(await reads.override());

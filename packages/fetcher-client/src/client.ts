@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
-import { ClaimAnswer, FetcherJob, FetcherStatus, Purpose, SubmitResult, signedHeaders, type JobEvent, type SigningKey, type SubmitJob } from '@jobgate/protocol';
+import { ClaimAnswer, FetcherJob, FetcherStatus, Purpose, ResendResult, SubmitResult, signedHeaders, type JobEvent, type SigningKey, type SubmitJob } from '@jobgate/protocol';
 import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
 
 export interface PeerOptions {
@@ -187,6 +187,8 @@ export function createFetcherClient(options: FetcherClientOptions) {
     status: () => call('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus),
     /** One status request, no retries, answered within `timeoutMs` or failed (for status pages). */
     probeStatus: (timeoutMs: number) => once('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus, { headersMs: timeoutMs, bodyMs: timeoutMs }),
+    /** Asks the fetcher to send again the job events main refused before (they were set aside). */
+    resendEvents: () => call('POST', '/v1/events/resend', Purpose.resendEvents, undefined, ResendResult),
     /** The signature names the job (`get_<id>_…`), so it cannot be replayed to read another. */
     getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, { id: messageId(Purpose.readJob, id) }, undefined, FetcherJob),
     /** Unsigned and cheap: is the fetcher up right now? No retries. */

@@ -22,6 +22,8 @@ export const Purpose = {
   readStatus: 'sts',
   readJob: 'get',
   claimJob: 'clm',
+  /** Main asks the fetcher to send again the job events it set aside (POST /v1/events/resend). */
+  resendEvents: 'rsd',
 } as const;
 export type Purpose = (typeof Purpose)[keyof typeof Purpose];
 

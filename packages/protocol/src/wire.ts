@@ -13,6 +13,8 @@ export const MAX_BATCH = 500;
 export const BodyLimits = {
   submitJobs: 8 * 2 ** 20,
   jobEvents: 2 * 2 ** 20,
+  /** What the fetcher's event dispatcher puts in one request, well inside `jobEvents`. */
+  jobEventsBatch: 2 ** 20,
   claimJob: 4 * 1024,
   read: 0,
 } as const;
@@ -71,8 +73,12 @@ export const FetcherStatus = z.object({
   memory: z.object({ rssMb: z.number(), heapUsedMb: z.number(), limitMb: z.number(), peakRssMb: z.number() }),
   intake: z.enum(['open', 'paused']),
   queues: z.record(z.string(), z.object({ queued: z.number(), active: z.number(), failed: z.number() })),
+  /** Job events main refused (a 4xx for the one event), kept aside: POST /v1/events/resend sends them again. */
+  events: z.object({ setAside: z.number(), setAsideSince: z.string().nullable() }).optional(),
 });
 export type FetcherStatus = z.infer<typeof FetcherStatus>;
+
+export const ResendResult = z.object({ resent: z.number() });
 
 /** One state change of a job on the fetcher; `seq` counts per job from 1, so the receiver applies them in order, once. */
 export const JobEvent = z.strictObject({

@@ -298,8 +298,14 @@ function plans(schema: string) {
     lockEventSender: `SELECT pg_try_advisory_xact_lock(hashtext('jobgate.events.' || $1)) AS locked`,
     pendingEvents: `
       SELECT e.seq, e.job_id, e.job_seq, e.type, e.attempt, e.at, e.data, j.traceparent
-        FROM ${s}.job_events e LEFT JOIN ${s}.jobs j ON j.id = e.job_id ORDER BY e.seq LIMIT $1`,
+        FROM ${s}.job_events e LEFT JOIN ${s}.jobs j ON j.id = e.job_id WHERE e.set_aside_at IS NULL ORDER BY e.seq LIMIT $1`,
     ackEvents: `DELETE FROM ${s}.job_events WHERE seq = ANY($1::bigint[])`,
+    setEventsAside: `
+      UPDATE ${s}.job_events SET set_aside_at = clock_timestamp(), set_aside_reason = r.reason
+        FROM unnest($1::bigint[], $2::text[]) AS r(seq, reason) WHERE ${s}.job_events.seq = r.seq`,
+    eventsSetAside: `
+      SELECT count(*)::int AS n, min(set_aside_at) AS since FROM ${s}.job_events WHERE set_aside_at IS NOT NULL`,
+    resendSetAside: `UPDATE ${s}.job_events SET set_aside_at = NULL, set_aside_reason = NULL WHERE set_aside_at IS NOT NULL`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
         SELECT id FROM ${s}.jobs WHERE finished_at < clock_timestamp() - $1 * interval '1 second' LIMIT $2)`,
@@ -596,16 +602,30 @@ export function createLedger(pool: Pool, schema: string) {
      * lock, and deletes them once `deliver` resolves. Returns how many went, or null when another
      * sender holds the lock.
      */
-    async deliverEvents(limit: number, deliver: (events: StoredEvent[]) => Promise<void>): Promise<number | null> {
+    async deliverEvents(limit: number, deliver: (events: StoredEvent[]) => Promise<void | { setAside: Array<{ seq: number; reason: string }> }>): Promise<number | null> {
       return withTransaction(pool, async (client) => {
         const { rows: lock } = await client.query(sql.lockEventSender, [schema]);
         if (!lock[0].locked) return null;
         const { rows } = await client.query(sql.pendingEvents, [limit]);
         if (rows.length === 0) return 0;
-        await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data, ...(r.traceparent ? { traceparent: r.traceparent } : {}) })));
-        await client.query(sql.ackEvents, [rows.map((r) => r.seq)]);
+        const outcome = await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data, ...(r.traceparent ? { traceparent: r.traceparent } : {}) })));
+        // the ones main refused stay, set aside with the reason; the rest are main's now
+        const aside = outcome?.setAside ?? [];
+        if (aside.length > 0) await client.query(sql.setEventsAside, [aside.map((a) => a.seq), aside.map((a) => a.reason.slice(0, 2_000))]);
+        const asideSeqs = new Set(aside.map((a) => a.seq));
+        await client.query(sql.ackEvents, [rows.map((r) => Number(r.seq)).filter((seq) => !asideSeqs.has(seq))]);
         return rows.length;
       });
+    },
+    /** Job events main refused, kept aside: how many, and since when. */
+    async eventsSetAside(): Promise<{ count: number; since: string | null }> {
+      const { rows } = await pool.query(sql.eventsSetAside);
+      return { count: rows[0].n, since: iso(rows[0].since) ?? null };
+    },
+    /** Puts every set-aside event back in line to be sent; returns how many. */
+    async resendSetAsideEvents(): Promise<number> {
+      const { rowCount } = await pool.query(sql.resendSetAside);
+      return rowCount ?? 0;
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {

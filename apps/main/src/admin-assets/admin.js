@@ -93,6 +93,18 @@ function fetcherPage() {
     const [s, { audit }] = await Promise.all([api('GET', '/fetcher_service'), api('GET', '/override')]);
     apply(fetcherView(s, audit));
   }
+  onAction({
+    'resend-events': async (_data, button) => {
+      button.disabled = true;
+      try {
+        const r = await api('POST', '/fetcher_service/resend-events');
+        flash(`${r.resent} set-aside job events sent again.`);
+        await refresh();
+      } catch (err) {
+        flash(err.message, true);
+      }
+    },
+  });
   action($('#wake'), async () => {
     flash('Waking the fetcher…');
     const r = await api('POST', '/fetcher_service/wake');

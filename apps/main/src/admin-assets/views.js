@@ -75,6 +75,9 @@ export function fetcherView(s, audit) {
       'rss-chart': rssChart(s.history ?? []),
       'outbox-pending': esc(s.outbox.pending),
       'outbox-age': s.outbox.pending ? esc(seconds(s.outbox.oldestAgeSeconds)) : '–',
+      'events-set-aside': f.status?.events?.setAside
+        ? `${esc(f.status.events.setAside)} job events from the fetcher that main refused are set aside there, since ${time(f.status.events.setAsideSince)} (see the fetcher's log for why); the jobs they belong to are repaired by the reconciler. <button type="button" data-action="resend-events">Send them again</button>`
+        : '',
       'outbox-refused': (s.outbox.refusedByFetcher ?? [])
         .map((r) => `<li><strong>${esc(r.jobs)} × ${esc(r.name)}</strong>: ${esc(r.reason)}, since ${time(r.since)}</li>`)
         .join(''),
@@ -87,7 +90,7 @@ export function fetcherView(s, audit) {
         : emptyRow(5, 'the override has never been switched'),
     },
     attrs: { 'fetcher-state': { class: `badge ${f.state}` } },
-    hidden: { 'outbox-refused': !(s.outbox.refusedByFetcher ?? []).length, 'fetcher-waking': !f.waking, 'override-badge': !o.enabled, 'override-form': o.enabled, 'override-off': !o.enabled },
+    hidden: { 'events-set-aside': !f.status?.events?.setAside, 'outbox-refused': !(s.outbox.refusedByFetcher ?? []).length, 'fetcher-waking': !f.waking, 'override-badge': !o.enabled, 'override-form': o.enabled, 'override-off': !o.enabled },
   };
 }
 
