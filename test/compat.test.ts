@@ -92,3 +92,44 @@ describe('a fetcher deployed behind main (row 48)', () => {
     }
   });
 });
+
+describe('a resend after a lost answer that the fetcher answers 409', () => {
+  it('asks the fetcher for the job and, finding it there, counts it forwarded instead of failing it', async () => {
+    // a stand-in fetcher that took the job on the first delivery (whose answer was lost) and now
+    // answers the resend 409 (it holds the id), as a fetcher whose payload check is stricter than main's would
+    const held = new Map<string, string>();
+    let reads = 0;
+    const fetcher = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        if (req.method === 'GET' && req.url?.startsWith('/v1/jobs/')) {
+          reads++;
+          const id = req.url.slice('/v1/jobs/'.length);
+          const name = held.get(id);
+          if (!name) return void res.writeHead(404, { 'content-type': 'application/problem+json' }).end('{"status":404,"title":"Not found"}');
+          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id, name, state: 'queued', progress: 0, attempts: 0 }));
+        }
+        const { jobs } = JSON.parse(body) as { jobs: Array<{ id: string; name: string }> };
+        for (const j of jobs) held.set(j.id, j.name);
+        res.writeHead(409, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 409, title: 'Job id reused', code: 'JG_ID_CONFLICT', errors: jobs.map((j, i) => ({ path: `jobs.${i}.id`, message: `job ${j.id} exists with another payload` })) }));
+      });
+    });
+    await new Promise<void>((r) => fetcher.listen(0, '127.0.0.1', r));
+    const db = await createTestDatabase();
+    const main = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: `http://127.0.0.1:${(fetcher.address() as { port: number }).port}`, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET });
+    try {
+      const id = await enqueue(main, 'test.remote', {});
+      const state = async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state as string;
+      await waitFor('the job settled', async () => ['forwarded', 'failed'].includes(await state()), { timeoutMs: 20_000 });
+      expect(await state()).toBe('forwarded');
+      expect(reads).toBe(1);
+      expect(main.logs.some((l) => l.msg.startsWith('the fetcher already had the job'))).toBe(true);
+    } finally {
+      await main.stop();
+      fetcher.close();
+      await db.drop();
+    }
+  });
+});
