@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '@jobgate/runtime';
+import { startLoop, type Logger } from '@jobgate/runtime';
 import type { Ledger } from '@jobgate/queue';
 
 /**
@@ -9,22 +8,11 @@ import type { Ledger } from '@jobgate/queue';
  */
 export function startPruner(deps: { ledger: Ledger; logger: Logger; retentionDays: number; intervalMs: number }) {
   const logger = deps.logger.child({ component: 'pruner' });
-  const stopping = new AbortController();
-  const loop = (async () => {
-    while (!stopping.signal.aborted) {
-      try {
-        const deleted = await deps.ledger.deleteFinished(deps.retentionDays * 86_400);
-        if (deleted > 0) logger.info({ deleted, olderThanDays: deps.retentionDays }, 'finished jobs pruned');
-      } catch (err) {
-        logger.warn({ err }, 'pruning finished jobs failed; trying again later');
-      }
-      await sleep(deps.intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
-    }
-  })();
-  return {
-    async stop(): Promise<void> {
-      stopping.abort();
-      await loop;
+  return startLoop(
+    async () => {
+      const deleted = await deps.ledger.deleteFinished(deps.retentionDays * 86_400);
+      if (deleted > 0) logger.info({ deleted, olderThanDays: deps.retentionDays }, 'finished jobs pruned');
     },
-  };
+    { intervalMs: deps.intervalMs, onError: (err) => logger.warn({ err }, 'pruning finished jobs failed; trying again later') },
+  );
 }

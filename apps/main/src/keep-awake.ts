@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '@jobgate/runtime';
+import { startLoop, type Logger } from '@jobgate/runtime';
 import type { Ledger } from '@jobgate/queue';
 import type { FetcherStatus } from '@jobgate/protocol';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
@@ -84,26 +83,12 @@ export type FetcherMonitor = ReturnType<typeof createFetcherMonitor>;
  */
 export function startKeepAwake(deps: { ledger: Ledger; monitor: FetcherMonitor; logger: Logger; intervalMs: number }) {
   const logger = deps.logger.child({ component: 'keep-awake' });
-  const stopping = new AbortController();
-
-  const loop = (async () => {
-    while (!stopping.signal.aborted) {
-      try {
-        if (await deps.ledger.hasUnfinishedFetcherJobs()) {
-          const h = await deps.monitor.check();
-          if (h.state !== 'awake') logger.warn({ state: h.state, error: h.error }, 'fetcher did not answer the keep-awake check');
-        }
-      } catch (err) {
-        logger.warn({ err }, 'keep-awake check failed');
-      }
-      await sleep(deps.intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
-    }
-  })();
-
-  return {
-    async stop(): Promise<void> {
-      stopping.abort();
-      await loop;
+  return startLoop(
+    async () => {
+      if (!(await deps.ledger.hasUnfinishedFetcherJobs())) return;
+      const h = await deps.monitor.check();
+      if (h.state !== 'awake') logger.warn({ state: h.state, error: h.error }, 'fetcher did not answer the keep-awake check');
     },
-  };
+    { intervalMs: deps.intervalMs, onError: (err) => logger.warn({ err }, 'keep-awake check failed') },
+  );
 }

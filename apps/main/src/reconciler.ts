@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '@jobgate/runtime';
+import { startLoop, type Logger } from '@jobgate/runtime';
 import type { Ledger } from '@jobgate/queue';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
 
@@ -11,12 +10,11 @@ import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@
  */
 export function startReconciler(deps: { ledger: Ledger; fetcher: FetcherClient; logger: Logger; intervalMs: number; quietSeconds: number }) {
   const logger = deps.logger.child({ component: 'reconciler' });
-  const stopping = new AbortController();
 
-  async function pass(): Promise<void> {
+  async function pass(signal: AbortSignal): Promise<void> {
     for (const job of await deps.ledger.quietFetcherJobs(deps.quietSeconds, 100)) {
       const { id } = job;
-      if (stopping.signal.aborted) return;
+      if (signal.aborted) return;
       try {
         const seen = await deps.fetcher.getJob(id);
         // applied only if main's ledger did not move meanwhile (a claim of a later attempt, an event)
@@ -37,17 +35,5 @@ export function startReconciler(deps: { ledger: Ledger; fetcher: FetcherClient; 
     }
   }
 
-  const loop = (async () => {
-    while (!stopping.signal.aborted) {
-      await pass().catch((err: unknown) => logger.warn({ err }, 'reconciler pass failed'));
-      await sleep(deps.intervalMs, undefined, { signal: stopping.signal }).catch(() => {});
-    }
-  })();
-
-  return {
-    async stop(): Promise<void> {
-      stopping.abort();
-      await loop;
-    },
-  };
+  return startLoop((signal) => pass(signal), { intervalMs: deps.intervalMs, onError: (err) => logger.warn({ err }, 'reconciler pass failed') });
 }

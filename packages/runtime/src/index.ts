@@ -7,3 +7,4 @@ export * from './http-server.ts';
 export * from './metrics.ts';
 export * from './trace.ts';
 export * from './text.ts';
+export * from './loop.ts';
