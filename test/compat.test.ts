@@ -93,38 +93,85 @@ describe('a fetcher deployed behind main (row 48)', () => {
   });
 });
 
+/** A stand-in fetcher on port 0: `onSubmit` answers POST /v1/jobs, `onRead` GET /v1/jobs/:id. */
+async function standIn(handlers: { onSubmit(jobs: Array<{ id: string; name: string; payload: unknown }>): [number, unknown]; onRead?(id: string): [number, unknown] }) {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const answer = (status: number, json: unknown) => void res.writeHead(status, { 'content-type': status >= 400 ? 'application/problem+json' : 'application/json' }).end(JSON.stringify(json));
+      if (req.url === '/healthz') return answer(200, { status: 'ok' });
+      if (req.method === 'GET' && req.url?.startsWith('/v1/jobs/')) return answer(...(handlers.onRead?.(req.url.slice('/v1/jobs/'.length)) ?? [404, { status: 404 }]));
+      if (req.method !== 'POST' || req.url !== '/v1/jobs') return answer(404, { status: 404, title: 'Not found' });
+      return answer(...handlers.onSubmit((JSON.parse(body) as { jobs: Array<{ id: string; name: string; payload: unknown }> }).jobs));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => server.close() };
+}
+
+describe('a fetcher that takes smaller requests than main sends (413)', () => {
+  it('gets the batch halved until each part fits; a job too large alone fails naming the limit, the others are delivered', async () => {
+    const sizes: number[] = [];
+    const fetcher = await standIn({
+      onSubmit(jobs) {
+        sizes.push(jobs.length);
+        // this one takes at most 2 jobs a request, and never the job labelled "huge"
+        if (jobs.length > 2 || jobs.some((j) => (j.payload as { label?: string }).label === 'huge')) return [413, { status: 413, title: 'Payload too large' }];
+        return [202, { accepted: jobs.map((j) => ({ id: j.id, duplicate: false })) }];
+      },
+    });
+    const db = await createTestDatabase();
+    // a web main takes the jobs, then a worker sends them as one batch
+    const web = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: fetcher.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, JOBGATE_ROLE: 'web' });
+    try {
+      const ids = await Promise.all([1, 2, 3, 4, 5].map((i) => enqueue(web, 'test.remote', { label: i === 3 ? 'huge' : `job-${i}` })));
+      const worker = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: fetcher.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, JOBGATE_ROLE: 'worker', PORT: '0', FETCHER_FORWARD_IN_FLIGHT: '1' });
+      try {
+        await waitFor('all settled', async () => {
+          const s = await states(db, ids);
+          return (s.forwarded ?? 0) + (s.failed ?? 0) === 5;
+        }, { timeoutMs: 20_000 });
+        expect(await states(db, ids)).toEqual({ forwarded: 4, failed: 1 });
+        const { rows } = await db.pool.query(`SELECT error FROM jobgate.jobs WHERE id = $1`, [ids[2]]);
+        expect(rows[0].error).toMatchObject({ code: 'JG_BODY_TOO_LARGE', message: expect.stringMatching(/too large for the fetcher: it takes at most \d+ bytes/) });
+        expect(sizes[0]).toBe(5);
+      } finally {
+        await worker.stop();
+      }
+    } finally {
+      await web.stop();
+      fetcher.close();
+      await db.drop();
+    }
+  });
+});
+
 describe('a resend after a lost answer that the fetcher answers 409', () => {
-  it('asks the fetcher for the job and, finding it there, counts it forwarded instead of failing it', async () => {
-    // a stand-in fetcher that took the job on the first delivery (whose answer was lost) and now
-    // answers the resend 409 (it holds the id), as a fetcher whose payload check is stricter than main's would
+  it('asks the fetcher for the job: while it cannot say, the job waits; once it shows the job, it counts as forwarded, not failed', async () => {
+    // a stand-in fetcher that holds the job (its first answer was lost) and answers the resend
+    // 409; its first read fails (503: busy), the next shows the job
     const held = new Map<string, string>();
     let reads = 0;
-    const fetcher = createServer((req, res) => {
-      let body = '';
-      req.on('data', (d) => (body += d));
-      req.on('end', () => {
-        if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-        if (req.method === 'GET' && req.url?.startsWith('/v1/jobs/')) {
-          reads++;
-          const id = req.url.slice('/v1/jobs/'.length);
-          const name = held.get(id);
-          if (!name) return void res.writeHead(404, { 'content-type': 'application/problem+json' }).end('{"status":404,"title":"Not found"}');
-          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id, name, state: 'queued', progress: 0, attempts: 0 }));
-        }
-        const { jobs } = JSON.parse(body) as { jobs: Array<{ id: string; name: string }> };
+    const fetcher = await standIn({
+      onSubmit(jobs) {
         for (const j of jobs) held.set(j.id, j.name);
-        res.writeHead(409, { 'content-type': 'application/problem+json' }).end(JSON.stringify({ status: 409, title: 'Job id reused', code: 'JG_ID_CONFLICT', errors: jobs.map((j, i) => ({ path: `jobs.${i}.id`, message: `job ${j.id} exists with another payload` })) }));
-      });
+        return [409, { status: 409, title: 'Job id reused', code: 'JG_ID_CONFLICT', errors: jobs.map((j, i) => ({ path: `jobs.${i}.id`, message: `job ${j.id} exists with another payload` })) }];
+      },
+      onRead(id) {
+        reads++;
+        if (reads === 1) return [503, { status: 503, title: 'Service unavailable' }];
+        return held.has(id) ? [200, { id, name: held.get(id), state: 'queued', progress: 0, attempts: 0 }] : [404, { status: 404 }];
+      },
     });
-    await new Promise<void>((r) => fetcher.listen(0, '127.0.0.1', r));
     const db = await createTestDatabase();
-    const main = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: `http://127.0.0.1:${(fetcher.address() as { port: number }).port}`, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET });
+    const main = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: fetcher.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET });
     try {
       const id = await enqueue(main, 'test.remote', {});
       const state = async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state as string;
       await waitFor('the job settled', async () => ['forwarded', 'failed'].includes(await state()), { timeoutMs: 20_000 });
       expect(await state()).toBe('forwarded');
-      expect(reads).toBe(1);
+      expect(reads).toBeGreaterThanOrEqual(2);
       expect(main.logs.some((l) => l.msg.startsWith('the fetcher already had the job'))).toBe(true);
     } finally {
       await main.stop();

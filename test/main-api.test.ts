@@ -143,6 +143,8 @@ describe('bad input answers problem+json naming the field (FAULTS.md rows 28-30)
     ['NUL in a payload string', 'POST', '/api/jobs/notifications.send', { payload: { to: 'u\u0000', subject: 'x' } }, {}, 422, 'payload.to'],
     ['NUL in a payload key', 'POST', '/api/jobs/demo.light', { payload: { ['a\u0000b']: 1 } }, {}, 422, 'payload.a\\u0000b'],
     ['NUL in a filter', 'GET', '/api/jobs?name=a%00b', undefined, {}, 422, 'query.name'],
+    ['a lone surrogate in a payload string', 'POST', '/api/jobs/notifications.send', '{"payload": {"to": "\\ud800", "subject": "x"}}', {}, 422, 'payload.to'],
+    ['JSON nested 1,000 deep', 'POST', '/api/jobs/demo.light', `{"payload": {"x": ${'['.repeat(1_000)}${']'.repeat(1_000)}}}`, {}, 422, null],
     ['cursor of year 0000', 'GET', `/api/jobs?cursor=${Buffer.from('0000-01-01 00:00:00+00|4f6bef6d-d3d8-4e5c-b2ab-a34697c15910').toString('base64url')}`, undefined, {}, 422, 'cursor'],
     ['a prototype key as an asset', 'GET', '/admin/assets/constructor', undefined, {}, 404, null],
     ['__proto__ as an asset', 'GET', '/admin/assets/__proto__', undefined, {}, 404, null],

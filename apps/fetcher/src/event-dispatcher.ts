@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@jobgate/runtime';
-import { BodyLimits, type JobEvent } from '@jobgate/protocol';
+import { BodyLimits, chunksByBytes, type JobEvent } from '@jobgate/protocol';
 import type { Ledger, StoredEvent } from '@jobgate/queue';
 import { FetcherErrorCode, type FetcherClientError, type MainClient } from '@jobgate/fetcher-client';
 
@@ -10,25 +10,6 @@ export function toWireEvent(e: StoredEvent): JobEvent {
 
 /** Statuses by which main refuses the events themselves (not the request: a 401 is a secret rotation, a 404 an older main). */
 const REFUSES_EVENTS = new Set([400, 413, 422]);
-
-/** Consecutive runs of `events` whose JSON stays within `maxBytes` (one event alone may be larger: main then says so). */
-export function chunksByBytes(events: JobEvent[], maxBytes: number): JobEvent[][] {
-  const chunks: JobEvent[][] = [];
-  let current: JobEvent[] = [];
-  let bytes = 12; // {"events":[]}
-  for (const e of events) {
-    const size = Buffer.byteLength(JSON.stringify(e)) + 1;
-    if (current.length > 0 && bytes + size > maxBytes) {
-      chunks.push(current);
-      current = [];
-      bytes = 12;
-    }
-    current.push(e);
-    bytes += size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
-}
 
 /**
  * Delivers the ledger's job events to main in batches, oldest first, until main has them: main may

@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 import type { NextFunction, Request, Response } from 'express';
 import { ErrorCode, JobgateError } from '@jobgate/runtime';
 import type { AdminStore } from '@jobgate/queue';
@@ -13,6 +14,7 @@ declare module 'express-serve-static-core' {
   }
 }
 
+const scryptAsync = promisify(scrypt) as (password: string, salt: string, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
 const digest = (s: string) => createHash('sha256').update(s).digest();
 const sameSecret = (a: string, b: string) => timingSafeEqual(digest(a), digest(b));
 
@@ -50,8 +52,12 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
   const maxFailures = deps.maxFailures ?? 5;
   const maxFailuresInAll = deps.maxFailuresInAll ?? 100;
   const windowSeconds = Math.ceil((deps.windowMs ?? 60_000) / 1000);
-  // a session is bound to the password it was opened with (a hash of it, never the password)
-  const passwordHash = deps.password ? createHash('sha256').update(`jobgate-admin-session\0${deps.password}`).digest('hex') : '';
+  // A session is bound to the password it was opened with: scrypt of it under this install's salt,
+  // slow on purpose (someone who can read the database must not be able to guess the password
+  // from it quickly); worked out once per process.
+  let passwordHashP: Promise<string> | undefined;
+  const passwordHash = () =>
+    (passwordHashP ??= deps.store.sessionSalt().then((salt) => scryptAsync(deps.password ?? '', salt, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 2 ** 20 }).then((key) => (key as Buffer).toString('hex'))));
   const tokens = (deps.apiTokens ?? []).map(digest);
 
   async function throttle(req: Request, res: Response): Promise<void> {
@@ -82,7 +88,7 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
       const password = enabled();
       const sessionId = cookie(req, SESSION_COOKIE);
       if (sessionId) {
-        const session = await deps.store.getSession(sessionId, passwordHash);
+        const session = await deps.store.getSession(sessionId, await passwordHash());
         if (session) {
           req.admin = { via: 'session', actor: `${ADMIN_USER} (dashboard, ${req.ip})`, csrfToken: session.csrfToken, sessionId };
           return next();
@@ -186,7 +192,7 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
         await fail(req);
         return false;
       }
-      const session = await deps.store.createSession(ttl, passwordHash);
+      const session = await deps.store.createSession(ttl, await passwordHash());
       res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${session.id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${ttl}${req.secure ? '; Secure' : ''}`);
       return true;
     },

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectNul, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
 import type { JobRecord, Ledger } from '@jobgate/queue';
 import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '@jobgate/protocol';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -42,7 +42,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
   if (deps.metrics) app.use(deps.metrics);
-  app.use(rejectNul());
+  app.use(rejectUnstorable());
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
   if (deps.keys && deps.ledger && deps.replay) {
     const { ledger, replay } = deps;
@@ -90,7 +90,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use('/api', deps.apiAuth);
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
-  app.use(rejectNul());
+  app.use(rejectUnstorable());
 
   app
     .route('/api/jobs')

@@ -3,7 +3,7 @@ import { ErrorCode, JobgateError, traceFields, type Logger } from '@jobgate/runt
 import { workWhileFull, type Ledger } from '@jobgate/queue';
 import { SystemQueue, type OutboxData } from '@jobgate/jobs';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
-import { BodyLimits, type SubmitJob } from '@jobgate/protocol';
+import { BodyLimits, chunksByBytes, type SubmitJob } from '@jobgate/protocol';
 
 export interface ForwarderOptions {
   boss: PgBoss;
@@ -72,9 +72,19 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}), ...(j.data.traceparent ? { traceparent: j.data.traceparent } : {}) },
       }));
     if (jobs.length === 0) return;
-    const sent = await send(jobs, afterWake);
-    // the fetcher was asleep and is awake now: from the top (the override may have been switched on meanwhile)
-    if (sent === 'woken') return deliver(batch, true);
+    // requests the fetcher takes by size (8 MiB), so a big batch is never refused whole; each goes
+    // on its own, and a failure of one does not hold back the others
+    let firstError: unknown;
+    for (const part of chunksByBytes(jobs, BodyLimits.submitJobs - 64 * 1024)) {
+      try {
+        const sent = await send(part, afterWake);
+        // the fetcher was asleep and is awake now: from the top (the override may have been switched on meanwhile)
+        if (sent === 'woken') return deliver(batch, true);
+      } catch (err) {
+        firstError ??= err;
+      }
+    }
+    if (firstError !== undefined) throw firstError;
   }
 
   /**
@@ -116,8 +126,10 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         if (jobs.length > 1) {
           const half = Math.ceil(jobs.length / 2);
           logger.warn({ jobs: jobs.length, into: [half, jobs.length - half] }, 'the fetcher refused the batch as too large (413); splitting it');
-          await send(jobs.slice(0, half), true);
+          // both halves go, whatever the first one meets; then the first failure is the batch's
+          const first = await send(jobs.slice(0, half), true).then(() => undefined, (e: unknown) => e);
           await send(jobs.slice(half), true);
+          if (first !== undefined) throw first;
           return 'sent';
         }
         await ledger.failJobs([jobs[0]!.id], { code: ErrorCode.bodyTooLarge, message: `the job is too large for the fetcher: it takes at most ${BodyLimits.submitJobs} bytes per request (${e.message})` });
@@ -187,7 +199,6 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
     const bad = named.size === 0 ? new Map([[0, e.message]]) : named;
     const rest = jobs.filter((_, i) => !bad.has(i));
-    if (rest.length > 0) await send(rest, true);
     const waiting: SubmitJob[] = [];
     for (const [i, why] of bad) {
       const job = jobs[i]!;
@@ -200,15 +211,23 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       await ledger.noteRefused([job.id], `fetcher refuses: ${why}`);
       waiting.push(job);
     }
-    if (waiting.length > 0) {
-      logger.warn({ jobs: waiting.length, names: [...new Set(waiting.map((j) => j.name))], reason: e.message }, 'the fetcher refuses jobs for now (is it older than main?); they wait and are tried again');
-      throw new JobgateError(ErrorCode.fetcherRefuses, `the fetcher refuses ${waiting.length} jobs for now; they wait`);
-    }
+    if (waiting.length > 0) logger.warn({ jobs: waiting.length, names: [...new Set(waiting.map((j) => j.name))], reason: e.message }, 'the fetcher refuses jobs for now (is it older than main?); they wait and are tried again');
+    // the others go now (the refused ones are noted first, whatever happens to these)
+    if (rest.length > 0) await send(rest, true);
+    if (waiting.length > 0) throw new JobgateError(ErrorCode.fetcherRefuses, `the fetcher refuses ${waiting.length} jobs for now; they wait`);
   }
 
-  /** Whether the fetcher already holds `job` (an earlier delivery whose answer was lost); marks it forwarded if so. */
+  /**
+   * Whether the fetcher already holds `job` (an earlier delivery whose answer was lost); marks it
+   * forwarded if so. Only a definite answer counts: a fetcher that cannot say now (a timeout, a 503)
+   * makes this throw, and the job stays in the outbox.
+   */
   async function deliveredBefore(job: SubmitJob): Promise<boolean> {
-    const seen = await fetcher.getJob(job.id).catch(() => null);
+    const seen = await fetcher.getJob(job.id).catch((err: unknown) => {
+      const e = err as FetcherClientError;
+      if (e.code === FetcherErrorCode.rejected && e.status === 404) return null;
+      throw err;
+    });
     if (seen?.name !== job.name) return false;
     await ledger.markForwarded([job.id]);
     logger.info({ jobId: job.id, jobName: job.name }, 'the fetcher already had the job (an earlier answer was lost): forwarded');

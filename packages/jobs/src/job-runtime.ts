@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult, PgBoss, SendOptions } from 'pg-boss';
-import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, cleanText, findNul, MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, newTraceparent, parseTraceparent, traceFields, type FieldError, type Logger } from '@jobgate/runtime';
+import { ConfigError, ErrorCode, JobgateError, PermanentJobError, fieldErrorsFromZod, isDatabaseUnavailable, cleanText, findUnstorable, MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, newTraceparent, parseTraceparent, traceFields, type FieldError, type Logger } from '@jobgate/runtime';
 import { queuedCondition, recordBossWrite, runTogether, withTransaction, workWhileFull, type BossDb, type ClaimResult, type ErrorInfo, type JobRecord, type Ledger, type Queryable, type QueueTimings, type Route, type RouteReason } from '@jobgate/queue';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from './catalogue.ts';
 import type { JobContext, JobDefinition } from './define-job.ts';
@@ -257,9 +257,9 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     if (def.runsOnFetcher && Buffer.byteLength(JSON.stringify(parsed.data) ?? '') > MAX_FETCHER_PAYLOAD_BYTES) {
       throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is too large for the fetcher.`, { errors: [{ path: 'payload', message: `at most ${MAX_FETCHER_PAYLOAD_BYTES} bytes as JSON for a job that runs on the fetcher` }] });
     }
-    // PostgreSQL cannot store a NUL: refused here, naming the field, instead of failing the insert
-    const nul = findNul(parsed.data, ['payload']);
-    if (nul !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} holds a NUL character (\\u0000).`, { errors: [{ path: nul, message: 'contains a NUL character (\\u0000)' }] });
+    // what PostgreSQL cannot store (a NUL, a lone surrogate) is refused here, naming the field, instead of failing the insert
+    const unstorable = findUnstorable(parsed.data, ['payload']);
+    if (unstorable !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} cannot be stored: ${unstorable.path} ${unstorable.problem}.`, { errors: [{ path: unstorable.path, message: unstorable.problem }] });
     try {
       // Decided before the transaction takes its connection: reading the override needs one too.
       const place = await placement(def, opts);

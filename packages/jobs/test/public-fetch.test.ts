@@ -37,3 +37,21 @@ describe('publicFetch', () => {
     }
   });
 });
+
+describe('publicFetch against a rebinding resolver', () => {
+  it('resolves a host that is not allowed once, checks that answer, and connects to it: a second, private answer is never asked for', async () => {
+    let lookups = 0;
+    // public first (a documentation address nothing answers here), private on any second lookup
+    const lookup = ((_host: string, _opts: unknown, cb: (err: null, addresses: Array<{ address: string; family: number }>) => void) => {
+      cb(null, [{ address: lookups++ === 0 ? '203.0.113.7' : '127.0.0.1', family: 4 }]);
+    }) as unknown as LookupFunction;
+    const err = await publicFetch(new URL('http://rebind.test/x'), { method: 'POST', headers: {}, body: '{}', signal: AbortSignal.timeout(1_000) }, { allowedHosts: new Set(), lookup }).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    // one lookup: the checked public answer is the one it connected to (whatever answered there);
+    // with a second lookup it would have met the private answer and been refused
+    expect(lookups).toBe(1);
+    expect(String(err ?? '')).not.toMatch(/private address/);
+  });
+});

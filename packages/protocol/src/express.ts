@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
-import { ErrorCode, JobgateError, findNul } from '@jobgate/runtime';
-import { TOLERANCE_SECONDS, verify, type Purpose, type SigningKey } from './signing.ts';
+import { ErrorCode, JobgateError, findUnstorable } from '@jobgate/runtime';
+import { TOLERANCE_SECONDS, precheck, verify, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -29,9 +29,12 @@ export interface SignedRouteOptions {
 /** A body must keep coming at this average rate once the grace has passed, or it is cut off (408). */
 export const BODY_FLOOR_BYTES_PER_SECOND = 64 * 1024;
 const BODY_GRACE_MS = 2_000;
-/** Signed bodies being read at once, per process: more senders wait (503) instead of holding memory. */
-export const MAX_BODIES_IN_FLIGHT = 64;
-let bodiesInFlight = 0;
+/**
+ * Bytes of signed bodies being read at once, per process (each body counts its declared length,
+ * or its route's limit when it declares none): more senders wait (503) instead of holding memory.
+ */
+export const MAX_BODY_BYTES_IN_FLIGHT = 32 * 2 ** 20;
+let bodyBytesInFlight = 0;
 
 const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
@@ -73,21 +76,33 @@ async function refuse(req: Request, err: JobgateError): Promise<never> {
 }
 
 /**
- * Reads a signed route's raw body with every bound applied before a byte is buffered beyond it: no
- * content coding (a compression bomb is refused, never inflated), the route's own size limit, a
- * floor rate, and a cap on bodies read at once.
+ * Reads a signed route's raw body (its headers already checked) with every bound applied before a
+ * byte is buffered beyond it: the route's own size limit, a floor rate, and a cap on the bytes of
+ * bodies read at once.
  */
-async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
-  const coding = header(req.headers['content-encoding'])?.trim().toLowerCase();
-  if (coding && coding !== 'identity') return refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
+/** The body's declared length (null: chunked), and whether there is a body at all. */
+function declaredBody(req: Request): { declared: number | null; hasBody: boolean } {
   const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
-  const hasBody = (declared !== null && declared > 0) || req.headers['transfer-encoding'] !== undefined;
-  if (!hasBody) return Buffer.alloc(0);
+  return { declared, hasBody: (declared !== null && declared > 0) || req.headers['transfer-encoding'] !== undefined };
+}
+
+/** What the headers alone tell about a body: no content coding (a bomb is never inflated), JSON only, within the route's limit. */
+async function checkBodyHeaders(req: Request, limitBytes: number): Promise<void> {
+  const coding = header(req.headers['content-encoding'])?.trim().toLowerCase();
+  if (coding && coding !== 'identity') await refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
+  const { declared, hasBody } = declaredBody(req);
+  if (!hasBody) return;
   // A body must be JSON (FAULTS.md row 30); checked before it is read.
-  if (!req.is('application/json')) return refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
-  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) return refuse(req, tooLarge(limitBytes));
-  if (bodiesInFlight >= MAX_BODIES_IN_FLIGHT) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
-  bodiesInFlight++;
+  if (!req.is('application/json')) await refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) await refuse(req, tooLarge(limitBytes));
+}
+
+async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+  const { declared, hasBody } = declaredBody(req);
+  if (!hasBody) return Buffer.alloc(0);
+  const reserved = declared ?? limitBytes;
+  if (bodyBytesInFlight + reserved > MAX_BODY_BYTES_IN_FLIGHT) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
+  bodyBytesInFlight += reserved;
   const read = new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -95,7 +110,7 @@ async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
     const done = (err: Error | null, body?: Buffer) => {
       clearInterval(pace);
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
-      bodiesInFlight--;
+      bodyBytesInFlight -= reserved;
       if (err) reject(err);
       else resolve(body!);
     };
@@ -160,25 +175,28 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
 export function requireSignature(keys: SigningKey[], purpose: Purpose, options: SignedRouteOptions): RequestHandler[] {
   return [
     async (req, res, next) => {
+      const headers = { id: header(req.headers['webhook-id']), timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) };
+      const refused = (reason: string) => {
+        req.log.warn({ reason, webhookId: headers.id?.slice(0, 128) }, 'signature rejected');
+        return new JobgateError(ErrorCode.invalidSignature, 'Invalid signature');
+      };
       let body: Buffer;
       try {
+        // what can be checked without the body is, before a byte of it is read: a sender without
+        // a fresh, well-formed message for this route (and resource) never has its body buffered
+        await checkBodyHeaders(req, options.limitBytes);
+        const pre = precheck({ headers, purpose });
+        const resource = options.resource?.(req);
+        const reason = !pre.ok ? pre.reason : resource !== undefined && !pre.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
+        if (reason !== null) await refuse(req, refused(reason));
         body = await readBody(req, options.limitBytes);
       } catch (err) {
         next(err);
         return;
       }
-      const webhookId = header(req.headers['webhook-id']);
-      const result = verify({
-        keys,
-        purpose,
-        body,
-        headers: { id: webhookId, timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) },
-      });
-      const resource = options.resource?.(req);
-      const reason = !result.ok ? result.reason : resource !== undefined && !result.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
-      if (reason !== null) {
-        req.log.warn({ reason, webhookId: webhookId?.slice(0, 128) }, 'signature rejected');
-        next(new JobgateError(ErrorCode.invalidSignature, 'Invalid signature'));
+      const result = verify({ keys, purpose, body, headers });
+      if (!result.ok) {
+        next(refused(result.reason));
         return;
       }
       if (body.length > 0) {
@@ -188,14 +206,14 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
           next(new JobgateError(ErrorCode.bodyMalformed, 'The body is not valid JSON.', { errors: [{ path: '(body)', message: 'invalid JSON' }] }));
           return;
         }
-        const nul = findNul(req.signedBody);
-        if (nul !== null) {
-          next(new JobgateError(ErrorCode.requestInvalid, 'The body holds a NUL character (\\u0000), which cannot be stored.', { errors: [{ path: nul, message: 'contains a NUL character (\\u0000)' }] }));
+        const found = findUnstorable(req.signedBody);
+        if (found !== null) {
+          next(new JobgateError(ErrorCode.requestInvalid, `The body cannot be stored: ${found.path} ${found.problem}.`, { errors: [{ path: found.path, message: found.problem }] }));
           return;
         }
       }
       if (!options.replay) return next();
-      const id = webhookId!;
+      const id = headers.id!;
       try {
         const expiresAt = new Date((Number(header(req.headers['webhook-timestamp'])) + TOLERANCE_SECONDS + 60) * 1000);
         const check = await options.replay.begin(id, createHash('sha256').update(body).digest(), expiresAt);

@@ -59,18 +59,14 @@ export function signedHeaders(keys: SigningKey[], id: string, body: string | Buf
 
 export type Verification = { ok: true; id: string } | { ok: false; reason: string };
 
+type Precheck = { ok: true; id: string; ts: number; candidates: Buffer[] } | { ok: false; reason: string };
+
 /**
- * Checks a message in the order DESIGN.md gives: headers present and within size limits; timestamp
- * within the window; each signature decoded and length-checked before a constant-time compare; the
- * purpose bound to the route. The body is only parsed by the caller once this says ok.
+ * Everything about a message that can be checked without its body: headers present and within
+ * size limits, the timestamp inside the window, signatures well formed, the purpose (the id's
+ * prefix) the route's. A receiver runs it before it reads a byte of the body.
  */
-export function verify(options: {
-  keys: SigningKey[];
-  headers: { id?: string; timestamp?: string; signature?: string };
-  body: string | Buffer;
-  purpose: Purpose;
-  now?: number;
-}): Verification {
+export function precheck(options: { headers: { id?: string; timestamp?: string; signature?: string }; purpose: Purpose; now?: number }): Precheck {
   const { id, timestamp, signature } = options.headers;
   if (!id || !timestamp || !signature) return { ok: false, reason: 'missing signature headers' };
   if (!ID.test(id)) return { ok: false, reason: 'malformed webhook-id' };
@@ -89,11 +85,28 @@ export function verify(options: {
     return bytes.length === SIGNATURE_BYTES ? [bytes] : [];
   });
   if (candidates.length === 0) return { ok: false, reason: 'no well-formed v1 signature' };
+  if (!id.startsWith(`${options.purpose}_`)) return { ok: false, reason: `message is not for this route (expected ${options.purpose}_)` };
+  return { ok: true, id, ts, candidates };
+}
+
+/**
+ * Checks a message in the order DESIGN.md gives: `precheck` (headers, window, format, purpose),
+ * then each signature in constant time against the body. The body is only parsed by the caller
+ * once this says ok.
+ */
+export function verify(options: {
+  keys: SigningKey[];
+  headers: { id?: string; timestamp?: string; signature?: string };
+  body: string | Buffer;
+  purpose: Purpose;
+  now?: number;
+}): Verification {
+  const pre = precheck(options);
+  if (!pre.ok) return pre;
   const matched = options.keys.some((key) => {
-    const expected = Buffer.from(sign(key, id, ts, options.body).slice(3), 'base64');
-    return candidates.some((c) => timingSafeEqual(c, expected));
+    const expected = Buffer.from(sign(key, pre.id, pre.ts, options.body).slice(3), 'base64');
+    return pre.candidates.some((c) => timingSafeEqual(c, expected));
   });
   if (!matched) return { ok: false, reason: 'no matching signature' };
-  if (!id.startsWith(`${options.purpose}_`)) return { ok: false, reason: `message is not for this route (expected ${options.purpose}_)` };
-  return { ok: true, id };
+  return { ok: true, id: pre.id };
 }

@@ -120,3 +120,26 @@ export const ClaimAnswer = z.object({
   waitMs: z.number().int().min(0).optional(),
 });
 export type ClaimAnswer = z.infer<typeof ClaimAnswer>;
+
+/**
+ * Consecutive runs of `items` whose JSON, in a `{"<key>": [...]}` body, stays within `maxBytes`
+ * (one item alone may be larger: the receiver then says so with a 413). Every batch between the
+ * apps is cut this way, so none is refused for its size alone.
+ */
+export function chunksByBytes<T>(items: readonly T[], maxBytes: number): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 16; // {"jobs":[]} or {"events":[]}
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 16;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}

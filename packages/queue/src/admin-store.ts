@@ -55,6 +55,12 @@ export function createAdminStore(pool: Pool, schema: string) {
     async deleteSession(id: string): Promise<void> {
       await pool.query(`DELETE FROM ${s}.admin_sessions WHERE id_hash = $1`, [hash(id)]);
     },
+    /** This install's random salt for binding sessions to the admin password (made once, kept in the database). */
+    async sessionSalt(): Promise<string> {
+      await pool.query(`INSERT INTO ${s}.ledger_settings (key, value) VALUES ('admin_session_salt', to_jsonb($1::text)) ON CONFLICT (key) DO NOTHING`, [token()]);
+      const { rows } = await pool.query(`SELECT value #>> '{}' AS salt FROM ${s}.ledger_settings WHERE key = 'admin_session_salt'`);
+      return rows[0].salt as string;
+    },
     /** Counts a wrong password or token from `address` (for every instance); old ones are pruned now and then. */
     async recordAuthFailure(address: string): Promise<void> {
       await pool.query(`INSERT INTO ${s}.auth_failures (address) VALUES ($1)`, [address.slice(0, 100)]);

@@ -3,7 +3,7 @@ import { Router, type ErrorRequestHandler, type NextFunction, type Request, type
 import type { Logger } from './logger.ts';
 import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
 import { newTraceparent, parseTraceparent, traceIdOf } from './trace.ts';
-import { findNul } from './text.ts';
+import { findUnstorable } from './text.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -113,17 +113,16 @@ export function requireJson(): RequestHandler {
 }
 
 /**
- * 422 naming the field for a query value or a JSON body that holds a NUL character (PostgreSQL
- * cannot store one; it would fail the query as a 500). Use it before the routes and again after
- * the body parser: the query is checked wherever it runs, the body once it is parsed.
+ * 422 naming the field for a query value or a JSON body that PostgreSQL could not store (a NUL, a
+ * lone surrogate) or that nests too deep: it would fail the query as a 500. Use it before the
+ * routes and again after the body parser: the query is checked wherever it runs, the body once it
+ * is parsed.
  */
-export function rejectNul(): RequestHandler {
+export function rejectUnstorable(): RequestHandler {
   return (req, _res, next) => {
-    const inQuery = findNul(req.query ?? {}, ['query']);
-    const inBody = req.body !== undefined && !Buffer.isBuffer(req.body) ? findNul(req.body, []) : null;
-    const path = inQuery ?? inBody;
-    if (path !== null) {
-      next(new JobgateError(ErrorCode.requestInvalid, 'The request holds a NUL character (\\u0000), which cannot be stored.', { errors: [{ path, message: 'contains a NUL character (\\u0000)' }] }));
+    const found = findUnstorable(req.query ?? {}, ['query']) ?? (req.body !== undefined && !Buffer.isBuffer(req.body) ? findUnstorable(req.body, []) : null);
+    if (found !== null) {
+      next(new JobgateError(ErrorCode.requestInvalid, `The request cannot be stored: ${found.path} ${found.problem}.`, { errors: [{ path: found.path, message: found.problem }] }));
       return;
     }
     next();

@@ -102,6 +102,8 @@ function fetcherPage() {
         await refresh();
       } catch (err) {
         flash(err.message, true);
+      } finally {
+        button.disabled = false;
       }
     },
   });

@@ -76,7 +76,7 @@ export function fetcherView(s, audit) {
       'outbox-pending': esc(s.outbox.pending),
       'outbox-age': s.outbox.pending ? esc(seconds(s.outbox.oldestAgeSeconds)) : '–',
       'events-set-aside': f.status?.events?.setAside
-        ? `${esc(f.status.events.setAside)} job events from the fetcher that main refused are set aside there, since ${time(f.status.events.setAsideSince)} (see the fetcher's log for why); the jobs they belong to are repaired by the reconciler. <button type="button" data-action="resend-events">Send them again</button>`
+        ? `${esc(f.status.events.setAside)} job events from the fetcher that main refused are set aside there, since ${time(f.status.events.setAsideSince)} (the fetcher's log says why). The reconciler repairs the jobs they belong to; send them again once main takes them (an event older than what main has already applied for its job is skipped). <button type="button" data-action="resend-events">Send them again</button>`
         : '',
       'outbox-refused': (s.outbox.refusedByFetcher ?? [])
         .map((r) => `<li><strong>${esc(r.jobs)} × ${esc(r.name)}</strong>: ${esc(r.reason)}, since ${time(r.since)}</li>`)
