@@ -8,6 +8,7 @@ export default defineConfig({
     hookTimeout: 90_000,
     // Cross-process tests spawn apps of their own; two files at a time fit 2 cores.
     maxWorkers: 2,
-    reporters: ['default'],
+    // the summary, then the slowest files (test/support/slowest-files.ts)
+    reporters: ['default', './test/support/slowest-files.ts'],
   },
 });

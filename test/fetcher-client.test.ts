@@ -80,20 +80,23 @@ describe('fetcher client', () => {
     expect(seconds).toBeLessThan(3);
   });
 
-  it('wakes a fetcher that refuses connections for 20 s with one wake-up for 50 callers (FAULTS.md row 18)', async () => {
+  // long enough for several refused probes (one a second); a real cold start takes longer, the mechanism is the same
+  const REFUSED_MS = 6_000;
+  it(`wakes a fetcher that refuses connections for ${REFUSED_MS / 1000} s with one wake-up for 50 callers (FAULTS.md row 18)`, async () => {
     const srv = await server((_req, _body, res) => json(res, 200, { status: 'ok' }));
     const proxy = await startFaultProxy({ host: '127.0.0.1', port: srv.port });
     cleanup.push(() => proxy.close());
     await proxy.refuse();
     const c = client(proxy.url());
-    setTimeout(() => void proxy.resume(), 20_000);
+    setTimeout(() => void proxy.resume(), REFUSED_MS);
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 50 }, () => c.wake({ deadlineMs: 60_000 })));
     const healthHits = srv.hits.filter((h) => h.url === '/healthz').length;
     console.log(`wake: 50 callers, ${new Set(results).size} wake-up, ${results[0]!.probes} probes, awake after ${(results[0]!.waitedMs / 1000).toFixed(1)} s, /healthz hits ${healthHits}`);
     expect(new Set(results).size).toBe(1);
     expect(healthHits).toBe(1);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(19_500);
+    expect(results[0]!.probes).toBeGreaterThanOrEqual(3); // several probes were refused before it answered
+    expect(Date.now() - started).toBeGreaterThanOrEqual(REFUSED_MS - 500);
   });
 
   it('gives up waking at the deadline with its own code', async () => {

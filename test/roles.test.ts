@@ -4,11 +4,33 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { SystemQueue } from '@jobgate/jobs';
+import { PgBoss } from '@jobgate/queue';
 import { startMain, TEST_JOBS_MODULE, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { completedRuns, databasePerTest, effects, enqueue, startPair } from './support/gateway.ts';
+import { TEST_BOSS_SCHEMA } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
 
 const CRON_MODULE = join(import.meta.dirname, 'fixtures/cron-jobs.ts');
+/** test.cron's schedule while the workers start: New Year's midnight, so no slot fires before the test schedules one. */
+const QUIET_CRON = '0 0 1 1 *';
+
+/**
+ * Schedules test.cron (as the workers registered it: same key and zone) to fire every second from
+ * `at` to the end of that minute, so its slot's first second comes due at `at`. Nothing earlier in
+ * the hour is due, so no slot fires before then.
+ */
+async function scheduleCronFrom(databaseUrl: string, at: Date): Promise<void> {
+  const boss = new PgBoss({ connectionString: databaseUrl, schema: TEST_BOSS_SCHEMA, migrate: false, supervise: false, schedule: false });
+  boss.on('error', () => {});
+  await boss.start();
+  try {
+    // seconds and minutes read the same in UTC and Europe/Berlin (whole-hour offsets)
+    await boss.schedule(SystemQueue.cron, `${at.getUTCSeconds()}-59 ${at.getUTCMinutes()} * * * *`, { name: 'test.cron' }, { key: 'test.cron', tz: 'Europe/Berlin' });
+  } finally {
+    await boss.stop({ graceful: false, close: true });
+  }
+}
 const t = databasePerTest();
 
 describe('web and worker roles', () => {
@@ -24,6 +46,7 @@ describe('web and worker roles', () => {
         FETCHER_SERVICE_URL: pair.fetcher!.url,
         JOBGATE_ROLE: 'worker',
         JOBGATE_JOB_MODULES: `${TEST_JOBS_MODULE},${CRON_MODULE}`,
+        TEST_CRON_SCHEDULE: QUIET_CRON,
       });
       workers.push(worker);
       return worker;
@@ -42,7 +65,9 @@ describe('web and worker roles', () => {
       await first.exited;
       const running = (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'active' AND route = 'main'`, [ids])).rows[0].n;
       await Promise.all([startWorker(), startWorker()]);
-      const bothUp = Date.now();
+      // the cron slot checked below starts 3 s after both workers are up
+      const firstSecond = new Date(Date.now() + 3_000);
+      await scheduleCronFrom(t.db.url, firstSecond);
       await t.allCompleted(ids, 120_000);
 
       const runs = await completedRuns(t.db, ids);
@@ -55,9 +80,12 @@ describe('web and worker roles', () => {
       expect(web.logs.filter((l) => l.msg === 'job started' || l.msg === 'cron fired')).toEqual([]);
 
       // cron: a per-second schedule is sent once per minute slot by pg-boss; with two workers up
-      // across a slot's start, that slot still has exactly one firing
-      const boundary = Math.ceil((bothUp + 1) / 60_000) * 60_000;
-      if (Date.now() < boundary + 8_000) await sleep(boundary + 8_000 - Date.now());
+      // when a slot's first second comes due, that slot still has exactly one firing. The slot is
+      // made to start a few seconds after both came up (instead of waiting for the next minute).
+      const boundary = Math.floor(firstSecond.getTime() / 60_000) * 60_000;
+      await waitFor('the slot fired', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.jobs WHERE name = 'test.cron'`)).rowCount, { timeoutMs: 30_000, intervalMs: 250 });
+      // both workers keep finding the slot's seconds due for a while: give a second firing time to show
+      if (Date.now() < firstSecond.getTime() + 8_000) await sleep(firstSecond.getTime() + 8_000 - Date.now());
       const { rows: slots } = await t.db.pool.query(
         `SELECT date_trunc('minute', created_at) AS slot, count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.cron' GROUP BY 1 ORDER BY 1`,
       );

@@ -13,6 +13,12 @@ export const FAST_ENV = {
   JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1',
   JOBGATE_CRON_INTERVAL_SECONDS: '1',
   JOBGATE_HEARTBEAT_SECONDS: '10',
+  // a crashed attempt's claim lapses by the time its missed heartbeat is noticed (default: twice the heartbeat)
+  JOBGATE_CLAIM_SECONDS: '10',
+  // a forward or a batch of job events the other side did not take is retried within seconds
+  // once it is back, not after a backoff grown to a minute (main: 60 s, the fetcher: 30 s)
+  FETCHER_FORWARD_RETRY_MAX_SECONDS: '5',
+  FETCHER_EVENTS_RETRY_MAX_MS: '2000',
   LOG_LEVEL: 'info',
 };
 

@@ -78,8 +78,13 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
       await toMain?.close();
     },
   };
-  if (options.startFetcher !== false) await pair.startFetcher();
-  await pair.startMain();
+  // Both at once: each knows the other's URL already, and neither calls the other before a job exists.
+  const started = await Promise.allSettled([options.startFetcher !== false ? pair.startFetcher() : null, pair.startMain()]);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await pair.stop();
+    throw failed.reason;
+  }
   return pair;
 }
 

@@ -17,6 +17,8 @@ export const FetcherEnv = z.object({
     }
   }),
   MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** Job events main did not take are sent again with backoff, at most this far apart. */
+  FETCHER_EVENTS_RETRY_MAX_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How often the fetcher prunes its finished jobs older than JOBGATE_RETENTION_DAYS. */
   FETCHER_PRUNE_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(3_600_000),
   FETCHER_MEMORY_LIMIT_MB: z.coerce.number().int().min(64).max(1_048_576).optional(),

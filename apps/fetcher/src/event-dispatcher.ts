@@ -13,13 +13,14 @@ const REFUSES_EVENTS = new Set([400, 413, 422]);
 
 /**
  * Delivers the ledger's job events to main in batches, oldest first, until main has them: main may
- * be down or redeploying, so a failed batch is retried with backoff (up to 30 s apart), forever.
- * An event leaves the outbox only once main answered 2xx.
+ * be down or redeploying, so a failed batch is retried with backoff (up to `maxRetryDelayMs`, 30 s,
+ * apart), forever. An event leaves the outbox only once main answered 2xx.
  */
-export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void }) {
+export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void; maxRetryDelayMs?: number }) {
   const logger = deps.logger.child({ component: 'events' });
   const batchSize = deps.batchSize ?? 500;
   const idleMs = deps.idleMs ?? 250;
+  const maxRetryDelayMs = deps.maxRetryDelayMs ?? 30_000;
   const stopping = new AbortController();
   let failures = 0;
 
@@ -64,7 +65,7 @@ export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; l
         if (sent) logger.debug({ sent }, 'events delivered');
       } catch (err) {
         failures++;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random() / 2);
+        const delay = Math.min(maxRetryDelayMs, 250 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random() / 2);
         // loudly on the first failure and then every tenth, not on every retry
         if (failures === 1 || failures % 10 === 0) logger.warn({ err, failures, retryInMs: Math.round(delay) }, 'could not deliver job events to main; retrying');
         await sleep(delay, undefined, { signal: stopping.signal }).catch(() => {});

@@ -43,7 +43,7 @@ new Gauge({
 });
 // Job events go back to main; without MAIN_SERVICE_URL there is nobody to tell, so none are kept.
 await service.ledger.setEmitEvents(Boolean(config.MAIN_SERVICE_URL));
-const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger, onSetAside: () => eventsSetAside.inc() }) : null;
+const events = mainClient ? startEventDispatcher({ ledger: service.ledger, main: mainClient, logger, maxRetryDelayMs: config.FETCHER_EVENTS_RETRY_MAX_MS, onSetAside: () => eventsSetAside.inc() }) : null;
 if (!mainClient) logger.warn('MAIN_SERVICE_URL is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
 let draining = false;
 let shutdown: (reason: string, exitCode: number) => void = () => {};

@@ -57,6 +57,13 @@ export const MainEnv = z
     FETCHER_FORWARD_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(2),
     /** How long the forwarder waits for a sleeping fetcher to wake. */
     FETCHER_WAKE_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(90_000),
+    /**
+     * How long a request to the fetcher waits for its answer's headers before it counts as failed
+     * (then the forwarder wakes the fetcher); wake-up probes wait up to FETCHER_WAKE_TIMEOUT_MS instead.
+     */
+    FETCHER_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(500).max(300_000).default(10_000),
+    /** A batch the fetcher did not take is retried with backoff, at most this far apart. */
+    FETCHER_FORWARD_RETRY_MAX_SECONDS: z.coerce.number().int().min(1).max(3_600).default(60),
   })
   .refine((c) => !c.FETCHER_SERVICE_URL || c.FETCHER_SHARED_SECRET, { path: ['FETCHER_SHARED_SECRET'], message: 'required when FETCHER_SERVICE_URL is set' });
 

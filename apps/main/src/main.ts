@@ -28,7 +28,7 @@ let override: OverrideControl | undefined;
 const service = await startJobService(config, logger, 'main', (pool) => {
   const store = createOverrideStore(pool, config.JOBGATE_SCHEMA);
   override = createOverrideControl({ store, logger, checkMs: config.JOBGATE_OVERRIDE_CHECK_MS, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
-  return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY, metrics: createJobMetrics(registry) };
+  return { overrideEnabled: (db) => override!.enabled(db), onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY, outboxRetryDelayMaxSeconds: config.FETCHER_FORWARD_RETRY_MAX_SECONDS, metrics: createJobMetrics(registry) };
 }, { workers: works, queues: config.JOBGATE_QUEUES }).catch((err: unknown) => {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`jobgate main: ${err.message}\n`);
@@ -50,6 +50,7 @@ const fetcher = config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
     baseUrl: config.FETCHER_SERVICE_URL,
     keys: config.FETCHER_SHARED_SECRET,
     retries: 0,
+    timeouts: { headersMs: config.FETCHER_HEADERS_TIMEOUT_MS },
     onWakeStart: (since, deadlineMs) => void wakes.began(since, deadlineMs).catch((err: unknown) => logger.warn({ err }, 'could not record the wake-up')),
     onWake: (outcome, ms) => {
       metrics?.woke(outcome, ms);
@@ -88,8 +89,8 @@ const app = serves ? createMainApp({
   jobs: service.jobs,
   ledger: service.ledger,
   keys: config.FETCHER_SHARED_SECRET,
-  logger,
   replay: createReplayStore(service.pool, config.JOBGATE_SCHEMA),
+  logger,
   isDraining: () => draining,
   trustProxy: trustProxySetting(config.TRUST_PROXY),
   metrics: metricsRouter,

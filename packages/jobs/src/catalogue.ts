@@ -17,8 +17,8 @@ export const SystemQueue = {
 
 /**
  * The outbox's delivery attempts are retried until they succeed: not the job's own retries (those
- * apply where it runs). pg-boss backs off between attempts, up to a minute apart. Set when the
- * queue is created, so even the first job in it gets them.
+ * apply where it runs). pg-boss backs off between attempts, up to a minute apart (main's
+ * FETCHER_FORWARD_RETRY_MAX_SECONDS). Set when the queue is created, so even the first job in it gets them.
  */
 export const OUTBOX_QUEUE_OPTIONS = {
   notify: true,

@@ -93,6 +93,8 @@ export interface JobRuntimeOptions {
   onMainConcurrency?: number;
   /** The fetcher: claims in main's ledger, when main is known. */
   remoteClaims?: RemoteClaims;
+  /** Main: a delivery to the fetcher is retried with backoff, at most this far apart (default 60). */
+  outboxRetryDelayMaxSeconds?: number;
 }
 
 /** pg-boss's own expiry sits this far behind `timeoutSeconds`, so our timer (with a clear error) fires first. */
@@ -124,8 +126,8 @@ export function createJobRuntime(options: JobRuntimeOptions) {
   const logger = options.logger.child({ component: 'jobs' });
   /** Whether this side runs `def`'s handler. */
   const runsHere = (def: JobDefinition) => def.runsOnFetcher === (ranOn === 'fetcher');
-  /** A claim outlives two missed heartbeats, so a dead runner blocks a concurrency slot only briefly. */
-  const claimSeconds = timings.heartbeatSeconds * 2;
+  /** A claim outlives two missed heartbeats (unless set), so a dead runner blocks a concurrency slot only briefly. */
+  const claimSeconds = timings.claimSeconds ?? timings.heartbeatSeconds * 2;
   const running = new Set<Promise<unknown>>();
   const shutdown = new AbortController();
   let started = false;
@@ -524,7 +526,11 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     await ensureQueue(SystemQueue.deadLetter);
     if (ranOn === 'main') {
       // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
-      await ensureQueue(SystemQueue.outbox, { ...OUTBOX_QUEUE_OPTIONS, heartbeatSeconds: timings.heartbeatSeconds });
+      await ensureQueue(SystemQueue.outbox, {
+        ...OUTBOX_QUEUE_OPTIONS,
+        heartbeatSeconds: timings.heartbeatSeconds,
+        ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}),
+      });
       await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
     }
     // One job per fetch, fetched back to back while there are jobs (workWhileFull), else woken by

@@ -32,7 +32,7 @@ export async function startJobService(
   logger: Logger,
   ranOn: Route,
   /** What one app adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
-  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics'> = () => ({}),
+  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics' | 'outboxRetryDelayMaxSeconds'> = () => ({}),
   /**
    * `workers: false`: queues only, no handlers (main's web role); `queues`: only these jobs'
    * handlers; `migrate: false` / `start: false` / `client: true`: leave the schema, the queues and
@@ -54,6 +54,7 @@ export async function startJobService(
     superviseIntervalSeconds: config.JOBGATE_SUPERVISE_INTERVAL_SECONDS,
     cronIntervalSeconds: config.JOBGATE_CRON_INTERVAL_SECONDS,
     heartbeatSeconds: config.JOBGATE_HEARTBEAT_SECONDS,
+    ...(config.JOBGATE_CLAIM_SECONDS ? { claimSeconds: config.JOBGATE_CLAIM_SECONDS } : {}),
   };
   const ledger = createLedger(pool, config.JOBGATE_SCHEMA);
   const boss = createBoss({ connectionString: config.DATABASE_URL, schema: config.JOBGATE_BOSS_SCHEMA, poolSize: config.JOBGATE_QUEUE_POOL_MAX, logger, timings, client: startOptions.client });

@@ -14,6 +14,11 @@ export interface QueueTimings {
   cronIntervalSeconds: number;
   /** A running job's heartbeat; a job silent for this long counts as lost and is retried (pg-boss min 10). */
   heartbeatSeconds: number;
+  /**
+   * How long a runner's claim on an attempt in the ledger lasts unless refreshed (it is refreshed every
+   * quarter of it); the retry of a crashed attempt waits for it to lapse. Default: twice heartbeatSeconds.
+   */
+  claimSeconds?: number;
 }
 
 export const DEFAULT_TIMINGS: QueueTimings = {

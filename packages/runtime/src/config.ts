@@ -69,6 +69,11 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
     JOBGATE_SUPERVISE_INTERVAL_SECONDS: seconds(1, 30),
     JOBGATE_CRON_INTERVAL_SECONDS: seconds(1, 30),
     JOBGATE_HEARTBEAT_SECONDS: seconds(10, 30),
+    /**
+     * How long a runner's claim on an attempt lasts unless refreshed (every quarter of it): after a
+     * crash, the retry waits for it to lapse. Unset: twice JOBGATE_HEARTBEAT_SECONDS.
+     */
+    JOBGATE_CLAIM_SECONDS: z.coerce.number().int().min(10).max(3_600).optional(),
     /** A client that has not sent its whole request by then gets 408 (a slow-body defence). */
     HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
     /**
