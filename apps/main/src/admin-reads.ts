@@ -1,5 +1,4 @@
 import { CronExpressionParser } from 'cron-parser';
-import { z } from 'zod';
 import { ErrorCode, JobgateError } from '@jobgate/runtime';
 import type { Ledger, ListFilter } from '@jobgate/queue';
 import type { JobRuntime } from '@jobgate/jobs';
@@ -55,5 +54,3 @@ export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'over
 }
 
 export type AdminReads = ReturnType<typeof createAdminReads>;
-/** The jobs page's filter as the list link keeps it (the raw strings from the query). */
-export const FilterStrings = z.object({ state: z.string(), name: z.string(), route: z.string(), payload: z.string() }).partial();

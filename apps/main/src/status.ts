@@ -20,5 +20,3 @@ export async function serviceStatus(deps: { ledger: Ledger; override: () => Prom
   const fetcher = { ...health, ...wake };
   return { fetcher, override, outbox, queues: { main, fetcher: fetcher.status?.queues ?? null } };
 }
-
-export type ServiceStatus = Awaited<ReturnType<typeof serviceStatus>>;
