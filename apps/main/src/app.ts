@@ -42,7 +42,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use(requestContext(deps.logger));
   app.use(healthRoutes(deps.isDraining));
   if (deps.metrics) app.use(deps.metrics);
-  app.use(rejectUnstorable());
+  app.use(rejectUnstorable('query'));
   // The fetcher's job events: signed, so the raw body is checked before it is parsed.
   if (deps.keys && deps.ledger && deps.replay) {
     const { ledger, replay } = deps;
@@ -90,7 +90,7 @@ export function createMainApp(deps: MainAppDeps): express.Express {
   app.use('/api', deps.apiAuth);
   app.use(requireJson());
   app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
-  app.use(rejectUnstorable());
+  app.use(rejectUnstorable('body'));
 
   app
     .route('/api/jobs')

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { ErrorCode, JobgateError, findUnstorable } from '@jobgate/runtime';
-import { TOLERANCE_SECONDS, precheck, verify, type Purpose, type SigningKey } from './signing.ts';
+import { TOLERANCE_SECONDS, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -181,11 +181,12 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
         return new JobgateError(ErrorCode.invalidSignature, 'Invalid signature');
       };
       let body: Buffer;
+      let pre: Precheck;
       try {
         // what can be checked without the body is, before a byte of it is read: a sender without
         // a fresh, well-formed message for this route (and resource) never has its body buffered
         await checkBodyHeaders(req, options.limitBytes);
-        const pre = precheck({ headers, purpose });
+        pre = precheck({ headers, purpose });
         const resource = options.resource?.(req);
         const reason = !pre.ok ? pre.reason : resource !== undefined && !pre.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
         if (reason !== null) await refuse(req, refused(reason));
@@ -194,7 +195,8 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
         next(err);
         return;
       }
-      const result = verify({ keys, purpose, body, headers });
+      // (pre is ok here: anything else was refused above)
+      const result = checkSignature(pre as Extract<Precheck, { ok: true }>, keys, body);
       if (!result.ok) {
         next(refused(result.reason));
         return;

@@ -114,13 +114,12 @@ export function requireJson(): RequestHandler {
 
 /**
  * 422 naming the field for a query value or a JSON body that PostgreSQL could not store (a NUL, a
- * lone surrogate) or that nests too deep: it would fail the query as a 500. Use it before the
- * routes and again after the body parser: the query is checked wherever it runs, the body once it
- * is parsed.
+ * lone surrogate) or that nests too deep: it would fail the query as a 500. The query is checked
+ * before the routes, the body once the body parser has read it.
  */
-export function rejectUnstorable(): RequestHandler {
+export function rejectUnstorable(part: 'query' | 'body'): RequestHandler {
   return (req, _res, next) => {
-    const found = findUnstorable(req.query ?? {}, ['query']) ?? (req.body !== undefined && !Buffer.isBuffer(req.body) ? findUnstorable(req.body, []) : null);
+    const found = part === 'query' ? findUnstorable(req.query ?? {}, ['query']) : req.body !== undefined && !Buffer.isBuffer(req.body) ? findUnstorable(req.body, []) : null;
     if (found !== null) {
       next(new JobgateError(ErrorCode.requestInvalid, `The request cannot be stored: ${found.path} ${found.problem}.`, { errors: [{ path: found.path, message: found.problem }] }));
       return;
