@@ -1,6 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
+// The library is imported by its `source` export condition: the repo runs its TypeScript (package.json).
+const conditions = ['source', 'module', 'node', 'development|production'];
+
 export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ['source'] } },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],

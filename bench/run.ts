@@ -11,9 +11,10 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { z } from 'zod';
-import { createLogger } from '@jobgate/runtime';
-import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, startEmbeddedPostgres, type PgBoss } from '@jobgate/queue';
-import { createCatalogue, createJobRuntime, defineJob, demoHeavy } from '@jobgate/jobs';
+import { createLogger } from '../packages/jobgate/src/support/index.ts';
+import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
+import { createCatalogue, createJobRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -276,7 +277,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
 const BENCH_API_TOKEN = 'bench-api-token-0123456789abcdef';
 
 function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [join(ROOT, `apps/${app}/src/main.ts`)], {
+  const child = spawn(process.execPath, ['--conditions=source', join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

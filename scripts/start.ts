@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLogger } from '@jobgate/runtime';
-import { startEmbeddedPostgres } from '@jobgate/queue';
+import { createLogger } from '../packages/jobgate/src/support/index.ts';
+import { startEmbeddedPostgres } from './embedded-postgres.ts';
 
 const root = join(import.meta.dirname, '..');
 const dataDir = process.env.JOBGATE_DATA_DIR ?? join(root, '.data');
@@ -75,7 +75,7 @@ let stopping = false;
 
 function run(name: keyof typeof apps, restarts = 0): void {
   const app = apps[name];
-  const child = spawn(process.execPath, [app.script], { cwd: root, env: app.env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=source', app.script], { cwd: root, env: app.env, stdio: ['ignore', 'inherit', 'inherit'] });
   children.set(name, child);
   const started = Date.now();
   child.on('exit', (code, signal) => {

@@ -2,7 +2,7 @@
 // racing claims never exceed `concurrency`, and starts never exceed `rateLimit` in any second.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedger, withTransaction, type Ledger } from '@jobgate/queue';
+import { createLedger, withTransaction, type Ledger } from '../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 
 let db: TestDatabase;

@@ -2,8 +2,8 @@
 // (FAULTS.md rows 23-26 and 32, batches, idempotency, kill -9 mid-job).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Purpose, parseSecrets, signedHeaders } from '@jobgate/protocol';
-import { createFetcherClient, type FetcherClient } from '@jobgate/fetcher-client';
+import { Purpose, parseSecrets, signedHeaders } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient, type FetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startFetcher, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';

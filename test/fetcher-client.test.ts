@@ -2,8 +2,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Purpose, parseSecrets, verify } from '@jobgate/protocol';
-import { createFetcherClient, type FetcherClient } from '@jobgate/fetcher-client';
+import { Purpose, parseSecrets, verify } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient, type FetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.ts';
 
 const SECRET = 'whsec_' + Buffer.alloc(32, 3).toString('base64');

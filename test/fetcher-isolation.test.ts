@@ -2,8 +2,8 @@
 // rows 36 and 37).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSecrets } from '@jobgate/protocol';
-import { createFetcherClient, type FetcherClient } from '@jobgate/fetcher-client';
+import { parseSecrets } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient, type FetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { spawnApp, startFetcher, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';

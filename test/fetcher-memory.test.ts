@@ -2,8 +2,8 @@
 // drains and exits non-zero, and after restarts every job is accounted for (FAULTS.md row 38).
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { parseSecrets, signedHeaders } from '@jobgate/protocol';
-import { createFetcherClient, type FetcherClient } from '@jobgate/fetcher-client';
+import { parseSecrets, signedHeaders } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient, type FetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startFetcher, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';

@@ -4,7 +4,7 @@
 // or a stack trace, and nothing may change in either database. Seeded: a failure names its seed.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSecrets, signedHeaders } from '@jobgate/protocol';
+import { parseSecrets, signedHeaders } from '../packages/jobgate/src/protocol/index.ts';
 import { TEST_API_TOKEN, TEST_SHARED_SECRET } from './support/apps.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { ADMIN_PASSWORD, startPair, type Pair } from './support/gateway.ts';

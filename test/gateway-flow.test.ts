@@ -3,8 +3,8 @@
 // lost on the hop, and main down while the fetcher's callbacks are due.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { parseSecrets } from '@jobgate/protocol';
-import { createFetcherClient } from '@jobgate/fetcher-client';
+import { parseSecrets } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { TEST_SHARED_SECRET } from './support/apps.ts';
 import { call, completedRuns, databasePerTest, effects, enqueue, handlerStarts, percentile, startPair, states } from './support/gateway.ts';
 import { startFaultProxy } from './support/fault-proxy.ts';

@@ -3,8 +3,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { parseSecrets } from '@jobgate/protocol';
-import { createFetcherClient } from '@jobgate/fetcher-client';
+import { parseSecrets } from '../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { call, completedRuns, databasePerTest, enqueue, startPair, states } from './support/gateway.ts';
 

@@ -2,7 +2,7 @@
 // each answered from an index (EXPLAIN ANALYZE: no sequential scan). Its speed (< 300 ms at 1 M)
 // is measured by `npm run bench` (backlog scale), not asserted here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listJobsQuery, type ListFilter } from '@jobgate/queue';
+import { listJobsQuery, type ListFilter } from '../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { cursorDeep, fillLedger, listCases } from './fixtures/big-ledger.ts';
 

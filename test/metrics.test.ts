@@ -2,7 +2,7 @@
 // move by exactly the jobs run, and the bearer token.
 import express from 'express';
 import { describe, expect, it } from 'vitest';
-import { createRegistry, metricsRoute, problemErrorHandler, requestContext, createLogger } from '@jobgate/runtime';
+import { createRegistry, metricsRoute, problemErrorHandler, requestContext, createLogger } from '../packages/jobgate/src/support/index.ts';
 import { parsePrometheusText, sampleValue } from './support/prometheus.ts';
 import { databasePerTest, enqueue, startPair } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';

@@ -4,8 +4,8 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { SystemQueue } from '@jobgate/jobs';
-import { PgBoss } from '@jobgate/queue';
+import { SystemQueue } from '../packages/jobgate/src/internal.ts';
+import { PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { startMain, TEST_JOBS_MODULE, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { completedRuns, databasePerTest, effects, enqueue, startPair } from './support/gateway.ts';
 import { TEST_BOSS_SCHEMA } from './support/database.ts';

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSecrets, signedHeaders } from '@jobgate/protocol';
+import { parseSecrets, signedHeaders } from '../packages/jobgate/src/protocol/index.ts';
 import { startMain, TEST_SHARED_SECRET } from './support/apps.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { admin, ADMIN_PASSWORD, adminHeaders, enqueue, startPair, states, type Pair } from './support/gateway.ts';

@@ -3,9 +3,9 @@
 // backlog would otherwise go one job per poll interval per worker.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createLogger } from '@jobgate/runtime';
-import { createBoss, createLedger, type PgBoss } from '@jobgate/queue';
-import { createCatalogue, createJobRuntime, defineJob, type JobRuntime } from '@jobgate/jobs';
+import { createLogger } from '../packages/jobgate/src/support/index.ts';
+import { createBoss, createLedger, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { createCatalogue, createJobRuntime, defineJob, type JobRuntime } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
 

@@ -3,8 +3,9 @@
 import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { createLogger } from '@jobgate/runtime';
-import { PgBoss, migrate, startEmbeddedPostgres, type EmbeddedPostgres } from '@jobgate/queue';
+import { createLogger } from '../../packages/jobgate/src/support/index.ts';
+import { PgBoss, migrate } from '../../packages/jobgate/src/store/index.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,9 +1,9 @@
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '@jobgate/runtime';
-import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '@jobgate/protocol';
-import type { Ledger } from '@jobgate/queue';
-import type { JobRuntime } from '@jobgate/jobs';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from 'jobgate/internal';
+import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from 'jobgate/internal';
+import type { Ledger } from 'jobgate/internal';
+import type { JobRuntime } from 'jobgate/internal';
 
 export interface FetcherAppDeps {
   /** GET /metrics (metricsRoute). */

@@ -1,9 +1,9 @@
 import { constrainedMemory } from 'node:process';
 import { z } from 'zod';
-import { loadConfig, serviceEnvShape } from '@jobgate/runtime';
-import { parseSecrets } from '@jobgate/protocol';
+import { loadConfig, serviceEnvShape } from 'jobgate/internal';
+import { parseSecrets } from 'jobgate/internal';
 
-export { ConfigError } from '@jobgate/runtime';
+export { ConfigError } from 'jobgate/internal';
 
 /** Every environment variable the fetcher reads; `main.ts` passes `process.env` in. */
 export const FetcherEnv = z.object({

@@ -1,10 +1,10 @@
 // The fetcher's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigOrExit, Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
-import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from '@jobgate/jobs';
-import { createMainClient } from '@jobgate/fetcher-client';
-import { createReplayStore } from '@jobgate/queue';
+import { ConfigError, loadConfigOrExit, Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from 'jobgate/internal';
+import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from 'jobgate/internal';
+import { createMainClient } from 'jobgate/internal';
+import { createReplayStore } from 'jobgate/internal';
 import { startEventDispatcher } from './event-dispatcher.ts';
 import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherApp } from './app.ts';

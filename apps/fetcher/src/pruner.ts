@@ -1,5 +1,5 @@
-import { startLoop, type Logger } from '@jobgate/runtime';
-import type { Ledger } from '@jobgate/queue';
+import { startLoop, type Logger } from 'jobgate/internal';
+import type { Ledger } from 'jobgate/internal';
 
 /**
  * Prunes the fetcher's own finished jobs and their executions, as main's maintenance.cleanup does

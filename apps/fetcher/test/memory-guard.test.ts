@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '@jobgate/runtime';
+import { createLogger } from 'jobgate/internal';
 import { createMemoryGuard } from '../src/memory-guard.ts';
 
 const MB = 2 ** 20;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response } from 'express';
-import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
+import { ErrorCode, JobgateError, methodNotAllowed } from 'jobgate/internal';
 import type { AdminAuth } from './admin-auth.ts';
 import type { AdminReads } from './admin-reads.ts';
 import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './admin-assets/views.js';

@@ -1,7 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
-import { ErrorCode, JobgateError } from '@jobgate/runtime';
-import type { Ledger, ListFilter } from '@jobgate/queue';
-import type { JobRuntime } from '@jobgate/jobs';
+import { ErrorCode, JobgateError } from 'jobgate/internal';
+import type { Ledger, ListFilter } from 'jobgate/internal';
+import type { JobRuntime } from 'jobgate/internal';
 import type { AdminDeps } from './admin.ts';
 import { JobFilter } from './job-actions.ts';
 import { serviceStatus } from './status.ts';

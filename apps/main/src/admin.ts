@@ -1,10 +1,10 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, methodNotAllowed } from '@jobgate/runtime';
-import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '@jobgate/queue';
+import { ErrorCode, JobgateError, methodNotAllowed } from 'jobgate/internal';
+import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from 'jobgate/internal';
 import type { Pool } from 'pg';
-import type { JobRuntime } from '@jobgate/jobs';
-import type { FetcherClient } from '@jobgate/fetcher-client';
+import type { JobRuntime } from 'jobgate/internal';
+import type { FetcherClient } from 'jobgate/internal';
 import type { AdminAuth } from './admin-auth.ts';
 import type { FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';

@@ -1,9 +1,9 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '@jobgate/runtime';
-import type { JobRecord, Ledger } from '@jobgate/queue';
-import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '@jobgate/protocol';
-import type { JobRuntime } from '@jobgate/jobs';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from 'jobgate/internal';
+import type { JobRecord, Ledger } from 'jobgate/internal';
+import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from 'jobgate/internal';
+import type { JobRuntime } from 'jobgate/internal';
 import { adminApi, type AdminDeps } from './admin.ts';
 import { adminHeaders, adminPages } from './admin-pages.ts';
 import { createAdminReads } from './admin-reads.ts';

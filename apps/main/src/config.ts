@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { loadConfig, serviceEnvShape } from '@jobgate/runtime';
-import { parseSecrets } from '@jobgate/protocol';
+import { loadConfig, serviceEnvShape } from 'jobgate/internal';
+import { parseSecrets } from 'jobgate/internal';
 
-export { ConfigError } from '@jobgate/runtime';
+export { ConfigError } from 'jobgate/internal';
 
 /** Every environment variable the main app reads; `main.ts` passes `process.env` in. */
 export const MainEnv = z

@@ -1,9 +1,9 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { ErrorCode, JobgateError, traceFields, type Logger } from '@jobgate/runtime';
-import { workWhileFull, type Ledger } from '@jobgate/queue';
-import { SystemQueue, type OutboxData } from '@jobgate/jobs';
-import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
-import { BodyLimits, chunksByBytes, type SubmitJob } from '@jobgate/protocol';
+import { ErrorCode, JobgateError, traceFields, type Logger } from 'jobgate/internal';
+import { workWhileFull, type Ledger } from 'jobgate/internal';
+import { SystemQueue, type OutboxData } from 'jobgate/internal';
+import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
+import { BodyLimits, chunksByBytes, type SubmitJob } from 'jobgate/internal';
 
 export interface ForwarderOptions {
   boss: PgBoss;

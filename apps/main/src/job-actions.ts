@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { ErrorCode, JobgateError, newTraceparent, traceIdOf } from '@jobgate/runtime';
-import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '@jobgate/queue';
+import { ErrorCode, JobgateError, newTraceparent, traceIdOf } from 'jobgate/internal';
+import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from 'jobgate/internal';
 import type { Pool } from 'pg';
-import type { JobRuntime } from '@jobgate/jobs';
+import type { JobRuntime } from 'jobgate/internal';
 import { JobFilterFields } from './validation.ts';
 
 /** `key=value` on the payload's top level; the value matches as a string or as JSON (a number, true…). */

@@ -1,7 +1,7 @@
-import { startLoop, type Logger } from '@jobgate/runtime';
-import type { Ledger } from '@jobgate/queue';
-import type { FetcherStatus } from '@jobgate/protocol';
-import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
+import { startLoop, type Logger } from 'jobgate/internal';
+import type { Ledger } from 'jobgate/internal';
+import type { FetcherStatus } from 'jobgate/internal';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
 
 /** What the last probe saw. Whether a wake-up is under way is a separate fact (`waking`). */
 export type FetcherState = 'awake' | 'asleep' | 'down' | 'unknown';

@@ -1,9 +1,9 @@
 // The main app's entry point: the only reader of process.env. Run it with `node` directly
 // (npm does not pass SIGTERM on to its child).
-import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from '@jobgate/runtime';
-import { createJobMetrics, startJobService } from '@jobgate/jobs';
-import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore } from '@jobgate/queue';
-import { createFetcherClient } from '@jobgate/fetcher-client';
+import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, metricsRoute, onShutdownSignal, trustProxySetting } from 'jobgate/internal';
+import { createJobMetrics, startJobService } from 'jobgate/internal';
+import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore } from 'jobgate/internal';
+import { createFetcherClient } from 'jobgate/internal';
 import { createMainApp, createWorkerApp } from './app.ts';
 import { createAdminAuth } from './admin-auth.ts';
 import { startForwarder } from './forwarder.ts';

@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Logger, type Registry } from '@jobgate/runtime';
-import type { Ledger, PgBoss, WakeStore } from '@jobgate/queue';
-import { fetcherMemoryGauge, orKeep, queueSizes } from '@jobgate/jobs';
+import { Counter, Gauge, Histogram, type Logger, type Registry } from 'jobgate/internal';
+import type { Ledger, PgBoss, WakeStore } from 'jobgate/internal';
+import { fetcherMemoryGauge, orKeep, queueSizes } from 'jobgate/internal';
 import { FETCHER_STATES, type FetcherMonitor } from './keep-awake.ts';
 import type { OverrideControl } from './override.ts';
 

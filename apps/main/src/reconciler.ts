@@ -1,6 +1,6 @@
-import { startLoop, type Logger } from '@jobgate/runtime';
-import type { Ledger } from '@jobgate/queue';
-import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '@jobgate/fetcher-client';
+import { startLoop, type Logger } from 'jobgate/internal';
+import type { Ledger } from 'jobgate/internal';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
 
 /**
  * Asks the fetcher (`GET /v1/jobs/:id`) about routed jobs that have been quiet for `quietSeconds`

@@ -1,4 +1,4 @@
-import type { Ledger, OverrideState, WakeState } from '@jobgate/queue';
+import type { Ledger, OverrideState, WakeState } from 'jobgate/internal';
 import type { FetcherHealth, FetcherMonitor } from './keep-awake.ts';
 
 /**

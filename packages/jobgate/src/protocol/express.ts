@@ -1,0 +1,235 @@
+import { createHash } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import { ErrorCode, JobgateError, findUnstorable } from '../support/index.ts';
+import { TOLERANCE_SECONDS, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The verified raw body, parsed as JSON (undefined for a GET). */
+    signedBody?: unknown;
+  }
+}
+
+/** Remembers accepted signed requests (see store/replay-store.ts's createReplayStore). */
+export interface ReplayGuard {
+  begin(id: string, bodyHash: Buffer, expiresAt: Date): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
+  finish(id: string, answer: { status: number; type: string; body: string }): Promise<void>;
+  forget(id: string): Promise<void>;
+}
+
+export interface SignedRouteOptions {
+  /** The largest body this route takes, in bytes: 413 on a larger Content-Length, or as soon as more arrives. */
+  limitBytes: number;
+  /** The resource the message must name after its purpose (`get_<jobId>_<nonce>`), so a signature cannot be moved to another. */
+  resource?: (req: Request) => string;
+  /** For state-changing routes: a replay of an accepted id gets the stored answer and does nothing again. */
+  replay?: ReplayGuard;
+}
+
+/** A body must keep coming at this average rate once the grace has passed, or it is cut off (408). */
+export const BODY_FLOOR_BYTES_PER_SECOND = 64 * 1024;
+const BODY_GRACE_MS = 2_000;
+/**
+ * Bytes of signed bodies being read at once, per process (each body counts its declared length,
+ * or its route's limit when it declares none): more senders wait (503) instead of holding memory.
+ */
+export const MAX_BODY_BYTES_IN_FLIGHT = 32 * 2 ** 20;
+let bodyBytesInFlight = 0;
+
+const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** The most of a refused body that is read (and dropped) so the sender can take in the answer. */
+const DRAIN_CAP_BYTES = 16 * 2 ** 20;
+
+/**
+ * Reads and drops what is left of a refused body, so an honest sender finishes writing and reads
+ * the 4xx instead of a broken pipe; never buffers a byte, stops at DRAIN_CAP_BYTES or the floor
+ * rate (the connection is then closed under the sender).
+ */
+function drain(req: Request): Promise<void> {
+  return new Promise((resolve) => {
+    if (req.complete) return resolve();
+    let seen = 0;
+    const started = Date.now();
+    const finish = () => {
+      clearInterval(pace);
+      req.off('data', onData).off('end', finish).off('close', finish);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > DRAIN_CAP_BYTES) finish();
+    };
+    const pace = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (elapsed > BODY_GRACE_MS && seen < (BODY_FLOOR_BYTES_PER_SECOND * (elapsed - BODY_GRACE_MS)) / 1000) finish();
+    }, 250);
+    req.on('data', onData).on('end', finish).on('close', finish);
+    req.resume();
+  });
+}
+
+/** Refuses a body: what is left of it is drained (not kept), then `err` is the answer. */
+async function refuse(req: Request, err: JobgateError): Promise<never> {
+  await drain(req);
+  throw err;
+}
+
+/**
+ * Reads a signed route's raw body (its headers already checked) with every bound applied before a
+ * byte is buffered beyond it: the route's own size limit, a floor rate, and a cap on the bytes of
+ * bodies read at once.
+ */
+/** The body's declared length (null: chunked), and whether there is a body at all. */
+function declaredBody(req: Request): { declared: number | null; hasBody: boolean } {
+  const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+  return { declared, hasBody: (declared !== null && declared > 0) || req.headers['transfer-encoding'] !== undefined };
+}
+
+/** What the headers alone tell about a body: no content coding (a bomb is never inflated), JSON only, within the route's limit. */
+async function checkBodyHeaders(req: Request, limitBytes: number): Promise<void> {
+  const coding = header(req.headers['content-encoding'])?.trim().toLowerCase();
+  if (coding && coding !== 'identity') await refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Signed requests take no Content-Encoding.'));
+  const { declared, hasBody } = declaredBody(req);
+  if (!hasBody) return;
+  // A body must be JSON (FAULTS.md row 30); checked before it is read.
+  if (!req.is('application/json')) await refuse(req, new JobgateError(ErrorCode.unsupportedMediaType, 'Send the body as application/json.'));
+  if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) await refuse(req, tooLarge(limitBytes));
+}
+
+async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+  const { declared, hasBody } = declaredBody(req);
+  if (!hasBody) return Buffer.alloc(0);
+  const reserved = declared ?? limitBytes;
+  if (bodyBytesInFlight + reserved > MAX_BODY_BYTES_IN_FLIGHT) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
+  bodyBytesInFlight += reserved;
+  const read = new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const started = Date.now();
+    const done = (err: Error | null, body?: Buffer) => {
+      clearInterval(pace);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
+      bodyBytesInFlight -= reserved;
+      if (err) reject(err);
+      else resolve(body!);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > limitBytes) return done(tooLarge(limitBytes));
+      chunks.push(chunk);
+    };
+    const onEnd = () => done(null, Buffer.concat(chunks, received));
+    const onError = (err: Error) => done(err);
+    const onAborted = () => done(new JobgateError(ErrorCode.requestTimeout, 'The body did not arrive.'));
+    const pace = setInterval(() => {
+      const elapsed = Date.now() - started;
+      if (elapsed > BODY_GRACE_MS && received < (BODY_FLOOR_BYTES_PER_SECOND * (elapsed - BODY_GRACE_MS)) / 1000) {
+        done(new JobgateError(ErrorCode.requestTimeout, `The body arrived slower than ${BODY_FLOOR_BYTES_PER_SECOND / 1024} KiB/s.`));
+      }
+    }, 250);
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('aborted', onAborted);
+  });
+  try {
+    return await read;
+  } catch (err) {
+    // past the limit: the rest is dropped, not kept; a slow one is simply cut off
+    if ((err as JobgateError).code === ErrorCode.bodyTooLarge) await drain(req);
+    throw err;
+  }
+}
+
+const tooLarge = (limitBytes: number) => new JobgateError(ErrorCode.bodyTooLarge, `This route takes at most ${limitBytes} bytes.`);
+
+/** Sends an answer stored for an earlier delivery of the same signed request. */
+function replayAnswer(res: Response, answer: { status: number; type: string; body: string }): void {
+  res.status(answer.status).type(answer.type).setHeader('webhook-replayed', 'true');
+  res.send(answer.body);
+}
+
+/**
+ * Wraps `res.send` so the first delivery's answer is stored (or, if it failed on our side, the id
+ * forgotten so a retry may do it) before the client sees it.
+ */
+function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string): void {
+  const send = res.send.bind(res);
+  res.send = ((body?: unknown) => {
+    res.send = send;
+    const status = res.statusCode;
+    const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
+    const type = String(res.getHeader('content-type') ?? 'application/json');
+    const write = status >= 500 ? replay.forget(id) : replay.finish(id, { status, type, body: text });
+    write
+      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not store the answer of a signed request'))
+      .finally(() => send(body));
+    return res;
+  }) as Response['send'];
+}
+
+/**
+ * A signed route's guard: reads the raw body within the route's bounds (readBody), checks the
+ * Standard Webhooks signature for `purpose` (and the resource, if the route names one), only then
+ * parses the body, and for a state-changing route makes a replay act at most once. Every signature
+ * failure is the same 401 "Invalid signature"; the reason goes to the log only.
+ */
+export function requireSignature(keys: SigningKey[], purpose: Purpose, options: SignedRouteOptions): RequestHandler[] {
+  return [
+    async (req, res, next) => {
+      const headers = { id: header(req.headers['webhook-id']), timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) };
+      const refused = (reason: string) => {
+        req.log.warn({ reason, webhookId: headers.id?.slice(0, 128) }, 'signature rejected');
+        return new JobgateError(ErrorCode.invalidSignature, 'Invalid signature');
+      };
+      let body: Buffer;
+      let pre: Precheck;
+      try {
+        // what can be checked without the body is, before a byte of it is read: a sender without
+        // a fresh, well-formed message for this route (and resource) never has its body buffered
+        await checkBodyHeaders(req, options.limitBytes);
+        pre = precheck({ headers, purpose });
+        const resource = options.resource?.(req);
+        const reason = !pre.ok ? pre.reason : resource !== undefined && !pre.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
+        if (reason !== null) await refuse(req, refused(reason));
+        body = await readBody(req, options.limitBytes);
+      } catch (err) {
+        next(err);
+        return;
+      }
+      // (pre is ok here: anything else was refused above)
+      const result = checkSignature(pre as Extract<Precheck, { ok: true }>, keys, body);
+      if (!result.ok) {
+        next(refused(result.reason));
+        return;
+      }
+      if (body.length > 0) {
+        try {
+          req.signedBody = JSON.parse(body.toString('utf8'));
+        } catch {
+          next(new JobgateError(ErrorCode.bodyMalformed, 'The body is not valid JSON.', { errors: [{ path: '(body)', message: 'invalid JSON' }] }));
+          return;
+        }
+        const found = findUnstorable(req.signedBody);
+        if (found !== null) {
+          next(new JobgateError(ErrorCode.requestInvalid, `The body cannot be stored: ${found.path} ${found.problem}.`, { errors: [{ path: found.path, message: found.problem }] }));
+          return;
+        }
+      }
+      if (!options.replay) return next();
+      const id = headers.id!;
+      try {
+        const expiresAt = new Date((Number(header(req.headers['webhook-timestamp'])) + TOLERANCE_SECONDS + 60) * 1000);
+        const check = await options.replay.begin(id, createHash('sha256').update(body).digest(), expiresAt);
+        if (!check.seen) {
+          recordAnswer(req, res, options.replay, id);
+          return next();
+        }
+        if (!check.sameBody) throw new JobgateError(ErrorCode.replayConflict, 'This webhook-id was already used for another body.');
+        if (!check.answer) throw new JobgateError(ErrorCode.busy, 'The first delivery of this message is still being handled; retry shortly.');
+        req.log.info({ webhookId: id, status: check.answer.status }, 'signed request seen before: answered from the store, nothing done again');
+        replayAnswer(res, check.answer);
+      } catch (err) {
+        next(err);
+      }
+    },
+  ];
+}

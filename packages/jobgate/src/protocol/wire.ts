@@ -1,0 +1,145 @@
+// The messages between main and the fetcher, one zod schema each, shared by both sides.
+import { z } from 'zod';
+import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN } from '../support/index.ts';
+
+export const MAX_BATCH = 500;
+
+/**
+ * The largest body each signed route reads (bytes), matched to what it carries: a submission is up
+ * to 500 jobs whose payloads main caps at 1 MiB each (the forwarder splits a batch that draws a
+ * 413); an events batch is 500 events with messages capped at 500 and 2,000 characters; a claim
+ * is about 100 bytes; a read has no body.
+ */
+export const BodyLimits = {
+  submitJobs: 8 * 2 ** 20,
+  jobEvents: 2 * 2 ** 20,
+  /** What the fetcher's event dispatcher puts in one request, well inside `jobEvents`. */
+  jobEventsBatch: 2 ** 20,
+  claimJob: 4 * 1024,
+  read: 0,
+} as const;
+
+export const SubmitJob = z.strictObject({
+  id: z.uuid(),
+  name: z.string().min(1).max(100),
+  payload: z.unknown(),
+  // Not strict: a fetcher ignores options a newer main sends (an older one refuses them, and main
+  // then keeps the jobs until it is upgraded).
+  options: z
+    .object({
+      priority: z.number().int().optional(),
+      delaySeconds: z.number().int().min(0).optional(),
+      requestId: z.string().max(128).optional(),
+      /** W3C traceparent of the job (the fetcher logs the job under its trace id). */
+      traceparent: z.string().regex(TRACEPARENT_PATTERN, 'a W3C traceparent, 00-<32 hex>-<16 hex>-<2 hex>').optional(),
+    })
+    .optional(),
+});
+export type SubmitJob = z.infer<typeof SubmitJob>;
+
+export const SubmitJobs = z.strictObject({ jobs: z.array(SubmitJob).min(1).max(MAX_BATCH) });
+export type SubmitJobs = z.infer<typeof SubmitJobs>;
+
+export const SubmitResult = z.object({ accepted: z.array(z.object({ id: z.uuid(), duplicate: z.boolean() })) });
+export type SubmitResult = z.infer<typeof SubmitResult>;
+
+export const FetcherJobState = z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']);
+
+export const ExecutionView = z.object({
+  attempt: z.number(),
+  startedAt: z.string(),
+  finishedAt: z.string().optional(),
+  outcome: z.enum(['running', 'completed', 'failed', 'lost']),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  peakRssMb: z.number().optional(),
+});
+
+export const FetcherJob = z.object({
+  id: z.uuid(),
+  name: z.string(),
+  state: FetcherJobState,
+  progress: z.number(),
+  progressMessage: z.string().optional(),
+  attempts: z.number(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  executions: z.array(ExecutionView).optional(),
+});
+export type FetcherJob = z.infer<typeof FetcherJob>;
+
+export const FetcherStatus = z.object({
+  status: z.enum(['ok', 'stopping']),
+  version: z.string(),
+  uptimeSeconds: z.number(),
+  memory: z.object({ rssMb: z.number(), heapUsedMb: z.number(), limitMb: z.number(), peakRssMb: z.number() }),
+  intake: z.enum(['open', 'paused']),
+  queues: z.record(z.string(), z.object({ queued: z.number(), active: z.number(), failed: z.number() })),
+  /** Job events main refused (a 4xx for the one event), kept aside: POST /v1/events/resend sends them again. */
+  events: z.object({ setAside: z.number(), setAsideSince: z.string().nullable() }).optional(),
+});
+export type FetcherStatus = z.infer<typeof FetcherStatus>;
+
+export const ResendResult = z.object({ resent: z.number() });
+
+/** One state change of a job on the fetcher; `seq` counts per job from 1, so the receiver applies them in order, once. */
+export const JobEvent = z.strictObject({
+  jobId: z.uuid(),
+  seq: z.number().int().min(1),
+  type: z.enum(['active', 'progress', 'completed', 'failed', 'lost']),
+  attempt: z.number().int().min(1),
+  at: z.string().max(40),
+  state: z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']).optional(),
+  maxAttempts: z.number().int().optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  progress: z.number().optional(),
+  message: z.string().max(MAX_PROGRESS_MESSAGE).optional(),
+  error: z.object({ code: z.string().max(100), message: z.string().max(MAX_ERROR_MESSAGE) }).optional(),
+  peakRssMb: z.number().optional(),
+  /** The job's W3C traceparent, so main logs the event under the job's trace. */
+  traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),
+});
+export type JobEvent = z.infer<typeof JobEvent>;
+
+export const JobEvents = z.strictObject({ events: z.array(JobEvent).min(1).max(MAX_BATCH) });
+export type JobEvents = z.infer<typeof JobEvents>;
+
+/**
+ * The fetcher's claim on main's ledger before it runs an attempt (POST /internal/v1/claims): main
+ * grants it only while the job is the fetcher's and no other live attempt holds it.
+ */
+export const ClaimRequest = z.strictObject({
+  jobId: z.uuid(),
+  attempt: z.number().int().min(1).max(1_000_000),
+  claimSeconds: z.number().int().min(1).max(3_600),
+});
+export type ClaimRequest = z.infer<typeof ClaimRequest>;
+
+/** claimed: run it; wait: another attempt holds it (retry after waitMs); gone: main owns or finished it; unknown: main has no such job. */
+export const ClaimAnswer = z.object({
+  outcome: z.enum(['claimed', 'wait', 'gone', 'unknown']),
+  waitMs: z.number().int().min(0).optional(),
+});
+export type ClaimAnswer = z.infer<typeof ClaimAnswer>;
+
+/**
+ * Consecutive runs of `items` whose JSON, in a `{"<key>": [...]}` body, stays within `maxBytes`
+ * (one item alone may be larger: the receiver then says so with a 413). Every batch between the
+ * apps is cut this way, so none is refused for its size alone.
+ */
+export function chunksByBytes<T>(items: readonly T[], maxBytes: number): T[][] {
+  const chunks: T[][] = [];
+  let current: T[] = [];
+  let bytes = 16; // {"jobs":[]} or {"events":[]}
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (current.length > 0 && bytes + size > maxBytes) {
+      chunks.push(current);
+      current = [];
+      bytes = 16;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}

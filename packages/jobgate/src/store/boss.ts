@@ -1,0 +1,102 @@
+import { PgBoss, type WorkOptions } from 'pg-boss';
+import type { Logger } from '../support/index.ts';
+import { assertSchemaName } from './schema-name.ts';
+
+export { PgBoss };
+
+/** How quickly the queue notices things; lowered in tests, pg-boss's minimums apply. */
+export interface QueueTimings {
+  /** Fallback poll while LISTEN/NOTIFY is on; retries and delayed jobs are picked up at this pace. */
+  pollIntervalSeconds: number;
+  /** How often expired and heartbeat-lost jobs are found (pg-boss monitor and supervise). */
+  superviseIntervalSeconds: number;
+  /** How often cron schedules are checked. */
+  cronIntervalSeconds: number;
+  /** A running job's heartbeat; a job silent for this long counts as lost and is retried (pg-boss min 10). */
+  heartbeatSeconds: number;
+  /**
+   * How long a runner's claim on an attempt in the ledger lasts unless refreshed (it is refreshed every
+   * quarter of it); the retry of a crashed attempt waits for it to lapse. Default: twice heartbeatSeconds.
+   */
+  claimSeconds?: number;
+}
+
+export const DEFAULT_TIMINGS: QueueTimings = {
+  pollIntervalSeconds: 2,
+  superviseIntervalSeconds: 30,
+  cronIntervalSeconds: 30,
+  heartbeatSeconds: 30,
+};
+
+/**
+ * pg-boss with LISTEN/NOTIFY for low pick-up latency and our timings. Errors are logged, never
+ * thrown: a PostgreSQL restart makes pg-boss emit errors and carry on (../shared/FAULTS.md M5).
+ */
+export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger; client?: boolean }): PgBoss {
+  const { timings } = options;
+  const boss = new PgBoss({
+    // client: send and read only (the CLI), no schema migration, maintenance or cron timekeeping
+    ...(options.client ? { migrate: false, supervise: false, schedule: false } : {}),
+    connectionString: options.connectionString,
+    schema: assertSchemaName(options.schema),
+    max: options.poolSize,
+    application_name: 'jobgate-queue',
+    connectionTimeoutMillis: 10_000,
+    useListenNotify: true,
+    superviseIntervalSeconds: timings.superviseIntervalSeconds,
+    monitorIntervalSeconds: timings.superviseIntervalSeconds,
+    // the queue stats burstWhenReadyExceeds reads: how soon a backlog makes workers fetch back to back
+    queueCacheIntervalSeconds: Math.min(10, timings.superviseIntervalSeconds),
+    cronMonitorIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
+    cronWorkerIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
+  });
+  const logger = options.logger.child({ component: 'pg-boss' });
+  boss.on('error', (err) => logger.error({ err }, 'queue error'));
+  boss.on('warning', (warning) => logger.warn({ warning }, 'queue warning'));
+  return boss;
+}
+
+/**
+ * `boss.work` that fetches again at once while fetches come back full, at any batch size, and
+ * waits for NOTIFY or the poll interval once one comes back short. pg-boss bursts only on
+ * burstWhenBatchFull (ignored at batchSize 1) or on its cached ready count, which lags by up to
+ * queueCacheIntervalSeconds + the monitor interval: until it catches up, a burst of new jobs is
+ * taken one per poll interval per worker (measured: 4 jobs/s forwarding at batch 1, 2 workers,
+ * 0.5 s poll). Each of `localConcurrency` workers is registered on its own, so its handler can
+ * wake its own loop (notifyWorker, pg-boss's public API) after a full fetch. `offWork(name)`
+ * stops them all.
+ */
+export async function workWhileFull<T>(
+  boss: PgBoss,
+  name: string,
+  options: WorkOptions & { batchSize: number },
+  handler: (jobs: any[]) => Promise<T>,
+): Promise<void> {
+  const { localConcurrency = 1, ...rest } = options;
+  const work = boss.work.bind(boss) as unknown as (name: string, options: WorkOptions, handler: (jobs: any[]) => Promise<T>) => Promise<string>;
+  for (let i = 0; i < localConcurrency; i++) {
+    let workerId: string | undefined;
+    workerId = await work(name, { ...rest, localConcurrency: 1 }, async (jobs) => {
+      try {
+        return await handler(jobs);
+      } finally {
+        // the loop re-checks this flag after the handler: set, it skips its wait and fetches now
+        if (workerId && jobs.length >= options.batchSize) boss.notifyWorker(workerId);
+      }
+    });
+  }
+}
+
+/**
+ * Jobs of `queues` that pg-boss would hand out now (created, or retry with start_after passed),
+ * read from its job table: `jobgate work --burst` drains until none is left (and none runs in
+ * it). pg-boss's own queue stats are cached, and a burst must not stop on a stale zero.
+ */
+export async function dueJobs(db: { query(text: string, values?: unknown[]): Promise<{ rows: any[] }> }, bossSchema: string, queues: string[]): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM ${assertSchemaName(bossSchema)}.job
+      WHERE name = ANY($1::text[]) AND state IN ('created', 'retry') AND start_after <= now()`,
+    [queues],
+  );
+  return rows[0].n as number;
+}
