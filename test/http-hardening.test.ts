@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import type { JobRuntime } from '../packages/jobgate/src/internal.ts';
-import { createMainApp } from '../apps/main/src/app.ts';
+import { createMainApp } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, TEST_API_TOKEN, type AppProcess } from './support/apps.ts';
 import { apiHeaders } from './support/gateway.ts';

@@ -5,10 +5,10 @@ import { ConfigError, loadConfigOrExit, Counter, ErrorCode, Gauge, JobgateError,
 import { createJobMetrics, fetcherMemoryGauge, isolatedChildPids, queueSizes, startJobService, type RemoteClaims } from 'jobgate/internal';
 import { createMainClient } from 'jobgate/internal';
 import { createReplayStore } from 'jobgate/internal';
-import { startEventDispatcher } from './event-dispatcher.ts';
-import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
-import { createFetcherApp } from './app.ts';
-import { startPruner } from './pruner.ts';
+import { startEventDispatcher } from 'jobgate/internal';
+import { createMemoryGuard, rssOfPid } from 'jobgate/internal';
+import { createFetcherApp } from 'jobgate/internal';
+import { startPruner } from 'jobgate/internal';
 import { loadFetcherConfig, memoryLimitMb } from './config.ts';
 
 const config = loadConfigOrExit('fetcher', () => loadFetcherConfig(process.env));

@@ -12,12 +12,12 @@ import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fie
 import { createAdminStore, createBoss, createLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from 'jobgate/internal';
 import { createFetcherClient } from 'jobgate/internal';
-import { createFetcherMonitor } from './keep-awake.ts';
-import { createOverrideControl, isOverrideOn } from './override.ts';
-import { serviceStatus } from './status.ts';
-import { createJobActions, JobFilter } from './job-actions.ts';
+import { createFetcherMonitor } from 'jobgate/internal';
+import { createOverrideControl, isOverrideOn } from 'jobgate/internal';
+import { serviceStatus } from 'jobgate/internal';
+import { createJobActions, JobFilter } from 'jobgate/internal';
 import { MainEnv, type MainConfig } from './config.ts';
-import { JobId } from './validation.ts';
+import { JobId } from 'jobgate/internal';
 
 class UsageError extends Error {}
 

@@ -4,13 +4,13 @@ import { ConfigError, loadConfigOrExit, createLogger, createRegistry, listen, me
 import { createJobMetrics, startJobService } from 'jobgate/internal';
 import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore } from 'jobgate/internal';
 import { createFetcherClient } from 'jobgate/internal';
-import { createMainApp, createWorkerApp } from './app.ts';
-import { createAdminAuth } from './admin-auth.ts';
-import { startForwarder } from './forwarder.ts';
-import { createFetcherMonitor, startKeepAwake } from './keep-awake.ts';
-import { createOverrideControl, type OverrideControl } from './override.ts';
-import { startReconciler } from './reconciler.ts';
-import { createMainMetrics, type MainMetrics } from './metrics.ts';
+import { createMainApp, createWorkerApp } from 'jobgate/internal';
+import { createAdminAuth } from 'jobgate/internal';
+import { startForwarder } from 'jobgate/internal';
+import { createFetcherMonitor, startKeepAwake } from 'jobgate/internal';
+import { createOverrideControl, type OverrideControl } from 'jobgate/internal';
+import { startReconciler } from 'jobgate/internal';
+import { createMainMetrics, type MainMetrics } from 'jobgate/internal';
 import { loadMainConfig } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));

@@ -1,17 +1,17 @@
 import { CronExpressionParser } from 'cron-parser';
-import { ErrorCode, JobgateError } from 'jobgate/internal';
-import type { Ledger, ListFilter } from 'jobgate/internal';
-import type { JobRuntime } from 'jobgate/internal';
-import type { AdminDeps } from './admin.ts';
-import { JobFilter } from './job-actions.ts';
-import { serviceStatus } from './status.ts';
-import { cursorOrThrow, JobId, PageFields, parseOrThrow } from './validation.ts';
+import { ErrorCode, JobgateError } from '../../support/index.ts';
+import type { Ledger, ListFilter } from '../../store/index.ts';
+import type { JobRuntime } from '../../run/job-runtime.ts';
+import type { AdminDeps } from './api.ts';
+import { JobFilter } from '../job-actions.ts';
+import { serviceStatus } from '../status.ts';
+import { cursorOrThrow, JobId, PageFields, parseOrThrow } from '../validation.ts';
 
 export const ListQuery = JobFilter.extend(PageFields);
 
 /**
  * Everything the dashboard reads, in one place: the admin API answers these as JSON and the pages
- * render the same answers into their first paint (see admin-assets/views.js).
+ * render the same answers into their first paint (see assets/views.js).
  */
 export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'override' | 'wakes' | 'fetcher'>) {
   const { jobs, ledger } = deps;

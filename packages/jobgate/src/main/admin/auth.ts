@@ -1,8 +1,8 @@
 import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { NextFunction, Request, Response } from 'express';
-import { ErrorCode, JobgateError } from 'jobgate/internal';
-import type { AdminStore } from 'jobgate/internal';
+import { ErrorCode, JobgateError } from '../../support/index.ts';
+import type { AdminStore } from '../../store/index.ts';
 
 export const ADMIN_USER = 'admin';
 export const SESSION_COOKIE = 'jobgate_admin';

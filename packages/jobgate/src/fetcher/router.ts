@@ -1,9 +1,9 @@
 import express, { type Request, type Router } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from 'jobgate/internal';
-import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from 'jobgate/internal';
-import type { Ledger } from 'jobgate/internal';
-import type { JobRuntime } from 'jobgate/internal';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
+import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import type { Ledger } from '../store/index.ts';
+import type { JobRuntime } from '../run/job-runtime.ts';
 
 export interface FetcherAppDeps {
   /** GET /metrics (metricsRoute). */

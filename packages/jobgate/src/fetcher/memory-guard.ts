@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { Logger } from 'jobgate/internal';
+import type { Logger } from '../support/index.ts';
 
 export interface MemorySnapshot {
   rssMb: number;

@@ -1,12 +1,12 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from 'jobgate/internal';
-import type { JobRecord, Ledger } from 'jobgate/internal';
-import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from 'jobgate/internal';
-import type { JobRuntime } from 'jobgate/internal';
-import { adminApi, type AdminDeps } from './admin.ts';
-import { adminHeaders, adminPages } from './admin-pages.ts';
-import { createAdminReads } from './admin-reads.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
+import type { JobRecord, Ledger } from '../store/index.ts';
+import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import type { JobRuntime } from '../run/job-runtime.ts';
+import { adminApi, type AdminDeps } from './admin/api.ts';
+import { adminHeaders, adminPages } from './admin/pages.ts';
+import { createAdminReads } from './admin/reads.ts';
 import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
 
 export interface MainAppDeps {

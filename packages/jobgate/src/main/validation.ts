@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod } from 'jobgate/internal';
-import { JOB_STATES, parseCursor, type ListFilter } from 'jobgate/internal';
+import { ErrorCode, JobgateError, fieldErrorsFromZod } from '../support/index.ts';
+import { JOB_STATES, parseCursor, type ListFilter } from '../store/index.ts';
 
 /** Parses with `schema` or throws 422 problem+json naming each bad field (under `prefix`). */
 export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: string[] = []): T {

@@ -1,5 +1,5 @@
-import { startLoop, type Logger } from 'jobgate/internal';
-import type { Ledger } from 'jobgate/internal';
+import { startLoop, type Logger } from '../support/index.ts';
+import type { Ledger } from '../store/index.ts';
 
 /**
  * Prunes the fetcher's own finished jobs and their executions, as main's maintenance.cleanup does

@@ -1,6 +1,6 @@
-import { startLoop, type Logger } from 'jobgate/internal';
-import type { Ledger } from 'jobgate/internal';
-import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
+import { startLoop, type Logger } from '../support/index.ts';
+import type { Ledger } from '../store/index.ts';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 
 /**
  * Asks the fetcher (`GET /v1/jobs/:id`) about routed jobs that have been quiet for `quietSeconds`

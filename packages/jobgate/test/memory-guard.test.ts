@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from 'jobgate/internal';
-import { createMemoryGuard } from '../src/memory-guard.ts';
+import { createMemoryGuard } from '../src/internal.ts';
 
 const MB = 2 ** 20;
 

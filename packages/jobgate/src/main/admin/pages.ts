@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response } from 'express';
-import { ErrorCode, JobgateError, methodNotAllowed } from 'jobgate/internal';
-import type { AdminAuth } from './admin-auth.ts';
-import type { AdminReads } from './admin-reads.ts';
-import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './admin-assets/views.js';
+import { ErrorCode, JobgateError, methodNotAllowed } from '../../support/index.ts';
+import type { AdminAuth } from './auth.ts';
+import type { AdminReads } from './reads.ts';
+import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './assets/views.js';
 
 /** Every admin answer: no caching, no framing, scripts and styles only from here. */
 export function adminHeaders(_req: Request, res: Response, next: () => void): void {
@@ -18,7 +18,7 @@ export function adminHeaders(_req: Request, res: Response, next: () => void): vo
   next();
 }
 
-const asset = (name: string) => readFileSync(new URL(`./admin-assets/${name}`, import.meta.url), 'utf8');
+const asset = (name: string) => readFileSync(new URL(`./assets/${name}`, import.meta.url), 'utf8');
 const ASSETS: Record<string, { type: string; body: string }> = {
   'admin.js': { type: 'text/javascript; charset=utf-8', body: asset('admin.js') },
   'views.js': { type: 'text/javascript; charset=utf-8', body: asset('views.js') },

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'jobgate/internal';
-import type { OverrideChange, OverrideState, OverrideStore, Queryable } from 'jobgate/internal';
+import type { Logger } from '../support/index.ts';
+import type { OverrideChange, OverrideState, OverrideStore, Queryable } from '../store/index.ts';
 
 /** On and not past its expiry (an expiry the loop has not written yet still counts). */
 export const isOverrideOn = (state: OverrideState) => state.enabled && !(state.expiresAt && Date.parse(state.expiresAt) <= Date.now());

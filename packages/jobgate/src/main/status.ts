@@ -1,5 +1,5 @@
-import type { Ledger, OverrideState, WakeState } from 'jobgate/internal';
-import type { FetcherHealth, FetcherMonitor } from './keep-awake.ts';
+import type { Ledger, OverrideState, WakeState } from '../store/index.ts';
+import type { FetcherHealth, FetcherMonitor } from '../forward/keep-awake.ts';
 
 /**
  * The state of the whole service at a glance, as the admin's fetcher page

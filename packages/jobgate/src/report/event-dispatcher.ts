@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'jobgate/internal';
-import { BodyLimits, chunksByBytes, type JobEvent } from 'jobgate/internal';
-import type { Ledger, StoredEvent } from 'jobgate/internal';
-import { FetcherErrorCode, type FetcherClientError, type MainClient } from 'jobgate/internal';
+import type { Logger } from '../support/index.ts';
+import { BodyLimits, chunksByBytes, type JobEvent } from '../protocol/index.ts';
+import type { Ledger, StoredEvent } from '../store/index.ts';
+import { FetcherErrorCode, type FetcherClientError, type MainClient } from '../client/index.ts';
 
 export function toWireEvent(e: StoredEvent): JobEvent {
   return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...(e.data as Partial<JobEvent>), ...(e.traceparent ? { traceparent: e.traceparent } : {}) };

@@ -1,7 +1,7 @@
-import { startLoop, type Logger } from 'jobgate/internal';
-import type { Ledger } from 'jobgate/internal';
-import type { FetcherStatus } from 'jobgate/internal';
-import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
+import { startLoop, type Logger } from '../support/index.ts';
+import type { Ledger } from '../store/index.ts';
+import type { FetcherStatus } from '../protocol/index.ts';
+import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 
 /** What the last probe saw. Whether a wake-up is under way is a separate fact (`waking`). */
 export type FetcherState = 'awake' | 'asleep' | 'down' | 'unknown';

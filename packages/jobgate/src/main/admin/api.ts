@@ -1,16 +1,16 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, methodNotAllowed } from 'jobgate/internal';
-import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from 'jobgate/internal';
+import { ErrorCode, JobgateError, methodNotAllowed } from '../../support/index.ts';
+import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
-import type { JobRuntime } from 'jobgate/internal';
-import type { FetcherClient } from 'jobgate/internal';
-import type { AdminAuth } from './admin-auth.ts';
-import type { FetcherMonitor } from './keep-awake.ts';
-import type { OverrideControl } from './override.ts';
-import { EnqueueBody, parseOrThrow } from './validation.ts';
-import type { AdminReads } from './admin-reads.ts';
-import { createJobActions, JobFilter } from './job-actions.ts';
+import type { JobRuntime } from '../../run/job-runtime.ts';
+import type { FetcherClient } from '../../client/index.ts';
+import type { AdminAuth } from './auth.ts';
+import type { FetcherMonitor } from '../../forward/keep-awake.ts';
+import type { OverrideControl } from '../../forward/override.ts';
+import { EnqueueBody, parseOrThrow } from '../validation.ts';
+import type { AdminReads } from './reads.ts';
+import { createJobActions, JobFilter } from '../job-actions.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;

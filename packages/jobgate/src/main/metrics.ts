@@ -1,8 +1,8 @@
-import { Counter, Gauge, Histogram, type Logger, type Registry } from 'jobgate/internal';
-import type { Ledger, PgBoss, WakeStore } from 'jobgate/internal';
-import { fetcherMemoryGauge, orKeep, queueSizes } from 'jobgate/internal';
-import { FETCHER_STATES, type FetcherMonitor } from './keep-awake.ts';
-import type { OverrideControl } from './override.ts';
+import { Counter, Gauge, Histogram, type Logger, type Registry } from '../support/index.ts';
+import type { Ledger, PgBoss, WakeStore } from '../store/index.ts';
+import { fetcherMemoryGauge, orKeep, queueSizes } from '../run/metrics.ts';
+import { FETCHER_STATES, type FetcherMonitor } from '../forward/keep-awake.ts';
+import type { OverrideControl } from '../forward/override.ts';
 
 /**
  * Main's own metrics beside the job runtime's: the outbox, forwards, wake-ups, what main last knew

@@ -1,9 +1,10 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
-import { ErrorCode, JobgateError, traceFields, type Logger } from 'jobgate/internal';
-import { workWhileFull, type Ledger } from 'jobgate/internal';
-import { SystemQueue, type OutboxData } from 'jobgate/internal';
-import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from 'jobgate/internal';
-import { BodyLimits, chunksByBytes, type SubmitJob } from 'jobgate/internal';
+import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
+import { workWhileFull, type Ledger } from '../store/index.ts';
+import { SystemQueue } from '../define/catalogue.ts';
+import { type OutboxData } from '../run/job-runtime.ts';
+import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
+import { BodyLimits, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
 export interface ForwarderOptions {
   boss: PgBoss;
