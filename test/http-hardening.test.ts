@@ -4,9 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../packages/jobgate/src/support/index.ts';
+import express from 'express';
+import { createLogger, healthRoutes } from '../packages/jobgate/src/support/index.ts';
 import type { JobRuntime } from '../packages/jobgate/src/internal.ts';
-import { createMainApp } from '../packages/jobgate/src/internal.ts';
+import { createMainRouters } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, TEST_API_TOKEN, type AppProcess } from './support/apps.ts';
 import { apiHeaders } from './support/gateway.ts';
@@ -82,7 +83,7 @@ describe('an internal error leaks nothing (row 31)', () => {
         throw new Error('pg://jobgate:s3cret@db.internal:5432/prod exploded at /srv/app/ledger.ts:42');
       },
     } as unknown as JobRuntime;
-    const app = createMainApp({ jobs, logger, isDraining: () => false, apiAuth: (_req, _res, next) => next() });
+    const app = express().use(createMainRouters({ jobs, logger, apiAuth: (_req, _res, next) => next() }).all);
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
@@ -105,7 +106,8 @@ describe('an internal error leaks nothing (row 31)', () => {
 describe('draining (row 12)', () => {
   it('answers /healthz 503 and closes each connection after its response while shutting down', async () => {
     let draining = false;
-    const app = createMainApp({ jobs: {} as JobRuntime, logger: createLogger({ level: 'silent', name: 'test' }), isDraining: () => draining, apiAuth: (_req, _res, next) => next() });
+    // the reference app's health route (the router itself serves no /healthz)
+    const app = express().use(healthRoutes(() => draining));
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {

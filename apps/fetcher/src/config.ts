@@ -1,19 +1,18 @@
-import { constrainedMemory } from 'node:process';
+import type pg from 'pg';
 import { z } from 'zod';
-import { loadConfig, serviceEnvShape } from 'jobgate/internal';
-import { parseSecrets } from 'jobgate/internal';
+import type { FetcherServiceOptions } from 'jobgate';
+import { loadConfig, parseSecrets, serviceEnvShape, shippedJobs, timingsOf, type Logger } from 'jobgate/internal';
 
 export { ConfigError } from 'jobgate/internal';
 
 /** Every environment variable the fetcher reads; `main.ts` passes `process.env` in. */
 export const FetcherEnv = z.object({
   ...serviceEnvShape({ port: 3001, schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),
-  FETCHER_SHARED_SECRET: z.string().transform((value, ctx) => {
+  FETCHER_SHARED_SECRET: z.string().superRefine((value, ctx) => {
     try {
-      return parseSecrets(value);
+      parseSecrets(value);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
     }
   }),
   MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
@@ -35,13 +34,26 @@ export function loadFetcherConfig(env: Record<string, string | undefined>): Fetc
   return loadConfig(FetcherEnv, env, { requiredInProduction: ['MAIN_SERVICE_URL'] });
 }
 
-/**
- * The memory budget: FETCHER_MEMORY_LIMIT_MB, else the container's limit when the process has a
- * real one (constrainedMemory() answers 0 or a huge number when there is none), else 512 MB
- * (a Render free/starter instance).
- */
-export function memoryLimitMb(config: FetcherConfig, constrained = constrainedMemory()): number {
-  if (config.FETCHER_MEMORY_LIMIT_MB) return config.FETCHER_MEMORY_LIMIT_MB;
-  const mb = Math.floor(constrained / 2 ** 20);
-  return mb > 0 && mb < 1_048_576 ? mb : 512;
+/** The environment as createFetcher's options. `pool`: the reference app's own, shared with its jobs (movies.fetch). */
+export function fetcherOptions(config: FetcherConfig, deps: { logger: Logger; pool: pg.Pool; onMemoryHardLimit: () => void }): FetcherServiceOptions {
+  return {
+    databaseUrl: config.DATABASE_URL,
+    pool: deps.pool,
+    schema: config.JOBGATE_SCHEMA,
+    bossSchema: config.JOBGATE_BOSS_SCHEMA,
+    poolMax: config.DATABASE_POOL_MAX,
+    queuePoolMax: config.JOBGATE_QUEUE_POOL_MAX,
+    jobs: shippedJobs({ pool: deps.pool, schema: config.JOBGATE_SCHEMA, demoJobs: config.JOBGATE_DEMO_JOBS, ...(config.TMDB_API_TOKEN ? { tmdbApiToken: config.TMDB_API_TOKEN } : {}), notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS }),
+    jobModules: config.JOBGATE_JOB_MODULES,
+    main: { ...(config.MAIN_SERVICE_URL ? { url: config.MAIN_SERVICE_URL } : {}), secret: config.FETCHER_SHARED_SECRET, eventsRetryMaxMs: config.FETCHER_EVENTS_RETRY_MAX_MS },
+    memory: { ...(config.FETCHER_MEMORY_LIMIT_MB ? { limitMb: config.FETCHER_MEMORY_LIMIT_MB } : {}), softRatio: config.FETCHER_MEMORY_SOFT_RATIO, hardRatio: config.FETCHER_MEMORY_HARD_RATIO },
+    onMemoryHardLimit: deps.onMemoryHardLimit,
+    retentionDays: config.JOBGATE_RETENTION_DAYS,
+    pruneIntervalMs: config.FETCHER_PRUNE_INTERVAL_MS,
+    logger: deps.logger,
+    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
+    shutdownTimeoutMs: config.JOBGATE_SHUTDOWN_TIMEOUT_MS,
+    timings: timingsOf(config),
+    ...(config.NODE_OPTIONS !== undefined ? { nodeOptions: config.NODE_OPTIONS } : {}),
+  };
 }

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
+import { parseSecrets } from 'jobgate/internal';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from 'jobgate/internal';
 import { createAdminStore, createBoss, createLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
 import { SystemQueue, createJobMetrics, startJobService, type JobService } from 'jobgate/internal';
@@ -16,7 +17,7 @@ import { createFetcherMonitor } from 'jobgate/internal';
 import { createOverrideControl, isOverrideOn } from 'jobgate/internal';
 import { serviceStatus } from 'jobgate/internal';
 import { createJobActions, JobFilter } from 'jobgate/internal';
-import { MainEnv, type MainConfig } from './config.ts';
+import { cliServiceOptions, MainEnv, type MainConfig } from './config.ts';
 import { JobId } from 'jobgate/internal';
 
 class UsageError extends Error {}
@@ -82,14 +83,20 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
   const cfg = config();
   let store: ReturnType<typeof createOverrideStore> | undefined;
   const running = Boolean(options.queues?.length);
-  const service = await startJobService(cfg, logger, 'main', (pool) => {
-    store = createOverrideStore(pool, cfg.JOBGATE_SCHEMA);
+  const pool = cliPool(cfg);
+  const service = await startJobService({ ...cliServiceOptions(cfg, { logger, pool }), client: !running }, (servicePool) => {
+    store = createOverrideStore(servicePool, cfg.JOBGATE_SCHEMA);
     return { overrideEnabled: async (db) => isOverrideOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
-  }, { migrate: false, start: running, workers: running, queues: options.queues, client: !running });
+  }).catch(async (err: unknown) => {
+    await pool.end();
+    throw err;
+  });
   try {
+    if (running) await service.jobs.start({ queues: options.queues });
     return await fn(service, cfg);
   } finally {
     await service.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+    await pool.end();
   }
 }
 
@@ -172,7 +179,7 @@ const commands: Record<string, Command> = {
       const cfg = config();
       const pool = cliPool(cfg);
       try {
-        const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: cfg.FETCHER_SHARED_SECRET, retries: 0 }) : null;
+        const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: parseSecrets(cfg.FETCHER_SHARED_SECRET), retries: 0 }) : null;
         const status = await serviceStatus({
           ledger: createLedger(pool, cfg.JOBGATE_SCHEMA),
           override: () => createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(),

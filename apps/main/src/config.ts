@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { loadConfig, serviceEnvShape } from 'jobgate/internal';
-import { parseSecrets } from 'jobgate/internal';
+import type pg from 'pg';
+import type { MainOptions } from 'jobgate';
+import { cleanupJob, loadConfig, parseSecrets, serviceEnvShape, shippedJobs, timingsOf, type Logger, type ServiceOptions } from 'jobgate/internal';
 
 export { ConfigError } from 'jobgate/internal';
 
@@ -22,12 +23,11 @@ export const MainEnv = z
     FETCHER_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
     FETCHER_SHARED_SECRET: z
       .string()
-      .transform((value, ctx) => {
+      .superRefine((value, ctx) => {
         try {
-          return parseSecrets(value);
+          parseSecrets(value);
         } catch (err) {
           ctx.addIssue({ code: 'custom', message: (err as Error).message });
-          return z.NEVER;
         }
       })
       .optional(),
@@ -73,4 +73,68 @@ export function loadMainConfig(env: Record<string, string | undefined>): MainCon
   // a worker serves no admin pages
   const required = env.JOBGATE_ROLE === 'worker' ? ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET'] : ['FETCHER_SERVICE_URL', 'FETCHER_SHARED_SECRET', 'ADMIN_PASSWORD', 'API_TOKENS'];
   return loadConfig(MainEnv, env, { requiredInProduction: required });
+}
+
+/**
+ * The environment as createMain's options. `pool`: the reference app's own, shared with its jobs
+ * (movies.fetch writes through it).
+ */
+export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg.Pool }): MainOptions {
+  return {
+    databaseUrl: config.DATABASE_URL,
+    pool: deps.pool,
+    schema: config.JOBGATE_SCHEMA,
+    bossSchema: config.JOBGATE_BOSS_SCHEMA,
+    poolMax: config.DATABASE_POOL_MAX,
+    queuePoolMax: config.JOBGATE_QUEUE_POOL_MAX,
+    jobs: shippedJobs({ pool: deps.pool, schema: config.JOBGATE_SCHEMA, demoJobs: config.JOBGATE_DEMO_JOBS, ...(config.TMDB_API_TOKEN ? { tmdbApiToken: config.TMDB_API_TOKEN } : {}), notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS }),
+    jobModules: config.JOBGATE_JOB_MODULES,
+    ...(config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
+      ? {
+          fetcher: {
+            url: config.FETCHER_SERVICE_URL,
+            secret: config.FETCHER_SHARED_SECRET,
+            wakeTimeoutMs: config.FETCHER_WAKE_TIMEOUT_MS,
+            headersTimeoutMs: config.FETCHER_HEADERS_TIMEOUT_MS,
+            keepAwakeIntervalMs: config.FETCHER_KEEP_AWAKE_INTERVAL_MS,
+            reconcileAfterSeconds: config.FETCHER_RECONCILE_AFTER_SECONDS,
+            forwardBatchSize: config.FETCHER_FORWARD_BATCH_SIZE,
+            forwardInFlight: config.FETCHER_FORWARD_IN_FLIGHT,
+            forwardRetryMaxSeconds: config.FETCHER_FORWARD_RETRY_MAX_SECONDS,
+          },
+        }
+      : {}),
+    ...(config.ADMIN_PASSWORD ? { admin: { password: config.ADMIN_PASSWORD } } : {}),
+    ...(config.API_TOKENS ? { apiTokens: config.API_TOKENS } : {}),
+    logger: deps.logger,
+    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
+    onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY,
+    overrideCheckMs: config.JOBGATE_OVERRIDE_CHECK_MS,
+    ...(config.FETCHER_EMERGENCY_OVERRIDE ? { emergencyOverride: { reason: 'FETCHER_EMERGENCY_OVERRIDE=true at boot', actor: 'environment (FETCHER_EMERGENCY_OVERRIDE)' } } : {}),
+    retentionDays: config.JOBGATE_RETENTION_DAYS,
+    shutdownTimeoutMs: config.JOBGATE_SHUTDOWN_TIMEOUT_MS,
+    timings: timingsOf(config),
+    ...(config.NODE_OPTIONS !== undefined ? { nodeOptions: config.NODE_OPTIONS } : {}),
+  };
+}
+
+/** The job service as the CLI starts it: main's side, with main's jobs, on the CLI's own small pool. */
+export function cliServiceOptions(config: MainConfig, deps: { logger: Logger; pool: pg.Pool }): ServiceOptions {
+  const options = mainOptions(config, deps);
+  return {
+    side: 'main',
+    databaseUrl: config.DATABASE_URL,
+    pool: deps.pool,
+    poolMax: 2,
+    queuePoolMax: 2,
+    schema: config.JOBGATE_SCHEMA,
+    bossSchema: config.JOBGATE_BOSS_SCHEMA,
+    timings: { ...timingsOf(config) },
+    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
+    jobs: options.jobs ?? [],
+    jobModules: config.JOBGATE_JOB_MODULES,
+    builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: config.JOBGATE_RETENTION_DAYS })],
+    logger: deps.logger,
+    migrate: false,
+  };
 }

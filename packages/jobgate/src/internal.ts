@@ -29,3 +29,6 @@ export * from './report/event-dispatcher.ts';
 export * from './fetcher/router.ts';
 export * from './fetcher/memory-guard.ts';
 export * from './maintain/pruner.ts';
+export * from './main/create-main.ts';
+export * from './fetcher/create-fetcher.ts';
+export * from './maintain/cleanup-job.ts';

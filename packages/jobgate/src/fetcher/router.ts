@@ -1,21 +1,18 @@
-import express, { type Request, type Router } from 'express';
+import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
 import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { Ledger } from '../store/index.ts';
 import type { JobRuntime } from '../run/job-runtime.ts';
 
-export interface FetcherAppDeps {
-  /** GET /metrics (metricsRoute). */
-  metrics?: Router;
+export interface FetcherRouterDeps {
   jobs: JobRuntime;
   ledger: Ledger;
   keys: SigningKey[];
   logger: Logger;
   version: string;
+  /** True once stop() began: submissions are refused (503) and the status says so. */
   isDraining(): boolean;
-  /** Express's `trust proxy` (see TRUST_PROXY); default: loopback only. */
-  trustProxy?: number | boolean | string;
   /** Memory and intake as the memory guard sees them. */
   health(): Pick<FetcherStatus, 'memory' | 'intake'>;
   /** Accepted submissions by webhook-id: a replay gets the stored answer (createReplayStore). */
@@ -24,16 +21,15 @@ export interface FetcherAppDeps {
 
 const JobId = z.uuid();
 
-/** The fetcher's v1 API, without listening. Everything but /healthz is signed by main. */
-export function createFetcherApp(deps: FetcherAppDeps): express.Express {
+/**
+ * The fetcher's v1 API as an express router (mount it at the root of the fetcher's app, or under
+ * the prefix main's `fetcher.url` names). Everything in it is signed by main; requests outside
+ * /v1 pass through untouched.
+ */
+export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   const startedAt = Date.now();
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('trust proxy', deps.trustProxy ?? 'loopback');
-  app.use(requestContext(deps.logger));
-  // /healthz is unsigned and cheap: the wake-up target.
-  app.use(healthRoutes(deps.isDraining));
-  if (deps.metrics) app.use(deps.metrics);
+  const app = express.Router();
+  app.use('/v1', requestContext(deps.logger));
 
   app
     .route('/v1/jobs')
@@ -95,7 +91,6 @@ export function createFetcherApp(deps: FetcherAppDeps): express.Express {
     })
     .all(methodNotAllowed(['GET']));
 
-  app.use(notFound());
-  app.use(problemErrorHandler());
+  app.use('/v1', notFound(), problemErrorHandler());
   return app;
 }

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, Ledger } from '../store/index.ts';
 import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { JobRuntime } from '../run/job-runtime.ts';
@@ -9,7 +9,7 @@ import { adminHeaders, adminPages } from './admin/pages.ts';
 import { createAdminReads } from './admin/reads.ts';
 import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
 
-export interface MainAppDeps {
+export interface MainRouterDeps {
   jobs: JobRuntime;
   /** Signing keys shared with the fetcher; without them job events are not taken. */
   keys?: SigningKey[];
@@ -17,131 +17,136 @@ export interface MainAppDeps {
   replay?: ReplayGuard;
   ledger?: Ledger;
   logger: Logger;
-  /** True once shutdown began: health turns 503 and connections are closed after each response. */
-  isDraining(): boolean;
-  /** Express's `trust proxy` (see TRUST_PROXY); default: loopback only. */
-  trustProxy?: number | boolean | string;
   /** Who may use /api/* (AdminAuth.api). Required: the jobs API is never open to anyone. */
   apiAuth: express.RequestHandler;
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
-  /** GET /metrics (metricsRoute). */
-  metrics?: express.Router;
 }
 
 const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
 const BODY_LIMIT_BYTES = 2 ** 20;
 
-/** The main app's HTTP surface, without listening (tests build it with their own deps). */
-export function createMainApp(deps: MainAppDeps): express.Express {
-  const { jobs } = deps;
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('query parser', 'simple');
-  app.set('trust proxy', deps.trustProxy ?? 'loopback');
-  app.use(requestContext(deps.logger));
-  app.use(healthRoutes(deps.isDraining));
-  if (deps.metrics) app.use(deps.metrics);
-  app.use(rejectUnstorable('query'));
-  // The fetcher's job events: signed, so the raw body is checked before it is parsed.
-  if (deps.keys && deps.ledger && deps.replay) {
-    const { ledger, replay } = deps;
-    app
-      .route('/internal/v1/job-events')
-      .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay }), async (req, res) => {
-        const parsed = JobEvents.safeParse(req.signedBody);
-        if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-        const result = await ledger.applyEvents(parsed.data.events);
-        req.log.debug({ ...result }, 'job events applied');
-        // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
-        for (const e of parsed.data.events) {
-          if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
-          deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
-        }
-        res.json(result);
-      })
-      .all(methodNotAllowed(['POST']));
-
-    // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
-    app
-      .route('/internal/v1/claims')
-      .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
-        const parsed = ClaimRequest.safeParse(req.signedBody);
-        if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-        const { jobId, attempt, claimSeconds } = parsed.data;
-        const result = await ledger.claimAttempt({ id: jobId, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
-        const answer: ClaimAnswer =
-          result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
-        req.log.debug({ jobId, attempt, outcome: answer.outcome }, 'fetcher claim');
-        res.json(answer);
-      })
-      .all(methodNotAllowed(['POST']));
-  }
-
-  // The dashboard's pages and login (a form post) come before the JSON-only API.
-  const admin = deps.admin && deps.ledger ? { ...deps.admin, jobs, ledger: deps.ledger } : null;
-  const reads = admin ? createAdminReads(admin) : null;
-  if (admin && reads) {
-    app.use('/admin', adminHeaders);
-    app.use('/admin', adminPages(admin.auth, reads));
-  }
-
-  // Who is asking comes before any body is read.
-  app.use('/api', deps.apiAuth);
-  app.use(requireJson());
-  app.use(express.json({ limit: BODY_LIMIT_BYTES, strict: true }));
-  app.use(rejectUnstorable('body'));
-
-  app
-    .route('/api/jobs')
-    .get(async (req, res) => {
-      const query = parseOrThrow(ListQuery, req.query);
-      const cursor = cursorOrThrow(query.cursor);
-      const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
-      res.json({ jobs: page.jobs, nextCursor: page.nextCursor });
-    })
-    .all(methodNotAllowed(['GET']));
-
-  app
-    .route('/api/jobs/:nameOrId')
-    .post(async (req: Request<{ nameOrId: string }>, res) => {
-      const def = jobs.definition(req.params.nameOrId);
-      const body = parseOrThrow(EnqueueBody, req.body ?? {});
-      const { job, duplicate } = await jobs.performLater(def, body.payload, {
-        priority: body.priority,
-        delaySeconds: body.delaySeconds,
-        requestId: req.id,
-        traceparent: req.traceparent,
-      });
-      req.log.info({ jobId: job.id, jobName: job.name, route: job.route, duplicate }, duplicate ? 'duplicate of a live unique job' : 'job enqueued');
-      res
-        .status(duplicate ? 200 : 202)
-        .location(`/api/jobs/${job.id}`)
-        .json({ id: job.id, name: job.name, route: job.route, state: job.state, ...(duplicate ? { duplicate: true } : {}) });
-    })
-    .get(async (req: Request<{ nameOrId: string }>, res) => {
-      const id = parseOrThrow(JobId, req.params.nameOrId, ['id']);
-      const job = await jobs.getJob(id);
-      if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
-      res.json(job);
-    })
-    .all(methodNotAllowed(['GET', 'POST']));
-
-  if (admin && reads) app.use('/admin/api', adminApi(admin, reads));
-
-  app.use(notFound());
-  app.use(problemErrorHandler());
-  return app;
+/**
+ * One of main's routers under `path`: it notes where it is mounted, sets up request ids, logs and
+ * traces, refuses unstorable query text, and answers problem+json for what it does not know.
+ * Requests outside `path` pass through untouched (the host app's own routes).
+ */
+function part(path: string, logger: Logger, routes: (router: express.Router) => void): express.Router {
+  const router = express.Router();
+  router.use((req, res, next) => {
+    res.locals.jobgateMount = req.baseUrl;
+    next();
+  });
+  router.use(path, requestContext(logger), rejectUnstorable('query'));
+  routes(router);
+  router.use(path, notFound(), problemErrorHandler());
+  return router;
 }
 
-/** A worker-role process's HTTP surface: health and metrics only (nothing to enqueue). */
-export function createWorkerApp(deps: Pick<MainAppDeps, 'logger' | 'isDraining' | 'metrics'>): express.Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.use(requestContext(deps.logger));
-  app.use(healthRoutes(deps.isDraining));
-  if (deps.metrics) app.use(deps.metrics);
-  app.use(notFound());
-  app.use(problemErrorHandler());
-  return app;
+/** main's routers; `all` is the three in one. Mount them all under the same prefix. */
+export interface MainRouters {
+  /** /internal/v1/*: the fetcher's signed job events and claims. Never behind a user sign-in. */
+  internal: express.Router;
+  /** /admin/*: the dashboard's pages and /admin/api/*. */
+  admin: express.Router;
+  /** /api/*: the jobs API (bearer tokens, or the admin's credentials). */
+  api: express.Router;
+  all: express.Router;
+}
+
+/**
+ * main's HTTP surface as express routers the host app mounts under a prefix of its choice.
+ * `trust proxy` is the host app's setting.
+ */
+export function createMainRouters(deps: MainRouterDeps): MainRouters {
+  const { jobs } = deps;
+  const internal = part('/internal', deps.logger, (app) => {
+    // The fetcher's job events: signed, so the raw body is checked before it is parsed.
+    if (deps.keys && deps.ledger && deps.replay) {
+      const { ledger, replay } = deps;
+      app
+        .route('/internal/v1/job-events')
+        .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay }), async (req, res) => {
+          const parsed = JobEvents.safeParse(req.signedBody);
+          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+          const result = await ledger.applyEvents(parsed.data.events);
+          req.log.debug({ ...result }, 'job events applied');
+          // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
+          for (const e of parsed.data.events) {
+            if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
+            deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
+          }
+          res.json(result);
+        })
+        .all(methodNotAllowed(['POST']));
+
+      // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
+      app
+        .route('/internal/v1/claims')
+        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
+          const parsed = ClaimRequest.safeParse(req.signedBody);
+          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+          const { jobId, attempt, claimSeconds } = parsed.data;
+          const result = await ledger.claimAttempt({ id: jobId, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
+          const answer: ClaimAnswer =
+            result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
+          req.log.debug({ jobId, attempt, outcome: answer.outcome }, 'fetcher claim');
+          res.json(answer);
+        })
+        .all(methodNotAllowed(['POST']));
+    }
+  });
+
+  const admin = deps.admin && deps.ledger ? { ...deps.admin, jobs, ledger: deps.ledger } : null;
+  const reads = admin ? createAdminReads(admin) : null;
+  const adminRouter = part('/admin', deps.logger, (app) => {
+    if (!admin || !reads) return;
+    app.use('/admin', adminHeaders);
+    // the dashboard's pages and login (a form post) come before the JSON-only API
+    app.use('/admin', adminPages(admin.auth, reads));
+    app.use('/admin/api', adminApi(admin, reads));
+  });
+
+  const api = part('/api', deps.logger, (app) => {
+    // Who is asking comes before any body is read.
+    app.use('/api', deps.apiAuth, requireJson(), express.json({ limit: BODY_LIMIT_BYTES, strict: true }), rejectUnstorable('body'));
+
+    app
+      .route('/api/jobs')
+      .get(async (req, res) => {
+        const query = parseOrThrow(ListQuery, req.query);
+        const cursor = cursorOrThrow(query.cursor);
+        const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
+        res.json({ jobs: page.jobs, nextCursor: page.nextCursor });
+      })
+      .all(methodNotAllowed(['GET']));
+
+    app
+      .route('/api/jobs/:nameOrId')
+      .post(async (req: Request<{ nameOrId: string }>, res) => {
+        const def = jobs.definition(req.params.nameOrId);
+        const body = parseOrThrow(EnqueueBody, req.body ?? {});
+        const { job, duplicate } = await jobs.performLater(def, body.payload, {
+          priority: body.priority,
+          delaySeconds: body.delaySeconds,
+          requestId: req.id,
+          traceparent: req.traceparent,
+        });
+        req.log.info({ jobId: job.id, jobName: job.name, route: job.route, duplicate }, duplicate ? 'duplicate of a live unique job' : 'job enqueued');
+        res
+          .status(duplicate ? 200 : 202)
+          .location(`${mountOf(res)}/api/jobs/${job.id}`)
+          .json({ id: job.id, name: job.name, route: job.route, state: job.state, ...(duplicate ? { duplicate: true } : {}) });
+      })
+      .get(async (req: Request<{ nameOrId: string }>, res) => {
+        const id = parseOrThrow(JobId, req.params.nameOrId, ['id']);
+        const job = await jobs.getJob(id);
+        if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
+        res.json(job);
+      })
+      .all(methodNotAllowed(['GET', 'POST']));
+
+  });
+
+  return { internal, admin: adminRouter, api, all: express.Router().use(internal, adminRouter, api) };
 }

@@ -1,4 +1,5 @@
 // Standard Webhooks v1 (symmetric), as DESIGN.md §2 specifies it: every request between the apps
+import { ConfigError } from '../support/config.ts';
 // except GET /healthz carries webhook-id, webhook-timestamp and webhook-signature.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -44,6 +45,15 @@ export function parseSecrets(value: string): SigningKey[] {
     if (key.length < 24) throw new Error(`secret ${i + 1} must hold at least 24 bytes of base64`);
     return key;
   });
+}
+
+/** The shared secret(s) as signing keys, or a ConfigError naming the option. */
+export function signingKeys(secret: string, option: string): SigningKey[] {
+  try {
+    return parseSecrets(secret);
+  } catch (err) {
+    throw new ConfigError([`${option}: ${(err as Error).message}`]);
+  }
 }
 
 export function sign(key: SigningKey, id: string, timestamp: number, body: string | Buffer): string {

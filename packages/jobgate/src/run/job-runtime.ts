@@ -505,41 +505,49 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     return promise;
   }
 
+  let prepared: Promise<void> | undefined;
+  /** Makes every queue this side writes to (once): enough to enqueue, which a web-only process does. */
+  function prepare(): Promise<void> {
+    return (prepared ??= (async () => {
+      const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
+      if (unplaced.length > 0) {
+        throw new ConfigError([`jobModules: isolation 'thread' or 'process' needs a job defined in a module listed in jobModules (JOBGATE_JOB_MODULES), which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`]);
+      }
+      await ensureQueue(SystemQueue.deadLetter);
+      if (ranOn === 'main') {
+        // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
+        await ensureQueue(SystemQueue.outbox, {
+          ...OUTBOX_QUEUE_OPTIONS,
+          heartbeatSeconds: timings.heartbeatSeconds,
+          ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}),
+        });
+        await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
+      }
+      for (const def of catalogue.values()) if (runsHere(def)) await ensureQueue(def.name, queueOptions(def));
+      if (ranOn === 'main') await ensureQueue(SystemQueue.onMain, { notify: true });
+    })());
+  }
+
   /**
-   * Makes every queue this side writes to, then (unless `workers: false`, a web-only process)
-   * runs the handlers, the on-main queue, the dead-letter watcher and cron.
+   * Runs the handlers of this side's jobs, the on-main queue, the dead-letter watcher and cron
+   * (after prepare()). `queues`: only these jobs' handlers, and then no on-main queue, dead-letter
+   * watcher or cron (`jobgate work --queues`).
    */
-  async function start(startOptions: { workers?: boolean; queues?: string[] } = {}): Promise<void> {
+  async function start(startOptions: { queues?: string[] } = {}): Promise<void> {
     if (started) return;
-    started = true;
-    const workers = startOptions.workers ?? true;
     /** Only these jobs' handlers (and then no on-main queue, dead-letter watcher or cron): `jobgate work --queues`. */
     const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
-    /** Whether this process runs `queue`'s handlers: it has workers, and JOBGATE_QUEUES (if any) names it. */
-    const runsQueue = (queue: string) => workers && (!only || only.has(queue));
+    /** Whether this process runs `queue`'s handlers: JOBGATE_QUEUES (if any) names it. */
+    const runsQueue = (queue: string) => !only || only.has(queue);
     const strangers = [...(only ?? [])].filter((name) => !(name === SystemQueue.onMain && ranOn === 'main') && (!catalogue.get(name) || !runsHere(catalogue.get(name)!)));
-    if (strangers.length > 0) throw new ConfigError([`JOBGATE_QUEUES: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this ${ranOn} runs`]);
-    const unplaced = [...catalogue.values()].filter((d) => runsHere(d) && d.isolation !== 'none' && !options.moduleOf?.(d.name));
-    if (unplaced.length > 0) {
-      throw new Error(`isolation 'thread' or 'process' needs a job defined in a module of JOBGATE_JOB_MODULES, which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`);
-    }
-    await ensureQueue(SystemQueue.deadLetter);
-    if (ranOn === 'main') {
-      // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
-      await ensureQueue(SystemQueue.outbox, {
-        ...OUTBOX_QUEUE_OPTIONS,
-        heartbeatSeconds: timings.heartbeatSeconds,
-        ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}),
-      });
-      await ensureQueue(SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
-    }
+    if (strangers.length > 0) throw new ConfigError([`queues: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this ${ranOn} runs`]);
+    await prepare();
+    started = true;
     // One job per fetch, fetched back to back while there are jobs (workWhileFull), else woken by
     // NOTIFY or the poll.
     const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
     for (const def of catalogue.values()) {
-      if (!runsHere(def)) continue;
-      await ensureQueue(def.name, queueOptions(def));
-      if (!runsQueue(def.name)) continue;
+      if (!runsHere(def) || !runsQueue(def.name)) continue;
       const startWorker = () =>
         workWhileFull(
           boss,
@@ -555,11 +563,6 @@ export function createJobRuntime(options: JobRuntimeOptions) {
       await startWorker();
     }
 
-    if (ranOn === 'main') await ensureQueue(SystemQueue.onMain, { notify: true });
-    if (!workers) {
-      logger.info({ ranOn }, 'job runtime started without workers (web role): jobs are enqueued here and run elsewhere');
-      return;
-    }
     if (ranOn === 'main' && runsQueue(SystemQueue.onMain)) {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
       await workWhileFull(
@@ -673,6 +676,7 @@ export function createJobRuntime(options: JobRuntimeOptions) {
     accept,
     takeOverUndelivered,
     runsHere,
+    prepare,
     start,
     pause,
     resume,

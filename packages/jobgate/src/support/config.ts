@@ -101,3 +101,21 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
 }
 
 export type ServiceConfig = z.output<z.ZodObject<ReturnType<typeof serviceEnvShape>>>;
+
+/** The queue timings from the environment (QueueTimings). */
+export function timingsOf(config: ServiceConfig): { pollIntervalSeconds: number; superviseIntervalSeconds: number; cronIntervalSeconds: number; heartbeatSeconds: number; claimSeconds?: number } {
+  return {
+    pollIntervalSeconds: config.JOBGATE_POLL_INTERVAL_SECONDS,
+    superviseIntervalSeconds: config.JOBGATE_SUPERVISE_INTERVAL_SECONDS,
+    cronIntervalSeconds: config.JOBGATE_CRON_INTERVAL_SECONDS,
+    heartbeatSeconds: config.JOBGATE_HEARTBEAT_SECONDS,
+    ...(config.JOBGATE_CLAIM_SECONDS ? { claimSeconds: config.JOBGATE_CLAIM_SECONDS } : {}),
+  };
+}
+
+/** Checks a factory's options once, at the door, with messages that name the option (ConfigError). */
+export function parseOptions<S extends z.ZodType>(schema: S, options: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(options);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${what}.${i.path.join('.') || '(options)'}: ${i.message}`));
+  return parsed.data;
+}

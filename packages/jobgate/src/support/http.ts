@@ -43,6 +43,9 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 export function requestContext(logger: Logger): RequestHandler {
   return (req, res, next) => {
+    // once per request: the host app (or the reference app) may have set it up already
+    if (res.locals.jobgateContext) return next();
+    res.locals.jobgateContext = true;
     const given = req.get('x-request-id');
     req.id = given && REQUEST_ID.test(given) ? given : randomUUID();
     req.traceparent = newTraceparent(parseTraceparent(req.get('traceparent'))?.traceId);
@@ -194,3 +197,6 @@ export function problemErrorHandler(): ErrorRequestHandler {
     sendProblem(req, res, { status: 500, code: ErrorCode.internal });
   };
 }
+
+/** Where jobgate's router is mounted (`''` at the root): every link, redirect and cookie path starts with it. */
+export const mountOf = (res: Response): string => (res.locals.jobgateMount as string | undefined) ?? '';

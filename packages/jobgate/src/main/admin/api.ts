@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, methodNotAllowed } from '../../support/index.ts';
+import { ErrorCode, JobgateError, methodNotAllowed, mountOf, rejectUnstorable, requireJson } from '../../support/index.ts';
 import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
 import type { JobRuntime } from '../../run/job-runtime.ts';
@@ -36,11 +36,15 @@ const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });
+const BODY_LIMIT_BYTES = 2 ** 20;
+
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
 export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
   const { jobs, ledger, override, store, pool } = deps;
   const router = express.Router();
   router.use(...deps.auth.adminApi);
+  // who is asking comes before any body is read
+  router.use(requireJson(), express.json({ limit: BODY_LIMIT_BYTES, strict: true }), rejectUnstorable('body'));
   const actor = (req: Request) => req.admin!.actor;
 
   const actions = createJobActions({ jobs, ledger, pool, store });
@@ -134,7 +138,7 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
     .route('/jobs/:id/retry')
     .post(async (req: Request<{ id: string }>, res) => {
       const again = await retry(req, await jobOr404(req.params.id));
-      res.status(202).location(`/api/jobs/${again.id}`).json(again);
+      res.status(202).location(`${mountOf(res)}/api/jobs/${again.id}`).json(again);
     })
     .all(methodNotAllowed(['POST']));
 
@@ -156,7 +160,7 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
       const { job, duplicate } = await jobs.performLater(def, body.payload, { priority: body.priority, delaySeconds: body.delaySeconds, requestId: req.id, traceparent: req.traceparent, runOnMain: body.runOnMain });
       await store.audit({ actor: actor(req), action: 'job.run', target: job.id, detail: { name: def.name, runOnMain: body.runOnMain, duplicate } });
       req.log.info({ jobId: job.id, jobName: job.name, route: job.route, routeReason: job.routeReason, duplicate }, 'job run from the admin API');
-      res.status(duplicate ? 200 : 202).location(`/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });
+      res.status(duplicate ? 200 : 202).location(`${mountOf(res)}/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });
     })
     .all(methodNotAllowed(['POST']));
 

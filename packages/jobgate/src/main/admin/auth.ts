@@ -1,7 +1,7 @@
 import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { NextFunction, Request, Response } from 'express';
-import { ErrorCode, JobgateError } from '../../support/index.ts';
+import { ErrorCode, JobgateError, mountOf } from '../../support/index.ts';
 import type { AdminStore } from '../../store/index.ts';
 
 export const ADMIN_USER = 'admin';
@@ -9,8 +9,8 @@ export const SESSION_COOKIE = 'jobgate_admin';
 
 declare module 'express-serve-static-core' {
   interface Request {
-    /** Set once the request is an admin's: by dashboard session (with its CSRF token) or HTTP Basic. */
-    admin?: { via: 'session' | 'basic' | 'token'; actor: string; csrfToken?: string; sessionId?: string };
+    /** Set once the request is an admin's: by dashboard session (with its CSRF token), HTTP Basic, an API token or the host app's authorize(). */
+    admin?: { via: 'session' | 'basic' | 'token' | 'host'; actor: string; csrfToken?: string; sessionId?: string };
   }
 }
 
@@ -47,7 +47,17 @@ function cookie(req: Request, name: string): string | undefined {
  * PostgreSQL, per client address and in all: beyond `maxFailures` from one address, or
  * `maxFailuresInAll` from everyone, in `windowMs`, 429 until the window passes.
  */
-export function createAdminAuth(deps: { password?: string; apiTokens?: readonly string[]; store: AdminStore; sessionTtlSeconds?: number; maxFailures?: number; maxFailuresInAll?: number; windowMs?: number }) {
+export function createAdminAuth(deps: {
+  password?: string;
+  /** The host app's own check instead of a password: true (or the actor's name, for the audit) lets the request in. */
+  authorize?: AuthorizeAdmin;
+  apiTokens?: readonly string[];
+  store: AdminStore;
+  sessionTtlSeconds?: number;
+  maxFailures?: number;
+  maxFailuresInAll?: number;
+  windowMs?: number;
+}) {
   const ttl = deps.sessionTtlSeconds ?? 8 * 3_600;
   const maxFailures = deps.maxFailures ?? 5;
   const maxFailuresInAll = deps.maxFailuresInAll ?? 100;
@@ -59,6 +69,10 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
   const passwordHash = () =>
     (passwordHashP ??= deps.store.sessionSalt().then((salt) => scryptAsync(deps.password ?? '', salt, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 2 ** 20 }).then((key) => (key as Buffer).toString('hex'))));
   const tokens = (deps.apiTokens ?? []).map(digest);
+  // Under the host app's auth there is no jobgate session: the pages carry one CSRF token per
+  // install (the same in every process), which a cross-site request cannot read or send.
+  let hostCsrfP: Promise<string> | undefined;
+  const hostCsrf = () => (hostCsrfP ??= deps.store.sessionSalt().then((salt) => createHash('sha256').update(`${salt}:csrf`).digest('base64url')));
 
   async function throttle(req: Request, res: Response): Promise<void> {
     const { mine, all, retryAfterSeconds } = await deps.store.authFailures(req.ip ?? '', windowSeconds);
@@ -71,7 +85,7 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
     await deps.store.recordAuthFailure(req.ip ?? '');
   }
   function enabled(): string {
-    if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, 'The admin surface is off: set ADMIN_PASSWORD.');
+    if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, deps.authorize ? 'The admin uses the host app\'s own sign-in.' : 'The admin surface is off: set ADMIN_PASSWORD.');
     return deps.password;
   }
   /** Whether `given` is one of the API tokens: every token compared, in constant time. */
@@ -85,6 +99,12 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
   /** Sets req.admin from a session cookie or Basic credentials; `onMissing` decides what no credentials mean. */
   function authenticate(onMissing: (req: Request, res: Response) => void) {
     return async (req: Request, res: Response, next: NextFunction) => {
+      if (deps.authorize) {
+        const verdict = await deps.authorize(req);
+        if (!verdict) throw new JobgateError(ErrorCode.forbidden, "The host app's authorize() refused this request.");
+        req.admin = { via: 'host', actor: typeof verdict === 'string' ? verdict : `host app user (${req.ip})`, csrfToken: await hostCsrf() };
+        return next();
+      }
       const password = enabled();
       const sessionId = cookie(req, SESSION_COOKIE);
       if (sessionId) {
@@ -122,7 +142,7 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
     if ((site && site !== 'same-origin' && site !== 'none') || (origin !== undefined && hostOf(origin) !== req.host)) {
       throw new JobgateError(ErrorCode.forbidden, 'Cross-site requests may not change state.');
     }
-    if (req.admin?.via === 'session') {
+    if (req.admin?.via === 'session' || req.admin?.via === 'host') {
       const given = req.headers['x-csrf-token'];
       if (typeof given !== 'string' || !sameSecret(given, req.admin.csrfToken!)) {
         throw new JobgateError(ErrorCode.forbidden, 'The CSRF token is missing or wrong.');
@@ -162,7 +182,7 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
         res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
         throw new JobgateError(ErrorCode.unauthorized, 'The API token is wrong.');
       }
-      if (deps.password && (header.startsWith('Basic ') || cookie(req, SESSION_COOKIE))) {
+      if (deps.authorize || (deps.password && (header.startsWith('Basic ') || cookie(req, SESSION_COOKIE)))) {
         // a browser sends cached Basic credentials (or the cookie) cross-site too: the same guard as the admin API
         return authenticate(() => {
           res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
@@ -181,7 +201,9 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
       throw new JobgateError(ErrorCode.unauthorized, tokens.length ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
     },
     /** For the HTML pages: no credentials → the login form. */
-    page: authenticate((req, res) => res.redirect(303, `/admin/login?next=${encodeURIComponent(req.originalUrl)}`)),
+    page: authenticate((req, res) => res.redirect(303, `${mountOf(res)}/admin/login?next=${encodeURIComponent(req.originalUrl)}`)),
+    /** Whether jobgate's own login form is in use (not under the host app's authorize()). */
+    ownLogin: !deps.authorize,
     /** POST /admin/login (form): a new session, or 401 / 429. */
     async login(req: Request, res: Response): Promise<boolean> {
       const password = enabled();
@@ -193,15 +215,22 @@ export function createAdminAuth(deps: { password?: string; apiTokens?: readonly 
         return false;
       }
       const session = await deps.store.createSession(ttl, await passwordHash());
-      res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${session.id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=${ttl}${req.secure ? '; Secure' : ''}`);
+      res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${session.id}; Path=${mountOf(res)}/admin; HttpOnly; SameSite=Strict; Max-Age=${ttl}${req.secure ? '; Secure' : ''}`);
       return true;
     },
     async logout(req: Request, res: Response): Promise<void> {
       guardChange(req);
       if (req.admin?.sessionId) await deps.store.deleteSession(req.admin.sessionId);
-      res.setHeader('Set-Cookie', `${SESSION_COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0`);
+      res.setHeader('Set-Cookie', `${SESSION_COOKIE}=; Path=${mountOf(res)}/admin; HttpOnly; SameSite=Strict; Max-Age=0`);
     },
   };
 }
 
 export type AdminAuth = ReturnType<typeof createAdminAuth>;
+
+/**
+ * The host app's check for the admin pages, the admin API and /api/*: true, or the actor's name
+ * (it goes into the audit log), lets the request in; false answers 403. It runs after the host
+ * app's own middleware, so `req.user` (or whatever that sets) is there.
+ */
+export type AuthorizeAdmin = (req: Request) => boolean | string | Promise<boolean | string>;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import express, { type Request, type Response } from 'express';
-import { ErrorCode, JobgateError, methodNotAllowed } from '../../support/index.ts';
+import { ErrorCode, JobgateError, methodNotAllowed, mountOf } from '../../support/index.ts';
 import type { AdminAuth } from './auth.ts';
 import type { AdminReads } from './reads.ts';
 import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './assets/views.js';
@@ -13,7 +13,7 @@ export function adminHeaders(_req: Request, res: Response, next: () => void): vo
   res.setHeader('X-Frame-Options', 'DENY');
   res.setHeader(
     'Content-Security-Policy',
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'; object-src 'none'",
   );
   next();
 }
@@ -32,17 +32,21 @@ function el(v: View, tag: string, id: string, attrs = ''): string {
 }
 const hidden = (v: View, id: string) => (v.hidden[id] ? ' hidden' : '');
 
-function layout(title: string, page: string, body: string, req: Request, options: { attrs?: Record<string, string>; flash?: string } = {}): string {
+/** The admin's root path under the host app's mount point: every page's <base>, so its links are relative. */
+const adminRoot = (res: Response) => `${mountOf(res)}/admin`;
+
+function layout(title: string, page: string, body: string, req: Request, res: Response, options: { attrs?: Record<string, string>; flash?: string } = {}): string {
   const data = Object.entries({ page, ...options.attrs }).map(([k, v]) => ` data-${k}="${esc(v)}"`).join('');
   const nav = [['fetcher_service', 'Fetcher'], ['jobs', 'Jobs'], ['cron', 'Cron']]
-    .map(([p, label]) => `<a href="/admin/${p}"${p === page || (page === 'job' && p === 'jobs') ? ' aria-current="page"' : ''}>${label}</a>`)
+    .map(([p, label]) => `<a href="${p}"${p === page || (page === 'job' && p === 'jobs') ? ' aria-current="page"' : ''}>${label}</a>`)
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<base href="${esc(adminRoot(res))}/">
 <meta name="csrf-token" content="${esc(req.admin?.csrfToken ?? '')}">
-<title>${esc(title)} · jobgate</title><link rel="stylesheet" href="/admin/assets/admin.css"><script type="module" src="/admin/assets/admin.js"></script></head>
+<title>${esc(title)} · jobgate</title><link rel="stylesheet" href="assets/admin.css"><script type="module" src="assets/admin.js"></script></head>
 <body${data}>
-<header><strong class="brand">jobgate</strong><nav>${nav}</nav><button type="button" id="logout" class="link">Log out</button></header>
+<header><strong class="brand">jobgate</strong><nav>${nav}</nav>${req.admin?.via === 'session' ? '<button type="button" id="logout" class="link">Log out</button>' : ''}</header>
 <main><div id="flash" role="status" aria-live="polite"${options.flash ? ' class="error"' : ''}>${esc(options.flash ?? '')}</div>${body}</main>
 </body></html>`;
 }
@@ -83,7 +87,7 @@ const option = (value: string, label: string, chosen: string | undefined) => `<o
 
 const jobsPage = (v: View, filter: Record<string, string>, catalogue: string) => `
 <h1>Jobs</h1>
-<form id="filters" method="get" action="/admin/jobs" class="filters">
+<form id="filters" method="get" action="jobs" class="filters">
   <label>State <select name="state">${option('', 'any', filter.state ?? '')}${STATES.map((s) => option(s, s, filter.state)).join('')}</select></label>
   <label>Name <input name="name" placeholder="demo.heavy" value="${esc(filter.name ?? '')}"></label>
   <label>Route <select name="route">${option('', 'any', filter.route ?? '')}${option('main', 'main', filter.route)}${option('fetcher', 'fetcher', filter.route)}</select></label>
@@ -102,7 +106,7 @@ const jobsPage = (v: View, filter: Record<string, string>, catalogue: string) =>
 </form></section>`;
 
 const jobPage = (v: View) => `
-<p><a href="/admin/jobs">← Jobs</a></p>
+<p><a href="jobs">← Jobs</a></p>
 ${el(v, 'h1', 'job-title')}
 <div class="grid">
 <section class="card"><h2>State</h2>
@@ -120,16 +124,19 @@ const cronPage = (v: View) => `
 <h1>Scheduled jobs</h1>
 <div class="scroll"><table id="cron"><thead><tr><th>job</th><th>schedule</th><th>next run</th><th>last run</th><th></th></tr></thead>${el(v, 'tbody', 'cron-body')}</table></div>`;
 
-const LOGIN = (error: string | null, next: string) => `<!doctype html>
+const LOGIN = (root: string, error: string | null, next: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · jobgate</title><link rel="stylesheet" href="/admin/assets/admin.css"></head>
+<base href="${esc(root)}/">
+<title>Log in · jobgate</title><link rel="stylesheet" href="assets/admin.css"></head>
 <body data-page="login"><main class="login"><h1>jobgate admin</h1>
 ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
-<form method="post" action="/admin/login"><input type="hidden" name="next" value="${esc(next)}">
+<form method="post" action="login"><input type="hidden" name="next" value="${esc(next)}">
 <label>Password <input type="password" name="password" autocomplete="current-password" required autofocus></label>
 <button type="submit">Log in</button></form></main></body></html>`;
 
-const safeNext = (next: unknown) => (typeof next === 'string' && /^\/admin\/[A-Za-z0-9_\-/?=&%.]*$/.test(next) ? next : '/admin/fetcher_service');
+/** Where to go after the login: a page of this admin (under its root), nothing else. */
+const safeNext = (root: string, next: unknown) =>
+  typeof next === 'string' && next.startsWith(`${root}/`) && /^[A-Za-z0-9_\-/?=&%.]*$/.test(next.slice(root.length + 1)) && !next.includes('//') ? next : `${root}/fetcher_service`;
 
 /** The filter fields the jobs page keeps in its links (raw strings; the reads check them). */
 const filterOf = (query: Request['query']) =>
@@ -147,61 +154,63 @@ export function adminPages(auth: AdminAuth, reads: AdminReads): express.Router {
     const file = ASSETS[req.params.file]!;
     res.type(file.type).send(file.body);
   });
-  router.get('/login', (req, res) => {
-    res.type('html').send(LOGIN(null, safeNext(req.query.next)));
+  // under the host app's own sign-in (authorize), there is no login of jobgate's
+  const ownLogin = (_req: Request, _res: Response, next: (err?: unknown) => void) => (auth.ownLogin ? next() : next('router'));
+  router.get('/login', ownLogin, (req, res) => {
+    res.type('html').send(LOGIN(adminRoot(res), null, safeNext(adminRoot(res), req.query.next)));
   });
-  router.post('/login', express.urlencoded({ extended: false, limit: '4kb' }), async (req: Request, res: Response) => {
+  router.post('/login', ownLogin, express.urlencoded({ extended: false, limit: '4kb' }), async (req: Request, res: Response) => {
     try {
       if (await auth.login(req, res)) {
         req.log.info('admin logged in');
-        return res.redirect(303, safeNext(req.body?.next));
+        return res.redirect(303, safeNext(adminRoot(res), req.body?.next));
       }
       req.log.warn('admin login failed');
-      res.status(401).type('html').send(LOGIN('Wrong password.', safeNext(req.body?.next)));
+      res.status(401).type('html').send(LOGIN(adminRoot(res), 'Wrong password.', safeNext(adminRoot(res), req.body?.next)));
     } catch (err) {
       const status = (err as { code?: string }).code === 'JG_TOO_MANY_REQUESTS' ? 429 : (err as { code?: string }).code === 'JG_FORBIDDEN' ? 403 : 0;
       if (!status) throw err;
-      res.status(status).type('html').send(LOGIN(status === 429 ? 'Too many wrong passwords; wait a minute.' : 'Log in from the dashboard itself.', '/admin/fetcher_service'));
+      res.status(status).type('html').send(LOGIN(adminRoot(res), status === 429 ? 'Too many wrong passwords; wait a minute.' : 'Log in from the dashboard itself.', `${adminRoot(res)}/fetcher_service`));
     }
   });
-  router.all('/login', methodNotAllowed(['GET', 'POST']));
-  router.post('/logout', auth.page, async (req, res) => {
+  router.all('/login', ownLogin, methodNotAllowed(['GET', 'POST']));
+  router.post('/logout', ownLogin, auth.page, async (req, res) => {
     await auth.logout(req, res);
     res.status(204).end();
   });
-  router.all('/logout', methodNotAllowed(['POST']));
-  router.get('/', (_req, res) => res.redirect(303, '/admin/fetcher_service'));
+  router.all('/logout', ownLogin, methodNotAllowed(['POST']));
+  router.get('/', (_req, res) => res.redirect(303, `${adminRoot(res)}/fetcher_service`));
 
   const html = (res: Response, body: string, status = 200) => res.status(status).type('html').send(body);
   router.get('/fetcher_service', auth.page, async (req, res) => {
     const [status, { audit }] = await Promise.all([reads.fetcherService(), reads.override()]);
-    html(res, layout('Fetcher service', 'fetcher_service', fetcherPage(fetcherView(status, audit)), req));
+    html(res, layout('Fetcher service', 'fetcher_service', fetcherPage(fetcherView(status, audit)), req, res));
   });
   router.get('/jobs', auth.page, async (req, res) => {
     const filter = filterOf(req.query);
     const catalogue = catalogueOptions(reads.catalogue().jobs);
     try {
       const page = await reads.listJobs(req.query);
-      html(res, layout('Jobs', 'jobs', jobsPage(jobsView(page, filter), filter, catalogue), req));
+      html(res, layout('Jobs', 'jobs', jobsPage(jobsView(page, filter), filter, catalogue), req, res));
     } catch (err) {
       if (!(err instanceof JobgateError) || err.code !== ErrorCode.requestInvalid) throw err;
       // a hand-edited address: show the page with what is wrong, not a JSON problem
       const why = (err.errors ?? []).map((e) => `${e.path}: ${e.message}`).join('; ');
-      html(res, layout('Jobs', 'jobs', jobsPage(jobsView({ jobs: [], nextCursor: null }, filter), filter, catalogue), req, { flash: `The filter is invalid: ${why}` }), 422);
+      html(res, layout('Jobs', 'jobs', jobsPage(jobsView({ jobs: [], nextCursor: null }, filter), filter, catalogue), req, res, { flash: `The filter is invalid: ${why}` }), 422);
     }
   });
   router.get('/jobs/:id', auth.page, async (req: Request<{ id: string }>, res) => {
     try {
       const job = await reads.job(req.params.id);
-      html(res, layout(`Job ${job.name}`, 'job', jobPage(jobView(job)), req, { attrs: { 'job-id': job.id } }));
+      html(res, layout(`Job ${job.name}`, 'job', jobPage(jobView(job)), req, res, { attrs: { 'job-id': job.id } }));
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code !== ErrorCode.jobNotFound && code !== ErrorCode.requestInvalid) throw err;
-      html(res, layout('Job', 'missing', `<p><a href="/admin/jobs">← Jobs</a></p><h1>No such job</h1><p>No job has id <code>${esc(req.params.id)}</code>.</p>`, req), 404);
+      html(res, layout('Job', 'missing', `<p><a href="jobs">← Jobs</a></p><h1>No such job</h1><p>No job has id <code>${esc(req.params.id)}</code>.</p>`, req, res), 404);
     }
   });
   router.get('/cron', auth.page, async (req, res) => {
-    html(res, layout('Cron', 'cron', cronPage(cronView((await reads.cron()).schedules)), req));
+    html(res, layout('Cron', 'cron', cronPage(cronView((await reads.cron()).schedules)), req, res));
   });
   return router;
 }

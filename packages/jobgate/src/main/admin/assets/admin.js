@@ -8,13 +8,13 @@ const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 2000;
 
 async function api(method, path, body) {
-  const res = await fetch(`/admin/api${path}`, {
+  const res = await fetch(`api${path}`, {
     method,
     headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), 'x-csrf-token': csrf },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
   if (res.status === 401) {
-    location.href = `/admin/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+    location.href = `login?next=${encodeURIComponent(location.pathname + location.search)}`;
     throw new Error('logged out');
   }
   const json = res.status === 204 ? null : await res.json();
@@ -182,7 +182,7 @@ function jobsPage() {
     try {
       const job = await api('POST', `/jobs/${encodeURIComponent($('#run-name').value)}/run`, { payload, runOnMain: $('#run-on-main').checked });
       flash(`Enqueued ${job.name} (${job.route}${job.routeReason !== 'definition' ? `, ${job.routeReason}` : ''}).`);
-      location.href = `/admin/jobs/${job.id}`;
+      location.href = `jobs/${job.id}`;
     } catch (err) {
       flash(err.message, true);
     }
@@ -199,7 +199,7 @@ function jobPage() {
   }
   action($('#job-retry'), async () => {
     const again = await api('POST', `/jobs/${id}/retry`);
-    location.href = `/admin/jobs/${again.id}`;
+    location.href = `jobs/${again.id}`;
   });
   action($('#job-cancel'), async () => {
     await api('POST', `/jobs/${id}/cancel`);
@@ -231,8 +231,8 @@ function cronPage() {
 // a module script runs once the document is parsed
 {
   $('#logout')?.addEventListener('click', async () => {
-    await fetch('/admin/logout', { method: 'POST', headers: { 'x-csrf-token': csrf } });
-    location.href = '/admin/login';
+    await fetch('logout', { method: 'POST', headers: { 'x-csrf-token': csrf } });
+    location.href = 'login';
   });
   ({ fetcher_service: fetcherPage, jobs: jobsPage, job: jobPage, cron: cronPage })[document.body.dataset.page]?.();
 }

@@ -97,7 +97,7 @@ export function fetcherView(s, audit) {
 // ---------------------------------------------------------------- jobs
 
 /** The link to the next page of the jobs list, keeping the filter. */
-export const nextPageHref = (filter, cursor) => `/admin/jobs?${new URLSearchParams({ ...filter, cursor })}`;
+export const nextPageHref = (filter, cursor) => `jobs?${new URLSearchParams({ ...filter, cursor })}`;
 
 /**
  * The jobs list from GET /admin/api/jobs and the filter it was asked with.
@@ -106,7 +106,7 @@ export const nextPageHref = (filter, cursor) => `/admin/jobs?${new URLSearchPara
 export function jobsView(page, filter) {
   const rows = page.jobs.map((j) =>
     `<tr data-job-id="${esc(j.id)}">` +
-    `<td><a href="/admin/jobs/${esc(j.id)}">${esc(j.name)}</a><div class="muted">${esc(j.id.slice(0, 8))}</div></td>` +
+    `<td><a href="jobs/${esc(j.id)}">${esc(j.name)}</a><div class="muted">${esc(j.id.slice(0, 8))}</div></td>` +
     `<td>${badge(j.state)}${j.error && j.state !== 'completed' ? `<div class="muted">${esc(errorText(j.error))}</div>` : ''}</td>` +
     `<td>${esc(j.route)}${j.routeReason !== 'definition' ? `<div class="muted">${esc(j.routeReason)}</div>` : ''}</td>` +
     `<td>${esc(j.progress)} %</td><td>${esc(j.attempts)}/${esc(j.maxAttempts)}</td><td>${time(j.createdAt)}</td>` +
@@ -169,7 +169,7 @@ export function cronView(schedules) {
           esc(c.name),
           `<code>${esc(c.schedule)}</code><div class="muted">${esc(c.timeZone)}</div>`,
           time(c.nextRunAt),
-          c.last ? `${badge(c.last.state)} <a href="/admin/jobs/${esc(c.last.id)}">${time(c.last.createdAt)}</a>` : 'never',
+          c.last ? `${badge(c.last.state)} <a href="jobs/${esc(c.last.id)}">${time(c.last.createdAt)}</a>` : 'never',
           `<button type="button" data-action="run-now" data-job-name="${esc(c.name)}" data-payload="${esc(JSON.stringify(c.payload ?? {}))}">Run now</button>`,
         )).join('')
         : emptyRow(5, 'no job has a cron schedule'),

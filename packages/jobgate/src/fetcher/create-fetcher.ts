@@ -1,0 +1,244 @@
+// The fetcher, composed: the job service for runsOnFetcher jobs, the claims at main, the job
+// events back to main, the memory guard, the pruner, and the router main's forwards arrive at.
+// Options in, an object you can stop out; nothing here reads process.env.
+import { readFileSync } from 'node:fs';
+import { constrainedMemory } from 'node:process';
+import type { Router } from 'express';
+import type pg from 'pg';
+import { z } from 'zod';
+import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
+import { signingKeys } from '../protocol/index.ts';
+import { createMainClient } from '../client/index.ts';
+import { createReplayStore, DEFAULT_TIMINGS, type QueueTimings } from '../store/index.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import { startJobService } from '../run/service.ts';
+import { createJobMetrics, fetcherMemoryGauge, queueSizes } from '../run/metrics.ts';
+import { isolatedChildPids } from '../run/isolation/run-isolated.ts';
+import type { RemoteClaims } from '../run/job-runtime.ts';
+import { startEventDispatcher } from '../report/event-dispatcher.ts';
+import { startPruner } from '../maintain/pruner.ts';
+import { createMemoryGuard, rssOfPid, type MemorySnapshot } from './memory-guard.ts';
+import { createFetcherRouter } from './router.ts';
+
+export interface FetcherServiceOptions {
+  /** PostgreSQL for the fetcher's tables and pg-boss (which opens its own pool from it). */
+  databaseUrl: string;
+  /** A pool of yours for the fetcher's tables; jobgate never ends it. Default: its own pool from databaseUrl. */
+  pool?: pg.Pool;
+  /** Schema of the fetcher's tables (default `jobgate_fetcher`) and of pg-boss's (default `pgboss_fetcher`). */
+  schema?: string;
+  bossSchema?: string;
+  poolMax?: number;
+  queuePoolMax?: number;
+  /** The jobs main routes here (`runsOnFetcher`); the others may be listed too and are ignored. */
+  jobs?: readonly JobDefinition[];
+  /** Modules (paths or file: URLs) whose exported jobs join `jobs`; a job with isolation 'thread' or 'process' must come from one. */
+  jobModules?: readonly string[];
+  /**
+   * main: `url` where its router is mounted (e.g. `https://app.example.com/jobgate`), `secret` the
+   * shared secret(s). Without `url`, no job event reaches main and no attempt is claimed there
+   * (then main must never use its emergency override with this fetcher).
+   */
+  main: { url?: string; secret: string; eventsRetryMaxMs?: number };
+  /** The memory budget (default: the container's limit, else 512 MB) and the shares of it that pause intake and recycle. */
+  memory?: { limitMb?: number; softRatio?: number; hardRatio?: number };
+  /**
+   * Over the hard memory limit: default, stop() with running jobs aborted (they are retried). A
+   * service that a platform restarts should exit non-zero here instead (the reference fetcher does).
+   */
+  onMemoryHardLimit?: () => void;
+  /** Finished jobs older than this are pruned (default 14 days), checked every pruneIntervalMs (default an hour). */
+  retentionDays?: number;
+  pruneIntervalMs?: number;
+  logger?: Logger;
+  workerConcurrency?: number;
+  /** On stop(), running jobs get this long before their signal aborts (default 15 000). */
+  shutdownTimeoutMs?: number;
+  timings?: Partial<QueueTimings>;
+  nodeOptions?: string;
+  registry?: Registry;
+}
+
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
+const Options = z.object({
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  schema: identifier.default('jobgate_fetcher'),
+  bossSchema: identifier.default('pgboss_fetcher'),
+  poolMax: z.number().int().min(2).max(100).default(5),
+  queuePoolMax: z.number().int().min(2).max(100).default(5),
+  jobModules: z.array(z.string().min(1)).default([]),
+  main: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), secret: z.string().min(1), eventsRetryMaxMs: z.number().int().min(100).max(600_000).default(30_000) }),
+  memory: z
+    .strictObject({ limitMb: z.number().int().min(64).max(1_048_576).optional(), softRatio: z.number().gt(0).lt(1).default(0.8), hardRatio: z.number().gt(0).lt(1).default(0.95) })
+    .refine((m) => m.softRatio < m.hardRatio, { path: ['softRatio'], message: 'must be below hardRatio' })
+    .default({ softRatio: 0.8, hardRatio: 0.95 }),
+  retentionDays: z.number().int().min(1).max(3650).default(14),
+  pruneIntervalMs: z.number().int().min(100).max(86_400_000).default(3_600_000),
+  workerConcurrency: z.number().int().min(1).max(100).default(4),
+  shutdownTimeoutMs: z.number().int().min(0).max(15_000).default(15_000),
+  timings: z
+    .strictObject({
+      pollIntervalSeconds: z.number().min(0.5),
+      superviseIntervalSeconds: z.number().min(1),
+      cronIntervalSeconds: z.number().min(1),
+      heartbeatSeconds: z.number().min(10),
+      claimSeconds: z.number().int().min(10).max(3_600),
+    })
+    .partial()
+    .default({}),
+});
+
+/** The container's memory limit when the process has a real one (0 or a huge number when not), else 512 MB (a Render free/starter instance). */
+export function memoryBudgetMb(given?: number, constrained = constrainedMemory()): number {
+  if (given) return given;
+  const mb = Math.floor(constrained / 2 ** 20);
+  return mb > 0 && mb < 1_048_576 ? mb : 512;
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface Fetcher {
+  /** The signed /v1/* API main forwards to: mount it where main's `fetcher.url` points. */
+  router: Router;
+  /** Runs the handlers, the job events to main and the pruner. */
+  start(): Promise<void>;
+  /** True once stop() began (a health check should answer 503 then). */
+  readonly draining: boolean;
+  /** The memory guard's view: rss, heap, peak and the budget. */
+  memory(): MemorySnapshot;
+  metrics: Registry;
+  /**
+   * Stops taking jobs (submissions get 503), lets running ones finish (their signal aborts at
+   * shutdownTimeoutMs; at once with `abort`), sends the last job events, closes jobgate's own pools.
+   * `before`: what must end before the pools close (your HTTP server's close).
+   */
+  stop(options?: { before?: Promise<unknown>; abort?: JobgateError }): Promise<void>;
+}
+
+/**
+ * The fetcher: the separate service that runs the heavy (`runsOnFetcher`) jobs main forwards.
+ * @example
+ * const fetcher = await createFetcher({ databaseUrl, jobs: [importOrder], main: { url: 'https://app.example.com/jobgate', secret } });
+ * express().use(fetcher.router).listen(3001);
+ * await fetcher.start();
+ */
+export async function createFetcher(options: FetcherServiceOptions): Promise<Fetcher> {
+  const o = parseOptions(Options, options, 'createFetcher');
+  const logger = options.logger ?? createLogger({ level: 'info', name: 'fetcher' });
+  const registry = options.registry ?? createRegistry('fetcher');
+  const keys = signingKeys(o.main.secret, 'createFetcher.main.secret');
+  const timings: QueueTimings = { ...DEFAULT_TIMINGS, ...o.timings };
+  const limitMb = memoryBudgetMb(o.memory.limitMb);
+
+  const mainClient = o.main.url ? createMainClient({ baseUrl: o.main.url, keys, retries: 0 }) : null;
+  // Each attempt is claimed in main's ledger before it runs, so main (under the emergency override)
+  // and the fetcher never run one job at once. Without main's URL nobody else can run it.
+  const remoteClaims: RemoteClaims | undefined = mainClient
+    ? { claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })) }
+    : undefined;
+  const service = await startJobService(
+    {
+      side: 'fetcher',
+      databaseUrl: o.databaseUrl,
+      ...(options.pool ? { pool: options.pool } : {}),
+      poolMax: o.poolMax,
+      queuePoolMax: o.queuePoolMax,
+      schema: o.schema,
+      bossSchema: o.bossSchema,
+      timings,
+      workerConcurrency: o.workerConcurrency,
+      jobs: options.jobs ?? [],
+      jobModules: o.jobModules,
+      logger,
+      ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
+    },
+    () => ({ ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) }),
+  ).catch(async (err: unknown) => {
+    await mainClient?.close();
+    throw err;
+  });
+  const { pool, ledger, boss, jobs } = service;
+  try {
+    await jobs.prepare();
+    // Job events go back to main; without its URL there is nobody to tell, so none are kept.
+    await ledger.setEmitEvents(Boolean(mainClient));
+  } catch (err) {
+    await service.stop(0);
+    await mainClient?.close();
+    throw err;
+  }
+  if (!mainClient) logger.warn('main.url is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
+
+  const eventsSetAside = new Counter({ name: 'jobgate_events_set_aside_total', help: 'Job events main refused (4xx for the event itself), set aside on the fetcher', registers: [registry] });
+  new Gauge({
+    name: 'jobgate_events_set_aside',
+    help: 'Job events set aside on the fetcher now (main refused them; re-send from the admin fetcher page)',
+    registers: [registry],
+    async collect() {
+      this.set((await ledger.eventsSetAside().catch(() => ({ count: 0 }))).count);
+    },
+  });
+
+  let draining = false;
+  let stopped: Promise<void> | null = null;
+  let events: ReturnType<typeof startEventDispatcher> | null = null;
+  let pruner: ReturnType<typeof startPruner> | null = null;
+  const hardLimit = new JobgateError(ErrorCode.memoryLimit, `fetcher memory passed its hard limit (${limitMb} MB budget); the process is recycled`);
+  const guard = createMemoryGuard({
+    limitMb,
+    softRatio: o.memory.softRatio,
+    hardRatio: o.memory.hardRatio,
+    logger,
+    onPause: () => jobs.pause(),
+    onResume: () => jobs.resume(),
+    running: () => jobs.running,
+    // The process and its isolated children (isolation 'process'): the platform counts them all.
+    sampleRss: () => process.memoryUsage.rss() + isolatedChildPids().reduce((sum, pid) => sum + rssOfPid(pid), 0),
+    onHardLimit: () => (options.onMemoryHardLimit ? options.onMemoryHardLimit() : void fetcher.stop({ abort: hardLimit })),
+  });
+  queueSizes(registry, boss, logger);
+  fetcherMemoryGauge(registry, "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit", () => guard.snapshot());
+  new Gauge({ name: 'jobgate_fetcher_intake_paused', help: '1 while the memory guard takes no new job (over the soft limit)', registers: [registry], collect() { this.set(guard.intake === 'paused' ? 1 : 0); } });
+
+  const router = createFetcherRouter({
+    jobs,
+    ledger,
+    keys,
+    replay: createReplayStore(pool, o.schema),
+    logger,
+    version: VERSION,
+    isDraining: () => draining,
+    health: () => ({ memory: guard.snapshot(), intake: guard.intake }),
+  });
+
+  const fetcher: Fetcher = {
+    router,
+    async start() {
+      if (stopped) throw new JobgateError(ErrorCode.shuttingDown, 'this fetcher was stopped; create another');
+      await jobs.start();
+      events = mainClient ? startEventDispatcher({ ledger, main: mainClient, logger, maxRetryDelayMs: o.main.eventsRetryMaxMs, onSetAside: () => eventsSetAside.inc() }) : null;
+      pruner = startPruner({ ledger, logger, retentionDays: o.retentionDays, intervalMs: o.pruneIntervalMs });
+    },
+    get draining() {
+      return draining;
+    },
+    memory: () => guard.snapshot(),
+    metrics: registry,
+    stop(stopOptions = {}) {
+      stopped ??= (async () => {
+        draining = true;
+        guard.stop();
+        const pruned = pruner?.stop();
+        // Over the memory limit there is no time to let jobs finish: abort them now (they are retried).
+        const stopJobs = stopOptions.abort ? jobs.stop(0, stopOptions.abort) : jobs.stop(o.shutdownTimeoutMs);
+        await Promise.all([stopJobs, stopOptions.before]);
+        await events?.stop();
+        await mainClient?.close();
+        await pruned;
+        if (!options.pool) await pool.end();
+      })();
+      return stopped;
+    },
+  };
+  return fetcher;
+}

@@ -1,0 +1,15 @@
+// jobgate's public API: define jobs, create main (in your web app) and the fetcher (a service of
+// its own). Everything else is internal.
+export { defineJob, isJobDefinition } from './define/define-job.ts';
+export type { CronSchedule, JobContext, JobDefinition, JobDefinitionInput, RetryPolicy } from './define/define-job.ts';
+export { createMain } from './main/create-main.ts';
+export type { AdminOptions, FetcherOptions, Main, MainOptions, MainStartOptions } from './main/create-main.ts';
+export type { AuthorizeAdmin } from './main/admin/auth.ts';
+export { createFetcher } from './fetcher/create-fetcher.ts';
+export type { Fetcher, FetcherServiceOptions } from './fetcher/create-fetcher.ts';
+export type { EnqueueOptions, EnqueueResult } from './run/job-runtime.ts';
+export type { ErrorInfo, Execution, JobRecord, JobState, Queryable, Route, RouteReason } from './store/index.ts';
+export { ConfigError, ErrorCode, JobgateError, PermanentJobError } from './support/index.ts';
+export type { Logger } from './support/index.ts';
+/** Two jobs to try jobgate with (`demo.light` on main, `demo.heavy` on the fetcher); opt in by listing them. */
+export { demoHeavy, demoLight } from './shipped/demo.ts';

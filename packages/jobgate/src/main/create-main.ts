@@ -1,0 +1,327 @@
+// main, composed: the job service, the forwarder to the fetcher, the override, the loops that
+// watch the fetcher, and the routers the host app mounts. Options in, an object you can stop out;
+// nothing here reads process.env.
+import type { Router } from 'express';
+import type pg from 'pg';
+import { z } from 'zod';
+import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
+import { signingKeys } from '../protocol/index.ts';
+import { createFetcherClient } from '../client/index.ts';
+import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore, DEFAULT_TIMINGS, parseCursor, type JobRecord, type ListFilter, type OverrideState, type QueueTimings } from '../store/index.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import { startJobService } from '../run/service.ts';
+import { createJobMetrics } from '../run/metrics.ts';
+import type { EnqueueOptions, EnqueueResult } from '../run/job-runtime.ts';
+import { cleanupJob } from '../maintain/cleanup-job.ts';
+import { startForwarder } from '../forward/forwarder.ts';
+import { createFetcherMonitor, startKeepAwake } from '../forward/keep-awake.ts';
+import { createOverrideControl } from '../forward/override.ts';
+import { startReconciler } from '../report/reconciler.ts';
+import { createAdminAuth, type AuthorizeAdmin } from './admin/auth.ts';
+import { createMainMetrics } from './metrics.ts';
+import { createMainRouters, type MainRouters } from './router.ts';
+
+/** How main reaches the fetcher, and how hard it tries. */
+export interface FetcherOptions {
+  /** The fetcher's base URL, e.g. `https://fetcher.example.com`. */
+  url: string;
+  /** The shared secret (`whsec_<base64>`), or several separated by spaces, newest first (rotation). */
+  secret: string;
+  /** How long a sleeping fetcher gets to wake up (default 90 000). */
+  wakeTimeoutMs?: number;
+  /** How long a request waits for the answer's headers (default 10 000). */
+  headersTimeoutMs?: number;
+  /** While routed jobs are unfinished, ping the fetcher this often so it does not fall asleep (default 300 000). */
+  keepAwakeIntervalMs?: number;
+  /** A routed job the fetcher has said nothing about for this long is asked about (default 300). */
+  reconcileAfterSeconds?: number;
+  /** Jobs per forward request (default 500, at most 500) and such requests in flight (default 2). */
+  forwardBatchSize?: number;
+  forwardInFlight?: number;
+  /** A forward the fetcher did not take is retried with backoff, at most this far apart (default 60). */
+  forwardRetryMaxSeconds?: number;
+}
+
+/** Who may use the admin: jobgate's own password (user `admin`), or the host app's own check. */
+export type AdminOptions = { password: string } | { authorize: AuthorizeAdmin };
+
+export interface MainOptions {
+  /** PostgreSQL for jobgate's tables and pg-boss (which opens its own pool from it). */
+  databaseUrl: string;
+  /** A pool of the host app's for jobgate's tables; jobgate never ends it. Default: its own pool from databaseUrl. */
+  pool?: pg.Pool;
+  /** Schema of jobgate's tables (default `jobgate`) and of pg-boss's (default `pgboss_main`). */
+  schema?: string;
+  bossSchema?: string;
+  /** Connections of jobgate's own pool (default 5) and of pg-boss's (default 5). */
+  poolMax?: number;
+  queuePoolMax?: number;
+  /** The jobs this service knows: main runs those without `runsOnFetcher` and forwards the others. */
+  jobs?: readonly JobDefinition[];
+  /** Modules (paths or file: URLs) whose exported jobs join `jobs`; a job with isolation 'thread' or 'process' must come from one. */
+  jobModules?: readonly string[];
+  /** Where `runsOnFetcher` jobs go. Without it they wait in the outbox. */
+  fetcher?: FetcherOptions;
+  /** The admin pages and /admin/api/*; without it they answer 503. */
+  admin?: AdminOptions;
+  /** Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters. */
+  apiTokens?: readonly string[];
+  /** A pino logger; default: JSON lines on stdout at `info`. */
+  logger?: Logger;
+  /** Handlers of one job name running at once in this process, unless the job sets `concurrency` (default 4). */
+  workerConcurrency?: number;
+  /** Fetcher jobs that run on main at once under the emergency override (default 1: they are the heavy ones). */
+  onMainConcurrency?: number;
+  /** How often main re-reads the override, expires it, and takes over undelivered jobs (default 2000). */
+  overrideCheckMs?: number;
+  /** Switch the emergency override on at start, audited as set by the configuration (or by the `actor` given). */
+  emergencyOverride?: boolean | { reason: string; actor: string };
+  /** The cleanup job never prunes finished jobs younger than this (default 14). */
+  retentionDays?: number;
+  /** On stop(), running jobs get this long before their signal aborts (default 15 000; all of stop stays within 25 s). */
+  shutdownTimeoutMs?: number;
+  /** Queue timings (pg-boss polling, supervision, heartbeat, claim). */
+  timings?: Partial<QueueTimings>;
+  /** The process's NODE_OPTIONS, to refuse a heap flag that would override isolated jobs' own limits. */
+  nodeOptions?: string;
+  /** Where the metrics go; default: a registry of jobgate's own (returned as `metrics`). */
+  registry?: Registry;
+}
+
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+const Options = z.object({
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
+  schema: identifier.default('jobgate'),
+  bossSchema: identifier.default('pgboss_main'),
+  poolMax: z.number().int().min(2).max(100).default(5),
+  queuePoolMax: z.number().int().min(2).max(100).default(5),
+  jobModules: z.array(z.string().min(1)).default([]),
+  fetcher: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/ }),
+      secret: z.string().min(1),
+      wakeTimeoutMs: ms(1_000, 600_000).default(90_000),
+      headersTimeoutMs: ms(500, 300_000).default(10_000),
+      keepAwakeIntervalMs: ms(100, 3_600_000).default(300_000),
+      reconcileAfterSeconds: z.number().int().min(1).max(86_400).default(300),
+      forwardBatchSize: z.number().int().min(1).max(500).default(500),
+      forwardInFlight: z.number().int().min(1).max(16).default(2),
+      forwardRetryMaxSeconds: z.number().int().min(1).max(3_600).default(60),
+    })
+    .optional(),
+  admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
+  apiTokens: z.array(z.string().min(16, 'each token at least 16 characters').max(500)).optional(),
+  workerConcurrency: z.number().int().min(1).max(100).default(4),
+  onMainConcurrency: z.number().int().min(1).max(32).default(1),
+  overrideCheckMs: ms(100, 60_000).default(2_000),
+  emergencyOverride: z.union([z.boolean(), z.strictObject({ reason: z.string().min(1).max(500), actor: z.string().min(1).max(200) })]).default(false),
+  retentionDays: z.number().int().min(1).max(3650).default(14),
+  shutdownTimeoutMs: ms(0, 15_000).default(15_000),
+  timings: z
+    .strictObject({
+      pollIntervalSeconds: z.number().min(0.5),
+      superviseIntervalSeconds: z.number().min(1),
+      cronIntervalSeconds: z.number().min(1),
+      heartbeatSeconds: z.number().min(10),
+      claimSeconds: z.number().int().min(10).max(3_600),
+    })
+    .partial()
+    .default({}),
+});
+
+export interface MainStartOptions {
+  /** Run only these jobs' handlers (and none of main's loops: cron, forwarder, override, reconciler, keep-awake). */
+  queues?: string[];
+}
+
+export interface Main {
+  /** /api/*, /admin/* and /internal/v1/* in one router: mount it under a prefix of your choice. */
+  router: Router;
+  /** The same, apart: put `admin` behind your own middleware, and never `internal` (the fetcher signs its requests). */
+  routers: Omit<MainRouters, 'all'>;
+  /** Runs main's handlers, the forwarder, cron, the override loop, the reconciler and keep-awake. A web-only process skips it. */
+  start(options?: MainStartOptions): Promise<void>;
+  /**
+   * Validates the payload and commits the job before resolving: with `db` (a pg client inside
+   * your transaction, or anything with `query(text, values)`) it commits or rolls back with your work.
+   */
+  performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
+  /** The job with its executions (as GET /api/jobs/:id answers), or null. */
+  getJob(id: string): Promise<JobRecord | null>;
+  /** Newest first, `limit` (default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
+  listJobs(filter?: Partial<Omit<ListFilter, 'cursor'>> & { cursor?: string }): Promise<{ jobs: JobRecord[]; nextCursor: string | null }>;
+  /** The emergency override: fetcher jobs run on main while it is on. */
+  override: {
+    get(): Promise<OverrideState>;
+    set(change: { enabled: boolean; reason: string; expiresInMinutes?: number; actor: string }): Promise<OverrideState>;
+  };
+  /** Prometheus metrics of this service. */
+  metrics: Registry;
+  /**
+   * Stops taking jobs, lets running ones finish (their signal aborts at shutdownTimeoutMs), stops
+   * the loops, and closes jobgate's own pools. `before`: what must end before the pools close
+   * (your HTTP server's close, so requests in flight still reach the database).
+   */
+  stop(options?: { before?: Promise<unknown> }): Promise<void>;
+}
+
+/**
+ * main: the service your web app enqueues with, that runs its jobs and forwards the heavy ones.
+ * @example
+ * const jobgate = await createMain({ databaseUrl, jobs: [importOrder], fetcher: { url, secret }, admin: { password } });
+ * app.use('/jobgate', jobgate.router);
+ * await jobgate.start();
+ */
+export async function createMain(options: MainOptions): Promise<Main> {
+  const o = parseOptions(Options, options, 'createMain');
+  const logger = options.logger ?? createLogger({ level: 'info', name: 'main' });
+  const registry = options.registry ?? createRegistry('main');
+  const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;
+  const timings: QueueTimings = { ...DEFAULT_TIMINGS, ...o.timings };
+  let control: ReturnType<typeof createOverrideControl> | undefined;
+  let overrideStore: ReturnType<typeof createOverrideStore> | undefined;
+  const service = await startJobService(
+    {
+      side: 'main',
+      databaseUrl: o.databaseUrl,
+      ...(options.pool ? { pool: options.pool } : {}),
+      poolMax: o.poolMax,
+      queuePoolMax: o.queuePoolMax,
+      schema: o.schema,
+      bossSchema: o.bossSchema,
+      timings,
+      workerConcurrency: o.workerConcurrency,
+      jobs: options.jobs ?? [],
+      jobModules: o.jobModules,
+      builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })],
+      logger,
+      ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
+    },
+    (pool) => {
+      overrideStore = createOverrideStore(pool, o.schema);
+      control = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
+      return { overrideEnabled: (db) => control!.enabled(db), onMainConcurrency: o.onMainConcurrency, outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60, metrics: createJobMetrics(registry) };
+    },
+  );
+  const { pool, ledger, boss, jobs } = service;
+  const override = control!;
+  try {
+    await jobs.prepare();
+    if (o.emergencyOverride && !(await override.enabled())) {
+      const given = typeof o.emergencyOverride === 'object' ? o.emergencyOverride : { reason: 'emergencyOverride at start', actor: 'configuration (emergencyOverride)' };
+      await override.set({ enabled: true, ...given });
+    }
+  } catch (err) {
+    await service.stop(0);
+    throw err;
+  }
+
+  // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
+  // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
+  // three times would hold a batch for 40 s before the wake-up even starts).
+  const wakes = createWakeStore(pool, o.schema);
+  let metrics: ReturnType<typeof createMainMetrics> | undefined;
+  const fetcher =
+    o.fetcher && keys
+      ? createFetcherClient({
+          baseUrl: o.fetcher.url,
+          keys,
+          retries: 0,
+          timeouts: { headersMs: o.fetcher.headersTimeoutMs },
+          onWakeStart: (since, deadlineMs) => void wakes.began(since, deadlineMs).catch((err: unknown) => logger.warn({ err }, 'could not record the wake-up')),
+          onWake: (outcome, took) => {
+            metrics?.woke(outcome, took);
+            wakes.ended().catch((err: unknown) => logger.warn({ err }, 'could not record the end of the wake-up'));
+          },
+        })
+      : null;
+  const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
+  metrics = createMainMetrics(registry, { ledger, boss, override: () => override, monitor, wakes, logger });
+  const adminStore = createAdminStore(pool, o.schema);
+  const auth = createAdminAuth({
+    ...(o.admin && 'password' in o.admin ? { password: o.admin.password } : {}),
+    ...(o.admin && 'authorize' in o.admin ? { authorize: o.admin.authorize } : {}),
+    ...(o.apiTokens ? { apiTokens: o.apiTokens } : {}),
+    store: adminStore,
+  });
+  const routers = createMainRouters({
+    jobs,
+    ledger,
+    ...(keys ? { keys } : {}),
+    replay: createReplayStore(pool, o.schema),
+    logger,
+    apiAuth: auth.api,
+    admin: {
+      override,
+      wakes,
+      store: adminStore,
+      pool,
+      auth,
+      ...(fetcher && monitor && o.fetcher ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: o.fetcher.wakeTimeoutMs } } : {}),
+    },
+  });
+
+  const loops: Array<{ stop(): unknown }> = [];
+  let forwarder: Awaited<ReturnType<typeof startForwarder>> | null = null;
+  let stopped: Promise<void> | null = null;
+
+  return {
+    router: routers.all,
+    routers: { internal: routers.internal, admin: routers.admin, api: routers.api },
+    async start(startOptions = {}) {
+      if (stopped) throw new ConfigError(['start: this main was stopped; create another']);
+      await jobs.start(startOptions);
+      if (startOptions.queues?.length) {
+        logger.warn({ queues: startOptions.queues }, 'queues: this process runs only these jobs; cron, the forwarder, the reconciler, keep-awake, the override loop and dead-lettered jobs need a process without it');
+        return;
+      }
+      override.start();
+      loops.push({ stop: () => override.stop() });
+      if (!fetcher || !monitor || !o.fetcher) {
+        logger.warn('no fetcher configured: runsOnFetcher jobs wait in the outbox');
+        return;
+      }
+      loops.push(startKeepAwake({ ledger, monitor, logger, intervalMs: o.fetcher.keepAwakeIntervalMs }));
+      loops.push(startReconciler({ ledger, fetcher, logger, quietSeconds: o.fetcher.reconcileAfterSeconds, intervalMs: Math.min(60_000, o.fetcher.reconcileAfterSeconds * 1000) }));
+      forwarder = await startForwarder({
+        boss,
+        ledger,
+        fetcher,
+        logger,
+        wakeTimeoutMs: o.fetcher.wakeTimeoutMs,
+        batchSize: o.fetcher.forwardBatchSize,
+        inFlight: o.fetcher.forwardInFlight,
+        pollIntervalSeconds: timings.pollIntervalSeconds,
+        overrideEnabled: () => override.enabled(),
+        takeOver: (ids) => jobs.takeOverUndelivered(ids.length, ids),
+        onForward: (outcome, n) => metrics?.forwarded(outcome, n),
+      });
+    },
+    performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
+    getJob: (id) => jobs.getJob(id),
+    listJobs: ({ cursor, ...filter } = {}) => {
+      const at = cursor ? parseCursor(cursor) : undefined;
+      if (at === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is invalid.', { errors: [{ path: 'cursor', message: 'not a cursor from a page of this list' }] });
+      return jobs.listJobs({ limit: 50, ...filter, ...(at ? { cursor: at } : {}) });
+    },
+    override: {
+      get: () => overrideStore!.get(),
+      set: (change) => override.set(change),
+    },
+    metrics: registry,
+    stop(stopOptions = {}) {
+      stopped ??= (async () => {
+        forwarder?.stop();
+        await Promise.all([jobs.stop(o.shutdownTimeoutMs), stopOptions.before]);
+        // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
+        // otherwise hold the shutdown past its 25 s).
+        const looping = Promise.all(loops.map((l) => l.stop()));
+        await fetcher?.close();
+        await looping;
+        if (!options.pool) await pool.end();
+      })();
+      return stopped;
+    },
+  };
+}
