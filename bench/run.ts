@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
-import { createCatalogue, createJobRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
+import { createCatalogue, createMainRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -96,7 +96,7 @@ async function inProcess(url: string) {
   const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
   await raw.start();
   await raw.createQueue('raw.noop', RAW_QUEUE);
-  const jobs = createJobRuntime({ ranOn: 'main', pool, boss, ledger, catalogue: createCatalogue([noop]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
+  const jobs = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([noop]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
   await jobs.start();
   await jobs.pause(); // enqueue first, with no worker competing
   return { pool, ledger, boss, raw, jobs };
@@ -372,7 +372,7 @@ async function mainEnqueuer(url: string) {
   pool.on('error', () => {});
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet });
   await boss.start();
-  const jobs = createJobRuntime({ ranOn: 'main', pool, boss, ledger: createLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+  const jobs = createMainRuntime({ pool, boss, ledger: createLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
   return {
     enqueue: async () => (await jobs.performLater(demoHeavy, {})).job.id,
     async stop() {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import express from 'express';
 import { createLogger, healthRoutes } from '../packages/jobgate/src/support/index.ts';
-import type { JobRuntime } from '../packages/jobgate/src/internal.ts';
+import type { MainRuntime } from '../packages/jobgate/src/internal.ts';
 import { createMainRouters } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startMain, TEST_API_TOKEN, type AppProcess } from './support/apps.ts';
@@ -82,7 +82,7 @@ describe('an internal error leaks nothing (row 31)', () => {
       listJobs: async () => {
         throw new Error('pg://jobgate:s3cret@db.internal:5432/prod exploded at /srv/app/ledger.ts:42');
       },
-    } as unknown as JobRuntime;
+    } as unknown as MainRuntime;
     const app = express().use(createMainRouters({ jobs, logger, apiAuth: (_req, _res, next) => next() }).all);
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));

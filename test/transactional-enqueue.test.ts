@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createBoss, createLedger, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
-import { createCatalogue, createJobRuntime, defineJob, type JobRuntime } from '../packages/jobgate/src/internal.ts';
+import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -19,7 +19,7 @@ const signup = defineJob({
 
 let db: TestDatabase;
 let boss: PgBoss;
-let jobs: JobRuntime;
+let jobs: MainRuntime;
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -27,7 +27,7 @@ beforeAll(async () => {
   const timings = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 };
   boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
   await boss.start();
-  jobs = createJobRuntime({ ranOn: 'main', pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
   await jobs.start();
 });
 afterAll(async () => {
@@ -78,7 +78,7 @@ describe('transactional enqueue', () => {
     // performLater without a caller's transaction: one statement string, no BEGIN or COMMIT
     const seen: string[] = [];
     const pool = { query: (text: string, values?: unknown[]) => (seen.push(text), db.pool.query(text, values)) };
-    const counted = createJobRuntime({ ranOn: 'main', pool: pool as never, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger: createLogger({ level: 'warn', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
+    const counted = createMainRuntime({ pool: pool as never, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger: createLogger({ level: 'warn', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
     await counted.performLater(signup, { userId: 'u-one-trip' });
     expect(seen).toHaveLength(1);
     expect(await counts('u-one-trip')).toEqual({ ledger: 1, queue: 1 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createBoss, createLedger, type PgBoss } from '../packages/jobgate/src/store/index.ts';
-import { createCatalogue, createJobRuntime, defineJob, type JobRuntime } from '../packages/jobgate/src/internal.ts';
+import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -14,7 +14,7 @@ const tick = defineJob({ name: 'test.tick', payload: z.strictObject({ n: z.numbe
 
 let db: TestDatabase;
 let boss: PgBoss;
-let jobs: JobRuntime;
+let jobs: MainRuntime;
 // a poll far longer than the test may take, and stale queue stats for the whole run
 const timings = { pollIntervalSeconds: 120, superviseIntervalSeconds: 300, cronIntervalSeconds: 30, heartbeatSeconds: 30 };
 
@@ -23,7 +23,7 @@ beforeAll(async () => {
   const logger = createLogger({ level: 'warn', name: 'test' });
   boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
   await boss.start();
-  jobs = createJobRuntime({ ranOn: 'main', pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([tick]), logger, timings, workerConcurrency: 2 });
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([tick]), logger, timings, workerConcurrency: 2 });
   await jobs.start();
 });
 afterAll(async () => {

@@ -11,7 +11,10 @@ import pg from 'pg';
 import { parseSecrets } from 'jobgate/internal';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from 'jobgate/internal';
 import { createAdminStore, createBoss, createLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
-import { SystemQueue, createJobMetrics, startJobService, type JobService } from 'jobgate/internal';
+import { SystemQueue, createJobMetrics, createMainRuntime, openJobService, type JobService, type MainRuntime } from 'jobgate/internal';
+
+/** The job service as the CLI uses it, with main's runtime on it. */
+type CliService = JobService & { jobs: MainRuntime };
 import { createFetcherClient } from 'jobgate/internal';
 import { createFetcherMonitor } from 'jobgate/internal';
 import { createOverrideControl, isOverrideOn } from 'jobgate/internal';
@@ -79,23 +82,21 @@ const logger: Logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', na
  * and the queues as the apps set them up (no migrations, no queue options rewritten, no cron
  * schedules touched); `queues` runs those jobs' handlers (work --burst).
  */
-async function withService<T>(options: { queues?: string[]; metrics?: ReturnType<typeof createJobMetrics> }, fn: (service: JobService, cfg: MainConfig) => Promise<T>): Promise<T> {
+async function withService<T>(options: { queues?: string[]; metrics?: ReturnType<typeof createJobMetrics> }, fn: (service: CliService, cfg: MainConfig) => Promise<T>): Promise<T> {
   const cfg = config();
-  let store: ReturnType<typeof createOverrideStore> | undefined;
   const running = Boolean(options.queues?.length);
   const pool = cliPool(cfg);
-  const service = await startJobService({ ...cliServiceOptions(cfg, { logger, pool }), client: !running }, (servicePool) => {
-    store = createOverrideStore(servicePool, cfg.JOBGATE_SCHEMA);
-    return { overrideEnabled: async (db) => isOverrideOn(await store!.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) };
-  }).catch(async (err: unknown) => {
+  const service = await openJobService({ ...cliServiceOptions(cfg, { logger, pool }), client: !running }).catch(async (err: unknown) => {
     await pool.end();
     throw err;
   });
+  const store = createOverrideStore(service.pool, cfg.JOBGATE_SCHEMA);
+  const jobs = createMainRuntime({ ...service, overrideEnabled: async (db) => isOverrideOn(await store.get(db)), ...(options.metrics ? { metrics: options.metrics } : {}) });
   try {
-    if (running) await service.jobs.start({ queues: options.queues });
-    return await fn(service, cfg);
+    if (running) await jobs.start({ queues: options.queues });
+    return await fn({ ...service, jobs }, cfg);
   } finally {
-    await service.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+    await jobs.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
     await pool.end();
   }
 }

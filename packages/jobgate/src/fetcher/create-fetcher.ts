@@ -11,10 +11,11 @@ import { signingKeys } from '../protocol/index.ts';
 import { createMainClient } from '../client/index.ts';
 import { createReplayStore, DEFAULT_TIMINGS, type QueueTimings } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
-import { startJobService } from '../run/service.ts';
+import { openJobService } from '../run/service.ts';
+import { createFetcherRuntime } from './fetcher-runtime.ts';
 import { createJobMetrics, fetcherMemoryGauge, queueSizes } from '../run/metrics.ts';
 import { isolatedChildPids } from '../run/isolation/run-isolated.ts';
-import type { RemoteClaims } from '../run/job-runtime.ts';
+import type { RemoteClaims } from '../run/claim-at-main.ts';
 import { startEventDispatcher } from '../report/event-dispatcher.ts';
 import { startPruner } from '../maintain/pruner.ts';
 import { createMemoryGuard, rssOfPid, type MemorySnapshot } from './memory-guard.ts';
@@ -136,34 +137,33 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const remoteClaims: RemoteClaims | undefined = mainClient
     ? { claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })) }
     : undefined;
-  const service = await startJobService(
-    {
-      side: 'fetcher',
-      databaseUrl: o.databaseUrl,
-      ...(options.pool ? { pool: options.pool } : {}),
-      poolMax: o.poolMax,
-      queuePoolMax: o.queuePoolMax,
-      schema: o.schema,
-      bossSchema: o.bossSchema,
-      timings,
-      workerConcurrency: o.workerConcurrency,
-      jobs: options.jobs ?? [],
-      jobModules: o.jobModules,
-      logger,
-      ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-    },
-    () => ({ ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) }),
-  ).catch(async (err: unknown) => {
+  const service = await openJobService({
+    side: 'fetcher',
+    databaseUrl: o.databaseUrl,
+    ...(options.pool ? { pool: options.pool } : {}),
+    poolMax: o.poolMax,
+    queuePoolMax: o.queuePoolMax,
+    schema: o.schema,
+    bossSchema: o.bossSchema,
+    timings,
+    workerConcurrency: o.workerConcurrency,
+    jobs: options.jobs ?? [],
+    jobModules: o.jobModules,
+    logger,
+    ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
+  }).catch(async (err: unknown) => {
     await mainClient?.close();
     throw err;
   });
-  const { pool, ledger, boss, jobs } = service;
+  const jobs = createFetcherRuntime({ ...service, ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) });
+  const { pool, ledger, boss } = service;
   try {
     await jobs.prepare();
     // Job events go back to main; without its URL there is nobody to tell, so none are kept.
     await ledger.setEmitEvents(Boolean(mainClient));
   } catch (err) {
-    await service.stop(0);
+    await jobs.stop(0);
+    await service.closePool();
     await mainClient?.close();
     throw err;
   }
@@ -235,7 +235,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
         await events?.stop();
         await mainClient?.close();
         await pruned;
-        if (!options.pool) await pool.end();
+        await service.closePool();
       })();
       return stopped;
     },

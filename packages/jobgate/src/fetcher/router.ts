@@ -3,10 +3,10 @@ import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
 import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { Ledger } from '../store/index.ts';
-import type { JobRuntime } from '../run/job-runtime.ts';
+import type { FetcherRuntime } from './fetcher-runtime.ts';
 
 export interface FetcherRouterDeps {
-  jobs: JobRuntime;
+  jobs: FetcherRuntime;
   ledger: Ledger;
   keys: SigningKey[];
   logger: Logger;

@@ -2,7 +2,7 @@ import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
 import { workWhileFull, type Ledger } from '../store/index.ts';
 import { SystemQueue } from '../define/catalogue.ts';
-import { type OutboxData } from '../run/job-runtime.ts';
+import type { OutboxData } from '../define/queue-policy.ts';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 import { BodyLimits, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 

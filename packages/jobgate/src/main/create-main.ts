@@ -9,9 +9,10 @@ import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
 import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore, DEFAULT_TIMINGS, parseCursor, type JobRecord, type ListFilter, type OverrideState, type QueueTimings } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
-import { startJobService } from '../run/service.ts';
+import { openJobService } from '../run/service.ts';
+import { createMainRuntime } from './main-runtime.ts';
 import { createJobMetrics } from '../run/metrics.ts';
-import type { EnqueueOptions, EnqueueResult } from '../run/job-runtime.ts';
+import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
 import { cleanupJob } from '../maintain/cleanup-job.ts';
 import { startForwarder } from '../forward/forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from '../forward/keep-awake.ts';
@@ -179,33 +180,32 @@ export async function createMain(options: MainOptions): Promise<Main> {
   const registry = options.registry ?? createRegistry('main');
   const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;
   const timings: QueueTimings = { ...DEFAULT_TIMINGS, ...o.timings };
-  let control: ReturnType<typeof createOverrideControl> | undefined;
-  let overrideStore: ReturnType<typeof createOverrideStore> | undefined;
-  const service = await startJobService(
-    {
-      side: 'main',
-      databaseUrl: o.databaseUrl,
-      ...(options.pool ? { pool: options.pool } : {}),
-      poolMax: o.poolMax,
-      queuePoolMax: o.queuePoolMax,
-      schema: o.schema,
-      bossSchema: o.bossSchema,
-      timings,
-      workerConcurrency: o.workerConcurrency,
-      jobs: options.jobs ?? [],
-      jobModules: o.jobModules,
-      builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })],
-      logger,
-      ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-    },
-    (pool) => {
-      overrideStore = createOverrideStore(pool, o.schema);
-      control = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => service.jobs.takeOverUndelivered(limit) });
-      return { overrideEnabled: (db) => control!.enabled(db), onMainConcurrency: o.onMainConcurrency, outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60, metrics: createJobMetrics(registry) };
-    },
-  );
-  const { pool, ledger, boss, jobs } = service;
-  const override = control!;
+  const service = await openJobService({
+    side: 'main',
+    databaseUrl: o.databaseUrl,
+    ...(options.pool ? { pool: options.pool } : {}),
+    poolMax: o.poolMax,
+    queuePoolMax: o.queuePoolMax,
+    schema: o.schema,
+    bossSchema: o.bossSchema,
+    timings,
+    workerConcurrency: o.workerConcurrency,
+    jobs: options.jobs ?? [],
+    jobModules: o.jobModules,
+    builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })],
+    logger,
+    ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
+  });
+  const { pool, ledger, boss } = service;
+  const overrideStore = createOverrideStore(pool, o.schema);
+  const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });
+  const jobs = createMainRuntime({
+    ...service,
+    overrideEnabled: (db) => override.enabled(db),
+    onMainConcurrency: o.onMainConcurrency,
+    outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60,
+    metrics: createJobMetrics(registry),
+  });
   try {
     await jobs.prepare();
     if (o.emergencyOverride && !(await override.enabled())) {
@@ -213,7 +213,8 @@ export async function createMain(options: MainOptions): Promise<Main> {
       await override.set({ enabled: true, ...given });
     }
   } catch (err) {
-    await service.stop(0);
+    await jobs.stop(0);
+    await service.closePool();
     throw err;
   }
 
@@ -306,7 +307,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       return jobs.listJobs({ limit: 50, ...filter, ...(at ? { cursor: at } : {}) });
     },
     override: {
-      get: () => overrideStore!.get(),
+      get: () => overrideStore.get(),
       set: (change) => override.set(change),
     },
     metrics: registry,
@@ -319,7 +320,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
         const looping = Promise.all(loops.map((l) => l.stop()));
         await fetcher?.close();
         await looping;
-        if (!options.pool) await pool.end();
+        await service.closePool();
       })();
       return stopped;
     },

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorCode, JobgateError, newTraceparent, traceIdOf } from '../support/index.ts';
 import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '../store/index.ts';
 import type { Pool } from 'pg';
-import type { JobRuntime } from '../run/job-runtime.ts';
+import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { JobFilterFields } from './validation.ts';
 
 /** `key=value` on the payload's top level; the value matches as a string or as JSON (a number, true…). */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, Ledger } from '../store/index.ts';
 import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
-import type { JobRuntime } from '../run/job-runtime.ts';
+import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
 import { createAdminReads } from './admin/reads.ts';

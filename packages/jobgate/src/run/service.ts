@@ -6,7 +6,6 @@ import { heapFlagOverride } from './isolation/run-isolated.ts';
 import { createBoss, createLedger, migrate, type QueueTimings, type Route } from '../store/index.ts';
 import { createCatalogue } from '../define/catalogue.ts';
 import { isJobDefinition, type JobDefinition } from '../define/define-job.ts';
-import { createJobRuntime, type JobRuntimeOptions } from './job-runtime.ts';
 
 /** Job definitions from modules: every export that defineJob made, with its module's URL. */
 export async function loadJobModules(paths: readonly string[]): Promise<Array<{ def: JobDefinition; moduleUrl: string }>> {
@@ -50,14 +49,11 @@ export interface ServiceOptions {
 }
 
 /**
- * What either side runs on: a pool, migrations, the ledger, pg-boss and the job runtime. `side`
- * says which side this is: main runs the jobs that are not `runsOnFetcher`, the fetcher the ones that are.
+ * What either side runs on: a pool, migrations, the ledger, pg-boss and the catalogue. Each side
+ * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts); `side` only picks
+ * which jobs the NODE_OPTIONS check looks at.
  */
-export async function startJobService(
-  options: ServiceOptions,
-  /** What one side adds to the runtime (main: the override; the fetcher: claims at main), given the pool. */
-  extend: (pool: pg.Pool) => Pick<JobRuntimeOptions, 'overrideEnabled' | 'onMainConcurrency' | 'remoteClaims' | 'metrics' | 'outboxRetryDelayMaxSeconds'> = () => ({}),
-) {
+export async function openJobService(options: ServiceOptions) {
   const { logger, side } = options;
   const ownsPool = !options.pool;
   const pool =
@@ -71,45 +67,35 @@ export async function startJobService(
     });
   if (ownsPool) pool.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
   const closePool = () => (ownsPool ? pool.end() : Promise.resolve());
-  try {
-    if (options.migrate !== false) await migrate(pool, options.schema, logger);
-  } catch (err) {
+  const failed = async (err: unknown): Promise<never> => {
     await closePool();
     throw err;
-  }
+  };
+  if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
   const ledger = createLedger(pool, options.schema);
-  const modules = await loadJobModules(options.jobModules).catch(async (err: unknown) => {
-    await closePool();
-    throw err;
-  });
+  const modules = await loadJobModules(options.jobModules).catch(failed);
   const catalogue = createCatalogue([...(options.builtIn?.({ pool, ledger }) ?? []), ...options.jobs, ...modules.map((m) => m.def)]);
   const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));
   // V8 heap flags are process-wide: one from NODE_OPTIONS replaces every thread's own cap (FAULTS.md M7).
   const threaded = [...catalogue.values()].filter((d) => d.isolation === 'thread' && d.runsOnFetcher === (side === 'fetcher'));
   const heapFlag = heapFlagOverride(options.nodeOptions, process.execArgv);
   if (threaded.length > 0 && heapFlag) {
-    await closePool();
-    throw new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]);
+    await failed(new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]));
   }
   const boss = createBoss({ connectionString: options.databaseUrl, schema: options.bossSchema, poolSize: options.queuePoolMax, logger, timings: options.timings, client: options.client });
-  try {
-    await boss.start();
-  } catch (err) {
-    await closePool();
-    throw err;
-  }
-  const jobs = createJobRuntime({ pool, boss, ledger, catalogue, logger, timings: options.timings, ranOn: side, workerConcurrency: options.workerConcurrency, moduleOf: (name) => moduleUrls.get(name), ...extend(pool) });
+  await boss.start().catch(failed);
   return {
     pool,
     boss,
     ledger,
-    jobs,
-    /** Drains the job runtime (see JobRuntime.stop), then closes the pool if jobgate opened it. */
-    async stop(timeoutMs: number) {
-      await jobs.stop(timeoutMs);
-      await closePool();
-    },
+    catalogue,
+    timings: options.timings,
+    workerConcurrency: options.workerConcurrency,
+    logger,
+    moduleOf: (name: string) => moduleUrls.get(name),
+    /** Ends the pool if jobgate opened it (after the runtime stopped pg-boss). */
+    closePool,
   };
 }
 
-export type JobService = Awaited<ReturnType<typeof startJobService>>;
+export type JobService = Awaited<ReturnType<typeof openJobService>>;

@@ -100,3 +100,9 @@ export async function dueJobs(db: { query(text: string, values?: unknown[]): Pro
   );
   return rows[0].n as number;
 }
+
+/** Makes `name`'s queue, or applies changed options to it (createQueue leaves an existing queue alone). */
+export async function ensureQueue(boss: PgBoss, name: string, options: object = { notify: true }): Promise<void> {
+  await boss.createQueue(name, options);
+  await boss.updateQueue(name, options);
+}

@@ -6,6 +6,9 @@ export interface BossDb {
   executeSql(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
 }
 
+/** A connection (the caller's transaction, or a pooled client) as pg-boss's `{ db }` option wants it. */
+export const toBossDb = (db: Queryable): BossDb => ({ executeSql: (text: string, values?: unknown[]) => db.query(text, values) });
+
 /** A value written into SQL text as a literal (the simple protocol that runs several statements takes no parameters). */
 function literal(value: unknown): string {
   if (value === null || value === undefined) return 'NULL';

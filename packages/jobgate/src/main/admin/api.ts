@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed, mountOf, rejectUnstorable, requireJson } from '../../support/index.ts';
 import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
-import type { JobRuntime } from '../../run/job-runtime.ts';
+import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { FetcherClient } from '../../client/index.ts';
 import type { AdminAuth } from './auth.ts';
 import type { FetcherMonitor } from '../../forward/keep-awake.ts';

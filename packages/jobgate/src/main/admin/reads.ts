@@ -1,7 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import { ErrorCode, JobgateError } from '../../support/index.ts';
 import type { Ledger, ListFilter } from '../../store/index.ts';
-import type { JobRuntime } from '../../run/job-runtime.ts';
+import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { AdminDeps } from './api.ts';
 import { JobFilter } from '../job-actions.ts';
 import { serviceStatus } from '../status.ts';

@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
-import { ErrorCode, JobgateError, PermanentJobError } from '../../support/index.ts';
+import { ConfigError, ErrorCode, JobgateError, PermanentJobError } from '../../support/index.ts';
 import type { JobContext } from '../../define/define-job.ts';
 import type { FromIsolated, IsolatedInput, ToIsolated } from './messages.ts';
 
@@ -115,4 +115,12 @@ export function runIsolated(kind: 'thread' | 'process', input: Omit<IsolatedInpu
       else settle(new JobgateError(ErrorCode.jobFailed, `${detail} before finishing`));
     });
   });
+}
+
+/** A handler that runs isolated is imported by its thread or process: it must come from a module of jobModules. */
+export function assertIsolatedPlaced(defs: Iterable<{ name: string; isolation: string }>, moduleOf: ((name: string) => string | undefined) | undefined): void {
+  const unplaced = [...defs].filter((d) => d.isolation !== 'none' && !moduleOf?.(d.name));
+  if (unplaced.length > 0) {
+    throw new ConfigError([`jobModules: isolation 'thread' or 'process' needs a job defined in a module listed in jobModules (JOBGATE_JOB_MODULES), which the thread or process imports: ${unplaced.map((d) => d.name).join(', ')}`]);
+  }
 }

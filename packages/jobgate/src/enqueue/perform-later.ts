@@ -1,0 +1,149 @@
+// The enqueue stage (main): validate the payload, place the job (main, the on-main queue, or the
+// outbox for the fetcher), and write its ledger row and its queue entry in one transaction: the
+// caller's own (`db`), or one of ours.
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import type { PgBoss, SendOptions } from 'pg-boss';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
+import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BossDb, type JobRecord, type Ledger, type Queryable, type QueueTimings } from '../store/index.ts';
+import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import { onMainInsert, type OnMainData, type OutboxData, type QueuedData } from '../define/queue-policy.ts';
+import { uniqueKeyOf } from '../define/stable-json.ts';
+import type { JobMetrics } from '../run/metrics.ts';
+import { place, type Placement } from './placement.ts';
+
+export interface EnqueueOptions {
+  /** Run inside the caller's transaction: the job commits or rolls back with it. */
+  db?: Queryable;
+  /** Overrides the job's default priority (higher runs first). */
+  priority?: number;
+  /** Do not start before this many seconds from now. */
+  delaySeconds?: number;
+  /** Carried into the job's logs. */
+  requestId?: string;
+  /** W3C traceparent of the enqueueing request (`req.traceparent`); absent, the job starts a trace of its own. */
+  traceparent?: string;
+  /** Run a `runsOnFetcher` job on main (the per-run emergency override). */
+  runOnMain?: boolean;
+}
+
+export interface EnqueueResult {
+  job: JobRecord;
+  /** A `unique` job with this payload was already queued or active: that one is returned. */
+  duplicate: boolean;
+}
+
+
+/** The largest payload (as JSON) of a job that runs on the fetcher: one always fits a forward request. */
+export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
+
+export function createEnqueuer(deps: {
+  pool: Pool;
+  boss: PgBoss;
+  ledger: Ledger;
+  catalogue: Catalogue;
+  timings: QueueTimings;
+  /** Whether the emergency override is on (new fetcher jobs then run on main); read inside `db`'s transaction when given. */
+  overrideEnabled: (db?: Queryable) => Promise<boolean>;
+  metrics?: JobMetrics;
+}) {
+  const { pool, boss, ledger, catalogue, timings } = deps;
+
+  /** A definition by name (or the definition itself, checked to be this catalogue's). */
+  function definition(nameOrDef: string | JobDefinition): JobDefinition {
+    const name = typeof nameOrDef === 'string' ? nameOrDef : nameOrDef.name;
+    const def = catalogue.get(name);
+    if (!def) throw new JobgateError(ErrorCode.unknownJob, `No job is named ${JSON.stringify(name)}.`);
+    return def;
+  }
+
+  /**
+   * Writes a new job: its ledger row and its queue entry (the job's own queue when this side runs
+   * it, the shared on-main queue when main runs a fetcher job, else the outbox the forwarder
+   * delivers from) commit together. A job that is not unique takes one round trip for both
+   * (runTogether); a unique job first asks the ledger whether a live duplicate exists, inside `db`'s
+   * transaction.
+   */
+  async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions, placed: Placement): Promise<EnqueueResult> {
+    const { route, routeReason, queue } = placed;
+    const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
+    const priority = opts.priority ?? def.priority;
+    const delaySeconds = opts.delaySeconds ?? 0;
+    // a caller's traceparent as W3C writes it, else a new trace (it goes over the wire to the fetcher)
+    const given = parseTraceparent(opts.traceparent);
+    const traceparent = given ? `00-${given.traceId}-${given.spanId}-${given.flags}` : newTraceparent();
+    // (the fetcher takes request ids of at most 128 characters)
+    const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId.slice(0, 128) } : {}), traceparent };
+    const queueWrite = (id: string) => (bossDb: BossDb) => {
+      const send: SendOptions = { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
+      if (queue === def.name) return boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
+      if (queue === SystemQueue.onMain) {
+        const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
+        return boss.insert(SystemQueue.onMain, [onMainInsert(def, timings, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb });
+      }
+      // Kept for the fetcher until the forwarder delivers it; never run on main from here.
+      return boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
+    };
+    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent });
+
+    if (!uniqueKey) {
+      const id = randomUUID();
+      const queued = await recordBossWrite(queueWrite(id), id);
+      const [, inserted] = await runTogether(db, [queued, ledger.insertJobStatement(newJob(id), queuedCondition(queued, queue, id))]);
+      // With the queue entry refused, the ledger row was not written either: nothing committed.
+      if (!inserted?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
+      return { job: ledger.toJob(inserted[0]), duplicate: false };
+    }
+    // A unique job can finish between a failed insert and the lookup: then insert again.
+    for (let tries = 0; tries < 3; tries++) {
+      const id = randomUUID();
+      const job = await ledger.insertJob(newJob(id), db);
+      if (!job) {
+        const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey, db);
+        if (existing) return { job: existing, duplicate: true };
+        continue;
+      }
+      await queueWrite(id)(toBossDb(db));
+      return { job, duplicate: false };
+    }
+    throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
+  }
+
+  /**
+   * Validates the payload and commits the job (ledger row + queue entry) before resolving.
+   * @example
+   * await jobs.performLater(sendNotification, { userId: 'u1', text: 'hi' });
+   * await jobs.performLater('notifications.send', payload, { db: client }); // inside the caller's BEGIN … COMMIT
+   */
+  async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+    const def = definition(nameOrDef);
+    const parsed = def.payload.safeParse(payload);
+    if (!parsed.success) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
+    }
+    // a fetcher job whose payload the fetcher would refuse (413) is refused now, not at delivery
+    if (def.runsOnFetcher && Buffer.byteLength(JSON.stringify(parsed.data) ?? '') > MAX_FETCHER_PAYLOAD_BYTES) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is too large for the fetcher.`, { errors: [{ path: 'payload', message: `at most ${MAX_FETCHER_PAYLOAD_BYTES} bytes as JSON for a job that runs on the fetcher` }] });
+    }
+    // what PostgreSQL cannot store (a NUL, a lone surrogate) is refused here, naming the field, instead of failing the insert
+    const unstorable = findUnstorable(parsed.data, ['payload']);
+    if (unstorable !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} cannot be stored: ${unstorable.path} ${unstorable.problem}.`, { errors: [{ path: unstorable.path, message: unstorable.problem }] });
+    try {
+      // Decided before the transaction takes its connection: reading the override needs one too.
+      const placed = await place(def, Boolean(opts.runOnMain), () => deps.overrideEnabled(opts.db));
+      // A unique job's check and insert need a transaction; any other job is one atomic round trip.
+      const result = opts.db || !def.unique ? await enqueueIn(opts.db ?? pool, def, parsed.data, opts, placed) : await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, placed));
+      // (inside a caller's transaction this counts a job their rollback may still undo)
+      if (!result.duplicate) deps.metrics?.enqueued(def.name, placed.route);
+      return result;
+    } catch (err) {
+      if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
+        throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the job was not accepted.', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  return { definition, performLater };
+}

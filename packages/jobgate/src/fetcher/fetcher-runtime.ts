@@ -1,0 +1,88 @@
+// The fetcher's job runtime, composed from the stages: intake (accept what main forwards), run
+// (each attempt claimed here and then at main), and maintain (dead letters).
+import type { Pool } from 'pg';
+import type { PgBoss } from 'pg-boss';
+import type { Logger } from '../support/index.ts';
+import { ensureQueue, type Ledger, type QueueTimings } from '../store/index.ts';
+import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import { queueOptions } from '../define/queue-policy.ts';
+import { createIntake } from '../intake/accept.ts';
+import { createRunner } from '../run/runner.ts';
+import { claimAtMain, type RemoteClaims } from '../run/claim-at-main.ts';
+import { createWorkers } from '../run/workers.ts';
+import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
+import type { JobMetrics } from '../run/metrics.ts';
+import { watchDeadLetters } from '../maintain/dead-letter.ts';
+
+export interface FetcherRuntimeOptions {
+  pool: Pool;
+  boss: PgBoss;
+  ledger: Ledger;
+  catalogue: Catalogue;
+  logger: Logger;
+  timings: QueueTimings;
+  workerConcurrency: number;
+  moduleOf?: (name: string) => string | undefined;
+  /** Claims in main's ledger, when main is known. */
+  remoteClaims?: RemoteClaims;
+  metrics?: JobMetrics;
+}
+
+export function createFetcherRuntime(options: FetcherRuntimeOptions) {
+  const { pool, boss, ledger, catalogue, timings } = options;
+  const logger = options.logger.child({ component: 'jobs' });
+  /** The jobs whose handlers run on the fetcher. */
+  const ours = (def: JobDefinition) => def.runsOnFetcher;
+  const claimSeconds = timings.claimSeconds ?? timings.heartbeatSeconds * 2;
+  const shutdown = new AbortController();
+  const runOne = createRunner({
+    ranOn: 'fetcher',
+    ledger,
+    logger,
+    claimSeconds,
+    shutdown: shutdown.signal,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+    ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds, ranOn: 'fetcher' }) } : {}),
+  });
+  const workers = createWorkers({ boss, timings, workerConcurrency: options.workerConcurrency, logger, runOne, shutdown });
+  let prepared: Promise<void> | undefined;
+  let started = false;
+
+  /** Makes the fetcher's queues (once). */
+  function prepare(): Promise<void> {
+    return (prepared ??= (async () => {
+      assertIsolatedPlaced([...catalogue.values()].filter(ours), options.moduleOf);
+      await ensureQueue(boss, SystemQueue.deadLetter);
+      // an attempt first waits for main's claim (main may be redeploying): that wait must not expire it
+      for (const def of catalogue.values()) if (ours(def)) await ensureQueue(boss, def.name, queueOptions(def, timings, Boolean(options.remoteClaims)));
+    })());
+  }
+
+  /** Runs the fetcher's handlers and the dead-letter watcher. */
+  async function start(): Promise<void> {
+    if (started) return;
+    await prepare();
+    started = true;
+    for (const def of catalogue.values()) if (ours(def)) await workers.work(def);
+    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
+    logger.info({ ranOn: 'fetcher', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
+  }
+
+  return {
+    accept: createIntake({ pool, boss, ledger, catalogue, ...(options.metrics ? { metrics: options.metrics } : {}) }),
+    prepare,
+    start,
+    pause: workers.pause,
+    resume: workers.resume,
+    /** How many handlers are running in this process now. */
+    get running() {
+      return workers.running;
+    },
+    stop: workers.stop,
+    catalogue,
+  };
+}
+
+export type FetcherRuntime = ReturnType<typeof createFetcherRuntime>;

@@ -1,0 +1,134 @@
+// main's job runtime, composed from the stages: enqueue (performLater), forward (the override's
+// takeover), run (main's own jobs, and fetcher jobs main runs on the on-main queue), schedule
+// (cron) and maintain (dead letters).
+import type { JobWithMetadata } from 'pg-boss';
+import type { Pool } from 'pg';
+import type { PgBoss } from 'pg-boss';
+import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
+import { ensureQueue, type Ledger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from '../define/catalogue.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
+import { createEnqueuer } from '../enqueue/perform-later.ts';
+import { createTakeOver } from '../forward/take-over.ts';
+import { createRunner } from '../run/runner.ts';
+import { createWorkers } from '../run/workers.ts';
+import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
+import type { JobMetrics } from '../run/metrics.ts';
+import { startCron } from '../schedule/cron.ts';
+import { watchDeadLetters } from '../maintain/dead-letter.ts';
+
+export interface MainRuntimeOptions {
+  pool: Pool;
+  boss: PgBoss;
+  ledger: Ledger;
+  catalogue: Catalogue;
+  logger: Logger;
+  timings: QueueTimings;
+  /** Handlers of one job name running at once in this process, unless the job sets `concurrency`. */
+  workerConcurrency: number;
+  /** Where a job was defined (a module URL), for jobs whose handler runs isolated. */
+  moduleOf?: (name: string) => string | undefined;
+  /** Whether the emergency override is on (new fetcher jobs then run on main). */
+  overrideEnabled?: (db?: Queryable) => Promise<boolean>;
+  /** Prometheus counters and histograms (createJobMetrics); absent, nothing is counted. */
+  metrics?: JobMetrics;
+  /** Fetcher jobs running on main at once (they are the heavy ones; default 1). */
+  onMainConcurrency?: number;
+  /** A delivery to the fetcher is retried with backoff, at most this far apart (default 60). */
+  outboxRetryDelayMaxSeconds?: number;
+}
+
+export function createMainRuntime(options: MainRuntimeOptions) {
+  const { pool, boss, ledger, catalogue, timings } = options;
+  const logger = options.logger.child({ component: 'jobs' });
+  /** The jobs whose handlers run on main (by definition). */
+  const ours = (def: JobDefinition) => !def.runsOnFetcher;
+  const shutdown = new AbortController();
+  const runOne = createRunner({
+    ranOn: 'main',
+    ledger,
+    logger,
+    // a claim outlives two missed heartbeats (unless set), so a dead runner blocks a concurrency slot only briefly
+    claimSeconds: timings.claimSeconds ?? timings.heartbeatSeconds * 2,
+    shutdown: shutdown.signal,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+  });
+  const workers = createWorkers({ boss, timings, workerConcurrency: options.workerConcurrency, logger, runOne, shutdown });
+  const enqueuer = createEnqueuer({ pool, boss, ledger, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
+  let prepared: Promise<void> | undefined;
+  let started = false;
+
+  /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
+  function prepare(): Promise<void> {
+    return (prepared ??= (async () => {
+      assertIsolatedPlaced([...catalogue.values()].filter(ours), options.moduleOf);
+      await ensureQueue(boss, SystemQueue.deadLetter);
+      // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
+      await ensureQueue(boss, SystemQueue.outbox, {
+        ...OUTBOX_QUEUE_OPTIONS,
+        heartbeatSeconds: timings.heartbeatSeconds,
+        ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}),
+      });
+      await ensureQueue(boss, SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
+      for (const def of catalogue.values()) if (ours(def)) await ensureQueue(boss, def.name, queueOptions(def, timings, false));
+      await ensureQueue(boss, SystemQueue.onMain, { notify: true });
+    })());
+  }
+
+  /**
+   * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these
+   * jobs' handlers (and the on-main queue if named), and none of the rest (`jobgate work --queues`).
+   */
+  async function start(startOptions: { queues?: string[] } = {}): Promise<void> {
+    if (started) return;
+    const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
+    const runsQueue = (queue: string) => !only || only.has(queue);
+    const strangers = [...(only ?? [])].filter((name) => name !== SystemQueue.onMain && (!catalogue.get(name) || !ours(catalogue.get(name)!)));
+    if (strangers.length > 0) throw new ConfigError([`queues: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this main runs`]);
+    await prepare();
+    started = true;
+    for (const def of catalogue.values()) if (ours(def) && runsQueue(def.name)) await workers.work(def);
+    if (runsQueue(SystemQueue.onMain)) {
+      // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
+      await workers.workShared<OnMainData>(SystemQueue.onMain, { localConcurrency: options.onMainConcurrency ?? 1 }, (job: JobWithMetadata<OnMainData>) => {
+        const def = catalogue.get(job.data.name);
+        if (!def) throw new JobgateError(ErrorCode.unknownJob, `no job named ${job.data.name} is defined in this process`);
+        return runOne(def, job, job.data.attemptBase);
+      });
+    }
+    if (only) {
+      logger.info({ ranOn: 'main', queues: [...only] }, 'job runtime started for some queues only');
+      return;
+    }
+    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
+    // Cron fires on main, which routes each firing like any other job.
+    await startCron({ boss, catalogue, timings, logger, performLater: (def, payload) => enqueuer.performLater(def, payload) });
+    logger.info({ ranOn: 'main', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
+  }
+
+  return {
+    definition: enqueuer.definition,
+    performLater: enqueuer.performLater,
+    /** Under the emergency override: moves undelivered fetcher jobs to main (forward/take-over.ts). */
+    takeOverUndelivered: createTakeOver({ pool, boss, ledger, catalogue, timings }),
+    /** Whether main runs `def`'s handler (by definition). */
+    runsHere: ours,
+    prepare,
+    start,
+    /** Takes no new job (running ones carry on) until resume(). */
+    pause: workers.pause,
+    resume: workers.resume,
+    /** How many handlers are running in this process now. */
+    get running() {
+      return workers.running;
+    },
+    stop: workers.stop,
+    getJob: (id: string) => ledger.getJob(id, { executions: true }),
+    listJobs: (filter: ListFilter) => ledger.listJobs(filter),
+    catalogue,
+  };
+}
+
+export type MainRuntime = ReturnType<typeof createMainRuntime>;

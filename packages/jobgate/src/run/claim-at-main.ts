@@ -1,0 +1,58 @@
+// The fetcher's second claim, in main's ledger: main's ledger is the source of truth, so an
+// attempt starts only once main granted it, and main (under the emergency override) and the
+// fetcher never run one job at once. Fetcher-only.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode, type Logger } from '../support/index.ts';
+import type { ClaimResult, Ledger } from '../store/index.ts';
+import { durably, type ConfirmClaim } from './runner.ts';
+
+/**
+ * Claims at main over the signed API. Once the fetcher has claimed a job, main never takes it over,
+ * so the claim needs no refresh there. `unknown`: main has no such job (never had it, or deleted it
+ * after it finished): the fetcher does not run it.
+ */
+export interface RemoteClaims {
+  claim(id: string, attempt: number, claimSeconds: number, traceparent?: string): Promise<ClaimResult | { outcome: 'unknown' }>;
+}
+
+/** The confirmClaim step of the fetcher's runner. */
+export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimSeconds: number; ranOn: 'fetcher' }): ConfirmClaim {
+  const { ledger, claimSeconds, ranOn } = deps;
+  /**
+   * The fetcher's second claim, in main's ledger: until main grants it the attempt does not start.
+   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry.
+   */
+  return async function confirm(id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
+    for (let failures = 0; ; ) {
+      let result: Awaited<ReturnType<RemoteClaims['claim']>>;
+      try {
+        result = await remote.claim(id, attempt, claimSeconds, traceparent);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        // Unreachable main waits; so does a refusal (401 half-rotated secret, 404 main older than
+        // the fetcher): running unclaimed could run a job twice, failing it would lose it.
+        const refused = (err as { code?: string }).code === 'JG_FETCHER_REJECTED';
+        if (failures === 1 || failures % 10 === 0) log[refused ? 'error' : 'warn']({ err, failures }, refused ? 'main refuses our claims; waiting (check FETCHER_SHARED_SECRET and that main is not older than the fetcher)' : 'cannot reach main to claim the job; waiting');
+        await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
+        await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)), undefined, { signal });
+        continue;
+      }
+      if (result.outcome === 'wait') {
+        await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
+        await sleep(result.waitMs, undefined, { signal });
+        continue;
+      }
+      if (result.outcome === 'gone' || result.outcome === 'unknown') {
+        // Main ran it (the emergency override took it over), finished or cancelled it, or no longer
+        // has it at all (deleted after it finished): either way it is not ours to run.
+        log.warn({ mainSays: result.outcome }, 'main owns this job now (taken over, finished, cancelled or purged there); not running it here');
+        await durably(() =>
+          ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
+        );
+        return false;
+      }
+      return true;
+    }
+  };
+}

@@ -1,0 +1,83 @@
+// The queue workers of one side: one pg-boss worker per job queue this process runs, fetched one
+// job at a time and back to back while there are jobs; running handlers tracked, so stop() can
+// let them finish and pause() (the fetcher's memory guard) can stop new ones starting.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
+import { ErrorCode, JobgateError, type Logger } from '../support/index.ts';
+import { workWhileFull, type QueueTimings } from '../store/index.ts';
+import type { JobDefinition } from '../define/define-job.ts';
+import type { QueuedData } from '../define/queue-policy.ts';
+import type { RunOne } from './runner.ts';
+import { ABORT_GRACE_MS } from './settle.ts';
+
+export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runOne: RunOne; shutdown: AbortController }) {
+  const { boss, timings, runOne, logger } = deps;
+  const running = new Set<Promise<unknown>>();
+  /** How to (re)start the worker of each job queue, for pause() and resume(). */
+  const handlerWorkers = new Map<string, () => Promise<void>>();
+  let paused = false;
+  /** One job per fetch, fetched back to back while there are jobs (workWhileFull), else woken by NOTIFY or the poll. */
+  const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
+
+  function track<T>(promise: Promise<T>): Promise<T> {
+    running.add(promise);
+    promise.finally(() => running.delete(promise)).catch(() => {});
+    return promise;
+  }
+
+  return {
+    workOptions,
+    /** Runs `def`'s handlers here (its own queue). */
+    async work(def: JobDefinition): Promise<void> {
+      const startWorker = () =>
+        workWhileFull(
+          boss,
+          def.name,
+          {
+            ...workOptions,
+            localConcurrency: Math.min(def.concurrency ?? deps.workerConcurrency, deps.workerConcurrency),
+            ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}),
+          },
+          (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
+        );
+      handlerWorkers.set(def.name, startWorker);
+      await startWorker();
+    },
+    /** Runs a shared queue whose jobs name their own definition (main's on-main queue). */
+    async workShared<D extends QueuedData>(queue: string, options: Pick<WorkOptions, 'localConcurrency'>, pick: (job: JobWithMetadata<D>) => Promise<unknown>): Promise<void> {
+      await workWhileFull(boss, queue, { ...workOptions, ...options }, (jobs: Array<JobWithMetadata<D>>) => track(Promise.all(jobs.map(pick))));
+    },
+    /** Takes no new job (running ones carry on) until resume(); the memory guard's soft limit. */
+    async pause(): Promise<void> {
+      if (paused) return;
+      paused = true;
+      await Promise.all([...handlerWorkers.keys()].map((name) => boss.offWork(name, { wait: false })));
+      logger.warn('intake paused: no new jobs start until resumed');
+    },
+    async resume(): Promise<void> {
+      if (!paused || deps.shutdown.signal.aborted) return;
+      paused = false;
+      for (const startWorker of handlerWorkers.values()) await startWorker();
+      logger.info('intake resumed');
+    },
+    /** How many handlers are running in this process now. */
+    get running() {
+      return running.size;
+    },
+    /**
+     * Stops taking jobs and lets running ones finish; at `timeoutMs` their `ctx.signal` aborts and
+     * their attempts are recorded as failed (the queue retries them).
+     */
+    async stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
+      const abortTimer = setTimeout(() => deps.shutdown.abort(reason), timeoutMs);
+      try {
+        await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
+        await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000)]);
+      } finally {
+        clearTimeout(abortTimer);
+      }
+    },
+  };
+}
+
+export type Workers = ReturnType<typeof createWorkers>;
