@@ -24,12 +24,14 @@ const jobgate = await createMain({
 
 const app = express();
 app.disable('x-powered-by');
-app.use(express.json());
 
-// jobgate under /ops/jobs. The fetcher posts its signed job events and claims to the internal
-// routes: they must not be behind the sign-in. The admin pages and their API are.
+// jobgate under /ops/jobs, before any body parser of the app's (the signed routes check the raw
+// body). The fetcher posts its signed job events and claims to the internal routes: they must not
+// be behind the sign-in. The admin pages and their API are.
 app.use('/ops/jobs', jobgate.routers.internal);
 app.use('/ops/jobs', signIn, jobgate.routers.admin);
+
+app.use(express.json());
 
 const NewOrder = z.object({
   item: z.string().min(1).max(200),

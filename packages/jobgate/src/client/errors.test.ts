@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from '../src/internal.ts';
+import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from '../internal.ts';
 
 describe('isRetryable', () => {
   it.each([

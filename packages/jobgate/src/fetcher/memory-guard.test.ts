@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from 'jobgate/internal';
-import { createMemoryGuard } from '../src/internal.ts';
+import { createMemoryGuard } from '../internal.ts';
 
 const MB = 2 ** 20;
 

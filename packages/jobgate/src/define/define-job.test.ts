@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createCatalogue, defineJob, isJobDefinition, stableStringify, uniqueKeyOf } from '../src/internal.ts';
+import { createCatalogue, defineJob, isJobDefinition, stableStringify, uniqueKeyOf } from '../internal.ts';
 
 const run = async () => {};
 

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { isPrivateAddress, publicFetch } from '../src/shipped/public-fetch.ts';
+import { isPrivateAddress, publicFetch } from './public-fetch.ts';
 
 describe('isPrivateAddress', () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Purpose, parseSecrets, sign, signedHeaders, verify } from '../src/internal.ts';
+import { Purpose, parseSecrets, sign, signedHeaders, verify } from '../internal.ts';
 
 // DESIGN.md §2
 const VECTOR = {

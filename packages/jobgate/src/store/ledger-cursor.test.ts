@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assertSchemaName, encodeCursor, parseCursor } from '../src/internal.ts';
+import { assertSchemaName, encodeCursor, parseCursor } from '../internal.ts';
 
 describe('cursor', () => {
   it('round-trips and refuses what it did not give out', () => {
