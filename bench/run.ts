@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
-import { createBoss, createLedger, migrate, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { createBoss, createFetcherLedger, createMainLedger, migrate, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
 import { createCatalogue, createMainRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
@@ -90,7 +90,7 @@ async function inProcess(url: string) {
   const pool = new pg.Pool({ connectionString: url, max: 5 });
   pool.on('error', () => {});
   await migrate(pool, 'jobgate');
-  const ledger = createLedger(pool, 'jobgate');
+  const ledger = createMainLedger(pool, 'jobgate');
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
   await boss.start();
   const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
@@ -191,7 +191,7 @@ async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: 
   // ledger's two writes per attempt (claim, finish) and nothing else of jobgate's.
   const ids = Array.from({ length: SIZES.local }, () => randomUUID());
   await env.raw.createQueue('raw.floor', RAW_QUEUE);
-  await env.ledger.insertBatchIfAbsent(ids.map((id, n) => ({ id, name: 'raw.floor', route: 'main' as const, payload: { n }, priority: 0, maxAttempts: 3, delaySeconds: 0 })));
+  await createFetcherLedger(env.pool, 'jobgate').insertBatchIfAbsent(ids.map((id, n) => ({ id, name: 'raw.floor', route: 'main' as const, payload: { n }, priority: 0, maxAttempts: 3, delaySeconds: 0 })));
   await env.raw.insert('raw.floor', ids.map((id, n) => ({ id, data: { n } })));
   await env.pool.query('ANALYZE');
   done = 0;
@@ -372,7 +372,7 @@ async function mainEnqueuer(url: string) {
   pool.on('error', () => {});
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet });
   await boss.start();
-  const jobs = createMainRuntime({ pool, boss, ledger: createLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+  const jobs = createMainRuntime({ pool, boss, ledger: createMainLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
   return {
     enqueue: async () => (await jobs.performLater(demoHeavy, {})).job.id,
     async stop() {

@@ -2,15 +2,15 @@
 // racing claims never exceed `concurrency`, and starts never exceed `rateLimit` in any second.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedger, withTransaction, type Ledger } from '../packages/jobgate/src/store/index.ts';
+import { createMainLedger, withTransaction, type MainLedger } from '../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 
 let db: TestDatabase;
-let ledger: Ledger;
+let ledger: MainLedger;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  ledger = createLedger(db.pool, TEST_SCHEMA);
+  ledger = createMainLedger(db.pool, TEST_SCHEMA);
 });
 afterAll(async () => {
   await db?.drop();

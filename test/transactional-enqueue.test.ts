@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
-import { createBoss, createLedger, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { createBoss, createMainLedger, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
@@ -27,7 +27,7 @@ beforeAll(async () => {
   const timings = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 };
   boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
   await boss.start();
-  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createMainLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger, timings, workerConcurrency: 2 });
   await jobs.start();
 });
 afterAll(async () => {
@@ -78,7 +78,7 @@ describe('transactional enqueue', () => {
     // performLater without a caller's transaction: one statement string, no BEGIN or COMMIT
     const seen: string[] = [];
     const pool = { query: (text: string, values?: unknown[]) => (seen.push(text), db.pool.query(text, values)) };
-    const counted = createMainRuntime({ pool: pool as never, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger: createLogger({ level: 'warn', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
+    const counted = createMainRuntime({ pool: pool as never, boss, ledger: createMainLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([signup]), logger: createLogger({ level: 'warn', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
     await counted.performLater(signup, { userId: 'u-one-trip' });
     expect(seen).toHaveLength(1);
     expect(await counts('u-one-trip')).toEqual({ ledger: 1, queue: 1 });
@@ -90,7 +90,7 @@ describe('transactional enqueue', () => {
     const id = randomUUID();
     const queued = await recordBossWrite((bossDb) => boss.send('test.short', {}, { id, db: bossDb }), id);
     const job = { id, name: 'test.short', route: 'main' as const, routeReason: 'definition' as const, payload: { userId: 'u-refused' }, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 };
-    const [bossRows, ledgerRows] = await runTogether(db.pool, [queued, createLedger(db.pool, TEST_SCHEMA).insertJobStatement(job, queuedCondition(queued, 'test.short', id))]);
+    const [bossRows, ledgerRows] = await runTogether(db.pool, [queued, createMainLedger(db.pool, TEST_SCHEMA).insertJobStatement(job, queuedCondition(queued, 'test.short', id))]);
     expect(bossRows).toEqual([]);
     expect(ledgerRows).toEqual([]);
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].n).toBe(0);

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
-import { createBoss, createLedger, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { createBoss, createMainLedger, type PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
@@ -23,7 +23,7 @@ beforeAll(async () => {
   const logger = createLogger({ level: 'warn', name: 'test' });
   boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
   await boss.start();
-  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([tick]), logger, timings, workerConcurrency: 2 });
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createMainLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([tick]), logger, timings, workerConcurrency: 2 });
   await jobs.start();
 });
 afterAll(async () => {

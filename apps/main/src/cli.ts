@@ -10,11 +10,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { parseSecrets } from 'jobgate/internal';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from 'jobgate/internal';
-import { createAdminStore, createBoss, createLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
-import { SystemQueue, createJobMetrics, createMainRuntime, openJobService, type JobService, type MainRuntime } from 'jobgate/internal';
+import { createAdminStore, createBoss, createMainLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
+import { SystemQueue, createJobMetrics, createMainRuntime, openJobService, type JobService, type MainLedger, type MainRuntime } from 'jobgate/internal';
 
 /** The job service as the CLI uses it, with main's runtime on it. */
-type CliService = JobService & { jobs: MainRuntime };
+type CliService = JobService<MainLedger> & { jobs: MainRuntime };
 import { createFetcherClient } from 'jobgate/internal';
 import { createFetcherMonitor } from 'jobgate/internal';
 import { createOverrideControl, isOverrideOn } from 'jobgate/internal';
@@ -86,7 +86,7 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
   const cfg = config();
   const running = Boolean(options.queues?.length);
   const pool = cliPool(cfg);
-  const service = await openJobService({ ...cliServiceOptions(cfg, { logger, pool }), client: !running }).catch(async (err: unknown) => {
+  const service = await openJobService({ ...cliServiceOptions(cfg, { logger, pool }), client: !running }, createMainLedger).catch(async (err: unknown) => {
     await pool.end();
     throw err;
   });
@@ -109,11 +109,11 @@ function cliPool(cfg: MainConfig): pg.Pool {
 }
 
 /** Read-only commands: a pool and the ledger, nothing started. */
-async function withLedger<T>(fn: (ledger: ReturnType<typeof createLedger>) => Promise<T>): Promise<T> {
+async function withLedger<T>(fn: (ledger: ReturnType<typeof createMainLedger>) => Promise<T>): Promise<T> {
   const cfg = config();
   const pool = cliPool(cfg);
   try {
-    return await fn(createLedger(pool, cfg.JOBGATE_SCHEMA));
+    return await fn(createMainLedger(pool, cfg.JOBGATE_SCHEMA));
   } finally {
     await pool.end();
   }
@@ -182,7 +182,7 @@ const commands: Record<string, Command> = {
       try {
         const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: parseSecrets(cfg.FETCHER_SHARED_SECRET), retries: 0 }) : null;
         const status = await serviceStatus({
-          ledger: createLedger(pool, cfg.JOBGATE_SCHEMA),
+          ledger: createMainLedger(pool, cfg.JOBGATE_SCHEMA),
           override: () => createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(),
           wakes: () => createWakeStore(pool, cfg.JOBGATE_SCHEMA).current(),
           monitor: client ? createFetcherMonitor({ fetcher: client, logger }) : null,

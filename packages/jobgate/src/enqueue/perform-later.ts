@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BossDb, type JobRecord, type Ledger, type Queryable, type QueueTimings } from '../store/index.ts';
+import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { onMainInsert, type OnMainData, type OutboxData, type QueuedData } from '../define/queue-policy.ts';
@@ -41,7 +41,7 @@ export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
 export function createEnqueuer(deps: {
   pool: Pool;
   boss: PgBoss;
-  ledger: Ledger;
+  ledger: MainLedger;
   catalogue: Catalogue;
   timings: QueueTimings;
   /** Whether the emergency override is on (new fetcher jobs then run on main); read inside `db`'s transaction when given. */

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createMainClient } from '../client/index.ts';
-import { createReplayStore, DEFAULT_TIMINGS, type QueueTimings } from '../store/index.ts';
+import { createFetcherLedger, createReplayStore, DEFAULT_TIMINGS, type QueueTimings } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { createFetcherRuntime } from './fetcher-runtime.ts';
@@ -151,7 +151,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     jobModules: o.jobModules,
     logger,
     ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-  }).catch(async (err: unknown) => {
+  }, createFetcherLedger).catch(async (err: unknown) => {
     await mainClient?.close();
     throw err;
   });

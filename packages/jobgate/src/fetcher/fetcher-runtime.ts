@@ -3,7 +3,7 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
-import { ensureQueue, type Ledger, type QueueTimings } from '../store/index.ts';
+import { ensureQueue, type FetcherLedger, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions } from '../define/queue-policy.ts';
@@ -18,7 +18,7 @@ import { watchDeadLetters } from '../maintain/dead-letter.ts';
 export interface FetcherRuntimeOptions {
   pool: Pool;
   boss: PgBoss;
-  ledger: Ledger;
+  ledger: FetcherLedger;
   catalogue: Catalogue;
   logger: Logger;
   timings: QueueTimings;

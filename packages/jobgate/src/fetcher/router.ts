@@ -2,12 +2,12 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
 import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
-import type { Ledger } from '../store/index.ts';
+import type { FetcherLedger } from '../store/index.ts';
 import type { FetcherRuntime } from './fetcher-runtime.ts';
 
 export interface FetcherRouterDeps {
   jobs: FetcherRuntime;
-  ledger: Ledger;
+  ledger: FetcherLedger;
   keys: SigningKey[];
   logger: Logger;
   version: string;

@@ -1,6 +1,6 @@
 import type { JobWithMetadata, PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
-import { workWhileFull, type Ledger } from '../store/index.ts';
+import { workWhileFull, type MainLedger } from '../store/index.ts';
 import { SystemQueue } from '../define/catalogue.ts';
 import type { OutboxData } from '../define/queue-policy.ts';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
@@ -8,7 +8,7 @@ import { BodyLimits, chunksByBytes, type SubmitJob } from '../protocol/index.ts'
 
 export interface ForwarderOptions {
   boss: PgBoss;
-  ledger: Ledger;
+  ledger: MainLedger;
   fetcher: FetcherClient;
   logger: Logger;
   /** Jobs per POST /v1/jobs (≤ 500). */

@@ -1,5 +1,5 @@
 import { startLoop, type Logger } from '../support/index.ts';
-import type { Ledger } from '../store/index.ts';
+import type { MainLedger } from '../store/index.ts';
 import type { FetcherStatus } from '../protocol/index.ts';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 
@@ -81,7 +81,7 @@ export type FetcherMonitor = ReturnType<typeof createFetcherMonitor>;
  * sleeps after 15 minutes without inbound requests, even in the middle of a long job. With nothing
  * pending it stops, so the fetcher can sleep.
  */
-export function startKeepAwake(deps: { ledger: Ledger; monitor: FetcherMonitor; logger: Logger; intervalMs: number }) {
+export function startKeepAwake(deps: { ledger: MainLedger; monitor: FetcherMonitor; logger: Logger; intervalMs: number }) {
   const logger = deps.logger.child({ component: 'keep-awake' });
   return startLoop(
     async () => {

@@ -3,12 +3,12 @@
 // fetcher has already claimed stays there.
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { toBossDb, withTransaction, type Ledger, type QueueTimings } from '../store/index.ts';
+import { toBossDb, withTransaction, type MainLedger, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import { onMainInsert } from '../define/queue-policy.ts';
 
 /** Moves up to `limit` undelivered fetcher jobs (or exactly `ids`) to main; returns how many moved. */
-export function createTakeOver(deps: { pool: Pool; boss: PgBoss; ledger: Ledger; catalogue: Catalogue; timings: QueueTimings }) {
+export function createTakeOver(deps: { pool: Pool; boss: PgBoss; ledger: MainLedger; catalogue: Catalogue; timings: QueueTimings }) {
   const { pool, boss, ledger, catalogue, timings } = deps;
   return async function takeOverUndelivered(limit: number, ids: string[] | null = null): Promise<number> {
     return withTransaction(pool, async (client) => {

@@ -3,7 +3,7 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError } from '../support/index.ts';
-import { toBossDb, withTransaction, type Ledger } from '../store/index.ts';
+import { toBossDb, withTransaction, type FetcherLedger } from '../store/index.ts';
 import type { Catalogue } from '../define/catalogue.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from '../run/metrics.ts';
@@ -19,7 +19,7 @@ export interface AcceptedJob {
   traceparent?: string;
 }
 
-export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: Ledger; catalogue: Catalogue; metrics?: JobMetrics }) {
+export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; metrics?: JobMetrics }) {
   const { pool, boss, ledger, catalogue } = deps;
   /**
    * Takes over jobs main handed to this side, under main's ids, all or none in one transaction.
@@ -80,7 +80,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: Ledger; c
     }
   }
 
-  /** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds). */
+  /** FetcherLedger writes after a handler ran outlive a short database outage (a restart takes seconds). */
 
   return accept;
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createReplayStore, createWakeStore, DEFAULT_TIMINGS, parseCursor, type JobRecord, type ListFilter, type OverrideState, type QueueTimings } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, DEFAULT_TIMINGS, parseCursor, type JobRecord, type ListFilter, type OverrideState, type QueueTimings } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { createMainRuntime } from './main-runtime.ts';
@@ -195,7 +195,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
     builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })],
     logger,
     ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-  });
+  }, createMainLedger);
   const { pool, ledger, boss } = service;
   const overrideStore = createOverrideStore(pool, o.schema);
   const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });

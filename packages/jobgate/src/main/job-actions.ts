@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode, JobgateError, newTraceparent, traceIdOf } from '../support/index.ts';
-import { parseCursor, withTransaction, type AdminStore, type JobRecord, type Ledger, type ListFilter } from '../store/index.ts';
+import { parseCursor, withTransaction, type AdminStore, type JobRecord, type MainLedger, type ListFilter } from '../store/index.ts';
 import type { Pool } from 'pg';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { JobFilterFields } from './validation.ts';
@@ -42,7 +42,7 @@ export interface BulkResult {
  * Retry, cancel and their bulk forms: one implementation for the admin API and the CLI, each
  * change audited under `actor`.
  */
-export function createJobActions(deps: { jobs: JobRuntime; ledger: Ledger; pool: Pool; store: AdminStore }) {
+export function createJobActions(deps: { jobs: JobRuntime; ledger: MainLedger; pool: Pool; store: AdminStore }) {
   const { jobs, ledger, pool, store } = deps;
 
   /** A new job with the same payload (its own id, ledger row and attempts); the original is marked, so it is retried once. */

@@ -5,7 +5,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { ensureQueue, type Ledger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { ensureQueue, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
@@ -21,7 +21,7 @@ import { watchDeadLetters } from '../maintain/dead-letter.ts';
 export interface MainRuntimeOptions {
   pool: Pool;
   boss: PgBoss;
-  ledger: Ledger;
+  ledger: MainLedger;
   catalogue: Catalogue;
   logger: Logger;
   timings: QueueTimings;

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Logger, type Registry } from '../support/index.ts';
-import type { Ledger, PgBoss, WakeStore } from '../store/index.ts';
+import type { MainLedger, PgBoss, WakeStore } from '../store/index.ts';
 import { fetcherMemoryGauge, orKeep, queueSizes } from '../run/metrics.ts';
 import { FETCHER_STATES, type FetcherMonitor } from '../forward/keep-awake.ts';
 import type { OverrideControl } from '../forward/override.ts';
@@ -9,7 +9,7 @@ import type { OverrideControl } from '../forward/override.ts';
  * of the fetcher (no scrape ever probes it: that would keep a free instance from sleeping), the
  * override and pg-boss's queue sizes. Gauges are read when scraped.
  */
-export function createMainMetrics(registry: Registry, deps: { ledger: Ledger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; wakes: WakeStore; logger: Logger }) {
+export function createMainMetrics(registry: Registry, deps: { ledger: MainLedger; boss: PgBoss; override: () => OverrideControl; monitor: FetcherMonitor | null; wakes: WakeStore; logger: Logger }) {
   const registers = [registry];
   // one outbox query per scrape for both gauges
   let outbox: { at: number; stats: Promise<{ pending: number; oldestAgeSeconds: number; refused: number }> } | null = null;

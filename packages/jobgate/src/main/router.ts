@@ -1,7 +1,7 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
-import type { JobRecord, Ledger } from '../store/index.ts';
+import type { JobRecord, MainLedger } from '../store/index.ts';
 import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
@@ -15,7 +15,7 @@ export interface MainRouterDeps {
   keys?: SigningKey[];
   /** The fetcher's accepted events and claims by webhook-id: a replay gets the stored answer (createReplayStore). */
   replay?: ReplayGuard;
-  ledger?: Ledger;
+  ledger?: MainLedger;
   logger: Logger;
   /** Who may use /api/* (AdminAuth.api). Required: the jobs API is never open to anyone. */
   apiAuth: express.RequestHandler;

@@ -1,4 +1,4 @@
-import type { Ledger, OverrideState, WakeState } from '../store/index.ts';
+import type { MainLedger, OverrideState, WakeState } from '../store/index.ts';
 import type { FetcherHealth, FetcherMonitor } from '../forward/keep-awake.ts';
 
 /**
@@ -7,7 +7,7 @@ import type { FetcherHealth, FetcherMonitor } from '../forward/keep-awake.ts';
  * check is under `maxAgeMs` old) and whether main is waking it, the override, the outbox and the
  * per-queue counts on both sides.
  */
-export async function serviceStatus(deps: { ledger: Ledger; override: () => Promise<OverrideState>; wakes: () => Promise<WakeState>; monitor: FetcherMonitor | null; maxAgeMs?: number }) {
+export async function serviceStatus(deps: { ledger: MainLedger; override: () => Promise<OverrideState>; wakes: () => Promise<WakeState>; monitor: FetcherMonitor | null; maxAgeMs?: number }) {
   const unconfigured: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
   const [health, wake, override, outbox, main] = await Promise.all([
     deps.monitor ? deps.monitor.check(deps.maxAgeMs ?? 0) : Promise.resolve(unconfigured),

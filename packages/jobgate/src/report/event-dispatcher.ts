@@ -1,12 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../support/index.ts';
 import { BodyLimits, chunksByBytes, type JobEvent } from '../protocol/index.ts';
-import type { Ledger, StoredEvent } from '../store/index.ts';
+import { toWireEvent, type FetcherLedger, type StoredEvent } from '../store/index.ts';
 import { FetcherErrorCode, type FetcherClientError, type MainClient } from '../client/index.ts';
-
-export function toWireEvent(e: StoredEvent): JobEvent {
-  return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...(e.data as Partial<JobEvent>), ...(e.traceparent ? { traceparent: e.traceparent } : {}) };
-}
 
 /** Statuses by which main refuses the events themselves (not the request: a 401 is a secret rotation, a 404 an older main). */
 const REFUSES_EVENTS = new Set([400, 413, 422]);
@@ -16,7 +12,7 @@ const REFUSES_EVENTS = new Set([400, 413, 422]);
  * be down or redeploying, so a failed batch is retried with backoff (up to `maxRetryDelayMs`, 30 s,
  * apart), forever. An event leaves the outbox only once main answered 2xx.
  */
-export function startEventDispatcher(deps: { ledger: Ledger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void; maxRetryDelayMs?: number }) {
+export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void; maxRetryDelayMs?: number }) {
   const logger = deps.logger.child({ component: 'events' });
   const batchSize = deps.batchSize ?? 500;
   const idleMs = deps.idleMs ?? 250;

@@ -1,5 +1,5 @@
 import { startLoop, type Logger } from '../support/index.ts';
-import type { Ledger } from '../store/index.ts';
+import type { MainLedger } from '../store/index.ts';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 
 /**
@@ -8,7 +8,7 @@ import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '.
  * A job the fetcher does not know is left as it is and logged: the forwarder marked it forwarded
  * only after the fetcher said it took it.
  */
-export function startReconciler(deps: { ledger: Ledger; fetcher: FetcherClient; logger: Logger; intervalMs: number; quietSeconds: number }) {
+export function startReconciler(deps: { ledger: MainLedger; fetcher: FetcherClient; logger: Logger; intervalMs: number; quietSeconds: number }) {
   const logger = deps.logger.child({ component: 'reconciler' });
 
   async function pass(signal: AbortSignal): Promise<void> {

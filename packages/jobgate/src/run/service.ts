@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ConfigError, type Logger } from '../support/index.ts';
 import { heapFlagOverride } from './isolation/run-isolated.ts';
-import { createBoss, createLedger, migrate, type QueueTimings, type Route } from '../store/index.ts';
+import { createBoss, migrate, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
 import { createCatalogue } from '../define/catalogue.ts';
 import { isJobDefinition, type JobDefinition } from '../define/define-job.ts';
 
@@ -38,7 +38,7 @@ export interface ServiceOptions {
   /** Modules (paths or file: URLs) whose exported definitions join the catalogue, importable by an isolated handler. */
   jobModules: readonly string[];
   /** Jobs the library adds itself, built once the ledger exists (main's cleanup). */
-  builtIn?: (deps: { pool: pg.Pool; ledger: ReturnType<typeof createLedger> }) => JobDefinition[];
+  builtIn?: (deps: { pool: pg.Pool; ledger: Ledger }) => JobDefinition[];
   logger: Logger;
   /** NODE_OPTIONS as the process got it: a heap flag there would override every thread's own cap. */
   nodeOptions?: string;
@@ -53,7 +53,7 @@ export interface ServiceOptions {
  * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts); `side` only picks
  * which jobs the NODE_OPTIONS check looks at.
  */
-export async function openJobService(options: ServiceOptions) {
+export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string) => L) {
   const { logger, side } = options;
   const ownsPool = !options.pool;
   const pool =
@@ -72,7 +72,7 @@ export async function openJobService(options: ServiceOptions) {
     throw err;
   };
   if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
-  const ledger = createLedger(pool, options.schema);
+  const ledger = sideLedger(pool, options.schema);
   const modules = await loadJobModules(options.jobModules).catch(failed);
   const catalogue = createCatalogue([...(options.builtIn?.({ pool, ledger }) ?? []), ...options.jobs, ...modules.map((m) => m.def)]);
   const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));
@@ -98,4 +98,4 @@ export async function openJobService(options: ServiceOptions) {
   };
 }
 
-export type JobService = Awaited<ReturnType<typeof openJobService>>;
+export type JobService<L extends Ledger = Ledger> = Awaited<ReturnType<typeof openJobService<L>>>;

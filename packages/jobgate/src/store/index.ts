@@ -8,3 +8,5 @@ export * from './admin-store.ts';
 export * from './one-round-trip.ts';
 export * from './wake-store.ts';
 export * from './replay-store.ts';
+export * from './main-ledger.ts';
+export * from './fetcher-ledger.ts';

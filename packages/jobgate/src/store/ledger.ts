@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
+import type { JobEvent } from '../protocol/wire.ts';
 
 export const JobState = {
   queued: 'queued',
@@ -67,32 +68,27 @@ export interface JobRecord {
   executions?: Execution[];
 }
 
+/**
+ * A job event as the fetcher's outbox stores it (written by the emit_job_event trigger, migrations
+ * 004/010): the wire shape (protocol/wire.ts JobEvent, the one definition) split into the columns
+ * every event has and `data`, the rest of it. Main applies JobEvents as they come over the wire.
+ */
 export interface StoredEvent {
+  /** Position in the outbox (set aside and acknowledged by it). */
   seq: number;
-  jobId: string;
-  jobSeq: number;
-  type: 'active' | 'progress' | 'completed' | 'failed' | 'lost';
-  attempt: number;
-  at: string;
-  data: Record<string, unknown>;
-  /** The job's W3C traceparent. */
-  traceparent?: string;
+  jobId: JobEvent['jobId'];
+  /** The event's number within its job (JobEvent.seq). */
+  jobSeq: JobEvent['seq'];
+  type: JobEvent['type'];
+  attempt: JobEvent['attempt'];
+  at: JobEvent['at'];
+  data: Omit<Partial<JobEvent>, 'jobId' | 'seq' | 'type' | 'attempt' | 'at' | 'traceparent'>;
+  traceparent?: JobEvent['traceparent'];
 }
 
-/** A job event from the fetcher, as main applies it (see the JobEvent wire schema). */
-export interface AppliedEvent {
-  jobId: string;
-  seq: number;
-  type: 'active' | 'progress' | 'completed' | 'failed' | 'lost';
-  attempt: number;
-  at: string;
-  state?: string;
-  startedAt?: string;
-  finishedAt?: string;
-  progress?: number;
-  message?: string;
-  error?: ErrorInfo;
-  peakRssMb?: number;
+/** A stored event as it goes over the wire. */
+export function toWireEvent(e: StoredEvent): JobEvent {
+  return { jobId: e.jobId, seq: e.jobSeq, type: e.type, attempt: e.attempt, at: e.at, ...e.data, ...(e.traceparent ? { traceparent: e.traceparent } : {}) };
 }
 
 export interface NewJob {
@@ -123,11 +119,18 @@ export interface ListFilter {
   cursor?: { createdAt: string; id: string };
 }
 
-const LIVE_STATES = `('queued', 'forwarding', 'forwarded', 'active')`;
-const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
+/** A job is live (not finished) in these states: a `unique` job has at most one live twin. */
+export const LIVE_STATES = ['queued', 'forwarding', 'forwarded', 'active'] as const satisfies readonly JobState[];
+/** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
+export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
+/** A job waiting to run, wherever it is. */
+export const WAITING_STATES = ['queued', 'forwarding', 'forwarded'] as const satisfies readonly JobState[];
+/** A state list as SQL, e.g. `('queued', 'forwarding')`. Only these constants go in, never input. */
+export const inStates = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
+export const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
   run_at, created_at, updated_at, started_at, finished_at, error, traceparent`;
 
-const insertJobValues = (job: NewJob) => [
+export const insertJobValues = (job: NewJob) => [
   job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition', job.traceparent ?? null,
 ];
 
@@ -135,31 +138,6 @@ const insertJobValues = (job: NewJob) => [
 function plans(schema: string) {
   const s = assertSchemaName(schema);
   return {
-    // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
-    insertJob: (onlyIf = 'true') => `
-      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent)
-      SELECT $1::uuid, $2::text, $3::text, 'queued', $4::jsonb, $5::integer, $6::text, $7::integer,
-             clock_timestamp() + $8::float8 * interval '1 second', $9::text, $10::text
-       WHERE ${onlyIf}
-      ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${LIVE_STATES} DO NOTHING
-      RETURNING ${JOB_COLUMNS}`,
-    // Idempotent on id: a job already here is left alone and reported back with whether it matches.
-    insertBatchIfAbsent: `
-      WITH input AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb)
-          AS x(id uuid, name text, route text, payload jsonb, priority integer, max_attempts integer, delay_seconds integer, traceparent text)
-      ), inserted AS (
-        INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, max_attempts, run_at, traceparent)
-        SELECT id, name, route, 'queued', payload, priority, max_attempts, clock_timestamp() + delay_seconds * interval '1 second', traceparent
-          FROM input
-        ON CONFLICT (id) DO NOTHING
-        RETURNING id
-      )
-      SELECT i.id, (i.id IN (SELECT id FROM inserted)) AS inserted,
-             coalesce(j.name = i.name AND j.payload = i.payload, true) AS same
-        FROM input i LEFT JOIN ${s}.jobs j ON j.id = i.id`,
-    findLiveByUniqueKey: `
-      SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${LIVE_STATES}`,
     getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
     getExecutions: `
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
@@ -202,110 +180,13 @@ function plans(schema: string) {
     // Live counts per job name, plus failures of the last day, for status pages.
     countsByName: `
       SELECT name,
-             count(*) FILTER (WHERE state IN ('queued', 'forwarding', 'forwarded'))::int AS queued,
+             count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
              count(*) FILTER (WHERE state = 'active')::int AS active,
              count(*) FILTER (WHERE state = 'failed')::int AS failed
         FROM ${s}.jobs
-       WHERE state IN ('queued', 'forwarding', 'forwarded', 'active')
+       WHERE state IN ${inStates(LIVE_STATES)}
           OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
        GROUP BY name`,
-    // one batch in one call, in per-job order (migration 010)
-    applyJobEvents: `SELECT ${s}.apply_job_events($1::jsonb) AS applied`,
-    // The forwarder takes queued jobs into 'forwarding'; the rest (cancelled, finished) are skipped.
-    markForwarding: `
-      UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
-       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding') RETURNING id`,
-    // Events may already have moved a job on (the fetcher can be faster than the answer): never back.
-    markForwarded: `
-      UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp(),
-             error = CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN NULL ELSE error END
-       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
-    // A job the fetcher refuses for now (a name or payload it does not know yet: deployed behind
-    // main) keeps waiting with the reason, and since when, on show.
-    noteRefused: `
-      UPDATE ${s}.jobs SET updated_at = clock_timestamp(),
-             error = jsonb_build_object('code', 'JG_FETCHER_REFUSES', 'message', $2::text,
-                       'since', CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN error->'since' ELSE to_jsonb(clock_timestamp()) END)
-       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
-    refusedByFetcher: `
-      SELECT name, error->>'message' AS reason, min(error->>'since') AS since, count(*)::int AS jobs
-        FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND error->>'code' = 'JG_FETCHER_REFUSES'
-       GROUP BY name, error->>'message' ORDER BY min(error->>'since') LIMIT 20`,
-    // The override takes over jobs not yet delivered (or whose delivery is in doubt: the fetcher
-    // must still claim them here, and cannot once they are main's).
-    takeOverUndelivered: `
-      WITH picked AS (
-        SELECT id FROM ${s}.jobs
-         WHERE route = 'fetcher' AND state IN ('queued', 'forwarding') AND name = ANY($4::text[])
-           AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
-         ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
-      )
-      UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
-        FROM picked WHERE j.id = picked.id
-      RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at, j.traceparent`,
-    // Cancels jobs that have not started, and main's own running ones (their runner sees the claim
-    // gone at its next heartbeat and stops); a job running on the fetcher is left to finish.
-    cancelJobs: `
-      UPDATE ${s}.jobs SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
-             error = jsonb_build_object('code', 'JG_CANCELLED', 'message', $2::text), claimed_by = NULL, claim_expires_at = NULL
-       WHERE id = ANY($1::uuid[]) AND (state IN ('queued', 'forwarding', 'forwarded') OR (state = 'active' AND route = 'main'))
-         -- a live claim by the fetcher means it is running there, whatever the state says: not ours to cancel
-         AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
-      RETURNING id`,
-    failJobs: `
-      UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ('queued', 'forwarding')`,
-    // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
-    // Taken, not just read: a lease of at most a minute (updated_at set so that they count as quiet
-    // again then) keeps the other reconcilers (several worker processes) off them; asked about,
-    // they are touched, and one the fetcher could not be asked about is tried again after the lease.
-    quietFetcherJobs: `
-      UPDATE ${s}.jobs SET updated_at = clock_timestamp() - ($1 - least($1, 60)) * interval '1 second'
-       WHERE id IN (
-         SELECT id FROM ${s}.jobs
-          WHERE route = 'fetcher' AND state IN ('forwarded', 'active') AND updated_at < clock_timestamp() - $1 * interval '1 second'
-          ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-      RETURNING id, attempts, events_applied`,
-    touchJob: `UPDATE ${s}.jobs SET updated_at = clock_timestamp() WHERE id = $1`,
-    reconcileJob: `
-      UPDATE ${s}.jobs SET state = $2, progress = $3, progress_message = $4, attempts = greatest(attempts, $5),
-             error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($6, error) END,
-             finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN coalesce(finished_at, clock_timestamp()) ELSE NULL END,
-             updated_at = clock_timestamp()
-       WHERE id = $1 AND route = 'fetcher' AND state NOT IN ('completed', 'failed', 'cancelled')
-         -- only if nothing moved on main since the fetcher was asked (a later claim, an event applied)
-         -- and the fetcher's answer is not older than what main knows
-         AND attempts = $7 AND events_applied = $8 AND attempts <= $5`,
-    reconcileExecution: `
-      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb)
-      VALUES ($1, $2, 'fetcher', $3, $4, $5, $6, $7)
-      ON CONFLICT (job_id, attempt) DO UPDATE
-        SET finished_at = excluded.finished_at, outcome = excluded.outcome, error = excluded.error,
-            peak_rss_mb = coalesce(excluded.peak_rss_mb, ${s}.executions.peak_rss_mb)`,
-    // Fetcher jobs not yet delivered: how many, and how long the oldest has waited.
-    outboxStats: `
-      SELECT count(*)::int AS pending,
-             coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_age_seconds,
-             count(*) FILTER (WHERE error->>'code' = 'JG_FETCHER_REFUSES')::int AS refused
-        FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding')`,
-    // Any job routed to the fetcher that has not finished (the fetcher must stay awake for it).
-    hasUnfinishedFetcherJobs: `
-      SELECT EXISTS (SELECT 1 FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ('queued', 'forwarding', 'forwarded', 'active')) AS pending`,
-    setEmitEvents: `
-      INSERT INTO ${s}.ledger_settings (key, value) VALUES ('emit_events', to_jsonb($1::boolean))
-      ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-    // One sender at a time per ledger, so events leave in order; the lock ends with the transaction.
-    lockEventSender: `SELECT pg_try_advisory_xact_lock(hashtext('jobgate.events.' || $1)) AS locked`,
-    pendingEvents: `
-      SELECT e.seq, e.job_id, e.job_seq, e.type, e.attempt, e.at, e.data, j.traceparent
-        FROM ${s}.job_events e LEFT JOIN ${s}.jobs j ON j.id = e.job_id WHERE e.set_aside_at IS NULL ORDER BY e.seq LIMIT $1`,
-    ackEvents: `DELETE FROM ${s}.job_events WHERE seq = ANY($1::bigint[])`,
-    setEventsAside: `
-      UPDATE ${s}.job_events SET set_aside_at = clock_timestamp(), set_aside_reason = r.reason
-        FROM unnest($1::bigint[], $2::text[]) AS r(seq, reason) WHERE ${s}.job_events.seq = r.seq`,
-    eventsSetAside: `
-      SELECT count(*)::int AS n, min(set_aside_at) AS since FROM ${s}.job_events WHERE set_aside_at IS NOT NULL`,
-    resendSetAside: `UPDATE ${s}.job_events SET set_aside_at = NULL, set_aside_reason = NULL WHERE set_aside_at IS NOT NULL`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
         SELECT id FROM ${s}.jobs WHERE finished_at < clock_timestamp() - $1 * interval '1 second' LIMIT $2)`,
@@ -313,9 +194,9 @@ function plans(schema: string) {
 }
 
 type Row = Record<string, any>;
-const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : (v as string | undefined));
+export const iso = (v: unknown) => (v instanceof Date ? v.toISOString() : (v as string | undefined));
 
-function toJob(row: Row): JobRecord {
+export function toJob(row: Row): JobRecord {
   return {
     id: row.id,
     name: row.name,
@@ -410,54 +291,22 @@ export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; w
 
 export type Ledger = ReturnType<typeof createLedger>;
 
-/** Our job ledger and executions over `pool`, in `schema` (see migrations/). */
+/**
+ * The job ledger and its executions over `pool`, in `schema` (see migrations/): what both sides do
+ * with a job they run (claim, attempt, progress, settle, prune). Each side adds its own part:
+ * main-ledger.ts, fetcher-ledger.ts.
+ */
 export function createLedger(pool: Pool, schema: string) {
   const sql = plans(schema);
   return {
     schema,
-    /** Inserts a queued job; `null` when a live job with the same unique key exists. */
-    async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
-      const { rows } = await db.query(sql.insertJob(), insertJobValues(job));
-      return rows[0] ? toJob(rows[0]) : null;
-    },
-    /**
-     * insertJob as parameter-less SQL that inserts only if `onlyIf` holds, to share one round trip
-     * with the job's queue entry (see runTogether); read its row with `toJob`.
-     */
-    insertJobStatement(job: NewJob, onlyIf: string): string {
-      return inlineParams(sql.insertJob(onlyIf), insertJobValues(job));
-    },
     toJob,
-    /**
-     * Inserts the jobs whose id is new, in one statement. For each: `inserted`, or not and then
-     * `same` (the job already here has this name and payload) or not (the id is reused for another job).
-     */
-    async insertBatchIfAbsent(jobs: Array<Omit<NewJob, 'uniqueKey'>>, db: Queryable = pool): Promise<Array<{ id: string; inserted: boolean; same: boolean }>> {
-      const input = jobs.map((j) => ({ id: j.id, name: j.name, route: j.route, payload: j.payload, priority: j.priority, max_attempts: j.maxAttempts, delay_seconds: j.delaySeconds, traceparent: j.traceparent ?? null }));
-      const { rows } = await db.query(sql.insertBatchIfAbsent, [JSON.stringify(input)]);
-      return rows as Array<{ id: string; inserted: boolean; same: boolean }>;
-    },
-    async findLiveByUniqueKey(name: string, uniqueKey: string, db: Queryable = pool): Promise<JobRecord | null> {
-      const { rows } = await db.query(sql.findLiveByUniqueKey, [name, uniqueKey]);
-      return rows[0] ? toJob(rows[0]) : null;
-    },
     async getJob(id: string, options: { executions?: boolean } = {}): Promise<JobRecord | null> {
       const { rows } = await pool.query(sql.getJob, [id]);
       if (!rows[0]) return null;
       const job = toJob(rows[0]);
       if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);
       return job;
-    },
-    /** Newest first, with keyset paging (see listJobsQuery). */
-    async listJobs(filter: ListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
-      const query = listJobsQuery(schema, filter);
-      const { rows } = await pool.query(query.text, query.values);
-      const page = rows.slice(0, filter.limit);
-      const last = page.at(-1);
-      return {
-        jobs: page.map(toJob),
-        nextCursor: rows.length > filter.limit && last ? encodeCursor(last.cursor_at, last.id) : null,
-      };
     },
     async claimAttempt(args: { id: string; attempt: number; ranOn: Route; concurrency: number | null; perSecond: number | null; claimSeconds: number }): Promise<ClaimResult> {
       const { rows } = await pool.query(sql.claimAttempt, [args.id, args.attempt, args.ranOn, args.concurrency, args.perSecond, args.claimSeconds]);
@@ -486,51 +335,6 @@ export function createLedger(pool: Pool, schema: string) {
         return true;
       });
     },
-    async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
-      const { rows } = await pool.query(sql.countsByName);
-      return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
-    },
-    /**
-     * Applies the fetcher's events, each once and in per-job order, in one transaction.
-     * Returns how many were new and how many had been applied before.
-     */
-    async applyEvents(events: AppliedEvent[]): Promise<{ applied: number; ignored: number }> {
-      const batch = events.map((e) => ({
-        job: e.jobId, seq: e.seq, type: e.type, attempt: e.attempt, at: e.at, state: e.state ?? null, started_at: e.startedAt ?? null,
-        finished_at: e.finishedAt ?? null, progress: e.progress ?? null, message: e.message ?? null, error: e.error ?? null, peak_rss_mb: e.peakRssMb ?? null,
-      }));
-      const { rows } = await pool.query(sql.applyJobEvents, [JSON.stringify(batch)]);
-      const applied = rows[0].applied as number;
-      return { applied, ignored: events.length - applied };
-    },
-    /** Ids (of `ids`) now being forwarded; the others are cancelled or finished and must not go. */
-    async markForwarding(ids: string[]): Promise<Set<string>> {
-      const { rows } = await pool.query(sql.markForwarding, [ids]);
-      return new Set(rows.map((r) => r.id as string));
-    },
-    async markForwarded(ids: string[]): Promise<void> {
-      await pool.query(sql.markForwarded, [ids]);
-    },
-    /**
-     * Makes up to `limit` undelivered fetcher jobs main's (oldest first, or those of `ids`), of the
-     * job `names` main can run, in the caller's transaction; the caller queues them on main in it.
-     */
-    async takeOverUndelivered(db: Queryable, limit: number, reason: Exclude<RouteReason, 'definition'>, names: string[], ids: string[] | null = null): Promise<TakenOver[]> {
-      const { rows } = await db.query(sql.takeOverUndelivered, [limit, reason, ids, names]);
-      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, attempts: r.attempts, runAt: r.run_at as Date, ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
-    },
-    /** Marks `id` as retried by `newId`; false if it already was, or if an attempt of it still runs. */
-    async markRetried(id: string, newId: string, db: Queryable = pool): Promise<boolean> {
-      // not while an attempt of it still runs (a job cancelled under a running handler stops at
-      // the runner's next heartbeat): the copy would run beside it
-      const s = assertSchemaName(schema);
-      const { rowCount } = await db.query(
-        `UPDATE ${s}.jobs SET retried_as = $2 WHERE id = $1 AND retried_as IS NULL
-            AND NOT EXISTS (SELECT 1 FROM ${s}.executions WHERE job_id = $1 AND outcome = 'running')`,
-        [id, newId],
-      );
-      return (rowCount ?? 0) > 0;
-    },
     /** A running attempt whose job was cancelled under it: the attempt ends as failed, JG_CANCELLED. */
     async endCancelledAttempt(id: string, attempt: number, peakRssMb: number): Promise<void> {
       await pool.query(
@@ -540,92 +344,9 @@ export function createLedger(pool: Pool, schema: string) {
         [id, attempt, peakRssMb],
       );
     },
-    /** Ids (of `ids`) now cancelled; see the statement for which can be. */
-    async cancelJobs(ids: string[], reason: string): Promise<string[]> {
-      const { rows } = await pool.query(sql.cancelJobs, [ids, reason]);
-      return rows.map((r) => r.id as string);
-    },
-    async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
-      await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
-    },
-    /** Quiet routed jobs, each with what main knew of it when taken (the reconciler's guard). */
-    async quietFetcherJobs(olderThanSeconds: number, limit: number): Promise<Array<{ id: string; attempts: number; eventsApplied: number }>> {
-      const { rows } = await pool.query(sql.quietFetcherJobs, [olderThanSeconds, limit]);
-      return rows.map((r) => ({ id: r.id as string, attempts: r.attempts as number, eventsApplied: r.events_applied as number }));
-    },
-    /**
-     * Brings a routed job in line with what the fetcher says of it (a lost event's repair): its
-     * state, progress and executions. A job main already finished is left alone.
-     */
-    async reconcileFromFetcher(
-      job: { id: string; attempts: number; eventsApplied: number },
-      seen: { state: string; progress: number; progressMessage?: string; attempts: number; error?: ErrorInfo; executions?: Array<Omit<Execution, 'ranOn'>> },
-    ): Promise<boolean> {
-      const { id } = job;
-      return withTransaction(pool, async (client) => {
-        const state = seen.state === 'queued' ? 'forwarded' : seen.state;
-        const { rowCount } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null, job.attempts, job.eventsApplied]);
-        if (!rowCount) return false;
-        for (const e of seen.executions ?? []) {
-          await client.query(sql.reconcileExecution, [id, e.attempt, e.startedAt, e.finishedAt ?? null, e.outcome, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null]);
-        }
-        return true;
-      });
-    },
-    async touchJob(id: string): Promise<void> {
-      await pool.query(sql.touchJob, [id]);
-    },
-    /** Undelivered fetcher jobs: how many, the oldest's age, and how many of them the fetcher refuses for now. */
-    async outboxStats(): Promise<{ pending: number; oldestAgeSeconds: number; refused: number }> {
-      const { rows } = await pool.query(sql.outboxStats);
-      return { pending: rows[0].pending, oldestAgeSeconds: Math.round(rows[0].oldest_age_seconds * 10) / 10, refused: rows[0].refused };
-    },
-    /** Keeps these jobs waiting with the fetcher's reason (the first refusal's time is kept). */
-    async noteRefused(ids: string[], reason: string): Promise<void> {
-      await pool.query(sql.noteRefused, [ids, reason]);
-    },
-    /** The jobs the fetcher refuses for now, by name and reason, with since when. */
-    async refusedByFetcher(): Promise<Array<{ name: string; reason: string; since: string; jobs: number }>> {
-      const { rows } = await pool.query(sql.refusedByFetcher);
-      return rows.map((r) => ({ name: r.name, reason: r.reason, since: r.since, jobs: r.jobs }));
-    },
-    async hasUnfinishedFetcherJobs(): Promise<boolean> {
-      const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);
-      return rows[0].pending as boolean;
-    },
-    /** Makes every state change of a job also write a job event (the fetcher's ledger does). */
-    async setEmitEvents(on: boolean): Promise<void> {
-      await pool.query(sql.setEmitEvents, [on]);
-    },
-    /**
-     * Hands the oldest undelivered events to `deliver` inside a transaction that holds the sender
-     * lock, and deletes them once `deliver` resolves. Returns how many went, or null when another
-     * sender holds the lock.
-     */
-    async deliverEvents(limit: number, deliver: (events: StoredEvent[]) => Promise<void | { setAside: Array<{ seq: number; reason: string }> }>): Promise<number | null> {
-      return withTransaction(pool, async (client) => {
-        const { rows: lock } = await client.query(sql.lockEventSender, [schema]);
-        if (!lock[0].locked) return null;
-        const { rows } = await client.query(sql.pendingEvents, [limit]);
-        if (rows.length === 0) return 0;
-        const outcome = await deliver(rows.map((r): StoredEvent => ({ seq: Number(r.seq), jobId: r.job_id, jobSeq: r.job_seq, type: r.type, attempt: r.attempt, at: iso(r.at)!, data: r.data, ...(r.traceparent ? { traceparent: r.traceparent } : {}) })));
-        // the ones main refused stay, set aside with the reason; the rest are main's now
-        const aside = outcome?.setAside ?? [];
-        if (aside.length > 0) await client.query(sql.setEventsAside, [aside.map((a) => a.seq), aside.map((a) => a.reason.slice(0, 2_000))]);
-        const asideSeqs = new Set(aside.map((a) => a.seq));
-        await client.query(sql.ackEvents, [rows.map((r) => Number(r.seq)).filter((seq) => !asideSeqs.has(seq))]);
-        return rows.length;
-      });
-    },
-    /** Job events main refused, kept aside: how many, and since when. */
-    async eventsSetAside(): Promise<{ count: number; since: string | null }> {
-      const { rows } = await pool.query(sql.eventsSetAside);
-      return { count: rows[0].n, since: iso(rows[0].since) ?? null };
-    },
-    /** Puts every set-aside event back in line to be sent; returns how many. */
-    async resendSetAsideEvents(): Promise<number> {
-      const { rowCount } = await pool.query(sql.resendSetAside);
-      return rowCount ?? 0;
+    async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
+      const { rows } = await pool.query(sql.countsByName);
+      return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {

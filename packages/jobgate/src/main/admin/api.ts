@@ -1,7 +1,7 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, methodNotAllowed, mountOf, rejectUnstorable, requireJson } from '../../support/index.ts';
-import type { AdminStore, JobRecord, Ledger, ListFilter, WakeStore } from '../../store/index.ts';
+import type { AdminStore, JobRecord, MainLedger, ListFilter, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { FetcherClient } from '../../client/index.ts';
@@ -14,7 +14,7 @@ import { createJobActions, JobFilter } from '../job-actions.ts';
 
 export interface AdminDeps {
   jobs: JobRuntime;
-  ledger: Ledger;
+  ledger: MainLedger;
   override: OverrideControl;
   /** Wake-ups of the fetcher in flight, from any main process. */
   wakes: WakeStore;

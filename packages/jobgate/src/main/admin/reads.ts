@@ -1,6 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
 import { ErrorCode, JobgateError } from '../../support/index.ts';
-import type { Ledger, ListFilter } from '../../store/index.ts';
+import type { MainLedger, ListFilter } from '../../store/index.ts';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { AdminDeps } from './api.ts';
 import { JobFilter } from '../job-actions.ts';
