@@ -522,6 +522,54 @@ async function memoryIsolation(url: string) {
   }
 }
 
+// ------------------------------------------------------------------ startup
+
+/**
+ * The reference apps as Render runs them (built JavaScript, `npm run build`) against the sources
+ * run by Node's type stripping (`--conditions=source`, what `npm start` does): time from spawn to
+ * the first /healthz 200, and RSS after 3 s idle. Each app alternates between the two, 3 times.
+ */
+async function startup(url: string) {
+  const build = spawn('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  if ((await new Promise((r) => build.once('exit', r))) !== 0) throw new Error('npm run build failed');
+  const secret = `whsec_${randomBytes(32).toString('base64')}`;
+  async function once(app: 'main' | 'fetcher', built: boolean): Promise<{ ms: number; rssMb: number }> {
+    const port = await freePort();
+    const started = performance.now();
+    const args = built ? [join(ROOT, `apps/${app}/dist/main.js`)] : ['--conditions=source', join(ROOT, `apps/${app}/src/main.ts`)];
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', DATABASE_URL: url, FETCHER_SHARED_SECRET: secret },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    try {
+      for (;;) {
+        if (child.exitCode !== null) throw new Error(`${app} exited ${child.exitCode}`);
+        const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+        if (ok) break;
+        await sleep(10);
+      }
+      const ms = performance.now() - started;
+      await sleep(3_000);
+      return { ms, rssMb: rssMb(child.pid!) };
+    } finally {
+      await new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM'))));
+    }
+  }
+  for (const app of ['main', 'fetcher'] as const) {
+    const built: Array<{ ms: number; rssMb: number }> = [];
+    const stripped: Array<{ ms: number; rssMb: number }> = [];
+    // the first start migrates and installs pg-boss's schema: not part of either figure
+    await once(app, true);
+    for (let i = 0; i < 3; i++) {
+      built.push(await once(app, true));
+      stripped.push(await once(app, false));
+    }
+    record({ figure: `${app} start to /healthz 200, built JS (vs type stripping)`, jobgate: median(built.map((b) => b.ms)), baseline: median(stripped.map((s) => s.ms)), unit: 'ms', target: 'reported' }, () => null);
+    record({ figure: `${app} idle RSS, built JS (vs type stripping)`, jobgate: median(built.map((b) => b.rssMb)), baseline: median(stripped.map((s) => s.rssMb)), unit: 'MB', target: 'reported' }, () => null);
+  }
+}
+
 // ------------------------------------------------------------------ run
 
 const started = Date.now();
@@ -548,6 +596,7 @@ try {
   }
   await closeInProcess();
   if (runs('memory')) await memoryIsolation(db.url);
+  if (runs('startup')) await startup(db.url);
 } catch (err) {
   failed = true;
   console.error(err);

@@ -5,13 +5,48 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 
+/**
+ * On a terminal, a person reads this: plain lines for the apps' JSON logs (time, app, level,
+ * message, the fields that matter). Piped anywhere else (a file, a log shipper, the tests), the
+ * apps' JSON lines pass through untouched. JOBGATE_LOG_FORMAT=json keeps JSON on a terminal too.
+ */
+const pretty = Boolean(process.stdout.isTTY) && process.env.JOBGATE_LOG_FORMAT !== 'json';
+const COLORS: Record<string, string> = { warn: '\x1b[33m', error: '\x1b[31m', fatal: '\x1b[31m' };
+/** Fields every line has, or that say nothing to a person reading along. */
+const NOISE = new Set(['level', 'time', 'pid', 'hostname', 'app', 'msg', 'role', 'component', 'traceId', 'err']);
+
+/** One JSON log line as a person reads it: time, app, level, message, then the other fields dimmed. */
+function readableLine(app: string, line: string): string {
+  let entry: Record<string, unknown>;
+  try {
+    entry = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return `${app.padEnd(7)} ${line}`;
+  }
+  const level = String(entry.level ?? 'info');
+  const time = typeof entry.time === 'string' ? entry.time.slice(11, 19) : new Date().toTimeString().slice(0, 8);
+  const err = entry.err as { message?: string } | undefined;
+  const fields = Object.entries(entry)
+    .filter(([k, v]) => !NOISE.has(k) && v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const text = `${time} ${app.padEnd(7)} ${(level === 'info' ? '' : level.toUpperCase()).padEnd(5)} ${String(entry.msg ?? '')}${err?.message ? `: ${err.message}` : ''}`;
+  return `${COLORS[level] ?? ''}${text}${COLORS[level] ? '\x1b[0m' : ''}${fields ? `  \x1b[2m${fields}\x1b[0m` : ''}`;
+}
+
 const root = join(import.meta.dirname, '..');
 const dataDir = process.env.JOBGATE_DATA_DIR ?? join(root, '.data');
-const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'start' });
+const logger = createLogger({
+  level: process.env.LOG_LEVEL ?? 'info',
+  name: 'start',
+  // on a terminal, this supervisor's own lines read like the apps' (see readableLine)
+  ...(pretty ? { destination: { write: (line: string) => void process.stdout.write(`${readableLine('start', line.trimEnd())}\n`) } } : {}),
+});
 
 /** Secrets made once per checkout and kept in .data/, so restarts keep the same ones. */
 async function localSecrets(): Promise<{ sharedSecret: string; adminPassword: string; apiToken: string }> {
@@ -75,7 +110,8 @@ let stopping = false;
 
 function run(name: keyof typeof apps, restarts = 0): void {
   const app = apps[name];
-  const child = spawn(process.execPath, ['--conditions=source', app.script], { cwd: root, env: app.env, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=source', app.script], { cwd: root, env: app.env, stdio: ['ignore', pretty ? 'pipe' : 'inherit', 'inherit'] });
+  if (pretty) createInterface({ input: child.stdout! }).on('line', (line) => process.stdout.write(`${readableLine(name, line)}\n`));
   children.set(name, child);
   const started = Date.now();
   child.on('exit', (code, signal) => {
@@ -91,7 +127,27 @@ function run(name: keyof typeof apps, restarts = 0): void {
 
 run('fetcher');
 run('main');
-logger.info(
+if (pretty) {
+  const token = apps.main.env.API_TOKENS.split(/\s+/)[0];
+  process.stdout.write(
+    [
+      '',
+      'jobgate is starting: the main app, the fetcher, and their PostgreSQL (' + (embedded ? `embedded, data in ${join(dataDir, 'pg')}` : 'DATABASE_URL') + ').',
+      '',
+      `  main app        http://127.0.0.1:${mainPort}`,
+      `  admin           http://127.0.0.1:${mainPort}/admin   user admin, password ${apps.main.env.ADMIN_PASSWORD}`,
+      `  jobs API token  ${token}`,
+      `  fetcher         http://127.0.0.1:${fetcherPort}`,
+      '',
+      `  try it:  curl -X POST -H 'authorization: Bearer ${token}' -H 'content-type: application/json' \\`,
+      `             -d '{"payload":{}}' http://127.0.0.1:${mainPort}/api/jobs/demo.heavy`,
+      '',
+      '  Ctrl-C stops everything (running jobs get up to 15 s to finish).',
+      '',
+      '',
+    ].join('\n'),
+  );
+} else logger.info(
   { main: `http://127.0.0.1:${mainPort}`, fetcher: `http://127.0.0.1:${fetcherPort}`, admin: `http://127.0.0.1:${mainPort}/admin`, adminUser: 'admin', adminPassword: apps.main.env.ADMIN_PASSWORD, apiToken: apps.main.env.API_TOKENS.split(/\s+/)[0], database: embedded ? 'embedded (.data/pg)' : 'DATABASE_URL' },
   'jobgate is starting',
 );
