@@ -6,7 +6,8 @@ import type { Server } from 'node:http';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, createMain, defineJob, type Main } from '../packages/jobgate/src/index.ts';
+import { Kysely, PostgresDialect } from 'kysely';
+import { ConfigError, createMain, defineJob, fromKysely, type Main } from '../packages/jobgate/src/index.ts';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
@@ -88,6 +89,24 @@ describe('createMain in a host app', () => {
     } finally {
       client.release();
     }
+  });
+
+  it("enqueues inside a query builder's transaction (Kysely through fromKysely): committed with it, or rolled back with it", async () => {
+    const kysely = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool: db.pool }) });
+    const { job } = await kysely.transaction().execute((trx) => one.performLater('lib.record', { n: 10 }, { db: fromKysely(trx) }));
+    await waitFor('the job enqueued through Kysely to complete', async () => (await one.getJob(job.id))?.state === 'completed');
+    let rolledBack = '';
+    await expect(
+      kysely.transaction().execute(async (trx) => {
+        rolledBack = (await one.performLater('lib.record', { n: 11 }, { db: fromKysely(trx) })).job.id;
+        throw new Error('the host changes its mind');
+      }),
+    ).rejects.toThrow('the host changes its mind');
+    expect(rolledBack).not.toBe('');
+    expect(await one.getJob(rolledBack)).toBeNull();
+    const queued = await db.pool.query(`SELECT count(*)::int AS n FROM lib_one_boss.job WHERE id = $1`, [rolledBack]);
+    expect(queued.rows[0].n).toBe(0);
+    expect(seen.filter((s) => s.n >= 10)).toEqual([{ side: 'one', n: 10 }]);
   });
 
   it('answers only under its own paths: the host app keeps everything else', async () => {

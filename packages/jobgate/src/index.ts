@@ -8,6 +8,7 @@ export type { AuthorizeAdmin } from './main/admin/auth.ts';
 export { createFetcher } from './fetcher/create-fetcher.ts';
 export type { Fetcher, FetcherServiceOptions } from './fetcher/create-fetcher.ts';
 export type { EnqueueOptions, EnqueueResult } from './enqueue/perform-later.ts';
+export { fromKysely } from './enqueue/adapters.ts';
 export type { ErrorInfo, Execution, JobRecord, JobState, Queryable, Route, RouteReason } from './store/index.ts';
 export { ConfigError, ErrorCode, JobgateError, PermanentJobError } from './support/index.ts';
 export type { Logger } from './support/index.ts';

@@ -2,6 +2,7 @@
 // outbox for the fetcher), and write its ledger row and its queue entry in one transaction: the
 // caller's own (`db`), or one of ours.
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import type { Pool } from 'pg';
 import type { PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
@@ -66,6 +67,8 @@ export function createEnqueuer(deps: {
    * transaction.
    */
   async function enqueueIn(db: Queryable, def: JobDefinition, payload: unknown, opts: EnqueueOptions, placed: Placement): Promise<EnqueueResult> {
+    // our own pool, or the caller's node-postgres client or pool
+    const onePass = !opts.db || opts.db instanceof pg.Pool || opts.db instanceof pg.Client;
     const { route, routeReason, queue } = placed;
     const uniqueKey = def.unique ? uniqueKeyOf(payload) : null;
     const priority = opts.priority ?? def.priority;
@@ -80,14 +83,17 @@ export function createEnqueuer(deps: {
       if (queue === def.name) return boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
       if (queue === SystemQueue.onMain) {
         const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
-        return boss.insert(SystemQueue.onMain, [onMainInsert(def, timings, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb });
+        return boss.insert(SystemQueue.onMain, [onMainInsert(def, timings, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb, returnId: true });
       }
       // Kept for the fetcher until the forwarder delivers it; never run on main from here.
       return boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
     };
     const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent });
 
-    if (!uniqueKey) {
+    // One round trip needs node-postgres's own connection (it runs several statements at once and
+    // answers each); anything else that has query(text, values) gets one statement at a time, in
+    // the caller's transaction.
+    if (!uniqueKey && onePass) {
       const id = randomUUID();
       const queued = await recordBossWrite(queueWrite(id), id);
       const [, inserted] = await runTogether(db, [queued, ledger.insertJobStatement(newJob(id), queuedCondition(queued, queue, id))]);
@@ -100,11 +106,12 @@ export function createEnqueuer(deps: {
       const id = randomUUID();
       const job = await ledger.insertJob(newJob(id), db);
       if (!job) {
-        const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKey, db);
+        const existing = uniqueKey ? await ledger.findLiveByUniqueKey(def.name, uniqueKey, db) : null;
         if (existing) return { job: existing, duplicate: true };
         continue;
       }
-      await queueWrite(id)(toBossDb(db));
+      // a queue that refuses the entry fails the enqueue: the caller's transaction must not commit the row alone
+      if ((await queueWrite(id)(toBossDb(db))) === null) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
       return { job, duplicate: false };
     }
     throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
