@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { z } from 'zod';
 import type { FetcherServiceOptions } from 'jobgate';
-import { loadConfig, parseSecrets, serviceEnvShape, shippedJobs, timingsOf, type Logger } from 'jobgate/internal';
+import { loadConfig, parseSecrets, serviceEnvShape, referenceJobs, commonOptionsFromEnv, timingsOf, type Logger } from 'jobgate/internal';
 
 export { ConfigError } from 'jobgate/internal';
 
@@ -37,23 +37,13 @@ export function loadFetcherConfig(env: Record<string, string | undefined>): Fetc
 /** The environment as createFetcher's options. `pool`: the reference app's own, shared with its jobs (movies.fetch). */
 export function fetcherOptions(config: FetcherConfig, deps: { logger: Logger; pool: pg.Pool; onMemoryHardLimit: () => void }): FetcherServiceOptions {
   return {
-    databaseUrl: config.DATABASE_URL,
+    ...commonOptionsFromEnv(config),
     pool: deps.pool,
-    schema: config.JOBGATE_SCHEMA,
-    bossSchema: config.JOBGATE_BOSS_SCHEMA,
-    poolMax: config.DATABASE_POOL_MAX,
-    queuePoolMax: config.JOBGATE_QUEUE_POOL_MAX,
-    jobs: shippedJobs({ pool: deps.pool, schema: config.JOBGATE_SCHEMA, demoJobs: config.JOBGATE_DEMO_JOBS, ...(config.TMDB_API_TOKEN ? { tmdbApiToken: config.TMDB_API_TOKEN } : {}), notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS }),
-    jobModules: config.JOBGATE_JOB_MODULES,
+    jobs: referenceJobs(config, deps.pool),
     main: { ...(config.MAIN_SERVICE_URL ? { url: config.MAIN_SERVICE_URL } : {}), secret: config.FETCHER_SHARED_SECRET, eventsRetryMaxMs: config.FETCHER_EVENTS_RETRY_MAX_MS },
     memory: { ...(config.FETCHER_MEMORY_LIMIT_MB ? { limitMb: config.FETCHER_MEMORY_LIMIT_MB } : {}), softRatio: config.FETCHER_MEMORY_SOFT_RATIO, hardRatio: config.FETCHER_MEMORY_HARD_RATIO },
     onMemoryHardLimit: deps.onMemoryHardLimit,
-    retentionDays: config.JOBGATE_RETENTION_DAYS,
     pruneIntervalMs: config.FETCHER_PRUNE_INTERVAL_MS,
     logger: deps.logger,
-    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
-    shutdownTimeoutMs: config.JOBGATE_SHUTDOWN_TIMEOUT_MS,
-    timings: timingsOf(config),
-    ...(config.NODE_OPTIONS !== undefined ? { nodeOptions: config.NODE_OPTIONS } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type pg from 'pg';
 import type { MainOptions } from 'jobgate';
-import { cleanupJob, loadConfig, parseSecrets, serviceEnvShape, shippedJobs, timingsOf, type Logger, type ServiceOptions } from 'jobgate/internal';
+import { cleanupJob, loadConfig, parseSecrets, serviceEnvShape, referenceJobs, commonOptionsFromEnv, timingsOf, type Logger, type ServiceOptions } from 'jobgate/internal';
 
 export { ConfigError } from 'jobgate/internal';
 
@@ -81,14 +81,9 @@ export function loadMainConfig(env: Record<string, string | undefined>): MainCon
  */
 export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg.Pool }): MainOptions {
   return {
-    databaseUrl: config.DATABASE_URL,
+    ...commonOptionsFromEnv(config),
     pool: deps.pool,
-    schema: config.JOBGATE_SCHEMA,
-    bossSchema: config.JOBGATE_BOSS_SCHEMA,
-    poolMax: config.DATABASE_POOL_MAX,
-    queuePoolMax: config.JOBGATE_QUEUE_POOL_MAX,
-    jobs: shippedJobs({ pool: deps.pool, schema: config.JOBGATE_SCHEMA, demoJobs: config.JOBGATE_DEMO_JOBS, ...(config.TMDB_API_TOKEN ? { tmdbApiToken: config.TMDB_API_TOKEN } : {}), notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS }),
-    jobModules: config.JOBGATE_JOB_MODULES,
+    jobs: referenceJobs(config, deps.pool),
     ...(config.FETCHER_SERVICE_URL && config.FETCHER_SHARED_SECRET
       ? {
           fetcher: {
@@ -107,14 +102,9 @@ export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg
     ...(config.ADMIN_PASSWORD ? { admin: { password: config.ADMIN_PASSWORD } } : {}),
     ...(config.API_TOKENS ? { apiTokens: config.API_TOKENS } : {}),
     logger: deps.logger,
-    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
     onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY,
     overrideCheckMs: config.JOBGATE_OVERRIDE_CHECK_MS,
     ...(config.FETCHER_EMERGENCY_OVERRIDE ? { emergencyOverride: { reason: 'FETCHER_EMERGENCY_OVERRIDE=true at boot', actor: 'environment (FETCHER_EMERGENCY_OVERRIDE)' } } : {}),
-    retentionDays: config.JOBGATE_RETENTION_DAYS,
-    shutdownTimeoutMs: config.JOBGATE_SHUTDOWN_TIMEOUT_MS,
-    timings: timingsOf(config),
-    ...(config.NODE_OPTIONS !== undefined ? { nodeOptions: config.NODE_OPTIONS } : {}),
   };
 }
 

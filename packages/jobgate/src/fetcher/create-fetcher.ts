@@ -9,9 +9,10 @@ import { z } from 'zod';
 import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createMainClient } from '../client/index.ts';
-import { createFetcherLedger, createReplayStore, DEFAULT_TIMINGS, type QueueTimings } from '../store/index.ts';
+import { createFetcherLedger, createReplayStore } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
+import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
 import { createFetcherRuntime } from './fetcher-runtime.ts';
 import { createJobMetrics, fetcherMemoryGauge, queueSizes } from '../run/metrics.ts';
 import { isolatedChildPids } from '../run/isolation/run-isolated.ts';
@@ -21,20 +22,7 @@ import { startPruner } from '../maintain/pruner.ts';
 import { createMemoryGuard, rssOfPid, type MemorySnapshot } from './memory-guard.ts';
 import { createFetcherRouter } from './router.ts';
 
-export interface FetcherServiceOptions {
-  /** PostgreSQL for the fetcher's tables and pg-boss (which opens its own pool from it). */
-  databaseUrl: string;
-  /** A pool of yours for the fetcher's tables; jobgate never ends it. Default: its own pool from databaseUrl. */
-  pool?: pg.Pool;
-  /** Schema of the fetcher's tables (default `jobgate_fetcher`) and of pg-boss's (default `pgboss_fetcher`). */
-  schema?: string;
-  bossSchema?: string;
-  poolMax?: number;
-  queuePoolMax?: number;
-  /** The jobs main routes here (`runsOnFetcher`); the others may be listed too and are ignored. */
-  jobs?: readonly JobDefinition[];
-  /** Modules (paths or file: URLs) whose exported jobs join `jobs`; a job with isolation 'thread' or 'process' must come from one. */
-  jobModules?: readonly string[];
+export interface FetcherServiceOptions extends CommonOptions {
   /**
    * main: `url` where its router is mounted (e.g. `https://app.example.com/jobgate`), `secret` the
    * shared secret(s). Without `url`, no job event reaches main and no attempt is claimed there
@@ -51,23 +39,10 @@ export interface FetcherServiceOptions {
   /** Finished jobs older than this are pruned (default 14 days), checked every pruneIntervalMs (default an hour). */
   retentionDays?: number;
   pruneIntervalMs?: number;
-  logger?: Logger;
-  workerConcurrency?: number;
-  /** On stop(), running jobs get this long before their signal aborts (default 15 000). */
-  shutdownTimeoutMs?: number;
-  timings?: Partial<QueueTimings>;
-  nodeOptions?: string;
-  registry?: Registry;
 }
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
 const Options = z.object({
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  schema: identifier.default('jobgate_fetcher'),
-  bossSchema: identifier.default('pgboss_fetcher'),
-  poolMax: z.number().int().min(2).max(100).default(5),
-  queuePoolMax: z.number().int().min(2).max(100).default(5),
-  jobModules: z.array(z.string().min(1)).default([]),
+  ...commonOptionsShape({ schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),
   main: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), secret: z.string().min(1), eventsRetryMaxMs: z.number().int().min(100).max(600_000).default(30_000) }),
   memory: z
     .strictObject({ limitMb: z.number().int().min(64).max(1_048_576).optional(), softRatio: z.number().gt(0).lt(1).default(0.8), hardRatio: z.number().gt(0).lt(1).default(0.95) })
@@ -75,18 +50,6 @@ const Options = z.object({
     .default({ softRatio: 0.8, hardRatio: 0.95 }),
   retentionDays: z.number().int().min(1).max(3650).default(14),
   pruneIntervalMs: z.number().int().min(100).max(86_400_000).default(3_600_000),
-  workerConcurrency: z.number().int().min(1).max(100).default(4),
-  shutdownTimeoutMs: z.number().int().min(0).max(15_000).default(15_000),
-  timings: z
-    .strictObject({
-      pollIntervalSeconds: z.number().min(0.5),
-      superviseIntervalSeconds: z.number().min(1),
-      cronIntervalSeconds: z.number().min(1),
-      heartbeatSeconds: z.number().min(10),
-      claimSeconds: z.number().int().min(10).max(3_600),
-    })
-    .partial()
-    .default({}),
 });
 
 /** The container's memory limit when the process has a real one (0 or a huge number when not), else 512 MB (a Render free/starter instance). */
@@ -128,7 +91,6 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const logger = options.logger ?? createLogger({ level: 'info', name: 'fetcher' });
   const registry = options.registry ?? createRegistry('fetcher');
   const keys = signingKeys(o.main.secret, 'createFetcher.main.secret');
-  const timings: QueueTimings = { ...DEFAULT_TIMINGS, ...o.timings };
   const limitMb = memoryBudgetMb(o.memory.limitMb);
 
   const mainClient = o.main.url ? createMainClient({ baseUrl: o.main.url, keys, retries: 0 }) : null;
@@ -137,21 +99,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const remoteClaims: RemoteClaims | undefined = mainClient
     ? { claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })) }
     : undefined;
-  const service = await openJobService({
-    side: 'fetcher',
-    databaseUrl: o.databaseUrl,
-    ...(options.pool ? { pool: options.pool } : {}),
-    poolMax: o.poolMax,
-    queuePoolMax: o.queuePoolMax,
-    schema: o.schema,
-    bossSchema: o.bossSchema,
-    timings,
-    workerConcurrency: o.workerConcurrency,
-    jobs: options.jobs ?? [],
-    jobModules: o.jobModules,
-    logger,
-    ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-  }, createFetcherLedger).catch(async (err: unknown) => {
+  const service = await openJobService(serviceOptionsOf('fetcher', o, options, logger), createFetcherLedger).catch(async (err: unknown) => {
     await mainClient?.close();
     throw err;
   });

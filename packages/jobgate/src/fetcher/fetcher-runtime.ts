@@ -3,12 +3,11 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
-import { ensureQueue, type FetcherLedger, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, ensureQueue, type FetcherLedger, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions } from '../define/queue-policy.ts';
 import { createIntake } from '../intake/accept.ts';
-import { createRunner } from '../run/runner.ts';
 import { claimAtMain, type RemoteClaims } from '../run/claim-at-main.ts';
 import { createWorkers } from '../run/workers.ts';
 import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
@@ -34,19 +33,20 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
   const logger = options.logger.child({ component: 'jobs' });
   /** The jobs whose handlers run on the fetcher. */
   const ours = (def: JobDefinition) => def.runsOnFetcher;
-  const claimSeconds = timings.claimSeconds ?? timings.heartbeatSeconds * 2;
-  const shutdown = new AbortController();
-  const runOne = createRunner({
-    ranOn: 'fetcher',
-    ledger,
+  const workers = createWorkers({
+    boss,
+    timings,
+    workerConcurrency: options.workerConcurrency,
     logger,
-    claimSeconds,
-    shutdown: shutdown.signal,
-    ...(options.metrics ? { metrics: options.metrics } : {}),
-    ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
-    ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds, ranOn: 'fetcher' }) } : {}),
+    runner: {
+      ranOn: 'fetcher',
+      ledger,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+      // each attempt is claimed here, then at main (when main is known)
+      ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds: claimSecondsOf(timings), ranOn: 'fetcher' }) } : {}),
+    },
   });
-  const workers = createWorkers({ boss, timings, workerConcurrency: options.workerConcurrency, logger, runOne, shutdown });
   let prepared: Promise<void> | undefined;
   let started = false;
 

@@ -7,9 +7,10 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, DEFAULT_TIMINGS, parseCursor, type JobRecord, type ListFilter, type OverrideState, type QueueTimings } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, parseCursor, type JobRecord, type ListFilter, type OverrideState } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
+import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
 import { createMainRuntime } from './main-runtime.ts';
 import { createJobMetrics } from '../run/metrics.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
@@ -46,31 +47,13 @@ export interface FetcherOptions {
 /** Who may use the admin: jobgate's own password (user `admin`), or the host app's own check. */
 export type AdminOptions = { password: string } | { authorize: AuthorizeAdmin };
 
-export interface MainOptions {
-  /** PostgreSQL for jobgate's tables and pg-boss (which opens its own pool from it). */
-  databaseUrl: string;
-  /** A pool of the host app's for jobgate's tables; jobgate never ends it. Default: its own pool from databaseUrl. */
-  pool?: pg.Pool;
-  /** Schema of jobgate's tables (default `jobgate`) and of pg-boss's (default `pgboss_main`). */
-  schema?: string;
-  bossSchema?: string;
-  /** Connections of jobgate's own pool (default 5) and of pg-boss's (default 5). */
-  poolMax?: number;
-  queuePoolMax?: number;
-  /** The jobs this service knows: main runs those without `runsOnFetcher` and forwards the others. */
-  jobs?: readonly JobDefinition[];
-  /** Modules (paths or file: URLs) whose exported jobs join `jobs`; a job with isolation 'thread' or 'process' must come from one. */
-  jobModules?: readonly string[];
+export interface MainOptions extends CommonOptions {
   /** Where `runsOnFetcher` jobs go. Without it they wait in the outbox. */
   fetcher?: FetcherOptions;
   /** The admin pages and /admin/api/*; without it they answer 503. */
   admin?: AdminOptions;
   /** Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters. */
   apiTokens?: readonly string[];
-  /** A pino logger; default: JSON lines on stdout at `info`. */
-  logger?: Logger;
-  /** Handlers of one job name running at once in this process, unless the job sets `concurrency` (default 4). */
-  workerConcurrency?: number;
   /** Fetcher jobs that run on main at once under the emergency override (default 1: they are the heavy ones). */
   onMainConcurrency?: number;
   /** How often main re-reads the override, expires it, and takes over undelivered jobs (default 2000). */
@@ -79,25 +62,11 @@ export interface MainOptions {
   emergencyOverride?: boolean | { reason: string; actor: string };
   /** The cleanup job never prunes finished jobs younger than this (default 14). */
   retentionDays?: number;
-  /** On stop(), running jobs get this long before their signal aborts (default 15 000; all of stop stays within 25 s). */
-  shutdownTimeoutMs?: number;
-  /** Queue timings (pg-boss polling, supervision, heartbeat, claim). */
-  timings?: Partial<QueueTimings>;
-  /** The process's NODE_OPTIONS, to refuse a heap flag that would override isolated jobs' own limits. */
-  nodeOptions?: string;
-  /** Where the metrics go; default: a registry of jobgate's own (returned as `metrics`). */
-  registry?: Registry;
 }
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
 const ms = (min: number, max: number) => z.number().int().min(min).max(max);
 const Options = z.object({
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-  schema: identifier.default('jobgate'),
-  bossSchema: identifier.default('pgboss_main'),
-  poolMax: z.number().int().min(2).max(100).default(5),
-  queuePoolMax: z.number().int().min(2).max(100).default(5),
-  jobModules: z.array(z.string().min(1)).default([]),
+  ...commonOptionsShape({ schema: 'jobgate', bossSchema: 'pgboss_main' }),
   fetcher: z
     .strictObject({
       url: z.url({ protocol: /^https?$/ }),
@@ -113,22 +82,10 @@ const Options = z.object({
     .optional(),
   admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
   apiTokens: z.array(z.string().min(16, 'each token at least 16 characters').max(500)).optional(),
-  workerConcurrency: z.number().int().min(1).max(100).default(4),
   onMainConcurrency: z.number().int().min(1).max(32).default(1),
   overrideCheckMs: ms(100, 60_000).default(2_000),
   emergencyOverride: z.union([z.boolean(), z.strictObject({ reason: z.string().min(1).max(500), actor: z.string().min(1).max(200) })]).default(false),
   retentionDays: z.number().int().min(1).max(3650).default(14),
-  shutdownTimeoutMs: ms(0, 15_000).default(15_000),
-  timings: z
-    .strictObject({
-      pollIntervalSeconds: z.number().min(0.5),
-      superviseIntervalSeconds: z.number().min(1),
-      cronIntervalSeconds: z.number().min(1),
-      heartbeatSeconds: z.number().min(10),
-      claimSeconds: z.number().int().min(10).max(3_600),
-    })
-    .partial()
-    .default({}),
 });
 
 export interface MainStartOptions {
@@ -179,23 +136,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
   const logger = options.logger ?? createLogger({ level: 'info', name: 'main' });
   const registry = options.registry ?? createRegistry('main');
   const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;
-  const timings: QueueTimings = { ...DEFAULT_TIMINGS, ...o.timings };
-  const service = await openJobService({
-    side: 'main',
-    databaseUrl: o.databaseUrl,
-    ...(options.pool ? { pool: options.pool } : {}),
-    poolMax: o.poolMax,
-    queuePoolMax: o.queuePoolMax,
-    schema: o.schema,
-    bossSchema: o.bossSchema,
-    timings,
-    workerConcurrency: o.workerConcurrency,
-    jobs: options.jobs ?? [],
-    jobModules: o.jobModules,
-    builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })],
-    logger,
-    ...(options.nodeOptions !== undefined ? { nodeOptions: options.nodeOptions } : {}),
-  }, createMainLedger);
+  const service = await openJobService(serviceOptionsOf('main', o, options, logger, ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })]), createMainLedger);
   const { pool, ledger, boss } = service;
   const overrideStore = createOverrideStore(pool, o.schema);
   const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });
@@ -293,7 +234,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
         wakeTimeoutMs: o.fetcher.wakeTimeoutMs,
         batchSize: o.fetcher.forwardBatchSize,
         inFlight: o.fetcher.forwardInFlight,
-        pollIntervalSeconds: timings.pollIntervalSeconds,
+        pollIntervalSeconds: service.timings.pollIntervalSeconds,
         overrideEnabled: () => override.enabled(),
         takeOver: (ids) => jobs.takeOverUndelivered(ids.length, ids),
         onForward: (outcome, n) => metrics?.forwarded(outcome, n),

@@ -11,7 +11,6 @@ import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
 import { createEnqueuer } from '../enqueue/perform-later.ts';
 import { createTakeOver } from '../forward/take-over.ts';
-import { createRunner } from '../run/runner.ts';
 import { createWorkers } from '../run/workers.ts';
 import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
 import type { JobMetrics } from '../run/metrics.ts';
@@ -44,18 +43,14 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const logger = options.logger.child({ component: 'jobs' });
   /** The jobs whose handlers run on main (by definition). */
   const ours = (def: JobDefinition) => !def.runsOnFetcher;
-  const shutdown = new AbortController();
-  const runOne = createRunner({
-    ranOn: 'main',
-    ledger,
+  const workers = createWorkers({
+    boss,
+    timings,
+    workerConcurrency: options.workerConcurrency,
     logger,
-    // a claim outlives two missed heartbeats (unless set), so a dead runner blocks a concurrency slot only briefly
-    claimSeconds: timings.claimSeconds ?? timings.heartbeatSeconds * 2,
-    shutdown: shutdown.signal,
-    ...(options.metrics ? { metrics: options.metrics } : {}),
-    ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+    runner: { ranOn: 'main', ledger, ...(options.metrics ? { metrics: options.metrics } : {}), ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}) },
   });
-  const workers = createWorkers({ boss, timings, workerConcurrency: options.workerConcurrency, logger, runOne, shutdown });
+  const { runOne } = workers;
   const enqueuer = createEnqueuer({ pool, boss, ledger, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
   let prepared: Promise<void> | undefined;
   let started = false;

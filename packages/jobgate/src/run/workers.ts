@@ -4,14 +4,21 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { workWhileFull, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, workWhileFull, type QueueTimings } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
-import type { RunOne } from './runner.ts';
+import { createRunner, type RunnerOptions } from './runner.ts';
 import { ABORT_GRACE_MS } from './settle.ts';
 
-export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runOne: RunOne; shutdown: AbortController }) {
-  const { boss, timings, runOne, logger } = deps;
+/**
+ * One side's workers and the runner they call. `runner`: what the runner needs besides the
+ * shutdown signal, which stop() aborts.
+ */
+export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds'> }) {
+  const { boss, timings, logger } = deps;
+  const shutdown = new AbortController();
+  const claimSeconds = claimSecondsOf(timings);
+  const runOne = createRunner({ ...deps.runner, logger, claimSeconds, shutdown: shutdown.signal });
   const running = new Set<Promise<unknown>>();
   /** How to (re)start the worker of each job queue, for pause() and resume(). */
   const handlerWorkers = new Map<string, () => Promise<void>>();
@@ -26,6 +33,8 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
   }
 
   return {
+    runOne,
+    claimSeconds,
     workOptions,
     /** Runs `def`'s handlers here (its own queue). */
     async work(def: JobDefinition): Promise<void> {
@@ -55,7 +64,7 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
       logger.warn('intake paused: no new jobs start until resumed');
     },
     async resume(): Promise<void> {
-      if (!paused || deps.shutdown.signal.aborted) return;
+      if (!paused || shutdown.signal.aborted) return;
       paused = false;
       for (const startWorker of handlerWorkers.values()) await startWorker();
       logger.info('intake resumed');
@@ -69,7 +78,7 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
      * their attempts are recorded as failed (the queue retries them).
      */
     async stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
-      const abortTimer = setTimeout(() => deps.shutdown.abort(reason), timeoutMs);
+      const abortTimer = setTimeout(() => shutdown.abort(reason), timeoutMs);
       try {
         await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
         await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000)]);

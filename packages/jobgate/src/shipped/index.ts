@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import type { JobDefinition } from '../define/define-job.ts';
+import type { ServiceConfig } from '../support/index.ts';
 import { demoHeavy, demoLight } from './demo.ts';
 import { fetchMoviesJob } from './movies.ts';
 import { notificationJob } from './notifications.ts';
@@ -16,4 +17,9 @@ export function shippedJobs(deps: { pool: Pool; schema: string; demoJobs: boolea
     fetchMoviesJob(deps),
     ...(deps.demoJobs ? [demoLight, demoHeavy] : []),
   ];
+}
+
+/** The reference apps' jobs, from their environment (both apps list the same ones). */
+export function referenceJobs(config: Pick<ServiceConfig, 'JOBGATE_SCHEMA' | 'JOBGATE_DEMO_JOBS' | 'TMDB_API_TOKEN' | 'NOTIFY_ALLOWED_HOSTS'>, pool: Pool): JobDefinition[] {
+  return shippedJobs({ pool, schema: config.JOBGATE_SCHEMA, demoJobs: config.JOBGATE_DEMO_JOBS, ...(config.TMDB_API_TOKEN ? { tmdbApiToken: config.TMDB_API_TOKEN } : {}), notifyAllowedHosts: config.NOTIFY_ALLOWED_HOSTS });
 }

@@ -21,6 +21,9 @@ export interface QueueTimings {
   claimSeconds?: number;
 }
 
+/** A claim outlives two missed heartbeats (unless set), so a dead runner blocks a concurrency slot only briefly. */
+export const claimSecondsOf = (timings: QueueTimings): number => timings.claimSeconds ?? timings.heartbeatSeconds * 2;
+
 export const DEFAULT_TIMINGS: QueueTimings = {
   pollIntervalSeconds: 2,
   superviseIntervalSeconds: 30,

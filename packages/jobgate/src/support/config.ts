@@ -119,3 +119,20 @@ export function parseOptions<S extends z.ZodType>(schema: S, options: unknown, w
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${what}.${i.path.join('.') || '(options)'}: ${i.message}`));
   return parsed.data;
 }
+
+/** The options both factories take (CommonOptions), as both reference apps read them from the environment. */
+export function commonOptionsFromEnv(config: ServiceConfig) {
+  return {
+    databaseUrl: config.DATABASE_URL,
+    schema: config.JOBGATE_SCHEMA,
+    bossSchema: config.JOBGATE_BOSS_SCHEMA,
+    poolMax: config.DATABASE_POOL_MAX,
+    queuePoolMax: config.JOBGATE_QUEUE_POOL_MAX,
+    jobModules: config.JOBGATE_JOB_MODULES,
+    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
+    shutdownTimeoutMs: config.JOBGATE_SHUTDOWN_TIMEOUT_MS,
+    retentionDays: config.JOBGATE_RETENTION_DAYS,
+    timings: timingsOf(config),
+    ...(config.NODE_OPTIONS !== undefined ? { nodeOptions: config.NODE_OPTIONS } : {}),
+  };
+}
