@@ -113,6 +113,7 @@ export function cliServiceOptions(config: MainConfig, deps: { logger: Logger; po
   const options = mainOptions(config, deps);
   return {
     side: 'main',
+    runsHere: (def) => !def.runsOnFetcher,
     databaseUrl: config.DATABASE_URL,
     pool: deps.pool,
     poolMax: 2,

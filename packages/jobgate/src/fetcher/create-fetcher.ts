@@ -99,7 +99,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const remoteClaims: RemoteClaims | undefined = mainClient
     ? { claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })) }
     : undefined;
-  const service = await openJobService(serviceOptionsOf('fetcher', o, options, logger), createFetcherLedger).catch(async (err: unknown) => {
+  const service = await openJobService(serviceOptionsOf({ side: 'fetcher', runsHere: (def) => def.runsOnFetcher }, o, options, logger), createFetcherLedger).catch(async (err: unknown) => {
     await mainClient?.close();
     throw err;
   });

@@ -136,7 +136,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
   const logger = options.logger ?? createLogger({ level: 'info', name: 'main' });
   const registry = options.registry ?? createRegistry('main');
   const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;
-  const service = await openJobService(serviceOptionsOf('main', o, options, logger, ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })]), createMainLedger);
+  const service = await openJobService(serviceOptionsOf({ side: 'main', runsHere: (def) => !def.runsOnFetcher }, o, options, logger, ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })]), createMainLedger);
   const { pool, ledger, boss } = service;
   const overrideStore = createOverrideStore(pool, o.schema);
   const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });

@@ -65,9 +65,15 @@ export function commonOptionsShape(defaults: { schema: string; bossSchema: strin
 type CheckedCommon = z.output<z.ZodObject<ReturnType<typeof commonOptionsShape>>>;
 
 /** The job service's options for one side, from the checked options and the caller's objects. */
-export function serviceOptionsOf(side: Route, checked: CheckedCommon, given: CommonOptions, logger: Logger, builtIn?: (deps: { pool: pg.Pool; ledger: Ledger }) => JobDefinition[]): ServiceOptions {
+export function serviceOptionsOf(
+  side: { side: Route; runsHere: (def: JobDefinition) => boolean },
+  checked: CheckedCommon,
+  given: CommonOptions,
+  logger: Logger,
+  builtIn?: (deps: { pool: pg.Pool; ledger: Ledger }) => JobDefinition[],
+): ServiceOptions {
   return {
-    side,
+    ...side,
     databaseUrl: checked.databaseUrl,
     ...(given.pool ? { pool: given.pool } : {}),
     poolMax: checked.poolMax,

@@ -22,7 +22,10 @@ export async function loadJobModules(paths: readonly string[]): Promise<Array<{ 
 
 /** What one side's job service runs on (createMain and createFetcher fill it from their options). */
 export interface ServiceOptions {
+  /** Which side: it names the pool's connections (application_name). */
   side: Route;
+  /** The jobs this side runs (their handlers run here: the NODE_OPTIONS check looks at those). */
+  runsHere: (def: JobDefinition) => boolean;
   /** pg-boss always opens its own pool from this (LISTEN/NOTIFY needs one). */
   databaseUrl: string;
   /** The ledger's pool: the caller's own (not ended by jobgate), else one opened from databaseUrl. */
@@ -50,8 +53,7 @@ export interface ServiceOptions {
 
 /**
  * What either side runs on: a pool, migrations, the ledger, pg-boss and the catalogue. Each side
- * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts); `side` only picks
- * which jobs the NODE_OPTIONS check looks at.
+ * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts).
  */
 export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string) => L) {
   const { logger, side } = options;
@@ -77,7 +79,7 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
   const catalogue = createCatalogue([...(options.builtIn?.({ pool, ledger }) ?? []), ...options.jobs, ...modules.map((m) => m.def)]);
   const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));
   // V8 heap flags are process-wide: one from NODE_OPTIONS replaces every thread's own cap (FAULTS.md M7).
-  const threaded = [...catalogue.values()].filter((d) => d.isolation === 'thread' && d.runsOnFetcher === (side === 'fetcher'));
+  const threaded = [...catalogue.values()].filter((d) => d.isolation === 'thread' && options.runsHere(d));
   const heapFlag = heapFlagOverride(options.nodeOptions, process.execArgv);
   if (threaded.length > 0 && heapFlag) {
     await failed(new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]));

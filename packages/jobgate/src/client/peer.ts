@@ -1,0 +1,132 @@
+// A signed HTTP peer: what main's client for the fetcher and the fetcher's client for main share.
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry from 'p-retry';
+import { Pool } from 'undici';
+import { z } from 'zod';
+import { Purpose, signedHeaders, type SigningKey } from '../protocol/index.ts';
+import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
+
+export interface PeerOptions {
+  /** e.g. https://jobgate-fetcher.onrender.com */
+  baseUrl: string;
+  /** Signing keys, newest first (see parseSecrets). */
+  keys: SigningKey[];
+  timeouts?: Partial<Timeouts>;
+  /** Retries after the first try, for retryable failures (see isRetryable). */
+  retries?: number;
+  /** Connections kept to the fetcher. */
+  connections?: number;
+}
+
+export interface Timeouts {
+  connectMs: number;
+  /** Until the response headers arrive. */
+  headersMs: number;
+  /** Between two chunks of the response body. */
+  bodyMs: number;
+  /** Each /healthz probe of wake(): a sleeping Render service holds the first request while it boots. */
+  wakeProbeMs: number;
+}
+
+export const HealthSchema = z.object({ status: z.string() });
+
+const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5_000, headersMs: 10_000, bodyMs: 10_000, wakeProbeMs: 60_000 };
+/** A Retry-After longer than this is not waited out inside one call. */
+const MAX_RETRY_AFTER_MS = 30_000;
+
+export interface WakeResult {
+  state: 'awake';
+  waitedMs: number;
+  /** How many /healthz probes it took. */
+  probes: number;
+}
+
+/** How a request is signed: a purpose (a new id each time), or a webhook-id chosen by the caller. */
+export type Signing = Purpose | { id: string };
+/** A new webhook-id for `purpose`, naming `resource` when the route is about one (`get_<jobId>_<nonce>`). */
+export const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${resource ? `${resource}_` : ''}${randomUUID()}`;
+
+/**
+ * Signed requests to the other app over an undici Pool, with explicit timeouts (undici's own
+ * default is 300 s) and retries with jittered backoff that honour Retry-After.
+ */
+export function createPeer(options: PeerOptions) {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  // the other side may be mounted under a path (main's router at https://app.example.com/jobgate)
+  const base = new URL(options.baseUrl);
+  const prefix = base.pathname.replace(/\/+$/, '');
+  const pool = new Pool(base.origin, {
+    connections: options.connections ?? 10,
+    connect: { timeout: timeouts.connectMs },
+    headersTimeout: timeouts.headersMs,
+    bodyTimeout: timeouts.bodyMs,
+    keepAliveTimeout: 4_000,
+  });
+  const retries = options.retries ?? 3;
+
+  /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
+  async function once<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (signing) Object.assign(headers, signedHeaders(options.keys, typeof signing === 'string' ? messageId(signing) : signing.id, body ?? ''));
+    let response;
+    try {
+      response = await pool.request({
+        method,
+        path: `${prefix}${path}`,
+        headers,
+        body,
+        headersTimeout: callTimeouts.headersMs ?? timeouts.headersMs,
+        bodyTimeout: callTimeouts.bodyMs ?? timeouts.bodyMs,
+      });
+    } catch (err) {
+      throw fromNetworkError(err);
+    }
+    let text: string;
+    try {
+      text = await response.body.text();
+    } catch (err) {
+      throw fromNetworkError(err);
+    }
+    if (response.statusCode >= 400) {
+      let detail = text.slice(0, 300);
+      let fieldErrors: Array<{ path: string; message: string }> | undefined;
+      try {
+        const problem = JSON.parse(text) as { title?: string; detail?: string; errors?: Array<{ path: string; message: string }> };
+        detail = problem.detail ?? problem.title ?? detail;
+        if (Array.isArray(problem.errors)) fieldErrors = problem.errors.filter((e) => typeof e?.path === 'string').slice(0, 50);
+      } catch {
+        /* not problem+json: keep the text */
+      }
+      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors);
+    }
+    try {
+      return schema.parse(JSON.parse(text));
+    } catch (err) {
+      throw new FetcherClientError(FetcherErrorCode.failed, `${base.origin} answered ${method} ${prefix}${path} with a body this client cannot read`, { cause: err, status: response.statusCode });
+    }
+  }
+
+  /** `once`, retried with jittered backoff while the failure is retryable. */
+  function call<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>): Promise<T> {
+    // one message, one id, however often it is retried (Standard Webhooks): a retry after a lost
+    // answer gets the answer the first delivery got, not a second effect
+    const fixed: Signing | null = typeof signing === 'string' ? { id: messageId(signing) } : signing;
+    return pRetry(() => once(method, path, fixed, body, schema), {
+      retries,
+      minTimeout: 200,
+      maxTimeout: 5_000,
+      randomize: true,
+      shouldRetry: ({ error }) => isRetryable(error),
+      onFailedAttempt: async ({ error }) => {
+        const wait = (error as FetcherClientError).retryAfterMs;
+        if (wait && isRetryable(error)) await sleep(Math.min(wait, MAX_RETRY_AFTER_MS));
+      },
+    });
+  }
+
+  // Closing cuts requests in flight (a wake probe may wait a minute): shutdown must not wait on them.
+  return { once, call, timeouts, close: () => pool.destroy() };
+}
+
