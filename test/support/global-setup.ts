@@ -6,12 +6,30 @@ import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../packages/jobgate/src/support/index.ts';
 import { PgBoss, migrate } from '../../packages/jobgate/src/store/index.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
+import { packLibrary, removePackedLibrary, run } from './pack.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** A server-level connection string (any database on it); test files create their own databases. */
     adminDatabaseUrl: string;
     templateDatabase: string;
+    /** This run's prefix for database names: `jgt_p<pid>_`, so two runs on one server leave each other's alone. */
+    databasePrefix: string;
+  }
+}
+
+/** Every database this run creates starts with it (its pid), so it can tell its own from another run's. */
+const PREFIX = `jgt_p${process.pid}_`;
+
+/** Whether the run that made `database` still runs (on this machine); names from before the prefix count as stale. */
+function runIsAlive(database: string): boolean {
+  const pid = Number(/^jgt_p(\d+)_/.exec(database)?.[1]);
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -34,18 +52,22 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
 
 export async function setup(project: TestProject): Promise<void> {
   const logger = createLogger({ level: 'warn', name: 'test-setup' });
+  // The library as users get it (test/example-app.test.ts): one `npm pack`, whose prepack rebuilds
+  // dist/, alongside the database setup and before any test file runs the built dist/.
+  const packed = packLibrary();
+  packed.catch(() => {});
   if (process.env.TEST_DATABASE_URL) {
     adminUrl = process.env.TEST_DATABASE_URL;
   } else {
     embedded = await startEmbeddedPostgres({ dataDir: join(import.meta.dirname, '../../.data/test-pg'), port: 54339, logger });
     adminUrl = embedded.url('postgres');
   }
-  // Databases a crashed earlier run left behind.
+  // Databases a crashed earlier run left behind: its process is gone (another run's, still alive, stays).
   await admin(async (c) => {
     const { rows } = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'jgt\\_%'`);
-    for (const { datname } of rows) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+    for (const { datname } of rows) if (!runIsAlive(datname)) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
   });
-  template = `jgt_template_${process.pid}`;
+  template = `${PREFIX}template`;
   await admin((c) => c.query(`CREATE DATABASE "${template}"`));
   const templateUrl = withDatabase(adminUrl, template);
   const pool = new pg.Pool({ connectionString: templateUrl, max: 2 });
@@ -62,11 +84,17 @@ export async function setup(project: TestProject): Promise<void> {
   await boss.stop({ graceful: false, close: true });
   project.provide('adminDatabaseUrl', adminUrl);
   project.provide('templateDatabase', template);
+  project.provide('databasePrefix', PREFIX);
+  project.provide('jobgateTarball', await packed);
+  // the reference apps as Render runs them (render.yaml's start commands, test/render.test.ts), on
+  // the dist/ the pack just built: built once here, before any test file starts one
+  for (const app of ['main', 'fetcher']) await run(process.execPath, [join(import.meta.dirname, '../../node_modules/typescript/bin/tsc'), '-p', join(import.meta.dirname, `../../apps/${app}/tsconfig.build.json`)], { cwd: join(import.meta.dirname, '../..') });
 }
 
 export async function teardown(): Promise<void> {
+  removePackedLibrary();
   await admin(async (c) => {
-    const { rows } = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE datname LIKE 'jgt\\_%'`);
+    const { rows } = await c.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [PREFIX]);
     for (const { datname } of rows) await c.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
   }).catch(() => {});
   await embedded?.stop();

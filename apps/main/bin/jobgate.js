@@ -6,21 +6,21 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-// The sources import the jobgate library by its `source` export condition (the repo runs its .ts).
+// The sources import the jobgate library by its `source` export condition (the repo runs its .ts):
+// on Node 24 a resolve hook adds that condition in this process, so there is one process, not two.
 const cli = new URL('../src/cli.ts', import.meta.url);
-const withSources = process.execArgv.includes('--conditions=source');
-if (Number(process.versions.node.split('.')[0]) >= 24 && withSources) {
+if (Number(process.versions.node.split('.')[0]) >= 24) {
+  const { registerHooks } = await import('node:module');
+  registerHooks({ resolve: (specifier, context, next) => next(specifier, { ...context, conditions: [...context.conditions, 'source'] }) });
   const { main } = await import(cli.href);
   await main(process.argv.slice(2));
 } else {
-  let node = process.execPath;
-  if (Number(process.versions.node.split('.')[0]) < 24) {
-    try {
-      node = createRequire(import.meta.url).resolve('node/bin/node');
-    } catch {
-      process.stderr.write(`jobgate needs Node 24 or newer (this is ${process.version}); run npm install in the project first\n`);
-      process.exit(1);
-    }
+  let node;
+  try {
+    node = createRequire(import.meta.url).resolve('node/bin/node');
+  } catch {
+    process.stderr.write(`jobgate needs Node 24 or newer (this is ${process.version}); run npm install in the project first\n`);
+    process.exit(1);
   }
   const child = spawn(node, ['--conditions=source', fileURLToPath(cli), ...process.argv.slice(2)], { stdio: 'inherit' });
   // pass stop signals on (a service manager, `timeout`, Ctrl-C), so `jobgate work` stops cleanly

@@ -429,7 +429,7 @@ async function burst(queues: string[]): Promise<number> {
     for (let idle = 0; idle < 2 && !interrupted.signal.aborted; ) {
       await sleep(250, undefined, { signal: interrupted.signal }).catch(() => {});
       const pending = await dueJobs(service.pool, cfg.JOBGATE_BOSS_SCHEMA, names);
-      idle = pending === 0 && service.jobs.running === 0 ? idle + 1 : 0;
+      idle = pending === 0 && service.jobs.running() === 0 ? idle + 1 : 0;
     }
     if (interrupted.signal.aborted) return 1;
     const counts = Object.fromEntries(

@@ -4,8 +4,8 @@ import { z } from 'zod';
 const Env = z.object({
   /** One PostgreSQL for everything: the app's tables in `public`, jobgate's in their own schemas. */
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL'),
-  /** Shared by the server and the fetcher, who sign their requests to each other with it. */
-  SHARED_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]{32,}$/, 'whsec_ and the base64 of at least 24 random bytes'),
+  /** Shared by the server and the fetcher, who sign their requests to each other with it (several, space-separated and newest first, while it rotates). */
+  SHARED_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]{32,}( whsec_[A-Za-z0-9+/=]{32,})*$/, 'whsec_ and the base64 of at least 24 random bytes'),
   HOST: z.string().default('127.0.0.1'),
   /** Each service's own port (default: server 3000, fetcher 3001; 0 picks a free one). */
   PORT: z.coerce.number().int().min(0).max(65_535).optional(),

@@ -18,10 +18,8 @@ const fetcher = await createFetcher({
 
 const app = express();
 app.disable('x-powered-by');
-// for the platform's health check (and main's wake-up calls): 503 while stopping
-app.get('/healthz', (_req, res) => {
-  res.status(fetcher.draining ? 503 : 200).json({ status: fetcher.draining ? 'stopping' : 'ok' });
-});
+// the signed /v1/* API the server forwards to, and /healthz (the platform's health check and the
+// server's wake-up probe; 503 while stopping)
 app.use(fetcher.router);
 
 await fetcher.start();

@@ -128,7 +128,8 @@ export function defineJob<S extends z.ZodType>(input: JobDefinitionInput<S>): Jo
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ');
     throw new TypeError(`defineJob(${JSON.stringify(input.name)}): ${issues}`);
   }
-  if (!(payload instanceof z.ZodType)) throw new TypeError(`defineJob(${JSON.stringify(input.name)}): payload must be a zod schema`);
+  // a schema from the app's own copy of zod passes too (not instanceof this copy's ZodType)
+  if (typeof (payload as { safeParse?: unknown } | null)?.safeParse !== 'function') throw new TypeError(`defineJob(${JSON.stringify(input.name)}): payload must be a zod schema`);
   if (typeof run !== 'function') throw new TypeError(`defineJob(${JSON.stringify(input.name)}): run must be a function`);
   const options = parsed.data;
   if (options.cron) {

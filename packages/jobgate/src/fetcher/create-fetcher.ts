@@ -62,7 +62,7 @@ export function memoryBudgetMb(given?: number, constrained = constrainedMemory()
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface Fetcher {
-  /** The signed /v1/* API main forwards to: mount it where main's `fetcher.url` points. */
+  /** The signed /v1/* API main forwards to, and /healthz (main's wake-up probe): mount it where main's `fetcher.url` points, before any body parser. */
   router: Router;
   /** Runs the handlers, the job events to main and the pruner. */
   start(): Promise<void>;
@@ -139,7 +139,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     logger,
     onPause: () => jobs.pause(),
     onResume: () => jobs.resume(),
-    running: () => jobs.running,
+    running: () => jobs.running(),
     // The process and its isolated children (isolation 'process'): the platform counts them all.
     sampleRss: () => process.memoryUsage.rss() + isolatedChildPids().reduce((sum, pid) => sum + rssOfPid(pid), 0),
     onHardLimit: () => (options.onMemoryHardLimit ? options.onMemoryHardLimit() : void fetcher.stop({ abort: hardLimit })),

@@ -74,13 +74,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     accept: createIntake({ pool, boss, ledger, catalogue, ...(options.metrics ? { metrics: options.metrics } : {}) }),
     prepare,
     start,
-    pause: workers.pause,
-    resume: workers.resume,
-    /** How many handlers are running in this process now. */
-    get running() {
-      return workers.running;
-    },
-    stop: workers.stop,
+    ...workers.controls,
     catalogue,
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger } from 'jobgate/internal';
+import { createLogger } from '../support/index.ts';
 import { createMemoryGuard } from '../internal.ts';
 
 const MB = 2 ** 20;

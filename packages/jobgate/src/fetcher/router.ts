@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
 import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { FetcherLedger } from '../store/index.ts';
 import type { FetcherRuntime } from './fetcher-runtime.ts';
@@ -23,12 +23,15 @@ const JobId = z.uuid();
 
 /**
  * The fetcher's v1 API as an express router (mount it at the root of the fetcher's app, or under
- * the prefix main's `fetcher.url` names). Everything in it is signed by main; requests outside
- * /v1 pass through untouched.
+ * the prefix main's `fetcher.url` names), with /healthz, the unsigned wake-up target. Everything
+ * under /v1 is signed by main; other requests pass through untouched. Mount it before any body
+ * parser: the signatures cover the raw bodies.
  */
 export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   const startedAt = Date.now();
   const app = express.Router();
+  // /healthz is unsigned and cheap: the wake-up target main probes (503 while stopping)
+  app.use(healthRoutes(deps.isDraining));
   app.use('/v1', requestContext(deps.logger));
 
   app

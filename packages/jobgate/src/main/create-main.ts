@@ -94,7 +94,7 @@ export interface MainStartOptions {
 }
 
 export interface Main {
-  /** /api/*, /admin/* and /internal/v1/* in one router: mount it under a prefix of your choice. */
+  /** /api/*, /admin/* and /internal/v1/* in one router: mount it under a prefix of your choice, before any body parser (the fetcher's calls are signed over their raw bodies). */
   router: Router;
   /** The same, apart: put `admin` behind your own middleware, and never `internal` (the fetcher signs its requests). */
   routers: Omit<MainRouters, 'all'>;

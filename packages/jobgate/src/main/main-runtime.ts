@@ -112,14 +112,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     runsHere: ours,
     prepare,
     start,
-    /** Takes no new job (running ones carry on) until resume(). */
-    pause: workers.pause,
-    resume: workers.resume,
-    /** How many handlers are running in this process now. */
-    get running() {
-      return workers.running;
-    },
-    stop: workers.stop,
+    ...workers.controls,
     getJob: (id: string) => ledger.getJob(id, { executions: true }),
     listJobs: (filter: ListFilter) => ledger.listJobs(filter),
     catalogue,

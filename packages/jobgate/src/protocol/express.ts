@@ -175,6 +175,12 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
 export function requireSignature(keys: SigningKey[], purpose: Purpose, options: SignedRouteOptions): RequestHandler[] {
   return [
     async (req, res, next) => {
+      // A body parser of the host app's ran first: the raw bytes the signature covers are gone.
+      // Say so, rather than wait for a body that never comes (a 408 that would name the wrong cause).
+      if ((req as Request & { _body?: boolean })._body) {
+        next(new JobgateError(ErrorCode.internal, 'the request body was read before jobgate could check its signature', { cause: new Error("mount jobgate's routers before any body parser (express.json() and the like)") }));
+        return;
+      }
       const headers = { id: header(req.headers['webhook-id']), timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) };
       const refused = (reason: string) => {
         req.log.warn({ reason, webhookId: headers.id?.slice(0, 128) }, 'signature rejected');

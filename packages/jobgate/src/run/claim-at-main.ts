@@ -33,7 +33,7 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
         // Unreachable main waits; so does a refusal (401 half-rotated secret, 404 main older than
         // the fetcher): running unclaimed could run a job twice, failing it would lose it.
         const refused = (err as { code?: string }).code === 'JG_FETCHER_REJECTED';
-        if (failures === 1 || failures % 10 === 0) log[refused ? 'error' : 'warn']({ err, failures }, refused ? 'main refuses our claims; waiting (check FETCHER_SHARED_SECRET and that main is not older than the fetcher)' : 'cannot reach main to claim the job; waiting');
+        if (failures === 1 || failures % 10 === 0) log[refused ? 'error' : 'warn']({ err, failures }, refused ? claimRefusal((err as { status?: number }).status) : 'cannot reach main to claim the job; waiting');
         await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
         await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)), undefined, { signal });
         continue;
@@ -55,4 +55,11 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
       return true;
     }
   };
+}
+
+/** What a refused claim most likely means, by status: the log line an operator acts on. */
+function claimRefusal(status: number | undefined): string {
+  if (status === 401) return 'main refuses our claims (401): the shared secret differs; waiting';
+  if (status === 404) return "main has no claims route (404): check the fetcher's main URL names where main's router is mounted, and that main is not older than the fetcher; waiting";
+  return `main refuses our claims (${status ?? 'no status'}); waiting`;
 }

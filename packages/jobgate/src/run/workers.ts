@@ -56,35 +56,39 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
     async workShared<D extends QueuedData>(queue: string, options: Pick<WorkOptions, 'localConcurrency'>, pick: (job: JobWithMetadata<D>) => Promise<unknown>): Promise<void> {
       await workWhileFull(boss, queue, { ...workOptions, ...options }, (jobs: Array<JobWithMetadata<D>>) => track(Promise.all(jobs.map(pick))));
     },
-    /** Takes no new job (running ones carry on) until resume(); the memory guard's soft limit. */
-    async pause(): Promise<void> {
-      if (paused) return;
-      paused = true;
-      await Promise.all([...handlerWorkers.keys()].map((name) => boss.offWork(name, { wait: false })));
-      logger.warn('intake paused: no new jobs start until resumed');
-    },
-    async resume(): Promise<void> {
-      if (!paused || shutdown.signal.aborted) return;
-      paused = false;
-      for (const startWorker of handlerWorkers.values()) await startWorker();
-      logger.info('intake resumed');
-    },
-    /** How many handlers are running in this process now. */
-    get running() {
-      return running.size;
-    },
-    /**
-     * Stops taking jobs and lets running ones finish; at `timeoutMs` their `ctx.signal` aborts and
-     * their attempts are recorded as failed (the queue retries them).
-     */
-    async stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
-      const abortTimer = setTimeout(() => shutdown.abort(reason), timeoutMs);
-      try {
-        await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
-        await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000)]);
-      } finally {
-        clearTimeout(abortTimer);
-      }
+    /** What a side's runtime hands on as its own: pause, resume, running, stop. */
+    controls: {
+      /** Takes no new job (running ones carry on) until resume(); the memory guard's soft limit. */
+      async pause(): Promise<void> {
+        if (paused) return;
+        paused = true;
+        await Promise.all([...handlerWorkers.keys()].map((name) => boss.offWork(name, { wait: false })));
+        logger.warn('intake paused: no new jobs start until resumed');
+      },
+      async resume(): Promise<void> {
+        if (!paused || shutdown.signal.aborted) return;
+        paused = false;
+        for (const startWorker of handlerWorkers.values()) await startWorker();
+        logger.info('intake resumed');
+      },
+      /** How many handlers are running in this process now. */
+      running: (): number => running.size,
+      /**
+       * Stops taking jobs and lets running ones finish; at `timeoutMs` their `ctx.signal` aborts and
+       * their attempts are recorded as failed (the queue retries them).
+       */
+      async stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
+        const abortTimer = setTimeout(() => shutdown.abort(reason), timeoutMs);
+        // the wait for stubborn handlers must not outlive the drain (it would hold the process open)
+        const gaveUp = new AbortController();
+        try {
+          await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
+          await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000, undefined, { signal: gaveUp.signal }).catch(() => {})]);
+        } finally {
+          clearTimeout(abortTimer);
+          gaveUp.abort();
+        }
+      },
     },
   };
 }
