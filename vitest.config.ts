@@ -1,11 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
-// The library is imported by its `source` export condition: the repo runs its TypeScript (package.json).
-const conditions = ['source', 'module', 'node', 'development|production'];
+// The library is imported by its `jobgate-source` export condition: the repo runs its TypeScript (package.json).
+const conditions = ['jobgate-source', 'module', 'node', 'development|production'];
 
 export default defineConfig({
   resolve: { conditions },
-  ssr: { resolve: { conditions, externalConditions: ['source'] } },
+  ssr: { resolve: { conditions, externalConditions: ['jobgate-source'] } },
   test: {
     include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],

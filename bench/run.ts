@@ -277,7 +277,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
 const BENCH_API_TOKEN = 'bench-api-token-0123456789abcdef';
 
 function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--conditions=source', join(ROOT, `apps/${app}/src/main.ts`)], {
+  const child = spawn(process.execPath, ['--conditions=jobgate-source', join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -526,7 +526,7 @@ async function memoryIsolation(url: string) {
 
 /**
  * The reference apps as Render runs them (built JavaScript, `npm run build`) against the sources
- * run by Node's type stripping (`--conditions=source`, what `npm start` does): time from spawn to
+ * run by Node's type stripping (`--conditions=jobgate-source`, what `npm start` does): time from spawn to
  * the first /healthz 200, and RSS after 3 s idle. Each app alternates between the two, 3 times.
  */
 async function startup(url: string) {
@@ -536,7 +536,7 @@ async function startup(url: string) {
   async function once(app: 'main' | 'fetcher', built: boolean): Promise<{ ms: number; rssMb: number }> {
     const port = await freePort();
     const started = performance.now();
-    const args = built ? [join(ROOT, `apps/${app}/dist/main.js`)] : ['--conditions=source', join(ROOT, `apps/${app}/src/main.ts`)];
+    const args = built ? [join(ROOT, `apps/${app}/dist/main.js`)] : ['--conditions=jobgate-source', join(ROOT, `apps/${app}/src/main.ts`)];
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', DATABASE_URL: url, FETCHER_SHARED_SECRET: secret },

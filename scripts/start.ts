@@ -110,7 +110,7 @@ let stopping = false;
 
 function run(name: keyof typeof apps, restarts = 0): void {
   const app = apps[name];
-  const child = spawn(process.execPath, ['--conditions=source', app.script], { cwd: root, env: app.env, stdio: ['ignore', pretty ? 'pipe' : 'inherit', 'inherit'] });
+  const child = spawn(process.execPath, ['--conditions=jobgate-source', app.script], { cwd: root, env: app.env, stdio: ['ignore', pretty ? 'pipe' : 'inherit', 'inherit'] });
   if (pretty) createInterface({ input: child.stdout! }).on('line', (line) => process.stdout.write(`${readableLine(name, line)}\n`));
   children.set(name, child);
   const started = Date.now();

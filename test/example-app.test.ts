@@ -59,7 +59,7 @@ describe('the tarball, installed', () => {
     expect(existsSync(join(installed, 'dist/main/admin/assets/admin.css'))).toBe(true);
     expect(existsSync(join(installed, 'src'))).toBe(false);
     expect(JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies.jobgate).toMatch(/^file:.*\.tgz$/);
-    // what `import 'jobgate'` loads without the repo's `source` condition: the built JavaScript
+    // what `import 'jobgate'` loads without the repo's `jobgate-source` condition: the built JavaScript
     const resolved = execFileSync(process.execPath, ['--input-type=module', '-e', `console.log(import.meta.resolve('jobgate'))`], { cwd: app, encoding: 'utf8' }).trim();
     expect(resolved).toBe(`file://${installed}/dist/index.js`);
   });

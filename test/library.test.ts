@@ -64,6 +64,19 @@ describe('createMain in a host app', () => {
     await expect(createMain({ databaseUrl: 'mysql://x' })).rejects.toThrow(/createMain\.databaseUrl: must be a postgres:\/\/ URL/);
     await expect(createMain({ databaseUrl: db.url, fetcher: { url: 'http://f', secret: 'not base64!' } })).rejects.toThrow(/createMain\.fetcher\.secret/);
     await expect(createMain({ databaseUrl: db.url, admin: { password: 'short' } })).rejects.toThrow(/createMain\.admin/);
+    // a job named twice is a ConfigError, and the half-made main leaves no connection behind
+    const connections = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'jobgate%'`)).rows[0].n as number;
+    const before = await connections();
+    await expect(createMain({ databaseUrl: db.url, schema: 'lib_dup', bossSchema: 'lib_dup_boss', jobs: [record('x'), record('y')], logger, timings })).rejects.toThrow(/jobs: job name lib\.record is defined twice/);
+    await waitFor('the failed main to close its connections', async () => (await connections()) <= before);
+  });
+
+  it('answers null for an id that names no job, refuses a bad page size, and starts once however often it is asked', async () => {
+    expect(await one.getJob('not-a-uuid')).toBeNull();
+    expect(await one.getJob('00000000-0000-4000-8000-000000000000')).toBeNull();
+    await expect(one.listJobs({ limit: 0 })).rejects.toMatchObject({ code: 'JG_REQUEST_INVALID' });
+    await expect(one.listJobs({ limit: 501 })).rejects.toMatchObject({ code: 'JG_REQUEST_INVALID' });
+    expect(one.start()).toBe(one.start());
   });
 
   it('commits a job with the host transaction and leaves none after a rollback; each instance sees only its own', async () => {

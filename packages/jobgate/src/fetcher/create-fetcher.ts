@@ -109,84 +109,95 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     await jobs.prepare();
     // Job events go back to main; without its URL there is nobody to tell, so none are kept.
     await ledger.setEmitEvents(Boolean(mainClient));
+    if (!mainClient) logger.warn('main.url is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
+
+    const eventsSetAside = new Counter({ name: 'jobgate_events_set_aside_total', help: 'Job events main refused (4xx for the event itself), set aside on the fetcher', registers: [registry] });
+    new Gauge({
+      name: 'jobgate_events_set_aside',
+      help: 'Job events set aside on the fetcher now (main refused them; re-send from the admin fetcher page)',
+      registers: [registry],
+      async collect() {
+        this.set((await ledger.eventsSetAside().catch(() => ({ count: 0 }))).count);
+      },
+    });
+
+    let draining = false;
+    let stopped: Promise<void> | null = null;
+    let events: ReturnType<typeof startEventDispatcher> | null = null;
+    let pruner: ReturnType<typeof startPruner> | null = null;
+    const hardLimit = new JobgateError(ErrorCode.memoryLimit, `fetcher memory passed its hard limit (${limitMb} MB budget); the process is recycled`);
+    const guard = createMemoryGuard({
+      limitMb,
+      softRatio: o.memory.softRatio,
+      hardRatio: o.memory.hardRatio,
+      logger,
+      onPause: () => jobs.pause(),
+      onResume: () => jobs.resume(),
+      running: () => jobs.running(),
+      // The process and its isolated children (isolation 'process'): the platform counts them all.
+      sampleRss: () => process.memoryUsage.rss() + isolatedChildPids().reduce((sum, pid) => sum + rssOfPid(pid), 0),
+      onHardLimit: () => (options.onMemoryHardLimit ? options.onMemoryHardLimit() : void fetcher.stop({ abort: hardLimit })),
+    });
+    queueSizes(registry, boss, logger);
+    fetcherMemoryGauge(registry, "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit", () => guard.snapshot());
+    new Gauge({ name: 'jobgate_fetcher_intake_paused', help: '1 while the memory guard takes no new job (over the soft limit)', registers: [registry], collect() { this.set(guard.intake === 'paused' ? 1 : 0); } });
+
+    const router = createFetcherRouter({
+      jobs,
+      ledger,
+      keys,
+      replay: createReplayStore(pool, o.schema),
+      logger,
+      version: VERSION,
+      isDraining: () => draining,
+      health: () => ({ memory: guard.snapshot(), intake: guard.intake }),
+    });
+
+    let starting: Promise<void> | null = null;
+    /** The handlers, then the memory guard over them, the job events to main and the pruner. */
+    async function begin(): Promise<void> {
+      await jobs.start();
+      guard.start();
+      events = mainClient ? startEventDispatcher({ ledger, main: mainClient, logger, maxRetryDelayMs: o.main.eventsRetryMaxMs, onSetAside: () => eventsSetAside.inc() }) : null;
+      pruner = startPruner({ ledger, logger, retentionDays: o.retentionDays, intervalMs: o.pruneIntervalMs });
+    }
+
+    const fetcher: Fetcher = {
+      router,
+      start() {
+        if (stopped) return Promise.reject(new JobgateError(ErrorCode.shuttingDown, 'this fetcher was stopped; create another'));
+        // once, however often it is called (a second call gets the first one's promise)
+        return (starting ??= begin());
+      },
+      get draining() {
+        return draining;
+      },
+      memory: () => guard.snapshot(),
+      metrics: registry,
+      stop(stopOptions = {}) {
+        stopped ??= (async () => {
+          draining = true;
+          // a start under way finishes first, so everything it begins is stopped here
+          await starting?.catch(() => {});
+          guard.stop();
+          const pruned = pruner?.stop();
+          // Over the memory limit there is no time to let jobs finish: abort them now (they are retried).
+          const stopJobs = stopOptions.abort ? jobs.stop(0, stopOptions.abort) : jobs.stop(o.shutdownTimeoutMs);
+          await Promise.all([stopJobs, stopOptions.before]);
+          await events?.stop();
+          await mainClient?.close();
+          await pruned;
+          await service.closePool();
+        })();
+        return stopped;
+      },
+    };
+    return fetcher;
   } catch (err) {
-    await jobs.stop(0);
-    await service.closePool();
+    // a failed setup leaves nothing running: pg-boss, jobgate's own pool, the client for main
+    await boss.stop({ graceful: false, close: true }).catch(() => {});
+    await service.closePool().catch(() => {});
     await mainClient?.close();
     throw err;
   }
-  if (!mainClient) logger.warn('main.url is not set: job events are not sent and attempts are not claimed at main (main must not use its emergency override with this fetcher)');
-
-  const eventsSetAside = new Counter({ name: 'jobgate_events_set_aside_total', help: 'Job events main refused (4xx for the event itself), set aside on the fetcher', registers: [registry] });
-  new Gauge({
-    name: 'jobgate_events_set_aside',
-    help: 'Job events set aside on the fetcher now (main refused them; re-send from the admin fetcher page)',
-    registers: [registry],
-    async collect() {
-      this.set((await ledger.eventsSetAside().catch(() => ({ count: 0 }))).count);
-    },
-  });
-
-  let draining = false;
-  let stopped: Promise<void> | null = null;
-  let events: ReturnType<typeof startEventDispatcher> | null = null;
-  let pruner: ReturnType<typeof startPruner> | null = null;
-  const hardLimit = new JobgateError(ErrorCode.memoryLimit, `fetcher memory passed its hard limit (${limitMb} MB budget); the process is recycled`);
-  const guard = createMemoryGuard({
-    limitMb,
-    softRatio: o.memory.softRatio,
-    hardRatio: o.memory.hardRatio,
-    logger,
-    onPause: () => jobs.pause(),
-    onResume: () => jobs.resume(),
-    running: () => jobs.running(),
-    // The process and its isolated children (isolation 'process'): the platform counts them all.
-    sampleRss: () => process.memoryUsage.rss() + isolatedChildPids().reduce((sum, pid) => sum + rssOfPid(pid), 0),
-    onHardLimit: () => (options.onMemoryHardLimit ? options.onMemoryHardLimit() : void fetcher.stop({ abort: hardLimit })),
-  });
-  queueSizes(registry, boss, logger);
-  fetcherMemoryGauge(registry, "The fetcher's memory (its process and isolated children): rss, heap used, peak rss, and its limit", () => guard.snapshot());
-  new Gauge({ name: 'jobgate_fetcher_intake_paused', help: '1 while the memory guard takes no new job (over the soft limit)', registers: [registry], collect() { this.set(guard.intake === 'paused' ? 1 : 0); } });
-
-  const router = createFetcherRouter({
-    jobs,
-    ledger,
-    keys,
-    replay: createReplayStore(pool, o.schema),
-    logger,
-    version: VERSION,
-    isDraining: () => draining,
-    health: () => ({ memory: guard.snapshot(), intake: guard.intake }),
-  });
-
-  const fetcher: Fetcher = {
-    router,
-    async start() {
-      if (stopped) throw new JobgateError(ErrorCode.shuttingDown, 'this fetcher was stopped; create another');
-      await jobs.start();
-      events = mainClient ? startEventDispatcher({ ledger, main: mainClient, logger, maxRetryDelayMs: o.main.eventsRetryMaxMs, onSetAside: () => eventsSetAside.inc() }) : null;
-      pruner = startPruner({ ledger, logger, retentionDays: o.retentionDays, intervalMs: o.pruneIntervalMs });
-    },
-    get draining() {
-      return draining;
-    },
-    memory: () => guard.snapshot(),
-    metrics: registry,
-    stop(stopOptions = {}) {
-      stopped ??= (async () => {
-        draining = true;
-        guard.stop();
-        const pruned = pruner?.stop();
-        // Over the memory limit there is no time to let jobs finish: abort them now (they are retried).
-        const stopJobs = stopOptions.abort ? jobs.stop(0, stopOptions.abort) : jobs.stop(o.shutdownTimeoutMs);
-        await Promise.all([stopJobs, stopOptions.before]);
-        await events?.stop();
-        await mainClient?.close();
-        await pruned;
-        await service.closePool();
-      })();
-      return stopped;
-    },
-  };
-  return fetcher;
 }

@@ -48,7 +48,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     },
   });
   let prepared: Promise<void> | undefined;
-  let started = false;
+  let started: Promise<void> | undefined;
 
   /** Makes the fetcher's queues (once). */
   function prepare(): Promise<void> {
@@ -61,10 +61,13 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
   }
 
   /** Runs the fetcher's handlers and the dead-letter watcher. */
-  async function start(): Promise<void> {
-    if (started) return;
+  function start(): Promise<void> {
+    // once: a second call (or one that overlaps the first) gets the first one's promise
+    return (started ??= begin());
+  }
+
+  async function begin(): Promise<void> {
     await prepare();
-    started = true;
     for (const def of catalogue.values()) if (ours(def)) await workers.work(def);
     await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
     logger.info({ ranOn: 'fetcher', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');

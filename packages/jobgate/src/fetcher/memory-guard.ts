@@ -117,11 +117,16 @@ export function createMemoryGuard(options: MemoryGuardOptions) {
     }
   }
 
-  const timer = options.intervalMs === 0 ? null : setInterval(() => void check(), options.intervalMs ?? 1_000);
-  timer?.unref();
+  let timer: NodeJS.Timeout | null = null;
 
   return {
     check,
+    /** Samples every `intervalMs` (1 s) from now on: once the jobs it guards can start. */
+    start(): void {
+      if (timer || options.intervalMs === 0) return;
+      timer = setInterval(() => void check(), options.intervalMs ?? 1_000);
+      timer.unref();
+    },
     get intake(): 'open' | 'paused' {
       return paused || tripped ? 'paused' : 'open';
     },
@@ -132,6 +137,7 @@ export function createMemoryGuard(options: MemoryGuardOptions) {
     },
     stop: () => {
       if (timer) clearInterval(timer);
+      timer = null;
     },
   };
 }

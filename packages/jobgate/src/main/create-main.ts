@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, parseCursor, type JobRecord, type ListFilter, type OverrideState } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, parseCursor, type JobRecord, type JobState, type OverrideState, type Route } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
@@ -88,6 +88,17 @@ const Options = z.object({
   retentionDays: z.number().int().min(1).max(3650).default(14),
 });
 
+/** What `listJobs` filters by. */
+export interface JobListFilter {
+  state?: JobState;
+  name?: string;
+  route?: Route;
+  limit?: number;
+  cursor?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export interface MainStartOptions {
   /** Run only these jobs' handlers (and none of main's loops: cron, forwarder, override, reconciler, keep-awake). */
   queues?: string[];
@@ -107,8 +118,8 @@ export interface Main {
   performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
   /** The job with its executions (as GET /api/jobs/:id answers), or null. */
   getJob(id: string): Promise<JobRecord | null>;
-  /** Newest first, `limit` (default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
-  listJobs(filter?: Partial<Omit<ListFilter, 'cursor'>> & { cursor?: string }): Promise<{ jobs: JobRecord[]; nextCursor: string | null }>;
+  /** Newest first, `limit` (1–500, default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
+  listJobs(filter?: JobListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }>;
   /** The emergency override: fetcher jobs run on main while it is on. */
   override: {
     get(): Promise<OverrideState>;
@@ -138,81 +149,75 @@ export async function createMain(options: MainOptions): Promise<Main> {
   const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;
   const service = await openJobService(serviceOptionsOf({ side: 'main', runsHere: (def) => !def.runsOnFetcher }, o, options, logger, ({ ledger }) => [cleanupJob(ledger, { minDays: o.retentionDays })]), createMainLedger);
   const { pool, ledger, boss } = service;
-  const overrideStore = createOverrideStore(pool, o.schema);
-  const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });
-  const jobs = createMainRuntime({
-    ...service,
-    overrideEnabled: (db) => override.enabled(db),
-    onMainConcurrency: o.onMainConcurrency,
-    outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60,
-    metrics: createJobMetrics(registry),
-  });
+  let fetcher: ReturnType<typeof createFetcherClient> | null = null;
   try {
+    const overrideStore = createOverrideStore(pool, o.schema);
+    const override = createOverrideControl({ store: overrideStore, logger, checkMs: o.overrideCheckMs, takeOver: (limit) => jobs.takeOverUndelivered(limit) });
+    const jobs = createMainRuntime({
+      ...service,
+      overrideEnabled: (db) => override.enabled(db),
+      onMainConcurrency: o.onMainConcurrency,
+      outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60,
+      metrics: createJobMetrics(registry),
+    });
     await jobs.prepare();
     if (o.emergencyOverride && !(await override.enabled())) {
       const given = typeof o.emergencyOverride === 'object' ? o.emergencyOverride : { reason: 'emergencyOverride at start', actor: 'configuration (emergencyOverride)' };
       await override.set({ enabled: true, ...given });
     }
-  } catch (err) {
-    await jobs.stop(0);
-    await service.closePool();
-    throw err;
-  }
 
-  // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
-  // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
-  // three times would hold a batch for 40 s before the wake-up even starts).
-  const wakes = createWakeStore(pool, o.schema);
-  let metrics: ReturnType<typeof createMainMetrics> | undefined;
-  const fetcher =
-    o.fetcher && keys
-      ? createFetcherClient({
-          baseUrl: o.fetcher.url,
-          keys,
-          retries: 0,
-          timeouts: { headersMs: o.fetcher.headersTimeoutMs },
-          onWakeStart: (since, deadlineMs) => void wakes.began(since, deadlineMs).catch((err: unknown) => logger.warn({ err }, 'could not record the wake-up')),
-          onWake: (outcome, took) => {
-            metrics?.woke(outcome, took);
-            wakes.ended().catch((err: unknown) => logger.warn({ err }, 'could not record the end of the wake-up'));
-          },
-        })
-      : null;
-  const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
-  metrics = createMainMetrics(registry, { ledger, boss, override: () => override, monitor, wakes, logger });
-  const adminStore = createAdminStore(pool, o.schema);
-  const auth = createAdminAuth({
-    ...(o.admin && 'password' in o.admin ? { password: o.admin.password } : {}),
-    ...(o.admin && 'authorize' in o.admin ? { authorize: o.admin.authorize } : {}),
-    ...(o.apiTokens ? { apiTokens: o.apiTokens } : {}),
-    store: adminStore,
-  });
-  const routers = createMainRouters({
-    jobs,
-    ledger,
-    ...(keys ? { keys } : {}),
-    replay: createReplayStore(pool, o.schema),
-    logger,
-    apiAuth: auth.api,
-    admin: {
-      override,
-      wakes,
+    // No retries inside the client: the forwarder wakes the fetcher and then leaves the batch to the
+    // outbox's backoff, and the reconciler and keep-awake loop on their own (a 10 s timeout retried
+    // three times would hold a batch for 40 s before the wake-up even starts).
+    const wakes = createWakeStore(pool, o.schema);
+    let metrics: ReturnType<typeof createMainMetrics> | undefined;
+    fetcher =
+      o.fetcher && keys
+        ? createFetcherClient({
+            baseUrl: o.fetcher.url,
+            keys,
+            retries: 0,
+            timeouts: { headersMs: o.fetcher.headersTimeoutMs },
+            onWakeStart: (since, deadlineMs) => void wakes.began(since, deadlineMs).catch((err: unknown) => logger.warn({ err }, 'could not record the wake-up')),
+            onWake: (outcome, took) => {
+              metrics?.woke(outcome, took);
+              wakes.ended().catch((err: unknown) => logger.warn({ err }, 'could not record the end of the wake-up'));
+            },
+          })
+        : null;
+    const monitor = fetcher ? createFetcherMonitor({ fetcher, logger }) : null;
+    metrics = createMainMetrics(registry, { ledger, boss, override: () => override, monitor, wakes, logger });
+    const adminStore = createAdminStore(pool, o.schema);
+    const auth = createAdminAuth({
+      ...(o.admin && 'password' in o.admin ? { password: o.admin.password } : {}),
+      ...(o.admin && 'authorize' in o.admin ? { authorize: o.admin.authorize } : {}),
+      ...(o.apiTokens ? { apiTokens: o.apiTokens } : {}),
       store: adminStore,
-      pool,
-      auth,
-      ...(fetcher && monitor && o.fetcher ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: o.fetcher.wakeTimeoutMs } } : {}),
-    },
-  });
+    });
+    const routers = createMainRouters({
+      jobs,
+      ledger,
+      ...(keys ? { keys } : {}),
+      replay: createReplayStore(pool, o.schema),
+      logger,
+      apiAuth: auth.api,
+      admin: {
+        override,
+        wakes,
+        store: adminStore,
+        pool,
+        auth,
+        ...(fetcher && monitor && o.fetcher ? { fetcher: { client: fetcher, monitor, wakeTimeoutMs: o.fetcher.wakeTimeoutMs } } : {}),
+      },
+    });
 
-  const loops: Array<{ stop(): unknown }> = [];
-  let forwarder: Awaited<ReturnType<typeof startForwarder>> | null = null;
-  let stopped: Promise<void> | null = null;
+    const loops: Array<{ stop(): unknown }> = [];
+    let forwarder: Awaited<ReturnType<typeof startForwarder>> | null = null;
+    let stopped: Promise<void> | null = null;
+    let starting: Promise<void> | null = null;
 
-  return {
-    router: routers.all,
-    routers: { internal: routers.internal, admin: routers.admin, api: routers.api },
-    async start(startOptions = {}) {
-      if (stopped) throw new ConfigError(['start: this main was stopped; create another']);
+    /** main's start: its handlers, then (unless `queues`) the loops. */
+    async function begin(startOptions: MainStartOptions): Promise<void> {
       await jobs.start(startOptions);
       if (startOptions.queues?.length) {
         logger.warn({ queues: startOptions.queues }, 'queues: this process runs only these jobs; cron, the forwarder, the reconciler, keep-awake, the override loop and dead-lettered jobs need a process without it');
@@ -239,31 +244,52 @@ export async function createMain(options: MainOptions): Promise<Main> {
         takeOver: (ids) => jobs.takeOverUndelivered(ids.length, ids),
         onForward: (outcome, n) => metrics?.forwarded(outcome, n),
       });
-    },
-    performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
-    getJob: (id) => jobs.getJob(id),
-    listJobs: ({ cursor, ...filter } = {}) => {
-      const at = cursor ? parseCursor(cursor) : undefined;
-      if (at === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is invalid.', { errors: [{ path: 'cursor', message: 'not a cursor from a page of this list' }] });
-      return jobs.listJobs({ limit: 50, ...filter, ...(at ? { cursor: at } : {}) });
-    },
-    override: {
-      get: () => overrideStore.get(),
-      set: (change) => override.set(change),
-    },
-    metrics: registry,
-    stop(stopOptions = {}) {
-      stopped ??= (async () => {
-        forwarder?.stop();
-        await Promise.all([jobs.stop(o.shutdownTimeoutMs), stopOptions.before]);
-        // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
-        // otherwise hold the shutdown past its 25 s).
-        const looping = Promise.all(loops.map((l) => l.stop()));
-        await fetcher?.close();
-        await looping;
-        await service.closePool();
-      })();
-      return stopped;
-    },
-  };
+    }
+
+
+    return {
+      router: routers.all,
+      routers: { internal: routers.internal, admin: routers.admin, api: routers.api },
+      start(startOptions = {}) {
+        if (stopped) return Promise.reject(new ConfigError(['start: this main was stopped; create another']));
+        // once, however often it is called (a second call gets the first one's promise)
+        return (starting ??= begin(startOptions));
+      },
+      performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
+      // (an id that is not a UUID names no job: null, not a database error)
+      getJob: async (id) => (UUID.test(id) ? jobs.getJob(id) : null),
+      listJobs: async ({ state, name, route, limit = 50, cursor } = {}) => {
+        const at = cursor ? parseCursor(cursor) : undefined;
+        if (at === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is invalid.', { errors: [{ path: 'cursor', message: 'not a cursor from a page of this list' }] });
+        if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new JobgateError(ErrorCode.requestInvalid, 'The limit is invalid.', { errors: [{ path: 'limit', message: 'a whole number from 1 to 500' }] });
+        return jobs.listJobs({ limit, ...(state ? { state } : {}), ...(name ? { name } : {}), ...(route ? { route } : {}), ...(at ? { cursor: at } : {}) });
+      },
+      override: {
+        get: () => overrideStore.get(),
+        set: (change) => override.set(change),
+      },
+      metrics: registry,
+      stop(stopOptions = {}) {
+        stopped ??= (async () => {
+          // a start under way finishes first, so every loop it begins is stopped here
+          await starting?.catch(() => {});
+          forwarder?.stop();
+          await Promise.all([jobs.stop(o.shutdownTimeoutMs), stopOptions.before]);
+          // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
+          // otherwise hold the shutdown past its 25 s).
+          const looping = Promise.all(loops.map((l) => l.stop()));
+          await fetcher?.close();
+          await looping;
+          await service.closePool();
+        })();
+        return stopped;
+      },
+    };
+  } catch (err) {
+    // a failed setup leaves nothing running: pg-boss, jobgate's own pool, the fetcher client
+    await boss.stop({ graceful: false, close: true }).catch(() => {});
+    await service.closePool().catch(() => {});
+    await fetcher?.close();
+    throw err;
+  }
 }

@@ -53,7 +53,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const { runOne } = workers;
   const enqueuer = createEnqueuer({ pool, boss, ledger, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
   let prepared: Promise<void> | undefined;
-  let started = false;
+  let started: Promise<void> | undefined;
 
   /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
   function prepare(): Promise<void> {
@@ -76,14 +76,17 @@ export function createMainRuntime(options: MainRuntimeOptions) {
    * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these
    * jobs' handlers (and the on-main queue if named), and none of the rest (`jobgate work --queues`).
    */
-  async function start(startOptions: { queues?: string[] } = {}): Promise<void> {
-    if (started) return;
+  function start(startOptions: { queues?: string[] } = {}): Promise<void> {
+    // once: a second call (or one that overlaps the first) gets the first one's promise
+    return (started ??= begin(startOptions));
+  }
+
+  async function begin(startOptions: { queues?: string[] }): Promise<void> {
     const only = startOptions.queues && startOptions.queues.length > 0 ? new Set(startOptions.queues) : null;
     const runsQueue = (queue: string) => !only || only.has(queue);
     const strangers = [...(only ?? [])].filter((name) => name !== SystemQueue.onMain && (!catalogue.get(name) || !ours(catalogue.get(name)!)));
     if (strangers.length > 0) throw new ConfigError([`queues: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this main runs`]);
     await prepare();
-    started = true;
     for (const def of catalogue.values()) if (ours(def) && runsQueue(def.name)) await workers.work(def);
     if (runsQueue(SystemQueue.onMain)) {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.

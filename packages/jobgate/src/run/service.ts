@@ -76,7 +76,13 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
   if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
   const ledger = sideLedger(pool, options.schema);
   const modules = await loadJobModules(options.jobModules).catch(failed);
-  const catalogue = createCatalogue([...(options.builtIn?.({ pool, ledger }) ?? []), ...options.jobs, ...modules.map((m) => m.def)]);
+  let catalogue: ReturnType<typeof createCatalogue>;
+  try {
+    catalogue = createCatalogue([...(options.builtIn?.({ pool, ledger }) ?? []), ...options.jobs, ...modules.map((m) => m.def)]);
+  } catch (err) {
+    // a name defined twice (in jobs and in a module, or a job named like a built-in one)
+    return failed(new ConfigError([`jobs: ${(err as Error).message}`]));
+  }
   const moduleUrls = new Map(modules.map((m) => [m.def.name, m.moduleUrl]));
   // V8 heap flags are process-wide: one from NODE_OPTIONS replaces every thread's own cap (FAULTS.md M7).
   const threaded = [...catalogue.values()].filter((d) => d.isolation === 'thread' && options.runsHere(d));
@@ -85,7 +91,10 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     await failed(new ConfigError([`NODE_OPTIONS: ${heapFlag} overrides the per-thread heap limit (maxHeapMb) of ${threaded.map((d) => d.name).join(', ')}; remove it (the memory guard watches the process as a whole)`]));
   }
   const boss = createBoss({ connectionString: options.databaseUrl, schema: options.bossSchema, poolSize: options.queuePoolMax, logger, timings: options.timings, client: options.client });
-  await boss.start().catch(failed);
+  await boss.start().catch(async (err: unknown) => {
+    await boss.stop({ graceful: false, close: true }).catch(() => {});
+    return failed(err);
+  });
   return {
     pool,
     boss,

@@ -50,7 +50,8 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
           (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
         );
       handlerWorkers.set(def.name, startWorker);
-      await startWorker();
+      // paused before it began (the memory guard): resume() starts it
+      if (!paused) await startWorker();
     },
     /** Runs a shared queue whose jobs name their own definition (main's on-main queue). */
     async workShared<D extends QueuedData>(queue: string, options: Pick<WorkOptions, 'localConcurrency'>, pick: (job: JobWithMetadata<D>) => Promise<unknown>): Promise<void> {

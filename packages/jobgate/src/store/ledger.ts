@@ -121,8 +121,6 @@ export interface ListFilter {
 
 /** A job is live (not finished) in these states: a `unique` job has at most one live twin. */
 export const LIVE_STATES = ['queued', 'forwarding', 'forwarded', 'active'] as const satisfies readonly JobState[];
-/** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
-export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
 /** A job waiting to run, wherever it is. */
 export const WAITING_STATES = ['queued', 'forwarding', 'forwarded'] as const satisfies readonly JobState[];
 /** A state list as SQL, e.g. `('queued', 'forwarding')`. Only these constants go in, never input. */
@@ -250,17 +248,6 @@ export function parseCursor(cursor: string): { createdAt: string; id: string } |
   if (Number.isNaN(Date.parse(iso)) || new Date(Date.parse(iso) + (at[3] ? Number(at[3]) * 3_600_000 + Math.sign(Number(at[3])) * Number(at[4] ?? 0) * 60_000 : 0)).toISOString().slice(0, 10) !== at[1]) return null;
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
   return { createdAt, id };
-}
-
-export interface TakenOver {
-  id: string;
-  name: string;
-  payload: unknown;
-  priority: number;
-  /** Attempts made so far (on the fetcher); main numbers its own after them. */
-  attempts: number;
-  runAt: Date;
-  traceparent?: string;
 }
 
 /**

@@ -5,7 +5,22 @@ import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
-import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, LIVE_STATES, listJobsQuery, UNDELIVERED_STATES, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type ListFilter, type NewJob, type Queryable, type RouteReason, type TakenOver } from './ledger.ts';
+import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type RouteReason } from './ledger.ts';
+
+/** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
+export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
+
+/** A fetcher job the override moved to main, as the takeover reads it. */
+export interface TakenOver {
+  id: string;
+  name: string;
+  payload: unknown;
+  priority: number;
+  /** Attempts made so far (on the fetcher); main numbers its own after them. */
+  attempts: number;
+  runAt: Date;
+  traceparent?: string;
+}
 
 /** main's SQL, as small named statements with `$n` parameters over one validated schema. */
 function plans(schema: string) {

@@ -1,4 +1,4 @@
-import { createHash, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { NextFunction, Request, Response } from 'express';
 import { ErrorCode, JobgateError, mountOf } from '../../support/index.ts';
@@ -67,12 +67,25 @@ export function createAdminAuth(deps: {
   // from it quickly); worked out once per process.
   let passwordHashP: Promise<string> | undefined;
   const passwordHash = () =>
-    (passwordHashP ??= deps.store.sessionSalt().then((salt) => scryptAsync(deps.password ?? '', salt, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 2 ** 20 }).then((key) => (key as Buffer).toString('hex'))));
+    (passwordHashP ??= deps.store
+      .sessionSalt()
+      .then((salt) => scryptAsync(deps.password ?? '', salt, 32, { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 2 ** 20 }).then((key) => (key as Buffer).toString('hex')))
+      // a database that did not answer once must not keep the admin shut: ask again next time
+      .catch((err: unknown) => {
+        passwordHashP = undefined;
+        throw err;
+      }));
   const tokens = (deps.apiTokens ?? []).map(digest);
-  // Under the host app's auth there is no jobgate session: the pages carry one CSRF token per
-  // install (the same in every process), which a cross-site request cannot read or send.
-  let hostCsrfP: Promise<string> | undefined;
-  const hostCsrf = () => (hostCsrfP ??= deps.store.sessionSalt().then((salt) => createHash('sha256').update(`${salt}:csrf`).digest('base64url')));
+  // Under the host app's auth there is no jobgate session: the pages carry a CSRF token made from
+  // this install's secret salt and the name authorize() gave (the same in every process, so any
+  // of them checks what another rendered), which a cross-site request can neither read nor send.
+  let saltP: Promise<string> | undefined;
+  const salt = () =>
+    (saltP ??= deps.store.sessionSalt().catch((err: unknown) => {
+      saltP = undefined;
+      throw err;
+    }));
+  const hostCsrf = async (actor: string) => createHmac('sha256', await salt()).update(`csrf:${actor}`).digest('base64url');
 
   async function throttle(req: Request, res: Response): Promise<void> {
     const { mine, all, retryAfterSeconds } = await deps.store.authFailures(req.ip ?? '', windowSeconds);
@@ -102,7 +115,8 @@ export function createAdminAuth(deps: {
       if (deps.authorize) {
         const verdict = await deps.authorize(req);
         if (!verdict) throw new JobgateError(ErrorCode.forbidden, "The host app's authorize() refused this request.");
-        req.admin = { via: 'host', actor: typeof verdict === 'string' ? verdict : `host app user (${req.ip})`, csrfToken: await hostCsrf() };
+        // a name from authorize() ties the token to that user; a bare `true` shares one token
+        req.admin = { via: 'host', actor: typeof verdict === 'string' ? verdict : `host app user (${req.ip})`, csrfToken: await hostCsrf(typeof verdict === 'string' ? verdict : '') };
         return next();
       }
       const password = enabled();
