@@ -195,8 +195,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     return fetcher;
   } catch (err) {
     // a failed setup leaves nothing running: pg-boss, jobgate's own pool, the client for main
-    await boss.stop({ graceful: false, close: true }).catch(() => {});
-    await service.closePool().catch(() => {});
+    await service.abandon();
     await mainClient?.close();
     throw err;
   }

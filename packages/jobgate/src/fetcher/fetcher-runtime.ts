@@ -3,14 +3,13 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
-import { claimSecondsOf, ensureQueue, type FetcherLedger, type QueueTimings } from '../store/index.ts';
-import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
+import { claimSecondsOf, type FetcherLedger, type QueueTimings } from '../store/index.ts';
+import type { Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions } from '../define/queue-policy.ts';
 import { createIntake } from '../intake/accept.ts';
 import { claimAtMain, type RemoteClaims } from '../run/claim-at-main.ts';
-import { createWorkers } from '../run/workers.ts';
-import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
+import { createWorkers, queuesOnce } from '../run/workers.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { watchDeadLetters } from '../maintain/dead-letter.ts';
 
@@ -47,18 +46,9 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
       ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds: claimSecondsOf(timings), ranOn: 'fetcher' }) } : {}),
     },
   });
-  let prepared: Promise<void> | undefined;
   let started: Promise<void> | undefined;
-
-  /** Makes the fetcher's queues (once). */
-  function prepare(): Promise<void> {
-    return (prepared ??= (async () => {
-      assertIsolatedPlaced([...catalogue.values()].filter(ours), options.moduleOf);
-      await ensureQueue(boss, SystemQueue.deadLetter);
-      // an attempt first waits for main's claim (main may be redeploying): that wait must not expire it
-      for (const def of catalogue.values()) if (ours(def)) await ensureQueue(boss, def.name, queueOptions(def, timings, Boolean(options.remoteClaims)));
-    })());
-  }
+  /** Makes the fetcher's queues (once). An attempt first waits for main's claim (main may be redeploying): that wait must not expire it. */
+  const prepare = queuesOnce({ boss, jobs: [...catalogue.values()].filter(ours), moduleOf: options.moduleOf, options: (def) => queueOptions(def, timings, Boolean(options.remoteClaims)) });
 
   /** Runs the fetcher's handlers and the dead-letter watcher. */
   function start(): Promise<void> {

@@ -287,8 +287,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
     };
   } catch (err) {
     // a failed setup leaves nothing running: pg-boss, jobgate's own pool, the fetcher client
-    await boss.stop({ graceful: false, close: true }).catch(() => {});
-    await service.closePool().catch(() => {});
+    await service.abandon();
     await fetcher?.close();
     throw err;
   }

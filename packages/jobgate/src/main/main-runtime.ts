@@ -5,14 +5,13 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { ensureQueue, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
 import { createEnqueuer } from '../enqueue/perform-later.ts';
 import { createTakeOver } from '../forward/take-over.ts';
-import { createWorkers } from '../run/workers.ts';
-import { assertIsolatedPlaced } from '../run/isolation/run-isolated.ts';
+import { createWorkers, queuesOnce } from '../run/workers.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { startCron } from '../schedule/cron.ts';
 import { watchDeadLetters } from '../maintain/dead-letter.ts';
@@ -52,25 +51,20 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   });
   const { runOne } = workers;
   const enqueuer = createEnqueuer({ pool, boss, ledger, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
-  let prepared: Promise<void> | undefined;
   let started: Promise<void> | undefined;
-
   /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
-  function prepare(): Promise<void> {
-    return (prepared ??= (async () => {
-      assertIsolatedPlaced([...catalogue.values()].filter(ours), options.moduleOf);
-      await ensureQueue(boss, SystemQueue.deadLetter);
-      // A delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry.
-      await ensureQueue(boss, SystemQueue.outbox, {
-        ...OUTBOX_QUEUE_OPTIONS,
-        heartbeatSeconds: timings.heartbeatSeconds,
-        ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}),
-      });
-      await ensureQueue(boss, SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 });
-      for (const def of catalogue.values()) if (ours(def)) await ensureQueue(boss, def.name, queueOptions(def, timings, false));
-      await ensureQueue(boss, SystemQueue.onMain, { notify: true });
-    })());
-  }
+  const prepare = queuesOnce({
+    boss,
+    jobs: [...catalogue.values()].filter(ours),
+    moduleOf: options.moduleOf,
+    options: (def) => queueOptions(def, timings, false),
+    extra: [
+      // a delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry
+      [SystemQueue.outbox, { ...OUTBOX_QUEUE_OPTIONS, heartbeatSeconds: timings.heartbeatSeconds, ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}) }],
+      [SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 }],
+      [SystemQueue.onMain, { notify: true }],
+    ],
+  });
 
   /**
    * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these

@@ -106,6 +106,11 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     moduleOf: (name: string) => moduleUrls.get(name),
     /** Ends the pool if jobgate opened it (after the runtime stopped pg-boss). */
     closePool,
+    /** A setup that failed after this: pg-boss stopped at once and the pool closed, errors ignored. */
+    async abandon(): Promise<void> {
+      await boss.stop({ graceful: false, close: true }).catch(() => {});
+      await closePool().catch(() => {});
+    },
   };
 }
 

@@ -4,7 +4,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { claimSecondsOf, workWhileFull, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, ensureQueue, workWhileFull, type QueueTimings } from '../store/index.ts';
+import { SystemQueue } from '../define/catalogue.ts';
+import { assertIsolatedPlaced } from './isolation/run-isolated.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import { createRunner, type RunnerOptions } from './runner.ts';
@@ -95,3 +97,19 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
 }
 
 export type Workers = ReturnType<typeof createWorkers>;
+
+/**
+ * A side's queue setup, once however often it is asked: its own jobs' queues (an isolated handler
+ * checked to come from a module first), after the dead-letter queue they name, then `extra`
+ * (main's outbox, cron and on-main queues).
+ */
+export function queuesOnce(deps: { boss: PgBoss; jobs: JobDefinition[]; moduleOf: ((name: string) => string | undefined) | undefined; options: (def: JobDefinition) => object; extra?: Array<[name: string, options: object]> }): () => Promise<void> {
+  let made: Promise<void> | undefined;
+  return () =>
+    (made ??= (async () => {
+      assertIsolatedPlaced(deps.jobs, deps.moduleOf);
+      await ensureQueue(deps.boss, SystemQueue.deadLetter);
+      for (const def of deps.jobs) await ensureQueue(deps.boss, def.name, deps.options(def));
+      for (const [name, options] of deps.extra ?? []) await ensureQueue(deps.boss, name, options);
+    })());
+}
