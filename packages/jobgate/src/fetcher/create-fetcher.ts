@@ -103,9 +103,9 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     await mainClient?.close();
     throw err;
   });
-  const jobs = createFetcherRuntime({ ...service, ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) });
   const { pool, ledger, boss } = service;
   try {
+    const jobs = createFetcherRuntime({ ...service, ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) });
     await jobs.prepare();
     // Job events go back to main; without its URL there is nobody to tell, so none are kept.
     await ledger.setEmitEvents(Boolean(mainClient));
