@@ -16,7 +16,7 @@ import { ABORT_GRACE_MS } from './settle.ts';
  * One side's workers and the runner they call. `runner`: what the runner needs besides the
  * shutdown signal, which stop() aborts.
  */
-export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds'> }) {
+export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds'>; batchSize?: number }) {
   const { boss, timings, logger } = deps;
   const shutdown = new AbortController();
   const claimSeconds = claimSecondsOf(timings);
@@ -25,8 +25,11 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
   /** How to (re)start the worker of each job queue, for pause() and resume(). */
   const handlerWorkers = new Map<string, () => Promise<void>>();
   let paused = false;
-  /** One job per fetch, fetched back to back while there are jobs (workWhileFull), else woken by NOTIFY or the poll. */
-  const workOptions = { batchSize: 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
+  /**
+   * One job per fetch (unless `batchSize`: the bench measures larger fetches), fetched back to back
+   * while there are jobs (workWhileFull), else woken by NOTIFY or the poll.
+   */
+  const workOptions = { batchSize: deps.batchSize ?? 1, includeMetadata: true, perJobResults: true, pollingIntervalSeconds: timings.pollIntervalSeconds, notifyPollingIntervalSeconds: timings.pollIntervalSeconds } as const;
 
   function track<T>(promise: Promise<T>): Promise<T> {
     running.add(promise);
