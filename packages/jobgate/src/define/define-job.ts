@@ -53,7 +53,7 @@ export interface JobDefinitionInput<S extends z.ZodType> {
   /**
    * `thread`: the handler runs in a worker thread whose JS heap is capped at `maxHeapMb`; blowing
    * it fails the job (JG_HEAP_OUT_OF_MEMORY) and leaves the process alone. The job must be defined
-   * in a module listed in JOBGATE_JOB_MODULES, which the thread imports. Off-heap memory (Buffers)
+   * in a module listed in jobModules (the reference apps: JOBGATE_JOB_MODULES), which the thread imports. Off-heap memory (Buffers)
    * is not capped by this: the memory guard watches RSS for that. `process`: the same in a child
    * process started with --max-old-space-size (costlier to start, immune to NODE_OPTIONS).
    */
