@@ -425,6 +425,7 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
       const count = batch === 1 ? Math.min(SIZES.routed, 1_000) : SIZES.routed;
       const ids: string[] = [];
       if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+      const writesBefore = profileSql ? await rowWrites(pool) : null;
       const cpuBefore = cpuSeconds({ main: main.child.pid!, fetcher: pair.fetcher.child.pid! });
       let left = count;
       await Promise.all(Array.from({ length: 16 }, async () => {
@@ -454,6 +455,13 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
         );
         console.log(`  PostgreSQL time per routed job at batch ${batch} (pg_stat_statements, top 15):`);
         for (const r of top) console.log(`    ${String(r.ms_per_job).padStart(7)} ms  ${String(r.calls).padStart(6)} calls  ${r.query}`);
+        // every backend flushes its table counts within PostgreSQL's idle interval (10 s)
+        await sleep(11_000);
+        const after = await rowWrites(pool);
+        const perTable = [...after].map(([table, n]) => [table, (n - (writesBefore!.get(table) ?? 0)) / count] as const).filter(([, n]) => n >= 0.01).sort((a, b) => b[1] - a[1]);
+        const total = perTable.reduce((sum, [, n]) => sum + n, 0);
+        console.log(`  row writes per routed job at batch ${batch}: ${total.toFixed(1)} (inserts, updates and deletes, pg_stat_user_tables)`);
+        for (const [table, n] of perTable) console.log(`    ${n.toFixed(2).padStart(6)}  ${table}`);
       }
       const phases = `CPU ms per job: ${cpu}; enqueues over ${rows[0].enqueueing.toFixed(1)} s, handler starts over ${rows[0].starting.toFixed(1)} s, last done ${rows[0].span.toFixed(1)} s after the first enqueue`;
       record(
@@ -489,6 +497,12 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
     await enqueuer.stop();
     await pair.stop();
   }
+}
+
+/** Rows inserted, updated and deleted so far, per table of this database (for --profile-sql). */
+async function rowWrites(pool: pg.Pool): Promise<Map<string, number>> {
+  const { rows } = await pool.query(`SELECT schemaname || '.' || relname AS t, (n_tup_ins + n_tup_upd + n_tup_del)::float8 AS n FROM pg_stat_user_tables`);
+  return new Map(rows.map((r) => [r.t as string, r.n as number]));
 }
 
 // ------------------------------------------------------------------ memory isolation
