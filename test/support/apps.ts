@@ -44,7 +44,8 @@ export interface SpawnExtras {
 }
 
 export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>, extras: SpawnExtras = {}): AppProcess {
-  const child = spawn(process.execPath, ['--conditions=jobgate-source', ...(extras.nodeArgs ?? []), join(ROOT, `apps/${app}/src/main.ts`)], {
+  // the built app, as Render runs it (the global setup builds the library and the apps first)
+  const child = spawn(process.execPath, [...(extras.nodeArgs ?? []), join(ROOT, `apps/${app}/dist/main.js`)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', HOST: '127.0.0.1', JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, ...FAST_ENV, ...env, ...extras.env },
     stdio: ['ignore', 'pipe', 'pipe'],
