@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type pg from 'pg';
 import type { MainOptions } from 'jobgate';
-import { cleanupJob, loadConfig, parseSecrets, serviceEnvShape, referenceJobs, commonOptionsFromEnv, timingsOf, type Logger, type ServiceOptions } from 'jobgate/internal';
+import { cleanupJob, commonOptionsFromEnv, loadConfig, parseSecrets, referenceJobs, serviceEnvShape, serviceOptionsOf, type Logger, type ServiceOptions } from 'jobgate/internal';
 
 export { ConfigError } from 'jobgate/internal';
 
@@ -108,24 +108,12 @@ export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg
   };
 }
 
-/** The job service as the CLI starts it: main's side, with main's jobs, on the CLI's own small pool. */
+/** The job service as the CLI starts it: main's side, with main's jobs, on the CLI's own small pool, leaving the schema as it is. */
 export function cliServiceOptions(config: MainConfig, deps: { logger: Logger; pool: pg.Pool }): ServiceOptions {
   const options = mainOptions(config, deps);
+  const checked = { ...commonOptionsFromEnv(config), poolMax: 2, queuePoolMax: 2 };
   return {
-    side: 'main',
-    runsHere: (def) => !def.runsOnFetcher,
-    databaseUrl: config.DATABASE_URL,
-    pool: deps.pool,
-    poolMax: 2,
-    queuePoolMax: 2,
-    schema: config.JOBGATE_SCHEMA,
-    bossSchema: config.JOBGATE_BOSS_SCHEMA,
-    timings: { ...timingsOf(config) },
-    workerConcurrency: config.JOBGATE_WORKER_CONCURRENCY,
-    jobs: options.jobs ?? [],
-    jobModules: config.JOBGATE_JOB_MODULES,
-    builtIn: ({ ledger }) => [cleanupJob(ledger, { minDays: config.JOBGATE_RETENTION_DAYS })],
-    logger: deps.logger,
+    ...serviceOptionsOf({ side: 'main', runsHere: (def) => !def.runsOnFetcher }, checked, { databaseUrl: config.DATABASE_URL, pool: deps.pool, jobs: options.jobs ?? [] }, deps.logger, ({ ledger }) => [cleanupJob(ledger, { minDays: config.JOBGATE_RETENTION_DAYS })]),
     migrate: false,
   };
 }

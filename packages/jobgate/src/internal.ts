@@ -17,6 +17,7 @@ export * from './run/settle.ts';
 export * from './run/claim-at-main.ts';
 export * from './define/queue-policy.ts';
 export * from './run/service.ts';
+export * from './run/service-options.ts';
 export * from './run/metrics.ts';
 export { isolatedChildPids } from './run/isolation/run-isolated.ts';
 export * from './shipped/index.ts';

@@ -22,6 +22,7 @@ import { startReconciler } from '../report/reconciler.ts';
 import { createAdminAuth, type AuthorizeAdmin } from './admin/auth.ts';
 import { createMainMetrics } from './metrics.ts';
 import { createMainRouters, type MainRouters } from './router.ts';
+import { JobId } from './validation.ts';
 
 /** How main reaches the fetcher, and how hard it tries. */
 export interface FetcherOptions {
@@ -96,8 +97,6 @@ export interface JobListFilter {
   limit?: number;
   cursor?: string;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface MainStartOptions {
   /** Run only these jobs' handlers (and none of main's loops: cron, forwarder, override, reconciler, keep-awake). */
@@ -257,7 +256,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       },
       performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
       // (an id that is not a UUID names no job: null, not a database error)
-      getJob: async (id) => (UUID.test(id) ? jobs.getJob(id) : null),
+      getJob: async (id) => (JobId.safeParse(id).success ? jobs.getJob(id) : null),
       listJobs: async ({ state, name, route, limit = 50, cursor } = {}) => {
         const at = cursor ? parseCursor(cursor) : undefined;
         if (at === null) throw new JobgateError(ErrorCode.requestInvalid, 'The cursor is invalid.', { errors: [{ path: 'cursor', message: 'not a cursor from a page of this list' }] });

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, rejectUnstorable, requestContext, requireJson, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
 import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
@@ -24,7 +24,6 @@ export interface MainRouterDeps {
 }
 
 const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
-const BODY_LIMIT_BYTES = 2 ** 20;
 
 /**
  * One of main's routers under `path`: it notes where it is mounted, sets up request ids, logs and
@@ -109,7 +108,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
 
   const api = part('/api', deps.logger, (app) => {
     // Who is asking comes before any body is read.
-    app.use('/api', deps.apiAuth, requireJson(), express.json({ limit: BODY_LIMIT_BYTES, strict: true }), rejectUnstorable('body'));
+    app.use('/api', deps.apiAuth, ...jsonBody());
 
     app
       .route('/api/jobs')

@@ -2,7 +2,7 @@
 // drain. Checked once at the door (zod), each side adding its own options to the same shape.
 import type pg from 'pg';
 import { z } from 'zod';
-import type { Logger, Registry } from '../support/index.ts';
+import { SchemaName, type Logger, type Registry } from '../support/index.ts';
 import { DEFAULT_TIMINGS, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { ServiceOptions } from './service.ts';
@@ -36,14 +36,12 @@ export interface CommonOptions {
   registry?: Registry;
 }
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
-
 /** The zod shape of CommonOptions' checked fields, with one side's default schemas. */
 export function commonOptionsShape(defaults: { schema: string; bossSchema: string }) {
   return {
     databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL'),
-    schema: identifier.default(defaults.schema),
-    bossSchema: identifier.default(defaults.bossSchema),
+    schema: SchemaName.default(defaults.schema),
+    bossSchema: SchemaName.default(defaults.bossSchema),
     poolMax: z.number().int().min(2).max(100).default(5),
     queuePoolMax: z.number().int().min(2).max(100).default(5),
     jobModules: z.array(z.string().min(1)).default([]),

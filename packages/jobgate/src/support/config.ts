@@ -45,7 +45,9 @@ export function loadConfigOrExit<T>(app: string, load: () => T): T {
   }
 }
 
-const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and underscores');
+/** The only identifiers ever interpolated into SQL: schema names (store/schema-name.ts checks them again at the SQL). */
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+export const SchemaName = z.string().regex(SCHEMA_NAME, 'lowercase letters, digits and underscores');
 const seconds = (min: number, fallback: number) => z.coerce.number().min(min).default(fallback);
 
 /** The variables both apps read: HTTP, database, queue timings, jobs. Defaults differ per app. */
@@ -60,8 +62,8 @@ export function serviceEnvShape(defaults: { port: number; schema: string; bossSc
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     JOBGATE_DEMO_JOBS: z.stringbool().default(false),
-    JOBGATE_SCHEMA: identifier.default(defaults.schema),
-    JOBGATE_BOSS_SCHEMA: identifier.default(defaults.bossSchema),
+    JOBGATE_SCHEMA: SchemaName.default(defaults.schema),
+    JOBGATE_BOSS_SCHEMA: SchemaName.default(defaults.bossSchema),
     DATABASE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
     JOBGATE_QUEUE_POOL_MAX: z.coerce.number().int().min(2).max(100).default(5),
     JOBGATE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(4),

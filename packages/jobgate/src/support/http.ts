@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Router, type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import express, { Router, type ErrorRequestHandler, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from './logger.ts';
 import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
 import { newTraceparent, parseTraceparent, traceIdOf } from './trace.ts';
@@ -129,6 +129,17 @@ export function rejectUnstorable(part: 'query' | 'body'): RequestHandler {
     }
     next();
   };
+}
+
+/** The largest JSON body the jobs API and the admin API read. */
+const JSON_BODY_LIMIT_BYTES = 2 ** 20;
+
+/**
+ * A JSON body as the jobs API and the admin API read it, after the caller is known: JSON only,
+ * at most 1 MiB, strict, with nothing PostgreSQL could not store.
+ */
+export function jsonBody(): RequestHandler[] {
+  return [requireJson(), express.json({ limit: JSON_BODY_LIMIT_BYTES, strict: true }), rejectUnstorable('body')];
 }
 
 /** 405 with `Allow` for a known path asked with the wrong method; put after the routes of that path. */

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
-import { ErrorCode, JobgateError, methodNotAllowed, mountOf, rejectUnstorable, requireJson } from '../../support/index.ts';
+import { ErrorCode, JobgateError, jsonBody, methodNotAllowed, mountOf } from '../../support/index.ts';
 import type { AdminStore, JobRecord, MainLedger, ListFilter, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
@@ -36,15 +36,13 @@ const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });
-const BODY_LIMIT_BYTES = 2 ** 20;
-
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
 export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
   const { jobs, ledger, override, store, pool } = deps;
   const router = express.Router();
   router.use(...deps.auth.adminApi);
   // who is asking comes before any body is read
-  router.use(requireJson(), express.json({ limit: BODY_LIMIT_BYTES, strict: true }), rejectUnstorable('body'));
+  router.use(...jsonBody());
   const actor = (req: Request) => req.admin!.actor;
 
   const actions = createJobActions({ jobs, ledger, pool, store });
