@@ -1,7 +1,6 @@
 import express, { type Request } from 'express';
-import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
-import { BodyLimits, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import { BodyLimits, JobId, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { FetcherLedger } from '../store/index.ts';
 import type { FetcherRuntime } from './fetcher-runtime.ts';
 
@@ -18,8 +17,6 @@ export interface FetcherRouterDeps {
   /** Accepted submissions by webhook-id: a replay gets the stored answer (createReplayStore). */
   replay: ReplayGuard;
 }
-
-const JobId = z.uuid();
 
 /**
  * The fetcher's v1 API as an express router (mount it at the root of the fetcher's app, or under

@@ -11,7 +11,7 @@ export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix: st
   return parsed.data;
 }
 
-export const JobId = z.uuid();
+export { JobId } from '../protocol/index.ts';
 
 /** A job to enqueue: POST /api/jobs/:name, and the admin's run (which adds runOnMain). */
 export const EnqueueBody = z.strictObject({

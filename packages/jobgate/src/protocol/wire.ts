@@ -2,6 +2,9 @@
 import { z } from 'zod';
 import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN } from '../support/index.ts';
 
+/** A job's id, the same on both sides (main gives it, the fetcher keeps it). */
+export const JobId = z.uuid();
+
 export const MAX_BATCH = 500;
 
 /**
