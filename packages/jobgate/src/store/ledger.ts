@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
+import { coalesce } from '../support/coalesce.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 
 export const JobState = {
@@ -141,6 +142,8 @@ function plans(schema: string) {
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
         FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
     claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
+    // many ungated claims in one call (migration 016), answered by job id
+    claimAttempts: `SELECT n, outcome, wait_ms FROM ${s}.claim_attempts($1::jsonb)`,
     refreshClaim: `
       UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
        WHERE id = $1 AND state = 'active' AND attempts = $2 AND claimed_by = $4`,
@@ -148,19 +151,23 @@ function plans(schema: string) {
     setProgress: `
       UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
        WHERE id = $1 AND state = 'active' AND attempts = $4`,
-    // Ends one attempt: the execution row and, in the same statement, the job's state.
-    finishAttempt: `
-      WITH e AS (
-        UPDATE ${s}.executions SET outcome = $3, finished_at = clock_timestamp(), error = $5,
-               peak_rss_mb = greatest(coalesce(peak_rss_mb, 0), $6)
-         WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'
-        RETURNING job_id
+    // Ends attempts: each one's execution row and, in the same statement, its job's state.
+    finishAttempts: `
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
+      ), e AS (
+        UPDATE ${s}.executions ex SET outcome = i.outcome, finished_at = clock_timestamp(), error = i.error,
+               peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), i.peak_rss_mb)
+          FROM input i
+         WHERE ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
+        RETURNING ex.job_id
       )
-      UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
-             claimed_by = NULL, claim_expires_at = NULL,
-             progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
-             finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
-       WHERE id = $1 AND attempts = $2 AND state = 'active'`,
+      UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
+             updated_at = clock_timestamp(), claimed_by = NULL, claim_expires_at = NULL,
+             progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
+             finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+        FROM input i
+       WHERE j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
     // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
     failUnsettledExecutions: `
       UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
@@ -275,6 +282,10 @@ export function listJobsQuery(schema: string, filter: ListFilter): { text: strin
 }
 
 export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; waitMs: number };
+export interface ClaimArgs { id: string; attempt: number; ranOn: Route; concurrency: number | null; perSecond: number | null; claimSeconds: number }
+export interface FinishArgs { id: string; attempt: number; outcome: Exclude<Outcome, 'running'>; state: JobState; error: ErrorInfo | null; peakRssMb: number }
+const claimResult = (row: { outcome: 'claimed' | 'gone' | 'wait'; wait_ms: number }): ClaimResult =>
+  row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
 
 export type Ledger = ReturnType<typeof createLedger>;
 
@@ -285,6 +296,32 @@ export type Ledger = ReturnType<typeof createLedger>;
  */
 export function createLedger(pool: Pool, schema: string) {
   const sql = plans(schema);
+
+  async function claimOne(args: ClaimArgs): Promise<ClaimResult> {
+    const { rows } = await pool.query(sql.claimAttempt, [args.id, args.attempt, args.ranOn, args.concurrency, args.perSecond, args.claimSeconds]);
+    return claimResult(rows[0]);
+  }
+  const claimUngated = coalesce(
+    async (claims: ClaimArgs[]): Promise<ClaimResult[]> => {
+      if (claims.length === 1) return [await claimOne(claims[0]!)];
+      const { rows } = await pool.query(sql.claimAttempts, [JSON.stringify(claims.map((c, n) => ({ n, id: c.id, attempt: c.attempt, ran_on: c.ranOn, claim_seconds: c.claimSeconds })))]);
+      // answered in id order, each with its place in the call
+      const answers: ClaimResult[] = new Array(claims.length);
+      for (const r of rows) answers[r.n as number] = claimResult(r);
+      return answers;
+    },
+    { maxItems: 500 },
+  );
+  const finishAttempt = coalesce(
+    async (ends: FinishArgs[]): Promise<void[]> => {
+      // in id order, as every batch that locks jobs takes them
+      const input = [...ends].sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
+      await pool.query(sql.finishAttempts, [JSON.stringify(input)]);
+      return ends.map(() => undefined);
+    },
+    { maxItems: 500 },
+  );
+
   return {
     schema,
     toJob,
@@ -295,10 +332,13 @@ export function createLedger(pool: Pool, schema: string) {
       if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);
       return job;
     },
-    async claimAttempt(args: { id: string; attempt: number; ranOn: Route; concurrency: number | null; perSecond: number | null; claimSeconds: number }): Promise<ClaimResult> {
-      const { rows } = await pool.query(sql.claimAttempt, [args.id, args.attempt, args.ranOn, args.concurrency, args.perSecond, args.claimSeconds]);
-      const row = rows[0] as { outcome: 'claimed' | 'gone' | 'wait'; wait_ms: number };
-      return row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
+    /**
+     * Claims an attempt (claim_attempt: a compare-and-set, and the job's gates). Claims without a
+     * gate that are asked for together (a fetched batch, several workers) go in one call.
+     */
+    async claimAttempt(args: ClaimArgs): Promise<ClaimResult> {
+      if (args.concurrency !== null || args.perSecond !== null) return claimOne(args);
+      return claimUngated(args);
     },
     /** False when this attempt no longer holds the job (its claim was taken over). */
     async refreshClaim(id: string, attempt: number, claimSeconds: number, ranOn: Route): Promise<boolean> {
@@ -309,9 +349,8 @@ export function createLedger(pool: Pool, schema: string) {
       await pool.query(sql.setProgress, [id, percent, message, attempt]);
     },
     /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). */
-    async finishAttempt(args: { id: string; attempt: number; outcome: Exclude<Outcome, 'running'>; state: JobState; error: ErrorInfo | null; peakRssMb: number }): Promise<void> {
-      await pool.query(sql.finishAttempt, [args.id, args.attempt, args.outcome, args.state, args.error ? JSON.stringify(args.error) : null, args.peakRssMb]);
-    },
+    /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). Attempts that end together are written together. */
+    finishAttempt,
     async failUnsettled(id: string, message: string): Promise<boolean> {
       return withTransaction(pool, async (client) => {
         // The job first: the execution trigger then reports the lost attempt with the job failed.

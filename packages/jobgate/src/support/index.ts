@@ -8,3 +8,4 @@ export * from './metrics.ts';
 export * from './trace.ts';
 export * from './text.ts';
 export * from './loop.ts';
+export * from './coalesce.ts';
