@@ -86,8 +86,11 @@ describe('enqueue and read back', () => {
     expect((await getJob(res.json.id)).state).toBe('queued');
     const { rows: ran } = await db.pool.query('SELECT 1 FROM public.test_events WHERE job_id = $1', [res.json.id]);
     expect(ran).toHaveLength(0);
-    const { rows: outbox } = await db.pool.query(`SELECT data, state FROM pgboss_main.job WHERE id = $1 AND name = 'jobgate.outbox'`, [res.json.id]);
-    expect(outbox).toEqual([{ state: 'created', data: { id: res.json.id, name: 'test.remote', payload: { sleepMs: 0, failAttempts: 0 }, requestId: res.headers.get('x-request-id'), traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) } }]);
+    // the ledger row is the outbox: it holds what goes to the fetcher (the request's id and trace); no queue has the job
+    const { rows: outbox } = await db.pool.query(`SELECT name, payload, state, request_id, traceparent FROM jobgate.jobs WHERE id = $1`, [res.json.id]);
+    expect(outbox).toEqual([{ name: 'test.remote', payload: { sleepMs: 0, failAttempts: 0 }, state: 'queued', request_id: res.headers.get('x-request-id'), traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) }]);
+    const { rows: queued } = await db.pool.query(`SELECT name FROM pgboss_main.job WHERE id = $1`, [res.json.id]);
+    expect(queued).toEqual([]);
   });
 });
 

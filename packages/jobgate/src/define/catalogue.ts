@@ -2,7 +2,10 @@ import type { JobDefinition } from './define-job.ts';
 
 /** Queue names the library keeps for itself; no job may take them. */
 export const SystemQueue = {
-  /** Jobs routed to the fetcher wait here until delivered. */
+  /**
+   * Where jobs routed to the fetcher waited before migration 017 (the ledger is the outbox now):
+   * no longer written; kept reserved, so no job takes a name an older main may still use.
+   */
   outbox: 'jobgate.outbox',
   /** pg-boss cron fires here; a worker turns each firing into a performLater. */
   cron: 'jobgate.cron',
@@ -13,20 +16,6 @@ export const SystemQueue = {
   onMain: 'jobgate.on-main',
   /** Where pg-boss puts jobs it gave up on, so the ledger learns of them. */
   deadLetter: 'jobgate.dead-letter',
-} as const;
-
-/**
- * The outbox's delivery attempts are retried until they succeed: not the job's own retries (those
- * apply where it runs). pg-boss backs off between attempts, up to a minute apart (main's
- * FETCHER_FORWARD_RETRY_MAX_SECONDS). Set when the queue is created, so even the first job in it gets them.
- */
-export const OUTBOX_QUEUE_OPTIONS = {
-  notify: true,
-  retryLimit: 1_000_000,
-  retryDelay: 1,
-  retryBackoff: true,
-  retryDelayMax: 60,
-  expireInSeconds: 300,
 } as const;
 
 export type Catalogue = ReadonlyMap<string, JobDefinition>;

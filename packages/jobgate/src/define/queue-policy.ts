@@ -11,12 +11,6 @@ export interface QueuedData {
   traceparent?: string;
 }
 
-/** What the outbox holds for a fetcher job until it is delivered. */
-export interface OutboxData extends QueuedData {
-  id: string;
-  name: string;
-}
-
 /** A fetcher job running on main: its name rides along, and main numbers attempts after the fetcher's. */
 export interface OnMainData extends QueuedData {
   name: string;

@@ -1,6 +1,6 @@
 // The enqueue stage (main): validate the payload, place the job (main, the on-main queue, or the
-// outbox for the fetcher), and write its ledger row and its queue entry in one transaction: the
-// caller's own (`db`), or one of ours.
+// fetcher), and write its ledger row and its queue entry (a routed job: the row alone, which the
+// forwarder reads) in one transaction: the caller's own (`db`), or one of ours.
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from 'pg';
@@ -9,7 +9,7 @@ import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, fin
 import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
-import { onMainInsert, type OnMainData, type OutboxData, type QueuedData } from '../define/queue-policy.ts';
+import { onMainInsert, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
 import { uniqueKeyOf } from '../define/stable-json.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { place, type Placement } from './placement.ts';
@@ -61,8 +61,8 @@ export function createEnqueuer(deps: {
 
   /**
    * Writes a new job: its ledger row and its queue entry (the job's own queue when this side runs
-   * it, the shared on-main queue when main runs a fetcher job, else the outbox the forwarder
-   * delivers from) commit together. A job that is not unique takes one round trip for both
+   * it, the shared on-main queue when main runs a fetcher job) commit together; a job for the
+   * fetcher is its ledger row alone, the forwarder's outbox. A job that is not unique takes one round trip for both
    * (runTogether); a unique job first asks the ledger whether a live duplicate exists, inside `db`'s
    * transaction.
    */
@@ -78,25 +78,27 @@ export function createEnqueuer(deps: {
     const traceparent = given ? `00-${given.traceId}-${given.spanId}-${given.flags}` : newTraceparent();
     // (the fetcher takes request ids of at most 128 characters)
     const data: QueuedData = { payload, ...(opts.requestId ? { requestId: opts.requestId.slice(0, 128) } : {}), traceparent };
+    // A routed job is its ledger row alone: the forwarder reads the ledger, woken at commit by this NOTIFY.
+    const announce = `SELECT pg_notify('${ledger.forwardChannel}', '')`;
     const queueWrite = (id: string) => (bossDb: BossDb) => {
       const send: SendOptions = { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) };
       if (queue === def.name) return boss.send(def.name, data, def.concurrency ? { ...send, group: { id: def.name } } : send);
-      if (queue === SystemQueue.onMain) {
-        const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
-        return boss.insert(SystemQueue.onMain, [onMainInsert(def, timings, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb, returnId: true });
-      }
-      // Kept for the fetcher until the forwarder delivers it; never run on main from here.
-      return boss.send(SystemQueue.outbox, { ...data, id, name: def.name } satisfies OutboxData, send);
+      const onMain: OnMainData = { ...data, name: def.name, attemptBase: 0 };
+      return boss.insert(SystemQueue.onMain, [onMainInsert(def, timings, id, onMain, priority, delaySeconds > 0 ? delaySeconds : undefined)], { db: bossDb, returnId: true });
     };
-    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent });
+    const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent, ...(data.requestId ? { requestId: data.requestId } : {}) });
 
     // One round trip needs node-postgres's own connection (it runs several statements at once and
     // answers each); anything else that has query(text, values) gets one statement at a time, in
     // the caller's transaction.
     if (!uniqueKey && onePass) {
       const id = randomUUID();
+      if (route === 'fetcher') {
+        const [inserted] = await runTogether(db, [ledger.insertJobStatement(newJob(id), 'true'), announce]);
+        return { job: ledger.toJob(inserted![0]), duplicate: false };
+      }
       const queued = await recordBossWrite(queueWrite(id), id);
-      const [, inserted] = await runTogether(db, [queued, ledger.insertJobStatement(newJob(id), queuedCondition(queued, queue, id))]);
+      const [, inserted] = await runTogether(db, [queued, ledger.insertJobStatement(newJob(id), queuedCondition(queued, queue ?? def.name, id))]);
       // With the queue entry refused, the ledger row was not written either: nothing committed.
       if (!inserted?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
       return { job: ledger.toJob(inserted[0]), duplicate: false };
@@ -109,6 +111,10 @@ export function createEnqueuer(deps: {
         const existing = uniqueKey ? await ledger.findLiveByUniqueKey(def.name, uniqueKey, db) : null;
         if (existing) return { job: existing, duplicate: true };
         continue;
+      }
+      if (route === 'fetcher') {
+        await db.query(announce);
+        return { job, duplicate: false };
       }
       // a queue that refuses the entry fails the enqueue: the caller's transaction must not commit the row alone
       if ((await queueWrite(id)(toBossDb(db))) === null) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);

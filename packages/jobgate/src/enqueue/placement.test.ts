@@ -14,8 +14,8 @@ describe('placement', () => {
     expect(placementOf(light, true, true)).toEqual({ route: 'main', routeReason: 'definition', queue: 'p.light' });
   });
 
-  it('sends a fetcher job to the outbox, or to main for one run or under the override', () => {
-    expect(placementOf(heavy, false, false)).toEqual({ route: 'fetcher', routeReason: 'definition', queue: SystemQueue.outbox });
+  it('keeps a fetcher job in the ledger for the forwarder (no queue), or sends it to main for one run or under the override', () => {
+    expect(placementOf(heavy, false, false)).toEqual({ route: 'fetcher', routeReason: 'definition', queue: null });
     expect(placementOf(heavy, true, false)).toEqual({ route: 'main', routeReason: 'run-on-main', queue: SystemQueue.onMain });
     expect(placementOf(heavy, false, true)).toEqual({ route: 'main', routeReason: 'override', queue: SystemQueue.onMain });
     // the per-run choice is the more specific reason

@@ -6,8 +6,8 @@ import type { Route, RouteReason } from '../store/index.ts';
 export interface Placement {
   route: Route;
   routeReason: RouteReason;
-  /** The queue the job is written to: its own (main runs it), the shared on-main queue, or the outbox. */
-  queue: string;
+  /** The queue the job is written to: its own (main runs it), the shared on-main queue, or none (the fetcher's: the ledger row is the outbox). */
+  queue: string | null;
 }
 
 /**
@@ -18,8 +18,8 @@ export function placementOf(def: JobDefinition, runOnMain: boolean, overrideOn: 
   if (!def.runsOnFetcher) return { route: 'main', routeReason: 'definition', queue: def.name };
   if (runOnMain) return { route: 'main', routeReason: 'run-on-main', queue: SystemQueue.onMain };
   if (overrideOn) return { route: 'main', routeReason: 'override', queue: SystemQueue.onMain };
-  // kept for the fetcher until the forwarder delivers it; never run on main from there
-  return { route: 'fetcher', routeReason: 'definition', queue: SystemQueue.outbox };
+  // kept in the ledger for the fetcher until the forwarder delivers it; never run on main from there
+  return { route: 'fetcher', routeReason: 'definition', queue: null };
 }
 
 /** The same, reading the override only when it matters (a fetcher job not sent to main for this run). */

@@ -1,14 +1,13 @@
-import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
-import { workWhileFull, type MainLedger } from '../store/index.ts';
-import { SystemQueue } from '../define/catalogue.ts';
-import type { OutboxData } from '../define/queue-policy.ts';
+import type { MainLedger, ToForward } from '../store/index.ts';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 import { BodyLimits, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
 export interface ForwarderOptions {
-  boss: PgBoss;
   ledger: MainLedger;
+  /** Calls `wake` whenever a routed job is committed (LISTEN on ledger.forwardChannel); `close` ends it. */
+  listen: (wake: () => void) => { close(): Promise<void> };
   fetcher: FetcherClient;
   logger: Logger;
   /** Jobs per POST /v1/jobs (≤ 500). */
@@ -16,7 +15,15 @@ export interface ForwarderOptions {
   /** Batches in flight at once. */
   inFlight?: number;
   wakeTimeoutMs: number;
+  /** How often the ledger is looked at without a NOTIFY (delayed jobs, backoffs, a lost LISTEN). */
   pollIntervalSeconds: number;
+  /**
+   * A delivery's lease on its jobs, renewed while it lasts: the jobs of a main that died
+   * mid-delivery go out again once it lapses (the heartbeat).
+   */
+  leaseSeconds: number;
+  /** A failed delivery is tried again after 1, 2, 4 … seconds, at most this far apart (default 60). */
+  retryDelayMaxSeconds?: number;
   /** The emergency override: while on, the batch runs on main instead of going out. */
   overrideEnabled: () => Promise<boolean>;
   /** Moves these undelivered jobs to main (those the fetcher has not claimed). */
@@ -44,33 +51,34 @@ function unknownOptions(err: unknown): Set<string> | null {
 const REFUSES_JOBS = new Set([409, 422]);
 
 /**
- * Drains main's outbox into the fetcher: batches of up to 500 per signed POST /v1/jobs, several
- * in flight. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
+ * Drains main's outbox (the ledger's undelivered routed jobs) into the fetcher: batches of up to
+ * 500 per signed POST /v1/jobs, several in flight, each taken from the ledger with one UPDATE. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
  * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
  * fetcher was away. Jobs the fetcher refuses themselves (422, 409) are set apart and the rest go on
  * (see `refused`); a batch too large (413) is halved until the parts fit; any other 4xx keeps the
  * whole batch for a retry.
  */
-export async function startForwarder(options: ForwarderOptions): Promise<{ stop(): void }> {
-  const { boss, ledger, fetcher } = options;
+export async function startForwarder(options: ForwarderOptions): Promise<{ stop(): Promise<void> }> {
+  const { ledger, fetcher } = options;
   const logger = options.logger.child({ component: 'forwarder' });
   // Shutdown cuts a wake-up short: the batch waiting on it stays in the outbox.
   const stopping = new AbortController();
 
-  async function deliver(batch: Array<JobWithMetadata<OutboxData>>, afterWake = false): Promise<void> {
+  async function deliver(batch: ToForward[], afterWake = false): Promise<void> {
+    let going: Set<string> | null = null;
     if (await options.overrideEnabled()) {
       // The rest (a job main does not define, or one a concurrent takeover holds) goes out as usual.
       const moved = await options.takeOver(batch.map((j) => j.id));
       if (moved > 0) logger.warn({ jobs: moved }, 'emergency override: jobs run on main instead of the fetcher');
+      going = await ledger.markForwarding(batch.map((j) => j.id));
     }
-    const going = await ledger.markForwarding(batch.map((j) => j.id));
     const jobs: SubmitJob[] = batch
-      .filter((j) => going.has(j.id))
+      .filter((j) => !going || going.has(j.id))
       .map((j) => ({
         id: j.id,
-        name: j.data.name,
-        payload: j.data.payload,
-        options: { priority: j.priority, ...(j.data.requestId ? { requestId: j.data.requestId } : {}), ...(j.data.traceparent ? { traceparent: j.data.traceparent } : {}) },
+        name: j.name,
+        payload: j.payload,
+        options: { priority: j.priority, ...(j.requestId ? { requestId: j.requestId } : {}), ...(j.traceparent ? { traceparent: j.traceparent } : {}) },
       }));
     if (jobs.length === 0) return;
     // requests the fetcher takes by size (8 MiB), so a big batch is never refused whole; each goes
@@ -235,18 +243,87 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     return true;
   }
 
-  // A full batch fetches the next at once (workWhileFull), at any batch size.
-  await workWhileFull(
-    boss,
-    SystemQueue.outbox,
-    {
-      batchSize: options.batchSize ?? 500,
-      localConcurrency: options.inFlight ?? 2,
-      includeMetadata: true,
-      pollingIntervalSeconds: options.pollIntervalSeconds,
-      notifyPollingIntervalSeconds: options.pollIntervalSeconds,
+  const batchSize = options.batchSize ?? 500;
+  const pollMs = options.pollIntervalSeconds * 1000;
+  const maxDelaySeconds = options.retryDelayMaxSeconds ?? 60;
+  // NOTIFYs seen so far: a loop that finds nothing waits for the next one (or the poll)
+  let notifies = 0;
+  let onNotify: (() => void) | null = null;
+  const listener = options.listen(() => {
+    notifies++;
+    onNotify?.();
+  });
+  const waiters = new Set<() => void>();
+  onNotify = () => {
+    for (const w of waiters) w();
+  };
+  /** Resolves at the next NOTIFY after `seen`, at the poll interval, or at stop. */
+  function idle(seen: number): Promise<void> {
+    if (notifies !== seen || stopping.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        stopping.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, pollMs);
+      waiters.add(done);
+      stopping.signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** One delivery under its lease: renewed while it lasts, a backoff for every job still waiting when it fails. */
+  async function deliverLeased(batch: ToForward[]): Promise<boolean> {
+    const ids = batch.map((j) => j.id);
+    const renew = setInterval(() => {
+      ledger.renewForwardLease(ids, options.leaseSeconds).catch((err: unknown) => logger.warn({ err }, 'could not renew the lease of a delivery'));
+    }, (options.leaseSeconds * 1000) / 3);
+    try {
+      await deliver(batch);
+      return true;
+    } catch (err) {
+      logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
+      await ledger.deferForward(ids, maxDelaySeconds).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
+      return false;
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /** One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. */
+  async function loop(): Promise<void> {
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      const seen = notifies;
+      let batch: ToForward[];
+      try {
+        batch = await ledger.takeToForward(batchSize, options.leaseSeconds);
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 10 === 0) logger.warn({ err, failures }, 'cannot read the outbox; retrying');
+        await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});
+        continue;
+      }
+      if (batch.length === 0) {
+        await idle(seen);
+        continue;
+      }
+      const delivered = await deliverLeased(batch);
+      // a failed delivery waits a poll before the next (the fetcher is away: no hot loop)
+      if (!delivered) await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});
+      else if (batch.length < batchSize) await idle(seen);
+    }
+  }
+
+  const loops = Array.from({ length: options.inFlight ?? 2 }, () => loop());
+  return {
+    /** Stops taking jobs; a delivery under way ends (or is cut short when the client closes, and its jobs go again after the lease). */
+    async stop(): Promise<void> {
+      stopping.abort();
+      await listener.close();
+      await Promise.all(loops);
     },
-    (batch) => deliver(batch as Array<JobWithMetadata<OutboxData>>),
-  );
-  return { stop: () => stopping.abort() };
+  };
 }

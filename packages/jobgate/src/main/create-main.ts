@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, parseCursor, type JobRecord, type JobState, type OverrideState, type Route } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type JobRecord, type JobState, type OverrideState, type Route } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
@@ -156,7 +156,6 @@ export async function createMain(options: MainOptions): Promise<Main> {
       ...service,
       overrideEnabled: (db) => override.enabled(db),
       onMainConcurrency: o.onMainConcurrency,
-      outboxRetryDelayMaxSeconds: o.fetcher?.forwardRetryMaxSeconds ?? 60,
       metrics: createJobMetrics(registry),
     });
     await jobs.prepare();
@@ -231,8 +230,10 @@ export async function createMain(options: MainOptions): Promise<Main> {
       loops.push(startKeepAwake({ ledger, monitor, logger, intervalMs: o.fetcher.keepAwakeIntervalMs }));
       loops.push(startReconciler({ ledger, fetcher, logger, quietSeconds: o.fetcher.reconcileAfterSeconds, intervalMs: Math.min(60_000, o.fetcher.reconcileAfterSeconds * 1000) }));
       forwarder = await startForwarder({
-        boss,
         ledger,
+        listen: (wake) => listenFor({ connectionString: o.databaseUrl, channel: ledger.forwardChannel, onNotify: wake, logger, applicationName: 'jobgate-main-forwarder' }),
+        leaseSeconds: service.timings.heartbeatSeconds,
+        retryDelayMaxSeconds: o.fetcher.forwardRetryMaxSeconds,
         fetcher,
         logger,
         wakeTimeoutMs: o.fetcher.wakeTimeoutMs,
@@ -272,13 +273,13 @@ export async function createMain(options: MainOptions): Promise<Main> {
         stopped ??= (async () => {
           // a start under way finishes first, so every loop it begins is stopped here
           await starting?.catch(() => {});
-          forwarder?.stop();
+          const forwarding = forwarder?.stop();
           await Promise.all([jobs.stop(o.shutdownTimeoutMs), stopOptions.before]);
           // Stop the loops, then cut their requests in flight (a wake probe or a retried read could
-          // otherwise hold the shutdown past its 25 s).
+          // otherwise hold the shutdown past its 25 s; a delivery cut short goes again after its lease).
           const looping = Promise.all(loops.map((l) => l.stop()));
           await fetcher?.close();
-          await looping;
+          await Promise.all([looping, forwarding]);
           await service.closePool();
         })();
         return stopped;

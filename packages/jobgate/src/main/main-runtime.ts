@@ -6,7 +6,7 @@ import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
 import { type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
-import { OUTBOX_QUEUE_OPTIONS, SystemQueue, type Catalogue } from '../define/catalogue.ts';
+import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
 import { createEnqueuer } from '../enqueue/perform-later.ts';
@@ -33,8 +33,6 @@ export interface MainRuntimeOptions {
   metrics?: JobMetrics;
   /** Fetcher jobs running on main at once (they are the heavy ones; default 1). */
   onMainConcurrency?: number;
-  /** A delivery to the fetcher is retried with backoff, at most this far apart (default 60). */
-  outboxRetryDelayMaxSeconds?: number;
   /** Jobs per fetch of each worker (default 1; the bench compares 1 and 50). */
   batchSize?: number;
 }
@@ -62,8 +60,6 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     moduleOf: options.moduleOf,
     options: (def) => queueOptions(def, timings, false),
     extra: [
-      // a delivery cut short by a crash of main goes out again after a missed heartbeat, not at expiry
-      [SystemQueue.outbox, { ...OUTBOX_QUEUE_OPTIONS, heartbeatSeconds: timings.heartbeatSeconds, ...(options.outboxRetryDelayMaxSeconds ? { retryDelayMax: options.outboxRetryDelayMaxSeconds } : {}) }],
       [SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 }],
       [SystemQueue.onMain, { notify: true }],
     ],

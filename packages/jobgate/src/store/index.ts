@@ -10,3 +10,4 @@ export * from './wake-store.ts';
 export * from './replay-store.ts';
 export * from './main-ledger.ts';
 export * from './fetcher-ledger.ts';
+export * from './listen.ts';

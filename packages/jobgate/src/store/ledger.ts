@@ -104,6 +104,8 @@ export interface NewJob {
   delaySeconds: number;
   /** W3C traceparent of the request that enqueued it (or of its own new trace). */
   traceparent?: string;
+  /** The id of the request that enqueued it (it goes to the fetcher with a routed job). */
+  requestId?: string;
 }
 
 export interface ListFilter {
@@ -131,6 +133,7 @@ export const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, pa
 
 export const insertJobValues = (job: NewJob) => [
   job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition', job.traceparent ?? null,
+  job.requestId ?? null,
 ];
 
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */

@@ -22,15 +22,25 @@ export interface TakenOver {
   traceparent?: string;
 }
 
+/** A routed job as the forwarder sends it. */
+export interface ToForward {
+  id: string;
+  name: string;
+  payload: unknown;
+  priority: number;
+  requestId?: string;
+  traceparent?: string;
+}
+
 /** main's SQL, as small named statements with `$n` parameters over one validated schema. */
 function plans(schema: string) {
   const s = assertSchemaName(schema);
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
     insertJob: (onlyIf = 'true') => `
-      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent)
+      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent, request_id)
       SELECT $1::uuid, $2::text, $3::text, 'queued', $4::jsonb, $5::integer, $6::text, $7::integer,
-             clock_timestamp() + $8::float8 * interval '1 second', $9::text, $10::text
+             clock_timestamp() + $8::float8 * interval '1 second', $9::text, $10::text, $11::text
        WHERE ${onlyIf}
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${inStates(LIVE_STATES)} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
@@ -38,7 +48,26 @@ function plans(schema: string) {
       SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${inStates(LIVE_STATES)}`,
     // one batch in one call, in per-job order (migration 010)
     applyJobEvents: `SELECT ${s}.apply_job_events($1::jsonb) AS applied`,
-    // The forwarder takes queued jobs into 'forwarding'; the rest (cancelled, finished) are skipped.
+    // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
+    // lease nor a failed one's backoff, highest priority then oldest; `forwarding` with a lease of
+    // $2 seconds that keeps every other forwarder off them until it is renewed, ends or lapses.
+    takeToForward: `
+      UPDATE ${s}.jobs j SET state = 'forwarding', forward_after = clock_timestamp() + $2 * interval '1 second', updated_at = clock_timestamp()
+        FROM (SELECT id FROM ${s}.jobs
+               WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
+                 AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
+               ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+       WHERE j.id = picked.id
+      RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
+    renewForwardLease: `
+      UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state = 'forwarding'`,
+    // A failed delivery: tried again after 1, 2, 4 … seconds, at most $2 apart.
+    deferForward: `
+      UPDATE ${s}.jobs SET forward_tries = forward_tries + 1,
+             forward_after = clock_timestamp() + least($2::float8, power(2, least(forward_tries, 20))) * interval '1 second'
+       WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+    // These are being forwarded; the rest (main's now, cancelled, finished) are skipped.
     markForwarding: `
       UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
        WHERE id = ANY($1::uuid[]) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} RETURNING id`,
@@ -125,6 +154,7 @@ export type MainLedger = ReturnType<typeof createMainLedger>;
 
 export function createMainLedger(pool: Pool, schema: string) {
   const sql = plans(schema);
+  const forwardChannel = `jg_forward_${assertSchemaName(schema)}`.slice(0, 63);
   return {
     ...createLedger(pool, schema),
     /** Inserts a queued job; `null` when a live job with the same unique key exists. */
@@ -167,11 +197,26 @@ export function createMainLedger(pool: Pool, schema: string) {
       const applied = rows[0].applied as number;
       return { applied, ignored: events.length - applied };
     },
-    /** Ids (of `ids`) now being forwarded; the others are cancelled or finished and must not go. */
+    /** Up to `limit` jobs to deliver now, each under a lease of `leaseSeconds` (see takeToForward). */
+    async takeToForward(limit: number, leaseSeconds: number): Promise<ToForward[]> {
+      const { rows } = await pool.query(sql.takeToForward, [limit, leaseSeconds]);
+      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
+    },
+    /** Keeps a delivery's jobs off the other forwarders for `leaseSeconds` more. */
+    async renewForwardLease(ids: string[], leaseSeconds: number): Promise<void> {
+      await pool.query(sql.renewForwardLease, [ids, leaseSeconds]);
+    },
+    /** The delivery of these failed: each is tried again after its backoff (at most `maxDelaySeconds`). */
+    async deferForward(ids: string[], maxDelaySeconds: number): Promise<void> {
+      await pool.query(sql.deferForward, [ids, maxDelaySeconds]);
+    },
+    /** Ids (of `ids`) now being forwarded; the others are main's now, cancelled or finished and must not go. */
     async markForwarding(ids: string[]): Promise<Set<string>> {
       const { rows } = await pool.query(sql.markForwarding, [ids]);
       return new Set(rows.map((r) => r.id as string));
     },
+    /** The channel a new routed job is announced on (NOTIFY), where the forwarder listens. */
+    forwardChannel,
     async markForwarded(ids: string[]): Promise<void> {
       await pool.query(sql.markForwarded, [ids]);
     },
