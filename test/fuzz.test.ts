@@ -74,6 +74,7 @@ const TARGETS: Target[] = [
   { app: 'main', method: 'DELETE', path: (r) => `/api/jobs/${id(r)}`, auth: 'api' },
   { app: 'main', method: 'POST', path: () => '/internal/v1/job-events', signed: 'evt' },
   { app: 'main', method: 'POST', path: () => '/internal/v1/claims', signed: 'clm' },
+  { app: 'main', method: 'POST', path: () => '/internal/v1/claims/batch', signed: 'clm' },
   { app: 'main', method: 'PUT', path: () => '/admin/api/override', auth: 'admin' },
   { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${r.pick(['demo.heavy', 'no.such', '%00'])}/run`, auth: 'admin' },
   { app: 'main', method: 'POST', path: () => '/admin/api/jobs/bulk', auth: 'admin' },

@@ -164,6 +164,38 @@ describe('signatures bound to what they act on', () => {
     expect(await ledger()).toEqual(before);
     await pair.startFetcher();
   });
+
+  it('claims sent together are answered in order, each as it would be alone; the batch is bounded and replay-safe', async () => {
+    const main = pair.main;
+    await pair.fetcher!.stop();
+    const [a, b] = await Promise.all([enqueue(main, 'test.remote', {}), enqueue(main, 'test.remote', {})]);
+    await waitFor('taken for delivery', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'forwarding'`, [[a, b]])).rows[0].n === 2, { timeoutMs: 10_000 });
+    const unknown = randomUUID();
+    const body = JSON.stringify({ claims: [b, unknown, a].map((jobId) => ({ jobId, attempt: 1, claimSeconds: 30, traceparent: `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01` })) });
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, body) };
+    const answered = await send(main.url, 'POST', '/internal/v1/claims/batch', body, headers);
+    expect(answered).toMatchObject({ status: 200, json: { answers: [{ outcome: 'claimed' }, { outcome: 'unknown' }, { outcome: 'claimed' }] } });
+    const claimed = (await db.pool.query(`SELECT id, state, claimed_by, attempts FROM jobgate.jobs WHERE id = ANY($1::uuid[]) ORDER BY id`, [[a, b]])).rows;
+    expect(claimed.map((r) => [r.state, r.claimed_by, r.attempts])).toEqual([['active', 'fetcher', 1], ['active', 'fetcher', 1]]);
+    // main's override cannot take a job the fetcher claimed; a second attempt waits while the first's claim lives
+    const second = JSON.stringify({ claims: [{ jobId: a, attempt: 2, claimSeconds: 30 }] });
+    expect((await send(main.url, 'POST', '/internal/v1/claims/batch', second, { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, second) })).json).toMatchObject({ answers: [{ outcome: 'wait' }] });
+    // replayed: the stored answers, nothing changed
+    const replayed = await send(main.url, 'POST', '/internal/v1/claims/batch', body, headers);
+    expect(replayed.headers.get('webhook-replayed')).toBe('true');
+    expect(replayed.json).toEqual(answered.json);
+    // more than 500 claims, or a bad one, is refused naming the field, and claims nothing
+    const tooMany = JSON.stringify({ claims: Array.from({ length: 501 }, () => ({ jobId: randomUUID(), attempt: 1, claimSeconds: 30 })) });
+    const refused = await send(main.url, 'POST', '/internal/v1/claims/batch', tooMany, { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, tooMany) });
+    expect(refused.status).toBe(422);
+    expect(JSON.stringify(refused.json.errors)).toContain('claims');
+    const bad = JSON.stringify({ claims: [{ jobId: b, attempt: 0, claimSeconds: 30 }] });
+    const badAnswer = await send(main.url, 'POST', '/internal/v1/claims/batch', bad, { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, bad) });
+    expect(badAnswer.status).toBe(422);
+    expect(badAnswer.json.errors).toEqual([expect.objectContaining({ path: 'claims.0.attempt' })]);
+    await pair.startFetcher();
+    await waitFor('both completed on the fetcher', async () => (await states(db, [a!, b!])).completed === 2, { timeoutMs: 30_000 });
+  });
 });
 
 describe('one bad message never stalls delivery', () => {

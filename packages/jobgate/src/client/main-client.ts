@@ -1,6 +1,6 @@
 // The fetcher's client for main: job events back, and the claim of each attempt.
 import { z } from 'zod';
-import { ClaimAnswer, Purpose, type JobEvent } from '../protocol/index.ts';
+import { ClaimAnswer, ClaimAnswers, Purpose, type ClaimBatch, type JobEvent } from '../protocol/index.ts';
 import { createPeer, type PeerOptions } from './peer.ts';
 
 /** What the fetcher uses to talk to main: job events back. */
@@ -14,6 +14,12 @@ export function createMainClient(options: PeerOptions) {
     claim: (jobId: string, attempt: number, claimSeconds: number, traceparent?: string) =>
       // the job's trace rides in the W3C header, so main logs the claim under it
       once('POST', '/internal/v1/claims', Purpose.claimJob, JSON.stringify({ jobId, attempt, claimSeconds }), ClaimAnswer, {}, traceparent ? { traceparent } : {}),
+    /** Claims several attempts in one request, answered in order (a main older than this answers 404). */
+    claimMany: (claims: ClaimBatch['claims']) =>
+      once('POST', '/internal/v1/claims/batch', Purpose.claimJob, JSON.stringify({ claims }), ClaimAnswers).then(({ answers }) => {
+        if (answers.length !== claims.length) throw new Error(`main answered ${answers.length} of ${claims.length} claims`);
+        return answers;
+      }),
     close,
   };
 }

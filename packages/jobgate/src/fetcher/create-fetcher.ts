@@ -16,7 +16,7 @@ import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run
 import { createFetcherRuntime } from './fetcher-runtime.ts';
 import { createJobMetrics, fetcherMemoryGauge, queueSizes } from '../run/metrics.ts';
 import { isolatedChildPids } from '../run/isolation/run-isolated.ts';
-import type { RemoteClaims } from '../run/claim-at-main.ts';
+import { remoteClaimsAt, type RemoteClaims } from '../run/claim-at-main.ts';
 import { startEventDispatcher } from '../report/event-dispatcher.ts';
 import { startPruner } from '../maintain/pruner.ts';
 import { createMemoryGuard, rssOfPid, type MemorySnapshot } from './memory-guard.ts';
@@ -96,9 +96,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const mainClient = o.main.url ? createMainClient({ baseUrl: o.main.url, keys, retries: 0 }) : null;
   // Each attempt is claimed in main's ledger before it runs, so main (under the emergency override)
   // and the fetcher never run one job at once. Without main's URL nobody else can run it.
-  const remoteClaims: RemoteClaims | undefined = mainClient
-    ? { claim: (id, attempt, claimSeconds, traceparent) => mainClient.claim(id, attempt, claimSeconds, traceparent).then((a) => (a.outcome === 'wait' ? { outcome: 'wait', waitMs: a.waitMs ?? 500 } : { outcome: a.outcome })) }
-    : undefined;
+  const remoteClaims: RemoteClaims | undefined = mainClient ? remoteClaimsAt(mainClient, logger) : undefined;
   const service = await openJobService(serviceOptionsOf({ side: 'fetcher', runsHere: (def) => def.runsOnFetcher }, o, options, logger), createFetcherLedger).catch(async (err: unknown) => {
     await mainClient?.close();
     throw err;
@@ -200,3 +198,4 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     throw err;
   }
 }
+

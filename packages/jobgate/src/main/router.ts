@@ -2,7 +2,7 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
-import { BodyLimits, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ClaimAnswers, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
@@ -80,17 +80,30 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
         .all(methodNotAllowed(['POST']));
 
       // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
+      // Claims asked for at once (a request each, or one batch) go to the ledger together (ledger.claimAttempt).
+      const claim = async (c: ClaimRequest, log: Logger): Promise<ClaimAnswer> => {
+        const result = await ledger.claimAttempt({ id: c.jobId, attempt: c.attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: c.claimSeconds });
+        const answer: ClaimAnswer =
+          result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(c.jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
+        log.debug({ jobId: c.jobId, attempt: c.attempt, outcome: answer.outcome }, 'fetcher claim');
+        return answer;
+      };
       app
         .route('/internal/v1/claims')
         .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
           const parsed = ClaimRequest.safeParse(req.signedBody);
           if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-          const { jobId, attempt, claimSeconds } = parsed.data;
-          const result = await ledger.claimAttempt({ id: jobId, attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds });
-          const answer: ClaimAnswer =
-            result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
-          req.log.debug({ jobId, attempt, outcome: answer.outcome }, 'fetcher claim');
-          res.json(answer);
+          res.json(await claim(parsed.data, req.log));
+        })
+        .all(methodNotAllowed(['POST']));
+      app
+        .route('/internal/v1/claims/batch')
+        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay }), async (req, res) => {
+          const parsed = ClaimBatch.safeParse(req.signedBody);
+          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claims are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+          // each claim is logged in its own job's trace
+          const answers = await Promise.all(parsed.data.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log)));
+          res.json({ answers } satisfies ClaimAnswers);
         })
         .all(methodNotAllowed(['POST']));
     }

@@ -19,6 +19,8 @@ export const BodyLimits = {
   /** What the fetcher's event dispatcher puts in one request, well inside `jobEvents`. */
   jobEventsBatch: 2 ** 20,
   claimJob: 4 * 1024,
+  /** Up to 500 claims sent together (POST /internal/v1/claims/batch), each about 150 bytes with its trace. */
+  claimJobs: 128 * 1024,
   read: 0,
 } as const;
 
@@ -123,6 +125,18 @@ export const ClaimAnswer = z.object({
   waitMs: z.number().int().min(0).optional(),
 });
 export type ClaimAnswer = z.infer<typeof ClaimAnswer>;
+
+/**
+ * Claims of several attempts in one request (POST /internal/v1/claims/batch), each with its job's
+ * trace: what the fetcher's workers asked for while an earlier claim was under way. Answered in
+ * order (`answers`).
+ */
+export const ClaimBatch = z.strictObject({
+  claims: z.array(ClaimRequest.extend({ traceparent: z.string().regex(TRACEPARENT_PATTERN).optional() })).min(1).max(MAX_BATCH),
+});
+export type ClaimBatch = z.infer<typeof ClaimBatch>;
+export const ClaimAnswers = z.strictObject({ answers: z.array(ClaimAnswer) });
+export type ClaimAnswers = z.infer<typeof ClaimAnswers>;
 
 /**
  * Consecutive runs of `items` whose JSON, in a `{"<key>": [...]}` body, stays within `maxBytes`

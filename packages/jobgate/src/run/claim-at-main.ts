@@ -2,7 +2,9 @@
 // attempt starts only once main granted it, and main (under the emergency override) and the
 // fetcher never run one job at once. Fetcher-only.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCode, type Logger } from '../support/index.ts';
+import { ErrorCode, coalesce, type Logger } from '../support/index.ts';
+import type { ClaimAnswer } from '../protocol/index.ts';
+import type { MainClient } from '../client/index.ts';
 import type { ClaimResult, Ledger } from '../store/index.ts';
 import { durably, type ConfirmClaim } from './runner.ts';
 
@@ -62,4 +64,32 @@ function claimRefusal(status: number | undefined): string {
   if (status === 401) return 'main refuses our claims (401): the shared secret differs; waiting';
   if (status === 404) return "main has no claims route (404): check the fetcher's main URL names where main's router is mounted, and that main is not older than the fetcher; waiting";
   return `main refuses our claims (${status ?? 'no status'}); waiting`;
+}
+
+/**
+ * The claims at main: one request each while few are under way, and those asked for meanwhile in
+ * one request (POST /internal/v1/claims/batch). A main older than the batch route (404) gets them
+ * one by one from then on.
+ */
+export function remoteClaimsAt(main: Pick<MainClient, 'claim' | 'claimMany'>, logger: Logger): RemoteClaims {
+  type Claim = { jobId: string; attempt: number; claimSeconds: number; traceparent?: string };
+  const toResult = (a: ClaimAnswer) => (a.outcome === 'wait' ? { outcome: 'wait' as const, waitMs: a.waitMs ?? 500 } : { outcome: a.outcome });
+  const one = (c: Claim) => main.claim(c.jobId, c.attempt, c.claimSeconds, c.traceparent).then(toResult);
+  let batchRoute = true;
+  const claim = coalesce(
+    async (claims: Claim[]) => {
+      if (claims.length === 1 || !batchRoute) return Promise.all(claims.map(one));
+      try {
+        return (await main.claimMany(claims)).map(toResult);
+      } catch (err) {
+        const e = err as { code?: string; status?: number };
+        if (e.code !== 'JG_FETCHER_REJECTED' || e.status !== 404) throw err;
+        batchRoute = false;
+        logger.warn('main has no batch claims route (older than this fetcher): claiming one attempt per request');
+        return Promise.all(claims.map(one));
+      }
+    },
+    { maxItems: 500 },
+  );
+  return { claim: (jobId, attempt, claimSeconds, traceparent) => claim({ jobId, attempt, claimSeconds, ...(traceparent ? { traceparent } : {}) }) };
 }

@@ -154,7 +154,20 @@ function plans(schema: string) {
     setProgress: `
       UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
        WHERE id = $1 AND state = 'active' AND attempts = $4`,
-    // Ends attempts: each one's execution row and, in the same statement, its job's state.
+    // Ends one attempt: the execution row and, in the same statement, the job's state.
+    finishAttempt: `
+      WITH e AS (
+        UPDATE ${s}.executions SET outcome = $3, finished_at = clock_timestamp(), error = $5,
+               peak_rss_mb = greatest(coalesce(peak_rss_mb, 0), $6)
+         WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'
+        RETURNING job_id
+      )
+      UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
+             claimed_by = NULL, claim_expires_at = NULL,
+             progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
+             finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+       WHERE id = $1 AND attempts = $2 AND state = 'active'`,
+    // The same for attempts that end together ($2: their ids, so that each row is found by its key).
     finishAttempts: `
       WITH input AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
@@ -162,7 +175,7 @@ function plans(schema: string) {
         UPDATE ${s}.executions ex SET outcome = i.outcome, finished_at = clock_timestamp(), error = i.error,
                peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), i.peak_rss_mb)
           FROM input i
-         WHERE ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
+         WHERE ex.job_id = ANY($2::uuid[]) AND ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
         RETURNING ex.job_id
       )
       UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
@@ -170,7 +183,7 @@ function plans(schema: string) {
              progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
              finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
         FROM input i
-       WHERE j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
+       WHERE j.id = ANY($2::uuid[]) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
     // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
     failUnsettledExecutions: `
       UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
@@ -317,9 +330,14 @@ export function createLedger(pool: Pool, schema: string) {
   );
   const finishAttempt = coalesce(
     async (ends: FinishArgs[]): Promise<void[]> => {
-      // in id order, as every batch that locks jobs takes them
-      const input = [...ends].sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
-      await pool.query(sql.finishAttempts, [JSON.stringify(input)]);
+      if (ends.length === 1) {
+        const e = ends[0]!;
+        await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb]);
+      } else {
+        // in id order, as every batch that locks jobs takes them
+        const input = [...ends].sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
+        await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)]);
+      }
       return ends.map(() => undefined);
     },
     { maxItems: 500 },
