@@ -472,6 +472,7 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
         // one at a time: from just before performLater (as raw is timed from just before send) to the
         // handler's start on the fetcher (its claim at main), on this machine's one clock
         const latencies: number[] = [];
+        const hops: number[][] = [];
         for (let i = 0; i < SIZES.latency + 5; i++) {
           const sentAt = Date.now();
           const id = await enqueuer.enqueue();
@@ -479,7 +480,20 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
           for (;;) {
             const { rows: started } = await pool.query(`SELECT extract(epoch FROM e.started_at)::float8 * 1000 AS at FROM jobgate.executions e WHERE e.job_id = $1`, [id]);
             if (started[0]) {
-              if (i >= 5) latencies.push(started[0].at - sentAt);
+              if (i >= 5) {
+                latencies.push(started[0].at - sentAt);
+                // where the time goes, on PostgreSQL's clock: committed at main, accepted by the fetcher, claimed there, claimed at main
+                const { rows: at } = await pool.query(
+                  `SELECT extract(epoch FROM j.created_at)::float8 * 1000 AS created, extract(epoch FROM f.created_at)::float8 * 1000 AS accepted,
+                          extract(epoch FROM fe.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM e.started_at)::float8 * 1000 AS claimed_at_main
+                     FROM jobgate.jobs j JOIN jobgate.executions e ON e.job_id = j.id
+                     LEFT JOIN jobgate_fetcher.jobs f ON f.id = j.id LEFT JOIN jobgate_fetcher.executions fe ON fe.job_id = j.id AND fe.attempt = 1
+                    WHERE j.id = $1`,
+                  [id],
+                );
+                const p = at[0];
+                hops.push([p.created - sentAt, p.accepted - p.created, p.claimed_there - p.accepted, p.claimed_at_main - p.claimed_there]);
+              }
               break;
             }
             if (Date.now() > deadline) throw new Error(`job ${id} did not start within 30 s`);
@@ -487,8 +501,11 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
           }
         }
         record(
-          { figure: 'routed latency p50 (enqueue → handler start)', jobgate: median(latencies), baseline: median(rawLatencies), unit: 'ms', target: '≤ raw + 20 ms' },
-          (_r, row) => row.jobgate <= row.baseline + 20,
+          {
+            figure: 'routed latency p50 (enqueue → handler start)', jobgate: median(latencies), baseline: median(rawLatencies), unit: 'ms', target: '≤ raw + 10 ms',
+            note: `p50 of each hop: ${['committed at main', 'accepted by the fetcher', 'claimed there', 'claimed at main'].map((what, k) => `${what} +${median(hops.map((h) => h[k]!)).toFixed(1)} ms`).join(', ')}`,
+          },
+          (_r, row) => row.jobgate <= row.baseline + 10,
         );
         record({ figure: 'routed latency p99', jobgate: percentile(latencies, 99), baseline: percentile(rawLatencies, 99), unit: 'ms', target: 'reported' }, () => null);
       }
