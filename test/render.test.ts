@@ -68,7 +68,7 @@ describe('render.yaml against the Blueprint spec', () => {
       expect(REGIONS, s.name).toContain(s.region ?? 'oregon');
       for (const key of Object.keys(s)) expect(SERVICE_KEYS, `${s.name}.${key}`).toContain(key);
       expect(s.buildCommand, s.name).toEqual(expect.any(String));
-      expect(s.startCommand, s.name).toMatch(/^exec node apps\/(main|fetcher)\/dist\/main\.js$/); // node gets SIGTERM itself, and runs the built JavaScript
+      expect(s.startCommand, s.name).toMatch(/^exec node (--[a-z-]+=\d+ )*apps\/(main|fetcher)\/dist\/main\.js$/); // node gets SIGTERM itself, and runs the built JavaScript (V8 flags allowed)
       if (s.type === 'web') expect(s.healthCheckPath, s.name).toBe('/healthz');
       if (s.maxShutdownDelaySeconds !== undefined) {
         expect(Number.isInteger(s.maxShutdownDelaySeconds) && s.maxShutdownDelaySeconds >= 1 && s.maxShutdownDelaySeconds <= 300, s.name).toBe(true);
