@@ -470,6 +470,21 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[]) {
         );
         console.log(`  PostgreSQL time per routed job at batch ${batch} (pg_stat_statements, top 15):`);
         for (const r of top) console.log(`    ${String(r.ms_per_job).padStart(7)} ms  ${String(r.calls).padStart(6)} calls  ${r.query}`);
+        // the same time by part (top-level statements only: a function's or trigger's inner statements count in its caller)
+        const { rows: all } = await pool.query(`SELECT query, (total_exec_time + total_plan_time)::float8 AS ms FROM pg_stat_statements WHERE toplevel`);
+        const parts: Array<[string, RegExp]> = [
+          ['replay stores (signed requests)', /signed_requests/],
+          ["the fetcher's queue (pg-boss)", /pgboss_fetcher\./],
+          ["main's queue (pg-boss)", /pgboss_main\./],
+          ["the fetcher's ledger and event outbox", /jobgate_fetcher\./],
+          ["main's ledger", /jobgate\./],
+        ];
+        const byPart = new Map<string, number>();
+        for (const r of all) {
+          const part = parts.find(([, re]) => re.test(r.query))?.[0] ?? 'other (transaction control, catalog)';
+          byPart.set(part, (byPart.get(part) ?? 0) + r.ms / count);
+        }
+        console.log(`  PostgreSQL time per routed job at batch ${batch} by part: ${[...byPart].sort((a, b) => b[1] - a[1]).map(([part, ms]) => `${part} ${ms.toFixed(2)} ms`).join('; ')}`);
         // every backend flushes its table counts within PostgreSQL's idle interval (10 s)
         await sleep(11_000);
         const after = await rowWrites(pool);
