@@ -2,11 +2,11 @@
 // attempt starts only once main granted it, and main (under the emergency override) and the
 // fetcher never run one job at once. Fetcher-only.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCode, coalesce, type Logger } from '../support/index.ts';
+import { coalesce, type Logger } from '../support/index.ts';
 import type { ClaimAnswer } from '../protocol/index.ts';
 import type { MainClient } from '../client/index.ts';
 import type { ClaimResult, Ledger } from '../store/index.ts';
-import { durably, type ConfirmClaim } from './runner.ts';
+import type { ConfirmClaim } from './runner.ts';
 
 /**
  * Claims at main over the signed API. Once the fetcher has claimed a job, main never takes it over,
@@ -22,7 +22,8 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
   const { ledger, claimSeconds, ranOn } = deps;
   /**
    * The fetcher's second claim, in main's ledger: until main grants it the attempt does not start.
-   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry.
+   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry. False:
+   * main owns or finished the job.
    */
   return async function confirm(id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
     for (let failures = 0; ; ) {
@@ -47,11 +48,9 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
       }
       if (result.outcome === 'gone' || result.outcome === 'unknown') {
         // Main ran it (the emergency override took it over), finished or cancelled it, or no longer
-        // has it at all (deleted after it finished): either way it is not ours to run.
+        // has it at all (deleted after it finished): either way it is not ours to run (the runner
+        // ends the local claim as taken over).
         log.warn({ mainSays: result.outcome }, 'main owns this job now (taken over, finished, cancelled or purged there); not running it here');
-        await durably(() =>
-          ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
-        );
         return false;
       }
       return true;

@@ -16,7 +16,7 @@ import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } 
 export const durably = <T>(write: () => Promise<T>) =>
   pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isDatabaseUnavailable(error) });
 
-/** After the local claim: whether the attempt may start (the fetcher asks main; see claim-at-main.ts). */
+/** Whether the attempt may start as far as main is concerned (the fetcher asks main; see claim-at-main.ts): false when main owns or finished the job. */
 export type ConfirmClaim = (id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string) => Promise<boolean>;
 
 export interface RunnerOptions {
@@ -41,17 +41,36 @@ export function createRunner(options: RunnerOptions): RunOne {
   const { ledger, logger, ranOn, claimSeconds } = options;
 
   async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
+    const { confirmClaim } = options;
+    // The fetcher's first attempt of a job without gates cannot find its local claim held (no
+    // other attempt of it exists yet, no slot to wait for): it asks main at the same time, and
+    // starts one round trip sooner. Any other attempt is claimed here first, then at main.
+    const together = confirmClaim !== undefined && attempt === 1 && def.concurrency === null && !def.rateLimit;
     for (;;) {
-      const result = await durably(() =>
-        ledger.claimAttempt({ id, attempt, ranOn, concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }),
-      );
+      const asking = new AbortController();
+      const atMain = together ? confirmClaim(id, attempt, AbortSignal.any([signal, asking.signal]), log, traceparent) : null;
+      atMain?.catch(() => {});
+      let result: Awaited<ReturnType<Ledger['claimAttempt']>>;
+      try {
+        result = await durably(() => ledger.claimAttempt({ id, attempt, ranOn, concurrency: def.concurrency, perSecond: def.rateLimit?.perSecond ?? null, claimSeconds }));
+      } catch (err) {
+        asking.abort();
+        throw err;
+      }
+      if (result.outcome !== 'claimed') asking.abort();
       if (result.outcome === 'wait') {
         await sleep(result.waitMs, undefined, { signal });
         continue;
       }
       if (result.outcome === 'gone') log.info('job is finished or cancelled in the ledger; not running it');
       if (result.outcome !== 'claimed') return false;
-      return options.confirmClaim ? options.confirmClaim(id, attempt, signal, log, traceparent) : true;
+      if (!confirmClaim) return true;
+      if (await (atMain ?? confirmClaim(id, attempt, signal, log, traceparent))) return true;
+      // main owns or finished the job: this attempt ends here, taken over, and never starts
+      await durably(() =>
+        ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
+      );
+      return false;
     }
   }
 
