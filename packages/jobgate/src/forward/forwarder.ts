@@ -65,13 +65,14 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   const stopping = new AbortController();
 
   async function deliver(batch: ToForward[], afterWake = false): Promise<void> {
-    let going: Set<string> | null = null;
-    if (await options.overrideEnabled()) {
+    const overrideOn = await options.overrideEnabled();
+    if (overrideOn) {
       // The rest (a job main does not define, or one a concurrent takeover holds) goes out as usual.
       const moved = await options.takeOver(batch.map((j) => j.id));
       if (moved > 0) logger.warn({ jobs: moved }, 'emergency override: jobs run on main instead of the fetcher');
-      going = await ledger.markForwarding(batch.map((j) => j.id));
     }
+    // which still go: after the override's takeover, or a wake-up long enough for jobs to be cancelled meanwhile
+    const going = overrideOn || afterWake ? await ledger.markForwarding(batch.map((j) => j.id)) : null;
     const jobs: SubmitJob[] = batch
       .filter((j) => !going || going.has(j.id))
       .map((j) => ({
@@ -276,13 +277,17 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   /** One delivery under its lease: renewed while it lasts, a backoff for every job still waiting when it fails. */
   async function deliverLeased(batch: ToForward[]): Promise<boolean> {
     const ids = batch.map((j) => j.id);
+    // one renewal at a time, and none left in flight to overwrite the backoff below
+    let renewing: Promise<void> = Promise.resolve();
     const renew = setInterval(() => {
-      ledger.renewForwardLease(ids, options.leaseSeconds).catch((err: unknown) => logger.warn({ err }, 'could not renew the lease of a delivery'));
+      renewing = renewing.then(() => ledger.renewForwardLease(ids, options.leaseSeconds)).catch((err: unknown) => logger.warn({ err }, 'could not renew the lease of a delivery'));
     }, (options.leaseSeconds * 1000) / 3);
     try {
       await deliver(batch);
       return true;
     } catch (err) {
+      clearInterval(renew);
+      await renewing;
       logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
       await ledger.deferForward(ids, maxDelaySeconds).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
       return false;

@@ -68,23 +68,25 @@ function claimRefusal(status: number | undefined): string {
 /**
  * The claims at main: one request each while few are under way, and those asked for meanwhile in
  * one request (POST /internal/v1/claims/batch). A main older than the batch route (404) gets them
- * one by one from then on.
+ * one by one for the next 5 minutes, then the batch route is tried again.
  */
 export function remoteClaimsAt(main: Pick<MainClient, 'claim' | 'claimMany'>, logger: Logger): RemoteClaims {
   type Claim = { jobId: string; attempt: number; claimSeconds: number; traceparent?: string };
   const toResult = (a: ClaimAnswer) => (a.outcome === 'wait' ? { outcome: 'wait' as const, waitMs: a.waitMs ?? 500 } : { outcome: a.outcome });
   const one = (c: Claim) => main.claim(c.jobId, c.attempt, c.claimSeconds, c.traceparent).then(toResult);
-  let batchRoute = true;
+  // after a 404, the batch route is tried again this much later (main may have been upgraded meanwhile)
+  const RETRY_BATCH_ROUTE_MS = 5 * 60_000;
+  let batchRouteAfter = 0;
   const claim = coalesce(
     async (claims: Claim[]) => {
-      if (claims.length === 1 || !batchRoute) return Promise.all(claims.map(one));
+      if (claims.length === 1 || Date.now() < batchRouteAfter) return Promise.all(claims.map(one));
       try {
         return (await main.claimMany(claims)).map(toResult);
       } catch (err) {
         const e = err as { code?: string; status?: number };
         if (e.code !== 'JG_FETCHER_REJECTED' || e.status !== 404) throw err;
-        batchRoute = false;
-        logger.warn('main has no batch claims route (older than this fetcher): claiming one attempt per request');
+        batchRouteAfter = Date.now() + RETRY_BATCH_ROUTE_MS;
+        logger.warn('main has no batch claims route (older than this fetcher): claiming one attempt per request for 5 minutes');
         return Promise.all(claims.map(one));
       }
     },

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult } from 'pg-boss';
-import { ErrorCode, JobgateError, isDatabaseUnavailable, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, isTransientDatabaseError, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
 import type { Ledger, Route } from '../store/index.ts';
 import type { JobContext, JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
@@ -12,9 +12,9 @@ import type { JobMetrics } from './metrics.ts';
 import { runIsolated } from './isolation/run-isolated.ts';
 import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } from './settle.ts';
 
-/** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds). */
+/** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds), and a broken deadlock. */
 export const durably = <T>(write: () => Promise<T>) =>
-  pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isDatabaseUnavailable(error) });
+  pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
 
 /** Whether the attempt may start as far as main is concerned (the fetcher asks main; see claim-at-main.ts): false when main owns or finished the job. */
 export type ConfirmClaim = (id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string) => Promise<boolean>;
@@ -57,7 +57,12 @@ export function createRunner(options: RunnerOptions): RunOne {
         asking.abort();
         throw err;
       }
-      if (result.outcome !== 'claimed') asking.abort();
+      if (result.outcome !== 'claimed') {
+        asking.abort();
+        // rare (a first attempt finds its job finished here, or its slot taken): main may have granted
+        // the claim meanwhile; it shows the attempt running until a later attempt or the reconciler ends it
+        atMain?.then((granted) => granted && log.warn({ local: result.outcome }, 'main granted a claim this attempt does not use (the local claim said otherwise); a later attempt or the reconciler settles it there'), () => {});
+      }
       if (result.outcome === 'wait') {
         await sleep(result.waitMs, undefined, { signal });
         continue;

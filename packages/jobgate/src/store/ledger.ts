@@ -168,14 +168,17 @@ function plans(schema: string) {
              finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
        WHERE id = $1 AND attempts = $2 AND state = 'active'`,
     // The same for attempts that end together ($2: their ids, so that each row is found by its key).
+    // (the jobs first, in id order, as every statement that changes several jobs locks them)
     finishAttempts: `
-      WITH input AS (
+      WITH locked AS (
+        SELECT id FROM ${s}.jobs WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
+      ), input AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
       ), e AS (
         UPDATE ${s}.executions ex SET outcome = i.outcome, finished_at = clock_timestamp(), error = i.error,
                peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), i.peak_rss_mb)
           FROM input i
-         WHERE ex.job_id = ANY($2::uuid[]) AND ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
+         WHERE ex.job_id IN (SELECT id FROM locked) AND ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
         RETURNING ex.job_id
       )
       UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
@@ -183,7 +186,7 @@ function plans(schema: string) {
              progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
              finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
         FROM input i
-       WHERE j.id = ANY($2::uuid[]) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
+       WHERE j.id IN (SELECT id FROM locked) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
     // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
     failUnsettledExecutions: `
       UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
@@ -334,7 +337,6 @@ export function createLedger(pool: Pool, schema: string) {
         const e = ends[0]!;
         await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb]);
       } else {
-        // in id order, as every batch that locks jobs takes them
         const input = [...ends].sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
         await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)]);
       }

@@ -11,24 +11,29 @@ import type { Logger } from '../support/index.ts';
 export function listenFor(options: { connectionString: string; channel: string; onNotify: () => void; logger: Logger; applicationName?: string }): { close(): Promise<void> } {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.channel)) throw new Error(`channel ${JSON.stringify(options.channel)} is not a plain identifier`);
   const closing = new AbortController();
+  // resolves once close() was called, however late it is awaited
+  const closed = new Promise<void>((resolve) => closing.signal.addEventListener('abort', () => resolve(), { once: true }));
   let client: pg.Client | null = null;
 
   const loop = (async () => {
     for (let failures = 0; !closing.signal.aborted; ) {
-      const c = new pg.Client({ connectionString: options.connectionString, application_name: options.applicationName ?? 'jobgate-listen', connectionTimeoutMillis: 10_000, keepAlive: true });
+      const c = new pg.Client({ connectionString: options.connectionString, application_name: options.applicationName ?? 'jobgate-listen', connectionTimeoutMillis: 5_000, keepAlive: true });
       const ended = new Promise<unknown>((resolve) => {
         c.on('error', resolve);
         c.on('end', () => resolve(null));
       });
+      // close() ends it, connected or still connecting
+      client = c;
       try {
         await c.connect();
         c.on('notification', () => options.onNotify());
         await c.query(`LISTEN ${options.channel}`);
-        client = c;
+        // closed while connecting: nothing to listen for
+        if (closing.signal.aborted) break;
         if (failures > 0) options.logger.info({ channel: options.channel }, 'listening again');
         failures = 0;
         options.onNotify();
-        const why = await Promise.race([ended, new Promise((resolve) => closing.signal.addEventListener('abort', resolve, { once: true }))]);
+        const why = await Promise.race([ended, closed]);
         if (!closing.signal.aborted) options.logger.warn({ err: why, channel: options.channel }, 'lost the LISTEN connection; reconnecting (polling meanwhile)');
       } catch (err) {
         failures++;
@@ -42,10 +47,15 @@ export function listenFor(options: { connectionString: string; channel: string; 
   })();
 
   return {
+    /**
+     * Stops listening. A connection still being opened cannot be cut short (node-postgres ends it
+     * only once connected): close() does not wait for it past a second; it ends by itself within
+     * its connect timeout.
+     */
     async close(): Promise<void> {
       closing.abort();
-      await client?.end().catch(() => {});
-      await loop;
+      void client?.end().catch(() => {});
+      await Promise.race([loop, sleep(1_000)]);
     },
   };
 }
