@@ -198,4 +198,3 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     throw err;
   }
 }
-

@@ -52,8 +52,9 @@ const REFUSES_JOBS = new Set([409, 422]);
 
 /**
  * Drains main's outbox (the ledger's undelivered routed jobs) into the fetcher: batches of up to
- * 500 per signed POST /v1/jobs, several in flight, each taken from the ledger with one UPDATE. A fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout)
- * is woken (single-flight) and the batch is retried; a job is never dropped or failed because the
+ * 500 per signed POST /v1/jobs, several in flight, each taken from the ledger with one UPDATE. A
+ * fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout) is woken
+ * (single-flight) and the batch is retried; a job is never dropped or failed because the
  * fetcher was away. Jobs the fetcher refuses themselves (422, 409) are set apart and the rest go on
  * (see `refused`); a batch too large (413) is halved until the parts fit; any other 4xx keeps the
  * whole batch for a retry.
@@ -249,15 +250,11 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   const maxDelaySeconds = options.retryDelayMaxSeconds ?? 60;
   // NOTIFYs seen so far: a loop that finds nothing waits for the next one (or the poll)
   let notifies = 0;
-  let onNotify: (() => void) | null = null;
+  const waiters = new Set<() => void>();
   const listener = options.listen(() => {
     notifies++;
-    onNotify?.();
-  });
-  const waiters = new Set<() => void>();
-  onNotify = () => {
     for (const w of waiters) w();
-  };
+  });
   /** Resolves at the next NOTIFY after `seen`, at the poll interval, or at stop. */
   function idle(seen: number): Promise<void> {
     if (notifies !== seen || stopping.signal.aborted) return Promise.resolve();

@@ -145,7 +145,7 @@ function plans(schema: string) {
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
         FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
     claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
-    // many ungated claims in one call (migration 016), answered by job id
+    // many ungated claims in one call (migration 016), each answer with its claim's place in the call (n)
     claimAttempts: `SELECT n, outcome, wait_ms FROM ${s}.claim_attempts($1::jsonb)`,
     refreshClaim: `
       UPDATE ${s}.jobs SET claim_expires_at = clock_timestamp() + $3 * interval '1 second'
@@ -337,7 +337,7 @@ export function createLedger(pool: Pool, schema: string) {
         const e = ends[0]!;
         await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb]);
       } else {
-        const input = [...ends].sort((a, b) => (a.id < b.id ? -1 : 1)).map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
+        const input = ends.map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
         await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)]);
       }
       return ends.map(() => undefined);
@@ -371,7 +371,6 @@ export function createLedger(pool: Pool, schema: string) {
     async setProgress(id: string, attempt: number, percent: number, message: string | null): Promise<void> {
       await pool.query(sql.setProgress, [id, percent, message, attempt]);
     },
-    /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). */
     /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). Attempts that end together are written together. */
     finishAttempt,
     async failUnsettled(id: string, message: string): Promise<boolean> {

@@ -39,6 +39,8 @@ export interface ToForward {
  */
 function plans(schema: string) {
   const s = assertSchemaName(schema);
+  /** The jobs of $1, locked in id order: what a statement that changes several of them matches on. */
+  const lockedIds = `id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)`;
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
     insertJob: (onlyIf = 'true') => `
@@ -65,28 +67,28 @@ function plans(schema: string) {
       RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state = 'forwarding'`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state = 'forwarding'`,
     // A failed delivery: tried again after 1, 2, 4 … seconds, at most $2 apart.
     deferForward: `
       UPDATE ${s}.jobs SET forward_tries = forward_tries + 1,
              forward_after = clock_timestamp() + least($2::float8, power(2, least(forward_tries, 20))) * interval '1 second'
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     // These are being forwarded; the rest (main's now, cancelled, finished) are skipped.
     markForwarding: `
       UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp()
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} RETURNING id`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} RETURNING id`,
     // Events may already have moved a job on (the fetcher can be faster than the answer): never back.
     markForwarded: `
       UPDATE ${s}.jobs SET state = 'forwarded', updated_at = clock_timestamp(),
              error = CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN NULL ELSE error END
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     // A job the fetcher refuses for now (a name or payload it does not know yet: deployed behind
     // main) keeps waiting with the reason, and since when, on show.
     noteRefused: `
       UPDATE ${s}.jobs SET updated_at = clock_timestamp(),
              error = jsonb_build_object('code', 'JG_FETCHER_REFUSES', 'message', $2::text,
                        'since', CASE WHEN error->>'code' = 'JG_FETCHER_REFUSES' THEN error->'since' ELSE to_jsonb(clock_timestamp()) END)
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     refusedByFetcher: `
       SELECT name, error->>'message' AS reason, min(error->>'since') AS since, count(*)::int AS jobs
         FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} AND error->>'code' = 'JG_FETCHER_REFUSES'
@@ -108,13 +110,13 @@ function plans(schema: string) {
     cancelJobs: `
       UPDATE ${s}.jobs SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
              error = jsonb_build_object('code', 'JG_CANCELLED', 'message', $2::text), claimed_by = NULL, claim_expires_at = NULL
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND (state IN ${inStates(WAITING_STATES)} OR (state = 'active' AND route = 'main'))
+       WHERE ${lockedIds} AND (state IN ${inStates(WAITING_STATES)} OR (state = 'active' AND route = 'main'))
          -- a live claim by the fetcher means it is running there, whatever the state says: not ours to cancel
          AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
       RETURNING id`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE) AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
     // Taken, not just read: a lease of at most a minute (updated_at set so that they count as quiet
     // again then) keeps the other reconcilers (several worker processes) off them; asked about,

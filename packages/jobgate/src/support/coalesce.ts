@@ -20,12 +20,10 @@ export function coalesce<I, O>(flush: (items: I[]) => Promise<O[]>, options: { m
       const batch = waiting.splice(0, options.maxItems);
       inFlight++;
       flush(batch.map((b) => b.item))
-        .then(
-          (outs) => {
-            if (outs.length !== batch.length) throw new Error(`coalesce: flush answered ${outs.length} of ${batch.length} items`);
-            batch.forEach((b, i) => b.resolve(outs[i]!));
-          },
-        )
+        .then((outs) => {
+          if (outs.length !== batch.length) throw new Error(`coalesce: flush answered ${outs.length} of ${batch.length} items`);
+          batch.forEach((b, i) => b.resolve(outs[i]!));
+        })
         .catch((err: unknown) => batch.forEach((b) => b.reject(err)))
         .finally(() => {
           inFlight--;

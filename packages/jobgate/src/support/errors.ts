@@ -126,15 +126,6 @@ export function fieldErrorsFromZod(issues: ReadonlyArray<{ path: ReadonlyArray<P
  * PostgreSQL (or the pool in front of it) cannot be reached: the connection was refused, reset,
  * terminated by a server shutdown, or the pool could not hand out a connection in time.
  */
-/**
- * Worth trying again as it is: the database was away, or it broke a deadlock or a serialization
- * conflict by cancelling this transaction (40P01, 40001).
- */
-export function isTransientDatabaseError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return isDatabaseUnavailable(err) || code === '40P01' || code === '40001';
-}
-
 export function isDatabaseUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
@@ -144,4 +135,13 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     if (code.startsWith('57P') || code.startsWith('08')) return true;
   }
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is (shutting down|starting up|in recovery mode)/i.test(err.message);
+}
+
+/**
+ * Worth trying again as it is: the database was away, or it broke a deadlock or a serialization
+ * conflict by cancelling this transaction (40P01, 40001).
+ */
+export function isTransientDatabaseError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return isDatabaseUnavailable(err) || code === '40P01' || code === '40001';
 }
