@@ -177,26 +177,20 @@ async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: 
   await env.pool.query('ANALYZE');
 
   const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE state = 'completed'`)).rows[0].n as number;
-  const pids = { main: 0, fetcher: 0 };
-  let cpu = cpuSeconds(pids);
-  let t = performance.now();
-  await env.jobs.resume();
-  while ((await completed()) < SIZES.local) await sleep(50);
-  const mine = SIZES.local / ((performance.now() - t) / 1000);
-  const mineCpu = cpuPerJob(cpu, cpuSeconds(pids), SIZES.local);
+  const mine = await timedLocalRun(() => env.jobs.resume(), async () => (await completed()) >= SIZES.local, 50);
   await env.jobs.pause();
 
   let done = 0;
-  cpu = cpuSeconds(pids);
-  t = performance.now();
-  await env.raw.work('raw.noop', { batchSize: 1, burstWhenReadyExceeds: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async () => {
-    done++;
-  });
-  while (done < SIZES.local) await sleep(20);
-  const theirs = SIZES.local / ((performance.now() - t) / 1000);
-  const theirCpu = cpuPerJob(cpu, cpuSeconds(pids), SIZES.local);
+  const raw = await timedLocalRun(
+    () => env.raw.work('raw.noop', { batchSize: 1, burstWhenReadyExceeds: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async () => {
+      done++;
+    }),
+    () => done >= SIZES.local,
+    20,
+  );
+  const theirs = raw.perSecond;
   await env.raw.offWork('raw.noop');
-  record({ figure: 'local throughput', jobgate: mine, baseline: theirs, unit: 'jobs/s', target: '≥ 0.85×', note: `jobgate ${mineCpu}; raw ${theirCpu}` }, (r) => r >= 0.85);
+  record({ figure: 'local throughput', jobgate: mine.perSecond, baseline: theirs, unit: 'jobs/s', target: '≥ 0.85×', note: `jobgate ${mine.cpu}; raw ${raw.cpu}` }, (r) => r >= 0.85);
 
   // The least a design with a ledger beside pg-boss can cost: raw work whose handler makes the
   // ledger's two writes per attempt (claim, finish) and nothing else of jobgate's.
@@ -206,16 +200,17 @@ async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: 
   await env.raw.insert('raw.floor', ids.map((id, n) => ({ id, data: { n } })));
   await env.pool.query('ANALYZE');
   done = 0;
-  t = performance.now();
-  await env.raw.work('raw.floor', { batchSize: 1, burstWhenReadyExceeds: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async ([job]) => {
-    await env.ledger.claimAttempt({ id: job!.id, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 60 });
-    await env.ledger.finishAttempt({ id: job!.id, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 0 });
-    done++;
-  });
-  while (done < SIZES.local) await sleep(20);
-  const floor = SIZES.local / ((performance.now() - t) / 1000);
+  const floor = await timedLocalRun(
+    () => env.raw.work('raw.floor', { batchSize: 1, burstWhenReadyExceeds: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async ([job]) => {
+      await env.ledger.claimAttempt({ id: job!.id, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 60 });
+      await env.ledger.finishAttempt({ id: job!.id, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 0 });
+      done++;
+    }),
+    () => done >= SIZES.local,
+    20,
+  );
   await env.raw.offWork('raw.floor');
-  record({ figure: 'local throughput, design floor (raw work + the ledger\'s claim and finish)', jobgate: floor, baseline: theirs, unit: 'jobs/s', target: 'reported', note: 'what the ledger\'s two writes per attempt cost before any jobgate code runs' }, () => null);
+  record({ figure: 'local throughput, design floor (raw work + the ledger\'s claim and finish)', jobgate: floor.perSecond, baseline: theirs, unit: 'jobs/s', target: 'reported', note: 'what the ledger\'s two writes per attempt cost before any jobgate code runs' }, () => null);
   await localThroughputAtBatch(env, 50);
   void url;
   return theirs;
@@ -231,25 +226,18 @@ async function localThroughputAtBatch(env: Awaited<ReturnType<typeof inProcess>>
   await env.raw.insert(queue, Array.from({ length: SIZES.local }, (_, n) => ({ data: { n } })));
   await env.pool.query('ANALYZE');
   const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = $1 AND state = 'completed'`, [noop50.name])).rows[0].n as number;
-  const pids = { main: 0, fetcher: 0 };
-  let cpu = cpuSeconds(pids);
-  let t = performance.now();
-  await env.jobs50.resume();
-  while ((await completed()) < SIZES.local) await sleep(50);
-  const mine = SIZES.local / ((performance.now() - t) / 1000);
-  const mineCpu = cpuPerJob(cpu, cpuSeconds(pids), SIZES.local);
+  const mine = await timedLocalRun(() => env.jobs50.resume(), async () => (await completed()) >= SIZES.local, 50);
   await env.jobs50.pause();
   let done = 0;
-  cpu = cpuSeconds(pids);
-  t = performance.now();
-  await env.raw.work(queue, { batchSize: batch, burstWhenBatchFull: true, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async (jobs) => {
-    done += jobs.length;
-  });
-  while (done < SIZES.local) await sleep(20);
-  const theirs = SIZES.local / ((performance.now() - t) / 1000);
-  const theirCpu = cpuPerJob(cpu, cpuSeconds(pids), SIZES.local);
+  const raw = await timedLocalRun(
+    () => env.raw.work(queue, { batchSize: batch, burstWhenBatchFull: true, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async (jobs) => {
+      done += jobs.length;
+    }),
+    () => done >= SIZES.local,
+    20,
+  );
   await env.raw.offWork(queue);
-  record({ figure: `local throughput, batch ${batch}`, jobgate: mine, baseline: theirs, unit: 'jobs/s', target: '≥ 0.85×', note: `jobgate ${mineCpu}; raw ${theirCpu}` }, (r) => r >= 0.85);
+  record({ figure: `local throughput, batch ${batch}`, jobgate: mine.perSecond, baseline: raw.perSecond, unit: 'jobs/s', target: '≥ 0.85×', note: `jobgate ${mine.cpu}; raw ${raw.cpu}` }, (r) => r >= 0.85);
 }
 
 async function rawLatency(env: Awaited<ReturnType<typeof inProcess>>): Promise<number[]> {
@@ -350,13 +338,23 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** CPU ms per job of PostgreSQL and of this process between two readings (the in-process local runs). */
-function cpuPerJob(before: Record<string, number>, after: Record<string, number>, jobs: number): string {
-  return `PostgreSQL ${(((after.postgres! - before.postgres!) * 1000) / jobs).toFixed(2)}, Node ${(((after['this script (performLater)']! - before['this script (performLater)']!) * 1000) / jobs).toFixed(2)} CPU ms per job`;
+/**
+ * An in-process local run: starts it, waits until `finished` says every one of SIZES.local jobs is
+ * done, and answers jobs per second and the CPU ms per job PostgreSQL and this process used meanwhile.
+ */
+async function timedLocalRun(start: () => Promise<unknown>, finished: () => boolean | Promise<boolean>, pollMs: number): Promise<{ perSecond: number; cpu: string }> {
+  const before = cpuSeconds();
+  const t = performance.now();
+  await start();
+  while (!(await finished())) await sleep(pollMs);
+  const perSecond = SIZES.local / ((performance.now() - t) / 1000);
+  const after = cpuSeconds();
+  const perJob = (part: string) => (((after[part]! - before[part]!) * 1000) / SIZES.local).toFixed(2);
+  return { perSecond, cpu: `PostgreSQL ${perJob('postgres')}, Node ${perJob('this script (performLater)')} CPU ms per job` };
 }
 
 /** CPU seconds used so far by each part of the run: the two apps, every PostgreSQL process, this script. */
-function cpuSeconds(pids: { main: number; fetcher: number }): Record<string, number> {
+function cpuSeconds(pids?: { main: number; fetcher: number }): Record<string, number> {
   const ticks = (pid: number | string) => {
     try {
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -372,7 +370,7 @@ function cpuSeconds(pids: { main: number; fetcher: number }): Record<string, num
     } catch {}
   }
   const self = process.cpuUsage();
-  return { main: ticks(pids.main), fetcher: ticks(pids.fetcher), postgres, 'this script (performLater)': (self.user + self.system) / 1e6 };
+  return { ...(pids ? { main: ticks(pids.main), fetcher: ticks(pids.fetcher) } : {}), postgres, 'this script (performLater)': (self.user + self.system) / 1e6 };
 }
 
 /** Enqueues through main's HTTP API (performLater behind it); returns the job id. */
