@@ -5,6 +5,7 @@ import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
+import { noFanOut } from '../packages/jobgate/src/run/children.ts';
 import { parseSecrets } from '../packages/jobgate/src/protocol/index.ts';
 import { createFetcherClient } from '../packages/jobgate/src/client/index.ts';
 import { fetchMoviesJob, type JobContext } from '../packages/jobgate/src/internal.ts';
@@ -63,6 +64,7 @@ describe('movies.fetch with the TMDB provider (msw)', () => {
       job: { id: randomUUID(), name: 'movies.fetch', attempt: 1, maxAttempts: 4, ranOn: 'fetcher' },
       logger: createLogger({ level: 'silent', name: 'test' }),
       signal,
+      ...noFanOut('movies.fetch enqueues no children'),
       progress: async (pct) => void progress.push(Math.round(pct)),
       memory: { rssMb: () => 0, peakRssMb: () => 0 },
     };

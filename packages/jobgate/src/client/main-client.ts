@@ -1,6 +1,6 @@
 // The fetcher's client for main: job events back, and the claim of each attempt.
 import { z } from 'zod';
-import { ClaimAnswer, ClaimAnswers, Purpose, type ClaimBatch, type JobEvent } from '../protocol/index.ts';
+import { ClaimAnswer, ClaimAnswers, Purpose, SpawnAnswer, type ClaimBatch, type JobEvent, type Spawn } from '../protocol/index.ts';
 import { createPeer, type PeerOptions } from './peer.ts';
 
 /** What the fetcher uses to talk to main: job events back. */
@@ -20,6 +20,8 @@ export function createMainClient(options: PeerOptions) {
         if (answers.length !== claims.length) throw new Error(`main answered ${answers.length} of ${claims.length} claims`);
         return answers;
       }),
+    /** Enqueues a fetcher job's children (and their batches) at main; ids are ours, so sending again writes nothing new. */
+    spawn: (spawn: Spawn) => once('POST', '/internal/v1/children', Purpose.spawnJobs, JSON.stringify(spawn), SpawnAnswer, {}, spawn.traceparent ? { traceparent: spawn.traceparent } : {}),
     close,
   };
 }

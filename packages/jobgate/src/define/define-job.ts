@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import type { Logger } from '../support/index.ts';
 import type { Route } from '../store/index.ts';
+import type { FanOut } from '../run/children.ts';
 
-/** What a handler gets besides its payload. */
-export interface JobContext {
+/** What a handler gets besides its payload, fan-out included (run/children.ts). */
+export interface JobContext extends FanOut {
   job: { id: string; name: string; attempt: number; maxAttempts: number; ranOn: Route };
   /** Carries jobId, jobName, attempt and the request id of the enqueue. */
   logger: Logger;

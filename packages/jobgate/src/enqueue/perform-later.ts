@@ -4,15 +4,17 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from 'pg';
-import type { PgBoss, SendOptions } from 'pg-boss';
+import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings } from '../store/index.ts';
+import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { onMainInsert, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
 import { uniqueKeyOf } from '../define/stable-json.ts';
 import type { JobMetrics } from '../run/metrics.ts';
-import { place, type Placement } from './placement.ts';
+import { place, placementOf, type Placement } from './placement.ts';
+import { callbackPayload } from './batch.ts';
+import type { Spawn } from '../protocol/wire.ts';
 
 export interface EnqueueOptions {
   /** Run inside the caller's transaction: the job commits or rolls back with it. */
@@ -27,6 +29,8 @@ export interface EnqueueOptions {
   traceparent?: string;
   /** Run a `runsOnFetcher` job on main (the per-run emergency override). */
   runOnMain?: boolean;
+  /** Join this batch (its id, from `batch().enqueue()` or GET /api/batches): it finishes only once this job ends too. */
+  batch?: string;
 }
 
 export interface EnqueueResult {
@@ -43,13 +47,14 @@ export function createEnqueuer(deps: {
   pool: Pool;
   boss: PgBoss;
   ledger: MainLedger;
+  batches: BatchStore;
   catalogue: Catalogue;
   timings: QueueTimings;
   /** Whether the emergency override is on (new fetcher jobs then run on main); read inside `db`'s transaction when given. */
   overrideEnabled: (db?: Queryable) => Promise<boolean>;
   metrics?: JobMetrics;
 }) {
-  const { pool, boss, ledger, catalogue, timings } = deps;
+  const { pool, boss, ledger, batches, catalogue, timings } = deps;
 
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
@@ -124,6 +129,24 @@ export function createEnqueuer(deps: {
   }
 
   /**
+   * The payload as the job's schema outputs it, or a 422 naming the field under `path`: invalid,
+   * too large for the fetcher (one always fits a forward request), or not storable in PostgreSQL
+   * (a NUL, a lone surrogate).
+   */
+  function checkedPayload(def: JobDefinition, payload: unknown, path: string[]): unknown {
+    const parsed = def.payload.safeParse(payload);
+    if (!parsed.success) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, path) });
+    }
+    if (def.runsOnFetcher && Buffer.byteLength(JSON.stringify(parsed.data) ?? '') > MAX_FETCHER_PAYLOAD_BYTES) {
+      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is too large for the fetcher.`, { errors: [{ path: path.join('.'), message: `at most ${MAX_FETCHER_PAYLOAD_BYTES} bytes as JSON for a job that runs on the fetcher` }] });
+    }
+    const unstorable = findUnstorable(parsed.data, path);
+    if (unstorable !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} cannot be stored: ${unstorable.path} ${unstorable.problem}.`, { errors: [{ path: unstorable.path, message: unstorable.problem }] });
+    return parsed.data;
+  }
+
+  /**
    * Validates the payload and commits the job (ledger row + queue entry) before resolving.
    * @example
    * await jobs.performLater(sendNotification, { userId: 'u1', text: 'hi' });
@@ -131,22 +154,13 @@ export function createEnqueuer(deps: {
    */
   async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const def = definition(nameOrDef);
-    const parsed = def.payload.safeParse(payload);
-    if (!parsed.success) {
-      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, ['payload']) });
-    }
-    // a fetcher job whose payload the fetcher would refuse (413) is refused now, not at delivery
-    if (def.runsOnFetcher && Buffer.byteLength(JSON.stringify(parsed.data) ?? '') > MAX_FETCHER_PAYLOAD_BYTES) {
-      throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} is too large for the fetcher.`, { errors: [{ path: 'payload', message: `at most ${MAX_FETCHER_PAYLOAD_BYTES} bytes as JSON for a job that runs on the fetcher` }] });
-    }
-    // what PostgreSQL cannot store (a NUL, a lone surrogate) is refused here, naming the field, instead of failing the insert
-    const unstorable = findUnstorable(parsed.data, ['payload']);
-    if (unstorable !== null) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${def.name} cannot be stored: ${unstorable.path} ${unstorable.problem}.`, { errors: [{ path: unstorable.path, message: unstorable.problem }] });
+    if (opts.batch !== undefined) return joinBatch(def, payload, opts, opts.batch);
+    const payloadOk = checkedPayload(def, payload, ['payload']);
     try {
       // Decided before the transaction takes its connection: reading the override needs one too.
       const placed = await place(def, Boolean(opts.runOnMain), () => deps.overrideEnabled(opts.db));
       // A unique job's check and insert need a transaction; any other job is one atomic round trip.
-      const result = opts.db || !def.unique ? await enqueueIn(opts.db ?? pool, def, parsed.data, opts, placed) : await withTransaction(pool, (client) => enqueueIn(client, def, parsed.data, opts, placed));
+      const result = opts.db || !def.unique ? await enqueueIn(opts.db ?? pool, def, payloadOk, opts, placed) : await withTransaction(pool, (client) => enqueueIn(client, def, payloadOk, opts, placed));
       // (inside a caller's transaction this counts a job their rollback may still undo)
       if (!result.duplicate) deps.metrics?.enqueued(def.name, placed.route);
       return result;
@@ -158,5 +172,97 @@ export function createEnqueuer(deps: {
     }
   }
 
-  return { definition, performLater };
+  /** performLater into an existing batch: written as a spawn of one, so the batch is checked in the same transaction. */
+  async function joinBatch(def: JobDefinition, payload: unknown, opts: EnqueueOptions, batchId: string): Promise<EnqueueResult> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(batchId)) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
+    const id = randomUUID();
+    const job = { id, name: def.name, payload, batchId, ...(opts.priority !== undefined ? { priority: opts.priority } : {}), ...(opts.delaySeconds ? { delaySeconds: opts.delaySeconds } : {}), ...(opts.runOnMain ? { runOnMain: true } : {}) };
+    const write = async (db: Queryable): Promise<EnqueueResult> => {
+      const written = await spawn({ jobs: [job], batches: [], seal: [], ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) }, { db });
+      if (written.has(id)) return { job: (await ledger.getJob(id, { db }))!, duplicate: false };
+      const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKeyOf(def.payload.parse(payload)), db);
+      if (!existing) throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
+      return { job: existing, duplicate: true };
+    };
+    return opts.db ? write(opts.db) : withTransaction(pool, write);
+  }
+
+  /**
+   * Writes many jobs and the batches they open in one transaction (`db`'s, or one of ours), each
+   * job's ledger row in one statement and the queue entries of main's jobs in one statement per
+   * queue: a handler's children, `batch().enqueue()`, `performManyLater`. A job whose id is taken
+   * (the same child written by an earlier attempt of its parent) or whose unique twin is live is
+   * skipped. Returns the ids written.
+   */
+  async function spawn(spawned: Spawn, opts: { db?: Queryable } = {}): Promise<Set<string>> {
+    const defs = spawned.jobs.map((j, n) => {
+      const def = catalogue.get(j.name);
+      if (!def) throw new JobgateError(ErrorCode.unknownJob, `No job is named ${JSON.stringify(j.name)}.`, { errors: [{ path: `jobs.${n}.name`, message: 'no job of this name is defined' }] });
+      return def;
+    });
+    const payloads = spawned.jobs.map((j, n) => checkedPayload(defs[n]!, j.payload, ['jobs', String(n), 'payload']));
+    spawned.batches.forEach((b, n) =>
+      b.callbacks.forEach((c, m) => {
+        const def = catalogue.get(c.name);
+        if (!def) throw new JobgateError(ErrorCode.unknownJob, `No job is named ${JSON.stringify(c.name)}.`, { errors: [{ path: `batches.${n}.callbacks.${m}.name`, message: 'no job of this name is defined' }] });
+        // what it will run with, counts aside: a callback that could never run is refused now
+        checkedPayload(def, callbackPayload(c, { id: b.id, counts: { queued: 0, active: 0, completed: 0, failed: 0, cancelled: 0 }, properties: b.properties }), ['batches', String(n), 'callbacks', String(m), 'payload']);
+      }),
+    );
+    const unstorable = findUnstorable(spawned.batches.map((b) => b.properties), ['batches']);
+    if (unstorable) throw new JobgateError(ErrorCode.payloadInvalid, `A batch's properties cannot be stored: ${unstorable.path} ${unstorable.problem}.`, { errors: [{ path: unstorable.path.replace(/^batches\.(\d+)/, 'batches.$1.properties'), message: unstorable.problem }] });
+    const overrideOn = defs.some((d, n) => d.runsOnFetcher && !spawned.jobs[n]!.runOnMain) ? await deps.overrideEnabled(opts.db) : false;
+    const parentTrace = parseTraceparent(spawned.traceparent);
+    const jobs = spawned.jobs.map((j, n) => {
+      const def = defs[n]!;
+      const placed = placementOf(def, Boolean(j.runOnMain), overrideOn);
+      const traceparent = newTraceparent(parentTrace?.traceId);
+      const requestId = spawned.requestId?.slice(0, 128);
+      return {
+        def, placed,
+        row: {
+          id: j.id, name: def.name, route: placed.route, routeReason: placed.routeReason, payload: payloads[n], priority: j.priority ?? def.priority,
+          uniqueKey: def.unique ? uniqueKeyOf(payloads[n]) : null, maxAttempts: def.retry.limit + 1, delaySeconds: j.delaySeconds ?? 0, traceparent,
+          ...(requestId ? { requestId } : {}), ...(spawned.parentId ? { parentId: spawned.parentId } : {}), ...(j.batchId ? { batchId: j.batchId } : {}),
+        },
+      };
+    });
+    const opened = new Set(spawned.batches.map((b) => b.id));
+    const joined = [...new Set(spawned.jobs.flatMap((j) => (j.batchId && !opened.has(j.batchId) ? [j.batchId] : [])))];
+    const write = async (db: Queryable): Promise<Set<string>> => {
+      await batches.insert(db, spawned.batches, spawned.parentId ?? null);
+      const found = await batches.existing(db, joined);
+      const missing = spawned.jobs.findIndex((j) => j.batchId && !opened.has(j.batchId) && !found.has(j.batchId));
+      if (missing >= 0) throw new JobgateError(ErrorCode.requestInvalid, 'A job names a batch that does not exist.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no batch has this id' }] });
+      const written = await ledger.insertJobs(db, jobs.map((j) => j.row));
+      // the queue entries of main's new jobs, one insert per queue
+      const byQueue = new Map<string, JobInsert[]>();
+      for (const { def, placed, row } of jobs) {
+        if (!written.has(row.id) || placed.queue === null) continue;
+        const data: QueuedData = { payload: row.payload, ...(row.requestId ? { requestId: row.requestId } : {}), traceparent: row.traceparent };
+        const delay = row.delaySeconds > 0 ? row.delaySeconds : undefined;
+        const entry: JobInsert =
+          placed.queue === def.name
+            ? { id: row.id, data, priority: row.priority, ...(delay ? { startAfter: delay } : {}), ...(def.concurrency ? { group: { id: def.name } } : {}) }
+            : onMainInsert(def, timings, row.id, { ...data, name: def.name, attemptBase: 0 }, row.priority, delay);
+        byQueue.set(placed.queue, [...(byQueue.get(placed.queue) ?? []), entry]);
+      }
+      for (const [queue, entries] of byQueue) await boss.insert(queue, entries, { db: toBossDb(db) });
+      if (jobs.some((j) => j.placed.route === 'fetcher' && written.has(j.row.id))) await db.query(`SELECT pg_notify('${ledger.forwardChannel}', '')`);
+      await batches.seal(db, spawned.seal);
+      return written;
+    };
+    try {
+      const written = opts.db ? await write(opts.db) : await withTransaction(pool, write);
+      for (const j of jobs) if (written.has(j.row.id)) deps.metrics?.enqueued(j.def.name, j.placed.route);
+      return written;
+    } catch (err) {
+      if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
+        throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; the jobs were not accepted.', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  return { definition, performLater, spawn };
 }

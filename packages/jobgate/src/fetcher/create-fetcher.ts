@@ -8,7 +8,9 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
-import { createMainClient } from '../client/index.ts';
+import pRetry from 'p-retry';
+import { createMainClient, isRetryable } from '../client/index.ts';
+import type { Spawn } from '../protocol/index.ts';
 import { createFetcherLedger, createReplayStore } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
@@ -103,7 +105,12 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   });
   const { pool, ledger, boss } = service;
   try {
-    const jobs = createFetcherRuntime({ ...service, ...(remoteClaims ? { remoteClaims } : {}), metrics: createJobMetrics(registry) });
+    const jobs = createFetcherRuntime({
+      ...service,
+      ...(remoteClaims ? { remoteClaims } : {}),
+      ...(mainClient ? { spawnAtMain: (spawn: Spawn) => pRetry(() => mainClient.spawn(spawn), { retries: 3, minTimeout: 200, maxTimeout: 2_000, shouldRetry: ({ error }) => isRetryable(error) }) } : {}),
+      metrics: createJobMetrics(registry),
+    });
     await jobs.prepare();
     // Job events go back to main; without its URL there is nobody to tell, so none are kept.
     await ledger.setEmitEvents(Boolean(mainClient));

@@ -3,7 +3,9 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
-import { claimSecondsOf, type FetcherLedger, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, withTransaction, type FetcherLedger, type Queryable, type QueueTimings } from '../store/index.ts';
+import type { Spawn } from '../protocol/index.ts';
+import { childrenToMain } from '../run/children.ts';
 import type { Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions } from '../define/queue-policy.ts';
@@ -24,6 +26,8 @@ export interface FetcherRuntimeOptions {
   moduleOf?: (name: string) => string | undefined;
   /** Claims in main's ledger, when main is known. */
   remoteClaims?: RemoteClaims;
+  /** Sends a handler's children to main, when main is known. */
+  spawnAtMain?: (spawn: Spawn) => Promise<unknown>;
   metrics?: JobMetrics;
 }
 
@@ -44,6 +48,10 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
       ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
       // each attempt is claimed here, then at main (when main is known)
       ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds: claimSecondsOf(timings), ranOn: 'fetcher' }) } : {}),
+      // a handler's children are main's jobs: sent there (a retry of a failed send is the attempt's retry)
+      ...(options.spawnAtMain
+        ? { children: { lookup: (name: string) => catalogue.get(name), write: childrenToMain(options.spawnAtMain), transaction: <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn) } }
+        : {}),
     },
   });
   let started: Promise<void> | undefined;

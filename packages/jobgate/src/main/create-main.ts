@@ -1,19 +1,23 @@
 // main, composed: the job service, the forwarder to the fetcher, the override, the loops that
 // watch the fetcher, and the routers the host app mounts. Options in, an object you can stop out;
 // nothing here reads process.env.
+import { randomUUID } from 'node:crypto';
 import type { Router } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type JobRecord, type JobState, type OverrideState, type Route } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type BatchView, type JobRecord, type JobState, type OverrideState, type Queryable, type Route } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
 import { createMainRuntime } from './main-runtime.ts';
 import { createJobMetrics } from '../run/metrics.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
+import { batchSpec, type BatchOptions } from '../enqueue/batch.ts';
+import { startBatchCallbacks } from '../enqueue/batch-callbacks.ts';
+import type { SpawnJob } from '../protocol/index.ts';
 import { cleanupJob } from '../maintain/cleanup-job.ts';
 import { startForwarder } from '../forward/forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from '../forward/keep-awake.ts';
@@ -98,6 +102,17 @@ export interface JobListFilter {
   cursor?: string;
 }
 
+/** performManyLater's options: those of performLater that apply to every job alike. */
+export type ManyOptions = Pick<EnqueueOptions, 'db' | 'priority' | 'delaySeconds' | 'runOnMain' | 'batch' | 'requestId' | 'traceparent'>;
+
+/** A batch being put together (Main.batch). */
+export interface Batch {
+  readonly id: string;
+  add<P>(job: JobDefinition<P> | string, payload: P, options?: Pick<EnqueueOptions, 'priority' | 'delaySeconds' | 'runOnMain'>): Batch;
+  /** Writes the batch and its jobs in one transaction (with `db`: yours); the jobs' ids in the order added. */
+  enqueue(options?: { db?: Queryable }): Promise<{ id: string; jobIds: string[] }>;
+}
+
 export interface MainStartOptions {
   /** Run only these jobs' handlers (and none of main's loops: cron, forwarder, override, reconciler, keep-awake). */
   queues?: string[];
@@ -115,6 +130,20 @@ export interface Main {
    * your transaction, or anything with `query(text, values)`) it commits or rolls back with your work.
    */
   performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
+  /**
+   * Many jobs of one kind in one transaction (with `db`: yours), their ledger rows in one statement
+   * and their queue entries in one per queue. Resolves with their ids, in order.
+   */
+  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: ManyOptions): Promise<{ ids: string[] }>;
+  /**
+   * A batch: add jobs to it, then `enqueue()` writes them and the batch in one transaction. Its
+   * callbacks are enqueued once, when the last of its jobs ends.
+   * @example
+   * const { id } = await jobgate.batch({ onFinish: importDone, properties: { importId } }).add(importRow, { row: 1 }).add(importRow, { row: 2 }).enqueue();
+   */
+  batch(options?: BatchOptions): Batch;
+  /** A batch with its jobs counted by state and its callbacks (as GET /api/batches/:id answers), or null. */
+  getBatch(id: string): Promise<BatchView | null>;
   /** The job with its executions (as GET /api/jobs/:id answers), or null. */
   getJob(id: string): Promise<JobRecord | null>;
   /** Newest first, `limit` (1–500, default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
@@ -223,6 +252,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       }
       override.start();
       loops.push({ stop: () => override.stop() });
+      loops.push(startBatchCallbacks({ pool, batches: jobs.batches, performLater: jobs.performLater, intervalMs: service.timings.pollIntervalSeconds * 1000, logger }));
       if (!fetcher || !monitor || !o.fetcher) {
         logger.warn('no fetcher configured: runsOnFetcher jobs wait in the outbox');
         return;
@@ -256,6 +286,32 @@ export async function createMain(options: MainOptions): Promise<Main> {
         return (starting ??= begin(startOptions));
       },
       performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
+      async performManyLater(job, payloads, { db, batch, priority, delaySeconds, runOnMain, requestId, traceparent } = {}) {
+        const name = jobs.definition(job).name;
+        const many: SpawnJob[] = payloads.map((payload) => ({
+          id: randomUUID(), name, payload,
+          ...(priority !== undefined ? { priority } : {}), ...(delaySeconds ? { delaySeconds } : {}), ...(runOnMain ? { runOnMain } : {}), ...(batch ? { batchId: batch } : {}),
+        }));
+        await jobs.spawn({ jobs: many, batches: [], seal: [], ...(requestId ? { requestId } : {}), ...(traceparent ? { traceparent } : {}) }, db ? { db } : {});
+        return { ids: many.map((j) => j.id) };
+      },
+      batch(batchOptions = {}) {
+        const id = randomUUID();
+        const members: SpawnJob[] = [];
+        const batch: Batch = {
+          id,
+          add(job, payload, o = {}) {
+            members.push({ id: randomUUID(), name: jobs.definition(job).name, payload, batchId: id, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.delaySeconds ? { delaySeconds: o.delaySeconds } : {}), ...(o.runOnMain ? { runOnMain: true } : {}) });
+            return batch;
+          },
+          async enqueue({ db } = {}) {
+            await jobs.spawn({ jobs: members, batches: [batchSpec(id, batchOptions)], seal: [id] }, db ? { db } : {});
+            return { id, jobIds: members.map((m) => m.id) };
+          },
+        };
+        return batch;
+      },
+      getBatch: async (id) => (JobId.safeParse(id).success ? jobs.batches.get(id) : null),
       // (an id that is not a UUID names no job: null, not a database error)
       getJob: async (id) => (JobId.safeParse(id).success ? jobs.getJob(id) : null),
       listJobs: async ({ state, name, route, limit = 50, cursor } = {}) => {

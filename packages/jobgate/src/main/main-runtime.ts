@@ -5,7 +5,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { createBatchStore, withTransaction, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
@@ -42,16 +42,28 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const logger = options.logger.child({ component: 'jobs' });
   /** The jobs whose handlers run on main (by definition). */
   const ours = (def: JobDefinition) => !def.runsOnFetcher;
+  const batches = createBatchStore(pool, ledger.schema);
+  const enqueuer = createEnqueuer({ pool, boss, ledger, batches, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
   const workers = createWorkers({
     boss,
     timings,
     workerConcurrency: options.workerConcurrency,
     logger,
-    runner: { ranOn: 'main', ledger, ...(options.metrics ? { metrics: options.metrics } : {}), ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}) },
+    runner: {
+      ranOn: 'main',
+      ledger,
+      ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+      // a handler's children are written here, in main's database
+      children: {
+        lookup: (name) => catalogue.get(name),
+        write: async (spawn, db) => void (await enqueuer.spawn(spawn, db ? { db } : {})),
+        transaction: (fn) => withTransaction(pool, fn),
+      },
+    },
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),
   });
   const { runOne } = workers;
-  const enqueuer = createEnqueuer({ pool, boss, ledger, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
   let started: Promise<void> | undefined;
   /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
   const prepare = queuesOnce({
@@ -102,6 +114,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   return {
     definition: enqueuer.definition,
     performLater: enqueuer.performLater,
+    spawn: enqueuer.spawn,
+    batches,
     /** Under the emergency override: moves undelivered fetcher jobs to main (forward/take-over.ts). */
     takeOverUndelivered: createTakeOver({ pool, boss, ledger, catalogue, timings }),
     /** Whether main runs `def`'s handler (by definition). */

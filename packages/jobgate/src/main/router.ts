@@ -2,7 +2,7 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
-import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, requireSignature, type ClaimAnswer, type ClaimAnswers, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, Spawn, requireSignature, type ClaimAnswer, type ClaimAnswers, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
@@ -96,6 +96,18 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
           res.json(await claim(parsed.data, req.log));
         })
         .all(methodNotAllowed(['POST']));
+      // A fetcher job's children (and the batches they open), written as main's own are: one
+      // transaction, ids the fetcher derived (so a retried request or parent writes nothing new).
+      app
+        .route('/internal/v1/children')
+        .post(...requireSignature(deps.keys, Purpose.spawnJobs, { limitBytes: BodyLimits.spawnJobs, replay }), async (req, res) => {
+          const parsed = Spawn.safeParse(req.signedBody);
+          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The children are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+          const written = await jobs.spawn(parsed.data);
+          req.log.info({ parentId: parsed.data.parentId, jobs: parsed.data.jobs.length, written: written.size, ...traceFields(parsed.data.traceparent) }, 'children enqueued for the fetcher');
+          res.json({ written: written.size });
+        })
+        .all(methodNotAllowed(['POST']));
       app
         .route('/internal/v1/claims/batch')
         .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay }), async (req, res) => {
@@ -130,6 +142,16 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
         const cursor = cursorOrThrow(query.cursor);
         const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
         res.json({ jobs: page.jobs, nextCursor: page.nextCursor });
+      })
+      .all(methodNotAllowed(['GET']));
+
+    app
+      .route('/api/batches/:id')
+      .get(async (req: Request<{ id: string }>, res) => {
+        const id = parseOrThrow(JobId, req.params.id, ['id']);
+        const batch = await jobs.batches.get(id);
+        if (!batch) throw new JobgateError(ErrorCode.notFound, `No batch has id ${id}.`);
+        res.json(batch);
       })
       .all(methodNotAllowed(['GET']));
 

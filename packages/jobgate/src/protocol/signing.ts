@@ -25,6 +25,8 @@ export const Purpose = {
   claimJob: 'clm',
   /** Main asks the fetcher to send again the job events it set aside (POST /v1/events/resend). */
   resendEvents: 'rsd',
+  /** The fetcher enqueues a job's children (and their batches) at main (POST /internal/v1/children). */
+  spawnJobs: 'spn',
 } as const;
 export type Purpose = (typeof Purpose)[keyof typeof Purpose];
 

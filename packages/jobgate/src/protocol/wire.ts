@@ -21,6 +21,10 @@ export const BodyLimits = {
   claimJob: 4 * 1024,
   /** Up to 500 claims sent together (POST /internal/v1/claims/batch), each about 150 bytes with its trace. */
   claimJobs: 128 * 1024,
+  /** Children a fetcher job enqueues at main (POST /internal/v1/children): up to MAX_SPAWN_JOBS, 1 MiB payloads at most. */
+  spawnJobs: 8 * 2 ** 20,
+  /** What the fetcher puts in one such request, well inside `spawnJobs`. */
+  spawnJobsBatch: 4 * 2 ** 20,
   read: 0,
 } as const;
 
@@ -137,6 +141,49 @@ export const ClaimBatch = z.strictObject({
 export type ClaimBatch = z.infer<typeof ClaimBatch>;
 export const ClaimAnswers = z.strictObject({ answers: z.array(ClaimAnswer) });
 export type ClaimAnswers = z.infer<typeof ClaimAnswers>;
+
+/** The most jobs one spawn (a handler's children, or `jobgate.batch().enqueue()`) writes per call or request. */
+export const MAX_SPAWN_JOBS = 10_000;
+
+/** A job to enqueue when a batch finishes (`on`: always, when none failed or was cancelled, when any did). */
+export const BatchCallback = z.strictObject({ on: z.enum(['finish', 'success', 'failure']), name: z.string().min(1).max(100), payload: z.record(z.string(), z.unknown()) });
+export type BatchCallback = z.infer<typeof BatchCallback>;
+
+export const SpawnBatch = z.strictObject({
+  id: z.uuid(),
+  properties: z.record(z.string(), z.unknown()),
+  callbacks: z.array(BatchCallback).max(3),
+});
+export type SpawnBatch = z.infer<typeof SpawnBatch>;
+
+export const SpawnJob = z.strictObject({
+  id: z.uuid(),
+  name: z.string().min(1).max(100),
+  payload: z.unknown(),
+  priority: z.number().int().optional(),
+  delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
+  runOnMain: z.boolean().optional(),
+  batchId: z.uuid().optional(),
+});
+export type SpawnJob = z.infer<typeof SpawnJob>;
+
+/**
+ * Jobs written together, with the batches they open (POST /internal/v1/children carries a fetcher
+ * job's children to main). Ids are the sender's: a child's is derived from its parent's id and its
+ * key, so sending the same children again (a retried parent, a retried request) writes nothing new.
+ * `seal`: the batches that have every member once this is written (a batch sent over several
+ * requests is sealed in the last).
+ */
+export const Spawn = z.strictObject({
+  parentId: z.uuid().optional(),
+  requestId: z.string().max(128).optional(),
+  traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),
+  jobs: z.array(SpawnJob).max(MAX_SPAWN_JOBS),
+  batches: z.array(SpawnBatch).max(MAX_BATCH),
+  seal: z.array(z.uuid()).max(MAX_BATCH),
+});
+export type Spawn = z.infer<typeof Spawn>;
+export const SpawnAnswer = z.object({ written: z.number().int() });
 
 /**
  * Consecutive runs of `items` whose JSON, in a `{"<key>": [...]}` body, stays within `maxBytes`

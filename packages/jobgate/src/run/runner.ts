@@ -10,6 +10,7 @@ import type { JobContext, JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from './metrics.ts';
 import { runIsolated } from './isolation/run-isolated.ts';
+import { attemptChildren, noFanOut, type ChildrenDeps } from './children.ts';
 import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } from './settle.ts';
 
 /** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds), and a broken deadlock. */
@@ -32,6 +33,8 @@ export interface RunnerOptions {
   /** Where a job was defined (a module URL), for jobs whose handler runs isolated. */
   moduleOf?: (name: string) => string | undefined;
   confirmClaim?: ConfirmClaim;
+  /** Where a handler's children go (ctx.performLater); absent, fan-out says it is not available here. */
+  children?: ChildrenDeps;
 }
 
 export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase?: number) => Promise<JobResult>;
@@ -126,7 +129,9 @@ export function createRunner(options: RunnerOptions): RunOne {
       );
     }, (claimSeconds * 1000) / 4);
     sampler.unref();
+    const children = options.children ? attemptChildren(options.children, { id: job.id, ...(job.data.requestId ? { requestId: job.data.requestId } : {}), ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) }) : null;
     const ctx: JobContext = {
+      ...(children?.fanOut ?? noFanOut('ctx.performLater needs main: this fetcher has no main URL configured')),
       job: { id: job.id, name: def.name, attempt, maxAttempts, ranOn },
       logger: log,
       signal,
@@ -153,6 +158,8 @@ export function createRunner(options: RunnerOptions): RunOne {
       // cancelled while it ran, but the handler finished anyway: the job stays cancelled
       const lost = claimLost.signal.reason as JobgateError | undefined;
       if (lost?.code === ErrorCode.jobCancelled) throw lost;
+      // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)
+      if (children) await durably(() => children.flush());
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
       await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
       log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');

@@ -1,17 +1,21 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { defineJob, type JobContext } from '../define/define-job.ts';
+import { PermanentJobError } from '../support/index.ts';
 
 export const DemoPayload = z.strictObject({
   sleepMs: z.number().int().min(0).max(3_600_000).optional(),
   allocateMb: z.number().int().min(0).max(16_384).optional(),
   failAttempts: z.number().int().min(0).max(100).optional(),
   progressSteps: z.number().int().min(1).max(1_000).optional(),
+  /** Fail at once, with no retry (PermanentJobError). */
+  failPermanently: z.boolean().optional(),
 });
 export type DemoPayload = z.infer<typeof DemoPayload>;
 
 /** Sleeps, holds memory, reports progress and fails the first `failAttempts` attempts, as asked. */
 async function runDemo(payload: DemoPayload, ctx: JobContext): Promise<{ attempt: number }> {
+  if (payload.failPermanently) throw new PermanentJobError('demo failure, permanent (failPermanently)');
   if (ctx.job.attempt <= (payload.failAttempts ?? 0)) {
     throw new Error(`demo failure on attempt ${ctx.job.attempt} of ${payload.failAttempts}`);
   }
@@ -41,4 +45,52 @@ export const demoHeavy = defineJob({
   retry: { limit: 2, delaySeconds: 1, backoff: true },
   timeoutSeconds: 3_600,
   run: runDemo,
+});
+
+/** What a batch callback is given (enqueue/batch.ts BatchSummary), as a schema. */
+const BatchSummary = z.object({
+  id: z.uuid(),
+  on: z.enum(['finish', 'success', 'failure']),
+  counts: z.object({ queued: z.number(), active: z.number(), completed: z.number(), failed: z.number(), cancelled: z.number() }),
+  properties: z.record(z.string(), z.unknown()),
+});
+
+/** demo.fanout's callback: logs how its batch ended. */
+export const demoBatchDone = defineJob({
+  name: 'demo.batch-done',
+  payload: z.strictObject({ batch: BatchSummary }),
+  retry: { limit: 2, delaySeconds: 1, backoff: true },
+  async run({ batch }, ctx) {
+    ctx.logger.info({ batchId: batch.id, on: batch.on, counts: batch.counts, properties: batch.properties }, 'demo batch finished');
+    return batch.counts;
+  },
+});
+
+export const FanoutPayload = z.strictObject({
+  children: z.number().int().min(0).max(100_000),
+  route: z.enum(['main', 'fetcher']).default('main'),
+  /** Every failEvery-th child fails at once, with no retry. */
+  failEvery: z.number().int().min(1).optional(),
+  /** How long each child sleeps. */
+  sleepMs: z.number().int().min(0).max(60_000).optional(),
+});
+
+/**
+ * Enqueues `children` children (demo.light on main, demo.heavy on the fetcher) as one batch, with
+ * demo.batch-done when it finishes; they commit with this job's success.
+ */
+export const demoFanout = defineJob({
+  name: 'demo.fanout',
+  payload: FanoutPayload,
+  retry: { limit: 2, delaySeconds: 1, backoff: true },
+  async run({ children, route, failEvery, sleepMs }, ctx) {
+    const batch = ctx.batch({ onFinish: demoBatchDone, properties: { parent: ctx.job.id, children, route } });
+    const payloads = Array.from({ length: children }, (_, i) => ({
+      ...(sleepMs ? { sleepMs } : {}),
+      ...(failEvery && (i + 1) % failEvery === 0 ? { failPermanently: true } : {}),
+    }));
+    await batch.addMany(route === 'fetcher' ? demoHeavy : demoLight, payloads);
+    ctx.logger.info({ batchId: batch.id, children, route }, 'demo fan-out: children enqueued with this job');
+    return { batchId: batch.id };
+  },
 });

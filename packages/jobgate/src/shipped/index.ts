@@ -1,11 +1,11 @@
 import type { Pool } from 'pg';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { ServiceConfig } from '../support/index.ts';
-import { demoHeavy, demoLight } from './demo.ts';
+import { demoBatchDone, demoFanout, demoHeavy, demoLight } from './demo.ts';
 import { fetchMoviesJob } from './movies.ts';
 import { notificationJob } from './notifications.ts';
 
-export { demoHeavy, demoLight, DemoPayload } from './demo.ts';
+export { demoBatchDone, demoFanout, demoHeavy, demoLight, DemoPayload } from './demo.ts';
 export { notificationJob, NotificationPayload } from './notifications.ts';
 export { isPrivateAddress, publicFetch } from './public-fetch.ts';
 export { fetchMoviesJob } from './movies.ts';
@@ -15,7 +15,7 @@ export function shippedJobs(deps: { pool: Pool; schema: string; demoJobs: boolea
   return [
     notificationJob({ allowedHosts: new Set(deps.notifyAllowedHosts.map((h) => h.toLowerCase())) }),
     fetchMoviesJob(deps),
-    ...(deps.demoJobs ? [demoLight, demoHeavy] : []),
+    ...(deps.demoJobs ? [demoLight, demoHeavy, demoFanout, demoBatchDone] : []),
   ];
 }
 

@@ -11,3 +11,4 @@ export * from './replay-store.ts';
 export * from './main-ledger.ts';
 export * from './fetcher-ledger.ts';
 export * from './listen.ts';
+export * from './batches.ts';

@@ -52,6 +52,12 @@ export interface JobRecord {
   state: JobState;
   /** The job an admin's retry created from this one. */
   retriedAs?: string;
+  /** The job whose handler enqueued this one (ctx.performLater). */
+  parentId?: string;
+  /** The batch this job is a member of. */
+  memberOf?: string;
+  /** The batch this job's handler opened (the latest, if several): GET /api/batches/:id. */
+  batchId?: string;
   /** W3C traceparent: the enqueueing request's trace, shared by every log line about the job. */
   traceparent?: string;
   payload: unknown;
@@ -129,7 +135,7 @@ export const WAITING_STATES = ['queued', 'forwarding', 'forwarded'] as const sat
 /** A state list as SQL, e.g. `('queued', 'forwarding')`. Only these constants go in, never input. */
 export const inStates = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
 export const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
-  run_at, created_at, updated_at, started_at, finished_at, error, traceparent`;
+  run_at, created_at, updated_at, started_at, finished_at, error, traceparent, parent_id, batch_id`;
 
 export const insertJobValues = (job: NewJob) => [
   job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition', job.traceparent ?? null,
@@ -140,7 +146,9 @@ export const insertJobValues = (job: NewJob) => [
 function plans(schema: string) {
   const s = assertSchemaName(schema);
   return {
-    getJob: `SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE id = $1`,
+    // with the batch its handler opened last, if any (migration 018)
+    getJob: `SELECT ${JOB_COLUMNS}, (SELECT b.id FROM ${s}.batches b WHERE b.parent_id = $1 ORDER BY b.created_at DESC, b.id LIMIT 1) AS opened_batch
+               FROM ${s}.jobs WHERE id = $1`,
     getExecutions: `
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
         FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
@@ -228,6 +236,9 @@ export function toJob(row: Row): JobRecord {
     routeReason: row.route_reason,
     state: row.state,
     ...(row.retried_as ? { retriedAs: row.retried_as } : {}),
+    ...(row.parent_id ? { parentId: row.parent_id } : {}),
+    ...(row.batch_id ? { memberOf: row.batch_id } : {}),
+    ...(row.opened_batch ? { batchId: row.opened_batch } : {}),
     payload: row.payload,
     priority: row.priority,
     progress: row.progress,
@@ -348,8 +359,8 @@ export function createLedger(pool: Pool, schema: string) {
   return {
     schema,
     toJob,
-    async getJob(id: string, options: { executions?: boolean } = {}): Promise<JobRecord | null> {
-      const { rows } = await pool.query(sql.getJob, [id]);
+    async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
+      const { rows } = await (options.db ?? pool).query(sql.getJob, [id]);
       if (!rows[0]) return null;
       const job = toJob(rows[0]);
       if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);

@@ -50,6 +50,16 @@ function plans(schema: string) {
        WHERE ${onlyIf}
       ON CONFLICT (name, unique_key) WHERE unique_key IS NOT NULL AND state IN ${inStates(LIVE_STATES)} DO NOTHING
       RETURNING ${JOB_COLUMNS}`,
+    // Many jobs in one statement (a handler's children, a batch): a job whose id is taken (the same
+    // child enqueued by an earlier attempt of its parent) or whose unique key is live is skipped.
+    insertJobs: `
+      INSERT INTO ${s}.jobs (id, name, route, state, payload, priority, unique_key, max_attempts, run_at, route_reason, traceparent, request_id, parent_id, batch_id)
+      SELECT x.id, x.name, x.route, 'queued', x.payload, x.priority, x.unique_key, x.max_attempts,
+             clock_timestamp() + x.delay_seconds * interval '1 second', x.route_reason, x.traceparent, x.request_id, x.parent_id, x.batch_id
+        FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, name text, route text, payload jsonb, priority integer, unique_key text, max_attempts integer,
+                                                delay_seconds float8, route_reason text, traceparent text, request_id text, parent_id uuid, batch_id uuid)
+      ON CONFLICT DO NOTHING
+      RETURNING id`,
     findLiveByUniqueKey: `
       SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${inStates(LIVE_STATES)}`,
     // one batch in one call, in per-job order (migration 010)
@@ -174,6 +184,16 @@ export function createMainLedger(pool: Pool, schema: string) {
      */
     insertJobStatement(job: NewJob, onlyIf: string): string {
       return inlineParams(sql.insertJob(onlyIf), insertJobValues(job));
+    },
+    /** Inserts queued jobs in one statement; returns the ids written (see the statement for what is skipped). */
+    async insertJobs(db: Queryable, jobs: Array<NewJob & { parentId?: string; batchId?: string }>): Promise<Set<string>> {
+      if (jobs.length === 0) return new Set();
+      const rows = jobs.map((j) => ({
+        id: j.id, name: j.name, route: j.route, payload: j.payload, priority: j.priority, unique_key: j.uniqueKey, max_attempts: j.maxAttempts, delay_seconds: j.delaySeconds,
+        route_reason: j.routeReason ?? 'definition', traceparent: j.traceparent ?? null, request_id: j.requestId ?? null, parent_id: j.parentId ?? null, batch_id: j.batchId ?? null,
+      }));
+      const { rows: written } = await db.query(sql.insertJobs, [JSON.stringify(rows)]);
+      return new Set(written.map((r) => r.id as string));
     },
     async findLiveByUniqueKey(name: string, uniqueKey: string, db: Queryable = pool): Promise<JobRecord | null> {
       const { rows } = await db.query(sql.findLiveByUniqueKey, [name, uniqueKey]);

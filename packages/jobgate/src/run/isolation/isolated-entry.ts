@@ -4,6 +4,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ErrorCode, JobgateError, PermanentJobError, createLogger } from '../../support/index.ts';
 import { isJobDefinition } from '../../define/define-job.ts';
+import { noFanOut } from '../children.ts';
 import type { FromIsolated, IsolatedInput, ToIsolated } from './messages.ts';
 
 const inThread = !isMainThread;
@@ -42,6 +43,7 @@ try {
     job: input.job,
     logger: createLogger({ level: input.logLevel, name: 'fetcher' }).child({ ...input.logBindings, isolated: inThread ? 'thread' : 'process' }),
     signal: controller.signal,
+    ...noFanOut(`ctx.performLater and the rest of fan-out are not available to an isolated handler (isolation: '${inThread ? 'thread' : 'process'}'): enqueue from a job without isolation`),
     progress: (percent, message) => send({ type: 'progress', percent, ...(message ? { message } : {}) }),
     memory: {
       rssMb: () => Math.round(process.memoryUsage.rss() / 2 ** 20),
