@@ -80,6 +80,8 @@ const TARGETS: Target[] = [
   { app: 'main', method: 'PUT', path: () => '/admin/api/override', auth: 'admin' },
   { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${r.pick(['demo.heavy', 'no.such', '%00'])}/run`, auth: 'admin' },
   { app: 'main', method: 'POST', path: () => '/admin/api/jobs/bulk', auth: 'admin' },
+  { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${r.pick(['demo.heavy', '*', 'no.such', '%00', '%2A'])}/${r.pick(['pause', 'resume'])}`, auth: 'admin' },
+  { app: 'main', method: 'GET', path: () => '/internal/v1/pauses', signed: 'pse' },
   { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${id(r)}/${r.pick(['retry', 'cancel'])}`, auth: 'admin' },
   { app: 'main', method: 'GET', path: (r) => `/admin/api/jobs?${r.pick(['payload=%00=1', 'payload=novalue', 'state=x', 'cursor=zz'])}`, auth: 'admin' },
   { app: 'main', method: 'GET', path: (r) => r.pick(['/admin/jobs?state=nope', `/admin/jobs/${id(r)}`, '/admin/assets/constructor', '/admin/assets/..%2fadmin.ts', '/admin/%ff', '/admin/login?next=//evil.test']), auth: 'admin' },
@@ -101,6 +103,8 @@ async function state() {
     fetcherJobs: await q('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs'),
     override: await q(`SELECT count(*)::int AS n FROM jobgate.override_audit`),
     audit: await q('SELECT count(*)::int AS n FROM jobgate.admin_audit'),
+    pauses: await q('SELECT count(*)::int AS n FROM jobgate.pauses'),
+    batches: await q('SELECT count(*)::int AS n FROM jobgate.batches'),
     queued: await q(`SELECT count(*)::int AS n FROM pgboss_main.job`),
   };
 }

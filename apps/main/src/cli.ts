@@ -37,6 +37,7 @@ Commands:
   jobs retry <id> | --all-matching [filters] [--yes]
   jobs cancel <id> | --all-matching [filters] [--yes]
   override on --reason "…" [--expires 30m] | override off [--reason "…"]
+  pause <job|*> --reason "…" [--expires 30m] | resume <job|*> [--reason "…"] | pauses [--json]
   enqueue <name> [--payload '{…}'] [--run-on-main]
   work [--queues a,b] [--burst]            run main's jobs here; --burst: drain what is due, then exit
   migrate                                  apply migrations and exit
@@ -169,6 +170,12 @@ async function confirm(question: string, yes: boolean): Promise<boolean> {
   }
 }
 
+/** An unknown job named on the command line is bad usage (exit 2), not a failure. */
+function unknownJobAsUsage(err: unknown): never {
+  if (err instanceof JobgateError && err.code === ErrorCode.unknownJob) throw new UsageError(`<job>: ${err.message}`);
+  throw err;
+}
+
 // ------------------------------------------------------------------ commands
 
 const commands: Record<string, Command> = {
@@ -271,6 +278,46 @@ const commands: Record<string, Command> = {
     positionals: [0, 0],
     async run({ values }) {
       return setOverride({ enabled: false, reason: values.reason?.trim() || 'switched off from the CLI' });
+    },
+  },
+
+  pause: {
+    usage: 'jobgate pause <job|*> --reason "…" [--expires 30m]\n  No new attempt of the job (of every job: *) starts on main or the fetcher until resumed (or expired); its jobs keep queueing. Audited.',
+    options: { reason: { type: 'string' }, expires: { type: 'string' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      if (!values.reason?.trim()) throw new UsageError('--reason: say why (it goes in the audit log)');
+      const expiresInMinutes = values.expires === undefined ? undefined : minutesFrom(values.expires);
+      return withService({}, async (service) => {
+        const pause = await service.jobs.pauseJob(positionals[0]!, { reason: values.reason.trim(), actor: actor(), ...(expiresInMinutes ? { expiresInMinutes } : {}) }).catch(unknownJobAsUsage);
+        print(`paused ${pause.name}${pause.expiresAt ? ` until ${pause.expiresAt}` : ''}: ${pause.reason}\n`);
+        return 0;
+      });
+    },
+  },
+  resume: {
+    usage: 'jobgate resume <job|*> [--reason "…"]\n  Ends a pause; audited.',
+    options: { reason: { type: 'string' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      return withService({}, async (service) => {
+        const ended = await service.jobs.resumeJob(positionals[0]!, { actor: actor(), ...(values.reason?.trim() ? { reason: values.reason.trim() } : {}) }).catch(unknownJobAsUsage);
+        print(ended ? `resumed ${ended.name} (paused by ${ended.by} since ${ended.since})\n` : `${positionals[0]} was not paused\n`);
+        return 0;
+      });
+    },
+  },
+  pauses: {
+    usage: 'jobgate pauses [--json]\n  The paused jobs, who paused them, why and until when.',
+    options: { json: { type: 'boolean' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      return withService({}, async (service) => {
+        const pauses = await service.jobs.listPauses();
+        if (values.json) printJson({ pauses });
+        else print(table(pauses.map((p) => ({ job: p.name, since: p.since, by: p.by, until: p.expiresAt ?? '', reason: p.reason }))));
+        return 0;
+      });
     },
   },
 

@@ -1,6 +1,6 @@
 // The fetcher's client for main: job events back, and the claim of each attempt.
 import { z } from 'zod';
-import { ClaimAnswer, ClaimAnswers, Purpose, SpawnAnswer, type ClaimBatch, type JobEvent, type Spawn } from '../protocol/index.ts';
+import { ClaimAnswer, ClaimAnswers, PausesAnswer, Purpose, SpawnAnswer, type ClaimBatch, type JobEvent, type Spawn } from '../protocol/index.ts';
 import { createPeer, type PeerOptions } from './peer.ts';
 
 /** What the fetcher uses to talk to main: job events back. */
@@ -22,6 +22,8 @@ export function createMainClient(options: PeerOptions) {
       }),
     /** Enqueues a fetcher job's children (and their batches) at main; ids are ours, so sending again writes nothing new. */
     spawn: (spawn: Spawn) => once('POST', '/internal/v1/children', Purpose.spawnJobs, JSON.stringify(spawn), SpawnAnswer, {}, spawn.traceparent ? { traceparent: spawn.traceparent } : {}),
+    /** The jobs main has paused (the fetcher stops fetching them). */
+    pauses: () => once('GET', '/internal/v1/pauses', Purpose.readPauses, undefined, PausesAnswer).then((a) => a.pauses),
     close,
   };
 }

@@ -108,6 +108,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     const jobs = createFetcherRuntime({
       ...service,
       ...(remoteClaims ? { remoteClaims } : {}),
+      ...(mainClient ? { readPauses: () => mainClient.pauses() } : {}),
       ...(mainClient ? { spawnAtMain: (spawn: Spawn) => pRetry(() => mainClient.spawn(spawn), { retries: 3, minTimeout: 200, maxTimeout: 2_000, shouldRetry: ({ error }) => isRetryable(error) }) } : {}),
       metrics: createJobMetrics(registry),
     });

@@ -2,7 +2,8 @@
 // (each attempt claimed here and then at main), and maintain (dead letters).
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
-import type { Logger } from '../support/index.ts';
+import type { JobgateError, Logger } from '../support/index.ts';
+import { watchPauses, type PauseWatch } from '../run/pauses.ts';
 import { claimSecondsOf, withTransaction, type FetcherLedger, type Queryable, type QueueTimings } from '../store/index.ts';
 import type { Spawn } from '../protocol/index.ts';
 import { childrenToMain } from '../run/children.ts';
@@ -26,6 +27,8 @@ export interface FetcherRuntimeOptions {
   moduleOf?: (name: string) => string | undefined;
   /** Claims in main's ledger, when main is known. */
   remoteClaims?: RemoteClaims;
+  /** main's paused jobs (GET /internal/v1/pauses), when main is known. */
+  readPauses?: () => Promise<Array<{ name: string }>>;
   /** Sends a handler's children to main, when main is known. */
   spawnAtMain?: (spawn: Spawn) => Promise<unknown>;
   metrics?: JobMetrics;
@@ -55,6 +58,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     },
   });
   let started: Promise<void> | undefined;
+  let pauseWatch: PauseWatch | undefined;
   /** Makes the fetcher's queues (once). An attempt first waits for main's claim (main may be redeploying): that wait must not expire it. */
   const prepare = queuesOnce({ boss, jobs: [...catalogue.values()].filter(ours), moduleOf: options.moduleOf, options: (def) => queueOptions(def, timings, Boolean(options.remoteClaims)) });
 
@@ -66,6 +70,11 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
 
   async function begin(): Promise<void> {
     await prepare();
+    // main's paused jobs, asked for before any queue is worked (main away: none known yet, and main's claim still waits them)
+    if (options.readPauses) {
+      pauseWatch = watchPauses({ read: options.readPauses, apply: (isPaused) => workers.controls.holdPaused(isPaused), intervalMs: timings.pollIntervalSeconds * 1000, logger });
+      await pauseWatch.refresh().catch((err: unknown) => logger.warn({ err }, 'could not ask main for its paused jobs; asking again'));
+    }
     for (const def of catalogue.values()) if (ours(def)) await workers.work(def);
     await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
     logger.info({ ranOn: 'fetcher', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
@@ -76,6 +85,10 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     prepare,
     start,
     ...workers.controls,
+    async stop(timeoutMs: number, reason?: JobgateError): Promise<void> {
+      await pauseWatch?.stop();
+      await workers.controls.stop(timeoutMs, reason);
+    },
     catalogue,
   };
 }

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type BatchView, type JobRecord, type JobState, type OverrideState, type Queryable, type Route } from '../store/index.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type BatchView, type JobRecord, type Pause, type JobState, type OverrideState, type Queryable, type Route } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
 import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
@@ -148,6 +148,16 @@ export interface Main {
   getJob(id: string): Promise<JobRecord | null>;
   /** Newest first, `limit` (1–500, default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
   listJobs(filter?: JobListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }>;
+  /**
+   * Pausing a job (its name, or `*` for every job) on both sides: while paused no new attempt of it
+   * starts on main or the fetcher (a running one finishes), its jobs keep queueing, and nothing is
+   * failed or retried. Every change is audited with `actor`.
+   */
+  pauses: {
+    list(): Promise<Pause[]>;
+    pause(name: string, change: { reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause>;
+    resume(name: string, change: { actor: string; reason?: string }): Promise<Pause | null>;
+  };
   /** The emergency override: fetcher jobs run on main while it is on. */
   override: {
     get(): Promise<OverrideState>;
@@ -320,6 +330,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
         if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new JobgateError(ErrorCode.requestInvalid, 'The limit is invalid.', { errors: [{ path: 'limit', message: 'a whole number from 1 to 500' }] });
         return jobs.listJobs({ limit, ...(state ? { state } : {}), ...(name ? { name } : {}), ...(route ? { route } : {}), ...(at ? { cursor: at } : {}) });
       },
+      pauses: { list: () => jobs.listPauses(), pause: (name, change) => jobs.pauseJob(name, change), resume: (name, change) => jobs.resumeJob(name, change) },
       override: {
         get: () => overrideStore.get(),
         set: (change) => override.set(change),

@@ -5,7 +5,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { createBatchStore, withTransaction, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { createBatchStore, createPauseStore, EVERY_JOB, withTransaction, type Pause, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
@@ -14,6 +14,7 @@ import { createTakeOver } from '../forward/take-over.ts';
 import { createWorkers, queuesOnce } from '../run/workers.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { startCron } from '../schedule/cron.ts';
+import { watchPauses, type PauseWatch } from '../run/pauses.ts';
 import { watchDeadLetters } from '../maintain/dead-letter.ts';
 
 export interface MainRuntimeOptions {
@@ -65,6 +66,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   });
   const { runOne } = workers;
   let started: Promise<void> | undefined;
+  const pauses = createPauseStore(pool, ledger.schema);
+  let pauseWatch: PauseWatch | undefined;
   /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
   const prepare = queuesOnce({
     boss,
@@ -76,6 +79,9 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       [SystemQueue.onMain, { notify: true }],
     ],
   });
+
+  /** A name that can be paused: a job's (checked: a 404 names an unknown one), or `*`, every job. */
+  const pausable = (name: string) => (name === EVERY_JOB ? name : enqueuer.definition(name).name);
 
   /**
    * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these
@@ -92,6 +98,15 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     const strangers = [...(only ?? [])].filter((name) => name !== SystemQueue.onMain && (!catalogue.get(name) || !ours(catalogue.get(name)!)));
     if (strangers.length > 0) throw new ConfigError([`queues: ${strangers.join(', ')} ${strangers.length > 1 ? 'are not jobs' : 'is not a job'} this main runs`]);
     await prepare();
+    // paused jobs known before any queue is worked
+    pauseWatch = watchPauses({
+      read: () => pauses.list(),
+      beforeRead: () => pauses.expireDue(),
+      apply: (isPaused) => workers.controls.holdPaused(isPaused),
+      intervalMs: timings.pollIntervalSeconds * 1000,
+      logger,
+    });
+    await pauseWatch.refresh();
     for (const def of catalogue.values()) if (ours(def) && runsQueue(def.name)) await workers.work(def);
     if (runsQueue(SystemQueue.onMain)) {
       // Fetcher jobs main runs (override): one queue, few at once, so they cannot knock main over.
@@ -123,6 +138,29 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     prepare,
     start,
     ...workers.controls,
+    async stop(timeoutMs: number, reason?: JobgateError): Promise<void> {
+      await pauseWatch?.stop();
+      await workers.controls.stop(timeoutMs, reason);
+    },
+    /** The pauses in force. */
+    listPauses: () => pauses.list(),
+    /**
+     * Pauses a job (`name`, or `*` for every job) on both sides: no new attempt starts until it is
+     * resumed (or `expiresInMinutes` pass); its jobs keep queueing. Audited.
+     */
+    async pauseJob(name: string, change: { reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause> {
+      const pause = await pauses.pause({ name: pausable(name), ...change });
+      await pauseWatch?.refresh().catch(() => {});
+      logger.warn({ jobName: pause.name, reason: pause.reason, by: pause.by, expiresAt: pause.expiresAt }, 'job paused');
+      return pause;
+    },
+    /** Ends a pause (audited even when there was none); the pause it ended, or null. */
+    async resumeJob(name: string, change: { actor: string; reason?: string }): Promise<Pause | null> {
+      const ended = await pauses.resume({ name: pausable(name), ...change });
+      await pauseWatch?.refresh().catch(() => {});
+      logger.info({ jobName: pausable(name), by: change.actor, wasPaused: Boolean(ended) }, 'job resumed');
+      return ended;
+    },
     getJob: (id: string) => ledger.getJob(id, { executions: true }),
     listJobs: (filter: ListFilter) => ledger.listJobs(filter),
     catalogue,

@@ -2,7 +2,7 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
-import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, Spawn, requireSignature, type ClaimAnswer, type ClaimAnswers, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, Spawn, requireSignature, type ClaimAnswer, type ClaimAnswers, type PausesAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
@@ -108,6 +108,13 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
           res.json({ written: written.size });
         })
         .all(methodNotAllowed(['POST']));
+      // The fetcher asks which jobs are paused, and stops fetching those (a read: no replay record).
+      app
+        .route('/internal/v1/pauses')
+        .get(...requireSignature(deps.keys, Purpose.readPauses, { limitBytes: BodyLimits.read }), async (_req, res) => {
+          res.json({ pauses: (await jobs.listPauses()).map((p) => ({ name: p.name, expiresAt: p.expiresAt })) } satisfies PausesAnswer);
+        })
+        .all(methodNotAllowed(['GET']));
       app
         .route('/internal/v1/claims/batch')
         .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay }), async (req, res) => {

@@ -27,6 +27,8 @@ export const Purpose = {
   resendEvents: 'rsd',
   /** The fetcher enqueues a job's children (and their batches) at main (POST /internal/v1/children). */
   spawnJobs: 'spn',
+  /** The fetcher asks main which jobs are paused (GET /internal/v1/pauses). */
+  readPauses: 'pse',
 } as const;
 export type Purpose = (typeof Purpose)[keyof typeof Purpose];
 

@@ -185,6 +185,10 @@ export const Spawn = z.strictObject({
 export type Spawn = z.infer<typeof Spawn>;
 export const SpawnAnswer = z.object({ written: z.number().int() });
 
+/** main's paused jobs as the fetcher reads them (GET /internal/v1/pauses): `*` pauses every job. */
+export const PausesAnswer = z.object({ pauses: z.array(z.object({ name: z.string(), expiresAt: z.string().nullable() })) });
+export type PausesAnswer = z.infer<typeof PausesAnswer>;
+
 /**
  * Consecutive runs of `items` whose JSON, in a `{"<key>": [...]}` body, stays within `maxBytes`
  * (one item alone may be larger: the receiver then says so with a 413). Every batch between the

@@ -33,6 +33,8 @@ export interface RunnerOptions {
   /** Where a job was defined (a module URL), for jobs whose handler runs isolated. */
   moduleOf?: (name: string) => string | undefined;
   confirmClaim?: ConfirmClaim;
+  /** Whether an operator paused this job (watchPauses): a fetched attempt then waits before it claims. */
+  isPaused?: (name: string) => boolean;
   /** Where a handler's children go (ctx.performLater); absent, fan-out says it is not available here. */
   children?: ChildrenDeps;
 }
@@ -50,6 +52,11 @@ export function createRunner(options: RunnerOptions): RunOne {
     // starts one round trip sooner. Any other attempt is claimed here first, then at main.
     const together = confirmClaim !== undefined && attempt === 1 && def.concurrency === null && !def.rateLimit;
     for (;;) {
+      // fetched just before its pause was heard: it waits unclaimed (no attempt starts, none is used up)
+      if (options.isPaused?.(def.name)) {
+        await sleep(1_000, undefined, { signal });
+        continue;
+      }
       const asking = new AbortController();
       const atMain = together ? confirmClaim(id, attempt, AbortSignal.any([signal, asking.signal]), log, traceparent) : null;
       atMain?.catch(() => {});

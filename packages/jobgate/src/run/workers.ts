@@ -20,11 +20,31 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
   const { boss, timings, logger } = deps;
   const shutdown = new AbortController();
   const claimSeconds = claimSecondsOf(timings);
-  const runOne = createRunner({ ...deps.runner, logger, claimSeconds, shutdown: shutdown.signal });
+  const runOne = createRunner({ ...deps.runner, logger, claimSeconds, shutdown: shutdown.signal, isPaused: (name) => isHeld(name) });
   const running = new Set<Promise<unknown>>();
-  /** How to (re)start the worker of each job queue, for pause() and resume(). */
+  /** How to (re)start the worker of each job queue, for pause(), resume() and paused job names. */
   const handlerWorkers = new Map<string, () => Promise<void>>();
+  /** The queues whose worker is running now. */
+  const working = new Set<string>();
+  /** The memory guard's pause: no queue is worked. */
   let paused = false;
+  /** Job names paused by an operator (watchPauses): their queues are not worked. */
+  let isHeld: (name: string) => boolean = () => false;
+  /** Starts or stops each queue's worker to match the pauses; one sync at a time. */
+  let syncing = Promise.resolve();
+  const sync = () =>
+    (syncing = syncing.catch(() => {}).then(async () => {
+      for (const [name, startWorker] of handlerWorkers) {
+        const wanted = !paused && !isHeld(name) && !shutdown.signal.aborted;
+        if (wanted && !working.has(name)) {
+          working.add(name);
+          await startWorker();
+        } else if (!wanted && working.has(name)) {
+          working.delete(name);
+          await boss.offWork(name, { wait: false });
+        }
+      }
+    }));
   /**
    * One job per fetch (unless `batchSize`: the bench measures larger fetches), fetched back to back
    * while there are jobs (workWhileFull), else woken by NOTIFY or the poll.
@@ -55,8 +75,8 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
           (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
         );
       handlerWorkers.set(def.name, startWorker);
-      // paused before it began (the memory guard): resume() starts it
-      if (!paused) await startWorker();
+      // paused before it began (the memory guard, an operator): resume() starts it
+      await sync();
     },
     /** Runs a shared queue whose jobs name their own definition (main's on-main queue). */
     async workShared<D extends QueuedData>(queue: string, options: Pick<WorkOptions, 'localConcurrency'>, pick: (job: JobWithMetadata<D>) => Promise<unknown>): Promise<void> {
@@ -68,14 +88,19 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
       async pause(): Promise<void> {
         if (paused) return;
         paused = true;
-        await Promise.all([...handlerWorkers.keys()].map((name) => boss.offWork(name, { wait: false })));
+        await sync();
         logger.warn('intake paused: no new jobs start until resumed');
       },
       async resume(): Promise<void> {
         if (!paused || shutdown.signal.aborted) return;
         paused = false;
-        for (const startWorker of handlerWorkers.values()) await startWorker();
+        await sync();
         logger.info('intake resumed');
+      },
+      /** The job names an operator paused: their queues' workers stop, and start again once resumed. */
+      async holdPaused(held: (name: string) => boolean): Promise<void> {
+        isHeld = held;
+        await sync();
       },
       /** How many handlers are running in this process now. */
       running: (): number => running.size,

@@ -12,3 +12,4 @@ export * from './main-ledger.ts';
 export * from './fetcher-ledger.ts';
 export * from './listen.ts';
 export * from './batches.ts';
+export * from './pauses.ts';

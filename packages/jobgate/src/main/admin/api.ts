@@ -30,6 +30,11 @@ const OverrideBody = z.strictObject({
   reason: z.string().trim().min(1, 'say why').max(500),
   expiresInMinutes: z.number().positive().max(7 * 24 * 60).optional(),
 });
+const PauseBody = z.strictObject({
+  reason: z.string().trim().min(1, 'say why').max(500),
+  expiresInMinutes: z.number().positive().max(30 * 24 * 60).optional(),
+});
+const ResumeBody = z.strictObject({ reason: z.string().trim().max(500).optional() });
 const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 const Filter = JobFilter;
 const BulkBody = z.strictObject({
@@ -159,6 +164,31 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
       await store.audit({ actor: actor(req), action: 'job.run', target: job.id, detail: { name: def.name, runOnMain: body.runOnMain, duplicate } });
       req.log.info({ jobId: job.id, jobName: job.name, route: job.route, routeReason: job.routeReason, duplicate }, 'job run from the admin API');
       res.status(duplicate ? 200 : 202).location(`${mountOf(res)}/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
+    .route('/pauses')
+    .get(async (_req, res) => {
+      res.json({ pauses: await jobs.listPauses() });
+    })
+    .all(methodNotAllowed(['GET']));
+
+  // `:name` is a job's name, or `*` for every job
+  router
+    .route('/jobs/:name/pause')
+    .post(async (req: Request<{ name: string }>, res) => {
+      const body = parseOrThrow(PauseBody, req.body ?? {});
+      res.json(await jobs.pauseJob(req.params.name, { reason: body.reason, actor: actor(req), ...(body.expiresInMinutes ? { expiresInMinutes: body.expiresInMinutes } : {}) }));
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
+    .route('/jobs/:name/resume')
+    .post(async (req: Request<{ name: string }>, res) => {
+      const body = parseOrThrow(ResumeBody, req.body ?? {});
+      const ended = await jobs.resumeJob(req.params.name, { actor: actor(req), ...(body.reason ? { reason: body.reason } : {}) });
+      res.json({ name: ended?.name ?? req.params.name, resumed: ended !== null, ended });
     })
     .all(methodNotAllowed(['POST']));
 

@@ -1,0 +1,40 @@
+// Which job names are paused, as this process knows it: read every poll interval (main from its
+// database, the fetcher from main), and handed to the workers, which stop fetching a paused name
+// and start again once it is resumed. The runner asks it too before claiming, for a job fetched
+// just before the pause was heard (claim_attempt is the last word, on main).
+import { startLoop, type Logger } from '../support/index.ts';
+import { EVERY_JOB, type Pause } from '../store/index.ts';
+
+export interface PauseWatch {
+  /** Whether `name` (or every job) is paused, as last read. */
+  isPaused(name: string): boolean;
+  /** Reads now (after a change made in this process). */
+  refresh(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function watchPauses(deps: {
+  read: () => Promise<Array<Pick<Pause, 'name'>>>;
+  /** Called with the paused names whenever they change (and once at the first read). */
+  apply: (isPaused: (name: string) => boolean) => Promise<void>;
+  intervalMs: number;
+  logger: Logger;
+  /** Runs before each read (main: ends the pauses that expired). */
+  beforeRead?: () => Promise<unknown>;
+}): PauseWatch {
+  let paused = new Set<string>();
+  let first = true;
+  const isPaused = (name: string) => paused.has(name) || paused.has(EVERY_JOB);
+  async function tick(): Promise<void> {
+    await deps.beforeRead?.();
+    const next = new Set((await deps.read()).map((p) => p.name));
+    if (!first && next.size === paused.size && [...next].every((n) => paused.has(n))) return;
+    first = false;
+    const [added, removed] = [[...next].filter((n) => !paused.has(n)), [...paused].filter((n) => !next.has(n))];
+    paused = next;
+    if (added.length || removed.length) deps.logger.info({ paused: [...next], added, removed }, 'paused jobs changed');
+    await deps.apply(isPaused);
+  }
+  const loop = startLoop(tick, { intervalMs: deps.intervalMs, onError: (err) => deps.logger.warn({ err }, 'could not read the paused jobs; keeping the last known') });
+  return { isPaused, refresh: tick, stop: () => loop.stop() };
+}

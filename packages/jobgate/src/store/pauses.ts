@@ -1,0 +1,71 @@
+// Paused job names (migration 019), with every change written to the admin audit log in the same
+// transaction: who paused or resumed what, why, and until when; an expiry is audited as `system`.
+import type { Pool } from 'pg';
+import { assertSchemaName } from './schema-name.ts';
+import { withTransaction } from './transaction.ts';
+import { iso } from './ledger.ts';
+
+/** `name` is a job's name, or `*`: every job. */
+export interface Pause {
+  name: string;
+  reason: string;
+  by: string;
+  since: string;
+  expiresAt: string | null;
+}
+
+/** The name that pauses every job. */
+export const EVERY_JOB = '*';
+
+const toPause = (r: Record<string, unknown>): Pause => ({ name: r.name as string, reason: r.reason as string, by: r.paused_by as string, since: iso(r.paused_at)!, expiresAt: iso(r.expires_at) ?? null });
+
+export type PauseStore = ReturnType<typeof createPauseStore>;
+
+export function createPauseStore(pool: Pool, schema: string) {
+  const s = assertSchemaName(schema);
+  const COLUMNS = 'name, reason, paused_by, paused_at, expires_at';
+  const audit = `INSERT INTO ${s}.admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)`;
+  return {
+    /** The pauses in force, oldest first. */
+    async list(): Promise<Pause[]> {
+      const { rows } = await pool.query(`SELECT ${COLUMNS} FROM ${s}.pauses WHERE expires_at IS NULL OR expires_at > clock_timestamp() ORDER BY paused_at, name`);
+      return rows.map(toPause);
+    },
+    /** Pauses `name` (again: a new reason and expiry replace the old). */
+    async pause(change: { name: string; reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause> {
+      return withTransaction(pool, async (client) => {
+        const { rows: before } = await client.query(`SELECT ${COLUMNS} FROM ${s}.pauses WHERE name = $1 FOR UPDATE`, [change.name]);
+        const { rows } = await client.query(
+          `INSERT INTO ${s}.pauses (name, reason, paused_by, expires_at)
+           VALUES ($1, $2, $3, CASE WHEN $4::numeric IS NOT NULL THEN clock_timestamp() + $4::numeric * interval '1 minute' END)
+           ON CONFLICT (name) DO UPDATE SET reason = excluded.reason, paused_by = excluded.paused_by, paused_at = clock_timestamp(), expires_at = excluded.expires_at
+           RETURNING ${COLUMNS}`,
+          [change.name, change.reason, change.actor, change.expiresInMinutes ?? null],
+        );
+        const pause = toPause(rows[0]);
+        await client.query(audit, [change.actor, 'job.pause', change.name, JSON.stringify({ reason: change.reason, expiresAt: pause.expiresAt, before: before[0] ? toPause(before[0]) : null })]);
+        return pause;
+      });
+    },
+    /** Resumes `name`; the pause it ended, or null if it was not paused (still audited: someone acted). */
+    async resume(change: { name: string; actor: string; reason?: string }): Promise<Pause | null> {
+      return withTransaction(pool, async (client) => {
+        const { rows } = await client.query(`DELETE FROM ${s}.pauses WHERE name = $1 RETURNING ${COLUMNS}`, [change.name]);
+        const ended = rows[0] ? toPause(rows[0]) : null;
+        await client.query(audit, [change.actor, 'job.resume', change.name, JSON.stringify({ reason: change.reason ?? null, before: ended })]);
+        return ended;
+      });
+    },
+    /** Ends the pauses whose expiry has passed, audited as `system`; how many. */
+    async expireDue(): Promise<number> {
+      return withTransaction(pool, async (client) => {
+        const { rows } = await client.query(`DELETE FROM ${s}.pauses WHERE expires_at <= clock_timestamp() RETURNING ${COLUMNS}`);
+        for (const r of rows) {
+          const ended = toPause(r);
+          await client.query(audit, ['system', 'job.pause-expired', ended.name, JSON.stringify({ reason: `expired (paused by ${ended.by}: ${ended.reason})`, before: ended })]);
+        }
+        return rows.length;
+      });
+    },
+  };
+}
