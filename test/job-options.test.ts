@@ -120,10 +120,13 @@ describe('cron', () => {
     await main.stop();
     const cronMain = await startMain({ DATABASE_URL: db.url, JOBGATE_JOB_MODULES: `${TEST_JOBS_MODULE},${join(import.meta.dirname, 'fixtures/cron-jobs.ts')}` });
     try {
-      const { rows: schedules } = await db.pool.query(`SELECT key, cron, timezone FROM pgboss_main.schedule WHERE name = 'jobgate.cron' ORDER BY key`);
+      // each code schedule is a row (source code), and a pg-boss schedule keyed by its id
+      const { rows: schedules } = await db.pool.query(
+        `SELECT s.name, b.cron, b.timezone, s.source FROM pgboss_main.schedule b JOIN jobgate.schedules s ON s.id::text = b.key WHERE b.name = 'jobgate.cron' ORDER BY s.name`,
+      );
       expect(schedules).toEqual(expect.arrayContaining([
-        { key: 'test.cron', cron: '* * * * * *', timezone: 'Europe/Berlin' },
-        { key: 'maintenance.cleanup', cron: '0 2 * * *', timezone: 'UTC' },
+        { name: 'test.cron', cron: '* * * * * *', timezone: 'Europe/Berlin', source: 'code' },
+        { name: 'maintenance.cleanup', cron: '0 2 * * *', timezone: 'UTC', source: 'code' },
       ]));
       const started = Date.now();
       // pg-boss sends at most one job per schedule per minute slot, however fine the expression:
@@ -143,8 +146,8 @@ describe('cron', () => {
     // The schedule goes when the job's cron does: a main without the cron module unschedules it.
     const plain = await startMain({ DATABASE_URL: db.url });
     try {
-      const { rows } = await db.pool.query(`SELECT key FROM pgboss_main.schedule WHERE name = 'jobgate.cron'`);
-      expect(rows.map((r) => r.key)).toEqual(['maintenance.cleanup']);
+      const { rows } = await db.pool.query(`SELECT s.name FROM pgboss_main.schedule b LEFT JOIN jobgate.schedules s ON s.id::text = b.key WHERE b.name = 'jobgate.cron'`);
+      expect(rows.map((r) => r.name)).toEqual(['maintenance.cleanup']);
     } finally {
       await plain.stop();
     }

@@ -38,6 +38,8 @@ Commands:
   jobs cancel <id> | --all-matching [filters] [--yes]
   override on --reason "…" [--expires 30m] | override off [--reason "…"]
   pause <job|*> --reason "…" [--expires 30m] | resume <job|*> [--reason "…"] | pauses [--json]
+  schedules list [--json] | add <job> --cron "…" [--tz Zone] [--payload '{…}'] [--disabled]
+  schedules set <id> [--cron "…"] [--tz Zone] [--payload '{…}'] [--enable|--disable] | rm <id> | run <id>
   enqueue <name> [--payload '{…}'] [--run-on-main]
   work [--queues a,b] [--burst]            run main's jobs here; --burst: drain what is due, then exit
   migrate                                  apply migrations and exit
@@ -168,6 +170,26 @@ async function confirm(question: string, yes: boolean): Promise<boolean> {
   } finally {
     rl.close();
   }
+}
+
+/** --payload as JSON, or undefined when not given. */
+function payloadFrom(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`--payload: not a JSON object (${(err as Error).message})`);
+  }
+}
+
+/** What the command line got wrong (an unknown job or schedule, a field that does not check) is bad usage (exit 2). */
+function invalidAsUsage(err: unknown): never {
+  if (err instanceof JobgateError && [ErrorCode.unknownJob, ErrorCode.requestInvalid, ErrorCode.notFound, ErrorCode.stateConflict].includes(err.code as never)) {
+    throw new UsageError(err.errors.length ? err.errors.map((e) => `${e.path}: ${e.message}`).join('; ') : err.message);
+  }
+  throw err;
 }
 
 /** An unknown job named on the command line is bad usage (exit 2), not a failure. */
@@ -316,6 +338,73 @@ const commands: Record<string, Command> = {
         const pauses = await service.jobs.listPauses();
         if (values.json) printJson({ pauses });
         else print(table(pauses.map((p) => ({ job: p.name, since: p.since, by: p.by, until: p.expiresAt ?? '', reason: p.reason }))));
+        return 0;
+      });
+    },
+  },
+
+  'schedules list': {
+    usage: 'jobgate schedules list [--json]\n  Every schedule (in code and made at run time) with its next and last runs.',
+    options: { json: { type: 'boolean' } },
+    positionals: [0, 0],
+    async run({ values }) {
+      return withService({}, async (service) => {
+        const schedules = await service.jobs.schedules.list();
+        if (values.json) printJson({ schedules });
+        else print(table(schedules.map((s) => ({ id: s.id, job: s.name, schedule: s.schedule, zone: s.timeZone, enabled: s.enabled, source: s.source, next: s.nextRuns[0] ?? '', last: s.lastRuns[0] ? `${s.lastRuns[0].state ?? ''} ${s.lastRuns[0].at}` : '' }))));
+        return 0;
+      });
+    },
+  },
+  'schedules add': {
+    usage: 'jobgate schedules add <job> --cron "…" [--tz Europe/Berlin] [--payload \'{…}\'] [--disabled]\n  A schedule stored in the database, fired once per slot by whichever main is running; audited. Prints it.',
+    options: { cron: { type: 'string' }, tz: { type: 'string' }, payload: { type: 'string' }, disabled: { type: 'boolean' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      if (!values.cron) throw new UsageError('--cron: the schedule (five fields, six with seconds, or an RRULE)');
+      const payload = payloadFrom(values.payload);
+      return withService({}, async (service) => {
+        const created = await service.jobs.schedules.create({ name: positionals[0]!, schedule: values.cron, ...(values.tz ? { timeZone: values.tz } : {}), ...(payload ? { payload } : {}), enabled: !values.disabled }, actor()).catch(invalidAsUsage);
+        printJson(created);
+        return 0;
+      });
+    },
+  },
+  'schedules set': {
+    usage: 'jobgate schedules set <id> [--cron "…"] [--tz Zone] [--payload \'{…}\'] [--enable | --disable]\n  Changes a schedule (one in code: only --enable/--disable); audited.',
+    options: { cron: { type: 'string' }, tz: { type: 'string' }, payload: { type: 'string' }, enable: { type: 'boolean' }, disable: { type: 'boolean' } },
+    positionals: [1, 1],
+    async run({ values, positionals }) {
+      if (values.enable && values.disable) throw new UsageError('--enable or --disable, not both');
+      const payload = payloadFrom(values.payload);
+      const patch = { ...(values.cron ? { schedule: values.cron } : {}), ...(values.tz ? { timeZone: values.tz } : {}), ...(payload ? { payload } : {}), ...(values.enable ? { enabled: true } : {}), ...(values.disable ? { enabled: false } : {}) };
+      if (Object.keys(patch).length === 0) throw new UsageError('say what to change: --cron, --tz, --payload, --enable or --disable');
+      return withService({}, async (service) => {
+        printJson(await service.jobs.schedules.update(positionals[0]!, patch, actor()).catch(invalidAsUsage));
+        return 0;
+      });
+    },
+  },
+  'schedules rm': {
+    usage: 'jobgate schedules rm <id>\n  Deletes a schedule made at run time (one in code: disable it instead); audited.',
+    options: {},
+    positionals: [1, 1],
+    async run({ positionals }) {
+      return withService({}, async (service) => {
+        const removed = await service.jobs.schedules.remove(positionals[0]!, actor()).catch(invalidAsUsage);
+        print(`deleted the schedule of ${removed.name} (${removed.schedule})\n`);
+        return 0;
+      });
+    },
+  },
+  'schedules run': {
+    usage: 'jobgate schedules run <id>\n  Enqueues the schedule\'s job now (in its history as a manual run); prints the job.',
+    options: {},
+    positionals: [1, 1],
+    async run({ positionals }) {
+      return withService({}, async (service) => {
+        const { job } = await service.jobs.schedules.runNow(positionals[0]!, actor()).catch(invalidAsUsage);
+        printJson({ id: job.id, name: job.name, route: job.route, state: job.state });
         return 0;
       });
     },

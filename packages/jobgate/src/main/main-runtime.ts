@@ -5,7 +5,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { createBatchStore, createPauseStore, EVERY_JOB, withTransaction, type Pause, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { createBatchStore, createPauseStore, createScheduleStore, EVERY_JOB, withTransaction, type Pause, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
@@ -13,7 +13,7 @@ import { createEnqueuer } from '../enqueue/perform-later.ts';
 import { createTakeOver } from '../forward/take-over.ts';
 import { createWorkers, queuesOnce } from '../run/workers.ts';
 import type { JobMetrics } from '../run/metrics.ts';
-import { startCron } from '../schedule/cron.ts';
+import { createSchedules } from '../schedule/schedules.ts';
 import { watchPauses, type PauseWatch } from '../run/pauses.ts';
 import { watchDeadLetters } from '../maintain/dead-letter.ts';
 
@@ -67,6 +67,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const { runOne } = workers;
   let started: Promise<void> | undefined;
   const pauses = createPauseStore(pool, ledger.schema);
+  const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater });
   let pauseWatch: PauseWatch | undefined;
   /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
   const prepare = queuesOnce({
@@ -121,8 +122,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       return;
     }
     await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
-    // Cron fires on main, which routes each firing like any other job.
-    await startCron({ boss, catalogue, timings, logger, performLater: (def, payload) => enqueuer.performLater(def, payload) });
+    // Schedules fire on main, which routes each firing like any other job.
+    await schedules.start();
     logger.info({ ranOn: 'main', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
   }
 
@@ -142,6 +143,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       await pauseWatch?.stop();
       await workers.controls.stop(timeoutMs, reason);
     },
+    /** Schedules in PostgreSQL (the code's cron among them): list, create, update, remove, runNow. */
+    schedules,
     /** The pauses in force. */
     listPauses: () => pauses.list(),
     /**

@@ -13,3 +13,4 @@ export * from './fetcher-ledger.ts';
 export * from './listen.ts';
 export * from './batches.ts';
 export * from './pauses.ts';
+export * from './schedules.ts';

@@ -35,6 +35,14 @@ const PauseBody = z.strictObject({
   expiresInMinutes: z.number().positive().max(30 * 24 * 60).optional(),
 });
 const ResumeBody = z.strictObject({ reason: z.string().trim().max(500).optional() });
+const ScheduleFields = {
+  schedule: z.string().trim().min(1).max(200),
+  timeZone: z.string().trim().min(1).max(64),
+  payload: z.record(z.string(), z.unknown()),
+  enabled: z.boolean(),
+};
+const NewSchedule = z.strictObject({ name: z.string().min(1).max(100), ...ScheduleFields, timeZone: ScheduleFields.timeZone.optional(), payload: ScheduleFields.payload.optional(), enabled: ScheduleFields.enabled.optional() });
+const ScheduleChange = z.strictObject(ScheduleFields).partial();
 const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 const Filter = JobFilter;
 const BulkBody = z.strictObject({
@@ -198,6 +206,41 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
       res.json(reads.catalogue());
     })
     .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/schedules')
+    .get(async (_req, res) => {
+      res.json({ schedules: await jobs.schedules.list() });
+    })
+    .post(async (req, res) => {
+      const body = parseOrThrow(NewSchedule, req.body ?? {});
+      const created = await jobs.schedules.create(body, actor(req));
+      res.status(201).location(`${mountOf(res)}/admin/api/schedules/${created.id}`).json(created);
+    })
+    .all(methodNotAllowed(['GET', 'POST']));
+
+  router
+    .route('/schedules/:id')
+    .get(async (req: Request<{ id: string }>, res) => {
+      res.json(await jobs.schedules.get(req.params.id));
+    })
+    .patch(async (req: Request<{ id: string }>, res) => {
+      const body = parseOrThrow(ScheduleChange, req.body ?? {});
+      res.json(await jobs.schedules.update(req.params.id, body, actor(req)));
+    })
+    .delete(async (req: Request<{ id: string }>, res) => {
+      await jobs.schedules.remove(req.params.id, actor(req));
+      res.status(204).end();
+    })
+    .all(methodNotAllowed(['GET', 'PATCH', 'DELETE']));
+
+  router
+    .route('/schedules/:id/run')
+    .post(async (req: Request<{ id: string }>, res) => {
+      const { job, duplicate } = await jobs.schedules.runNow(req.params.id, actor(req), { requestId: req.id, traceparent: req.traceparent });
+      res.status(duplicate ? 200 : 202).location(`${mountOf(res)}/api/jobs/${job.id}`).json({ ...job, ...(duplicate ? { duplicate: true } : {}) });
+    })
+    .all(methodNotAllowed(['POST']));
 
   router
     .route('/cron')

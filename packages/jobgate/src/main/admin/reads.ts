@@ -1,4 +1,3 @@
-import { CronExpressionParser } from 'cron-parser';
 import { ErrorCode, JobgateError } from '../../support/index.ts';
 import type { MainLedger, ListFilter } from '../../store/index.ts';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
@@ -38,17 +37,9 @@ export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'over
     catalogue() {
       return { jobs: [...jobs.catalogue.values()].map((d) => ({ name: d.name, runsOnFetcher: d.runsOnFetcher, cron: d.cron?.schedule ?? null })) };
     },
+    /** Every schedule (the code's and those made at run time) with its next and last runs. */
     async cron() {
-      const scheduled = [...jobs.catalogue.values()].filter((d) => d.cron);
-      const schedules = await Promise.all(
-        scheduled.map(async (d) => {
-          const timeZone = d.cron!.timeZone ?? 'UTC';
-          const next = CronExpressionParser.parse(d.cron!.schedule, { tz: timeZone }).next().toISOString();
-          const [last] = (await ledger.listJobs({ name: d.name, limit: 1 })).jobs;
-          return { name: d.name, schedule: d.cron!.schedule, timeZone, nextRunAt: next, payload: d.cron!.payload ?? {}, last: last ? { id: last.id, state: last.state, createdAt: last.createdAt, finishedAt: last.finishedAt ?? null, error: last.error ?? null } : null };
-        }),
-      );
-      return { schedules };
+      return { schedules: await jobs.schedules.list() };
     },
   };
 }

@@ -212,13 +212,13 @@ function jobPage() {
 
 function cronPage() {
   async function refresh() {
-    apply(cronView((await api('GET', '/cron')).schedules));
+    apply(cronView((await api('GET', '/schedules')).schedules));
   }
   onAction({
-    'run-now': async ({ jobName, payload }) => {
+    'run-schedule': async ({ scheduleId }) => {
       try {
-        await api('POST', `/jobs/${encodeURIComponent(jobName)}/run`, { payload: JSON.parse(payload) });
-        flash(`Enqueued ${jobName}.`);
+        const job = await api('POST', `/schedules/${encodeURIComponent(scheduleId)}/run`);
+        flash(`Enqueued ${job.name}.`);
         await refresh();
       } catch (err) {
         flash(err.message, true);

@@ -160,19 +160,19 @@ export function jobView(j) {
 
 // ---------------------------------------------------------------- cron
 
-/** The schedules, from GET /admin/api/cron. */
+/** The schedules, from GET /admin/api/schedules (the same as /admin/api/cron). */
 export function cronView(schedules) {
   return {
     html: {
       'cron-body': schedules.length
         ? schedules.map((c) => row(
-          esc(c.name),
+          `${esc(c.name)}<div class="muted">${c.source === 'code' ? 'in code' : `by ${esc(c.updatedBy)}`}</div>`,
           `<code>${esc(c.schedule)}</code><div class="muted">${esc(c.timeZone)}</div>`,
-          time(c.nextRunAt),
-          c.last ? `${badge(c.last.state)} <a href="jobs/${esc(c.last.id)}">${time(c.last.createdAt)}</a>` : 'never',
-          `<button type="button" data-action="run-now" data-job-name="${esc(c.name)}" data-payload="${esc(JSON.stringify(c.payload ?? {}))}">Run now</button>`,
+          c.enabled ? (c.nextRuns[0] ? time(c.nextRuns[0]) : '') : '<span class="badge">disabled</span>',
+          c.lastRuns[0] ? `${c.lastRuns[0].state ? badge(c.lastRuns[0].state) : ''} ${c.lastRuns[0].jobId ? `<a href="jobs/${esc(c.lastRuns[0].jobId)}">${time(c.lastRuns[0].at)}</a>` : time(c.lastRuns[0].at)}` : 'never',
+          `<button type="button" data-action="run-schedule" data-schedule-id="${esc(c.id)}">Run now</button>`,
         )).join('')
-        : emptyRow(5, 'no job has a cron schedule'),
+        : emptyRow(5, 'no schedules yet'),
     },
     attrs: {},
     hidden: {},

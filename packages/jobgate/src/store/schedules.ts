@@ -1,0 +1,146 @@
+// Schedules in PostgreSQL (migration 020) and their firings; every change is written to the admin
+// audit log in the same transaction, with the schedule before and after.
+import type { Pool } from 'pg';
+import { assertSchemaName } from './schema-name.ts';
+import { withTransaction } from './transaction.ts';
+import { iso, type JobState, type Queryable } from './ledger.ts';
+
+export interface StoredSchedule {
+  id: string;
+  /** The job it enqueues. */
+  name: string;
+  schedule: string;
+  timeZone: string;
+  payload: Record<string, unknown>;
+  enabled: boolean;
+  source: 'code' | 'runtime';
+  createdBy: string;
+  updatedBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ScheduleRun {
+  jobId: string | null;
+  /** The job's state now (`deleted` once pruned). */
+  state: JobState | 'deleted' | null;
+  at: string;
+  manual: boolean;
+}
+
+export type ScheduleFields = Pick<StoredSchedule, 'schedule' | 'timeZone' | 'payload' | 'enabled'>;
+
+const COLUMNS = 'id, name, schedule, time_zone, payload, enabled, source, created_by, updated_by, created_at, updated_at';
+const toSchedule = (r: Record<string, any>): StoredSchedule => ({
+  id: r.id, name: r.name, schedule: r.schedule, timeZone: r.time_zone, payload: r.payload, enabled: r.enabled, source: r.source,
+  createdBy: r.created_by, updatedBy: r.updated_by, createdAt: iso(r.created_at)!, updatedAt: iso(r.updated_at)!,
+});
+
+export type ScheduleStore = ReturnType<typeof createScheduleStore>;
+
+export function createScheduleStore(pool: Pool, schema: string) {
+  const s = assertSchemaName(schema);
+  const audit = (db: Queryable, actor: string, action: string, id: string, detail: Record<string, unknown>) =>
+    db.query(`INSERT INTO ${s}.admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)`, [actor, action, id, JSON.stringify(detail)]);
+  return {
+    /** Writes an entry of the admin audit log about schedule `id` (in `db`'s transaction). */
+    audit,
+    async list(): Promise<StoredSchedule[]> {
+      const { rows } = await pool.query(`SELECT ${COLUMNS} FROM ${s}.schedules ORDER BY source, name, created_at`);
+      return rows.map(toSchedule);
+    },
+    async get(id: string, db: Queryable = pool): Promise<StoredSchedule | null> {
+      const { rows } = await db.query(`SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1`, [id]);
+      return rows[0] ? toSchedule(rows[0]) : null;
+    },
+    /**
+     * The code's schedules as rows: new ones added (enabled), changed ones updated, an admin's
+     * enabled/disabled kept; rows of jobs no longer scheduled in code deleted. Returns them all.
+     */
+    async syncFromCode(code: Array<{ id: string; name: string; schedule: string; timeZone: string; payload: Record<string, unknown> }>): Promise<StoredSchedule[]> {
+      return withTransaction(pool, async (db) => {
+        await db.query(`DELETE FROM ${s}.schedules WHERE source = 'code' AND NOT (name = ANY($1::text[]))`, [code.map((c) => c.name)]);
+        const { rows } = await db.query(
+          `INSERT INTO ${s}.schedules (id, name, schedule, time_zone, payload, source, created_by, updated_by)
+           SELECT x.id, x.name, x.schedule, x.time_zone, x.payload, 'code', 'code', 'code'
+             FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, name text, schedule text, time_zone text, payload jsonb)
+           ON CONFLICT (id) DO UPDATE SET schedule = excluded.schedule, time_zone = excluded.time_zone, payload = excluded.payload
+           RETURNING ${COLUMNS}`,
+          [JSON.stringify(code.map((c) => ({ id: c.id, name: c.name, schedule: c.schedule, time_zone: c.timeZone, payload: c.payload })))],
+        );
+        return rows.map(toSchedule);
+      });
+    },
+    async create(row: { id: string; name: string } & ScheduleFields, actor: string, whileLocked: (created: StoredSchedule) => Promise<void>): Promise<StoredSchedule> {
+      return withTransaction(pool, async (db) => {
+        const { rows } = await db.query(
+          `INSERT INTO ${s}.schedules (id, name, schedule, time_zone, payload, enabled, source, created_by, updated_by)
+           VALUES ($1, $2, $3, $4, $5, $6, 'runtime', $7, $7) RETURNING ${COLUMNS}`,
+          [row.id, row.name, row.schedule, row.timeZone, JSON.stringify(row.payload), row.enabled, actor],
+        );
+        const created = toSchedule(rows[0]);
+        await audit(db, actor, 'schedule.create', created.id, { after: created });
+        await whileLocked(created);
+        return created;
+      });
+    },
+    /**
+     * Changes a schedule under its row lock; `apply` (pg-boss's schedule made to match) runs in the
+     * same transaction, so a failure there leaves the row as it was. Null: no such schedule.
+     */
+    async update(id: string, change: (before: StoredSchedule) => Partial<ScheduleFields>, actor: string, apply: (after: StoredSchedule, before: StoredSchedule) => Promise<void>): Promise<StoredSchedule | null> {
+      return withTransaction(pool, async (db) => {
+        const { rows: found } = await db.query(`SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1 FOR UPDATE`, [id]);
+        if (!found[0]) return null;
+        const before = toSchedule(found[0]);
+        const next = { ...before, ...change(before) };
+        const { rows } = await db.query(
+          `UPDATE ${s}.schedules SET schedule = $2, time_zone = $3, payload = $4, enabled = $5, updated_by = $6, updated_at = clock_timestamp()
+            WHERE id = $1 RETURNING ${COLUMNS}`,
+          [id, next.schedule, next.timeZone, JSON.stringify(next.payload), next.enabled, actor],
+        );
+        const after = toSchedule(rows[0]);
+        await audit(db, actor, 'schedule.update', id, { before, after });
+        await apply(after, before);
+        return after;
+      });
+    },
+    async remove(id: string, actor: string, check: (before: StoredSchedule) => void, apply: (before: StoredSchedule) => Promise<void>): Promise<StoredSchedule | null> {
+      return withTransaction(pool, async (db) => {
+        const { rows } = await db.query(`SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1 FOR UPDATE`, [id]);
+        if (!rows[0]) return null;
+        const before = toSchedule(rows[0]);
+        check(before);
+        await db.query(`DELETE FROM ${s}.schedules WHERE id = $1`, [id]);
+        await audit(db, actor, 'schedule.delete', id, { before });
+        await apply(before);
+        return before;
+      });
+    },
+    /**
+     * Records a firing in `db`'s transaction before its job is enqueued there: false when this
+     * firing was recorded before (pg-boss handed it out again), and nothing is to be enqueued.
+     */
+    async recordFiring(db: Queryable, scheduleId: string, firing: string, manual: boolean): Promise<boolean> {
+      const { rowCount } = await db.query(`INSERT INTO ${s}.schedule_runs (schedule_id, firing, manual) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [scheduleId, firing, manual]);
+      return (rowCount ?? 0) > 0;
+    },
+    async setFiringJob(db: Queryable, scheduleId: string, firing: string, jobId: string): Promise<void> {
+      await db.query(`UPDATE ${s}.schedule_runs SET job_id = $3 WHERE schedule_id = $1 AND firing = $2`, [scheduleId, firing, jobId]);
+    },
+    /** The last `limit` firings of each schedule of `ids`, newest first, with their jobs' states now. */
+    async lastRuns(ids: string[], limit = 5): Promise<Map<string, ScheduleRun[]>> {
+      const { rows } = await pool.query(
+        `SELECT r.schedule_id, r.job_id, r.fired_at, r.manual, CASE WHEN r.job_id IS NULL THEN NULL ELSE coalesce(j.state, 'deleted') END AS state
+           FROM unnest($1::uuid[]) AS sid(id)
+           CROSS JOIN LATERAL (SELECT * FROM ${s}.schedule_runs WHERE schedule_id = sid.id ORDER BY fired_at DESC LIMIT $2) r
+           LEFT JOIN ${s}.jobs j ON j.id = r.job_id
+          ORDER BY r.fired_at DESC`,
+        [ids, limit],
+      );
+      const runs = new Map<string, ScheduleRun[]>(ids.map((id) => [id, []]));
+      for (const r of rows) runs.get(r.schedule_id)!.push({ jobId: r.job_id, state: r.state, at: iso(r.fired_at)!, manual: r.manual });
+      return runs;
+    },
+  };
+}
