@@ -3,7 +3,10 @@
 export { defineJob, isJobDefinition } from './define/define-job.ts';
 export type { CronSchedule, JobContext, JobDefinition, JobDefinitionInput, RetryPolicy } from './define/define-job.ts';
 export { createMain } from './main/create-main.ts';
-export type { AdminOptions, FetcherOptions, JobListFilter, Main, MainOptions, MainStartOptions } from './main/create-main.ts';
+export type { AdminOptions, Batch, FetcherOptions, JobListFilter, Main, MainOptions, MainStartOptions, ManyOptions } from './main/create-main.ts';
+export type { BatchOptions, BatchCallbackInput, BatchSummary } from './enqueue/batch.ts';
+export type { ChildBatch, ChildOptions, FanOut } from './run/children.ts';
+export type { Schedule } from './schedule/schedules.ts';
 export type { MainRouters } from './main/router.ts';
 export type { CommonOptions } from './run/service-options.ts';
 export type { MemorySnapshot } from './fetcher/memory-guard.ts';
@@ -12,8 +15,8 @@ export { createFetcher } from './fetcher/create-fetcher.ts';
 export type { Fetcher, FetcherServiceOptions } from './fetcher/create-fetcher.ts';
 export type { EnqueueOptions, EnqueueResult } from './enqueue/perform-later.ts';
 export { fromKysely } from './enqueue/adapters.ts';
-export type { ErrorInfo, Execution, JobRecord, JobState, OverrideState, Queryable, Route, RouteReason } from './store/index.ts';
+export type { BatchCounts, BatchView, ErrorInfo, Execution, JobRecord, JobState, OverrideState, Pause, Queryable, Route, RouteReason, ScheduleRun } from './store/index.ts';
 export { ConfigError, ErrorCode, JobgateError, PermanentJobError } from './support/index.ts';
 export type { Logger } from './support/index.ts';
 /** Two jobs to try jobgate with (`demo.light` on main, `demo.heavy` on the fetcher); opt in by listing them. */
-export { demoHeavy, demoLight } from './shipped/demo.ts';
+export { demoBatchDone, demoFanout, demoHeavy, demoLight } from './shipped/demo.ts';

@@ -17,6 +17,7 @@ import { createJobMetrics } from '../run/metrics.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
 import { batchSpec, type BatchOptions } from '../enqueue/batch.ts';
 import { startBatchCallbacks } from '../enqueue/batch-callbacks.ts';
+import type { Schedule } from '../schedule/schedules.ts';
 import type { SpawnJob } from '../protocol/index.ts';
 import { cleanupJob } from '../maintain/cleanup-job.ts';
 import { startForwarder } from '../forward/forwarder.ts';
@@ -157,6 +158,19 @@ export interface Main {
     list(): Promise<Pause[]>;
     pause(name: string, change: { reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause>;
     resume(name: string, change: { actor: string; reason?: string }): Promise<Pause | null>;
+  };
+  /**
+   * Schedules stored in PostgreSQL, beside the code's `cron` (which may only be enabled or
+   * disabled here). Each fires once per slot however many mains run; every change is audited with `actor`.
+   * @example
+   * await jobgate.schedules.create({ name: 'reports.daily', schedule: '0 6 * * *', timeZone: 'Europe/Berlin', payload: {} }, 'ops@example.com');
+   */
+  schedules: {
+    list(): Promise<Schedule[]>;
+    create(input: { name: string; schedule: string; timeZone?: string; payload?: Record<string, unknown>; enabled?: boolean }, actor: string): Promise<Schedule>;
+    update(id: string, patch: { schedule?: string; timeZone?: string; payload?: Record<string, unknown>; enabled?: boolean }, actor: string): Promise<Schedule>;
+    remove(id: string, actor: string): Promise<void>;
+    runNow(id: string, actor: string): Promise<EnqueueResult>;
   };
   /** The emergency override: fetcher jobs run on main while it is on. */
   override: {
@@ -331,6 +345,13 @@ export async function createMain(options: MainOptions): Promise<Main> {
         return jobs.listJobs({ limit, ...(state ? { state } : {}), ...(name ? { name } : {}), ...(route ? { route } : {}), ...(at ? { cursor: at } : {}) });
       },
       pauses: { list: () => jobs.listPauses(), pause: (name, change) => jobs.pauseJob(name, change), resume: (name, change) => jobs.resumeJob(name, change) },
+      schedules: {
+        list: () => jobs.schedules.list(),
+        create: (input, by) => jobs.schedules.create(input, by),
+        update: (id, patch, by) => jobs.schedules.update(id, patch, by),
+        remove: async (id, by) => void (await jobs.schedules.remove(id, by)),
+        runNow: (id, by) => jobs.schedules.runNow(id, by),
+      },
       override: {
         get: () => overrideStore.get(),
         set: (change) => override.set(change),
