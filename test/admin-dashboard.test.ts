@@ -205,6 +205,85 @@ describe('admin dashboard in Chromium', () => {
     await shot('cron');
   });
 
+  it('the overview shows finished jobs per minute, waits and what runs now; pauses and resumes a job', async () => {
+    const done = await Promise.all([...Array.from({ length: 6 }, () => enqueue(pair.main, 'demo.light', {})), enqueue(pair.main, 'demo.light', { failPermanently: true })]);
+    await waitFor('demo.light finished', async () => { const s = await states(db, done); return s.completed === 6 && s.failed === 1; }, { timeoutMs: 30_000 });
+    await page.goto(`${pair.main.url}/admin`);
+    await page.waitForURL('**/admin/overview');
+    // the first paint is the truth: the row, its chart with completed and failed bars, its counts
+    const demo = page.locator('#overview tbody tr', { hasText: 'demo.light' });
+    await see('#overview tbody', (t) => t.includes('demo.light'));
+    expect(await demo.locator('svg.chart rect.ok').count()).toBeGreaterThan(0);
+    expect(await demo.locator('svg.chart rect.bad').count()).toBeGreaterThan(0);
+    expect(await demo.locator('td').nth(4).innerText()).toBe('1');
+    expect(await text('#ov-fetcher')).toContain('awake');
+    await page.locator('#pause-name').selectOption('demo.heavy');
+    await page.locator('#pause-form input[name="reason"]').fill('provider API is down');
+    await page.locator('#pause-form button[type="submit"]').click();
+    await see('#flash', (t) => t.startsWith('Paused demo.heavy'));
+    await see('#ov-pauses', (t) => t.includes('demo.heavy') && t.includes('provider API is down'));
+    await see('#overview tbody tr:has-text("demo.heavy")', (t) => t.includes('paused'));
+    expect((await admin(pair.main, 'GET', '/pauses')).json.pauses.map((p: { name: string }) => p.name)).toEqual(['demo.heavy']);
+    await shot('overview');
+    await page.locator('#ov-pauses button[data-action="resume"]').click();
+    await see('#ov-pauses', (t) => t.includes('nothing is paused'));
+    expect((await admin(pair.main, 'GET', '/pauses')).json.pauses).toEqual([]);
+    // the day's chart reads the same rollup in quarter hours
+    await page.locator('#window-day').click();
+    await see('#ov-window', (t) => t.includes('15 minutes'));
+  });
+
+  it('a batch page shows its progress, its failed jobs and its callbacks, and retries the failed ones', async () => {
+    const parent = await enqueue(pair.main, 'demo.fanout', { children: 12, route: 'main', failEvery: 4 });
+    const batchId = await waitFor('the batch', async () => (await call(pair.main.url, 'GET', `/api/jobs/${parent}`)).json.batchId as string | undefined, { timeoutMs: 20_000 });
+    await waitFor('the batch finished', async () => (await call(pair.main.url, 'GET', `/api/batches/${batchId}`)).json.callbacks.length === 1, { timeoutMs: 30_000 });
+    await page.goto(`${pair.main.url}/admin/jobs/${parent}`);
+    await page.locator(`#job-batch a[href="batches/${batchId}"]`).click();
+    await page.waitForURL(`**/admin/batches/${batchId}`);
+    expect(await text('#batch-state')).toBe('finished');
+    expect(await text('#batch-progress-text')).toContain('12 of 12 ended: 9 completed, 3 failed');
+    expect(await page.locator('#batch-progress').getAttribute('value')).toBe('12');
+    expect(await page.locator('#batch-failed tr').count()).toBe(3);
+    expect(await text('#batch-callbacks')).toContain('finish');
+    await shot('batch');
+    await page.locator('#batch-retry').click();
+    await see('#flash', (t) => t.startsWith('Retried 3 failed jobs'));
+    // they fail again (failPermanently): the batch finishes again, and its callback runs again
+    await see('#batch-progress-text', (t) => t.includes('12 of 12 ended') , 20_000);
+    await waitFor('a second finish', async () => (await call(pair.main.url, 'GET', `/api/batches/${batchId}`)).json.callbacks.length === 1 && (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'demo.batch-done' AND payload->'batch'->>'id' = $1`, [batchId])).rows[0].n === 2, { timeoutMs: 30_000 });
+  });
+
+  it('the schedule editor creates, edits, disables and deletes a schedule', async () => {
+    await page.goto(`${pair.main.url}/admin/cron`);
+    const form = page.locator('#schedule-form');
+    await form.locator('select[name="name"]').selectOption('demo.light');
+    await form.locator('input[name="schedule"]').fill('every morning');
+    await form.locator('button[type="submit"]').click();
+    await see('#flash', (t) => t.startsWith('schedule:'));
+    await form.locator('input[name="schedule"]').fill('0 6 * * 1-5');
+    await form.locator('input[name="timeZone"]').fill('Europe/Berlin');
+    await form.locator('textarea[name="payload"]').fill('{"sleepMs": 10}');
+    await form.locator('button[type="submit"]').click();
+    await see('#flash', (t) => t.startsWith('Saved: demo.light at 0 6 * * 1-5'));
+    const mine = page.locator('#cron tbody tr', { hasText: '0 6 * * 1-5' });
+    await see('#cron tbody', (t) => t.includes('0 6 * * 1-5') && t.includes('Europe/Berlin'));
+    expect(await mine.locator('ol.runs').first().locator('li').count()).toBe(5);
+    await shot('schedule-editor');
+    await mine.locator('button[data-action="edit-schedule"]').click();
+    expect(await form.locator('input[name="schedule"]').inputValue()).toBe('0 6 * * 1-5');
+    await form.locator('input[name="schedule"]').fill('30 7 * * *');
+    await form.locator('button[type="submit"]').click();
+    const edited = page.locator('#cron tbody tr', { hasText: '30 7 * * *' });
+    await see('#cron tbody', (t) => t.includes('30 7 * * *') && !t.includes('0 6 * * 1-5'));
+    await edited.locator('button[data-action="toggle-schedule"]').click();
+    await see('#cron tbody tr:has-text("30 7 * * *")', (t) => t.includes('disabled'));
+    const list = (await admin(pair.main, 'GET', '/schedules')).json.schedules.filter((s: { source: string }) => s.source === 'runtime');
+    expect(list).toMatchObject([{ name: 'demo.light', schedule: '30 7 * * *', timeZone: 'Europe/Berlin', payload: { sleepMs: 10 }, enabled: false, nextRuns: [] }]);
+    await edited.locator('button[data-action="delete-schedule"]').click();
+    await see('#cron tbody', (t) => !t.includes('30 7 * * *'));
+    expect((await admin(pair.main, 'GET', '/schedules')).json.schedules.filter((s: { source: string }) => s.source === 'runtime')).toEqual([]);
+  });
+
   it('is readable on a phone', async () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 390, height: 844 });

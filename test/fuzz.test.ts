@@ -82,6 +82,12 @@ const TARGETS: Target[] = [
   { app: 'main', method: 'POST', path: () => '/admin/api/jobs/bulk', auth: 'admin' },
   { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${r.pick(['demo.heavy', '*', 'no.such', '%00', '%2A'])}/${r.pick(['pause', 'resume'])}`, auth: 'admin' },
   { app: 'main', method: 'GET', path: () => '/internal/v1/pauses', signed: 'pse' },
+  { app: 'main', method: 'GET', path: (r) => `/admin/api/overview?${r.pick(['window=week', 'window=', 'window=hour&window=day', 'x=1'])}`, auth: 'admin' },
+  { app: 'main', method: 'POST', path: () => '/admin/api/schedules', auth: 'admin' },
+  { app: 'main', method: 'PATCH', path: (r) => `/admin/api/schedules/${id(r)}`, auth: 'admin' },
+  { app: 'main', method: 'DELETE', path: (r) => `/admin/api/schedules/${id(r)}`, auth: 'admin' },
+  { app: 'main', method: 'POST', path: (r) => `/admin/api/${r.pick(['schedules', 'batches'])}/${id(r)}/${r.pick(['run', 'retry-failed'])}`, auth: 'admin' },
+  { app: 'main', method: 'GET', path: (r) => r.pick([`/admin/batches/${id(r)}`, '/admin/overview?window=%00', `/admin/api/batches/${id(r)}`]), auth: 'admin' },
   { app: 'main', method: 'POST', path: (r) => `/admin/api/jobs/${id(r)}/${r.pick(['retry', 'cancel'])}`, auth: 'admin' },
   { app: 'main', method: 'GET', path: (r) => `/admin/api/jobs?${r.pick(['payload=%00=1', 'payload=novalue', 'state=x', 'cursor=zz'])}`, auth: 'admin' },
   { app: 'main', method: 'GET', path: (r) => r.pick(['/admin/jobs?state=nope', `/admin/jobs/${id(r)}`, '/admin/assets/constructor', '/admin/assets/..%2fadmin.ts', '/admin/%ff', '/admin/login?next=//evil.test']), auth: 'admin' },
@@ -105,6 +111,7 @@ async function state() {
     audit: await q('SELECT count(*)::int AS n FROM jobgate.admin_audit'),
     pauses: await q('SELECT count(*)::int AS n FROM jobgate.pauses'),
     batches: await q('SELECT count(*)::int AS n FROM jobgate.batches'),
+    schedules: await q('SELECT count(*)::int AS n FROM jobgate.schedules'),
     queued: await q(`SELECT count(*)::int AS n FROM pgboss_main.job`),
   };
 }

@@ -69,8 +69,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const pauses = createPauseStore(pool, ledger.schema);
   const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater });
   let pauseWatch: PauseWatch | undefined;
-  /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
-  const prepare = queuesOnce({
+  const queues = queuesOnce({
     boss,
     jobs: [...catalogue.values()].filter(ours),
     moduleOf: options.moduleOf,
@@ -83,6 +82,13 @@ export function createMainRuntime(options: MainRuntimeOptions) {
 
   /** A name that can be paused: a job's (checked: a 404 names an unknown one), or `*`, every job. */
   const pausable = (name: string) => (name === EVERY_JOB ? name : enqueuer.definition(name).name);
+
+  let prepared: Promise<void> | undefined;
+  /** Makes every queue main writes to and counts finished jobs into the overview's rollup (once): enough to enqueue, which a web-only process does. */
+  const prepare = () => (prepared ??= (async () => {
+    await ledger.enableRollup();
+    await queues();
+  })());
 
   /**
    * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these

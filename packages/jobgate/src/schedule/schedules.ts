@@ -88,8 +88,14 @@ export function createSchedules(deps: {
     return rows.map((r) => ({ ...r, nextRuns: nextRuns(r), lastRuns: runs.get(r.id) ?? [] }));
   }
 
+  /** A schedule id as given in a path or on the command line: a UUID, or a 422 naming `id`. */
+  function checkedId(id: string): string {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new JobgateError(ErrorCode.requestInvalid, 'The schedule id is invalid.', { errors: [{ path: 'id', message: 'a schedule id (a UUID)' }] });
+    return id;
+  }
+
   async function getOr404(id: string): Promise<StoredSchedule> {
-    const found = /^[0-9a-f-]{36}$/i.test(id) ? await store.get(id) : null;
+    const found = await store.get(checkedId(id));
     if (!found) throw new JobgateError(ErrorCode.notFound, `No schedule has id ${id}.`);
     return found;
   }
@@ -155,7 +161,7 @@ export function createSchedules(deps: {
     /** Edits a schedule; the code's may only be enabled or disabled (its expression lives in the code). */
     async update(id: string, patch: Partial<ScheduleFields>, actor: string): Promise<Schedule> {
       const updated = await store.update(
-        id,
+        checkedId(id),
         (before) => {
           const edits = (['schedule', 'timeZone', 'payload'] as const).filter((k) => patch[k] !== undefined);
           if (before.source === 'code' && edits.length > 0) {
@@ -174,7 +180,7 @@ export function createSchedules(deps: {
     },
     async remove(id: string, actor: string): Promise<StoredSchedule> {
       const removed = await store.remove(
-        id,
+        checkedId(id),
         actor,
         (before) => {
           if (before.source === 'code') throw new JobgateError(ErrorCode.stateConflict, `The schedule of ${before.name} is defined in code; disable it instead.`);

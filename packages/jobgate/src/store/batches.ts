@@ -105,6 +105,14 @@ export function createBatchStore(pool: Pool, schema: string) {
         ...(b.finished_at ? { finishedAt: iso(b.finished_at) } : {}),
       };
     },
+    /** Its failed jobs (not retried), newest first. */
+    async failedMembers(id: string, limit: number): Promise<Array<{ id: string; name: string; finishedAt: string | null; error: { code: string; message: string } | null }>> {
+      const { rows } = await pool.query(
+        `SELECT id, name, finished_at, error FROM ${s}.jobs WHERE batch_id = $1 AND state = 'failed' AND retried_as IS NULL ORDER BY finished_at DESC NULLS LAST, id LIMIT $2`,
+        [id, limit],
+      );
+      return rows.map((r) => ({ id: r.id, name: r.name, finishedAt: iso(r.finished_at) ?? null, error: r.error ?? null }));
+    },
     /** The batch `parentId`'s handler opened last, if any. */
     async openedBy(parentId: string): Promise<string | null> {
       const { rows } = await pool.query(`SELECT id FROM ${s}.batches WHERE parent_id = $1 ORDER BY created_at DESC, id LIMIT 1`, [parentId]);

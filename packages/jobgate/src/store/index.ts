@@ -14,3 +14,4 @@ export * from './listen.ts';
 export * from './batches.ts';
 export * from './pauses.ts';
 export * from './schedules.ts';
+export * from './overview.ts';

@@ -407,6 +407,11 @@ export function createLedger(pool: Pool, schema: string) {
       const { rows } = await pool.query(sql.countsByName);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
+    /** Drops the overview's rollup minutes (migration 021) older than `days` (the overview shows the last day). */
+    async pruneRollup(days: number): Promise<number> {
+      const { rowCount } = await pool.query(`DELETE FROM ${assertSchemaName(schema)}.job_minutes WHERE minute < clock_timestamp() - $1 * interval '1 day'`, [days]);
+      return rowCount ?? 0;
+    },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {
       let total = 0;

@@ -315,6 +315,10 @@ export function createMainLedger(pool: Pool, schema: string) {
       const { rows } = await pool.query(sql.refusedByFetcher);
       return rows.map((r) => ({ name: r.name, reason: r.reason, since: r.since, jobs: r.jobs }));
     },
+    /** Jobs count into the overview's per-minute rollup as they finish (main's ledger only; migration 021). */
+    async enableRollup(): Promise<void> {
+      await pool.query(`INSERT INTO ${assertSchemaName(schema)}.ledger_settings (key, value) VALUES ('rollup', 'true') ON CONFLICT (key) DO UPDATE SET value = excluded.value`);
+    },
     async hasUnfinishedFetcherJobs(): Promise<boolean> {
       const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);
       return rows[0].pending as boolean;

@@ -176,6 +176,40 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
     .all(methodNotAllowed(['POST']));
 
   router
+    .route('/overview')
+    .get(async (req, res) => {
+      res.json(await reads.overview(req.query));
+    })
+    .all(methodNotAllowed(['GET']));
+
+  router
+    .route('/batches/:id')
+    .get(async (req: Request<{ id: string }>, res) => {
+      res.json(await reads.batch(req.params.id));
+    })
+    .all(methodNotAllowed(['GET']));
+
+  // each failed job of the batch again, into the batch (which runs again until they end)
+  router
+    .route('/batches/:id/retry-failed')
+    .post(async (req: Request<{ id: string }>, res) => {
+      const batch = await reads.batch(req.params.id);
+      const retried: string[] = [];
+      const failures: Array<{ id: string; error: string }> = [];
+      for (const failed of batch.failed) {
+        try {
+          const job = await jobs.getJob(failed.id);
+          if (job) retried.push((await retry(req, job)).id);
+        } catch (err) {
+          failures.push({ id: failed.id, error: (err as Error).message });
+        }
+      }
+      await store.audit({ actor: actor(req), action: 'batch.retry-failed', target: batch.id, detail: { retried: retried.length, failures: failures.length } });
+      res.json({ retried, failures });
+    })
+    .all(methodNotAllowed(['POST']));
+
+  router
     .route('/pauses')
     .get(async (_req, res) => {
       res.json({ pauses: await jobs.listPauses() });

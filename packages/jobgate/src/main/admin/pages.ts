@@ -3,7 +3,7 @@ import express, { type Request, type Response } from 'express';
 import { ErrorCode, JobgateError, methodNotAllowed, mountOf } from '../../support/index.ts';
 import type { AdminAuth } from './auth.ts';
 import type { AdminReads } from './reads.ts';
-import { catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, type View } from './assets/views.js';
+import { batchView, catalogueOptions, cronView, esc, fetcherView, jobsView, jobView, overviewView, type View } from './assets/views.js';
 
 /** Every admin answer: no caching, no framing, scripts and styles only from here. */
 export function adminHeaders(_req: Request, res: Response, next: () => void): void {
@@ -37,8 +37,8 @@ const adminRoot = (res: Response) => `${mountOf(res)}/admin`;
 
 function layout(title: string, page: string, body: string, req: Request, res: Response, options: { attrs?: Record<string, string>; flash?: string } = {}): string {
   const data = Object.entries({ page, ...options.attrs }).map(([k, v]) => ` data-${k}="${esc(v)}"`).join('');
-  const nav = [['fetcher_service', 'Fetcher'], ['jobs', 'Jobs'], ['cron', 'Cron']]
-    .map(([p, label]) => `<a href="${p}"${p === page || (page === 'job' && p === 'jobs') ? ' aria-current="page"' : ''}>${label}</a>`)
+  const nav = [['overview', 'Overview'], ['fetcher_service', 'Fetcher'], ['jobs', 'Jobs'], ['cron', 'Cron']]
+    .map(([p, label]) => `<a href="${p}"${p === page || ((page === 'job' || page === 'batch') && p === 'jobs') ? ' aria-current="page"' : ''}>${label}</a>`)
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -113,16 +113,57 @@ ${el(v, 'h1', 'job-title')}
   <p>${el(v, 'span', 'job-state')}</p>
   ${el(v, 'progress', 'progress-bar', ' max="100" aria-label="progress"')}${el(v, 'p', 'progress-text')}
   <dl><dt>Route</dt>${el(v, 'dd', 'job-route')}<dt>Why there</dt>${el(v, 'dd', 'route-reason')}<dt>Attempts</dt>${el(v, 'dd', 'job-attempts')}
-  <dt>Created</dt>${el(v, 'dd', 'job-created')}<dt>Finished</dt>${el(v, 'dd', 'job-finished')}<dt>Error</dt>${el(v, 'dd', 'job-error')}</dl>
+  <dt>Created</dt>${el(v, 'dd', 'job-created')}<dt>Finished</dt>${el(v, 'dd', 'job-finished')}<dt>Error</dt>${el(v, 'dd', 'job-error')}<dt>Batch</dt>${el(v, 'dd', 'job-batch')}</dl>
   <p class="actions"><button type="button" id="job-retry"${hidden(v, 'job-retry')}>Retry</button> <button type="button" id="job-cancel" class="danger"${hidden(v, 'job-cancel')}>Cancel</button></p></section>
 <section class="card"><h2>Payload</h2>${el(v, 'pre', 'job-payload')}</section>
 </div>
 <section><h2>Executions</h2>
 <div class="scroll"><table id="executions"><thead><tr><th>attempt</th><th>ran on</th><th>started</th><th>duration</th><th>peak memory</th><th>outcome</th><th>error</th></tr></thead>${el(v, 'tbody', 'executions-body')}</table></div></section>`;
 
-const cronPage = (v: View) => `
+const cronPage = (v: View, catalogue: string) => `
 <h1>Scheduled jobs</h1>
-<div class="scroll"><table id="cron"><thead><tr><th>job</th><th>schedule</th><th>next run</th><th>last run</th><th></th></tr></thead>${el(v, 'tbody', 'cron-body')}</table></div>`;
+<div class="scroll"><table id="cron"><thead><tr><th>job</th><th>schedule</th><th>next runs</th><th>last runs</th><th></th></tr></thead>${el(v, 'tbody', 'cron-body')}</table></div>
+<section class="card"><h2 id="schedule-form-title">New schedule</h2>
+<form id="schedule-form">
+  <input type="hidden" name="id" value="">
+  <label>Job <select name="name" id="schedule-name">${catalogue}</select></label>
+  <label>Schedule <input name="schedule" required maxlength="200" placeholder="0 6 * * 1-5"></label>
+  <label>Time zone <input name="timeZone" maxlength="64" value="UTC" placeholder="Europe/Berlin"></label>
+  <label>Payload (JSON) <textarea name="payload" rows="3">{}</textarea></label>
+  <label class="check"><input type="checkbox" name="enabled" checked> Enabled</label>
+  <button type="submit" id="schedule-save">Save schedule</button> <button type="button" id="schedule-new">New instead</button>
+</form></section>`;
+
+const overviewPage = (v: View) => `
+<h1>Overview</h1>
+<div class="grid">
+<section class="card"><h2>Fetcher</h2><p>${el(v, 'span', 'ov-fetcher')}</p><p>${el(v, 'span', 'ov-memory')}</p></section>
+<section class="card"><h2>Emergency override</h2><p>${el(v, 'span', 'ov-override')}</p></section>
+<section class="card wide"><h2>Paused</h2>${el(v, 'ul', 'ov-pauses', ' class="plain"')}
+<form id="pause-form" class="filters">
+  <label>Job <select name="name" id="pause-name"><option value="*">every job (*)</option>${v.html['pause-options'] ?? ''}</select></label>
+  <label>Reason <input name="reason" required maxlength="500" placeholder="provider API is down"></label>
+  <label>For (minutes, optional) <input name="expiresInMinutes" type="number" min="1" max="43200"></label>
+  <button type="submit" class="danger">Pause</button>
+</form></section>
+</div>
+<section><h2>Jobs <span class="window"><a id="window-hour" href="overview?window=hour">last hour</a> · <a id="window-day" href="overview?window=day">last day</a></span></h2>
+<p class="muted">${el(v, 'span', 'ov-window')} · as of ${el(v, 'span', 'ov-generated')}</p>
+<div class="scroll"><table id="overview"><thead><tr><th>job</th><th>side</th><th>finished</th><th>completed</th><th>failed</th><th>wait p50 / p95</th><th>waiting</th><th>running</th></tr></thead>${el(v, 'tbody', 'overview-body')}</table></div></section>`;
+
+const batchPage = (v: View) => `
+<p><a href="jobs">← Jobs</a></p>
+<h1>Batch</h1>
+<div class="grid">
+<section class="card"><h2>Progress</h2>
+  <p>${el(v, 'span', 'batch-state')}</p>
+  ${el(v, 'progress', 'batch-progress', ' aria-label="jobs ended"')}${el(v, 'p', 'batch-progress-text')}
+  <dl><dt>Opened by</dt>${el(v, 'dd', 'batch-parent')}<dt>Created</dt>${el(v, 'dd', 'batch-created')}<dt>Finished</dt>${el(v, 'dd', 'batch-finished')}</dl>
+  <p class="actions"><button type="button" id="batch-retry"${hidden(v, 'batch-retry')}>Retry the failed jobs</button></p></section>
+<section class="card"><h2>Properties</h2>${el(v, 'pre', 'batch-properties')}</section>
+</div>
+<section><h2>Callbacks</h2><div class="scroll"><table id="batch-callbacks-table"><thead><tr><th>on</th><th>job</th><th>state</th></tr></thead>${el(v, 'tbody', 'batch-callbacks')}</table></div></section>
+<section><h2>Failed jobs</h2><div class="scroll"><table id="batch-failed-table"><thead><tr><th>job</th><th>name</th><th>failed</th><th>error</th></tr></thead>${el(v, 'tbody', 'batch-failed')}</table></div></section>`;
 
 const LOGIN = (root: string, error: string | null, next: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -136,7 +177,7 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 
 /** Where to go after the login: a page of this admin (under its root), nothing else. */
 const safeNext = (root: string, next: unknown) =>
-  typeof next === 'string' && next.startsWith(`${root}/`) && /^[A-Za-z0-9_\-/?=&%.]*$/.test(next.slice(root.length + 1)) && !next.includes('//') ? next : `${root}/fetcher_service`;
+  typeof next === 'string' && next.startsWith(`${root}/`) && /^[A-Za-z0-9_\-/?=&%.]*$/.test(next.slice(root.length + 1)) && !next.includes('//') ? next : `${root}/overview`;
 
 /** The filter fields the jobs page keeps in its links (raw strings; the reads check them). */
 const filterOf = (query: Request['query']) =>
@@ -179,7 +220,7 @@ export function adminPages(auth: AdminAuth, reads: AdminReads): express.Router {
     res.status(204).end();
   });
   router.all('/logout', ownLogin, methodNotAllowed(['POST']));
-  router.get('/', (_req, res) => res.redirect(303, `${adminRoot(res)}/fetcher_service`));
+  router.get('/', (_req, res) => res.redirect(303, `${adminRoot(res)}/overview`));
 
   const html = (res: Response, body: string, status = 200) => res.status(status).type('html').send(body);
   router.get('/fetcher_service', auth.page, async (req, res) => {
@@ -210,7 +251,28 @@ export function adminPages(auth: AdminAuth, reads: AdminReads): express.Router {
     }
   });
   router.get('/cron', auth.page, async (req, res) => {
-    html(res, layout('Cron', 'cron', cronPage(cronView((await reads.cron()).schedules)), req, res));
+    html(res, layout('Cron', 'cron', cronPage(cronView((await reads.cron()).schedules), catalogueOptions(reads.catalogue().jobs)), req, res));
+  });
+  router.get('/overview', auth.page, async (req, res) => {
+    try {
+      const o = await reads.overview(req.query);
+      const v = overviewView(o);
+      v.html['pause-options'] = reads.catalogue().jobs.map((j) => `<option value="${esc(j.name)}">${esc(j.name)}</option>`).join('');
+      html(res, layout('Overview', 'overview', overviewPage(v), req, res, { attrs: { window: o.window } }));
+    } catch (err) {
+      if (!(err instanceof JobgateError) || err.code !== ErrorCode.requestInvalid) throw err;
+      res.redirect(303, `${adminRoot(res)}/overview`);
+    }
+  });
+  router.get('/batches/:id', auth.page, async (req: Request<{ id: string }>, res) => {
+    try {
+      const batch = await reads.batch(req.params.id);
+      html(res, layout('Batch', 'batch', batchPage(batchView(batch)), req, res, { attrs: { 'batch-id': batch.id } }));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== ErrorCode.notFound && code !== ErrorCode.requestInvalid) throw err;
+      html(res, layout('Batch', 'missing', `<p><a href="jobs">← Jobs</a></p><h1>No such batch</h1><p>No batch has id <code>${esc(req.params.id)}</code>.</p>`, req, res), 404);
+    }
   });
   return router;
 }

@@ -1,7 +1,7 @@
 // The dashboard's only script (an ES module, no build step, no dependencies). The server renders
 // each page's first paint with views.js; this script keeps the page live with the same views
 // (polling the admin API every 2 s) and sends state changes as JSON with the session's CSRF token.
-import { cronView, fetcherView, jobsView, jobView } from './views.js';
+import { batchView, cronView, fetcherView, jobsView, jobView, overviewView } from './views.js';
 
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
 const $ = (sel) => document.querySelector(sel);
@@ -214,17 +214,102 @@ function cronPage() {
   async function refresh() {
     apply(cronView((await api('GET', '/schedules')).schedules));
   }
+  const form = $('#schedule-form');
+  const editing = (schedule) => {
+    form.elements.id.value = schedule?.id ?? '';
+    form.elements.name.disabled = Boolean(schedule);
+    if (schedule) {
+      form.elements.name.value = schedule.name;
+      form.elements.schedule.value = schedule.schedule;
+      form.elements.timeZone.value = schedule.timeZone;
+      form.elements.payload.value = JSON.stringify(schedule.payload);
+      form.elements.enabled.checked = schedule.enabled;
+    } else form.reset();
+    $('#schedule-form-title').textContent = schedule ? `Edit the schedule of ${schedule.name}` : 'New schedule';
+  };
+  const run = (what) => async (data) => {
+    try {
+      flash(await what(data));
+      await refresh();
+    } catch (err) {
+      flash(err.message, true);
+    }
+  };
   onAction({
-    'run-schedule': async ({ scheduleId }) => {
+    'run-schedule': run(async ({ scheduleId }) => `Enqueued ${(await api('POST', `/schedules/${encodeURIComponent(scheduleId)}/run`)).name}.`),
+    'toggle-schedule': run(async ({ scheduleId, enabled }) => {
+      const s = await api('PATCH', `/schedules/${encodeURIComponent(scheduleId)}`, { enabled: enabled !== 'true' });
+      return `${s.name}: ${s.enabled ? 'enabled' : 'disabled'}.`;
+    }),
+    'delete-schedule': run(async ({ scheduleId }) => {
+      await api('DELETE', `/schedules/${encodeURIComponent(scheduleId)}`);
+      editing(null);
+      return 'Schedule deleted.';
+    }),
+    'edit-schedule': ({ schedule }) => editing(JSON.parse(schedule)),
+  });
+  $('#schedule-new').addEventListener('click', () => editing(null));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    let payload;
+    try {
+      payload = JSON.parse(form.elements.payload.value || '{}');
+    } catch (err) {
+      return flash(`The payload is not JSON: ${err.message}`, true);
+    }
+    const fields = { schedule: form.elements.schedule.value, timeZone: form.elements.timeZone.value || 'UTC', payload, enabled: form.elements.enabled.checked };
+    const id = form.elements.id.value;
+    await run(async () => {
+      const s = id ? await api('PATCH', `/schedules/${encodeURIComponent(id)}`, fields) : await api('POST', '/schedules', { name: form.elements.name.value, ...fields });
+      editing(null);
+      return `Saved: ${s.name} at ${s.schedule} (${s.timeZone}); next ${s.nextRuns[0] ?? 'never'}.`;
+    })();
+  });
+  poll(refresh);
+}
+
+// ---------------------------------------------------------------- overview
+
+function overviewPage() {
+  const window = document.body.dataset.window ?? 'hour';
+  async function refresh() {
+    apply(overviewView(await api('GET', `/overview?window=${window}`)));
+  }
+  onAction({
+    resume: async ({ jobName }) => {
       try {
-        const job = await api('POST', `/schedules/${encodeURIComponent(scheduleId)}/run`);
-        flash(`Enqueued ${job.name}.`);
+        await api('POST', `/jobs/${encodeURIComponent(jobName)}/resume`, {});
+        flash(`Resumed ${jobName === '*' ? 'every job' : jobName}.`);
         await refresh();
       } catch (err) {
         flash(err.message, true);
       }
     },
   });
+  $('#pause-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = e.target.elements;
+    try {
+      const p = await api('POST', `/jobs/${encodeURIComponent(f.name.value)}/pause`, { reason: f.reason.value, ...(f.expiresInMinutes.value ? { expiresInMinutes: Number(f.expiresInMinutes.value) } : {}) });
+      flash(`Paused ${p.name === '*' ? 'every job' : p.name}: no new attempt starts until it is resumed.`);
+      e.target.reset();
+      await refresh();
+    } catch (err) {
+      flash(err.message, true);
+    }
+  });
+  poll(refresh);
+}
+
+// ---------------------------------------------------------------- batch
+
+function batchPage() {
+  const id = document.body.dataset.batchId;
+  const refresh = async () => apply(batchView(await api('GET', `/batches/${id}`)));
+  action($('#batch-retry'), async () => {
+    const r = await api('POST', `/batches/${id}/retry-failed`);
+    return `Retried ${r.retried.length} failed job${r.retried.length === 1 ? '' : 's'}${r.failures.length ? `; ${r.failures.length} could not be retried` : ''}.`;
+  }, refresh);
   poll(refresh);
 }
 
@@ -234,5 +319,5 @@ function cronPage() {
     await fetch('logout', { method: 'POST', headers: { 'x-csrf-token': csrf } });
     location.href = 'login';
   });
-  ({ fetcher_service: fetcherPage, jobs: jobsPage, job: jobPage, cron: cronPage })[document.body.dataset.page]?.();
+  ({ overview: overviewPage, fetcher_service: fetcherPage, jobs: jobsPage, job: jobPage, cron: cronPage, batch: batchPage })[document.body.dataset.page]?.();
 }

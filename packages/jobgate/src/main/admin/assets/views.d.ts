@@ -19,3 +19,5 @@ export declare function jobsView(page: { jobs: unknown[]; nextCursor: string | n
 export declare function catalogueOptions(jobs: Array<{ name: string; runsOnFetcher: boolean }>): string;
 export declare function jobView(job: unknown): View;
 export declare function cronView(schedules: unknown[]): View;
+export declare function overviewView(overview: unknown): View;
+export declare function batchView(batch: unknown): View;

@@ -140,6 +140,7 @@ export function jobView(j) {
       'job-created': time(j.createdAt),
       'job-finished': time(j.finishedAt),
       'job-error': j.error ? esc(errorText(j.error)) : '–',
+      'job-batch': [j.memberOf ? `member of <a href="batches/${esc(j.memberOf)}">batch ${esc(j.memberOf.slice(0, 8))}</a>` : '', j.batchId ? `opened <a href="batches/${esc(j.batchId)}">batch ${esc(j.batchId.slice(0, 8))}</a>` : '', j.parentId ? `child of <a href="jobs/${esc(j.parentId)}">${esc(j.parentId.slice(0, 8))}</a>` : ''].filter(Boolean).join('<br>') || '–',
       'job-payload': esc(JSON.stringify(j.payload, null, 2)),
       'executions-body': j.executions.length
         ? j.executions.map((e) => row(
@@ -165,16 +166,103 @@ export function cronView(schedules) {
   return {
     html: {
       'cron-body': schedules.length
-        ? schedules.map((c) => row(
+        ? schedules.map((c) => `<tr data-schedule-id="${esc(c.id)}">${[
           `${esc(c.name)}<div class="muted">${c.source === 'code' ? 'in code' : `by ${esc(c.updatedBy)}`}</div>`,
-          `<code>${esc(c.schedule)}</code><div class="muted">${esc(c.timeZone)}</div>`,
-          c.enabled ? (c.nextRuns[0] ? time(c.nextRuns[0]) : '') : '<span class="badge">disabled</span>',
-          c.lastRuns[0] ? `${c.lastRuns[0].state ? badge(c.lastRuns[0].state) : ''} ${c.lastRuns[0].jobId ? `<a href="jobs/${esc(c.lastRuns[0].jobId)}">${time(c.lastRuns[0].at)}</a>` : time(c.lastRuns[0].at)}` : 'never',
-          `<button type="button" data-action="run-schedule" data-schedule-id="${esc(c.id)}">Run now</button>`,
-        )).join('')
+          `<code>${esc(c.schedule)}</code><div class="muted">${esc(c.timeZone)}</div>${Object.keys(c.payload ?? {}).length ? `<div class="muted"><code>${esc(JSON.stringify(c.payload))}</code></div>` : ''}`,
+          c.enabled ? `<ol class="plain runs">${c.nextRuns.map((r) => `<li>${time(r)}</li>`).join('')}</ol>` : '<span class="badge disabled">disabled</span>',
+          c.lastRuns.length
+            ? `<ol class="plain runs">${c.lastRuns.map((r) => `<li>${r.state ? badge(r.state) : ''} ${r.jobId ? `<a href="jobs/${esc(r.jobId)}">${time(r.at)}</a>` : time(r.at)}${r.manual ? ' <span class="muted">(run now)</span>' : ''}</li>`).join('')}</ol>`
+            : 'never',
+          `<button type="button" data-action="run-schedule" data-schedule-id="${esc(c.id)}">Run now</button> ` +
+            `<button type="button" data-action="toggle-schedule" data-schedule-id="${esc(c.id)}" data-enabled="${c.enabled}">${c.enabled ? 'Disable' : 'Enable'}</button>` +
+            (c.source === 'runtime'
+              ? ` <button type="button" data-action="edit-schedule" data-schedule="${esc(JSON.stringify({ id: c.id, name: c.name, schedule: c.schedule, timeZone: c.timeZone, payload: c.payload, enabled: c.enabled }))}">Edit</button> <button type="button" data-action="delete-schedule" data-schedule-id="${esc(c.id)}" class="danger">Delete</button>`
+              : ''),
+        ].map((cell) => `<td>${cell}</td>`).join('')}</tr>`).join('')
         : emptyRow(5, 'no schedules yet'),
     },
     attrs: {},
     hidden: {},
+  };
+}
+
+// ---------------------------------------------------------------- overview
+
+const CHART = { w: 240, h: 36 };
+
+/** Completed (and failed, on top) per bin, as bars scaled to the row's busiest bin. */
+function barChart(bins, label) {
+  const max = Math.max(1, ...bins.map((b) => b.completed + b.failed));
+  const w = CHART.w / bins.length;
+  const bars = bins.map((b, i) => {
+    const x = (i * w).toFixed(2);
+    const hc = (b.completed / max) * (CHART.h - 2);
+    const hf = (b.failed / max) * (CHART.h - 2);
+    return (b.completed ? `<rect class="ok" x="${x}" y="${(CHART.h - hc).toFixed(2)}" width="${Math.max(0.5, w - 0.4).toFixed(2)}" height="${hc.toFixed(2)}"><title>${esc(when(b.at))}: ${b.completed} completed</title></rect>` : '') +
+      (b.failed ? `<rect class="bad" x="${x}" y="${(CHART.h - hc - hf).toFixed(2)}" width="${Math.max(0.5, w - 0.4).toFixed(2)}" height="${hf.toFixed(2)}"><title>${esc(when(b.at))}: ${b.failed} failed</title></rect>` : '');
+  }).join('');
+  return `<svg class="chart" viewBox="0 0 ${CHART.w} ${CHART.h}" preserveAspectRatio="none" role="img" aria-label="${esc(label)}"><line x1="0" x2="${CHART.w}" y1="${CHART.h - 0.5}" y2="${CHART.h - 0.5}"></line>${bars}</svg>`;
+}
+
+const ms = (v) => (v === null || v === undefined ? '–' : v < 1000 ? `≤ ${v} ms` : `≤ ${seconds(v / 1000)}`);
+
+/** The overview (the dashboard's home), from GET /admin/api/overview. */
+export function overviewView(o) {
+  const span = o.window === 'day' ? 'day' : 'hour';
+  const f = o.fetcher;
+  const mem = f.status?.memory;
+  return {
+    html: {
+      'ov-fetcher': `${badge(f.state)}${f.waking ? ' <span class="badge waking">waking</span>' : ''}`,
+      'ov-memory': mem && f.state === 'awake'
+        ? `<meter min="0" max="${esc(mem.limitMb)}" low="${esc(mem.limitMb * 0.8)}" high="${esc(mem.limitMb * 0.95)}" optimum="0" value="${esc(mem.rssMb)}">${esc(mem.rssMb)} MB</meter> ${esc(mem.rssMb)} of ${esc(mem.limitMb)} MB`
+        : '<span class="muted">no figures (not answering)</span>',
+      'ov-override': o.override.enabled ? `<span class="badge warn">on</span> ${esc(o.override.reason ?? '')}` : 'off',
+      'ov-pauses': o.pauses.length
+        ? o.pauses.map((p) => `<li><strong>${esc(p.name === '*' ? 'every job' : p.name)}</strong> by ${esc(p.by)} since ${time(p.since)}${p.expiresAt ? `, until ${time(p.expiresAt)}` : ''}: ${esc(p.reason)} <button type="button" data-action="resume" data-job-name="${esc(p.name)}">Resume</button></li>`).join('')
+        : '<li class="muted">nothing is paused</li>',
+      'ov-window': `completed and failed per ${span === 'day' ? '15 minutes over the last day' : 'minute over the last hour'}; queue wait of the jobs that finished in it`,
+      'overview-body': o.names.length
+        ? o.names.map((n) => row(
+          `<a href="jobs?name=${esc(encodeURIComponent(n.name))}">${esc(n.name)}</a>${n.paused ? ' <span class="badge paused">paused</span>' : ''}`,
+          esc(n.side),
+          barChart(n.bins, `${n.name} on ${n.side}: ${n.completed} completed, ${n.failed} failed in the last ${span}`),
+          esc(n.completed),
+          n.failed ? `<span class="bad-text">${esc(n.failed)}</span>` : '0',
+          `${ms(n.waitP50Ms)} / ${ms(n.waitP95Ms)}`,
+          esc(n.queued),
+          esc(n.running),
+        )).join('')
+        : emptyRow(8, 'no jobs yet'),
+      'ov-generated': time(o.generatedAt),
+    },
+    attrs: { 'window-hour': { 'aria-current': span === 'hour' ? 'true' : 'false' }, 'window-day': { 'aria-current': span === 'day' ? 'true' : 'false' } },
+    hidden: {},
+  };
+}
+
+// ---------------------------------------------------------------- batch
+
+/** A batch's page, from GET /admin/api/batches/:id. */
+export function batchView(b) {
+  const c = b.counts;
+  const ended = c.completed + c.failed + c.cancelled;
+  return {
+    html: {
+      'batch-state': esc(b.state),
+      'batch-progress-text': `${esc(ended)} of ${esc(b.total)} ended: ${esc(c.completed)} completed, ${esc(c.failed)} failed, ${esc(c.cancelled)} cancelled, ${esc(c.active)} running, ${esc(c.queued)} waiting`,
+      'batch-parent': b.parentId ? `<a href="jobs/${esc(b.parentId)}">${esc(b.parentId)}</a>` : '–',
+      'batch-created': time(b.createdAt),
+      'batch-finished': time(b.finishedAt),
+      'batch-properties': esc(JSON.stringify(b.properties, null, 2)),
+      'batch-callbacks': b.callbacks.length
+        ? b.callbacks.map((cb) => row(esc(cb.on), `<a href="jobs/${esc(cb.jobId)}">${esc(cb.jobId)}</a>`, badge(cb.state))).join('')
+        : emptyRow(3, b.state === 'finished' ? 'none ran' : 'they run once every job has ended'),
+      'batch-failed': b.failed.length
+        ? b.failed.map((j) => row(`<a href="jobs/${esc(j.id)}">${esc(j.id.slice(0, 8))}</a>`, esc(j.name), time(j.finishedAt), esc(errorText(j.error)))).join('')
+        : emptyRow(4, 'none failed'),
+    },
+    attrs: { 'batch-state': { class: `badge ${b.state}` }, 'batch-progress': { value: String(ended), max: String(Math.max(1, b.total)) } },
+    hidden: { 'batch-retry': b.failed.length === 0 },
   };
 }

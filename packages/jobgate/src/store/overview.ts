@@ -1,0 +1,112 @@
+// What the overview page reads (issue 18): the per-minute rollup (migration 021) for the charts and
+// the queue-wait percentiles, and the live jobs by name and side. Each read is bounded by the
+// rollup's size (minutes × names × sides) or by the jobs not yet finished, never by the ledger's.
+import type { Pool } from 'pg';
+import { assertSchemaName } from './schema-name.ts';
+import { inStates, iso, LIVE_STATES, WAITING_STATES } from './ledger.ts';
+
+export type OverviewWindow = 'hour' | 'day';
+
+/** Bins per window: an hour in minutes, a day in quarter hours. */
+export const WINDOWS: Record<OverviewWindow, { bins: number; binMinutes: number }> = {
+  hour: { bins: 60, binMinutes: 1 },
+  day: { bins: 96, binMinutes: 15 },
+};
+
+/** The wait buckets' upper bounds in ms, as wait_bucket_bounds() has them (the 16th: anything longer). */
+export const WAIT_BOUNDS_MS = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000] as const;
+
+export interface NameSeries {
+  name: string;
+  side: 'main' | 'fetcher';
+  /** Oldest bin first; each bin's start. */
+  bins: Array<{ at: string; completed: number; failed: number }>;
+  completed: number;
+  failed: number;
+  /** Queue wait (due to first start) of the jobs that finished in the window, from the histogram: each an upper bound, ms (null: longer than an hour, or none). */
+  waitP50Ms: number | null;
+  waitP95Ms: number | null;
+}
+
+export interface LiveCounts {
+  name: string;
+  side: 'main' | 'fetcher';
+  queued: number;
+  running: number;
+}
+
+/** The bucket bound under which `p` of the counted waits fall (null when none, or past the last bound). */
+export function percentileOfBuckets(counts: readonly number[], p: number): number | null {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  let seen = 0;
+  for (let i = 0; i < counts.length; i++) {
+    seen += counts[i]!;
+    if (seen >= p * total) return WAIT_BOUNDS_MS[i] ?? null;
+  }
+  return null;
+}
+
+export function createOverviewStore(pool: Pool, schema: string) {
+  const s = assertSchemaName(schema);
+  return {
+    /** Completed and failed per bin, and the wait histogram, per job name and side, over the window. */
+    async series(window: OverviewWindow): Promise<NameSeries[]> {
+      const { bins, binMinutes } = WINDOWS[window];
+      // the window's first bin: the current bin's start, bins - 1 bins back (by the database's clock)
+      const since = `date_bin($2 * interval '1 minute', date_trunc('minute', clock_timestamp()), timestamptz '2000-01-01') - ($1 - 1) * $2 * interval '1 minute'`;
+      const [start, perBin, waits] = await Promise.all([
+        pool.query(`SELECT ${since} AS since`, [bins, binMinutes]),
+        pool.query(
+          `SELECT name, side, date_bin($2 * interval '1 minute', minute, timestamptz '2000-01-01') AS at, sum(completed)::int AS completed, sum(failed)::int AS failed
+             FROM ${s}.job_minutes WHERE minute >= ${since} GROUP BY 1, 2, 3`,
+          [bins, binMinutes],
+        ),
+        pool.query(
+          `SELECT m.name, m.side, u.i::int AS bucket, sum(u.n)::int AS n
+             FROM ${s}.job_minutes m, unnest(m.waits) WITH ORDINALITY AS u(n, i) WHERE m.minute >= ${since} GROUP BY 1, 2, 3`,
+          [bins, binMinutes],
+        ),
+      ]);
+      const from = Date.parse(iso(start.rows[0].since)!);
+      const byKey = new Map<string, { bins: Map<number, { completed: number; failed: number }>; waits: number[]; name: string; side: 'main' | 'fetcher' }>();
+      const entry = (name: string, side: 'main' | 'fetcher') => {
+        const key = `${side}\u0000${name}`;
+        let e = byKey.get(key);
+        if (!e) byKey.set(key, (e = { name, side, bins: new Map(), waits: new Array(16).fill(0) }));
+        return e;
+      };
+      for (const r of perBin.rows) entry(r.name, r.side).bins.set(Date.parse(iso(r.at)!), { completed: r.completed, failed: r.failed });
+      for (const r of waits.rows) entry(r.name, r.side).waits[r.bucket - 1] = r.n;
+      return [...byKey.values()]
+        .map((e) => {
+          const filled = Array.from({ length: bins }, (_, k) => {
+            const at = from + k * binMinutes * 60_000;
+            return { at: new Date(at).toISOString(), ...(e.bins.get(at) ?? { completed: 0, failed: 0 }) };
+          });
+          return {
+            name: e.name,
+            side: e.side,
+            bins: filled,
+            completed: filled.reduce((a, b) => a + b.completed, 0),
+            failed: filled.reduce((a, b) => a + b.failed, 0),
+            waitP50Ms: percentileOfBuckets(e.waits, 0.5),
+            waitP95Ms: percentileOfBuckets(e.waits, 0.95),
+          };
+        })
+        .sort((a, b) => a.name.localeCompare(b.name) || a.side.localeCompare(b.side));
+    },
+    /** Jobs not finished, by name and the side that runs them: waiting (wherever) and running. */
+    async live(): Promise<LiveCounts[]> {
+      const { rows } = await pool.query(
+        `SELECT name, route AS side,
+                count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
+                count(*) FILTER (WHERE state = 'active')::int AS running
+           FROM ${s}.jobs WHERE state IN ${inStates(LIVE_STATES)} GROUP BY name, route ORDER BY name, route`,
+      );
+      return rows.map((r) => ({ name: r.name, side: r.side, queued: r.queued, running: r.running }));
+    },
+  };
+}
+
+export type OverviewStore = ReturnType<typeof createOverviewStore>;
