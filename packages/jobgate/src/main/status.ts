@@ -8,15 +8,18 @@ import type { FetcherHealth, FetcherMonitor } from '../forward/keep-awake.ts';
  * per-queue counts on both sides.
  */
 export async function serviceStatus(deps: { ledger: MainLedger; override: () => Promise<OverrideState>; wakes: () => Promise<WakeState>; monitor: FetcherMonitor | null; maxAgeMs?: number }) {
-  const unconfigured: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
-  const [health, wake, override, outbox, main] = await Promise.all([
-    deps.monitor ? deps.monitor.check(deps.maxAgeMs ?? 0) : Promise.resolve(unconfigured),
-    deps.wakes(),
+  const [fetcher, override, outbox, main] = await Promise.all([
+    fetcherState(deps),
     deps.override(),
     deps.ledger.outboxStats().then(async (stats) => ({ ...stats, refusedByFetcher: stats.refused > 0 ? await deps.ledger.refusedByFetcher() : [] })),
     deps.ledger.countsByName(),
   ]);
-  // the state is what the probe saw; a wake-up in flight (by any main process) is shown beside it
-  const fetcher = { ...health, ...wake };
   return { fetcher, override, outbox, queues: { main, fetcher: fetcher.status?.queues ?? null } };
+}
+
+/** The fetcher as the probe saw it (asked unless a check is under `maxAgeMs` old), with a wake-up in flight (by any main process) beside it. */
+export async function fetcherState(deps: { wakes: () => Promise<WakeState>; monitor: FetcherMonitor | null; maxAgeMs?: number }) {
+  const unconfigured: FetcherHealth = { state: 'unknown', checkedAt: null, latencyMs: null, error: 'FETCHER_SERVICE_URL is not set' };
+  const [health, wake] = await Promise.all([deps.monitor ? deps.monitor.check(deps.maxAgeMs ?? 0) : Promise.resolve(unconfigured), deps.wakes()]);
+  return { ...health, ...wake };
 }

@@ -5,7 +5,7 @@ import type { MainLedger, ListFilter } from '../../store/index.ts';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { AdminDeps } from './api.ts';
 import { JobFilter } from '../job-actions.ts';
-import { serviceStatus } from '../status.ts';
+import { fetcherState, serviceStatus } from '../status.ts';
 import { cursorOrThrow, JobId, PageFields, parseOrThrow } from '../validation.ts';
 
 export const ListQuery = JobFilter.extend(PageFields);
@@ -26,11 +26,12 @@ export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'over
      */
     async overview(query: Record<string, unknown>) {
       const { window } = parseOrThrow(OverviewQuery, query);
-      const [series, live, pauses, status] = await Promise.all([
+      const [series, live, pauses, fetcher, override] = await Promise.all([
         overview.series(window),
         overview.live(),
         jobs.listPauses(),
-        serviceStatus({ ledger, override: () => deps.override.get(), wakes: () => deps.wakes.current(), monitor: deps.fetcher?.monitor ?? null, maxAgeMs: 10_000 }),
+        fetcherState({ wakes: () => deps.wakes.current(), monitor: deps.fetcher?.monitor ?? null, maxAgeMs: 10_000 }),
+        deps.override.get(),
       ]);
       const paused = new Set(pauses.map((p) => p.name));
       const rows = new Map<string, { name: string; side: 'main' | 'fetcher' }>();
@@ -57,7 +58,7 @@ export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'over
             paused: paused.has(r.name) || paused.has('*'),
           };
         });
-      return { window, generatedAt: new Date().toISOString(), names, pauses, fetcher: status.fetcher, override: status.override };
+      return { window, generatedAt: new Date().toISOString(), names, pauses, fetcher, override };
     },
     /** A batch with its failed jobs (the first 100), for its page. */
     async batch(id: string) {
