@@ -41,6 +41,11 @@ beforeAll(async () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ outcome: 'claimed' }));
         return;
       }
+      // and asks which jobs are paused: none
+      if (req.url === '/internal/v1/pauses' && verify({ keys, purpose: Purpose.readPauses, body, headers }).ok) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ pauses: [] }));
+        return;
+      }
       if (eventsDown) {
         refusedDeliveries++;
         res.writeHead(503).end();

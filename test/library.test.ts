@@ -146,7 +146,7 @@ describe('createMain in a host app', () => {
     expect(login.headers.get('set-cookie')).toMatch(/; Path=\/one\/admin; HttpOnly; SameSite=Strict/);
     // a next outside this admin is not followed
     const elsewhere = await fetch(`${base}/one/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base }, body: new URLSearchParams({ password: PASSWORD, next: '/ops/two/admin/jobs' }) });
-    expect(elsewhere.headers.get('location')).toBe('/one/admin/fetcher_service');
+    expect(elsewhere.headers.get('location')).toBe('/one/admin/overview');
 
     const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
     const html = await (await fetch(`${base}/one/admin/jobs`, { headers: { cookie } })).text();

@@ -112,6 +112,8 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       app
         .route('/internal/v1/pauses')
         .get(...requireSignature(deps.keys, Purpose.readPauses, { limitBytes: BodyLimits.read }), async (_req, res) => {
+          // asked every poll interval: its request line goes at debug
+          res.locals.jobgateQuiet = true;
           res.json({ pauses: (await jobs.listPauses()).map((p) => ({ name: p.name, expiresAt: p.expiresAt })) } satisfies PausesAnswer);
         })
         .all(methodNotAllowed(['GET']));

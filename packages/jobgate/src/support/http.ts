@@ -53,7 +53,9 @@ export function requestContext(logger: Logger): RequestHandler {
     res.setHeader('x-request-id', req.id);
     const started = performance.now();
     res.on('finish', () => {
-      req.log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+      // a poll that a route marks quiet (res.locals.jobgateQuiet) is logged at debug while it succeeds
+      const level = res.locals.jobgateQuiet && res.statusCode < 400 ? 'debug' : 'info';
+      req.log[level]({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
     });
     next();
   };
