@@ -10,7 +10,8 @@ ALTER TABLE jobs ADD COLUMN batch_id uuid;
 CREATE INDEX jobs_by_batch ON jobs (batch_id, state) WHERE batch_id IS NOT NULL;
 
 -- A batch: jobs counted as one, with jobs to enqueue when the last of them ends.
---   pending     members not finished yet (kept by the batch_member_changed trigger);
+--   pending     members not finished yet (counted in as they are written, out by the
+--               batch_member_changed trigger as they end);
 --   sealed      every member has been added (a batch filled over several requests finishes only
 --               then; one written in a single transaction is sealed in it);
 --   callbacks   what to enqueue when it finishes: [{on: finish|success|failure, name, payload}];
@@ -51,6 +52,9 @@ BEGIN
    WHERE b.id = p_id;
 END $$;
 
+-- A member that ends (or, retried, runs again) changes its batch's pending count. Members are
+-- counted in when they are written (their insert, enqueue/perform-later.ts spawn(): one
+-- batch_settle per batch, not one per member).
 CREATE FUNCTION batch_member_changed() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -59,12 +63,12 @@ DECLARE
   v_delta integer := 0;
 BEGIN
   IF NEW.state NOT IN ('completed', 'failed', 'cancelled') THEN v_delta := 1; END IF;
-  IF TG_OP = 'UPDATE' AND OLD.state NOT IN ('completed', 'failed', 'cancelled') THEN v_delta := v_delta - 1; END IF;
+  IF OLD.state NOT IN ('completed', 'failed', 'cancelled') THEN v_delta := v_delta - 1; END IF;
   IF v_delta <> 0 THEN PERFORM batch_settle(NEW.batch_id, v_delta); END IF;
   RETURN NULL;
 END $$;
 
-CREATE TRIGGER batch_members AFTER INSERT OR UPDATE OF state ON jobs
+CREATE TRIGGER batch_members AFTER UPDATE OF state ON jobs
   FOR EACH ROW WHEN (NEW.batch_id IS NOT NULL) EXECUTE FUNCTION batch_member_changed();
 
 -- Every member is in: the batch may finish (at once, when none is pending). Once per batch.

@@ -2,17 +2,24 @@
 -- completed and failed, and their queue waits (from due to first start) as a histogram, so the
 -- overview's charts and wait percentiles read a few thousand rows however many jobs the ledger
 -- holds. Written by a trigger as each job finishes (main's ledger only: 'rollup' in
--- ledger_settings, which main sets), one row per (minute, name, side) updated in place.
+-- ledger_settings, which main sets), counted into a row of (minute, name, side) in place.
 --
--- waits[i] counts waits up to wait_bucket_ms(i) (the last bucket: anything longer).
+-- shard: a transaction never waits for another's row: it counts into a row of its (minute, name,
+-- side) that no other transaction holds (FOR UPDATE SKIP LOCKED), or adds one. So finishing jobs
+-- never queue behind each other on the rollup, and statements that finish jobs of several names
+-- cannot deadlock on it; there are about as many rows per minute as transactions finished jobs of
+-- one name at once. Readers sum them.
+--
+-- waits[i] counts waits up to wait_bucket_bounds()[i] ms (the 16th: anything longer).
 CREATE TABLE job_minutes (
   minute     timestamptz NOT NULL,
   name       text NOT NULL,
   side       text NOT NULL CHECK (side IN ('main', 'fetcher')),
+  shard      integer NOT NULL DEFAULT 0,
   completed  integer NOT NULL DEFAULT 0,
   failed     integer NOT NULL DEFAULT 0,
   waits      integer[] NOT NULL DEFAULT array_fill(0, ARRAY[16]),
-  PRIMARY KEY (minute, name, side)
+  PRIMARY KEY (minute, name, side, shard)
 );
 
 -- The upper bounds of the wait buckets, in ms (the 16th is open-ended).
@@ -25,13 +32,16 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
   v_bounds constant integer[] := wait_bucket_bounds();
+  v_minute timestamptz;
   v_wait_ms double precision;
   v_bucket integer := 16;
   v_waits integer[] := array_fill(0, ARRAY[16]);
+  v_row tid;
 BEGIN
   IF NOT coalesce((SELECT (value #>> '{}')::boolean FROM ledger_settings WHERE key = 'rollup'), false) THEN
     RETURN NULL;
   END IF;
+  v_minute := date_trunc('minute', coalesce(NEW.finished_at, clock_timestamp()));
   v_wait_ms := greatest(0, extract(epoch FROM coalesce(NEW.started_at, NEW.finished_at) - NEW.run_at) * 1000);
   FOR i IN 1..15 LOOP
     IF v_wait_ms <= v_bounds[i] THEN
@@ -40,14 +50,28 @@ BEGIN
     END IF;
   END LOOP;
   v_waits[v_bucket] := 1;
-  INSERT INTO job_minutes AS m (minute, name, side, completed, failed, waits)
-  VALUES (date_trunc('minute', coalesce(NEW.finished_at, clock_timestamp())), NEW.name, NEW.route,
-          (NEW.state = 'completed')::integer, (NEW.state = 'failed')::integer, v_waits)
-  ON CONFLICT (minute, name, side) DO UPDATE
-    SET completed = m.completed + excluded.completed,
-        failed = m.failed + excluded.failed,
-        waits[v_bucket] = m.waits[v_bucket] + 1;
-  RETURN NULL;
+  LOOP
+    -- a row of this minute that no other transaction holds (this one's own, if it has one)
+    SELECT ctid INTO v_row FROM job_minutes
+     WHERE minute = v_minute AND name = NEW.name AND side = NEW.route
+     LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF FOUND THEN
+      UPDATE job_minutes m
+         SET completed = m.completed + (NEW.state = 'completed')::integer,
+             failed = m.failed + (NEW.state = 'failed')::integer,
+             waits[v_bucket] = m.waits[v_bucket] + 1
+       WHERE m.ctid = v_row;
+      RETURN NULL;
+    END IF;
+    -- none free: a row of its own (another transaction adding the same shard at once: look again)
+    INSERT INTO job_minutes (minute, name, side, shard, completed, failed, waits)
+    SELECT v_minute, NEW.name, NEW.route, coalesce(max(shard) + 1, 0), (NEW.state = 'completed')::integer, (NEW.state = 'failed')::integer, v_waits
+      FROM job_minutes WHERE minute = v_minute AND name = NEW.name AND side = NEW.route
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+      RETURN NULL;
+    END IF;
+  END LOOP;
 END $$;
 
 CREATE TRIGGER job_minutes_count AFTER UPDATE OF state ON jobs

@@ -7,8 +7,8 @@ import { callbacksFor, withTransaction, type BatchStore, type Queryable } from '
 import type { EnqueueOptions, EnqueueResult } from './perform-later.ts';
 import { callbackPayload } from './batch.ts';
 
-/** Batches handled per transaction. */
-const PER_TRANSACTION = 20;
+/** A batch whose callbacks could not be enqueued here is left to other processes (or a later try) this long. */
+const SKIP_MS = 30_000;
 
 export function startBatchCallbacks(deps: {
   pool: Pool;
@@ -19,35 +19,48 @@ export function startBatchCallbacks(deps: {
 }) {
   const { pool, batches } = deps;
   const logger = deps.logger.child({ component: 'batches' });
+  /** Batches this process failed on, until when it leaves them alone (one bad batch must not hold up the rest). */
+  const skipped = new Map<string, number>();
 
-  /** Enqueues the callbacks of up to PER_TRANSACTION due batches; how many batches it took. */
-  const dispatchSome = () =>
-    withTransaction(pool, async (db) => {
-      const due = await batches.takeDue(db, PER_TRANSACTION);
-      for (const batch of due) {
+  /**
+   * Enqueues the callbacks of one due batch, in its own transaction: 'done', or 'none' when none is
+   * due. A callback this process cannot enqueue (its job is defined only in a newer deploy, its
+   * payload no longer fits) rolls the transaction back, so the batch stays due for a process that
+   * can: 'skipped' (and this process leaves it alone for SKIP_MS).
+   */
+  async function dispatchOne(): Promise<'done' | 'none' | 'skipped'> {
+    const now = Date.now();
+    for (const [id, until] of skipped) if (until <= now) skipped.delete(id);
+    let taken: string | null = null;
+    try {
+      return await withTransaction(pool, async (db) => {
+        const [batch] = await batches.takeDue(db, 1, [...skipped.keys()]);
+        if (!batch) return 'none';
+        taken = batch.id;
         const counts = await batches.counts(db, batch.id);
         const runs = callbacksFor(counts);
         const dispatched: Array<{ on: (typeof batch.callbacks)[number]['on']; jobId: string }> = [];
         for (const callback of batch.callbacks) {
           if (!runs.has(callback.on)) continue;
-          try {
-            const { job } = await deps.performLater(callback.name, callbackPayload(callback, { id: batch.id, counts, properties: batch.properties }), { db });
-            dispatched.push({ on: callback.on, jobId: job.id });
-          } catch (err) {
-            // refused before anything was written (its job is no longer defined, its payload no longer fits): the others still go
-            if (!(err instanceof JobgateError)) throw err;
-            logger.error({ err, batchId: batch.id, on: callback.on, jobName: callback.name }, 'a batch callback could not be enqueued; skipped');
-          }
+          const { job } = await deps.performLater(callback.name, callbackPayload(callback, { id: batch.id, counts, properties: batch.properties }), { db });
+          dispatched.push({ on: callback.on, jobId: job.id });
         }
         await batches.markDispatched(db, batch.id, dispatched, counts);
         logger.info({ batchId: batch.id, counts, callbacks: dispatched }, 'batch finished');
-      }
-      return due.length;
-    });
+        return 'done';
+      });
+    } catch (err) {
+      // the database itself failing is the loop's to report; a batch of its own is set aside
+      if (taken === null || !(err instanceof JobgateError)) throw err;
+      skipped.set(taken, now + SKIP_MS);
+      logger.error({ err, batchId: taken }, 'could not enqueue the callbacks of a finished batch; it stays due (for another process, or this one in 30 s)');
+      return 'skipped';
+    }
+  }
 
   return startLoop(
     async (signal) => {
-      while (!signal.aborted && (await dispatchSome()) === PER_TRANSACTION);
+      while (!signal.aborted && (await dispatchOne()) !== 'none');
     },
     { intervalMs: deps.intervalMs, onError: (err) => logger.warn({ err }, 'could not enqueue batch callbacks; trying again') },
   );

@@ -33,6 +33,12 @@ export interface EnqueueOptions {
   batch?: string;
 }
 
+/** What jobgate's own callers may ask besides (not part of the public options). */
+export interface InternalOptions {
+  /** Join `batch` even if it finished (an admin's retry of its failed jobs runs it again). */
+  reopenBatch?: boolean;
+}
+
 export interface EnqueueResult {
   job: JobRecord;
   /** A `unique` job with this payload was already queued or active: that one is returned. */
@@ -152,7 +158,7 @@ export function createEnqueuer(deps: {
    * await jobs.performLater(sendNotification, { userId: 'u1', text: 'hi' });
    * await jobs.performLater('notifications.send', payload, { db: client }); // inside the caller's BEGIN … COMMIT
    */
-  async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
+  async function performLater(nameOrDef: string | JobDefinition, payload: unknown, opts: EnqueueOptions & InternalOptions = {}): Promise<EnqueueResult> {
     const def = definition(nameOrDef);
     if (opts.batch !== undefined) return joinBatch(def, payload, opts, opts.batch);
     const payloadOk = checkedPayload(def, payload, ['payload']);
@@ -173,12 +179,12 @@ export function createEnqueuer(deps: {
   }
 
   /** performLater into an existing batch: written as a spawn of one, so the batch is checked in the same transaction. */
-  async function joinBatch(def: JobDefinition, payload: unknown, opts: EnqueueOptions, batchId: string): Promise<EnqueueResult> {
+  async function joinBatch(def: JobDefinition, payload: unknown, opts: EnqueueOptions & InternalOptions, batchId: string): Promise<EnqueueResult> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(batchId)) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
     const id = randomUUID();
     const job = { id, name: def.name, payload, batchId, ...(opts.priority !== undefined ? { priority: opts.priority } : {}), ...(opts.delaySeconds ? { delaySeconds: opts.delaySeconds } : {}), ...(opts.runOnMain ? { runOnMain: true } : {}) };
     const write = async (db: Queryable): Promise<EnqueueResult> => {
-      const written = await spawn({ jobs: [job], batches: [], seal: [], ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) }, { db });
+      const written = await spawn({ jobs: [job], batches: [], seal: [], ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) }, { db, reopenBatch: Boolean(opts.reopenBatch) });
       if (written.has(id)) return { job: (await ledger.getJob(id, { db }))!, duplicate: false };
       const existing = await ledger.findLiveByUniqueKey(def.name, uniqueKeyOf(def.payload.parse(payload)), db);
       if (!existing) throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
@@ -194,7 +200,7 @@ export function createEnqueuer(deps: {
    * (the same child written by an earlier attempt of its parent) or whose unique twin is live is
    * skipped. Returns the ids written.
    */
-  async function spawn(spawned: Spawn, opts: { db?: Queryable } = {}): Promise<Set<string>> {
+  async function spawn(spawned: Spawn, opts: { db?: Queryable; reopenBatch?: boolean } = {}): Promise<Set<string>> {
     const defs = spawned.jobs.map((j, n) => {
       const def = catalogue.get(j.name);
       if (!def) throw new JobgateError(ErrorCode.unknownJob, `No job is named ${JSON.stringify(j.name)}.`, { errors: [{ path: `jobs.${n}.name`, message: 'no job of this name is defined' }] });
@@ -231,10 +237,13 @@ export function createEnqueuer(deps: {
     const joined = [...new Set(spawned.jobs.flatMap((j) => (j.batchId && !opened.has(j.batchId) ? [j.batchId] : [])))];
     const write = async (db: Queryable): Promise<Set<string>> => {
       await batches.insert(db, spawned.batches, spawned.parentId ?? null);
-      const found = await batches.existing(db, joined);
+      const found = await batches.joinable(db, joined, Boolean(opts.reopenBatch));
       const missing = spawned.jobs.findIndex((j) => j.batchId && !opened.has(j.batchId) && !found.has(j.batchId));
-      if (missing >= 0) throw new JobgateError(ErrorCode.requestInvalid, 'A job names a batch that does not exist.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no batch has this id' }] });
+      if (missing >= 0) throw new JobgateError(ErrorCode.stateConflict, 'A job names a batch it cannot join.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no running batch has this id (it does not exist, or it finished)' }] });
       const written = await ledger.insertJobs(db, jobs.map((j) => j.row));
+      const members = new Map<string, number>();
+      for (const { row } of jobs) if (row.batchId && written.has(row.id)) members.set(row.batchId, (members.get(row.batchId) ?? 0) + 1);
+      await batches.countIn(db, members);
       // the queue entries of main's new jobs, one insert per queue
       const byQueue = new Map<string, JobInsert[]>();
       for (const { def, placed, row } of jobs) {
@@ -245,7 +254,9 @@ export function createEnqueuer(deps: {
           placed.queue === def.name
             ? { id: row.id, data, priority: row.priority, ...(delay ? { startAfter: delay } : {}), ...(def.concurrency ? { group: { id: def.name } } : {}) }
             : onMainInsert(def, timings, row.id, { ...data, name: def.name, attemptBase: 0 }, row.priority, delay);
-        byQueue.set(placed.queue, [...(byQueue.get(placed.queue) ?? []), entry]);
+        const queued = byQueue.get(placed.queue);
+        if (queued) queued.push(entry);
+        else byQueue.set(placed.queue, [entry]);
       }
       for (const [queue, entries] of byQueue) await boss.insert(queue, entries, { db: toBossDb(db) });
       if (jobs.some((j) => j.placed.route === 'fetcher' && written.has(j.row.id))) await db.query(`SELECT pg_notify('${ledger.forwardChannel}', '')`);

@@ -110,8 +110,8 @@ export type ManyOptions = Pick<EnqueueOptions, 'db' | 'priority' | 'delaySeconds
 export interface Batch {
   readonly id: string;
   add<P>(job: JobDefinition<P> | string, payload: P, options?: Pick<EnqueueOptions, 'priority' | 'delaySeconds' | 'runOnMain'>): Batch;
-  /** Writes the batch and its jobs in one transaction (with `db`: yours); the jobs' ids in the order added. */
-  enqueue(options?: { db?: Queryable }): Promise<{ id: string; jobIds: string[] }>;
+  /** Writes the batch and its jobs in one transaction (with `db`: yours); the jobs' ids in the order added (`skipped`: as performManyLater's). */
+  enqueue(options?: { db?: Queryable }): Promise<{ id: string; jobIds: string[]; skipped: string[] }>;
 }
 
 export interface MainStartOptions {
@@ -133,9 +133,10 @@ export interface Main {
   performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
   /**
    * Many jobs of one kind in one transaction (with `db`: yours), their ledger rows in one statement
-   * and their queue entries in one per queue. Resolves with their ids, in order.
+   * and their queue entries in one per queue. Resolves with their ids, in order; `skipped`: those
+   * not written because a `unique` job's live twin exists.
    */
-  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: ManyOptions): Promise<{ ids: string[] }>;
+  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: ManyOptions): Promise<{ ids: string[]; skipped: string[] }>;
   /**
    * A batch: add jobs to it, then `enqueue()` writes them and the batch in one transaction. Its
    * callbacks are enqueued once, when the last of its jobs ends.
@@ -312,12 +313,13 @@ export async function createMain(options: MainOptions): Promise<Main> {
       performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
       async performManyLater(job, payloads, { db, batch, priority, delaySeconds, runOnMain, requestId, traceparent } = {}) {
         const name = jobs.definition(job).name;
+        if (batch !== undefined && !JobId.safeParse(batch).success) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
         const many: SpawnJob[] = payloads.map((payload) => ({
           id: randomUUID(), name, payload,
           ...(priority !== undefined ? { priority } : {}), ...(delaySeconds ? { delaySeconds } : {}), ...(runOnMain ? { runOnMain } : {}), ...(batch ? { batchId: batch } : {}),
         }));
-        await jobs.spawn({ jobs: many, batches: [], seal: [], ...(requestId ? { requestId } : {}), ...(traceparent ? { traceparent } : {}) }, db ? { db } : {});
-        return { ids: many.map((j) => j.id) };
+        const written = await jobs.spawn({ jobs: many, batches: [], seal: [], ...(requestId ? { requestId } : {}), ...(traceparent ? { traceparent } : {}) }, db ? { db } : {});
+        return { ids: many.map((j) => j.id), skipped: many.flatMap((j) => (written.has(j.id) ? [] : [j.id])) };
       },
       batch(batchOptions = {}) {
         const id = randomUUID();
@@ -329,8 +331,8 @@ export async function createMain(options: MainOptions): Promise<Main> {
             return batch;
           },
           async enqueue({ db } = {}) {
-            await jobs.spawn({ jobs: members, batches: [batchSpec(id, batchOptions)], seal: [id] }, db ? { db } : {});
-            return { id, jobIds: members.map((m) => m.id) };
+            const written = await jobs.spawn({ jobs: members, batches: [batchSpec(id, batchOptions)], seal: [id] }, db ? { db } : {});
+            return { id, jobIds: members.map((m) => m.id), skipped: members.flatMap((m) => (written.has(m.id) ? [] : [m.id])) };
           },
         };
         return batch;

@@ -53,7 +53,7 @@ export function createJobActions(deps: { jobs: JobRuntime; ledger: MainLedger; p
       // the retry stays in the original's trace (a new span), so one grep shows both runs
       const traceparent = job.traceparent ? newTraceparent(traceIdOf(job.traceparent)) : context.traceparent;
       // a batch's job is retried into its batch, which runs again until the retry ends
-      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, ...context, traceparent, db: client, ...(job.memberOf ? { batch: job.memberOf } : {}) });
+      const { job: created, duplicate } = await jobs.performLater(job.name, job.payload, { priority: job.priority, ...context, traceparent, db: client, ...(job.memberOf ? { batch: job.memberOf, reopenBatch: true } : {}) });
       // a unique job with a live twin: nothing new would run; say so rather than link the two
       if (duplicate) throw new JobgateError(ErrorCode.stateConflict, `A live job with the same payload exists (${created.id}); it was not retried.`);
       if (!(await ledger.markRetried(job.id, created.id, client))) throw new JobgateError(ErrorCode.stateConflict, 'This job was retried already, or an attempt of it is still stopping.');

@@ -165,9 +165,11 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     },
     /** Ends a pause (audited even when there was none); the pause it ended, or null. */
     async resumeJob(name: string, change: { actor: string; reason?: string }): Promise<Pause | null> {
-      const ended = await pauses.resume({ name: pausable(name), ...change });
+      // a pause of a job no longer defined can still be ended
+      const paused = (await pauses.list()).some((p) => p.name === name);
+      const ended = await pauses.resume({ name: paused ? name : pausable(name), ...change });
       await pauseWatch?.refresh().catch(() => {});
-      logger.info({ jobName: pausable(name), by: change.actor, wasPaused: Boolean(ended) }, 'job resumed');
+      logger.info({ jobName: name, by: change.actor, wasPaused: Boolean(ended) }, 'job resumed');
       return ended;
     },
     getJob: (id: string) => ledger.getJob(id, { executions: true }),

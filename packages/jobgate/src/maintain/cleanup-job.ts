@@ -18,9 +18,9 @@ export function cleanupJob(ledger: Ledger, options: { minDays: number }) {
     async run(payload, ctx) {
       const olderThanDays = Math.max(payload.olderThanDays ?? options.minDays, options.minDays);
       const deleted = await ledger.deleteFinished(olderThanDays * 86_400);
-      // the overview's rollup keeps a week (it shows the last day)
-      const minutes = await ledger.pruneRollup(8);
-      ctx.logger.info({ deleted, olderThanDays, asked: payload.olderThanDays ?? null, minDays: options.minDays, rollupMinutesPruned: minutes }, 'finished jobs pruned');
+      // the overview's rollup keeps a week (it shows the last day); batches and firings go with their jobs
+      const history = await ledger.pruneHistory({ rollupDays: 8, olderThanDays });
+      ctx.logger.info({ deleted, olderThanDays, asked: payload.olderThanDays ?? null, minDays: options.minDays, pruned: history }, 'finished jobs pruned');
       return { deleted, olderThanDays };
     },
   });

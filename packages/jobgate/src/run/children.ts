@@ -67,8 +67,12 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
     if (parsed && !parsed.success) throw new JobgateError(ErrorCode.payloadInvalid, `The payload of ${name} is invalid.`, { errors: fieldErrorsFromZod(parsed.error.issues, [path]) });
     return name;
   }
+  const ids = new Set<string>();
   function add(name: string, payload: unknown, options: ChildOptions, key: string): string {
     const id = derivedId(parent.id, key);
+    // two children with one key would be one job: say so rather than drop the second
+    if (ids.has(id)) throw new JobgateError(ErrorCode.requestInvalid, `Two children of this job have the key ${JSON.stringify(key.replace(/^key:/, ''))}.`, { errors: [{ path: 'key', message: 'each child of an attempt needs a key of its own' }] });
+    ids.add(id);
     const batch = typeof options.batch === 'string' ? options.batch : options.batch?.id;
     pending.push({
       id, name, payload,
@@ -124,7 +128,7 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
         return result;
       } catch (err) {
         // rolled back: what was enqueued inside it goes too (what came before waits for the next write)
-        pending.length = before.jobs;
+        for (const dropped of pending.splice(before.jobs)) ids.delete(dropped.id);
         pendingBatches.length = before.batches;
         throw err;
       }

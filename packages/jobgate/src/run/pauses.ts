@@ -29,12 +29,22 @@ export function watchPauses(deps: {
     await deps.beforeRead?.();
     const next = new Set((await deps.read()).map((p) => p.name));
     if (!first && next.size === paused.size && [...next].every((n) => paused.has(n))) return;
-    first = false;
     const [added, removed] = [[...next].filter((n) => !paused.has(n)), [...paused].filter((n) => !next.has(n))];
+    const before = paused;
     paused = next;
+    try {
+      await deps.apply(isPaused);
+    } catch (err) {
+      // applied in part at most: the next read tries again
+      paused = before;
+      throw err;
+    }
+    first = false;
     if (added.length || removed.length) deps.logger.info({ paused: [...next], added, removed }, 'paused jobs changed');
-    await deps.apply(isPaused);
   }
-  const loop = startLoop(tick, { intervalMs: deps.intervalMs, onError: (err) => deps.logger.warn({ err }, 'could not read the paused jobs; keeping the last known') });
-  return { isPaused, refresh: tick, stop: () => loop.stop() };
+  // one read at a time, so an older read never lands after a newer one
+  let reading = Promise.resolve();
+  const serialized = () => (reading = reading.catch(() => {}).then(tick));
+  const loop = startLoop(serialized, { intervalMs: deps.intervalMs, onError: (err) => deps.logger.warn({ err }, 'could not read the paused jobs; keeping the last known') });
+  return { isPaused, refresh: serialized, stop: () => loop.stop() };
 }

@@ -28,6 +28,8 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
   const working = new Set<string>();
   /** The memory guard's pause: no queue is worked. */
   let paused = false;
+  /** stop() began: nothing starts again. */
+  let stopping = false;
   /** Job names paused by an operator (watchPauses): their queues are not worked. */
   let isHeld: (name: string) => boolean = () => false;
   /** Starts or stops each queue's worker to match the pauses; one sync at a time. */
@@ -35,10 +37,10 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
   const sync = () =>
     (syncing = syncing.catch(() => {}).then(async () => {
       for (const [name, startWorker] of handlerWorkers) {
-        const wanted = !paused && !isHeld(name) && !shutdown.signal.aborted;
+        const wanted = !paused && !stopping && !isHeld(name);
         if (wanted && !working.has(name)) {
-          working.add(name);
           await startWorker();
+          working.add(name);
         } else if (!wanted && working.has(name)) {
           working.delete(name);
           await boss.offWork(name, { wait: false });
@@ -92,7 +94,7 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
         logger.warn('intake paused: no new jobs start until resumed');
       },
       async resume(): Promise<void> {
-        if (!paused || shutdown.signal.aborted) return;
+        if (!paused || stopping) return;
         paused = false;
         await sync();
         logger.info('intake resumed');
@@ -109,6 +111,7 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
        * their attempts are recorded as failed (the queue retries them).
        */
       async stop(timeoutMs: number, reason: JobgateError = new JobgateError(ErrorCode.jobAborted, 'aborted by shutdown')): Promise<void> {
+        stopping = true;
         const abortTimer = setTimeout(() => shutdown.abort(reason), timeoutMs);
         // the wait for stubborn handlers must not outlive the drain (it would hold the process open)
         const gaveUp = new AbortController();

@@ -77,11 +77,20 @@ export function createBatchStore(pool: Pool, schema: string) {
     async seal(db: Queryable, ids: string[]): Promise<void> {
       if (ids.length > 0) await db.query(`SELECT ${s}.batch_seal(id) FROM unnest($1::uuid[]) AS id ORDER BY id`, [ids]);
     },
-    /** Which of `ids` exist (a job may join only a batch that does). */
-    async existing(db: Queryable, ids: string[]): Promise<Set<string>> {
+    /**
+     * Which of `ids` a job may join: a batch still running (one that finished has had its
+     * callbacks), or with `reopen` (an admin's retry of its failed jobs) any that exists.
+     */
+    async joinable(db: Queryable, ids: string[], reopen: boolean): Promise<Set<string>> {
       if (ids.length === 0) return new Set();
-      const { rows } = await db.query(`SELECT id FROM ${s}.batches WHERE id = ANY($1::uuid[])`, [ids]);
+      const { rows } = await db.query(`SELECT id FROM ${s}.batches WHERE id = ANY($1::uuid[]) AND (state = 'running' OR $2) FOR UPDATE`, [ids, reopen]);
       return new Set(rows.map((r) => r.id as string));
+    },
+    /** New members written: each batch's pending count goes up by its own, batches in id order. */
+    async countIn(db: Queryable, members: Map<string, number>): Promise<void> {
+      if (members.size === 0) return;
+      const [ids, counts] = [[...members.keys()], [...members.values()]];
+      await db.query(`SELECT ${s}.batch_settle(x.id, x.n) FROM (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, n) ORDER BY id) x`, [ids, counts]);
     },
     async get(id: string): Promise<BatchView | null> {
       const { rows } = await pool.query(`SELECT id, state, properties, dispatched, parent_id, created_at, finished_at FROM ${s}.batches WHERE id = $1`, [id]);
@@ -118,12 +127,12 @@ export function createBatchStore(pool: Pool, schema: string) {
       const { rows } = await pool.query(`SELECT id FROM ${s}.batches WHERE parent_id = $1 ORDER BY created_at DESC, id LIMIT 1`, [parentId]);
       return (rows[0]?.id as string | undefined) ?? null;
     },
-    /** Finished batches whose callbacks are due, locked for the caller's transaction (others skip them). */
-    async takeDue(db: Queryable, limit: number): Promise<DueBatch[]> {
+    /** Finished batches whose callbacks are due (but those of `except`), locked for the caller's transaction (others skip them). */
+    async takeDue(db: Queryable, limit: number, except: string[] = []): Promise<DueBatch[]> {
       const { rows } = await db.query(
-        `SELECT id, properties, callbacks, parent_id FROM ${s}.batches WHERE dispatch_due AND state = 'finished'
+        `SELECT id, properties, callbacks, parent_id FROM ${s}.batches WHERE dispatch_due AND state = 'finished' AND NOT (id = ANY($2::uuid[]))
           ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [limit],
+        [limit, except],
       );
       return rows.map((r) => ({ id: r.id, properties: r.properties, callbacks: r.callbacks, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
     },

@@ -407,10 +407,19 @@ export function createLedger(pool: Pool, schema: string) {
       const { rows } = await pool.query(sql.countsByName);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
-    /** Drops the overview's rollup minutes (migration 021) older than `days` (the overview shows the last day). */
-    async pruneRollup(days: number): Promise<number> {
-      const { rowCount } = await pool.query(`DELETE FROM ${assertSchemaName(schema)}.job_minutes WHERE minute < clock_timestamp() - $1 * interval '1 day'`, [days]);
-      return rowCount ?? 0;
+    /**
+     * Prunes what grows beside the jobs: the overview's rollup minutes older than `rollupDays` (it
+     * shows the last day), and batches that finished (callbacks enqueued) and schedule firings
+     * older than `olderThanDays`, as the jobs they count.
+     */
+    async pruneHistory(options: { rollupDays: number; olderThanDays: number }): Promise<{ minutes: number; batches: number; firings: number }> {
+      const s = assertSchemaName(schema);
+      const [minutes, batches, firings] = await Promise.all([
+        pool.query(`DELETE FROM ${s}.job_minutes WHERE minute < clock_timestamp() - $1 * interval '1 day'`, [options.rollupDays]),
+        pool.query(`DELETE FROM ${s}.batches WHERE state = 'finished' AND NOT dispatch_due AND finished_at < clock_timestamp() - $1 * interval '1 day'`, [options.olderThanDays]),
+        pool.query(`DELETE FROM ${s}.schedule_runs WHERE fired_at < clock_timestamp() - $1 * interval '1 day'`, [options.olderThanDays]),
+      ]);
+      return { minutes: minutes.rowCount ?? 0, batches: batches.rowCount ?? 0, firings: firings.rowCount ?? 0 };
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {
