@@ -77,3 +77,13 @@ END $$;
 CREATE TRIGGER job_minutes_count AFTER UPDATE OF state ON jobs
   FOR EACH ROW WHEN (NEW.state IN ('completed', 'failed') AND OLD.state IS DISTINCT FROM NEW.state)
   EXECUTE FUNCTION job_minutes_count();
+
+-- The overview's "waiting and running now" counts every unfinished job by name and side: from an
+-- index alone (an index-only scan: 24 ms for 333,000 unfinished jobs among 1,000,000, against
+-- 112 ms reading the table). 003's jobs_live_by_name (name, state) gains the side; it also serves
+-- a concurrency gate's count of its name's running jobs, so 001's jobs_active_by_name (name,
+-- running jobs only) goes: one index fewer to write as jobs start. Partial: built from the
+-- unfinished jobs only.
+DROP INDEX jobs_live_by_name;
+CREATE INDEX jobs_live_by_name ON jobs (name, state, route) WHERE state IN ('queued', 'forwarding', 'forwarded', 'active');
+DROP INDEX jobs_active_by_name;
