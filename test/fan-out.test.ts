@@ -103,6 +103,26 @@ describe('batches', () => {
     expect((await call(t.pair.main.url, 'GET', `/api/batches/${parent}`)).status).toBe(404);
   }, 150_000);
 
+  it('main killed (-9) after the last child ended and before the callback was enqueued: it runs once after the restart', async () => {
+    // main's loops look every 30 s here, so the batch waits finished and due, and main dies in between
+    t.pair = await startPair(t.db, { startFetcher: false, mainEnv: { JOBGATE_POLL_INTERVAL_SECONDS: '30' } });
+    const parent = await enqueue(t.pair.main, 'test.fanout', { children: 20 });
+    const due = await waitFor('the batch finished, its callbacks due', async () => {
+      const { rows } = await t.db.pool.query(`SELECT id FROM jobgate.batches WHERE parent_id = $1 AND state = 'finished' AND dispatch_due`, [parent]);
+      return rows[0]?.id as string | undefined;
+    }, { timeoutMs: 30_000, intervalMs: 20 });
+    t.pair.main.kill('SIGKILL');
+    await t.pair.main.exited;
+    // the window was hit: nothing was enqueued for it before the kill
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(0);
+    await t.pair.startMain({ JOBGATE_POLL_INTERVAL_SECONDS: '0.5' });
+    await waitFor('the batch callbacks', async () => (await callbackRuns(due)).length >= 2, { timeoutMs: 30_000 });
+    await sleep(1_500);
+    expect((await callbackRuns(due)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(2);
+    expect((await call(t.pair.main.url, 'GET', `/api/batches/${due}`)).json).toMatchObject({ state: 'finished', counts: { completed: 20 } });
+  }, 90_000);
+
   it('main killed (-9) while the last children end on the fetcher: the callback runs once, with two mains racing for it', async () => {
     t.pair = await startPair(t.db);
     // as many as the fetcher runs at once (JOBGATE_WORKER_CONCURRENCY, 4): a child starts only once main granted its claim
