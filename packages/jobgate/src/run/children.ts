@@ -115,7 +115,7 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
       return batch;
     },
     async transaction(fn) {
-      const before = { jobs: pending.length, batches: pendingBatches.length };
+      const before = { jobs: pending.length, batches: pendingBatches.length, opened: opened.length, children, batchCount };
       try {
         const result = await deps.transaction(async (db) => {
           const value = await fn(db);
@@ -127,9 +127,14 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
         pendingBatches = [];
         return result;
       } catch (err) {
-        // rolled back: what was enqueued inside it goes too (what came before waits for the next write)
+        // rolled back: what was enqueued inside it goes too (what came before waits for the next
+        // write), and the places it took are free again, so the same children enqueued again (here,
+        // or by a retry of the attempt) get the same ids
         for (const dropped of pending.splice(before.jobs)) ids.delete(dropped.id);
         pendingBatches.length = before.batches;
+        opened.length = before.opened;
+        children = before.children;
+        batchCount = before.batchCount;
         throw err;
       }
     },
