@@ -190,7 +190,7 @@ export function createEnqueuer(deps: {
       if (!existing) throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
       return { job: existing, duplicate: true };
     };
-    return opts.db ? write(opts.db) : withTransaction(pool, write);
+    return opts.db instanceof pg.Pool ? withTransaction(opts.db, write) : opts.db ? write(opts.db) : withTransaction(pool, write);
   }
 
   /**
@@ -264,7 +264,8 @@ export function createEnqueuer(deps: {
       return written;
     };
     try {
-      const written = opts.db ? await write(opts.db) : await withTransaction(pool, write);
+      // the caller's transaction, or one of ours (on the caller's pool, if that is what `db` is)
+      const written = opts.db instanceof pg.Pool ? await withTransaction(opts.db, write) : opts.db ? await write(opts.db) : await withTransaction(pool, write);
       for (const j of jobs) if (written.has(j.row.id)) deps.metrics?.enqueued(j.def.name, j.placed.route);
       return written;
     } catch (err) {

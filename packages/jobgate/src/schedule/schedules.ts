@@ -159,7 +159,9 @@ export function createSchedules(deps: {
       return (await view([created]))[0]!;
     },
     /** Edits a schedule; the code's may only be enabled or disabled (its expression lives in the code). */
-    async update(id: string, patch: Partial<ScheduleFields>, actor: string): Promise<Schedule> {
+    async update(id: string, given: Partial<ScheduleFields>, actor: string): Promise<Schedule> {
+      // a field given as undefined is a field not given
+      const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<ScheduleFields>;
       const updated = await store.update(
         checkedId(id),
         (before) => {
