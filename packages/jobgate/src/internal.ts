@@ -15,6 +15,7 @@ export * from './intake/accept.ts';
 export * from './run/runner.ts';
 export * from './run/settle.ts';
 export * from './run/claim-at-main.ts';
+export { noFanOut } from './run/children.ts';
 export * from './define/queue-policy.ts';
 export * from './run/service.ts';
 export * from './run/service-options.ts';
