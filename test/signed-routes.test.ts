@@ -163,7 +163,10 @@ describe('signatures bound to what they act on', () => {
     expect(conflict.status).toBe(409);
     expect(await ledger()).toEqual(before);
     await pair.startFetcher();
-  });
+    // the forwarder delivers it now (its wake-up ends): the next test stops the fetcher again, and
+    // a forwarder still waking it then would not take that test's jobs in time
+    await waitFor('delivered again', async () => !['queued', 'forwarding'].includes((await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state), { timeoutMs: 60_000 });
+  }, 90_000);
 
   it('claims sent together are answered in order, each as it would be alone; the batch is bounded and replay-safe', async () => {
     const main = pair.main;
