@@ -5,17 +5,18 @@
 -- ledger_settings, which main sets), counted into a row of (minute, name, side) in place.
 --
 -- shard: a transaction never waits for another's row: it counts into a row of its (minute, name,
--- side) that no other transaction holds (FOR UPDATE SKIP LOCKED), or adds one. So finishing jobs
--- never queue behind each other on the rollup, and statements that finish jobs of several names
--- cannot deadlock on it; there are about as many rows per minute as transactions finished jobs of
--- one name at once. Readers sum them.
+-- side) that no other transaction holds (FOR UPDATE SKIP LOCKED), or adds one keyed by its own
+-- backend's pid (and a counter), a key no other live transaction can be inserting. So finishing
+-- jobs never queue behind each other on the rollup, and statements that finish jobs of several
+-- names cannot deadlock on it; there are about as many rows per minute as transactions finished
+-- jobs of one name at once. Readers sum them.
 --
 -- waits[i] counts waits up to wait_bucket_bounds()[i] ms (the 16th: anything longer).
 CREATE TABLE job_minutes (
   minute     timestamptz NOT NULL,
   name       text NOT NULL,
   side       text NOT NULL CHECK (side IN ('main', 'fetcher')),
-  shard      integer NOT NULL DEFAULT 0,
+  shard      bigint NOT NULL DEFAULT 0,
   completed  integer NOT NULL DEFAULT 0,
   failed     integer NOT NULL DEFAULT 0,
   waits      integer[] NOT NULL DEFAULT array_fill(0, ARRAY[16]),
@@ -37,6 +38,7 @@ DECLARE
   v_bucket integer := 16;
   v_waits integer[] := array_fill(0, ARRAY[16]);
   v_row tid;
+  v_try integer := 0;
 BEGIN
   IF NOT coalesce((SELECT (value #>> '{}')::boolean FROM ledger_settings WHERE key = 'rollup'), false) THEN
     RETURN NULL;
@@ -63,14 +65,16 @@ BEGIN
        WHERE m.ctid = v_row;
       RETURN NULL;
     END IF;
-    -- none free: a row of its own (another transaction adding the same shard at once: look again)
+    -- none free: a row of its own, keyed by this backend (a key left by an earlier backend with
+    -- the same pid is taken: the next one)
     INSERT INTO job_minutes (minute, name, side, shard, completed, failed, waits)
-    SELECT v_minute, NEW.name, NEW.route, coalesce(max(shard) + 1, 0), (NEW.state = 'completed')::integer, (NEW.state = 'failed')::integer, v_waits
-      FROM job_minutes WHERE minute = v_minute AND name = NEW.name AND side = NEW.route
+    VALUES (v_minute, NEW.name, NEW.route, pg_backend_pid()::bigint * 1000 + v_try,
+            (NEW.state = 'completed')::integer, (NEW.state = 'failed')::integer, v_waits)
     ON CONFLICT DO NOTHING;
     IF FOUND THEN
       RETURN NULL;
     END IF;
+    v_try := v_try + 1;
   END LOOP;
 END $$;
 

@@ -2,13 +2,15 @@
 // clears its `dispatch_due` (set by the trigger in the same transaction as the last member's end),
 // so neither several main processes nor a crash in between can enqueue them twice or lose them.
 import type { Pool } from 'pg';
-import { JobgateError, startLoop, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, startLoop, type Logger } from '../support/index.ts';
 import { callbacksFor, withTransaction, type BatchStore, type Queryable } from '../store/index.ts';
 import type { EnqueueOptions, EnqueueResult } from './perform-later.ts';
 import { callbackPayload } from './batch.ts';
 
 /** A batch whose callbacks could not be enqueued here is left to other processes (or a later try) this long. */
 const SKIP_MS = 30_000;
+/** A callback no process could enqueue for this long after its batch finished is dropped (logged), so the others still go. */
+const GIVE_UP_MS = 10 * 60_000;
 
 export function startBatchCallbacks(deps: {
   pool: Pool;
@@ -42,8 +44,17 @@ export function startBatchCallbacks(deps: {
         const dispatched: Array<{ on: (typeof batch.callbacks)[number]['on']; jobId: string }> = [];
         for (const callback of batch.callbacks) {
           if (!runs.has(callback.on)) continue;
-          const { job } = await deps.performLater(callback.name, callbackPayload(callback, { id: batch.id, counts, properties: batch.properties }), { db });
-          dispatched.push({ on: callback.on, jobId: job.id });
+          try {
+            const { job } = await deps.performLater(callback.name, callbackPayload(callback, { id: batch.id, counts, properties: batch.properties }), { db });
+            dispatched.push({ on: callback.on, jobId: job.id });
+          } catch (err) {
+            // refused before anything was written: its job is not defined here, or its payload no
+            // longer fits. A newer deploy may know better, so the batch waits for one a while;
+            // after GIVE_UP_MS nobody does, and the others go without it.
+            const refused = err instanceof JobgateError && (err.code === ErrorCode.unknownJob || err.code === ErrorCode.payloadInvalid);
+            if (!refused || now - Date.parse(batch.finishedAt) < GIVE_UP_MS) throw err;
+            logger.error({ err, batchId: batch.id, on: callback.on, jobName: callback.name }, 'a batch callback no process could enqueue for 10 minutes is dropped; the others go');
+          }
         }
         await batches.markDispatched(db, batch.id, dispatched, counts);
         logger.info({ batchId: batch.id, counts, callbacks: dispatched }, 'batch finished');
@@ -51,7 +62,7 @@ export function startBatchCallbacks(deps: {
       });
     } catch (err) {
       // the database itself failing is the loop's to report; a batch of its own is set aside
-      if (taken === null || !(err instanceof JobgateError)) throw err;
+      if (taken === null || !(err instanceof JobgateError) || err.code === ErrorCode.databaseUnavailable) throw err;
       skipped.set(taken, now + SKIP_MS);
       logger.error({ err, batchId: taken }, 'could not enqueue the callbacks of a finished batch; it stays due (for another process, or this one in 30 s)');
       return 'skipped';

@@ -46,6 +46,9 @@ export interface EnqueueResult {
 }
 
 
+/** A node-postgres Pool, also one from the app's own copy of pg (by its shape: it counts its clients). */
+const isPool = (db: Queryable | undefined): db is Pool => db instanceof pg.Pool || (typeof db === 'object' && db !== null && 'totalCount' in db && typeof (db as Pool).connect === 'function');
+
 /** The largest payload (as JSON) of a job that runs on the fetcher: one always fits a forward request. */
 export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
 
@@ -190,7 +193,7 @@ export function createEnqueuer(deps: {
       if (!existing) throw new JobgateError(ErrorCode.internal, `could not enqueue unique job ${def.name}: the live duplicate kept changing`);
       return { job: existing, duplicate: true };
     };
-    return opts.db instanceof pg.Pool ? withTransaction(opts.db, write) : opts.db ? write(opts.db) : withTransaction(pool, write);
+    return isPool(opts.db) ? withTransaction(opts.db, write) : opts.db ? write(opts.db) : withTransaction(pool, write);
   }
 
   /**
@@ -233,17 +236,17 @@ export function createEnqueuer(deps: {
         },
       };
     });
-    const opened = new Set(spawned.batches.map((b) => b.id));
-    const joined = [...new Set(spawned.jobs.flatMap((j) => (j.batchId && !opened.has(j.batchId) ? [j.batchId] : [])))];
     const write = async (db: Queryable): Promise<Set<string>> => {
       await batches.insert(db, spawned.batches, spawned.parentId ?? null);
-      const found = await batches.joinable(db, joined, Boolean(opts.reopenBatch));
-      const missing = spawned.jobs.findIndex((j) => j.batchId && !opened.has(j.batchId) && !found.has(j.batchId));
-      if (missing >= 0) throw new JobgateError(ErrorCode.stateConflict, 'A job names a batch it cannot join.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no running batch has this id (it does not exist, or it finished)' }] });
       const written = await ledger.insertJobs(db, jobs.map((j) => j.row));
+      // members counted into their batches after the insert (so a unique twin finishing meanwhile
+      // cannot wait on a batch row this holds); only members written count: the same children
+      // written again by a retried parent join nothing, whatever their batch has done since
       const members = new Map<string, number>();
       for (const { row } of jobs) if (row.batchId && written.has(row.id)) members.set(row.batchId, (members.get(row.batchId) ?? 0) + 1);
-      await batches.countIn(db, members);
+      const took = await batches.countIn(db, members, Boolean(opts.reopenBatch));
+      const missing = spawned.jobs.findIndex((j) => j.batchId && written.has(j.id) && !took.has(j.batchId));
+      if (missing >= 0) throw new JobgateError(ErrorCode.stateConflict, 'A job names a batch it cannot join.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no running batch has this id (it does not exist, or it finished)' }] });
       // the queue entries of main's new jobs, one insert per queue
       const byQueue = new Map<string, JobInsert[]>();
       for (const { def, placed, row } of jobs) {
@@ -265,7 +268,7 @@ export function createEnqueuer(deps: {
     };
     try {
       // the caller's transaction, or one of ours (on the caller's pool, if that is what `db` is)
-      const written = opts.db instanceof pg.Pool ? await withTransaction(opts.db, write) : opts.db ? await write(opts.db) : await withTransaction(pool, write);
+      const written = isPool(opts.db) ? await withTransaction(opts.db, write) : opts.db ? await write(opts.db) : await withTransaction(pool, write);
       for (const j of jobs) if (written.has(j.row.id)) deps.metrics?.enqueued(j.def.name, j.placed.route);
       return written;
     } catch (err) {

@@ -53,7 +53,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
       ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds: claimSecondsOf(timings), ranOn: 'fetcher' }) } : {}),
       // a handler's children are main's jobs: sent there (a retry of a failed send is the attempt's retry)
       ...(options.spawnAtMain
-        ? { children: { lookup: (name: string) => catalogue.get(name), write: childrenToMain(options.spawnAtMain), transaction: <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn) } }
+        ? { children: { lookup: (name: string) => catalogue.get(name), write: childrenToMain(options.spawnAtMain), transaction: <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn), writesInTransaction: false } }
         : {}),
     },
   });

@@ -60,6 +60,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
         lookup: (name) => catalogue.get(name),
         write: async (spawn, db) => void (await enqueuer.spawn(spawn, db ? { db } : {})),
         transaction: (fn) => withTransaction(pool, fn),
+        writesInTransaction: true,
       },
     },
     ...(options.batchSize ? { batchSize: options.batchSize } : {}),

@@ -9,7 +9,7 @@ const child = defineJob({ name: 'test.child', payload: z.strictObject({ n: z.num
 const PARENT = '7b1e3f52-6c1f-4a53-9d7e-0b6a1c2d3e4f';
 
 /** Children of one attempt over a stand-in database: what each write sent, and whether a transaction commits. */
-function attempt(options: { failCommit?: boolean } = {}) {
+function attempt(options: { failCommit?: boolean; sendsElsewhere?: boolean } = {}) {
   const writes: Array<{ spawn: Spawn; inTransaction: boolean }> = [];
   const db = { query: async () => ({ rows: [], rowCount: 0 }) } as Queryable;
   const children = attemptChildren(
@@ -21,6 +21,7 @@ function attempt(options: { failCommit?: boolean } = {}) {
         if (options.failCommit) throw new Error('commit failed');
         return value;
       },
+      writesInTransaction: options.sendsElsewhere !== true,
     },
     { id: PARENT },
   );
@@ -64,6 +65,15 @@ describe("a handler's children", () => {
     const again = await failing.children.fanOut.performLater(child, { n: 1 });
     const fresh = await attempt().children.fanOut.performLater(child, { n: 1 });
     expect(again.id).toBe(fresh.id);
+
+    // on the fetcher the children went to main before the local commit failed: they stay written, their places taken
+    const fetcher = attempt({ failCommit: true, sendsElsewhere: true });
+    const first = await fetcher.children.fanOut.transaction(async () => fetcher.children.fanOut.performLater(child, { n: 1 })).catch(() => null);
+    expect(first).toBeNull();
+    const next = await fetcher.children.fanOut.performLater(child, { n: 2 });
+    expect(next.id).not.toBe(fresh.id);
+    await fetcher.children.flush();
+    expect(fetcher.writes.map((w) => w.spawn.jobs.map((j) => j.payload))).toEqual([[{ n: 1 }], [{ n: 2 }]]);
   });
 });
 

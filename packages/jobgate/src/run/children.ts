@@ -49,6 +49,8 @@ export interface ChildrenDeps {
   /** Writes children and batches: main's enqueuer (in `db`'s transaction when given), or main over the signed API. */
   write(spawn: Spawn, db?: Queryable): Promise<void>;
   transaction<T>(fn: (db: Queryable) => Promise<T>): Promise<T>;
+  /** Whether `write` in a transaction rolls back with it (main: one database); false when it goes elsewhere (the fetcher: to main). */
+  writesInTransaction: boolean;
 }
 
 /** One attempt's children: the context's fan-out, and `flush` for the runner once the handler succeeded. */
@@ -116,10 +118,12 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
     },
     async transaction(fn) {
       const before = { jobs: pending.length, batches: pendingBatches.length, opened: opened.length, children, batchCount };
+      let sent = false;
       try {
         const result = await deps.transaction(async (db) => {
           const value = await fn(db);
           if (pending.length > 0 || pendingBatches.length > 0) await deps.write(spawn([]), db);
+          sent = true;
           return value;
         });
         // written: what comes later is new
@@ -127,6 +131,12 @@ export function attemptChildren(deps: ChildrenDeps, parent: { id: string; reques
         pendingBatches = [];
         return result;
       } catch (err) {
+        if (sent && !deps.writesInTransaction) {
+          // the commit failed after the children went to main: they are written there, keep their places
+          pending = [];
+          pendingBatches = [];
+          throw err;
+        }
         // rolled back: what was enqueued inside it goes too (what came before waits for the next
         // write), and the places it took are free again, so the same children enqueued again (here,
         // or by a retry of the attempt) get the same ids

@@ -2,10 +2,9 @@
 // the shutdown signal, and settle it (completed, failed and retried, cancelled, or lost). Both
 // sides run jobs the same way; the fetcher adds a second claim at main (confirmClaim).
 import { setTimeout as sleep } from 'node:timers/promises';
-import pRetry from 'p-retry';
 import type { JobWithMetadata, JobResult } from 'pg-boss';
-import { ErrorCode, JobgateError, isTransientDatabaseError, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
-import type { Ledger, Route } from '../store/index.ts';
+import { ErrorCode, JobgateError, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
+import { durably, type Ledger, type Route } from '../store/index.ts';
 import type { JobContext, JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from './metrics.ts';
@@ -13,9 +12,6 @@ import { runIsolated } from './isolation/run-isolated.ts';
 import { attemptChildren, noFanOut, type ChildrenDeps } from './children.ts';
 import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } from './settle.ts';
 
-/** Ledger writes after a handler ran outlive a short database outage (a restart takes seconds), and a broken deadlock. */
-export const durably = <T>(write: () => Promise<T>) =>
-  pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
 
 /** Whether the attempt may start as far as main is concerned (the fetcher asks main; see claim-at-main.ts): false when main owns or finished the job. */
 export type ConfirmClaim = (id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string) => Promise<boolean>;

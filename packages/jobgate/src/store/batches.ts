@@ -32,6 +32,7 @@ export interface BatchView {
 /** A finished batch whose callbacks are due, as the dispatcher takes it. */
 export interface DueBatch {
   id: string;
+  finishedAt: string;
   properties: Record<string, unknown>;
   callbacks: BatchCallback[];
   parentId?: string;
@@ -78,19 +79,20 @@ export function createBatchStore(pool: Pool, schema: string) {
       if (ids.length > 0) await db.query(`SELECT ${s}.batch_seal(id) FROM unnest($1::uuid[]) AS id ORDER BY id`, [ids]);
     },
     /**
-     * Which of `ids` a job may join: a batch still running (one that finished has had its
-     * callbacks), or with `reopen` (an admin's retry of its failed jobs) any that exists.
+     * New members written: each batch's pending count goes up by its own (it runs again if it had
+     * finished and `reopen`: an admin's retry of its failed jobs). Returns the batches that took
+     * them; one that had finished (and no `reopen`) or does not exist takes none.
      */
-    async joinable(db: Queryable, ids: string[], reopen: boolean): Promise<Set<string>> {
-      if (ids.length === 0) return new Set();
-      const { rows } = await db.query(`SELECT id FROM ${s}.batches WHERE id = ANY($1::uuid[]) AND (state = 'running' OR $2) FOR UPDATE`, [ids, reopen]);
+    async countIn(db: Queryable, members: Map<string, number>, reopen: boolean): Promise<Set<string>> {
+      if (members.size === 0) return new Set();
+      const { rows } = await db.query(
+        `UPDATE ${s}.batches b SET pending = b.pending + x.n, state = 'running', finished_at = NULL
+           FROM (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, n) ORDER BY id) x
+          WHERE b.id = x.id AND (b.state = 'running' OR $3)
+         RETURNING b.id`,
+        [[...members.keys()], [...members.values()], reopen],
+      );
       return new Set(rows.map((r) => r.id as string));
-    },
-    /** New members written: each batch's pending count goes up by its own, batches in id order. */
-    async countIn(db: Queryable, members: Map<string, number>): Promise<void> {
-      if (members.size === 0) return;
-      const [ids, counts] = [[...members.keys()], [...members.values()]];
-      await db.query(`SELECT ${s}.batch_settle(x.id, x.n) FROM (SELECT * FROM unnest($1::uuid[], $2::int[]) AS u(id, n) ORDER BY id) x`, [ids, counts]);
     },
     async get(id: string): Promise<BatchView | null> {
       const { rows } = await pool.query(`SELECT id, state, properties, dispatched, parent_id, created_at, finished_at FROM ${s}.batches WHERE id = $1`, [id]);
@@ -130,11 +132,11 @@ export function createBatchStore(pool: Pool, schema: string) {
     /** Finished batches whose callbacks are due (but those of `except`), locked for the caller's transaction (others skip them). */
     async takeDue(db: Queryable, limit: number, except: string[] = []): Promise<DueBatch[]> {
       const { rows } = await db.query(
-        `SELECT id, properties, callbacks, parent_id FROM ${s}.batches WHERE dispatch_due AND state = 'finished' AND NOT (id = ANY($2::uuid[]))
+        `SELECT id, properties, callbacks, parent_id, finished_at FROM ${s}.batches WHERE dispatch_due AND state = 'finished' AND NOT (id = ANY($2::uuid[]))
           ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [limit, except],
       );
-      return rows.map((r) => ({ id: r.id, properties: r.properties, callbacks: r.callbacks, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
+      return rows.map((r) => ({ id: r.id, finishedAt: iso(r.finished_at)!, properties: r.properties, callbacks: r.callbacks, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
     },
     /** The callbacks of this finish are enqueued (in the same transaction as they were). */
     async markDispatched(db: Queryable, id: string, dispatched: Array<{ on: BatchCallback['on']; jobId: string }>, finalCounts: BatchCounts): Promise<void> {

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
-import { withTransaction } from './transaction.ts';
+import { durably, withTransaction } from './transaction.ts';
 import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
@@ -219,7 +219,8 @@ export function createMainLedger(pool: Pool, schema: string) {
         job: e.jobId, seq: e.seq, type: e.type, attempt: e.attempt, at: e.at, state: e.state ?? null, started_at: e.startedAt ?? null,
         finished_at: e.finishedAt ?? null, progress: e.progress ?? null, message: e.message ?? null, error: e.error ?? null, peak_rss_mb: e.peakRssMb ?? null,
       }));
-      const { rows } = await pool.query(sql.applyJobEvents, [JSON.stringify(batch)]);
+      // (a deadlock with another batch's finishes, through the batch and rollup triggers, is retried: events apply once each)
+      const { rows } = await durably(() => pool.query(sql.applyJobEvents, [JSON.stringify(batch)]));
       const applied = rows[0].applied as number;
       return { applied, ignored: events.length - applied };
     },
@@ -268,7 +269,7 @@ export function createMainLedger(pool: Pool, schema: string) {
     },
     /** Ids (of `ids`) now cancelled; see the statement for which can be. */
     async cancelJobs(ids: string[], reason: string): Promise<string[]> {
-      const { rows } = await pool.query(sql.cancelJobs, [ids, reason]);
+      const { rows } = await durably(() => pool.query(sql.cancelJobs, [ids, reason]));
       return rows.map((r) => r.id as string);
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {

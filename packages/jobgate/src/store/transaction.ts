@@ -1,4 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
+import pRetry from 'p-retry';
+import { isTransientDatabaseError } from '../support/errors.ts';
 
 /**
  * Runs `fn` inside BEGIN … COMMIT on one pooled connection (ROLLBACK on a throw).
@@ -27,3 +29,7 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
     client.release(broken ?? false);
   }
 }
+
+/** Ledger writes that outlive a short database outage (a restart takes seconds) and a broken deadlock: retried, so they must be idempotent. */
+export const durably = <T>(write: () => Promise<T>) =>
+  pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
