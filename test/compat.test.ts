@@ -21,6 +21,11 @@ const olderFetcher = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       return;
     }
+    // only forwards count: main's keep-awake may ask for the status while the job waits
+    if (req.method !== 'POST' || req.url !== '/v1/jobs') {
+      res.writeHead(404, { 'content-type': 'application/problem+json' }).end('{"title":"Not found","status":404}');
+      return;
+    }
     posts++;
     const { jobs } = JSON.parse(body) as { jobs: Array<{ id: string; options?: Record<string, unknown> }> };
     const refused = jobs.flatMap((j, i) => (j.options && 'traceparent' in j.options ? [{ path: `jobs.${i}.options`, message: 'Unrecognized key: "traceparent"' }] : []));
