@@ -163,18 +163,16 @@ describe('signatures bound to what they act on', () => {
     expect(conflict.status).toBe(409);
     expect(await ledger()).toEqual(before);
     await pair.startFetcher();
-    // the forwarder delivers it now (its wake-up ends): the next test stops the fetcher again, and
-    // a forwarder still waking it then would not take that test's jobs in time
-    await waitFor('delivered again', async () => !['queued', 'forwarding'].includes((await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state), { timeoutMs: 60_000 });
-  }, 90_000);
+  });
 
   it('claims sent together are answered in order, each as it would be alone; the batch is bounded and replay-safe', async () => {
     const main = pair.main;
     await pair.fetcher!.stop();
     const [a, b] = await Promise.all([enqueue(main, 'test.remote', {}), enqueue(main, 'test.remote', {})]);
-    // undelivered (the fetcher is down): waiting, or taken by a delivery that cannot land. (This
-    // waited for both to be taken, within 10 s; on a loaded CI machine one was not, twice, while the
-    // forwarder was waking the stopped fetcher. Which state they wait in does not matter here.)
+    // undelivered (the fetcher is down): waiting, or taken by a delivery that cannot land. Not
+    // necessarily both taken: the previous test's delivery may still be waking the fetcher (it was
+    // stopped again before a probe saw it up), and with both forwarder loops in that wake-up the
+    // second job waits in the outbox, as jobs do while the fetcher cannot be reached.
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding')`, [[a, b]])).rows[0].n).toBe(2);
     const unknown = randomUUID();
     const body = JSON.stringify({ claims: [b, unknown, a].map((jobId) => ({ jobId, attempt: 1, claimSeconds: 30, traceparent: `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01` })) });
