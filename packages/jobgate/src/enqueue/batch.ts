@@ -3,7 +3,8 @@
 // callback job gets. Pure: unit-tested without PostgreSQL.
 import { createHash } from 'node:crypto';
 import type { JobDefinition } from '../define/define-job.ts';
-import type { BatchCallback, SpawnBatch } from '../protocol/wire.ts';
+import { JobId, type BatchCallback, type SpawnBatch } from '../protocol/wire.ts';
+import { ErrorCode, JobgateError } from '../support/index.ts';
 import type { BatchCounts } from '../store/index.ts';
 
 /** A job to enqueue when a batch finishes: a definition (or its name), or one with a payload of its own. */
@@ -40,6 +41,12 @@ export function batchSpec(id: string, options: BatchOptions): SpawnBatch {
     callbacks.push({ on, name: typeof job === 'string' ? job : job.name, payload: payload ?? {} });
   }
   return { id, properties: options.properties ?? {}, callbacks };
+}
+
+/** A batch id a caller gave (`{ batch }`): a UUID, or a 422 naming `batch`. */
+export function batchIdOrThrow(id: string): string {
+  if (!JobId.safeParse(id).success) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
+  return id;
 }
 
 /** The payload a callback job runs with. */

@@ -13,7 +13,7 @@ import { onMainInsert, type OnMainData, type QueuedData } from '../define/queue-
 import { uniqueKeyOf } from '../define/stable-json.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { place, placementOf, type Placement } from './placement.ts';
-import { callbackPayload } from './batch.ts';
+import { batchIdOrThrow, callbackPayload } from './batch.ts';
 import type { Spawn } from '../protocol/wire.ts';
 
 export interface EnqueueOptions {
@@ -183,7 +183,7 @@ export function createEnqueuer(deps: {
 
   /** performLater into an existing batch: written as a spawn of one, so the batch is checked in the same transaction. */
   async function joinBatch(def: JobDefinition, payload: unknown, opts: EnqueueOptions & InternalOptions, batchId: string): Promise<EnqueueResult> {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(batchId)) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
+    batchIdOrThrow(batchId);
     const id = randomUUID();
     const job = { id, name: def.name, payload, batchId, ...(opts.priority !== undefined ? { priority: opts.priority } : {}), ...(opts.delaySeconds ? { delaySeconds: opts.delaySeconds } : {}), ...(opts.runOnMain ? { runOnMain: true } : {}) };
     const write = async (db: Queryable): Promise<EnqueueResult> => {

@@ -15,7 +15,7 @@ import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run
 import { createMainRuntime } from './main-runtime.ts';
 import { createJobMetrics } from '../run/metrics.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
-import { batchSpec, type BatchOptions } from '../enqueue/batch.ts';
+import { batchIdOrThrow, batchSpec, type BatchOptions } from '../enqueue/batch.ts';
 import { startBatchCallbacks } from '../enqueue/batch-callbacks.ts';
 import type { Schedule } from '../schedule/schedules.ts';
 import type { SpawnJob } from '../protocol/index.ts';
@@ -313,7 +313,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       performLater: (job, payload, enqueueOptions) => jobs.performLater(job, payload, enqueueOptions),
       async performManyLater(job, payloads, { db, batch, priority, delaySeconds, runOnMain, requestId, traceparent } = {}) {
         const name = jobs.definition(job).name;
-        if (batch !== undefined && !JobId.safeParse(batch).success) throw new JobgateError(ErrorCode.requestInvalid, 'The batch id is invalid.', { errors: [{ path: 'batch', message: 'a batch id (UUID)' }] });
+        if (batch !== undefined) batchIdOrThrow(batch);
         const many: SpawnJob[] = payloads.map((payload) => ({
           id: randomUUID(), name, payload,
           ...(priority !== undefined ? { priority } : {}), ...(delaySeconds ? { delaySeconds } : {}), ...(runOnMain ? { runOnMain } : {}), ...(batch ? { batchId: batch } : {}),

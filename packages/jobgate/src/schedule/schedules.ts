@@ -13,6 +13,7 @@ import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
 import { derivedId } from '../enqueue/batch.ts';
+import { JobId } from '../protocol/wire.ts';
 
 /** A schedule as the API shows it. */
 export interface Schedule extends StoredSchedule {
@@ -90,7 +91,7 @@ export function createSchedules(deps: {
 
   /** A schedule id as given in a path or on the command line: a UUID, or a 422 naming `id`. */
   function checkedId(id: string): string {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new JobgateError(ErrorCode.requestInvalid, 'The schedule id is invalid.', { errors: [{ path: 'id', message: 'a schedule id (a UUID)' }] });
+    if (!JobId.safeParse(id).success) throw new JobgateError(ErrorCode.requestInvalid, 'The schedule id is invalid.', { errors: [{ path: 'id', message: 'a schedule id (a UUID)' }] });
     return id;
   }
 

@@ -35,7 +35,6 @@ export interface DueBatch {
   finishedAt: string;
   properties: Record<string, unknown>;
   callbacks: BatchCallback[];
-  parentId?: string;
 }
 
 const zeroCounts = (): BatchCounts => ({ queued: 0, active: 0, completed: 0, failed: 0, cancelled: 0 });
@@ -124,19 +123,14 @@ export function createBatchStore(pool: Pool, schema: string) {
       );
       return rows.map((r) => ({ id: r.id, name: r.name, finishedAt: iso(r.finished_at) ?? null, error: r.error ?? null }));
     },
-    /** The batch `parentId`'s handler opened last, if any. */
-    async openedBy(parentId: string): Promise<string | null> {
-      const { rows } = await pool.query(`SELECT id FROM ${s}.batches WHERE parent_id = $1 ORDER BY created_at DESC, id LIMIT 1`, [parentId]);
-      return (rows[0]?.id as string | undefined) ?? null;
-    },
     /** Finished batches whose callbacks are due (but those of `except`), locked for the caller's transaction (others skip them). */
     async takeDue(db: Queryable, limit: number, except: string[] = []): Promise<DueBatch[]> {
       const { rows } = await db.query(
-        `SELECT id, properties, callbacks, parent_id, finished_at FROM ${s}.batches WHERE dispatch_due AND state = 'finished' AND NOT (id = ANY($2::uuid[]))
+        `SELECT id, properties, callbacks, finished_at FROM ${s}.batches WHERE dispatch_due AND state = 'finished' AND NOT (id = ANY($2::uuid[]))
           ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [limit, except],
       );
-      return rows.map((r) => ({ id: r.id, finishedAt: iso(r.finished_at)!, properties: r.properties, callbacks: r.callbacks, ...(r.parent_id ? { parentId: r.parent_id } : {}) }));
+      return rows.map((r) => ({ id: r.id, finishedAt: iso(r.finished_at)!, properties: r.properties, callbacks: r.callbacks }));
     },
     /** The callbacks of this finish are enqueued (in the same transaction as they were). */
     async markDispatched(db: Queryable, id: string, dispatched: Array<{ on: BatchCallback['on']; jobId: string }>, finalCounts: BatchCounts): Promise<void> {
