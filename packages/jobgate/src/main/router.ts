@@ -42,6 +42,13 @@ function part(path: string, logger: Logger, routes: (router: express.Router) => 
   return router;
 }
 
+/** A signed request's body checked against its schema, or a 422 naming each field. */
+function signedBody<T>(schema: z.ZodType<T>, req: Request, invalid: string): T {
+  const parsed = schema.safeParse(req.signedBody);
+  if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, invalid, { errors: fieldErrorsFromZod(parsed.error.issues) });
+  return parsed.data;
+}
+
 /** main's routers; `all` is the three in one. Mount them all under the same prefix. */
 export interface MainRouters {
   /** /internal/v1/*: the fetcher's signed job events and claims. Never behind a user sign-in. */
@@ -66,12 +73,11 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       app
         .route('/internal/v1/job-events')
         .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay }), async (req, res) => {
-          const parsed = JobEvents.safeParse(req.signedBody);
-          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The events are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-          const result = await ledger.applyEvents(parsed.data.events);
+          const body = signedBody(JobEvents, req, 'The events are invalid.');
+          const result = await ledger.applyEvents(body.events);
           req.log.debug({ ...result }, 'job events applied');
           // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
-          for (const e of parsed.data.events) {
+          for (const e of body.events) {
             if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
             deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
           }
@@ -91,9 +97,8 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       app
         .route('/internal/v1/claims')
         .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
-          const parsed = ClaimRequest.safeParse(req.signedBody);
-          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claim is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-          res.json(await claim(parsed.data, req.log));
+          const body = signedBody(ClaimRequest, req, 'The claim is invalid.');
+          res.json(await claim(body, req.log));
         })
         .all(methodNotAllowed(['POST']));
       // A fetcher job's children (and the batches they open), written as main's own are: one
@@ -101,10 +106,9 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       app
         .route('/internal/v1/children')
         .post(...requireSignature(deps.keys, Purpose.spawnJobs, { limitBytes: BodyLimits.spawnJobs, replay }), async (req, res) => {
-          const parsed = Spawn.safeParse(req.signedBody);
-          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The children are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
-          const written = await jobs.spawn(parsed.data);
-          req.log.info({ parentId: parsed.data.parentId, jobs: parsed.data.jobs.length, written: written.size, ...traceFields(parsed.data.traceparent) }, 'children enqueued for the fetcher');
+          const body = signedBody(Spawn, req, 'The children are invalid.');
+          const written = await jobs.spawn(body);
+          req.log.info({ parentId: body.parentId, jobs: body.jobs.length, written: written.size, ...traceFields(body.traceparent) }, 'children enqueued for the fetcher');
           res.json({ written: written.size });
         })
         .all(methodNotAllowed(['POST']));
@@ -120,10 +124,9 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       app
         .route('/internal/v1/claims/batch')
         .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay }), async (req, res) => {
-          const parsed = ClaimBatch.safeParse(req.signedBody);
-          if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The claims are invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+          const body = signedBody(ClaimBatch, req, 'The claims are invalid.');
           // each claim is logged in its own job's trace
-          const answers = await Promise.all(parsed.data.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log)));
+          const answers = await Promise.all(body.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log)));
           res.json({ answers } satisfies ClaimAnswers);
         })
         .all(methodNotAllowed(['POST']));
