@@ -58,14 +58,19 @@ export function createPauseStore(pool: Pool, schema: string) {
     },
     /** Ends the pauses whose expiry has passed, audited as `system`; how many. */
     async expireDue(): Promise<number> {
-      return withTransaction(pool, async (client) => {
-        const { rows } = await client.query(`DELETE FROM ${s}.pauses WHERE expires_at <= clock_timestamp() RETURNING ${COLUMNS}`);
-        for (const r of rows) {
-          const ended = toPause(r);
-          await client.query(audit, ['system', 'job.pause-expired', ended.name, JSON.stringify({ reason: `expired (paused by ${ended.by}: ${ended.reason})`, before: ended })]);
-        }
-        return rows.length;
-      });
+      // one statement (every main asks every poll interval): the pauses ended and their audit entries
+      const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+      const { rows } = await pool.query(
+        `WITH ended AS (DELETE FROM ${s}.pauses WHERE expires_at <= clock_timestamp() RETURNING ${COLUMNS}),
+              audited AS (
+                INSERT INTO ${s}.admin_audit (actor, action, target, detail)
+                SELECT 'system', 'job.pause-expired', name, jsonb_build_object(
+                         'reason', 'expired (paused by ' || paused_by || ': ' || reason || ')',
+                         'before', jsonb_build_object('name', name, 'reason', reason, 'by', paused_by, 'since', ${iso('paused_at')}, 'expiresAt', ${iso('expires_at')}))
+                  FROM ended)
+         SELECT count(*)::int AS n FROM ended`,
+      );
+      return rows[0].n as number;
     },
   };
 }
