@@ -34,10 +34,11 @@ app.use(notFound());
 app.use(problemErrorHandler());
 
 await fetcher.start();
-const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
-
+// the signal handler before the server: a SIGTERM right after "listening" must find it
+let http: Awaited<ReturnType<typeof listen>> | undefined;
 shutdown = onShutdownSignal(logger, async (reason) => {
   const abort = reason === 'memory hard limit' ? new JobgateError(ErrorCode.memoryLimit, `fetcher memory passed its hard limit (${fetcher.memory().limitMb} MB budget); the process is recycled`) : undefined;
-  await fetcher.stop({ before: http.close(), ...(abort ? { abort } : {}) });
+  await fetcher.stop({ before: http?.close(), ...(abort ? { abort } : {}) });
   await pool.end();
 });
+http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);

@@ -45,10 +45,11 @@ if (works) {
 } else {
   logger.info('web role: jobs are enqueued here and run elsewhere');
 }
-const http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
-
+// the signal handler before the server: a SIGTERM right after "listening" must find it
+let http: Awaited<ReturnType<typeof listen>> | undefined;
 onShutdownSignal(logger, async () => {
   draining = true;
-  await jobgate.stop({ before: http.close() });
+  await jobgate.stop({ before: http?.close() });
   await pool.end();
 });
+http = await listen(app, { port: config.PORT, host: config.HOST, requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS }, logger);
