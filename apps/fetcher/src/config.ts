@@ -16,6 +16,8 @@ export const FetcherEnv = z.object({
     }
   }),
   MAIN_SERVICE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** Refuse main's requests without the header signature (on once every main runs a version that sends it). */
+  JOBGATE_REQUIRE_HEADER_SIGNATURE: z.stringbool().default(false),
   /** Job events main did not take are sent again with backoff, at most this far apart. */
   FETCHER_EVENTS_RETRY_MAX_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How often the fetcher prunes its finished jobs older than JOBGATE_RETENTION_DAYS. */
@@ -40,7 +42,7 @@ export function fetcherOptions(config: FetcherConfig, deps: { logger: Logger; po
     ...commonOptionsFromEnv(config),
     pool: deps.pool,
     jobs: referenceJobs(config, deps.pool),
-    main: { ...(config.MAIN_SERVICE_URL ? { url: config.MAIN_SERVICE_URL } : {}), secret: config.FETCHER_SHARED_SECRET, eventsRetryMaxMs: config.FETCHER_EVENTS_RETRY_MAX_MS },
+    main: { ...(config.MAIN_SERVICE_URL ? { url: config.MAIN_SERVICE_URL } : {}), secret: config.FETCHER_SHARED_SECRET, eventsRetryMaxMs: config.FETCHER_EVENTS_RETRY_MAX_MS, requireHeaderSignature: config.JOBGATE_REQUIRE_HEADER_SIGNATURE },
     memory: { ...(config.FETCHER_MEMORY_LIMIT_MB ? { limitMb: config.FETCHER_MEMORY_LIMIT_MB } : {}), softRatio: config.FETCHER_MEMORY_SOFT_RATIO, hardRatio: config.FETCHER_MEMORY_HARD_RATIO },
     onMemoryHardLimit: deps.onMemoryHardLimit,
     pruneIntervalMs: config.FETCHER_PRUNE_INTERVAL_MS,

@@ -64,6 +64,8 @@ export const MainEnv = z
     FETCHER_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(500).max(300_000).default(10_000),
     /** A batch the fetcher did not take is retried with backoff, at most this far apart. */
     FETCHER_FORWARD_RETRY_MAX_SECONDS: z.coerce.number().int().min(1).max(3_600).default(60),
+    /** Refuse the fetcher's requests without the header signature (on once every fetcher runs a version that sends it). */
+    JOBGATE_REQUIRE_HEADER_SIGNATURE: z.stringbool().default(false),
   })
   .refine((c) => !c.FETCHER_SERVICE_URL || c.FETCHER_SHARED_SECRET, { path: ['FETCHER_SHARED_SECRET'], message: 'required when FETCHER_SERVICE_URL is set' });
 
@@ -96,6 +98,7 @@ export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg
             forwardBatchSize: config.FETCHER_FORWARD_BATCH_SIZE,
             forwardInFlight: config.FETCHER_FORWARD_IN_FLIGHT,
             forwardRetryMaxSeconds: config.FETCHER_FORWARD_RETRY_MAX_SECONDS,
+            requireHeaderSignature: config.JOBGATE_REQUIRE_HEADER_SIGNATURE,
           },
         }
       : {}),

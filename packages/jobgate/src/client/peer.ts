@@ -69,7 +69,8 @@ export function createPeer(options: PeerOptions) {
   async function once<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (signing) Object.assign(headers, signedHeaders(options.keys, typeof signing === 'string' ? messageId(signing) : signing.id, body ?? ''));
+    // the header signature covers the path as this side names it (below the other side's mount prefix)
+    if (signing) Object.assign(headers, signedHeaders(options.keys, typeof signing === 'string' ? messageId(signing) : signing.id, body ?? '', Date.now(), { method, path }));
     let response;
     try {
       response = await pool.request({

@@ -28,9 +28,11 @@ export interface FetcherServiceOptions extends CommonOptions {
   /**
    * main: `url` where its router is mounted (e.g. `https://app.example.com/jobgate`), `secret` the
    * shared secret(s). Without `url`, no job event reaches main and no attempt is claimed there
-   * (then main must never use its emergency override with this fetcher).
+   * (then main must never use its emergency override with this fetcher). `requireHeaderSignature`:
+   * refuse main's requests that carry no header signature (default false: a main of a version
+   * before it is served in a lane of its own); switch on once every main is upgraded.
    */
-  main: { url?: string; secret: string; eventsRetryMaxMs?: number };
+  main: { url?: string; secret: string; eventsRetryMaxMs?: number; requireHeaderSignature?: boolean };
   /** The memory budget (default: the container's limit, else 512 MB) and the shares of it that pause intake and recycle. */
   memory?: { limitMb?: number; softRatio?: number; hardRatio?: number };
   /**
@@ -45,7 +47,7 @@ export interface FetcherServiceOptions extends CommonOptions {
 
 const Options = z.object({
   ...commonOptionsShape({ schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),
-  main: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), secret: z.string().min(1), eventsRetryMaxMs: z.number().int().min(100).max(600_000).default(30_000) }),
+  main: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), secret: z.string().min(1), eventsRetryMaxMs: z.number().int().min(100).max(600_000).default(30_000), requireHeaderSignature: z.boolean().default(false) }),
   memory: z
     .strictObject({ limitMb: z.number().int().min(64).max(1_048_576).optional(), softRatio: z.number().gt(0).lt(1).default(0.8), hardRatio: z.number().gt(0).lt(1).default(0.95) })
     .refine((m) => m.softRatio < m.hardRatio, { path: ['softRatio'], message: 'must be below hardRatio' })
@@ -152,6 +154,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
       jobs,
       ledger,
       keys,
+      requireHeaderSignature: o.main.requireHeaderSignature,
       replay: createReplayStore(pool, o.schema),
       logger,
       version: VERSION,

@@ -8,6 +8,8 @@ export interface FetcherRouterDeps {
   jobs: FetcherRuntime;
   ledger: FetcherLedger;
   keys: SigningKey[];
+  /** Refuse main's requests without the header signature (createFetcher's main.requireHeaderSignature). */
+  requireHeaderSignature?: boolean;
   logger: Logger;
   version: string;
   /** True once stop() began: submissions are refused (503) and the status says so. */
@@ -27,13 +29,14 @@ export interface FetcherRouterDeps {
 export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   const startedAt = Date.now();
   const app = express.Router();
+  const requireHeaderSignature = deps.requireHeaderSignature ?? false;
   // /healthz is unsigned and cheap: the wake-up target main probes (503 while stopping)
   app.use(healthRoutes(deps.isDraining));
   app.use('/v1', requestContext(deps.logger));
 
   app
     .route('/v1/jobs')
-    .post(...requireSignature(deps.keys, Purpose.submitJobs, { limitBytes: BodyLimits.submitJobs, replay: deps.replay }), async (req, res) => {
+    .post(...requireSignature(deps.keys, Purpose.submitJobs, { limitBytes: BodyLimits.submitJobs, replay: deps.replay, bulk: true, requireHeaderSignature }), async (req, res) => {
       const parsed = SubmitJobs.safeParse(req.signedBody);
       if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The submission is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
       if (deps.isDraining() || deps.health().intake === 'paused') {
@@ -48,7 +51,7 @@ export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
 
   app
     .route('/v1/jobs/:id')
-    .get(...requireSignature(deps.keys, Purpose.readJob, { limitBytes: BodyLimits.read, resource: (req) => String(req.params.id) }), async (req: Request<{ id: string }>, res) => {
+    .get(...requireSignature(deps.keys, Purpose.readJob, { limitBytes: BodyLimits.read, resource: (req) => String(req.params.id), requireHeaderSignature }), async (req: Request<{ id: string }>, res) => {
       const id = JobId.safeParse(req.params.id);
       if (!id.success) throw new JobgateError(ErrorCode.requestInvalid, 'The job id is invalid.', { errors: [{ path: 'id', message: 'must be a UUID' }] });
       const job = await deps.ledger.getJob(id.data, { executions: true });
@@ -69,7 +72,7 @@ export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   // Main's admin sends again the job events it refused before (after a fix on its side).
   app
     .route('/v1/events/resend')
-    .post(...requireSignature(deps.keys, Purpose.resendEvents, { limitBytes: BodyLimits.read, replay: deps.replay }), async (req, res) => {
+    .post(...requireSignature(deps.keys, Purpose.resendEvents, { limitBytes: BodyLimits.read, replay: deps.replay, requireHeaderSignature }), async (req, res) => {
       const resent = await deps.ledger.resendSetAsideEvents();
       req.log.info({ resent }, 'set-aside job events put back in line for main');
       res.json({ resent });
@@ -78,7 +81,7 @@ export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
 
   app
     .route('/v1/status')
-    .get(...requireSignature(deps.keys, Purpose.readStatus, { limitBytes: BodyLimits.read }), async (_req, res) => {
+    .get(...requireSignature(deps.keys, Purpose.readStatus, { limitBytes: BodyLimits.read, requireHeaderSignature }), async (_req, res) => {
       const status: FetcherStatus = {
         status: deps.isDraining() ? 'stopping' : 'ok',
         version: deps.version,

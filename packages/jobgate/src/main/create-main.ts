@@ -48,6 +48,11 @@ export interface FetcherOptions {
   forwardInFlight?: number;
   /** A forward the fetcher did not take is retried with backoff, at most this far apart (default 60). */
   forwardRetryMaxSeconds?: number;
+  /**
+   * Refuse the fetcher's requests that carry no header signature (default false: a fetcher of a
+   * version before it is served in a lane of its own). Switch on once every fetcher is upgraded.
+   */
+  requireHeaderSignature?: boolean;
 }
 
 /** Who may use the admin: jobgate's own password (user `admin`), or the host app's own check. */
@@ -84,6 +89,7 @@ const Options = z.object({
       forwardBatchSize: z.number().int().min(1).max(500).default(500),
       forwardInFlight: z.number().int().min(1).max(16).default(2),
       forwardRetryMaxSeconds: z.number().int().min(1).max(3_600).default(60),
+      requireHeaderSignature: z.boolean().default(false),
     })
     .optional(),
   admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
@@ -250,6 +256,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       jobs,
       ledger,
       ...(keys ? { keys } : {}),
+      requireHeaderSignature: o.fetcher?.requireHeaderSignature ?? false,
       replay: createReplayStore(pool, o.schema),
       logger,
       apiAuth: auth.api,

@@ -13,6 +13,8 @@ export interface MainRouterDeps {
   jobs: JobRuntime;
   /** Signing keys shared with the fetcher; without them job events are not taken. */
   keys?: SigningKey[];
+  /** Refuse the fetcher's requests without the header signature (FetcherOptions.requireHeaderSignature). */
+  requireHeaderSignature?: boolean;
   /** The fetcher's accepted events and claims by webhook-id: a replay gets the stored answer (createReplayStore). */
   replay?: ReplayGuard;
   ledger?: MainLedger;
@@ -70,9 +72,10 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
     // The fetcher's job events: signed, so the raw body is checked before it is parsed.
     if (deps.keys && deps.ledger && deps.replay) {
       const { ledger, replay } = deps;
+      const requireHeaderSignature = deps.requireHeaderSignature ?? false;
       app
         .route('/internal/v1/job-events')
-        .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay }), async (req, res) => {
+        .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay, requireHeaderSignature }), async (req, res) => {
           const body = signedBody(JobEvents, req, 'The events are invalid.');
           const result = await ledger.applyEvents(body.events);
           req.log.debug({ ...result }, 'job events applied');
@@ -96,7 +99,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       };
       app
         .route('/internal/v1/claims')
-        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay }), async (req, res) => {
+        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay, requireHeaderSignature }), async (req, res) => {
           const body = signedBody(ClaimRequest, req, 'The claim is invalid.');
           res.json(await claim(body, req.log));
         })
@@ -105,7 +108,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       // transaction, ids the fetcher derived (so a retried request or parent writes nothing new).
       app
         .route('/internal/v1/children')
-        .post(...requireSignature(deps.keys, Purpose.spawnJobs, { limitBytes: BodyLimits.spawnJobs, replay }), async (req, res) => {
+        .post(...requireSignature(deps.keys, Purpose.spawnJobs, { limitBytes: BodyLimits.spawnJobs, replay, bulk: true, requireHeaderSignature }), async (req, res) => {
           const body = signedBody(Spawn, req, 'The children are invalid.');
           const written = await jobs.spawn(body);
           req.log.info({ parentId: body.parentId, jobs: body.jobs.length, written: written.size, ...traceFields(body.traceparent) }, 'children enqueued for the fetcher');
@@ -115,7 +118,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       // The fetcher asks which jobs are paused, and stops fetching those (a read: no replay record).
       app
         .route('/internal/v1/pauses')
-        .get(...requireSignature(deps.keys, Purpose.readPauses, { limitBytes: BodyLimits.read }), async (_req, res) => {
+        .get(...requireSignature(deps.keys, Purpose.readPauses, { limitBytes: BodyLimits.read, requireHeaderSignature }), async (_req, res) => {
           // asked every poll interval: its request line goes at debug
           res.locals.jobgateQuiet = true;
           res.json({ pauses: (await jobs.listPauses()).map((p) => ({ name: p.name, expiresAt: p.expiresAt })) } satisfies PausesAnswer);
@@ -123,7 +126,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
         .all(methodNotAllowed(['GET']));
       app
         .route('/internal/v1/claims/batch')
-        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay }), async (req, res) => {
+        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay, requireHeaderSignature }), async (req, res) => {
           const body = signedBody(ClaimBatch, req, 'The claims are invalid.');
           // each claim is logged in its own job's trace
           const answers = await Promise.all(body.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log)));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { ErrorCode, JobgateError, findUnstorable } from '../support/index.ts';
-import { TOLERANCE_SECONDS, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
+import { HEADER_SIGNATURE, TOLERANCE_SECONDS, checkHeaderSignature, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -24,17 +24,60 @@ export interface SignedRouteOptions {
   resource?: (req: Request) => string;
   /** For state-changing routes: a replay of an accepted id gets the stored answer and does nothing again. */
   replay?: ReplayGuard;
+  /** Forwards and children: their bodies are read in the bulk lane (BodyBudgets), apart from the small routes. */
+  bulk?: boolean;
+  /**
+   * Refuse a request without the header signature (HEADER_SIGNATURE) instead of serving it in the
+   * legacy lane. Off while peers of a version before the header signature may still be running.
+   */
+  requireHeaderSignature?: boolean;
 }
 
 /** A body must keep coming at this average rate once the grace has passed, or it is cut off (408). */
 export const BODY_FLOOR_BYTES_PER_SECOND = 64 * 1024;
 const BODY_GRACE_MS = 2_000;
+
+/** Bytes of signed bodies being read at once, per process, in one lane: more senders wait (503) instead of holding memory. */
+export interface BodyBudget {
+  readonly limitBytes: number;
+  inFlight(): number;
+  /** Reserves `bytes`, or false when that would pass the limit. */
+  take(bytes: number): boolean;
+  give(bytes: number): void;
+}
+
+function createBodyBudget(limitBytes: number): BodyBudget {
+  let inFlight = 0;
+  return {
+    limitBytes,
+    inFlight: () => inFlight,
+    take(bytes) {
+      if (inFlight + bytes > limitBytes) return false;
+      inFlight += bytes;
+      return true;
+    },
+    give(bytes) {
+      inFlight -= bytes;
+    },
+  };
+}
+
 /**
- * Bytes of signed bodies being read at once, per process (each body counts its declared length,
- * or its route's limit when it declares none): more senders wait (503) instead of holding memory.
+ * The lanes of signed bodies being read (each body counts its declared length, or its route's
+ * limit when it declares none). Only a request whose header signature checked out (a peer that
+ * holds the secret) reserves from `bulk` or `control`, so a stranger can take none of them; the
+ * small routes (claims, events, pauses, reads) never wait behind forwards and children; a peer
+ * that does not send the header signature yet (an older version, during a rolling deploy) reads
+ * from `legacy`, apart, so strangers posing as one cannot starve the others.
  */
-export const MAX_BODY_BYTES_IN_FLIGHT = 32 * 2 ** 20;
-let bodyBytesInFlight = 0;
+export const BodyBudgets = {
+  /** Forwards (POST /v1/jobs) and children (POST /internal/v1/children). */
+  bulk: createBodyBudget(32 * 2 ** 20),
+  /** Every other signed route. */
+  control: createBodyBudget(8 * 2 ** 20),
+  /** Requests signed over their body only. */
+  legacy: createBodyBudget(16 * 2 ** 20),
+} as const;
 
 const header = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
@@ -75,11 +118,6 @@ async function refuse(req: Request, err: JobgateError): Promise<never> {
   throw err;
 }
 
-/**
- * Reads a signed route's raw body (its headers already checked) with every bound applied before a
- * byte is buffered beyond it: the route's own size limit, a floor rate, and a cap on the bytes of
- * bodies read at once.
- */
 /** The body's declared length (null: chunked), and whether there is a body at all. */
 function declaredBody(req: Request): { declared: number | null; hasBody: boolean } {
   const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
@@ -97,12 +135,16 @@ async function checkBodyHeaders(req: Request, limitBytes: number): Promise<void>
   if (declared !== null && (!Number.isSafeInteger(declared) || declared > limitBytes)) await refuse(req, tooLarge(limitBytes));
 }
 
-async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
+/**
+ * Reads a signed route's raw body (its headers already checked) with every bound applied before a
+ * byte is buffered beyond it: the route's own size limit, a floor rate, and its lane's cap on the
+ * bytes of bodies read at once.
+ */
+async function readBody(req: Request, limitBytes: number, budget: BodyBudget): Promise<Buffer> {
   const { declared, hasBody } = declaredBody(req);
   if (!hasBody) return Buffer.alloc(0);
   const reserved = declared ?? limitBytes;
-  if (bodyBytesInFlight + reserved > MAX_BODY_BYTES_IN_FLIGHT) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
-  bodyBytesInFlight += reserved;
+  if (!budget.take(reserved)) throw new JobgateError(ErrorCode.busy, 'Too many requests are sending bodies right now; retry shortly.');
   const read = new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -110,7 +152,7 @@ async function readBody(req: Request, limitBytes: number): Promise<Buffer> {
     const done = (err: Error | null, body?: Buffer) => {
       clearInterval(pace);
       req.off('data', onData).off('end', onEnd).off('error', onError).off('aborted', onAborted);
-      bodyBytesInFlight -= reserved;
+      budget.give(reserved);
       if (err) reject(err);
       else resolve(body!);
     };
@@ -166,6 +208,32 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
   }) as Response['send'];
 }
 
+/** When a peer without the header signature was last logged (once a minute at most). */
+let legacyLoggedAt = 0;
+
+/**
+ * The lane a message's body is read in, once its header signature (if any) checked out: refused
+ * (401, before a byte of the body is read) when it is wrong, or missing while required.
+ */
+async function laneFor(req: Request, pre: Extract<Precheck, { ok: true }>, keys: SigningKey[], options: SignedRouteOptions, refused: (reason: string) => JobgateError): Promise<BodyBudget> {
+  const given = header(req.headers[HEADER_SIGNATURE]);
+  if (given === undefined) {
+    if (options.requireHeaderSignature) return refuse(req, refused(`no ${HEADER_SIGNATURE}`));
+    if (Date.now() - legacyLoggedAt > 60_000) {
+      legacyLoggedAt = Date.now();
+      req.log.warn({ webhookId: pre.id }, `a peer signs without ${HEADER_SIGNATURE} (a version before it): served in the legacy lane until it is upgraded`);
+    }
+    return BodyBudgets.legacy;
+  }
+  // the signature covers the declared length: a body of unknown length cannot have been signed
+  if (req.headers['transfer-encoding'] !== undefined) return refuse(req, refused('a header-signed request must declare its Content-Length'));
+  const { declared } = declaredBody(req);
+  // req.url: the path below the router's mount point, as the sender named it (client/peer.ts)
+  const check = checkHeaderSignature(pre, keys, given, { method: req.method, path: req.url }, declared ?? 0);
+  if (!check.ok) return refuse(req, refused(check.reason));
+  return options.bulk ? BodyBudgets.bulk : BodyBudgets.control;
+}
+
 /**
  * A signed route's guard: reads the raw body within the route's bounds (readBody), checks the
  * Standard Webhooks signature for `purpose` (and the resource, if the route names one), only then
@@ -190,13 +258,15 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
       let pre: Precheck;
       try {
         // what can be checked without the body is, before a byte of it is read: a sender without
-        // a fresh, well-formed message for this route (and resource) never has its body buffered
+        // a fresh, well-formed message for this route (and resource) never has its body buffered,
+        // and one without the secret (no valid header signature) never reserves any of the budget
         await checkBodyHeaders(req, options.limitBytes);
         pre = precheck({ headers, purpose });
         const resource = options.resource?.(req);
         const reason = !pre.ok ? pre.reason : resource !== undefined && !pre.id.startsWith(`${purpose}_${resource}_`) ? 'message signed for another resource' : null;
         if (reason !== null) await refuse(req, refused(reason));
-        body = await readBody(req, options.limitBytes);
+        const lane = await laneFor(req, pre as Extract<Precheck, { ok: true }>, keys, options, refused);
+        body = await readBody(req, options.limitBytes, lane);
       } catch (err) {
         next(err);
         return;

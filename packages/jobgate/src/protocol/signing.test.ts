@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Purpose, parseSecrets, sign, signedHeaders, verify } from '../internal.ts';
+import { HEADER_SIGNATURE, Purpose, checkHeaderSignature, parseSecrets, precheck, sign, signedHeaders, verify } from '../internal.ts';
 
 // DESIGN.md §2
 const VECTOR = {
@@ -68,5 +68,43 @@ describe('Standard Webhooks signing', () => {
     const bare = Buffer.alloc(32, 5).toString('base64');
     expect(parseSecrets(bare)[0]).toEqual(parseSecrets(`whsec_${bare}`)[0]);
     expect(() => parseSecrets('whsec_AAAA')).toThrow(/24 bytes/);
+  });
+});
+
+describe('the header signature (checked before the body is read)', () => {
+  const line = { method: 'POST', path: '/v1/jobs' };
+  const signed = signedHeaders(keys, VECTOR.id, VECTOR.body, at(0), line);
+  const pre = precheck({ headers: { id: signed['webhook-id'], timestamp: signed['webhook-timestamp'], signature: signed['webhook-signature'] }, purpose: Purpose.submitJobs, now: at(0) });
+  if (!pre.ok) throw new Error(pre.reason);
+  const length = Buffer.byteLength(VECTOR.body);
+
+  it('is sent beside the body signature, which stays the Standard Webhooks one', () => {
+    expect(signed['webhook-signature']).toBe(VECTOR.signature);
+    expect(signed[HEADER_SIGNATURE]).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
+    expect(signedHeaders(keys, VECTOR.id, VECTOR.body, at(0))[HEADER_SIGNATURE]).toBeUndefined();
+  });
+
+  it('verifies with the same key, method, path and length', () => {
+    expect(checkHeaderSignature(pre, keys, signed[HEADER_SIGNATURE]!, line, length)).toEqual({ ok: true, id: VECTOR.id });
+    expect(checkHeaderSignature(pre, keys, signed[HEADER_SIGNATURE]!, { method: 'post', path: '/v1/jobs' }, length).ok).toBe(true);
+  });
+
+  it.each([
+    ['another length (a sender who declares more than it signed)', line, length + 1, keys],
+    ['another path', { method: 'POST', path: '/internal/v1/children' }, length, keys],
+    ['another method', { method: 'GET', path: '/v1/jobs' }, length, keys],
+    ['another secret', line, length, parseSecrets('whsec_' + Buffer.alloc(32, 9).toString('base64'))],
+  ])('refuses %s', (_label, otherLine, otherLength, otherKeys) => {
+    expect(checkHeaderSignature(pre, otherKeys, signed[HEADER_SIGNATURE]!, otherLine, otherLength).ok).toBe(false);
+  });
+
+  it.each([
+    ['random bytes', `v1,${Buffer.alloc(32, 3).toString('base64')}`],
+    ['a short one', 'v1,AAAA'],
+    ['another version', signed[HEADER_SIGNATURE]!.replace('v1,', 'v2,')],
+    ['a 2 KB header', 'v1,' + 'A'.repeat(2048)],
+    ['nothing', ''],
+  ])('refuses %s without throwing', (_label, given) => {
+    expect(checkHeaderSignature(pre, keys, given, line, length).ok).toBe(false);
   });
 });

@@ -5,6 +5,15 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const SIGNATURE_HEADERS = { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' } as const;
 
+/**
+ * jobgate's second signature, beside Standard Webhooks' body signature: the same key over what
+ * the receiver knows before it reads a byte of the body (the message id, its timestamp, the
+ * method, the route's path and the declared Content-Length). A stranger without the secret cannot
+ * make one, so a receiver refuses him before his body can take any memory or any of the budget
+ * of bodies being read (protocol/express.ts).
+ */
+export const HEADER_SIGNATURE = 'jobgate-header-signature';
+
 /** How far a timestamp may be from the receiver's clock, either way. */
 export const TOLERANCE_SECONDS = 300;
 const ID = /^[A-Za-z0-9_:-]{1,128}$/;
@@ -65,10 +74,58 @@ export function sign(key: SigningKey, id: string, timestamp: number, body: strin
   return `v1,${mac}`;
 }
 
-/** The three headers for a message, signed with the newest key. */
-export function signedHeaders(keys: SigningKey[], id: string, body: string | Buffer, now = Date.now()): Record<string, string> {
+/** What a request's header signature covers: its path relative to the peer's base URL (with any query). */
+export interface SignedRequestLine {
+  method: string;
+  path: string;
+}
+
+/** The header signature (HEADER_SIGNATURE) of a message sent as `line` with a body of `contentLength` bytes. */
+export function signHeaderLine(key: SigningKey, id: string, timestamp: number, line: SignedRequestLine, contentLength: number): string {
+  const mac = createHmac('sha256', key).update(`${id}.${timestamp}.${line.method.toUpperCase()}.${line.path}.${contentLength}`).digest('base64');
+  return `v1,${mac}`;
+}
+
+/**
+ * The headers for a message, signed with the newest key: Standard Webhooks' three and, when the
+ * request line is given, the header signature over it and the body's length.
+ */
+export function signedHeaders(keys: SigningKey[], id: string, body: string | Buffer, now = Date.now(), line?: SignedRequestLine): Record<string, string> {
   const timestamp = Math.floor(now / 1000);
-  return { [SIGNATURE_HEADERS.id]: id, [SIGNATURE_HEADERS.timestamp]: String(timestamp), [SIGNATURE_HEADERS.signature]: sign(keys[0]!, id, timestamp, body) };
+  const headers: Record<string, string> = { [SIGNATURE_HEADERS.id]: id, [SIGNATURE_HEADERS.timestamp]: String(timestamp), [SIGNATURE_HEADERS.signature]: sign(keys[0]!, id, timestamp, body) };
+  if (line) headers[HEADER_SIGNATURE] = signHeaderLine(keys[0]!, id, timestamp, line, Buffer.byteLength(body));
+  return headers;
+}
+
+/**
+ * Checks a header signature for a message that passed `precheck`, in constant time against each
+ * key: `contentLength` is what the request declares (0 when it declares none).
+ */
+export function checkHeaderSignature(pre: Extract<Precheck, { ok: true }>, keys: SigningKey[], given: string, line: SignedRequestLine, contentLength: number): Verification {
+  if (given.length > MAX_SIGNATURE_HEADER) return { ok: false, reason: `${HEADER_SIGNATURE} too long` };
+  const candidates = v1Signatures(given);
+  if (candidates === null || candidates.length === 0) return { ok: false, reason: `no well-formed v1 ${HEADER_SIGNATURE}` };
+  const matched = keys.some((key) => {
+    const expected = Buffer.from(signHeaderLine(key, pre.id, pre.ts, line, contentLength).slice(3), 'base64');
+    return candidates.some((c) => timingSafeEqual(c, expected));
+  });
+  return matched ? { ok: true, id: pre.id } : { ok: false, reason: `${HEADER_SIGNATURE} does not match the request line` };
+}
+
+/**
+ * The well-formed `v1,<base64 of 32 bytes>` entries of a space-separated signature list (null:
+ * more entries than MAX_SIGNATURES). Length-checked here: timingSafeEqual throws on different
+ * lengths, and a short signature must be a 401, not a 500.
+ */
+function v1Signatures(list: string): Buffer[] | null {
+  const given = list.split(' ').filter(Boolean);
+  if (given.length > MAX_SIGNATURES) return null;
+  return given.flatMap((entry) => {
+    const [version, value] = entry.split(',', 2);
+    if (version !== 'v1' || !value) return [];
+    const bytes = Buffer.from(value, 'base64');
+    return bytes.length === SIGNATURE_BYTES ? [bytes] : [];
+  });
 }
 
 export type Verification = { ok: true; id: string } | { ok: false; reason: string };
@@ -89,15 +146,8 @@ export function precheck(options: { headers: { id?: string; timestamp?: string; 
   const now = Math.floor((options.now ?? Date.now()) / 1000);
   const ts = Number(timestamp);
   if (Math.abs(now - ts) > TOLERANCE_SECONDS) return { ok: false, reason: `timestamp outside the ${TOLERANCE_SECONDS} s window (skew ${now - ts} s)` };
-  const given = signature.split(' ').filter(Boolean);
-  if (given.length > MAX_SIGNATURES) return { ok: false, reason: 'too many signatures' };
-  const candidates = given.flatMap((entry) => {
-    const [version, value] = entry.split(',', 2);
-    if (version !== 'v1' || !value) return [];
-    const bytes = Buffer.from(value, 'base64');
-    // timingSafeEqual throws on different lengths: a short signature must be a 401, not a 500
-    return bytes.length === SIGNATURE_BYTES ? [bytes] : [];
-  });
+  const candidates = v1Signatures(signature);
+  if (candidates === null) return { ok: false, reason: 'too many signatures' };
   if (candidates.length === 0) return { ok: false, reason: 'no well-formed v1 signature' };
   if (!id.startsWith(`${options.purpose}_`)) return { ok: false, reason: `message is not for this route (expected ${options.purpose}_)` };
   return { ok: true, id, ts, candidates };
