@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createRegistry, metricsRoute, problemErrorHandler, requestContext, createLogger } from '../packages/jobgate/src/support/index.ts';
 import { parsePrometheusText, sampleValue } from './support/prometheus.ts';
 import { databasePerTest, enqueue, startPair } from './support/gateway.ts';
+import { TEST_API_TOKEN } from './support/apps.ts';
 import { waitFor } from './support/wait.ts';
 
 const TOKEN = 'metrics-token-for-tests-0123456789';
@@ -61,6 +62,15 @@ describe('metrics', () => {
     expect(anonymous.headers.get('www-authenticate')).toMatch(/^Bearer/);
     expect(anonymous.headers.get('content-type')).toMatch(/problem\+json/);
     expect((await fetch(`${fetcher!.url}/metrics`, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
+
+    // refusals, by route, status and reason, on both apps
+    expect((await fetch(`${main.url}/api/jobs`, { headers: { authorization: 'Bearer not-a-token-not-a-token' } })).status).toBe(401);
+    expect((await fetch(`${main.url}/api/jobs/test.record`, { method: 'POST', headers: { authorization: `Bearer ${TEST_API_TOKEN}`, 'content-type': 'text/plain' }, body: 'x' })).status).toBe(415);
+    expect((await fetch(`${fetcher!.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(401);
+    const refused = { main: await scrape(main.url), fetcher: await scrape(fetcher!.url) };
+    expect(sampleValue(refused.main, 'jobgate_http_refusals_total', { route: '/api/*', status: '401', reason: 'JG_UNAUTHORIZED' })).toBeGreaterThanOrEqual(1);
+    expect(sampleValue(refused.main, 'jobgate_http_refusals_total', { route: '/api/*', status: '415', reason: 'JG_UNSUPPORTED_MEDIA_TYPE' })).toBe(1);
+    expect(sampleValue(refused.fetcher, 'jobgate_http_refusals_total', { route: '/v1/jobs', status: '401', reason: 'JG_INVALID_SIGNATURE' })).toBe(1);
   });
 
   it('is open in development without a token and absent in production without one', async () => {

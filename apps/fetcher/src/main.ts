@@ -26,7 +26,7 @@ const fetcher = await createFetcher(
 const app = express();
 app.disable('x-powered-by');
 app.set('trust proxy', trustProxySetting(config.TRUST_PROXY));
-app.use(requestContext(logger));
+app.use(requestContext(logger, { registry: fetcher.metrics }));
 app.use(metricsRoute(fetcher.metrics, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }));
 // the signed /v1/* API and /healthz, the wake-up target
 app.use(fetcher.router);

@@ -28,7 +28,7 @@ const app = express();
 app.disable('x-powered-by');
 app.set('query parser', 'simple');
 app.set('trust proxy', trustProxySetting(config.TRUST_PROXY));
-app.use(requestContext(logger));
+app.use(requestContext(logger, { registry: jobgate.metrics }));
 app.use(healthRoutes(() => draining));
 app.use(metricsRoute(jobgate.metrics, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }));
 // a worker-role process serves health and metrics only (nothing to enqueue)

@@ -157,6 +157,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
       requireHeaderSignature: o.main.requireHeaderSignature,
       replay: createReplayStore(pool, o.schema),
       logger,
+      registry,
       version: VERSION,
       isDraining: () => draining,
       health: () => ({ memory: guard.snapshot(), intake: guard.intake }),

@@ -2,6 +2,7 @@ import express, { type Request } from 'express';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
 import { BodyLimits, JobId, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { FetcherLedger } from '../store/index.ts';
+import type { Registry } from 'prom-client';
 import type { FetcherRuntime } from './fetcher-runtime.ts';
 
 export interface FetcherRouterDeps {
@@ -11,6 +12,8 @@ export interface FetcherRouterDeps {
   /** Refuse main's requests without the header signature (createFetcher's main.requireHeaderSignature). */
   requireHeaderSignature?: boolean;
   logger: Logger;
+  /** Where refused requests are counted (jobgate_http_refusals_total). */
+  registry?: Registry;
   version: string;
   /** True once stop() began: submissions are refused (503) and the status says so. */
   isDraining(): boolean;
@@ -32,7 +35,7 @@ export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   const requireHeaderSignature = deps.requireHeaderSignature ?? false;
   // /healthz is unsigned and cheap: the wake-up target main probes (503 while stopping)
   app.use(healthRoutes(deps.isDraining));
-  app.use('/v1', requestContext(deps.logger));
+  app.use('/v1', requestContext(deps.logger, deps.registry ? { registry: deps.registry } : {}));
 
   app
     .route('/v1/jobs')

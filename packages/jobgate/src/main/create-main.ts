@@ -259,6 +259,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       requireHeaderSignature: o.fetcher?.requireHeaderSignature ?? false,
       replay: createReplayStore(pool, o.schema),
       logger,
+      registry,
       apiAuth: auth.api,
       admin: {
         override,

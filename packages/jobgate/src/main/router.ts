@@ -2,6 +2,7 @@ import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
+import type { Registry } from 'prom-client';
 import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, Spawn, requireSignature, type ClaimAnswer, type ClaimAnswers, type PausesAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
@@ -19,6 +20,8 @@ export interface MainRouterDeps {
   replay?: ReplayGuard;
   ledger?: MainLedger;
   logger: Logger;
+  /** Where refused requests are counted (jobgate_http_refusals_total). */
+  registry?: Registry;
   /** Who may use /api/* (AdminAuth.api). Required: the jobs API is never open to anyone. */
   apiAuth: express.RequestHandler;
   /** The admin API; absent, /admin/api/* is not served. */
@@ -32,13 +35,13 @@ const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
  * traces, refuses unstorable query text, and answers problem+json for what it does not know.
  * Requests outside `path` pass through untouched (the host app's own routes).
  */
-function part(path: string, logger: Logger, routes: (router: express.Router) => void): express.Router {
+function part(path: string, deps: Pick<MainRouterDeps, 'logger' | 'registry'>, routes: (router: express.Router) => void): express.Router {
   const router = express.Router();
   router.use((req, res, next) => {
     res.locals.jobgateMount = req.baseUrl;
     next();
   });
-  router.use(path, requestContext(logger), rejectUnstorable('query'));
+  router.use(path, requestContext(deps.logger, deps.registry ? { registry: deps.registry } : {}), rejectUnstorable('query'));
   routes(router);
   router.use(path, notFound(), problemErrorHandler());
   return router;
@@ -68,7 +71,7 @@ export interface MainRouters {
  */
 export function createMainRouters(deps: MainRouterDeps): MainRouters {
   const { jobs } = deps;
-  const internal = part('/internal', deps.logger, (app) => {
+  const internal = part('/internal', deps, (app) => {
     // The fetcher's job events: signed, so the raw body is checked before it is parsed.
     if (deps.keys && deps.ledger && deps.replay) {
       const { ledger, replay } = deps;
@@ -138,7 +141,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
 
   const admin = deps.admin && deps.ledger ? { ...deps.admin, jobs, ledger: deps.ledger } : null;
   const reads = admin ? createAdminReads(admin) : null;
-  const adminRouter = part('/admin', deps.logger, (app) => {
+  const adminRouter = part('/admin', deps, (app) => {
     if (!admin || !reads) return;
     app.use('/admin', adminHeaders);
     // the dashboard's pages and login (a form post) come before the JSON-only API
@@ -146,7 +149,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
     app.use('/admin/api', adminApi(admin, reads));
   });
 
-  const api = part('/api', deps.logger, (app) => {
+  const api = part('/api', deps, (app) => {
     // Who is asking comes before any body is read.
     app.use('/api', deps.apiAuth, ...jsonBody());
 

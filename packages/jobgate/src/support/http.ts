@@ -4,6 +4,7 @@ import type { Logger } from './logger.ts';
 import { ErrorCode, JobgateError, httpStatusFor, isDatabaseUnavailable, type FieldError } from './errors.ts';
 import { newTraceparent, parseTraceparent, traceIdOf } from './trace.ts';
 import { findUnstorable } from './text.ts';
+import { Counter, type Registry } from 'prom-client';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -37,11 +38,41 @@ const titleByCode: Partial<Record<string, string>> = {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The answers counted as refusals (jobgate_http_refusals_total), so an operator sees an attack or a quota at work. */
+const REFUSAL_STATUSES = new Set([401, 408, 413, 415, 429, 503]);
+
+/** The refusals counter of `registry` (one per registry, however many routers count into it). */
+export function refusalCounter(registry: Registry): Counter<'route' | 'status' | 'reason'> {
+  const name = 'jobgate_http_refusals_total';
+  return (
+    (registry.getSingleMetric(name) as Counter<'route' | 'status' | 'reason'> | undefined) ??
+    new Counter({ name, help: 'Requests refused (401, 408, 413, 415, 429, 503), by route, status and reason (the problem code)', labelNames: ['route', 'status', 'reason'], registers: [registry] })
+  );
+}
+
+/**
+ * A bounded name for the route a request took: the route's own pattern (`/admin/api/jobs/:id/retry`)
+ * when one matched, else the first segment below the mount point (`/api/*`), so a stranger's
+ * made-up paths cannot grow the metric's labels. `relative` is the path below jobgate's mount.
+ */
+export function routeLabel(req: Request, relative: string): string {
+  const segments = relative.split('/').filter(Boolean);
+  const pattern = (req.route as { path?: unknown } | undefined)?.path;
+  if (typeof pattern === 'string') {
+    // a route of a nested router names only its own part: the routers above it are literal prefixes
+    const own = pattern.split('/').filter(Boolean);
+    return `/${[...segments.slice(0, Math.max(0, segments.length - own.length)), ...own].join('/')}`;
+  }
+  return segments.length > 0 ? `/${segments[0]}/*` : '/';
+}
+
 /**
  * Gives each request an id (the caller's `x-request-id` when it is sane), a span in the caller's
- * W3C trace (its `traceparent`) or a new trace, and a child logger carrying both.
+ * W3C trace (its `traceparent`) or a new trace, and a child logger carrying both. Logs each
+ * request with its full path (mount prefix included) and, given a registry, counts refusals.
  */
-export function requestContext(logger: Logger): RequestHandler {
+export function requestContext(logger: Logger, options: { registry?: Registry } = {}): RequestHandler {
+  const refusals = options.registry ? refusalCounter(options.registry) : null;
   return (req, res, next) => {
     // once per request: the host app (or the reference app) may have set it up already
     if (res.locals.jobgateContext) return next();
@@ -52,10 +83,17 @@ export function requestContext(logger: Logger): RequestHandler {
     req.log = logger.child({ requestId: req.id, traceId: traceIdOf(req.traceparent) });
     res.setHeader('x-request-id', req.id);
     const started = performance.now();
+    const path = req.originalUrl.split('?', 1)[0]!;
+    // where the router that set this up is mounted (req.baseUrl ends with its own path, e.g. /internal)
+    const base = req.baseUrl.slice(0, Math.max(0, req.baseUrl.lastIndexOf('/')));
     res.on('finish', () => {
       // a poll that a route marks quiet (res.locals.jobgateQuiet) is logged at debug while it succeeds
       const level = res.locals.jobgateQuiet && res.statusCode < 400 ? 'debug' : 'info';
-      req.log[level]({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+      req.log[level]({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+      if (refusals && REFUSAL_STATUSES.has(res.statusCode)) {
+        const mount = (res.locals.jobgateMount as string | undefined) ?? base;
+        refusals.inc({ route: routeLabel(req, path.slice(mount.length)), status: String(res.statusCode), reason: (res.locals.jobgateProblem as string | undefined) ?? 'http' });
+      }
     });
     next();
   };
@@ -82,6 +120,8 @@ export function sendProblem(req: Request, res: Response, problem: Problem): void
     instance: `urn:request:${req.id}`,
     requestId: req.id,
   };
+  // the refusals metric's reason (requestContext)
+  res.locals.jobgateProblem = problem.code ?? 'http';
   res.status(problem.status).type('application/problem+json').send(JSON.stringify(body));
 }
 
