@@ -34,23 +34,54 @@ export class FetcherClientError extends Error {
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
+/** Which app the client talks to: its messages name it (the fetcher's client for main says "main unreachable"). */
+export type PeerName = 'fetcher' | 'main';
+
 /** Maps an undici or network error to ours. */
-export function fromNetworkError(err: unknown): FetcherClientError {
+export function fromNetworkError(err: unknown, peer: PeerName = 'fetcher'): FetcherClientError {
   if (err instanceof FetcherClientError) return err;
   const code = (err as { code?: string; cause?: { code?: string } })?.code ?? (err as { cause?: { code?: string } })?.cause?.code;
   const message = err instanceof Error ? err.message : String(err);
-  if (code && TIMEOUT_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.timeout, `fetcher timed out: ${message}`, { cause: err });
-  if (code && NETWORK_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.unavailable, `fetcher unreachable: ${message}`, { cause: err });
-  return new FetcherClientError(FetcherErrorCode.failed, `fetcher request failed: ${message}`, { cause: err });
+  if (code && TIMEOUT_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.timeout, `${peer} timed out: ${message}`, { cause: err });
+  if (code && NETWORK_CODES.has(code)) return new FetcherClientError(FetcherErrorCode.unavailable, `${peer} unreachable: ${message}`, { cause: err });
+  return new FetcherClientError(FetcherErrorCode.failed, `${peer} request failed: ${message}`, { cause: err });
 }
 
-/** Maps an HTTP status the fetcher (or the platform in front of it) answered with. */
-export function fromStatus(status: number, detail: string, retryAfterMs?: number, fieldErrors?: Array<{ path: string; message: string }>): FetcherClientError {
-  if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `fetcher answered ${status}: ${detail}`, { status, retryAfterMs });
-  if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `fetcher answered 429: ${detail}`, { status, retryAfterMs });
-  if (status === 408) return new FetcherClientError(FetcherErrorCode.timeout, `fetcher answered 408: ${detail}`, { status });
-  if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `fetcher refused the request (${status}): ${detail}`, { status, fieldErrors });
-  return new FetcherClientError(FetcherErrorCode.failed, `fetcher answered ${status}: ${detail}`, { status });
+/** Maps an HTTP status the other app (or the platform in front of it) answered with. */
+export function fromStatus(status: number, detail: string, retryAfterMs?: number, fieldErrors?: Array<{ path: string; message: string }>, peer: PeerName = 'fetcher'): FetcherClientError {
+  if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `${peer} answered ${status}: ${detail}`, { status, retryAfterMs });
+  if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `${peer} answered 429: ${detail}`, { status, retryAfterMs });
+  if (status === 408) return new FetcherClientError(FetcherErrorCode.timeout, `${peer} answered 408: ${detail}`, { status });
+  if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `${peer} refused the request (${status}): ${detail}`, { status, fieldErrors });
+  return new FetcherClientError(FetcherErrorCode.failed, `${peer} answered ${status}: ${detail}`, { status });
+}
+
+/**
+ * Logs that the other app cannot be reached the way an operator wants it: one line at warn naming
+ * it (no stack: the reason is the whole story), at most once per `everyMs` however many loops hit
+ * it, and one line when it answers again. Any other failure is logged with its error, every time.
+ */
+export function unreachableLog(logger: { warn(o: object, msg: string): void; info(o: object, msg: string): void }, peer: PeerName, everyMs = 60_000) {
+  let since: number | null = null;
+  let loggedAt = 0;
+  return {
+    failed(err: unknown, what: string): void {
+      if (!isRetryable(err)) {
+        logger.warn({ err, peer }, `${what} failed`);
+        return;
+      }
+      since ??= Date.now();
+      if (Date.now() - loggedAt < everyMs) return;
+      loggedAt = Date.now();
+      logger.warn({ peer, error: (err as Error).message, downForSeconds: Math.round((Date.now() - since) / 1000) }, `${peer} unreachable; retrying`);
+    },
+    ok(): void {
+      if (since === null) return;
+      logger.info({ peer, downForSeconds: Math.round((Date.now() - since) / 1000) }, `${peer} reachable again`);
+      since = null;
+      loggedAt = 0;
+    },
+  };
 }
 
 /**
@@ -70,3 +101,5 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   const date = Date.parse(v);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
+
+export type UnreachableLog = ReturnType<typeof unreachableLog>;

@@ -5,7 +5,7 @@ import { createPeer, type PeerOptions } from './peer.ts';
 
 /** What the fetcher uses to talk to main: job events back. */
 export function createMainClient(options: PeerOptions) {
-  const { once, call, close } = createPeer(options);
+  const { once, call, close } = createPeer({ peer: 'main', ...options });
   return {
     /** Delivers events (≤ 500), signed; main applies them idempotently, in per-job order. */
     sendEvents: (events: JobEvent[]) =>

@@ -5,7 +5,7 @@ import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
 import { Purpose, signedHeaders, type SigningKey } from '../protocol/index.ts';
-import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from './errors.ts';
+import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter, type PeerName } from './errors.ts';
 
 export interface PeerOptions {
   /** e.g. https://jobgate-fetcher.onrender.com */
@@ -17,6 +17,8 @@ export interface PeerOptions {
   retries?: number;
   /** Connections kept to the fetcher. */
   connections?: number;
+  /** Which app this is a client of, as errors name it (default fetcher). */
+  peer?: PeerName;
 }
 
 export interface Timeouts {
@@ -53,6 +55,7 @@ export const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${
  */
 export function createPeer(options: PeerOptions) {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const peer = options.peer ?? 'fetcher';
   // the other side may be mounted under a path (main's router at https://app.example.com/jobgate)
   const base = new URL(options.baseUrl);
   const prefix = base.pathname.replace(/\/+$/, '');
@@ -82,13 +85,13 @@ export function createPeer(options: PeerOptions) {
         bodyTimeout: callTimeouts.bodyMs ?? timeouts.bodyMs,
       });
     } catch (err) {
-      throw fromNetworkError(err);
+      throw fromNetworkError(err, peer);
     }
     let text: string;
     try {
       text = await response.body.text();
     } catch (err) {
-      throw fromNetworkError(err);
+      throw fromNetworkError(err, peer);
     }
     if (response.statusCode >= 400) {
       let detail = text.slice(0, 300);
@@ -100,7 +103,7 @@ export function createPeer(options: PeerOptions) {
       } catch {
         /* not problem+json: keep the text */
       }
-      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors);
+      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors, peer);
     }
     try {
       return schema.parse(JSON.parse(text));

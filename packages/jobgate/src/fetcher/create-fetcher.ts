@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import pRetry from 'p-retry';
-import { createMainClient, isRetryable } from '../client/index.ts';
+import { createMainClient, isRetryable, unreachableLog } from '../client/index.ts';
 import type { Spawn } from '../protocol/index.ts';
 import { createFetcherLedger, createReplayStore } from '../store/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
@@ -98,6 +98,8 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
   const limitMb = memoryBudgetMb(o.memory.limitMb);
 
   const mainClient = o.main.url ? createMainClient({ baseUrl: o.main.url, keys, retries: 0 }) : null;
+  // main away (started after the fetcher, redeploying): one line a minute for every loop that asks it
+  const mainUnreachable = unreachableLog(logger, 'main');
   // Each attempt is claimed in main's ledger before it runs, so main (under the emergency override)
   // and the fetcher never run one job at once. Without main's URL nobody else can run it.
   const remoteClaims: RemoteClaims | undefined = mainClient ? remoteClaimsAt(mainClient, logger) : undefined;
@@ -110,7 +112,12 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     const jobs = createFetcherRuntime({
       ...service,
       ...(remoteClaims ? { remoteClaims } : {}),
-      ...(mainClient ? { readPauses: () => mainClient.pauses() } : {}),
+      ...(mainClient
+        ? {
+            readPauses: () => mainClient.pauses().then((pauses) => (mainUnreachable.ok(), pauses)),
+            onPausesReadError: (err: unknown) => mainUnreachable.failed(err, 'reading the paused jobs from main'),
+          }
+        : {}),
       ...(mainClient ? { spawnAtMain: (spawn: Spawn) => pRetry(() => mainClient.spawn(spawn), { retries: 3, minTimeout: 200, maxTimeout: 2_000, shouldRetry: ({ error }) => isRetryable(error) }) } : {}),
       metrics: createJobMetrics(registry),
     });
@@ -168,7 +175,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
     async function begin(): Promise<void> {
       await jobs.start();
       guard.start();
-      events = mainClient ? startEventDispatcher({ ledger, main: mainClient, logger, maxRetryDelayMs: o.main.eventsRetryMaxMs, onSetAside: () => eventsSetAside.inc() }) : null;
+      events = mainClient ? startEventDispatcher({ ledger, main: mainClient, logger, maxRetryDelayMs: o.main.eventsRetryMaxMs, onSetAside: () => eventsSetAside.inc(), unreachable: mainUnreachable }) : null;
       pruner = startPruner({ ledger, logger, retentionDays: o.retentionDays, intervalMs: o.pruneIntervalMs });
     }
 

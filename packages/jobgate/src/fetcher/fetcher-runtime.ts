@@ -29,6 +29,8 @@ export interface FetcherRuntimeOptions {
   remoteClaims?: RemoteClaims;
   /** main's paused jobs (GET /internal/v1/pauses), when main is known. */
   readPauses?: () => Promise<Array<{ name: string }>>;
+  /** A read of main's pauses that failed (default: logged at warn with the error). */
+  onPausesReadError?: (err: unknown) => void;
   /** Sends a handler's children to main, when main is known. */
   spawnAtMain?: (spawn: Spawn) => Promise<unknown>;
   metrics?: JobMetrics;
@@ -72,8 +74,9 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     await prepare();
     // main's paused jobs, asked for before any queue is worked (main away: none known yet, and main's claim still waits them)
     if (options.readPauses) {
-      pauseWatch = watchPauses({ read: options.readPauses, apply: (isPaused) => workers.controls.holdPaused(isPaused), intervalMs: timings.pollIntervalSeconds * 1000, logger });
-      await pauseWatch.refresh().catch((err: unknown) => logger.warn({ err }, 'could not ask main for its paused jobs; asking again'));
+      const onError = options.onPausesReadError ?? ((err: unknown) => logger.warn({ err }, 'could not ask main for its paused jobs; asking again'));
+      pauseWatch = watchPauses({ read: options.readPauses, apply: (isPaused) => workers.controls.holdPaused(isPaused), intervalMs: timings.pollIntervalSeconds * 1000, logger, onError });
+      await pauseWatch.refresh().catch(onError);
     }
     for (const def of catalogue.values()) if (ours(def)) await workers.work(def);
     await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../support/index.ts';
 import { BodyLimits, chunksByBytes, type JobEvent } from '../protocol/index.ts';
 import { toWireEvent, type FetcherLedger, type StoredEvent } from '../store/index.ts';
-import { FetcherErrorCode, type FetcherClientError, type MainClient } from '../client/index.ts';
+import { FetcherErrorCode, unreachableLog, type FetcherClientError, type MainClient, type UnreachableLog } from '../client/index.ts';
 
 /** Statuses by which main refuses the events themselves (not the request: a 401 is a secret rotation, a 404 an older main). */
 const REFUSES_EVENTS = new Set([400, 413, 422]);
@@ -12,12 +12,13 @@ const REFUSES_EVENTS = new Set([400, 413, 422]);
  * be down or redeploying, so a failed batch is retried with backoff (up to `maxRetryDelayMs`, 30 s,
  * apart), forever. An event leaves the outbox only once main answered 2xx.
  */
-export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void; maxRetryDelayMs?: number }) {
+export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainClient; logger: Logger; batchSize?: number; idleMs?: number; onSetAside?: () => void; maxRetryDelayMs?: number; unreachable?: UnreachableLog }) {
   const logger = deps.logger.child({ component: 'events' });
   const batchSize = deps.batchSize ?? 500;
   const idleMs = deps.idleMs ?? 250;
   const maxRetryDelayMs = deps.maxRetryDelayMs ?? 30_000;
   const stopping = new AbortController();
+  const unreachable = deps.unreachable ?? unreachableLog(logger, 'main');
   let failures = 0;
 
   /**
@@ -56,14 +57,15 @@ export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainCl
       let sent: number | null = 0;
       try {
         sent = await deps.ledger.deliverEvents(batchSize, sendAll);
-        if (failures > 0) logger.info({ failures }, 'main reachable again; events flowing');
+        // main answered only if something was sent
+        if (sent) unreachable.ok();
         failures = 0;
         if (sent) logger.debug({ sent }, 'events delivered');
       } catch (err) {
         failures++;
         const delay = Math.min(maxRetryDelayMs, 250 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random() / 2);
-        // loudly on the first failure and then every tenth, not on every retry
-        if (failures === 1 || failures % 10 === 0) logger.warn({ err, failures, retryInMs: Math.round(delay) }, 'could not deliver job events to main; retrying');
+        // main away: one line a minute, not one per retry
+        unreachable.failed(err, 'delivering job events to main');
         await sleep(delay, undefined, { signal: stopping.signal }).catch(() => {});
         continue;
       }

@@ -21,7 +21,10 @@ export function watchPauses(deps: {
   logger: Logger;
   /** Runs before each read (main: ends the pauses that expired). */
   beforeRead?: () => Promise<unknown>;
+  /** A read that failed (default: logged at warn); the last known pauses stay in force. */
+  onError?: (err: unknown) => void;
 }): PauseWatch {
+  const onError = deps.onError ?? ((err: unknown) => deps.logger.warn({ err }, 'could not read the paused jobs; keeping the last known'));
   let paused = new Set<string>();
   let first = true;
   const isPaused = (name: string) => paused.has(name) || paused.has(EVERY_JOB);
@@ -45,6 +48,6 @@ export function watchPauses(deps: {
   // one read at a time, so an older read never lands after a newer one
   let reading = Promise.resolve();
   const serialized = () => (reading = reading.catch(() => {}).then(tick));
-  const loop = startLoop(serialized, { intervalMs: deps.intervalMs, onError: (err) => deps.logger.warn({ err }, 'could not read the paused jobs; keeping the last known') });
+  const loop = startLoop(serialized, { intervalMs: deps.intervalMs, onError });
   return { isPaused, refresh: serialized, stop: () => loop.stop() };
 }
