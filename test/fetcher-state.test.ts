@@ -85,4 +85,15 @@ describe('the fetcher state', () => {
     }
     expect((await cliStatus(`http://127.0.0.1:${await freePort()}`)).fetcher).toMatchObject({ state: 'down', waking: false });
   });
+
+  it('counts a job on the side that runs it: a routed job that failed on the fetcher is not in main\'s row', async () => {
+    const pair = (t.pair = await startPair(t.db));
+    const routed = await enqueue(pair.main, 'test.remote-once', { failAttempts: 1 });
+    const local = await enqueue(pair.main, 'test.record', { failAttempts: 5 });
+    await waitFor('both failed', async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'failed'`, [[routed, local]])).rows[0].n === 2, { timeoutMs: 60_000, intervalMs: 250 });
+    const { queues } = (await admin(pair.main, 'GET', '/fetcher_service')).json;
+    expect(queues.main['test.remote-once']).toBeUndefined();
+    expect(queues.main['test.record']).toMatchObject({ failed: 1 });
+    expect(queues.fetcher['test.remote-once']).toMatchObject({ failed: 1 });
+  });
 });

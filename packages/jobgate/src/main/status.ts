@@ -12,7 +12,9 @@ export async function serviceStatus(deps: { ledger: MainLedger; override: () => 
     fetcherState(deps),
     deps.override(),
     deps.ledger.outboxStats().then(async (stats) => ({ ...stats, refusedByFetcher: stats.refused > 0 ? await deps.ledger.refusedByFetcher() : [] })),
-    deps.ledger.countsByName(),
+    // main's row counts the jobs that run on main (a routed job is the fetcher's, whose own counts come from it);
+    // one the override moved to main has its route changed, so it counts here
+    deps.ledger.countsByName('main'),
   ]);
   return { fetcher, override, outbox, queues: { main, fetcher: fetcher.status?.queues ?? null } };
 }

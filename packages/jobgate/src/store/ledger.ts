@@ -209,15 +209,17 @@ function plans(schema: string) {
     emitFailed: `
       SELECT ${s}.emit_job_event($1, 'failed', greatest($2, 1),
         jsonb_build_object('state', 'failed', 'error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text)))`,
-    // Live counts per job name, plus failures of the last day, for status pages.
+    // Live counts per job name, plus failures of the last day, for status pages; $1: only the jobs
+    // of one route (main's own, not those it keeps the record of for the fetcher), or all (null).
     countsByName: `
       SELECT name,
              count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
              count(*) FILTER (WHERE state = 'active')::int AS active,
              count(*) FILTER (WHERE state = 'failed')::int AS failed
         FROM ${s}.jobs
-       WHERE state IN ${inStates(LIVE_STATES)}
-          OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day')
+       WHERE (state IN ${inStates(LIVE_STATES)}
+              OR (state = 'failed' AND finished_at > clock_timestamp() - interval '1 day'))
+         AND ($1::text IS NULL OR route = $1)
        GROUP BY name`,
     deleteFinishedBefore: `
       DELETE FROM ${s}.jobs WHERE id IN (
@@ -403,8 +405,9 @@ export function createLedger(pool: Pool, schema: string) {
         [id, attempt, peakRssMb],
       );
     },
-    async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
-      const { rows } = await pool.query(sql.countsByName);
+    /** Per job name: waiting, active, and failed in the last day; `route` counts only the jobs that run there. */
+    async countsByName(route?: Route): Promise<Record<string, { queued: number; active: number; failed: number }>> {
+      const { rows } = await pool.query(sql.countsByName, [route ?? null]);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
     /**
