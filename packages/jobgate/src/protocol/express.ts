@@ -208,6 +208,27 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
   }) as Response['send'];
 }
 
+/** Rejected signatures logged in the current second, and those left out of the log since the last line. */
+const rejections = { second: 0, logged: 0, suppressed: 0 };
+
+/**
+ * Logs a rejected signature, with its reason: a few a second at most, then one line saying how
+ * many were left out, so a stranger's flood cannot turn into a flood of log lines (the refusals
+ * metric counts every one of them).
+ */
+function rejectionLog(req: Request, reason: string, webhookId: string | undefined): void {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== rejections.second) Object.assign(rejections, { second, logged: 0 });
+  if (rejections.logged >= 5) {
+    rejections.suppressed++;
+    return;
+  }
+  rejections.logged++;
+  const suppressed = rejections.suppressed;
+  rejections.suppressed = 0;
+  req.log.warn({ reason, webhookId: webhookId?.slice(0, 128), ...(suppressed ? { notLoggedSinceLast: suppressed } : {}) }, 'signature rejected');
+}
+
 /** When a peer without the header signature was last logged (once a minute at most). */
 let legacyLoggedAt = 0;
 
@@ -251,7 +272,7 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
       }
       const headers = { id: header(req.headers['webhook-id']), timestamp: header(req.headers['webhook-timestamp']), signature: header(req.headers['webhook-signature']) };
       const refused = (reason: string) => {
-        req.log.warn({ reason, webhookId: headers.id?.slice(0, 128) }, 'signature rejected');
+        rejectionLog(req, reason, headers.id);
         return new JobgateError(ErrorCode.invalidSignature, 'Invalid signature');
       };
       let body: Buffer;

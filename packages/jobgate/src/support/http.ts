@@ -210,7 +210,9 @@ export function problemErrorHandler(): ErrorRequestHandler {
     }
     if (err instanceof JobgateError) {
       const status = httpStatusFor(err.code);
-      if (status >= 500) log.error({ err, code: err.code }, 'request failed');
+      // a 503 is a state (busy, stopping, the database away), said once by the request line: no
+      // stack per refused request (a stranger's flood must not become a flood of error lines)
+      if (status >= 500 && status !== 503) log.error({ err, code: err.code }, 'request failed');
       if (err.code === ErrorCode.databaseUnavailable || err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
       if (err.code === ErrorCode.busy) res.setHeader('Retry-After', '1');
       // a body too large (drained only so far) or too slow: the connection goes with the answer
