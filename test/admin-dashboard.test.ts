@@ -385,7 +385,7 @@ describe('admin security', () => {
 
   it('answers 429 to wrong passwords beyond the limit (5 a minute per address)', async () => {
     // the count lives in PostgreSQL (shared by every main): the browser tests above spent one wrong password
-    await db.pool.query('DELETE FROM jobgate.auth_failures');
+    await db.pool.query('DELETE FROM jobgate.auth_throttle');
     const login = (password: string) =>
       fetch(`${pair.main.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `password=${encodeURIComponent(password)}` });
     const statuses: number[] = [];
@@ -401,13 +401,13 @@ describe('admin security', () => {
   });
 
   it('caps wrong passwords from all addresses together, so rotating addresses does not multiply the budget', async () => {
-    await db.pool.query('DELETE FROM jobgate.auth_failures');
+    await db.pool.query('DELETE FROM jobgate.auth_throttle');
     // main believes X-Forwarded-For from loopback (TRUST_PROXY=loopback): 100 addresses, one wrong password each
     const wrong = (address: string) => fetch(`${pair.main.url}/admin/api/fetcher_service`, { headers: { 'x-forwarded-for': address, authorization: `Basic ${Buffer.from('admin:wrong').toString('base64')}` } });
     const statuses: number[] = [];
     for (let i = 0; i < 101; i++) statuses.push((await wrong(`10.9.${Math.floor(i / 250)}.${i % 250}`)).status);
     expect(statuses.slice(0, 100).every((s) => s === 401)).toBe(true);
     expect(statuses[100]).toBe(429);
-    await db.pool.query('DELETE FROM jobgate.auth_failures');
+    await db.pool.query('DELETE FROM jobgate.auth_throttle');
   });
 });

@@ -127,7 +127,7 @@ describe('fuzz', () => {
     const pending = new Set<Promise<void>>();
     for (let i = 0; i < REQUESTS; i++) {
       // wrong credentials count against a shared budget (then 429): keep it open so requests reach the validators
-      if (i % 100 === 0) await db.pool.query('DELETE FROM jobgate.auth_failures');
+      if (i % 100 === 0) await db.pool.query('DELETE FROM jobgate.auth_throttle');
       const target = r.pick(TARGETS);
       const base = target.app === 'main' ? pair.main.url : pair.fetcher!.url;
       const path = target.path(r);

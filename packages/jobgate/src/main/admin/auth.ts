@@ -44,8 +44,10 @@ function cookie(req: Request, name: string): string | undefined {
  * Who may use the admin surface and the jobs API, and how: a login form that opens a dashboard
  * session (cookie HttpOnly, SameSite=Strict, expiring, ended by a password change), HTTP Basic for
  * scripts, and bearer tokens (API_TOKENS) for /api/*. Wrong passwords and tokens are counted in
- * PostgreSQL, per client address and in all: beyond `maxFailures` from one address, or
- * `maxFailuresInAll` from everyone, in `windowMs`, 429 until the window passes.
+ * PostgreSQL per client address, atomically across requests and instances: at most `maxFailures`
+ * in `windowMs` are answered 401; beyond, or once all addresses together hold `maxFailuresInAll`
+ * (each at most `maxFailures` of them), 429 with Retry-After until the window passes, even for the
+ * right password (a right API token costs no query and is always let in).
  */
 export function createAdminAuth(deps: {
   password?: string;
@@ -87,15 +89,32 @@ export function createAdminAuth(deps: {
     }));
   const hostCsrf = async (actor: string) => createHmac('sha256', await salt()).update(`csrf:${actor}`).digest('base64url');
 
-  async function throttle(req: Request, res: Response): Promise<void> {
-    const { mine, all, retryAfterSeconds } = await deps.store.authFailures(req.ip ?? '', windowSeconds);
-    if (mine >= maxFailures || all >= maxFailuresInAll) {
-      res.setHeader('Retry-After', String(retryAfterSeconds));
+  // Checks from one address take turns in this process (and then on the address's row in
+  // PostgreSQL): a flood from one address holds one pooled connection at a time, so everyone else's
+  // requests find one free, and a right guess sees every wrong one sent before it through this
+  // process counted. (One check in flight per other instance may be unseen: a flood spread over
+  // N instances gets at most the budget plus N - 1 guesses answered.)
+  const lanes = new Map<string, Promise<unknown>>();
+  function inLane<T>(address: string, fn: () => Promise<T>): Promise<T> {
+    const run = (lanes.get(address) ?? Promise.resolve()).then(fn);
+    const tail = run.then(() => undefined, () => undefined);
+    lanes.set(address, tail);
+    void tail.then(() => lanes.get(address) === tail && lanes.delete(address));
+    return run;
+  }
+  /**
+   * Whether a credential check may be answered, decided in PostgreSQL before anything about the
+   * credential is revealed: a wrong one (`failed`) is counted while its address has budget left (one
+   * statement, so simultaneous guesses cannot all get in under the count), a right one is let in
+   * unless its address has none. Otherwise 429 with Retry-After, right or wrong alike.
+   */
+  async function admit(req: Request, res: Response, failed: boolean): Promise<void> {
+    const address = (req.ip ?? '').slice(0, 100);
+    const verdict = await inLane(address, () => deps.store.authAttempt(address, failed, { windowSeconds, perAddress: maxFailures, inAll: maxFailuresInAll }));
+    if (!verdict.allowed) {
+      res.setHeader('Retry-After', String(verdict.retryAfterSeconds));
       throw new JobgateError(ErrorCode.tooManyRequests, 'Too many wrong passwords or tokens; try again later.');
     }
-  }
-  async function fail(req: Request): Promise<void> {
-    await deps.store.recordAuthFailure(req.ip ?? '');
   }
   function enabled(): string {
     if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, deps.authorize ? 'The admin uses the host app\'s own sign-in.' : 'The admin surface is off: set ADMIN_PASSWORD.');
@@ -130,10 +149,10 @@ export function createAdminAuth(deps: {
       }
       const header = req.headers.authorization ?? '';
       if (header.startsWith('Basic ')) {
-        await throttle(req, res);
         const given = Buffer.from(header.slice(6), 'base64').toString('utf8');
-        if (!sameSecret(given, `${ADMIN_USER}:${password}`)) {
-          await fail(req);
+        const right = sameSecret(given, `${ADMIN_USER}:${password}`);
+        await admit(req, res, !right);
+        if (!right) {
           res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
           throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are wrong.');
         }
@@ -191,8 +210,7 @@ export function createAdminAuth(deps: {
           return next();
         }
         // as with passwords: past the budget 429, else the failure counts and 401
-        await throttle(req, res);
-        await fail(req);
+        await admit(req, res, true);
         res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
         throw new JobgateError(ErrorCode.unauthorized, 'The API token is wrong.');
       }
@@ -222,12 +240,10 @@ export function createAdminAuth(deps: {
     async login(req: Request, res: Response): Promise<boolean> {
       const password = enabled();
       guardChange(req);
-      await throttle(req, res);
       const given = typeof req.body?.password === 'string' ? req.body.password : '';
-      if (!sameSecret(given, password)) {
-        await fail(req);
-        return false;
-      }
+      const right = sameSecret(given, password);
+      await admit(req, res, !right);
+      if (!right) return false;
       const session = await deps.store.createSession(ttl, await passwordHash());
       res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${session.id}; Path=${mountOf(res)}/admin; HttpOnly; SameSite=Strict; Max-Age=${ttl}${req.secure ? '; Secure' : ''}`);
       return true;
