@@ -178,8 +178,14 @@ describe('createMain in a host app', () => {
     // the other instance's override is its own
     expect((await one.override.get()).enabled).toBe(false);
     await two.override.set({ enabled: false, reason: 'done', actor: 'test' });
-    // /api/* takes the host's sign-in too
+    // /api/* takes the host's sign-in too; without it, as without any credential, 401 and a Bearer
+    // challenge (the admin's pages and API above say 403)
     expect((await fetch(`${base}/ops/two/api/jobs`, { headers: { 'x-user': 'ops' } })).status).toBe(200);
-    expect((await fetch(`${base}/ops/two/api/jobs`)).status).toBe(403);
+    const refused = await fetch(`${base}/ops/two/api/jobs`);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    expect(((await refused.json()) as { code: string }).code).toBe('JG_UNAUTHORIZED');
+    expect((await fetch(`${base}/ops/two/api/jobs`, { headers: { 'x-user': 'somebody-else' } })).status).toBe(401);
+    expect((await fetch(`${base}/ops/two/api/jobs`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
   });
 });

@@ -128,12 +128,18 @@ export function createAdminAuth(deps: {
     return found;
   }
 
-  /** Sets req.admin from a session cookie or Basic credentials; `onMissing` decides what no credentials mean. */
-  function authenticate(onMissing: (req: Request, res: Response) => void) {
+  const refusedByHost = () => {
+    throw new JobgateError(ErrorCode.forbidden, "The host app's authorize() refused this request.");
+  };
+  /**
+   * Sets req.admin from authorize(), a session cookie or Basic credentials; `onMissing` decides what
+   * no credentials mean, `onRefused` what authorize() saying no means (403 unless told otherwise).
+   */
+  function authenticate(onMissing: (req: Request, res: Response) => void, onRefused: (req: Request, res: Response) => void = refusedByHost) {
     return async (req: Request, res: Response, next: NextFunction) => {
       if (deps.authorize) {
         const verdict = await deps.authorize(req);
-        if (!verdict) throw new JobgateError(ErrorCode.forbidden, "The host app's authorize() refused this request.");
+        if (!verdict) return onRefused(req, res);
         // a name from authorize() ties the token to that user; a bare `true` shares one token
         req.admin = { via: 'host', actor: typeof verdict === 'string' ? verdict : `host app user (${req.ip})`, csrfToken: await hostCsrf(typeof verdict === 'string' ? verdict : '') };
         return next();
@@ -199,8 +205,9 @@ export function createAdminAuth(deps: {
     ],
     /**
      * For /api/*: `Authorization: Bearer <one of API_TOKENS>`, or the admin's own credentials
-     * (Basic or the dashboard's session). A wrong token counts as a failure for its address; one
-     * beyond the limit is 429. A right token costs no query.
+     * (Basic or the dashboard's session), or the host's sign-in under authorize(). None of these
+     * (authorize() saying no included) is 401 with a Bearer challenge. A wrong token counts as a
+     * failure for its address; one beyond the limit is 429. A right token costs no query.
      */
     api: async (req: Request, res: Response, next: NextFunction) => {
       const header = req.headers.authorization ?? '';
@@ -214,12 +221,19 @@ export function createAdminAuth(deps: {
         res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
         throw new JobgateError(ErrorCode.unauthorized, 'The API token is wrong.');
       }
+      // what /api/* answers without a credential it takes: 401 and a Bearer challenge
+      const noCredential = (message: string) => {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
+        throw new JobgateError(ErrorCode.unauthorized, message);
+      };
       if (deps.authorize || (deps.password && (header.startsWith('Basic ') || cookie(req, SESSION_COOKIE)))) {
         // a browser sends cached Basic credentials (or the cookie) cross-site too: the same guard as the admin API
-        return authenticate(() => {
-          res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
-          throw new JobgateError(ErrorCode.unauthorized, 'The session expired; send a bearer token.');
-        })(req, res, (err?: unknown) => {
+        return authenticate(
+          () => noCredential('The session expired; send a bearer token.'),
+          // the host's sign-in did not let this request in: for the API that means no credential
+          // (its own is a bearer token), 401 as without one, not the pages' 403
+          () => noCredential(tokens.length ? "The host app's sign-in refused this request; send Authorization: Bearer <an API token>." : "The host app's sign-in refused this request."),
+        )(req, res, (err?: unknown) => {
           if (err) return next(err);
           try {
             guardChange(req);
@@ -229,8 +243,7 @@ export function createAdminAuth(deps: {
           }
         });
       }
-      res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
-      throw new JobgateError(ErrorCode.unauthorized, tokens.length ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
+      noCredential(tokens.length ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
     },
     /** For the HTML pages: no credentials → the login form. */
     page: authenticate((req, res) => res.redirect(303, `${mountOf(res)}/admin/login?next=${encodeURIComponent(req.originalUrl)}`)),
