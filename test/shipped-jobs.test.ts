@@ -2,10 +2,11 @@
 // only public addresses unless its host is allowed by name, and maintenance.cleanup keeps every
 // finished job younger than JOBGATE_RETENTION_DAYS whatever its payload asks (FAULTS.md 41, 43).
 import { createServer, type Server } from 'node:http';
+import { networkInterfaces } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { randomUUID } from 'node:crypto';
-import { startFetcher, startMain, type AppProcess } from './support/apps.ts';
+import { freePort, startFetcher, startMain, type AppProcess } from './support/apps.ts';
 import { call } from './support/gateway.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -26,7 +27,8 @@ beforeAll(async () => {
   });
   // connections, not only requests: a refused webhook must not even connect
   hook.on('connection', () => received.push('<connection>'));
-  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  // on every interface: reachable on loopback and on this host's own interface addresses
+  await new Promise<void>((resolve) => hook.listen(0, '0.0.0.0', resolve));
   hookPort = (hook.address() as { port: number }).port;
   db = await createTestDatabase();
   main = await startMain({ DATABASE_URL: db.url, NOTIFY_ALLOWED_HOSTS: '127.0.0.1', JOBGATE_RETENTION_DAYS: '14' });
@@ -65,7 +67,7 @@ describe('notifications.send', () => {
       expect(job.state, refused[i]).toBe('failed');
       // permanent: one attempt, no retries against a private address
       expect(job.executions, refused[i]).toHaveLength(1);
-      expect(job.error.message, refused[i]).toMatch(/private address .*NOTIFY_ALLOWED_HOSTS/);
+      expect(job.error.message, refused[i]).toMatch(/not a public address .*NOTIFY_ALLOWED_HOSTS/);
     }
     expect(received).toEqual([]);
 
@@ -74,6 +76,36 @@ describe('notifications.send', () => {
     expect((await finished(allowed)).state).toBe('completed');
     expect(received.filter((r) => r !== '<connection>').map((r) => JSON.parse(r).subject)).toEqual(['allowed']);
     console.log(`notifications.send: ${refused.length} private targets refused with 0 connections; the allowed host reached once`);
+  });
+});
+
+/** This host's own IPv4 address on a non-loopback interface (eth0's, typically). */
+function ownInterfaceAddress(): string {
+  const own = Object.values(networkInterfaces()).flat().find((a) => a && !a.internal && a.family === 'IPv4');
+  if (!own) throw new Error('this test needs a non-loopback IPv4 interface (os.networkInterfaces() lists none)');
+  return own.address;
+}
+
+describe("notifications.send to this host's own interface address", () => {
+  it('is refused without connecting, and an open port there fails exactly like a closed one', async () => {
+    const own = ownInterfaceAddress();
+    const closedPort = await freePort();
+    const before = received.length;
+    // the hook listens on 0.0.0.0: before the fix the first was delivered to it (the finding)
+    const urls = [`http://${own}:${hookPort}/hook`, `http://${own}:${closedPort}/hook`];
+    const ids = await Promise.all(urls.map((webhookUrl) => enqueue('notifications.send', { to: 'u@example.com', subject: 'own address', webhookUrl })));
+    const jobs = [];
+    for (const [i, id] of ids.entries()) {
+      const job = await finished(id);
+      jobs.push(job);
+      expect(job.state, urls[i]).toBe('failed');
+      expect(job.executions, urls[i]).toHaveLength(1);
+      expect(job.error.message, urls[i]).toMatch(/NOTIFY_ALLOWED_HOSTS/);
+    }
+    // the same answer whatever listens there: nothing tells the open port from the closed one
+    expect(jobs[0].error).toEqual(jobs[1].error);
+    expect(received.slice(before)).toEqual([]);
+    console.log(`notifications.send to this host's own ${own}: refused, 0 connections; job error "${jobs[0].error.message}"`);
   });
 });
 
