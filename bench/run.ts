@@ -362,13 +362,16 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
 
 // ------------------------------------------------------------------ both apps as processes: the routed path
 
+/** The bench's own jobs (bench.hog, bench.fanout), beyond what the demo jobs may be asked for. */
+const BENCH_JOBS = join(ROOT, 'bench/bench-jobs.ts');
+
 /** The jobs API's token for the bench's own main (API_TOKENS). */
 const BENCH_API_TOKEN = 'bench-api-token-0123456789abcdef';
 
 function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--conditions=jobgate-source', join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_JOB_MODULES: BENCH_JOBS, JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -604,13 +607,13 @@ async function routed(url: string, rawLocal: number, rawLatencies: number[], raw
 }
 
 /**
- * One job (demo.fanout, on main) enqueues FANOUT routed children in its own transaction as one
+ * One job (bench.fanout, on main) enqueues FANOUT routed children in its own transaction as one
  * batch; from the parent's start until every child is completed in main's ledger, against raw
  * pg-boss inserting as many and working them locally (rawFanOut).
  */
 async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: number) {
   const { pool } = pair;
-  const parent = await enqueueOn(pair.main.url, 'demo.fanout', { children: SIZES.fanout, route: 'fetcher' });
+  const parent = await enqueueOn(pair.main.url, 'bench.fanout', { children: SIZES.fanout });
   const deadline = Date.now() + 900_000;
   for (;;) {
     const { rows } = await pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE parent_id = $1 AND state = 'completed'`, [parent]);
@@ -676,7 +679,7 @@ async function memoryIsolation(url: string) {
       }
     };
     // warm both (forward, claim, events, a movies page) before reading idle figures
-    for (const body of [{}, {}, {}]) await waitDone(await enqueueOn(main.url, 'demo.heavy', body), 60);
+    for (const body of [{}, {}, {}]) await waitDone(await enqueueOn(main.url, 'bench.hog', body), 60);
     await waitDone(await enqueueOn(main.url, 'movies.fetch', { provider: 'demo', batchSize: 500, maxMovies: 1_000 }), 60);
     await sleep(2_000);
     const idle = (pid: number) => sampleRss(pid, sleep(3_000)).then(median);
@@ -693,7 +696,7 @@ async function memoryIsolation(url: string) {
     );
 
     const mainIdle = await idle(main.child.pid!);
-    const hog = await enqueueOn(main.url, 'demo.heavy', { allocateMb: 1024, sleepMs: 4_000 });
+    const hog = await enqueueOn(main.url, 'bench.hog', { allocateMb: 1024, sleepMs: 4_000 });
     const running = waitDone(hog, 120);
     const [mainDuring, fetcherDuring] = await Promise.all([sampleRss(main.child.pid!, running), sampleRss(fetcher.child.pid!, running)]);
     record(

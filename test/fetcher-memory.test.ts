@@ -30,7 +30,6 @@ async function fetcherWithHeadroom(softAboveMb: number, hardAboveMb: number, idl
   const limitMb = 4_096;
   const app = await startFetcher({
     DATABASE_URL: db.url,
-    JOBGATE_DEMO_JOBS: 'true',
     FETCHER_MEMORY_LIMIT_MB: String(limitMb),
     FETCHER_MEMORY_SOFT_RATIO: ((idleMb + softAboveMb) / limitMb).toFixed(4),
     FETCHER_MEMORY_HARD_RATIO: ((idleMb + hardAboveMb) / limitMb).toFixed(4),
@@ -55,10 +54,10 @@ describe('memory guard', () => {
     let { client, app } = await fetcherWithHeadroom(100, 400, idle);
     const hog = randomUUID();
     const next = randomUUID();
-    await client.submit([{ id: hog, name: 'demo.heavy', payload: { allocateMb: 150, sleepMs: 4_000 } }]);
+    await client.submit([{ id: hog, name: 'test.hog', payload: { allocateMb: 150, sleepMs: 4_000 } }]);
     await waitFor('intake paused', async () => (await client.status()).intake === 'paused', { timeoutMs: 15_000, intervalMs: 200 });
     // Submissions are refused while paused (main keeps them and retries)...
-    const body = JSON.stringify({ jobs: [{ id: next, name: 'demo.heavy', payload: {} }] });
+    const body = JSON.stringify({ jobs: [{ id: next, name: 'test.hog', payload: {} }] });
     const refused = await fetch(`${app.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...signedHeaders(keys, `fwd_${next}`, body) }, body });
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('5');
@@ -78,7 +77,7 @@ describe('memory guard', () => {
       }
       return (await client.status().catch(() => null))?.intake === 'open';
     }, { timeoutMs: 30_000, intervalMs: 250 });
-    await client.submit([{ id: next, name: 'demo.heavy', payload: {} }]);
+    await client.submit([{ id: next, name: 'test.hog', payload: {} }]);
     await waitFor('next completed', async () => (await client.getJob(next)).state === 'completed', { timeoutMs: 20_000 });
     console.log(`soft limit: idle ${idle} MB, paused at ${pausedStatus.memory.rssMb} MB (soft ${idle + 100} MB); hog execution peak ${hogJob.executions?.[0]?.peakRssMb} MB; intake reopened ${recycled ? 'by a recycle (memory not returned)' : 'in place'}`);
     expect(hogJob.executions?.[0]?.peakRssMb).toBeGreaterThanOrEqual(idle + 130);
@@ -90,8 +89,8 @@ describe('memory guard', () => {
     const hog = randomUUID();
     const others = Array.from({ length: 5 }, () => randomUUID());
     await client.submit([
-      ...others.map((id) => ({ id, name: 'demo.heavy', payload: { sleepMs: 300 } })),
-      { id: hog, name: 'demo.heavy', payload: { allocateMb: 400, sleepMs: 10_000 } },
+      ...others.map((id) => ({ id, name: 'test.hog', payload: { sleepMs: 300 } })),
+      { id: hog, name: 'test.hog', payload: { allocateMb: 400, sleepMs: 10_000 } },
     ]);
     const exits: Array<number | null> = [];
     let peak = 0;
@@ -128,5 +127,5 @@ describe('memory guard', () => {
       }
     }
     expect(settled.filter((s) => s === 'completed').length).toBeGreaterThanOrEqual(3);
-  });
+  }, 240_000); // its own waits allow 90 s for the hog and 60 s per read; each recycle is a fetcher start, slow on a loaded machine
 });
