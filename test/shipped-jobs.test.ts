@@ -31,7 +31,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => hook.listen(0, '0.0.0.0', resolve));
   hookPort = (hook.address() as { port: number }).port;
   db = await createTestDatabase();
-  main = await startMain({ DATABASE_URL: db.url, NOTIFY_ALLOWED_HOSTS: '127.0.0.1', JOBGATE_RETENTION_DAYS: '14' });
+  main = await startMain({ DATABASE_URL: db.url, NOTIFY_ALLOWED_HOSTS: '127.0.0.1', JOBGATE_RETENTION_DAYS: '14', JOBGATE_DEMO_JOBS: 'true' });
 });
 afterAll(async () => {
   await main?.stop();
@@ -106,6 +106,29 @@ describe("notifications.send to this host's own interface address", () => {
     expect(jobs[0].error).toEqual(jobs[1].error);
     expect(received.slice(before)).toEqual([]);
     console.log(`notifications.send to this host's own ${own}: refused, 0 connections; job error "${jobs[0].error.message}"`);
+  });
+});
+
+describe('demo jobs', () => {
+  it.each([
+    ['demo.light', { allocateMb: 2_048 }, 'payload.allocateMb'],
+    ['demo.heavy', { allocateMb: 16_384 }, 'payload.allocateMb'],
+    ['demo.light', { sleepMs: 3_600_000 }, 'payload.sleepMs'],
+    ['demo.fanout', { children: 100_000 }, 'payload.children'],
+  ])('%s %j answers 422 naming the field', async (name, payload, field) => {
+    const r = await call(main.url, 'POST', `/api/jobs/${name}`, { payload });
+    expect(r.status, JSON.stringify(r.json)).toBe(422);
+    expect(r.json.errors.map((e: { path: string }) => e.path)).toContain(field);
+  });
+
+  it('take what a demo needs', async () => {
+    for (const [name, payload] of [
+      ['demo.light', { allocateMb: 64, sleepMs: 10, progressSteps: 2 }],
+      ['demo.fanout', { children: 3 }],
+    ] as const) {
+      const id = await enqueue(name, payload);
+      expect((await finished(id)).state, name).toBe('completed');
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import { demoBatchDone, demoFanout, demoHeavy, demoLight } from './demo.ts';
 import { fetchMoviesJob } from './movies.ts';
 import { notificationJob } from './notifications.ts';
 
-export { demoBatchDone, demoFanout, demoHeavy, demoLight, DemoPayload } from './demo.ts';
+export { DEMO_LIMITS, demoBatchDone, demoFanout, demoHeavy, demoLight, DemoLightPayload, DemoPayload } from './demo.ts';
 export { notificationJob, NotificationPayload } from './notifications.ts';
 export { isPrivateAddress, publicFetch } from './public-fetch.ts';
 export { fetchMoviesJob } from './movies.ts';
