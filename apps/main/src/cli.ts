@@ -253,7 +253,7 @@ const commands: Record<string, Command> = {
         const page = await ledger.listJobs({ ...filter, limit, ...(cursor ? { cursor } : {}) });
         if (values.json) printJson(page);
         else {
-          print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
+          print(table(page.jobs.map((j) => ({ id: j.id, name: j.name, state: j.pausedBy ? `${j.state} (paused: ${j.pausedBy.name})` : j.state, route: j.route, attempts: `${j.attempts}/${j.maxAttempts}`, created: j.createdAt, error: j.error?.message ?? '' }))));
           if (page.nextCursor) print(`more: add --cursor ${page.nextCursor}\n`);
         }
         return 0;

@@ -53,6 +53,8 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
       ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
       // each attempt is claimed here, then at main (when main is known)
       ...(options.remoteClaims ? { confirmClaim: claimAtMain(options.remoteClaims, { ledger, claimSeconds: claimSecondsOf(timings), ranOn: 'fetcher' }) } : {}),
+      // main answered a claim with a pause this fetcher had not heard of yet: ask main for its pauses now
+      heardOfPause: () => void pauseWatch?.refresh().catch(() => {}),
       // a handler's children are main's jobs: sent there (a retry of a failed send is the attempt's retry)
       ...(options.spawnAtMain
         ? { children: { lookup: (name: string) => catalogue.get(name), write: childrenToMain(options.spawnAtMain), transaction: <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn), writesInTransaction: false } }

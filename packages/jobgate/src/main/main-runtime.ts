@@ -55,6 +55,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       ledger,
       ...(options.metrics ? { metrics: options.metrics } : {}),
       ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
+      // a claim met a pause this process had not read yet (made by another process): read it now
+      heardOfPause: () => void pauseWatch?.refresh().catch(() => {}),
       // a handler's children are written here, in main's database
       children: {
         lookup: (name) => catalogue.get(name),

@@ -96,7 +96,13 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       const claim = async (c: ClaimRequest, log: Logger): Promise<ClaimAnswer> => {
         const result = await ledger.claimAttempt({ id: c.jobId, attempt: c.attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: c.claimSeconds });
         const answer: ClaimAnswer =
-          result.outcome === 'wait' ? { outcome: 'wait', waitMs: result.waitMs } : result.outcome === 'gone' && !(await ledger.getJob(c.jobId)) ? { outcome: 'unknown' } : { outcome: result.outcome };
+          result.outcome === 'wait'
+            ? { outcome: 'wait', waitMs: result.waitMs }
+            : result.outcome === 'paused'
+              ? { outcome: 'wait', waitMs: 1_000, paused: true }
+              : result.outcome === 'gone' && !(await ledger.getJob(c.jobId))
+                ? { outcome: 'unknown' }
+                : { outcome: result.outcome };
         log.debug({ jobId: c.jobId, attempt: c.attempt, outcome: answer.outcome }, 'fetcher claim');
         return answer;
       };

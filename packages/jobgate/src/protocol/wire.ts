@@ -123,10 +123,16 @@ export const ClaimRequest = z.strictObject({
 });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 
-/** claimed: run it; wait: another attempt holds it (retry after waitMs); gone: main owns or finished it; unknown: main has no such job. */
+/**
+ * claimed: run it; wait: another attempt holds it (retry after waitMs); gone: main owns or finished
+ * it; unknown: main has no such job. A wait with `paused`: an operator paused the job, and the
+ * attempt does not start (the fetcher gives the job back to its queue; a fetcher older than pauses
+ * sees a plain wait).
+ */
 export const ClaimAnswer = z.object({
   outcome: z.enum(['claimed', 'wait', 'gone', 'unknown']),
   waitMs: z.number().int().min(0).optional(),
+  paused: z.boolean().optional(),
 });
 export type ClaimAnswer = z.infer<typeof ClaimAnswer>;
 

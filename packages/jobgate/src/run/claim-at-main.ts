@@ -22,10 +22,10 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
   const { ledger, claimSeconds, ranOn } = deps;
   /**
    * The fetcher's second claim, in main's ledger: until main grants it the attempt does not start.
-   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry. False:
-   * main owns or finished the job.
+   * Main may be away (redeploying): the local claim is kept alive meanwhile, and we retry. gone:
+   * main owns or finished the job; paused: an operator paused it (the attempt does not start).
    */
-  return async function confirm(id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
+  return async function confirm(id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<'claimed' | 'gone' | 'paused'> {
     for (let failures = 0; ; ) {
       let result: Awaited<ReturnType<RemoteClaims['claim']>>;
       try {
@@ -41,6 +41,7 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
         await sleep(Math.min(5_000, 200 * 2 ** Math.min(failures, 5)), undefined, { signal });
         continue;
       }
+      if (result.outcome === 'paused') return 'paused';
       if (result.outcome === 'wait') {
         await ledger.refreshClaim(id, attempt, claimSeconds, ranOn).catch(() => {});
         await sleep(result.waitMs, undefined, { signal });
@@ -51,9 +52,9 @@ export function claimAtMain(remote: RemoteClaims, deps: { ledger: Ledger; claimS
         // has it at all (deleted after it finished): either way it is not ours to run (the runner
         // ends the local claim as taken over).
         log.warn({ mainSays: result.outcome }, 'main owns this job now (taken over, finished, cancelled or purged there); not running it here');
-        return false;
+        return 'gone';
       }
-      return true;
+      return 'claimed';
     }
   };
 }
@@ -72,7 +73,9 @@ function claimRefusal(status: number | undefined): string {
  */
 export function remoteClaimsAt(main: Pick<MainClient, 'claim' | 'claimMany'>, logger: Logger): RemoteClaims {
   type Claim = { jobId: string; attempt: number; claimSeconds: number; traceparent?: string };
-  const toResult = (a: ClaimAnswer) => (a.outcome === 'wait' ? { outcome: 'wait' as const, waitMs: a.waitMs ?? 500 } : { outcome: a.outcome });
+  // a wait for a pause (`paused`, from a main that knows pauses) is not waited out here: see the runner
+  const toResult = (a: ClaimAnswer): ClaimResult | { outcome: 'unknown' } =>
+    a.outcome === 'wait' ? (a.paused ? { outcome: 'paused' } : { outcome: 'wait', waitMs: a.waitMs ?? 500 }) : { outcome: a.outcome };
   const one = (c: Claim) => main.claim(c.jobId, c.attempt, c.claimSeconds, c.traceparent).then(toResult);
   // after a 404, the batch route is tried again this much later (main may have been upgraded meanwhile)
   const RETRY_BATCH_ROUTE_MS = 5 * 60_000;

@@ -13,8 +13,11 @@ import { attemptChildren, noFanOut, type ChildrenDeps } from './children.ts';
 import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } from './settle.ts';
 
 
-/** Whether the attempt may start as far as main is concerned (the fetcher asks main; see claim-at-main.ts): false when main owns or finished the job. */
-export type ConfirmClaim = (id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string) => Promise<boolean>;
+/**
+ * Whether the attempt may start as far as main is concerned (the fetcher asks main; see
+ * claim-at-main.ts): claimed, gone (main owns or finished the job), or paused (an operator paused it).
+ */
+export type ConfirmClaim = (id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string) => Promise<'claimed' | 'gone' | 'paused'>;
 
 export interface RunnerOptions {
   /** Which side runs here: written into each execution and metric. */
@@ -29,8 +32,12 @@ export interface RunnerOptions {
   /** Where a job was defined (a module URL), for jobs whose handler runs isolated. */
   moduleOf?: (name: string) => string | undefined;
   confirmClaim?: ConfirmClaim;
-  /** Whether an operator paused this job (watchPauses): a fetched attempt then waits before it claims. */
+  /** Whether an operator paused this job, as this process last heard (watchPauses): a fetched job then goes back unclaimed. */
   isPaused?: (name: string) => boolean;
+  /** Gives a fetched job back to its queue unstarted, no retry spent (store/boss.ts handBack); false: no longer ours. */
+  handBack: (job: JobWithMetadata<QueuedData>) => Promise<boolean>;
+  /** A claim found the job paused before this process heard of the pause: read the pauses now. */
+  heardOfPause?: () => void;
   /** Where a handler's children go (ctx.performLater); absent, fan-out says it is not available here. */
   children?: ChildrenDeps;
 }
@@ -41,18 +48,19 @@ export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, atte
 export function createRunner(options: RunnerOptions): RunOne {
   const { ledger, logger, ranOn, claimSeconds } = options;
 
-  async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<boolean> {
+  /**
+   * claimed: the attempt starts; skip: it is not ours to run (finished, cancelled, taken over);
+   * paused: an operator paused the job: no claim is left behind (the caller hands the job back).
+   */
+  async function claim(def: JobDefinition, id: string, attempt: number, signal: AbortSignal, log: Logger, traceparent?: string): Promise<'claimed' | 'skip' | 'paused'> {
     const { confirmClaim } = options;
     // The fetcher's first attempt of a job without gates cannot find its local claim held (no
     // other attempt of it exists yet, no slot to wait for): it asks main at the same time, and
     // starts one round trip sooner. Any other attempt is claimed here first, then at main.
     const together = confirmClaim !== undefined && attempt === 1 && def.concurrency === null && !def.rateLimit;
     for (;;) {
-      // fetched just before its pause was heard: it waits unclaimed (no attempt starts, none is used up)
-      if (options.isPaused?.(def.name)) {
-        await sleep(1_000, undefined, { signal });
-        continue;
-      }
+      // fetched just before the worker stopped for its pause: back to the queue, unclaimed
+      if (options.isPaused?.(def.name)) return 'paused';
       const asking = new AbortController();
       const atMain = together ? confirmClaim(id, attempt, AbortSignal.any([signal, asking.signal]), log, traceparent) : null;
       atMain?.catch(() => {});
@@ -67,22 +75,49 @@ export function createRunner(options: RunnerOptions): RunOne {
         asking.abort();
         // rare (a first attempt finds its job finished here, or its slot taken): main may have granted
         // the claim meanwhile; it shows the attempt running until a later attempt or the reconciler ends it
-        atMain?.then((granted) => granted && log.warn({ local: result.outcome }, 'main granted a claim this attempt does not use (the local claim said otherwise); a later attempt or the reconciler settles it there'), () => {});
+        atMain?.then((granted) => granted === 'claimed' && log.warn({ local: result.outcome }, 'main granted a claim this attempt does not use (the local claim said otherwise); a later attempt or the reconciler settles it there'), () => {});
       }
+      // paused (main's own job; claim_attempt is the last word): nothing was claimed
+      if (result.outcome === 'paused') return 'paused';
       if (result.outcome === 'wait') {
         await sleep(result.waitMs, undefined, { signal });
         continue;
       }
       if (result.outcome === 'gone') log.info('job is finished or cancelled in the ledger; not running it');
-      if (result.outcome !== 'claimed') return false;
-      if (!confirmClaim) return true;
-      if (await (atMain ?? confirmClaim(id, attempt, signal, log, traceparent))) return true;
+      if (result.outcome !== 'claimed') return 'skip';
+      if (!confirmClaim) return 'claimed';
+      const mainSays = await (atMain ?? confirmClaim(id, attempt, signal, log, traceparent));
+      if (mainSays === 'claimed') return 'claimed';
+      if (mainSays === 'paused') {
+        // main did not grant it: the local claim goes too, so nothing shows this attempt as started
+        await durably(() => ledger.releaseAttempt(id, attempt, ranOn));
+        return 'paused';
+      }
       // main owns or finished the job: this attempt ends here, taken over, and never starts
       await durably(() =>
         ledger.finishAttempt({ id, attempt, outcome: 'lost', state: 'cancelled', error: { code: ErrorCode.takenOver, message: 'main took this job over (emergency override) or finished it' }, peakRssMb: 0 }),
       );
-      return false;
+      return 'skip';
     }
+  }
+
+  /**
+   * A paused job fetched before this process stopped fetching it: back to its queue unstarted (no
+   * execution, no retry spent), where it waits out the pause like the jobs never fetched.
+   */
+  async function giveBack(job: JobWithMetadata<QueuedData>, log: Logger): Promise<JobResult> {
+    options.heardOfPause?.();
+    try {
+      const given = await durably(() => options.handBack(job));
+      if (given) log.info('job paused: handed back to its queue unstarted');
+      else log.warn('job paused, but the queue no longer holds this fetch of it (expired meanwhile?); leaving it to the queue');
+    } catch (err) {
+      // the queue retries it then: a retry spent, only when the database failed us here
+      log.warn({ err }, 'could not hand the paused job back to its queue; the queue will retry it');
+      return { id: job.id, status: 'failed', output: errorInfo(err) };
+    }
+    // settled by pg-boss fenced to this fetch, which is no longer active: no change
+    return { id: job.id, status: 'completed', output: { handedBack: true } };
   }
 
   async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
@@ -97,9 +132,9 @@ export function createRunner(options: RunnerOptions): RunOne {
       ...traceFields(job.data.traceparent),
     });
     try {
-      if (!(await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent))) {
-        return { id: job.id, status: 'completed', output: { skipped: true } };
-      }
+      const claimed = await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
+      if (claimed === 'paused') return await giveBack(job, log);
+      if (claimed === 'skip') return { id: job.id, status: 'completed', output: { skipped: true } };
     } catch (err) {
       log.warn({ err }, 'could not claim the job; the queue will retry it');
       return { id: job.id, status: 'failed', output: errorInfo(err) };

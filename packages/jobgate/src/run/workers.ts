@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { claimSecondsOf, ensureQueue, workWhileFull, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, ensureQueue, handBack, HAND_BACK_SECONDS, workWhileFull, type QueueTimings } from '../store/index.ts';
 import { SystemQueue } from '../define/catalogue.ts';
 import { assertIsolatedPlaced } from './isolation/run-isolated.ts';
 import type { JobDefinition } from '../define/define-job.ts';
@@ -16,11 +16,19 @@ import { ABORT_GRACE_MS } from './settle.ts';
  * One side's workers and the runner they call. `runner`: what the runner needs besides the
  * shutdown signal, which stop() aborts.
  */
-export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds'>; batchSize?: number }) {
+export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds' | 'isPaused' | 'handBack'>; batchSize?: number }) {
   const { boss, timings, logger } = deps;
   const shutdown = new AbortController();
   const claimSeconds = claimSecondsOf(timings);
-  const runOne = createRunner({ ...deps.runner, logger, claimSeconds, shutdown: shutdown.signal, isPaused: (name) => isHeld(name) });
+  const runOne = createRunner({
+    ...deps.runner,
+    logger,
+    claimSeconds,
+    shutdown: shutdown.signal,
+    isPaused: (name) => isHeld(name),
+    // a paused job back to its queue, due again once pg-boss has settled this fetch (the worker of its name is stopped by then)
+    handBack: (job) => handBack(boss, job, HAND_BACK_SECONDS),
+  });
   const running = new Set<Promise<unknown>>();
   /** How to (re)start the worker of each job queue, for pause(), resume() and paused job names. */
   const handlerWorkers = new Map<string, () => Promise<void>>();

@@ -44,6 +44,7 @@ export function createBoss(options: { connectionString: string; schema: string; 
     schema: assertSchemaName(options.schema),
     max: options.poolSize,
     application_name: 'jobgate-queue',
+    // (also bounds how late pg-boss settles a fetch a runner handed back: HAND_BACK_SECONDS must exceed it)
     connectionTimeoutMillis: 10_000,
     useListenNotify: true,
     superviseIntervalSeconds: timings.superviseIntervalSeconds,
@@ -53,11 +54,48 @@ export function createBoss(options: { connectionString: string; schema: string; 
     cronMonitorIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
     cronWorkerIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
   });
+  bossSchemas.set(boss, assertSchemaName(options.schema));
   const logger = options.logger.child({ component: 'pg-boss' });
   boss.on('error', (err) => logger.error({ err }, 'queue error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'queue warning'));
   return boss;
 }
+
+/** The schema of each pg-boss createBoss made (handBack writes its job table). */
+const bossSchemas = new WeakMap<PgBoss, string>();
+
+/**
+ * A fetched job goes back to its queue unstarted, as if never fetched: an operator paused it, and
+ * it must neither start nor wait inside pg-boss's active job (where expiry would fail it and spend
+ * a retry). pg-boss has no public call for this: it is its own `restore` (state created,
+ * started_on cleared, so the next fetch does not count a retry: the same attempt), fenced to the
+ * attempt this worker fetched (active, and the retry_count it was fetched with), and due again
+ * `afterSeconds` later (keep_until moves with it, so retention still counts from when it can run).
+ *
+ * The handler's result for this fetch is still settled by pg-boss after the handler returns, fenced
+ * the same way: it finds the job no longer active and changes nothing, provided no one has fetched
+ * the job again by then. `afterSeconds` keeps everyone off it for longer than that settle can take
+ * (one statement, on a pool whose connection wait gives up after 10 s): see HAND_BACK_SECONDS.
+ * False: this worker no longer holds that attempt (pg-boss gave it up meanwhile); nothing changed.
+ */
+export async function handBack(boss: PgBoss, job: { name: string; id: string; retryCount: number }, afterSeconds: number): Promise<boolean> {
+  const s = bossSchemas.get(boss);
+  if (!s) throw new Error('handBack needs a pg-boss made by createBoss');
+  const due = `${s}.job_now() + $4 * interval '1 second'`;
+  const { rows } = await boss.getDb().executeSql(
+    `WITH given AS (
+       UPDATE ${s}.job SET state = 'created', started_on = NULL, heartbeat_on = NULL, start_after = ${due},
+              keep_until = keep_until + greatest(interval '0 seconds', ${due} - start_after)
+        WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3
+       RETURNING 1)
+     SELECT count(*)::int AS n FROM given`,
+    [job.name, job.id, job.retryCount, afterSeconds],
+  );
+  return rows[0].n > 0;
+}
+
+/** A handed-back job is due again this long after (s): longer than pg-boss's settle of the fetch can take (its pool's 10 s connection wait). */
+export const HAND_BACK_SECONDS = 15;
 
 /**
  * `boss.work` that fetches again at once while fetches come back full, at any batch size, and

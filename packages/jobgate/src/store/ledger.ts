@@ -4,6 +4,7 @@ import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
 import { coalesce } from '../support/coalesce.ts';
 import type { JobEvent } from '../protocol/wire.ts';
+import type { Pause } from './pauses.ts';
 
 export const JobState = {
   queued: 'queued',
@@ -73,6 +74,8 @@ export interface JobRecord {
   finishedAt?: string;
   error?: ErrorInfo;
   executions?: Execution[];
+  /** The pause a waiting job waits for (its name's, or `*`): it starts no attempt until resumed. Main's views only. */
+  pausedBy?: Pause;
 }
 
 /**
@@ -195,6 +198,17 @@ function plans(schema: string) {
              finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
         FROM input i
        WHERE j.id IN (SELECT id FROM locked) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
+    // An attempt claimed here that must not start after all (main says its job is paused): the job
+    // waits as before the claim, with no execution of it (its 'active' event, if sent, main ignores:
+    // main never granted the attempt).
+    releaseAttempt: `
+      WITH released AS (
+        UPDATE ${s}.jobs SET state = 'queued', attempts = $2 - 1, claimed_by = NULL, claim_expires_at = NULL,
+               started_at = CASE WHEN $2 = 1 THEN NULL ELSE started_at END, updated_at = clock_timestamp()
+         WHERE id = $1 AND state = 'active' AND attempts = $2 AND claimed_by = $3
+        RETURNING id
+      )
+      DELETE FROM ${s}.executions WHERE job_id IN (SELECT id FROM released) AND attempt = $2 AND outcome = 'running'`,
     // The queue gave a job up without its handler settling it (expired or lost on the last attempt).
     failUnsettledExecutions: `
       UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
@@ -313,10 +327,14 @@ export function listJobsQuery(schema: string, filter: ListFilter): { text: strin
   };
 }
 
-export type ClaimResult = { outcome: 'claimed' | 'gone' } | { outcome: 'wait'; waitMs: number };
+/**
+ * claimed: run it; gone: finished, cancelled or not this side's; paused: an operator paused it (hand
+ * the fetched job back, unstarted); wait: try again after waitMs (another attempt holds it, or a gate).
+ */
+export type ClaimResult = { outcome: 'claimed' | 'gone' | 'paused' } | { outcome: 'wait'; waitMs: number };
 export interface ClaimArgs { id: string; attempt: number; ranOn: Route; concurrency: number | null; perSecond: number | null; claimSeconds: number }
 export interface FinishArgs { id: string; attempt: number; outcome: Exclude<Outcome, 'running'>; state: JobState; error: ErrorInfo | null; peakRssMb: number }
-const claimResult = (row: { outcome: 'claimed' | 'gone' | 'wait'; wait_ms: number }): ClaimResult =>
+const claimResult = (row: { outcome: 'claimed' | 'gone' | 'paused' | 'wait'; wait_ms: number }): ClaimResult =>
   row.outcome === 'wait' ? { outcome: 'wait', waitMs: row.wait_ms } : { outcome: row.outcome };
 
 export type Ledger = ReturnType<typeof createLedger>;
@@ -383,6 +401,10 @@ export function createLedger(pool: Pool, schema: string) {
     },
     async setProgress(id: string, attempt: number, percent: number, message: string | null): Promise<void> {
       await pool.query(sql.setProgress, [id, percent, message, attempt]);
+    },
+    /** Undoes this side's claim of an attempt that does not start after all (see the statement). */
+    async releaseAttempt(id: string, attempt: number, ranOn: Route): Promise<void> {
+      await pool.query(sql.releaseAttempt, [id, attempt, ranOn]);
     },
     /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). Attempts that end together are written together. */
     finishAttempt,

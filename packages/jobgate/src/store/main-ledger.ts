@@ -5,6 +5,7 @@ import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { durably, withTransaction } from './transaction.ts';
+import { withPausedBy } from './pauses.ts';
 import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
@@ -67,11 +68,13 @@ function plans(schema: string) {
     // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
     // lease nor a failed one's backoff, highest priority then oldest; `forwarding` with a lease of
     // $2 seconds that keeps every other forwarder off them until it is renewed, ends or lapses.
+    // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
     takeToForward: `
       UPDATE ${s}.jobs j SET state = 'forwarding', forward_after = clock_timestamp() + $2 * interval '1 second', updated_at = clock_timestamp()
         FROM (SELECT id FROM ${s}.jobs
                WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
                  AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
+                 AND ${s}.pause_of(name) IS NULL
                ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
        WHERE j.id = picked.id
       RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
@@ -104,11 +107,13 @@ function plans(schema: string) {
         FROM ${s}.jobs WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} AND error->>'code' = 'JG_FETCHER_REFUSES'
        GROUP BY name, error->>'message' ORDER BY min(error->>'since') LIMIT 20`,
     // The override takes over jobs not yet delivered (or whose delivery is in doubt: the fetcher
-    // must still claim them here, and cannot once they are main's).
+    // must still claim them here, and cannot once they are main's). A paused name's stay in the
+    // outbox, held, until it is resumed.
     takeOverUndelivered: `
       WITH picked AS (
         SELECT id FROM ${s}.jobs
          WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} AND name = ANY($4::text[])
+           AND ${s}.pause_of(name) IS NULL
            AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
       )
@@ -171,8 +176,14 @@ export type MainLedger = ReturnType<typeof createMainLedger>;
 export function createMainLedger(pool: Pool, schema: string) {
   const sql = plans(schema);
   const forwardChannel = `jg_forward_${assertSchemaName(schema)}`.slice(0, 63);
+  const ledger = createLedger(pool, schema);
   return {
-    ...createLedger(pool, schema),
+    ...ledger,
+    /** A job as every view shows it: with its executions if asked, and the pause it waits for. */
+    async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
+      const job = await ledger.getJob(id, options);
+      return job && (await withPausedBy(options.db ?? pool, schema, [job]))[0]!;
+    },
     /** Inserts a queued job; `null` when a live job with the same unique key exists. */
     async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
       const { rows } = await db.query(sql.insertJob(), insertJobValues(job));
@@ -206,7 +217,7 @@ export function createMainLedger(pool: Pool, schema: string) {
       const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
       return {
-        jobs: page.map(toJob),
+        jobs: await withPausedBy(pool, schema, page.map(toJob)),
         nextCursor: rows.length > filter.limit && last ? encodeCursor(last.cursor_at, last.id) : null,
       };
     },

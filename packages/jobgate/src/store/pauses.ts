@@ -3,7 +3,7 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
-import { iso } from './ledger.ts';
+import { iso, WAITING_STATES, type JobRecord, type Queryable } from './ledger.ts';
 
 /** `name` is a job's name, or `*`: every job. */
 export interface Pause {
@@ -19,6 +19,29 @@ export const EVERY_JOB = '*';
 
 const toPause = (r: Record<string, unknown>): Pause => ({ name: r.name as string, reason: r.reason as string, by: r.paused_by as string, since: iso(r.paused_at)!, expiresAt: iso(r.expires_at) ?? null });
 
+/** The SQL of a pause in force (not expired), on `pauses` as `p`. */
+const IN_FORCE = `(p.expires_at IS NULL OR p.expires_at > clock_timestamp())`;
+
+/**
+ * `jobs`, each waiting one with the pause that holds it as `pausedBy` (its name's own, else `*`):
+ * how every view of a job (API, admin pages, CLI) names the pause it waits for. One read of the
+ * pauses, and only when some job waits.
+ */
+export async function withPausedBy<T extends JobRecord>(db: Queryable, schema: string, jobs: T[]): Promise<T[]> {
+  const waiting = jobs.filter((j) => (WAITING_STATES as readonly string[]).includes(j.state));
+  if (waiting.length === 0) return jobs;
+  const { rows } = await db.query(
+    `SELECT name, reason, paused_by, paused_at, expires_at FROM ${assertSchemaName(schema)}.pauses p WHERE p.name = ANY($1::text[]) AND ${IN_FORCE}`,
+    [[...new Set(waiting.map((j) => j.name)), EVERY_JOB]],
+  );
+  const byName = new Map(rows.map((r) => [r.name as string, toPause(r)]));
+  for (const job of waiting) {
+    const pause = byName.get(job.name) ?? byName.get(EVERY_JOB);
+    if (pause) job.pausedBy = pause;
+  }
+  return jobs;
+}
+
 export type PauseStore = ReturnType<typeof createPauseStore>;
 
 export function createPauseStore(pool: Pool, schema: string) {
@@ -28,7 +51,7 @@ export function createPauseStore(pool: Pool, schema: string) {
   return {
     /** The pauses in force, oldest first. */
     async list(): Promise<Pause[]> {
-      const { rows } = await pool.query(`SELECT ${COLUMNS} FROM ${s}.pauses WHERE expires_at IS NULL OR expires_at > clock_timestamp() ORDER BY paused_at, name`);
+      const { rows } = await pool.query(`SELECT ${COLUMNS} FROM ${s}.pauses p WHERE ${IN_FORCE} ORDER BY paused_at, name`);
       return rows.map(toPause);
     },
     /** Pauses `name` (again: a new reason and expiry replace the old). */

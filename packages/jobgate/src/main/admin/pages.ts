@@ -110,7 +110,7 @@ const jobPage = (v: View) => `
 ${el(v, 'h1', 'job-title')}
 <div class="grid">
 <section class="card"><h2>State</h2>
-  <p>${el(v, 'span', 'job-state')}</p>
+  <p>${el(v, 'span', 'job-state')} ${el(v, 'span', 'job-paused', ' class="muted"')}</p>
   ${el(v, 'progress', 'progress-bar', ' max="100" aria-label="progress"')}${el(v, 'p', 'progress-text')}
   <dl><dt>Route</dt>${el(v, 'dd', 'job-route')}<dt>Why there</dt>${el(v, 'dd', 'route-reason')}<dt>Attempts</dt>${el(v, 'dd', 'job-attempts')}
   <dt>Created</dt>${el(v, 'dd', 'job-created')}<dt>Finished</dt>${el(v, 'dd', 'job-finished')}<dt>Error</dt>${el(v, 'dd', 'job-error')}<dt>Batch</dt>${el(v, 'dd', 'job-batch')}</dl>

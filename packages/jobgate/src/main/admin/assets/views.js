@@ -96,6 +96,10 @@ export function fetcherView(s, audit) {
 
 // ---------------------------------------------------------------- jobs
 
+/** What a waiting job waits for when a pause holds it (`pausedBy`): the pause's name, who, why, until when. */
+const pausedText = (p) =>
+  p ? `paused (${p.name === '*' ? 'every job: *' : esc(p.name)}) by ${esc(p.by)}: ${esc(p.reason)}${p.expiresAt ? `, until ${time(p.expiresAt)}` : ''}` : '';
+
 /** The link to the next page of the jobs list, keeping the filter. */
 export const nextPageHref = (filter, cursor) => `jobs?${new URLSearchParams({ ...filter, cursor })}`;
 
@@ -107,7 +111,7 @@ export function jobsView(page, filter) {
   const rows = page.jobs.map((j) =>
     `<tr data-job-id="${esc(j.id)}">` +
     `<td><a href="jobs/${esc(j.id)}">${esc(j.name)}</a><div class="muted">${esc(j.id.slice(0, 8))}</div></td>` +
-    `<td>${badge(j.state)}${j.error && j.state !== 'completed' ? `<div class="muted">${esc(errorText(j.error))}</div>` : ''}</td>` +
+    `<td>${badge(j.state)}${j.pausedBy ? `<div class="muted">${pausedText(j.pausedBy)}</div>` : ''}${j.error && j.state !== 'completed' ? `<div class="muted">${esc(errorText(j.error))}</div>` : ''}</td>` +
     `<td>${esc(j.route)}${j.routeReason !== 'definition' ? `<div class="muted">${esc(j.routeReason)}</div>` : ''}</td>` +
     `<td>${esc(j.progress)} %</td><td>${esc(j.attempts)}/${esc(j.maxAttempts)}</td><td>${time(j.createdAt)}</td>` +
     `<td>${RETRYABLE.includes(j.state) ? `<button type="button" class="retry" data-action="retry" data-job-id="${esc(j.id)}" data-job-name="${esc(j.name)}">Retry</button>` : ''}` +
@@ -133,6 +137,7 @@ export function jobView(j) {
     html: {
       'job-title': esc(j.name),
       'job-state': esc(j.state),
+      'job-paused': pausedText(j.pausedBy),
       'progress-text': `${esc(j.progress)} %${j.progressMessage ? `: ${esc(j.progressMessage)}` : ''}`,
       'job-route': esc(j.route),
       'route-reason': `${j.route === 'fetcher' ? 'sent to the fetcher' : 'runs on main'} because of ${esc(REASONS[j.routeReason] ?? j.routeReason)}`,
