@@ -6,8 +6,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { admin, adminHeaders, call, databasePerTest, enqueue, handlerStarts, startPair, type Pair } from './support/gateway.ts';
+import { randomUUID } from 'node:crypto';
 import { runCli } from './support/cli.ts';
 import { waitFor } from './support/wait.ts';
+import { TEST_SCHEMA } from './support/database.ts';
+import { createMainLedger, createPauseStore } from '../packages/jobgate/src/store/index.ts';
 
 const t = databasePerTest();
 const WAITING = ['queued', 'forwarding', 'forwarded'];
@@ -119,4 +122,48 @@ describe('a pause holds the jobs enqueued after it', () => {
     expect((await runCli(t.db.url, ['resume', 'test.timeout'])).code).toBe(0);
     await ranOnce(pair, [held], { 'test.timeout': 'main' });
   }, 180_000);
+});
+
+describe('a pause in the ledger', () => {
+  it('holds from its commit: claims answer paused and write nothing, the outbox keeps the jobs, and an unclaimed fetcher attempt never shows', async () => {
+    const ledger = createMainLedger(t.db.pool, TEST_SCHEMA);
+    const pauses = createPauseStore(t.db.pool, TEST_SCHEMA);
+    const insert = async (name: string, route: 'main' | 'fetcher') => {
+      const id = randomUUID();
+      await ledger.insertJob({ id, name, route, payload: {}, priority: 0, uniqueKey: null, maxAttempts: 3, delaySeconds: 0 });
+      return id;
+    };
+    const [local, routed, other] = [await insert('p.local', 'main'), await insert('p.routed', 'fetcher'), await insert('p.other', 'fetcher')];
+    await pauses.pause({ name: 'p.local', reason: 'r1', actor: 'test' });
+    await pauses.pause({ name: 'p.routed', reason: 'r2', actor: 'test' });
+    const claim = (id: string, ranOn: 'main' | 'fetcher') => ledger.claimAttempt({ id, attempt: 1, ranOn, concurrency: null, perSecond: null, claimSeconds: 30 });
+    expect(await claim(local, 'main')).toEqual({ outcome: 'paused' });
+    expect(await claim(routed, 'fetcher')).toEqual({ outcome: 'paused' });
+    // the forwarder takes only what is not paused
+    expect((await ledger.takeToForward(10, 30)).map((j) => j.id)).toEqual([other]);
+    // the fetcher's 'active' event for an attempt main did not grant: counted, not shown
+    expect(await ledger.applyEvents([{ jobId: routed, seq: 1, type: 'active', attempt: 1, at: new Date().toISOString(), state: 'active' }])).toEqual({ applied: 1, ignored: 0 });
+    const held = await ledger.getJob(routed, { executions: true });
+    expect(held).toMatchObject({ state: 'queued', attempts: 0, executions: [], pausedBy: { name: 'p.routed', reason: 'r2', by: 'test', expiresAt: null } });
+    expect((await ledger.listJobs({ limit: 10 })).jobs.map((j) => [j.id, j.pausedBy?.name ?? null])).toEqual(expect.arrayContaining([[local, 'p.local'], [routed, 'p.routed'], [other, null]]));
+
+    // every job (*): the job's own pause is named first, * for the rest
+    await pauses.pause({ name: '*', reason: 'all', actor: 'test' });
+    expect((await ledger.getJob(local))!.pausedBy!.name).toBe('p.local');
+    await pauses.resume({ name: 'p.local', actor: 'test' });
+    expect((await ledger.getJob(local))!.pausedBy!.name).toBe('*');
+    expect(await claim(local, 'main')).toEqual({ outcome: 'paused' });
+    await pauses.resume({ name: '*', actor: 'test' });
+
+    // resumed: claimed as usual, and the view no longer names a pause
+    expect(await claim(local, 'main')).toEqual({ outcome: 'claimed' });
+    expect((await ledger.getJob(local))!.pausedBy).toBeUndefined();
+    await pauses.resume({ name: 'p.routed', actor: 'test' });
+    expect((await ledger.takeToForward(10, 30)).map((j) => j.id)).toEqual([routed]);
+    await ledger.markForwarded([routed]);
+    // granted now: its 'active' event shows the attempt running
+    expect(await claim(routed, 'fetcher')).toEqual({ outcome: 'claimed' });
+    await ledger.applyEvents([{ jobId: routed, seq: 2, type: 'active', attempt: 1, at: new Date().toISOString(), state: 'active' }]);
+    expect(await ledger.getJob(routed, { executions: true })).toMatchObject({ state: 'active', attempts: 1, executions: [{ attempt: 1, ranOn: 'fetcher', outcome: 'running' }] });
+  });
 });

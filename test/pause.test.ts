@@ -32,7 +32,7 @@ describe('pause and resume a job everywhere', () => {
       enqueue(t.pair.main, 'test.record', {}),
     ]);
     await t.allCompleted(others);
-    // the forwarder still delivers it; the fetcher holds it unclaimed
+    // held where it waits: the outbox keeps it (the forwarder reads the pauses), the fetcher never has it
     await sleep(Math.max(0, 10_000 - (Date.now() - since)));
     expect(await handlerStarts(t.db, [held])).toBe(0);
     expect(await executions(held)).toEqual([]);
