@@ -15,6 +15,22 @@ describe('cursor', () => {
     expect(parseCursor(Buffer.from('2026-11-23 06:14:23+00|------------------------------------').toString('base64url'))).toBeNull();
     expect(parseCursor(encodeCursor('2026-11-23 23:30:00-05', '4f6bef6d-d3d8-4e5c-b2ab-a34697c15910'))).not.toBeNull();
   });
+
+  it('hands the query the same instant in UTC, within what PostgreSQL reads', () => {
+    const id = '4f6bef6d-d3d8-4e5c-b2ab-a34697c15910';
+    const at = (text: string) => parseCursor(encodeCursor(text, id))?.createdAt ?? null;
+    expect(at('2026-11-23 23:30:00.000001-05')).toBe('2026-11-24 04:30:00.000001+00');
+    expect(at('2026-11-24 10:00:00+05:30')).toBe('2026-11-24 04:30:00+00');
+    expect(at('2026-12-04 13:34:52+15:59:59')).toBe('2026-12-03 21:34:53+00');
+    expect(at('2026-12-04T13:34:52Z')).toBe('2026-12-04 13:34:52+00');
+    expect(at('0001-01-01 15:00:00+15')).toBe('0001-01-01 00:00:00+00');
+    expect(at('0099-03-01 00:00:00+00')).toBe('0099-03-01 00:00:00+00');
+    // PostgreSQL refuses an offset beyond ±15:59:59 (22009); a cursor it gave out never has one
+    for (const offset of ['+16', '-16:00', '+23:59', '-23:59', '+15:60', '+05:00:60', '+99']) expect(at(`2026-12-04 13:34:52${offset}`), offset).toBeNull();
+    // out of 0001..9999 once in UTC, a leap second, 24:00, 02-29 of a common year
+    for (const text of ['0001-01-01 00:00:00+01', '9999-12-31 23:00:00-02', '2026-12-31 23:59:60+00', '2026-12-31 24:00:00+00', '2026-02-29 00:00:00+00']) expect(at(text), text).toBeNull();
+    expect(at('2028-02-29 00:00:00+00')).toBe('2028-02-29 00:00:00+00');
+  });
 });
 
 describe('schema names', () => {

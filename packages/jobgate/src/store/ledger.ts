@@ -3,6 +3,7 @@ import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
 import { coalesce } from '../support/coalesce.ts';
+import { canonicalTimestamp } from '../support/timestamp.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import type { Pause } from './pauses.ts';
 
@@ -287,20 +288,17 @@ export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(`${createdAt}|${id}`).toString('base64url');
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A jobs list cursor this API handed out (encodeCursor), with its time in canonicalTimestamp's
+ * form; null for anything else, which would otherwise reach the query and fail there as a 500.
+ */
 export function parseCursor(cursor: string): { createdAt: string; id: string } | null {
-  const [createdAt, id, extra] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  // only the shape this API hands out (PostgreSQL's timestamptz text and a uuid): anything else
-  // would reach the query and fail there as a 500
-  if (!createdAt || !id || extra !== undefined) return null;
-  const at = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?:([+-]\d{2})(?::?(\d{2}))?|Z)$/.exec(createdAt);
-  if (!at) return null;
-  // PostgreSQL has no year 0 (and a cursor we gave out never holds one)
-  if (at[1]!.startsWith('0000')) return null;
-  const iso = `${at[1]}T${at[2]}${at[3] ? `${at[3]}:${at[4] ?? '00'}` : 'Z'}`;
-  // a real date: Date.parse rolls 02-30 over, so compare the day back
-  if (Number.isNaN(Date.parse(iso)) || new Date(Date.parse(iso) + (at[3] ? Number(at[3]) * 3_600_000 + Math.sign(Number(at[3])) * Number(at[4] ?? 0) * 60_000 : 0)).toISOString().slice(0, 10) !== at[1]) return null;
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return null;
-  return { createdAt, id };
+  const [at, id, extra] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!at || !id || extra !== undefined || !UUID.test(id)) return null;
+  const createdAt = canonicalTimestamp(at);
+  return createdAt === null ? null : { createdAt, id: id.toLowerCase() };
 }
 
 /**

@@ -7,5 +7,6 @@ export * from './http-server.ts';
 export * from './metrics.ts';
 export * from './trace.ts';
 export * from './text.ts';
+export * from './timestamp.ts';
 export * from './loop.ts';
 export * from './coalesce.ts';
