@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { ErrorCode, JobgateError, findUnstorable, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, findUnstorable, traceFields, type FieldError, type Logger } from '../support/index.ts';
 import { withTransaction, type QueueTimings, type ScheduleFields, type ScheduleRun, type ScheduleStore, type StoredSchedule } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
@@ -33,6 +33,27 @@ interface Firing {
 const codeScheduleId = (name: string) => derivedId('00000000-0000-0000-0000-000000000000', `cron:${name}`);
 const NEXT_RUNS = 5;
 
+/**
+ * What is wrong with a schedule's expression and time zone as pg-boss's schedule() would judge
+ * them, as field errors (none: schedule() takes them). pg-boss judges both (a preview in the zone);
+ * when it refuses, a preview of a plain cron in the same zone tells whether the zone was the
+ * trouble. The expression must also have a firing left: a finished RRULE previews as nothing, and
+ * schedule() refuses it (an AssertionError: a 500 once it got that far).
+ */
+export function recurrenceErrors(boss: Pick<PgBoss, 'previewSchedule'>, schedule: string, timeZone: string, now = new Date()): FieldError[] {
+  try {
+    if (boss.previewSchedule(schedule, { tz: timeZone, count: 1, from: now }).length === 0) return [{ path: 'schedule', message: 'has no firing left (an RRULE past its COUNT or UNTIL)' }];
+    return [];
+  } catch (err) {
+    try {
+      boss.previewSchedule('* * * * *', { tz: timeZone, count: 1, from: now });
+    } catch {
+      return [{ path: 'timeZone', message: `not an IANA time zone pg-boss can schedule in: ${JSON.stringify(timeZone)}` }];
+    }
+    return [{ path: 'schedule', message: `not a cron expression or RRULE pg-boss can run: ${(err as Error).message}` }];
+  }
+}
+
 export function createSchedules(deps: {
   boss: PgBoss;
   pool: Pool;
@@ -48,19 +69,7 @@ export function createSchedules(deps: {
   /** Checks what a schedule would run: the job, the expression and zone as pg-boss reads them, the payload. 422s name the field. */
   function check(name: string, fields: Pick<ScheduleFields, 'schedule' | 'timeZone' | 'payload'>): JobDefinition {
     const def = deps.definition(name);
-    const errors: Array<{ path: string; message: string }> = [];
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: fields.timeZone });
-    } catch {
-      errors.push({ path: 'timeZone', message: `not an IANA time zone: ${JSON.stringify(fields.timeZone)}` });
-    }
-    if (errors.length === 0) {
-      try {
-        boss.previewSchedule(fields.schedule, { tz: fields.timeZone, count: 1, from: new Date() });
-      } catch (err) {
-        errors.push({ path: 'schedule', message: `not a cron expression or RRULE pg-boss can run: ${(err as Error).message}` });
-      }
-    }
+    const errors = recurrenceErrors(boss, fields.schedule, fields.timeZone);
     const parsed = def.payload.safeParse(fields.payload);
     if (!parsed.success) errors.push(...parsed.error.issues.map((i) => ({ path: ['payload', ...i.path.map(String)].join('.'), message: i.message })));
     const unstorable = findUnstorable(fields.payload, ['payload']);
