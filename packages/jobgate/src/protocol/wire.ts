@@ -1,11 +1,22 @@
 // The messages between main and the fetcher, one zod schema each, shared by both sides.
 import { z } from 'zod';
-import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN } from '../support/index.ts';
+import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN, canonicalTimestamp } from '../support/index.ts';
 
 /** A job's id, the same on both sides (main gives it, the fetcher keeps it). */
 export const JobId = z.uuid();
 
 export const MAX_BATCH = 500;
+
+/**
+ * The largest PostgreSQL integer (int4). A number a peer sends into an integer column (a priority,
+ * a delay, a sequence number) stays inside it: past it the statement fails (22003), a 500 where
+ * the sender's mistake is a 422.
+ */
+const INT4_MAX = 2 ** 31 - 1;
+const Int4 = z.number().int().min(-INT4_MAX - 1).max(INT4_MAX);
+
+/** A time as the sender wrote it, which PostgreSQL reads as a timestamptz (canonicalTimestamp: ISO 8601 with its offset, years 0001 to 9999). */
+const Timestamp = z.string().max(40).refine((t) => canonicalTimestamp(t) !== null, 'an ISO 8601 time with its offset (at most ±15:59), years 0001 to 9999');
 
 /**
  * The largest body each signed route reads (bytes), matched to what it carries: a submission is up
@@ -36,8 +47,8 @@ export const SubmitJob = z.strictObject({
   // then keeps the jobs until it is upgraded).
   options: z
     .object({
-      priority: z.number().int().optional(),
-      delaySeconds: z.number().int().min(0).optional(),
+      priority: Int4.optional(),
+      delaySeconds: Int4.min(0).optional(),
       requestId: z.string().max(128).optional(),
       /** W3C traceparent of the job (the fetcher logs the job under its trace id). */
       traceparent: z.string().regex(TRACEPARENT_PATTERN, 'a W3C traceparent, 00-<32 hex>-<16 hex>-<2 hex>').optional(),
@@ -92,18 +103,18 @@ export const ResendResult = z.object({ resent: z.number() });
 /** One state change of a job on the fetcher; `seq` counts per job from 1, so the receiver applies them in order, once. */
 export const JobEvent = z.strictObject({
   jobId: z.uuid(),
-  seq: z.number().int().min(1),
+  seq: Int4.min(1),
   type: z.enum(['active', 'progress', 'completed', 'failed', 'lost']),
-  attempt: z.number().int().min(1),
-  at: z.string().max(40),
+  attempt: z.number().int().min(1).max(1_000_000),
+  at: Timestamp,
   state: z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']).optional(),
-  maxAttempts: z.number().int().optional(),
-  startedAt: z.string().optional(),
-  finishedAt: z.string().optional(),
-  progress: z.number().optional(),
+  maxAttempts: Int4.min(1).optional(),
+  startedAt: Timestamp.optional(),
+  finishedAt: Timestamp.optional(),
+  progress: z.number().int().min(0).max(100).optional(),
   message: z.string().max(MAX_PROGRESS_MESSAGE).optional(),
   error: z.object({ code: z.string().max(100), message: z.string().max(MAX_ERROR_MESSAGE) }).optional(),
-  peakRssMb: z.number().optional(),
+  peakRssMb: Int4.min(0).optional(),
   /** The job's W3C traceparent, so main logs the event under the job's trace. */
   traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),
 });
@@ -166,7 +177,7 @@ export const SpawnJob = z.strictObject({
   id: z.uuid(),
   name: z.string().min(1).max(100),
   payload: z.unknown(),
-  priority: z.number().int().optional(),
+  priority: Int4.optional(),
   delaySeconds: z.number().int().min(0).max(31_536_000).optional(),
   runOnMain: z.boolean().optional(),
   batchId: z.uuid().optional(),
