@@ -16,7 +16,8 @@ export const PayloadFilter = z
     const candidates: Array<Record<string, unknown>> = [{ [key]: raw }];
     try {
       const parsed: unknown = JSON.parse(raw);
-      if (parsed !== null && typeof parsed !== 'object' && typeof parsed !== 'string') candidates.push({ [key]: parsed });
+      // (a number past float64, 1e400, parses as Infinity, which JSON writes as null: it matches as text only)
+      if (typeof parsed === 'boolean' || (typeof parsed === 'number' && Number.isFinite(parsed))) candidates.push({ [key]: parsed });
     } catch {
       /* a plain string */
     }
