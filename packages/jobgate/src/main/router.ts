@@ -8,7 +8,7 @@ import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
 import { createAdminReads } from './admin/reads.ts';
-import { cursorOrThrow, EnqueueBody, JobFilterFields, JobId, PageFields, parseOrThrow } from './validation.ts';
+import { cursorOrThrow, EnqueueBody, JobId, JobsListQuery, parseOrThrow } from './validation.ts';
 
 export interface MainRouterDeps {
   jobs: JobRuntime;
@@ -27,8 +27,6 @@ export interface MainRouterDeps {
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
 }
-
-const ListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
 
 /**
  * One of main's routers under `path`: it notes where it is mounted, sets up request ids, logs and
@@ -162,7 +160,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
     app
       .route('/api/jobs')
       .get(async (req, res) => {
-        const query = parseOrThrow(ListQuery, req.query);
+        const query = parseOrThrow(JobsListQuery, req.query);
         const cursor = cursorOrThrow(query.cursor);
         const page = await jobs.listJobs({ state: query.state as JobRecord['state'] | undefined, name: query.name, route: query.route, limit: query.limit, cursor });
         res.json({ jobs: page.jobs, nextCursor: page.nextCursor });

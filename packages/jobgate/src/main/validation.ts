@@ -30,6 +30,8 @@ export const PageFields = {
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().min(1).max(200).optional(),
 };
+/** GET /api/jobs's query. */
+export const JobsListQuery = z.strictObject({ ...JobFilterFields, ...PageFields });
 
 /** A cursor this API handed out, or 422 naming `cursor`. */
 export function cursorOrThrow(cursor: string | undefined): ListFilter['cursor'] {

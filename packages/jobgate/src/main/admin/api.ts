@@ -25,27 +25,27 @@ export interface AdminDeps {
   fetcher?: { client: FetcherClient; monitor: FetcherMonitor; wakeTimeoutMs: number };
 }
 
-const OverrideBody = z.strictObject({
+export const OverrideBody = z.strictObject({
   enabled: z.boolean(),
   reason: z.string().trim().min(1, 'say why').max(500),
   expiresInMinutes: z.number().positive().max(7 * 24 * 60).optional(),
 });
-const PauseBody = z.strictObject({
+export const PauseBody = z.strictObject({
   reason: z.string().trim().min(1, 'say why').max(500),
   expiresInMinutes: z.number().positive().max(30 * 24 * 60).optional(),
 });
-const ResumeBody = z.strictObject({ reason: z.string().trim().max(500).optional() });
+export const ResumeBody = z.strictObject({ reason: z.string().trim().max(500).optional() });
 const ScheduleFields = {
   schedule: z.string().trim().min(1).max(200),
   timeZone: z.string().trim().min(1).max(64),
   payload: z.record(z.string(), z.unknown()),
   enabled: z.boolean(),
 };
-const NewSchedule = z.strictObject({ name: z.string().min(1).max(100), ...ScheduleFields, timeZone: ScheduleFields.timeZone.optional(), payload: ScheduleFields.payload.optional(), enabled: ScheduleFields.enabled.optional() });
-const ScheduleChange = z.strictObject(ScheduleFields).partial();
-const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
+export const NewSchedule = z.strictObject({ name: z.string().min(1).max(100), ...ScheduleFields, timeZone: ScheduleFields.timeZone.optional(), payload: ScheduleFields.payload.optional(), enabled: ScheduleFields.enabled.optional() });
+export const ScheduleChange = z.strictObject(ScheduleFields).partial();
+export const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 const Filter = JobFilter;
-const BulkBody = z.strictObject({
+export const BulkBody = z.strictObject({
   action: z.enum(['retry', 'cancel']),
   filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
 });

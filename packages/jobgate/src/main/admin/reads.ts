@@ -9,7 +9,7 @@ import { fetcherState, serviceStatus } from '../status.ts';
 import { cursorOrThrow, JobId, PageFields, parseOrThrow } from '../validation.ts';
 
 export const ListQuery = JobFilter.extend(PageFields);
-const OverviewQuery = z.strictObject({ window: z.enum(['hour', 'day']).default('hour') });
+export const OverviewQuery = z.strictObject({ window: z.enum(['hour', 'day']).default('hour') });
 
 /**
  * Everything the dashboard reads, in one place: the admin API answers these as JSON and the pages
