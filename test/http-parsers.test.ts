@@ -126,7 +126,7 @@ const PROBES: Probe[] = [
       return { app: 'main', method: 'POST', path: path.replace('*', enc(r, filterText(r))), auth: 'admin', body };
     },
   },
-  { parser: 'enqueue numbers', send: (r) => ({ app: 'main', method: 'POST', path: r.pick(['/api/jobs/demo.light', '/admin/api/jobs/demo.light/run']), auth: 'admin', body: `{"payload": {}, "priority": ${jsonNumber(r)}, "delaySeconds": ${jsonNumber(r)}}` }) },
+  { parser: 'enqueue numbers', send: (r) => ({ app: 'main', method: 'POST', path: r.pick(['/api/jobs/demo.light', '/admin/api/jobs/demo.light/run']), auth: 'admin', body: `{"payload": {}${r.chance(0.7) ? `, "priority": ${jsonNumber(r)}` : ''}${r.chance(0.7) ? `, "delaySeconds": ${jsonNumber(r)}` : ''}}` }) },
   { parser: 'override', send: (r) => ({ app: 'main', method: 'PUT', path: '/admin/api/override', auth: 'admin', body: `{"enabled": ${r.pick(['true', 'false'])}, "reason": ${str(r, r.chance(0.5) ? () => 'fuzzing' : noise)}, "expiresInMinutes": ${jsonNumber(r)}}` }) },
   { parser: 'pause', send: (r) => ({ app: 'main', method: 'POST', path: `/admin/api/jobs/${r.pick(['demo.light', '*', 'no.such'])}/${r.pick(['pause', 'resume'])}`, auth: 'admin', body: `{"reason": ${str(r, r.chance(0.5) ? () => 'fuzzing' : noise)}${r.chance(0.8) ? `, "expiresInMinutes": ${jsonNumber(r)}` : ''}}` }) },
   {
