@@ -104,7 +104,10 @@ export const TEST_SHARED_SECRET = 'whsec_' + Buffer.alloc(32, 7).toString('base6
 
 /** The bearer token every test main takes on /api/* (API_TOKENS); `call` and `enqueue` send it. */
 export const TEST_API_TOKEN = 'test-api-token-0123456789abcdef';
-export const startMain = (env: Record<string, string>, extras?: SpawnExtras) => startApp('main', { API_TOKENS: TEST_API_TOKEN, ...env }, extras);
+// The tests drive /api/* harder than one client should (200 enqueues at once, 900 KB payloads):
+// the per-token quotas are tested on their own (api-quotas.test.ts); every other main has room.
+const ROOMY_API = { API_RATE_PER_SECOND: '100000', API_RATE_BURST: '100000', API_MAX_PAYLOAD_BYTES: String(2 ** 20) };
+export const startMain = (env: Record<string, string>, extras?: SpawnExtras) => startApp('main', { API_TOKENS: TEST_API_TOKEN, ...ROOMY_API, ...env }, extras);
 export const startFetcher = (env: Record<string, string>, extras?: SpawnExtras) => startApp('fetcher', { FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, ...env }, extras);
 
 /** A port nothing listens on right now (for two apps that must know each other's URL up front). */

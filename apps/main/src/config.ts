@@ -44,6 +44,16 @@ export const MainEnv = z
       .transform((s) => s.split(/\s+/).filter(Boolean))
       .pipe(z.array(z.string().min(16, 'each token at least 16 characters').max(500)).min(1))
       .optional(),
+    /**
+     * Each API token's requests a second to /api/* in each main process, and how many it may make
+     * at once after being idle; over it, 429 with Retry-After (the admin's credentials on /api/*
+     * share one bucket of the same size).
+     */
+    API_RATE_PER_SECOND: z.coerce.number().positive().max(1_000_000).default(50),
+    API_RATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(100),
+    /** The longest delaySeconds and the largest payload (bytes of its JSON) POST /api/jobs/:name takes. */
+    API_MAX_DELAY_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(2_592_000),
+    API_MAX_PAYLOAD_BYTES: z.coerce.number().int().min(2).max(1_048_576).default(262_144),
     /** The admin pages and /admin/api/* (user `admin`); unset, they answer 503. */
     ADMIN_PASSWORD: z.string().min(8, 'at least 8 characters').max(200).optional(),
     /** Forces the emergency override on at boot (audited as set by the environment). */
@@ -104,6 +114,7 @@ export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg
       : {}),
     ...(config.ADMIN_PASSWORD ? { admin: { password: config.ADMIN_PASSWORD } } : {}),
     ...(config.API_TOKENS ? { apiTokens: config.API_TOKENS } : {}),
+    apiQuota: { perSecond: config.API_RATE_PER_SECOND, burst: config.API_RATE_BURST, maxDelaySeconds: config.API_MAX_DELAY_SECONDS, maxPayloadBytes: config.API_MAX_PAYLOAD_BYTES },
     logger: deps.logger,
     onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY,
     overrideCheckMs: config.JOBGATE_OVERRIDE_CHECK_MS,

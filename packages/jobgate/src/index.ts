@@ -11,6 +11,7 @@ export type { MainRouters } from './main/router.ts';
 export type { CommonOptions } from './run/service-options.ts';
 export type { MemorySnapshot } from './fetcher/memory-guard.ts';
 export type { AuthorizeAdmin } from './main/admin/auth.ts';
+export type { ApiQuotaOptions } from './main/api-quota.ts';
 export { createFetcher } from './fetcher/create-fetcher.ts';
 export type { Fetcher, FetcherServiceOptions } from './fetcher/create-fetcher.ts';
 export type { EnqueueOptions, EnqueueResult } from './enqueue/perform-later.ts';

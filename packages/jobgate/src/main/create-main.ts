@@ -27,6 +27,7 @@ import { startReconciler } from '../report/reconciler.ts';
 import { createAdminAuth, type AuthorizeAdmin } from './admin/auth.ts';
 import { createMainMetrics } from './metrics.ts';
 import { createMainRouters, type MainRouters } from './router.ts';
+import { createApiQuota, type ApiQuotaOptions } from './api-quota.ts';
 import { JobId } from './validation.ts';
 
 /** How main reaches the fetcher, and how hard it tries. */
@@ -65,6 +66,12 @@ export interface MainOptions extends CommonOptions {
   admin?: AdminOptions;
   /** Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters. */
   apiTokens?: readonly string[];
+  /**
+   * Limits on /api/*: each API token's request rate in each process (and the admin's own, on
+   * /api/*), over it 429 with Retry-After; and what one POST /api/jobs/:name may ask for.
+   * Defaults: 50 requests a second, bursts of 100, delays up to 30 days, payloads up to 256 KiB.
+   */
+  apiQuota?: ApiQuotaOptions;
   /** Fetcher jobs that run on main at once under the emergency override (default 1: they are the heavy ones). */
   onMainConcurrency?: number;
   /** How often main re-reads the override, expires it, and takes over undelivered jobs (default 2000). */
@@ -94,6 +101,15 @@ const Options = z.object({
     .optional(),
   admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
   apiTokens: z.array(z.string().min(16, 'each token at least 16 characters').max(500)).optional(),
+  apiQuota: z
+    .strictObject({
+      perSecond: z.number().positive().max(1_000_000).optional(),
+      burst: z.number().int().min(1).max(1_000_000).optional(),
+      // (the API's own bound on delaySeconds is a year)
+      maxDelaySeconds: z.number().int().min(0).max(31_536_000).optional(),
+      maxPayloadBytes: z.number().int().min(2).max(2 ** 20).optional(),
+    })
+    .default({}),
   onMainConcurrency: z.number().int().min(1).max(32).default(1),
   overrideCheckMs: ms(100, 60_000).default(2_000),
   emergencyOverride: z.union([z.boolean(), z.strictObject({ reason: z.string().min(1).max(500), actor: z.string().min(1).max(200) })]).default(false),
@@ -261,6 +277,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       logger,
       registry,
       apiAuth: auth.api,
+      apiQuota: createApiQuota(o.apiQuota),
       admin: {
         override,
         wakes,

@@ -9,6 +9,7 @@ import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
 import { createAdminReads } from './admin/reads.ts';
 import { cursorOrThrow, EnqueueBody, JobId, JobsListQuery, parseOrThrow } from './validation.ts';
+import type { ApiQuota } from './api-quota.ts';
 
 export interface MainRouterDeps {
   jobs: JobRuntime;
@@ -24,6 +25,8 @@ export interface MainRouterDeps {
   registry?: Registry;
   /** Who may use /api/* (AdminAuth.api). Required: the jobs API is never open to anyone. */
   apiAuth: express.RequestHandler;
+  /** Each credential's request rate on /api/*, and the ceilings of an enqueue (createApiQuota); absent, none. */
+  apiQuota?: ApiQuota;
   /** The admin API; absent, /admin/api/* is not served. */
   admin?: Omit<AdminDeps, 'jobs' | 'ledger'>;
 }
@@ -154,8 +157,8 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
   });
 
   const api = part('/api', deps, (app) => {
-    // Who is asking comes before any body is read.
-    app.use('/api', deps.apiAuth, ...jsonBody());
+    // Who is asking, and whether they are within their rate, come before any body is read.
+    app.use('/api', deps.apiAuth, ...(deps.apiQuota ? [deps.apiQuota.limit] : []), ...jsonBody());
 
     app
       .route('/api/jobs')
@@ -182,6 +185,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       .post(async (req: Request<{ nameOrId: string }>, res) => {
         const def = jobs.definition(req.params.nameOrId);
         const body = parseOrThrow(EnqueueBody, req.body ?? {});
+        deps.apiQuota?.checkEnqueue(body);
         const { job, duplicate } = await jobs.performLater(def, body.payload, {
           priority: body.priority,
           delaySeconds: body.delaySeconds,

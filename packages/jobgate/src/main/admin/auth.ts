@@ -10,7 +10,14 @@ export const SESSION_COOKIE = 'jobgate_admin';
 declare module 'express-serve-static-core' {
   interface Request {
     /** Set once the request is an admin's: by dashboard session (with its CSRF token), HTTP Basic, an API token or the host app's authorize(). */
-    admin?: { via: 'session' | 'basic' | 'token' | 'host'; actor: string; csrfToken?: string; sessionId?: string };
+    admin?: {
+      via: 'session' | 'basic' | 'token' | 'host';
+      actor: string;
+      csrfToken?: string;
+      sessionId?: string;
+      /** Which of the API tokens (its place in the list): each has its own request quota. */
+      token?: number;
+    };
   }
 }
 
@@ -120,11 +127,13 @@ export function createAdminAuth(deps: {
     if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, deps.authorize ? 'The admin uses the host app\'s own sign-in.' : 'The admin surface is off: set ADMIN_PASSWORD.');
     return deps.password;
   }
-  /** Whether `given` is one of the API tokens: every token compared, in constant time. */
-  function isApiToken(given: string): boolean {
+  /** Which of the API tokens `given` is (-1: none): every token compared, in constant time. */
+  function apiTokenIndex(given: string): number {
     const d = digest(given);
-    let found = false;
-    for (const t of tokens) found = timingSafeEqual(d, t) || found;
+    let found = -1;
+    tokens.forEach((t, i) => {
+      if (timingSafeEqual(d, t)) found = i;
+    });
     return found;
   }
 
@@ -212,8 +221,9 @@ export function createAdminAuth(deps: {
     api: async (req: Request, res: Response, next: NextFunction) => {
       const header = req.headers.authorization ?? '';
       if (header.startsWith('Bearer ')) {
-        if (isApiToken(header.slice(7).trim())) {
-          req.admin = { via: 'token', actor: `api token (${req.ip})` };
+        const token = apiTokenIndex(header.slice(7).trim());
+        if (token >= 0) {
+          req.admin = { via: 'token', actor: `api token (${req.ip})`, token };
           return next();
         }
         // as with passwords: past the budget 429, else the failure counts and 401
