@@ -68,6 +68,12 @@ describe('jobgate CLI', () => {
     expect(bulk.code, bulk.stderr).toBe(0);
     expect(bulk.stderr).toMatch(/cancel: 5 done of 5 matched/);
     expect(await Promise.all(bulkIds.map(state))).toEqual(Array(5).fill('cancelled'));
+    // … and deleted, with their queue entries
+    const deleted = await jobgate(['jobs', 'delete', '--all-matching', '--payload', 'label=bulk', '--state', 'cancelled', '--yes'], env);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toMatch(/delete: 5 of 5 matching jobs/);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [bulkIds])).rows[0].n).toBe(0);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE id = ANY($1::uuid[])`, [bulkIds])).rows[0].n).toBe(0);
 
     // the override, audited with the CLI as the actor
     const on = await jobgate(['override', 'on', '--reason', 'fetcher deploy broken', '--expires', '30m'], env);
@@ -95,6 +101,7 @@ describe('jobgate CLI', () => {
       [['jobs', 'show', 'not-a-uuid'], /<id>: not a job id/],
       [['jobs', 'retry'], /<id>: say which job/],
       [['jobs', 'cancel', '--all-matching'], /needs at least one filter/],
+      [['jobs', 'delete', '--all-matching', '--created-before', 'yesterday'], /--created-before: an ISO 8601/],
       [['enqueue', 'test.record', '--payload', '{bad'], /--payload: not JSON/],
       [['enqueue', 'test.record', '--payload', '{"sleepMs":"x"}'], /--payload: payload\.sleepMs/],
       [['enqueue', 'no.such.job'], /<name>: no job named "no.such.job"/],

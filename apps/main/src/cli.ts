@@ -34,8 +34,9 @@ Commands:
   status [--json]                          fetcher state, override, outbox, queue counts
   jobs list [filters] [--limit n] [--json] newest first
   jobs show <id> [--json]
-  jobs retry <id> | --all-matching [filters] [--yes]
-  jobs cancel <id> | --all-matching [filters] [--yes]
+  jobs retry <id> | --all-matching [filters] [--all] [--yes]
+  jobs cancel <id> | --all-matching [filters] [--all] [--yes]
+  jobs delete <id> | --all-matching [filters] [--all] [--yes]   finished jobs only
   override on --reason "…" [--expires 30m] | override off [--reason "…"]
   pause <job|*> --reason "…" [--expires 30m] | resume <job|*> [--reason "…"] | pauses [--json]
   schedules list [--json] | add <job> --cron "…" [--tz Zone] [--payload '{…}'] [--disabled]
@@ -44,7 +45,7 @@ Commands:
   work [--queues a,b] [--burst]            run main's jobs here; --burst: drain what is due, then exit
   migrate                                  apply migrations and exit
 
-Filters: --state <state> --name <job> --route main|fetcher --payload key=value
+Filters: --state <state> --name <job> --route main|fetcher --payload key=value --created-before <ISO time>
 Every command takes --help. Exit codes: 0 done, 1 failed, 2 bad usage.
 `;
 
@@ -53,6 +54,7 @@ const FILTER_OPTIONS = {
   name: { type: 'string' },
   route: { type: 'string' },
   payload: { type: 'string' },
+  'created-before': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 interface Command {
@@ -140,9 +142,9 @@ const printJson = (value: unknown) => print(`${JSON.stringify(value, null, 2)}\n
 
 /** A filter from --state/--name/--route/--payload, checked as the admin API checks it. */
 function filterFrom(values: Record<string, any>): Omit<ListFilter, 'limit'> {
-  const given = Object.fromEntries(Object.entries({ state: values.state, name: values.name, route: values.route, payload: values.payload }).filter(([, v]) => v !== undefined));
+  const given = Object.fromEntries(Object.entries({ state: values.state, name: values.name, route: values.route, payload: values.payload, createdBefore: values['created-before'] }).filter(([, v]) => v !== undefined));
   const parsed = JobFilter.safeParse(given);
-  if (!parsed.success) throw new UsageError(fieldErrorsFromZod(parsed.error.issues).map((e) => `--${e.path}: ${e.message}`).join('; '));
+  if (!parsed.success) throw new UsageError(fieldErrorsFromZod(parsed.error.issues).map((e) => `--${e.path === 'createdBefore' ? 'created-before' : e.path}: ${e.message}`).join('; '));
   return parsed.data as Omit<ListFilter, 'limit'>;
 }
 
@@ -283,6 +285,7 @@ const commands: Record<string, Command> = {
 
   'jobs retry': bulkCommand('retry'),
   'jobs cancel': bulkCommand('cancel'),
+  'jobs delete': bulkCommand('delete'),
 
   'override on': {
     usage: 'jobgate override on --reason "…" [--expires 30m]\n  Fetcher jobs run on main until switched off (or expired); audited with the CLI as the actor.',
@@ -476,10 +479,15 @@ const commands: Record<string, Command> = {
   },
 };
 
-function bulkCommand(action: 'retry' | 'cancel'): Command {
+function bulkCommand(action: 'retry' | 'cancel' | 'delete'): Command {
+  const what = {
+    retry: 'Retries failed or cancelled jobs (each as a new job, once).',
+    cancel: 'Cancels jobs that have not finished (one running on the fetcher is left to finish), with their queue entries.',
+    delete: 'Deletes finished jobs (completed, failed, cancelled) and their queue entries; cancel unfinished ones first.',
+  }[action];
   return {
-    usage: `jobgate jobs ${action} <id>\njobgate jobs ${action} --all-matching [--state s] [--name job] [--route r] [--payload key=value] [--yes]\n  ${action === 'retry' ? 'Retries failed or cancelled jobs (each as a new job, once).' : 'Cancels jobs that have not finished (one running on the fetcher is left to finish).'} Audited with the CLI as the actor.`,
-    options: { ...FILTER_OPTIONS, 'all-matching': { type: 'boolean' }, yes: { type: 'boolean', short: 'y' }, json: { type: 'boolean' } },
+    usage: `jobgate jobs ${action} <id>\njobgate jobs ${action} --all-matching [--state s] [--name job] [--route r] [--payload key=value] [--created-before t] [--all] [--yes]\n  ${what} --all: every job, with no filter. Audited with the CLI as the actor.`,
+    options: { ...FILTER_OPTIONS, 'all-matching': { type: 'boolean' }, all: { type: 'boolean' }, yes: { type: 'boolean', short: 'y' }, json: { type: 'boolean' } },
     positionals: [0, 1],
     async run({ values, positionals }) {
       const one = positionals[0];
@@ -494,16 +502,20 @@ function bulkCommand(action: 'retry' | 'cancel'): Command {
           if (action === 'retry') {
             const again = await actions.retry(job, actor());
             printJson({ retried: id, newJob: { id: again.id, name: again.name, route: again.route, state: again.state } });
-          } else {
+          } else if (action === 'cancel') {
             const [cancelled] = await actions.cancel([id], actor());
             if (!cancelled) throw new JobgateError(ErrorCode.stateConflict, job.state === 'active' ? 'The job is running on the fetcher and cannot be cancelled from here.' : `The job is ${job.state}; there is nothing to cancel.`);
             printJson({ cancelled: id });
+          } else {
+            const [deleted] = await actions.remove([id], actor());
+            if (!deleted) throw new JobgateError(ErrorCode.stateConflict, `The job is ${job.state}${job.state === 'cancelled' ? ' and its attempt is still stopping' : ''}; only finished jobs are deleted (cancel it first).`);
+            printJson({ deleted: id });
           }
           return 0;
         });
       }
       const filter = filterFrom(values);
-      if (Object.keys(filter).length === 0) throw new UsageError('--all-matching needs at least one filter: --state, --name, --route or --payload');
+      if (Object.keys(filter).length === 0 && !values.all) throw new UsageError('--all-matching needs at least one filter (--state, --name, --route, --payload, --created-before), or --all for every job');
       return withService({}, async (service, cfg) => {
         const actions = createJobActions({ jobs: service.jobs, ledger: service.ledger, pool: service.pool, store: createAdminStore(service.pool, cfg.JOBGATE_SCHEMA) });
         const { jobs: sample } = await service.ledger.listJobs({ ...filter, limit: 1 });

@@ -5,7 +5,7 @@ import type { JobWithMetadata } from 'pg-boss';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ConfigError, ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { createBatchStore, createPauseStore, createScheduleStore, EVERY_JOB, withTransaction, type Pause, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
+import { createBatchStore, createPauseStore, createScheduleStore, EVERY_JOB, toBossDb, withTransaction, type Pause, type QueueEntries, type MainLedger, type ListFilter, type Queryable, type QueueTimings } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { queueOptions, type OnMainData } from '../define/queue-policy.ts';
@@ -174,6 +174,30 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       await pauseWatch?.refresh().catch(() => {});
       logger.info({ jobName: name, by: change.actor, wasPaused: Boolean(ended) }, 'job resumed');
       return ended;
+    },
+    /**
+     * Removes these queue entries of main's jobs (MainLedger.endPage, queueEntriesOf), in `db`'s
+     * transaction, the one that cancelled or deleted their ledger rows: no worker fetches them later
+     * to find them gone (a log line each). Returns how many were removed.
+     */
+    async dropQueueEntries(db: Queryable, entries: QueueEntries): Promise<number> {
+      const byQueue = new Map<string, string[]>();
+      for (const { name, routeReason, ids } of entries) {
+        // main's own jobs are in their own queue, a fetcher job main runs in the shared on-main one
+        const queue = routeReason === 'definition' ? name : SystemQueue.onMain;
+        byQueue.set(queue, (byQueue.get(queue) ?? []).concat(ids));
+      }
+      let dropped = 0;
+      for (const [queue, ids] of byQueue) {
+        try {
+          const answer = (await boss.deleteJob(queue, ids, { db: toBossDb(db) })) as { affected?: number };
+          dropped += answer.affected ?? 0;
+        } catch (err) {
+          // a job whose queue is gone (its definition removed, its queue deleted) has no entry left
+          if ((err as { code?: string }).code !== 'PGBOSS_QUEUE_NOT_FOUND') throw err;
+        }
+      }
+      return dropped;
     },
     getJob: (id: string) => ledger.getJob(id, { executions: true }),
     listJobs: (filter: ListFilter) => ledger.listJobs(filter),

@@ -128,6 +128,8 @@ export interface ListFilter {
   route?: Route;
   /** Jobs whose payload contains one of these (e.g. `{barcode: "737628064502"}` or `{barcode: 737628064502}`). */
   payload?: Array<Record<string, unknown>>;
+  /** Jobs created before this time (ISO 8601). */
+  createdBefore?: string;
   limit: number;
   cursor?: { createdAt: string; id: string };
 }
@@ -306,9 +308,11 @@ export function parseCursor(cursor: string): { createdAt: string; id: string } |
  * index (`state = $1` on jobs_by_state, the payload's containment on the GIN index); a catch-all
  * `($1 IS NULL OR state = $1)` would leave the planner only the created_at index.
  */
-export function listJobsQuery(schema: string, filter: ListFilter): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const param = (v: unknown) => (values.push(v), `$${values.length}`);
+/**
+ * A job filter as SQL conditions on the jobs table (ANDed; none: every job), each value a
+ * parameter added through `param` (which answers its `$n`).
+ */
+export function jobFilterWhere(filter: Omit<ListFilter, 'limit'>, param: (v: unknown) => string): string[] {
   const where: string[] = [];
   if (filter.state) where.push(`state = ${param(filter.state)}`);
   if (filter.states?.length) where.push(`state = ANY(${param(filter.states)}::text[])`);
@@ -316,7 +320,15 @@ export function listJobsQuery(schema: string, filter: ListFilter): { text: strin
   if (filter.name) where.push(`name = ${param(filter.name)}`);
   if (filter.route) where.push(`route = ${param(filter.route)}`);
   if (filter.payload?.length) where.push(`(${filter.payload.map((p) => `payload @> ${param(JSON.stringify(p))}::jsonb`).join(' OR ')})`);
+  if (filter.createdBefore) where.push(`created_at < ${param(filter.createdBefore)}::timestamptz`);
   if (filter.cursor) where.push(`(created_at, id) < (${param(filter.cursor.createdAt)}::timestamptz, ${param(filter.cursor.id)}::uuid)`);
+  return where;
+}
+
+export function listJobsQuery(schema: string, filter: ListFilter): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const param = (v: unknown) => (values.push(v), `$${values.length}`);
+  const where = jobFilterWhere(filter, param);
   return {
     text: `SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${assertSchemaName(schema)}.jobs
             ${where.length ? `WHERE ${where.join(' AND ')}` : ''}

@@ -6,7 +6,7 @@ import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { durably, withTransaction } from './transaction.ts';
 import { withPausedBy } from './pauses.ts';
-import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type RouteReason } from './ledger.ts';
+import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
 export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
@@ -22,6 +22,42 @@ export interface TakenOver {
   runAt: Date;
   traceparent?: string;
 }
+
+/** What the admin's cancel and delete by filter match: the list's filters (at least one, or none for every job). */
+export type BulkFilter = Omit<ListFilter, 'limit' | 'cursor' | 'states' | 'notRetried'>;
+
+/** A job a cancel or delete ended: enough to find its queue entry (main's jobs have one until they run). */
+export interface EndedJob {
+  id: string;
+  name: string;
+  route: Route;
+  routeReason: RouteReason;
+  /** Its state before: a `queued` job of main's still has its queue entry waiting in pg-boss. */
+  was: JobState;
+}
+
+/** A page of a bulk cancel or delete (MainLedger.endPage). */
+export interface BulkPage {
+  /** Jobs the page read, and those of them it cancelled or deleted. */
+  seen: number;
+  ended: number;
+  /** Where the next page starts (absent: the page was empty). */
+  next?: { createdAt: string; id: string };
+  /** Main's jobs among the ended that had not started, by name and route reason: their queue entries are still in pg-boss. */
+  entries: QueueEntries;
+}
+
+/** Ids from `from` (inclusive) to `below` (exclusive); either end open when absent. */
+export interface IdRange {
+  from?: string;
+  below?: string;
+}
+
+/** Jobs of main's whose pg-boss entries are to go, by name and route reason (which say their queue). */
+export type QueueEntries = Array<{ name: string; routeReason: RouteReason; ids: string[] }>;
+
+/** Finished, the states a delete acts on. */
+export const FINISHED_STATES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobState[];
 
 /** A routed job as the forwarder sends it. */
 export interface ToForward {
@@ -120,15 +156,46 @@ function plans(schema: string) {
       UPDATE ${s}.jobs j SET route = 'main', route_reason = $2, state = 'queued', updated_at = clock_timestamp()
         FROM picked WHERE j.id = picked.id
       RETURNING j.id, j.name, j.payload, j.priority, j.attempts, j.run_at, j.traceparent`,
-    // Cancels jobs that have not started, and main's own running ones (their runner sees the claim
-    // gone at its next heartbeat and stops); a job running on the fetcher is left to finish.
-    cancelJobs: `
-      UPDATE ${s}.jobs SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
-             error = jsonb_build_object('code', 'JG_CANCELLED', 'message', $2::text), claimed_by = NULL, claim_expires_at = NULL
-       WHERE ${lockedIds} AND (state IN ${inStates(WAITING_STATES)} OR (state = 'active' AND route = 'main'))
-         -- a live claim by the fetcher means it is running there, whatever the state says: not ours to cancel
-         AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
-      RETURNING id`,
+    // Cancels the jobs `which` names (an SQL condition on id) that have not started, and main's own
+    // running ones (their runner sees the claim gone at its next heartbeat and stops); a job running
+    // on the fetcher is left to finish. As CTEs `picked` and `ended`, for a statement to go on
+    // from: `ended` has each job with its state before (`was`), to find its queue entry.
+    cancelJobs: (which: string, reason: string) => `
+      picked AS (
+        SELECT id, state FROM ${s}.jobs
+         WHERE ${which} AND (state IN ${inStates(WAITING_STATES)} OR (state = 'active' AND route = 'main'))
+           -- a live claim by the fetcher means it is running there, whatever the state says: not ours to cancel
+           AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
+         ORDER BY id FOR UPDATE),
+      ended AS (
+        UPDATE ${s}.jobs j SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
+               error = jsonb_build_object('code', 'JG_CANCELLED', 'message', ${reason}::text), claimed_by = NULL, claim_expires_at = NULL
+          FROM picked WHERE j.id = picked.id
+        RETURNING j.id, j.name, j.route, j.route_reason, picked.state AS was)`,
+    // Deletes the jobs `which` names that finished (their executions go by cascade), but not one
+    // whose cancelled attempt is still stopping (its runner ends it at its next heartbeat). CTEs as above.
+    deleteJobs: (which: string) => `
+      picked AS (
+        SELECT id FROM ${s}.jobs j
+         WHERE ${which} AND state IN ${inStates(FINISHED_STATES)}
+           AND NOT EXISTS (SELECT 1 FROM ${s}.executions e WHERE e.job_id = j.id AND e.outcome = 'running')
+         ORDER BY id FOR UPDATE),
+      ended AS (
+        DELETE FROM ${s}.jobs j USING picked WHERE j.id = picked.id
+        RETURNING j.id, j.name, j.route, j.route_reason, j.state AS was)`,
+    // A page of a bulk action (`page`: up to $1 jobs matching `where`, newest first, read from the
+    // list's indexes), what `ended` did with it, and where the next page starts. Only the ids of
+    // main's jobs that had not started come back (grouped by name): their queue entries go next.
+    bulkPage: (where: string, act: string) => `
+      WITH page AS (
+        SELECT id, created_at FROM ${s}.jobs WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT $1),
+      ${act}
+      SELECT (SELECT count(*) FROM page)::int AS seen,
+             (SELECT count(*) FROM ended)::int AS ended,
+             (SELECT jsonb_build_object('createdAt', created_at::text, 'id', id) FROM page ORDER BY created_at, id LIMIT 1) AS next,
+             (SELECT coalesce(jsonb_agg(q), '[]') FROM (
+                SELECT name, route_reason AS "routeReason", array_agg(id) AS ids FROM ended
+                 WHERE route = 'main' AND was <> 'active' GROUP BY name, route_reason) q) AS entries`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
@@ -172,6 +239,21 @@ function plans(schema: string) {
 }
 
 export type MainLedger = ReturnType<typeof createMainLedger>;
+
+/** Main's jobs among `ended` that had not started, grouped as endPage groups them: the queue entries still in pg-boss. */
+export function queueEntriesOf(ended: readonly EndedJob[]): QueueEntries {
+  const groups = new Map<string, QueueEntries[number]>();
+  for (const job of ended) {
+    if (job.route !== 'main' || job.was === 'active') continue;
+    const key = `${job.name}\u0000${job.routeReason}`;
+    const group = groups.get(key) ?? { name: job.name, routeReason: job.routeReason, ids: [] };
+    group.ids.push(job.id);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
+const toEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name, route: r.route, routeReason: r.route_reason, was: r.was });
 
 export function createMainLedger(pool: Pool, schema: string) {
   const sql = plans(schema);
@@ -280,8 +362,43 @@ export function createMainLedger(pool: Pool, schema: string) {
     },
     /** Ids (of `ids`) now cancelled; see the statement for which can be. */
     async cancelJobs(ids: string[], reason: string): Promise<string[]> {
-      const { rows } = await durably(() => pool.query(sql.cancelJobs, [ids, reason]));
+      const { rows } = await durably(() => pool.query(`WITH ${sql.cancelJobs('id = ANY($1::uuid[])', '$2')} SELECT id FROM ended`, [ids, reason]));
       return rows.map((r) => r.id as string);
+    },
+    /** cancelJobs in `db`'s transaction, each job with what it takes to drop its queue entry there too. */
+    async cancelJobsIn(db: Queryable, ids: string[], reason: string): Promise<EndedJob[]> {
+      const { rows } = await db.query(`WITH ${sql.cancelJobs('id = ANY($1::uuid[])', '$2')} SELECT * FROM ended`, [ids, reason]);
+      return rows.map(toEnded);
+    },
+    /** Deletes those of `ids` that finished (see the statement), in `db`'s transaction. */
+    async deleteJobsIn(db: Queryable, ids: string[]): Promise<EndedJob[]> {
+      const { rows } = await db.query(`WITH ${sql.deleteJobs('id = ANY($1::uuid[])')} SELECT * FROM ended`, [ids]);
+      return rows.map(toEnded);
+    },
+    /**
+     * One page of a bulk cancel or delete, in one statement in `db`'s transaction: up to `limit`
+     * jobs matching `filter` (newest first, after its cursor) are read from the list's indexes,
+     * locked in id order and cancelled (`reason`) or deleted. Answers how many were read and ended,
+     * the cursor of the next page, and the ids of main's jobs whose queue entries wait in pg-boss.
+     * `ids`: only jobs whose ids are in this range (pages of disjoint ranges can run at once).
+     */
+    async endPage(db: Queryable, action: 'cancel' | 'delete', filter: Omit<ListFilter, 'limit'>, limit: number, reason: string, ids: IdRange = {}): Promise<BulkPage> {
+      const values: unknown[] = [limit];
+      const param = (v: unknown) => (values.push(v), `$${values.length}`);
+      const where = jobFilterWhere(filter, param);
+      if (ids.from) where.push(`id >= ${param(ids.from)}::uuid`);
+      if (ids.below) where.push(`id < ${param(ids.below)}::uuid`);
+      const act = action === 'cancel' ? sql.cancelJobs('id IN (SELECT id FROM page)', param(reason)) : sql.deleteJobs('id IN (SELECT id FROM page)');
+      const { rows } = await db.query(sql.bulkPage(where.length ? where.join(' AND ') : 'true', act), values);
+      const r = rows[0];
+      return { seen: r.seen, ended: r.ended, next: r.next ?? undefined, entries: r.entries };
+    },
+    /** How many jobs match `filter`. */
+    async countMatching(filter: Omit<ListFilter, 'limit'>): Promise<number> {
+      const values: unknown[] = [];
+      const where = jobFilterWhere(filter, (v) => (values.push(v), `$${values.length}`));
+      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${assertSchemaName(schema)}.jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, values);
+      return rows[0].n as number;
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);

@@ -1,7 +1,7 @@
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { ErrorCode, JobgateError, jsonBody, methodNotAllowed, mountOf } from '../../support/index.ts';
-import type { AdminStore, JobRecord, MainLedger, ListFilter, WakeStore } from '../../store/index.ts';
+import type { AdminStore, BulkFilter, JobRecord, MainLedger, WakeStore } from '../../store/index.ts';
 import type { Pool } from 'pg';
 import type { MainRuntime as JobRuntime } from '../main-runtime.ts';
 import type { FetcherClient } from '../../client/index.ts';
@@ -46,8 +46,10 @@ export const ScheduleChange = z.strictObject(ScheduleFields).partial();
 export const RunBody = EnqueueBody.extend({ runOnMain: z.boolean().default(false) });
 const Filter = JobFilter;
 export const BulkBody = z.strictObject({
-  action: z.enum(['retry', 'cancel']),
-  filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional() }),
+  action: z.enum(['retry', 'cancel', 'delete']),
+  filter: z.strictObject({ state: Filter.shape.state, name: Filter.shape.name, route: Filter.shape.route, payload: z.string().optional(), createdBefore: z.string().optional() }),
+  /** An empty filter acts on every job only with this. */
+  all: z.literal(true).optional(),
 });
 /** The admin API (/admin/api/*): fetcher state, the override, jobs to act on, cron, the audit log. */
 export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
@@ -129,11 +131,12 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
     .post(async (req, res) => {
       const body = parseOrThrow(BulkBody, req.body ?? {});
       const given = Object.fromEntries(Object.entries(body.filter).filter(([, v]) => v !== undefined && v !== ''));
-      // an empty filter would act on every job there is
-      if (Object.keys(given).length === 0) throw new JobgateError(ErrorCode.requestInvalid, 'Choose at least one filter for a bulk action.', { errors: [{ path: 'filter', message: 'at least one of state, name, route, payload' }] });
-      const filter = parseOrThrow(Filter, given, ['filter']) as Omit<ListFilter, 'limit'>;
+      // an empty filter acts on every job there is: only when asked for in so many words
+      if (Object.keys(given).length === 0 && !body.all) throw new JobgateError(ErrorCode.requestInvalid, 'Choose at least one filter for a bulk action (or all: true for every job).', { errors: [{ path: 'filter', message: 'at least one of state, name, route, payload, createdBefore; or "all": true' }] });
+      const filter = parseOrThrow(Filter, given, ['filter']) as BulkFilter;
       const result = await actions.bulk(body.action, filter, actor(req));
-      req.log.info({ action: body.action, matched: result.matched, done: result.done, failed: result.failures.length }, 'bulk action from the admin');
+      // one line for the whole action, however many jobs it changed
+      req.log.info({ action: body.action, filter: given, matched: result.matched, done: result.done, failed: result.failures.length }, 'bulk action from the admin');
       res.json(result);
     })
     .all(methodNotAllowed(['POST']));
