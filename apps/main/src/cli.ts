@@ -360,7 +360,7 @@ const commands: Record<string, Command> = {
     },
   },
   'schedules add': {
-    usage: 'jobgate schedules add <job> --cron "…" [--tz Europe/Berlin] [--payload \'{…}\'] [--disabled]\n  A schedule stored in the database, fired once per slot by whichever main is running; audited. Prints it.',
+    usage: 'jobgate schedules add <job> --cron "…" [--tz Europe/Berlin] [--payload \'{…}\'] [--disabled]\n  A schedule stored in the database, fired at each occurrence by one of the mains running; audited. Prints it.',
     options: { cron: { type: 'string' }, tz: { type: 'string' }, payload: { type: 'string' }, disabled: { type: 'boolean' } },
     positionals: [1, 1],
     async run({ values, positionals }) {

@@ -7,7 +7,10 @@ export const SystemQueue = {
    * no longer written; kept reserved, so no job takes a name an older main may still use.
    */
   outbox: 'jobgate.outbox',
-  /** pg-boss cron fires here; a worker turns each firing into a performLater. */
+  /**
+   * Where pg-boss's timekeeper sent schedule firings before main's own scheduler: no longer
+   * written (its pg-boss schedules are removed at start); kept reserved like `outbox`.
+   */
   cron: 'jobgate.cron',
   /**
    * Fetcher jobs that run on main (the emergency override, or a per-run `runOnMain`): one queue,

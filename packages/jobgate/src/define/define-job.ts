@@ -27,7 +27,10 @@ export interface RetryPolicy {
 }
 
 export interface CronSchedule {
-  /** Five fields, or six with seconds first; RRULE strings work too (pg-boss). pg-boss sends at most one job per schedule per minute. */
+  /**
+   * Five fields, or six with seconds first; RRULE strings work too. Fires at each occurrence (within
+   * a second or two, once however many mains run); checked when main starts.
+   */
   schedule: string;
   /** IANA time zone, e.g. Europe/Berlin; UTC when unset. */
   timeZone?: string;

@@ -184,7 +184,8 @@ export interface Main {
   };
   /**
    * Schedules stored in PostgreSQL, beside the code's `cron` (which may only be enabled or
-   * disabled here). Each fires once per slot however many mains run; every change is audited with `actor`.
+   * disabled here). Each fires at every occurrence (within a second or two), once however many mains
+   * run; every change is audited with `actor`.
    * @example
    * await jobgate.schedules.create({ name: 'reports.daily', schedule: '0 6 * * *', timeZone: 'Europe/Berlin', payload: {} }, 'ops@example.com');
    */
@@ -233,6 +234,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       overrideEnabled: (db) => override.enabled(db),
       onMainConcurrency: o.onMainConcurrency,
       metrics: createJobMetrics(registry),
+      listen: (channel, wake) => listenFor({ connectionString: o.databaseUrl, channel, onNotify: wake, logger, applicationName: 'jobgate-main-scheduler' }),
     });
     await jobs.prepare();
     if (o.emergencyOverride && !(await override.enabled())) {

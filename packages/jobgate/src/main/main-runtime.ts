@@ -36,6 +36,8 @@ export interface MainRuntimeOptions {
   onMainConcurrency?: number;
   /** Jobs per fetch of each worker (default 1; the bench compares 1 and 50). */
   batchSize?: number;
+  /** LISTEN on a channel over a connection of its own (store/listen.ts): the scheduler hears of schedules changed elsewhere at once. */
+  listen?: (channel: string, wake: () => void) => { close(): Promise<void> };
 }
 
 export function createMainRuntime(options: MainRuntimeOptions) {
@@ -70,7 +72,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const { runOne } = workers;
   let started: Promise<void> | undefined;
   const pauses = createPauseStore(pool, ledger.schema);
-  const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater });
+  const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater, ...(options.listen ? { listen: options.listen } : {}) });
   let pauseWatch: PauseWatch | undefined;
   const queues = queuesOnce({
     boss,
@@ -78,7 +80,6 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     moduleOf: options.moduleOf,
     options: (def) => queueOptions(def, timings, false),
     extra: [
-      [SystemQueue.cron, { notify: true, retryLimit: 5, retryDelay: 2 }],
       [SystemQueue.onMain, { notify: true }],
     ],
   });
@@ -131,7 +132,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       return;
     }
     await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
-    // Schedules fire on main, which routes each firing like any other job.
+    // Schedules fire on main (every main's scheduler, once between them), which routes each firing like any other job.
     await schedules.start();
     logger.info({ ranOn: 'main', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
   }
@@ -149,6 +150,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     start,
     ...workers.controls,
     async stop(timeoutMs: number, reason?: JobgateError): Promise<void> {
+      await schedules.stop();
       await pauseWatch?.stop();
       await workers.controls.stop(timeoutMs, reason);
     },

@@ -1,32 +1,26 @@
-// The schedule stage (main): schedules stored in PostgreSQL, the code's `cron` among them, each
-// enabled one a pg-boss schedule keyed by its id on one queue. pg-boss fires a schedule once per
-// slot however many processes run; a worker here turns each firing into a performLater, recorded
-// with the firing in one transaction (so a firing handed out again enqueues nothing), and the job
-// is routed like any other. Created, edited, disabled, deleted and run now from the admin, the API,
-// the CLI and the library, without a restart.
+// The schedule stage (main): schedules stored in PostgreSQL, the code's `cron` among them, fired
+// by main's own scheduler loop (scheduler.ts) at each occurrence, by PostgreSQL's clock. Each firing
+// is recorded keyed by (schedule, occurrence) in the transaction that enqueues its job, so however
+// many mains run, one enqueues it; the job is routed like any other. Created, edited, disabled,
+// deleted and run now from the admin, the API, the CLI and the library, without a restart.
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
-import { ErrorCode, JobgateError, findUnstorable, traceFields, type FieldError, type Logger } from '../support/index.ts';
+import { ConfigError, ErrorCode, JobgateError, findUnstorable, traceFields, type FieldError, type Logger } from '../support/index.ts';
 import { withTransaction, type QueueTimings, type ScheduleFields, type ScheduleRun, type ScheduleStore, type StoredSchedule } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
 import { derivedId } from '../enqueue/batch.ts';
 import { JobId } from '../protocol/wire.ts';
+import { startScheduler, type Occurrences } from './scheduler.ts';
 
 /** A schedule as the API shows it. */
 export interface Schedule extends StoredSchedule {
-  /** The next 5 firings (none while disabled). */
+  /** The next 5 occurrences, each of which fires (none while disabled). */
   nextRuns: string[];
   /** The last 5 firings, newest first, with their jobs' states now. */
   lastRuns: ScheduleRun[];
-}
-
-/** What pg-boss carries in a firing. `name` alone: a firing scheduled before schedules had ids (the job's own cron). */
-interface Firing {
-  scheduleId?: string;
-  name: string;
 }
 
 /** The id of the code's schedule of `name`: the same in every process and deploy. */
@@ -55,6 +49,7 @@ export function recurrenceErrors(boss: Pick<PgBoss, 'previewSchedule'>, schedule
 }
 
 export function createSchedules(deps: {
+  /** Reads expressions (pg-boss's reading of cron, five fields or six with seconds first, and RRULE); removes pg-boss schedules of older releases. */
   boss: PgBoss;
   pool: Pool;
   store: ScheduleStore;
@@ -63,10 +58,20 @@ export function createSchedules(deps: {
   logger: Logger;
   definition: (name: string) => JobDefinition;
   performLater: (def: JobDefinition, payload: unknown, options: EnqueueOptions) => Promise<EnqueueResult>;
+  /** LISTEN on a channel (the scheduler is told of changes made elsewhere); absent, it reads every cronIntervalSeconds. */
+  listen?: (channel: string, wake: () => void) => { close(): Promise<void> };
 }) {
   const { boss, store, logger } = deps;
+  let scheduler: ReturnType<typeof startScheduler> | null = null;
 
-  /** Checks what a schedule would run: the job, the expression and zone as pg-boss reads them, the payload. 422s name the field. */
+  /**
+   * The one reading of an expression: nextRuns lists these and the scheduler fires these. Strictly
+   * after `after`; throws on an expression or zone it cannot read.
+   */
+  const occurrences: Occurrences = (s, after, count) =>
+    boss.previewSchedule(s.schedule, { tz: s.timeZone, count, from: new Date(after) }).map((d) => d.getTime());
+
+  /** Checks what a schedule would run: the job, the expression and zone, the payload. 422s name the field. */
   function check(name: string, fields: Pick<ScheduleFields, 'schedule' | 'timeZone' | 'payload'>): JobDefinition {
     const def = deps.definition(name);
     const errors = recurrenceErrors(boss, fields.schedule, fields.timeZone);
@@ -81,16 +86,10 @@ export function createSchedules(deps: {
   function nextRuns(s: StoredSchedule): string[] {
     if (!s.enabled) return [];
     try {
-      return boss.previewSchedule(s.schedule, { tz: s.timeZone, count: NEXT_RUNS, from: new Date() }).map((d) => d.toISOString());
+      return occurrences(s, Date.now(), NEXT_RUNS).map((at) => new Date(at).toISOString());
     } catch {
       return [];
     }
-  }
-
-  /** pg-boss's schedule made to match the row: scheduled while enabled, else removed. */
-  async function apply(s: StoredSchedule): Promise<void> {
-    if (s.enabled) await boss.schedule(SystemQueue.cron, s.schedule, { scheduleId: s.id, name: s.name } satisfies Firing, { key: s.id, tz: s.timeZone });
-    else await boss.unschedule(SystemQueue.cron, s.id);
   }
 
   async function view(rows: StoredSchedule[]): Promise<Schedule[]> {
@@ -110,50 +109,71 @@ export function createSchedules(deps: {
     return found;
   }
 
+  const strangers = new Set<string>();
   /**
-   * Enqueues a firing's job in the transaction that records the firing (`by`: who ran it now; null
-   * for pg-boss's firings). Null: this firing was recorded before (pg-boss handed it out again),
-   * and nothing more is enqueued.
+   * Fires occurrence `dueAt` of `s`: claims it and enqueues its job in one transaction, or finds it
+   * claimed (another main fired it) and does nothing. A job this process does not define is left
+   * to a main that does.
    */
-  async function enqueueFiring(s: StoredSchedule, firing: string, by: string | null, options: Pick<EnqueueOptions, 'requestId' | 'traceparent'> = {}): Promise<EnqueueResult | null> {
+  async function fire(s: StoredSchedule, dueAt: Date): Promise<void> {
     const def = deps.catalogue.get(s.name);
-    // Another process (a newer deploy) may know this job: fail, so the firing is retried there.
-    if (!def) throw new JobgateError(ErrorCode.unknownJob, `schedule ${s.id} fired for ${s.name}, which this process does not define`);
-    return withTransaction(deps.pool, async (db) => {
-      if (!(await store.recordFiring(db, s.id, firing, by !== null))) return null;
-      const result = await deps.performLater(def, s.payload, { ...options, db });
+    if (!def) {
+      if (!strangers.has(s.id)) logger.warn({ scheduleId: s.id, jobName: s.name }, 'a schedule fires a job this process does not define; a main that defines it fires it');
+      strangers.add(s.id);
+      return;
+    }
+    const firing = dueAt.toISOString();
+    const fired = await withTransaction(deps.pool, async (db) => {
+      const current = await store.claimOccurrence(db, s.id, s, dueAt);
+      if (!current) return null;
+      const result = await deps.performLater(def, current.payload, { db });
       await store.setFiringJob(db, s.id, firing, result.job.id);
-      // a run someone asked for is theirs in the audit log
-      if (by !== null) await store.audit(db, by, 'schedule.run', s.id, { jobId: result.job.id, name: s.name });
       return result;
     });
+    if (fired) logger.info({ scheduleId: s.id, jobId: fired.job.id, jobName: s.name, dueAt: firing, lateMs: Date.now() - dueAt.getTime(), duplicate: fired.duplicate, ...traceFields(fired.job.traceparent) }, 'cron fired');
+    else logger.debug({ scheduleId: s.id, dueAt: firing }, 'schedule occurrence fired elsewhere');
   }
+
+  /** The scheduler reads the schedules again now (a change made through this process). */
+  const changed = <T>(value: T): T => {
+    scheduler?.changed();
+    return value;
+  };
 
   return {
     /**
-     * The code's schedules into the table (an admin's enable/disable kept), pg-boss's schedules made
-     * to match every enabled row (those of rows gone removed), and the worker that fires them.
+     * The code's schedules into the table (an admin's enable/disable kept; an expression that cannot
+     * be read stops the start, naming the job), pg-boss schedules of older releases removed, and the
+     * scheduler loop started.
      */
     async start(): Promise<void> {
+      if (scheduler) return;
       const code = [...deps.catalogue.values()].filter((d) => d.cron).map((d) => ({ id: codeScheduleId(d.name), name: d.name, schedule: d.cron!.schedule, timeZone: d.cron!.timeZone ?? 'UTC', payload: (d.cron!.payload ?? {}) as Record<string, unknown> }));
-      await store.syncFromCode(code);
-      const rows = await store.list();
-      for (const s of rows) if (s.enabled) await apply(s);
-      const wanted = new Set(rows.filter((s) => s.enabled).map((s) => s.id));
-      for (const scheduled of await boss.getSchedules(SystemQueue.cron)) {
-        if (scheduled.key && !wanted.has(scheduled.key)) await boss.unschedule(SystemQueue.cron, scheduled.key);
-      }
-      // One firing per fetch: a failing firing must not make pg-boss re-send the others with it.
-      await boss.work<Firing>(SystemQueue.cron, { batchSize: 1, pollingIntervalSeconds: deps.timings.pollIntervalSeconds, notifyPollingIntervalSeconds: deps.timings.pollIntervalSeconds }, async (jobs) => {
-        for (const job of jobs) {
-          const s = await store.get(job.data.scheduleId ?? codeScheduleId(job.data.name));
-          // deleted or disabled since it fired
-          if (!s || !s.enabled) continue;
-          const result = await enqueueFiring(s, job.id, null);
-          if (result) logger.info({ scheduleId: s.id, jobId: result.job.id, jobName: s.name, duplicate: result.duplicate, ...traceFields(result.job.traceparent) }, 'cron fired');
-          else logger.warn({ scheduleId: s.id, firing: job.id }, 'a firing handed out again was already enqueued; skipped');
+      const unreadable = code.flatMap((c) => {
+        try {
+          occurrences(c, Date.now(), 1);
+          return [];
+        } catch (err) {
+          return [`${c.name}: cron ${JSON.stringify(c.schedule)} in ${c.timeZone} is not a cron expression (five fields, or six with seconds first) or an RRULE: ${(err as Error).message}`];
         }
       });
+      if (unreadable.length > 0) throw new ConfigError(unreadable);
+      await store.syncFromCode(code);
+      // Before this scheduler, each enabled row was a pg-boss schedule on this queue: none fires now.
+      for (const scheduled of await boss.getSchedules(SystemQueue.cron)) await boss.unschedule(SystemQueue.cron, scheduled.key);
+      scheduler = startScheduler({
+        read: () => store.list(),
+        databaseNow: () => store.now(),
+        occurrences,
+        fire,
+        ...(deps.listen ? { listen: (wake: () => void) => deps.listen!(store.channel, wake) } : {}),
+        rereadMs: deps.timings.cronIntervalSeconds * 1000,
+        logger,
+      });
+    },
+    /** Stops the scheduler loop (a firing under way finishes first). */
+    async stop(): Promise<void> {
+      await scheduler?.stop();
     },
     async list(): Promise<Schedule[]> {
       return view(await store.list());
@@ -164,7 +184,7 @@ export function createSchedules(deps: {
     async create(input: { name: string } & Partial<ScheduleFields> & Pick<ScheduleFields, 'schedule'>, actor: string): Promise<Schedule> {
       const fields: ScheduleFields = { schedule: input.schedule, timeZone: input.timeZone ?? 'UTC', payload: input.payload ?? {}, enabled: input.enabled ?? true };
       const def = check(input.name, fields);
-      const created = await store.create({ id: randomUUID(), name: def.name, ...fields }, actor, apply);
+      const created = changed(await store.create({ id: randomUUID(), name: def.name, ...fields }, actor));
       logger.info({ scheduleId: created.id, jobName: created.name, schedule: created.schedule, timeZone: created.timeZone, by: actor }, 'schedule created');
       return (await view([created]))[0]!;
     },
@@ -172,7 +192,7 @@ export function createSchedules(deps: {
     async update(id: string, given: Partial<ScheduleFields>, actor: string): Promise<Schedule> {
       // a field given as undefined is a field not given
       const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as Partial<ScheduleFields>;
-      const updated = await store.update(
+      const updated = changed(await store.update(
         checkedId(id),
         (before) => {
           const edits = (['schedule', 'timeZone', 'payload'] as const).filter((k) => patch[k] !== undefined);
@@ -184,21 +204,15 @@ export function createSchedules(deps: {
           return patch;
         },
         actor,
-        apply,
-      );
+      ));
       if (!updated) throw new JobgateError(ErrorCode.notFound, `No schedule has id ${id}.`);
       logger.info({ scheduleId: id, jobName: updated.name, schedule: updated.schedule, enabled: updated.enabled, by: actor }, 'schedule changed');
       return (await view([updated]))[0]!;
     },
     async remove(id: string, actor: string): Promise<StoredSchedule> {
-      const removed = await store.remove(
-        checkedId(id),
-        actor,
-        (before) => {
-          if (before.source === 'code') throw new JobgateError(ErrorCode.stateConflict, `The schedule of ${before.name} is defined in code; disable it instead.`);
-        },
-        (before) => boss.unschedule(SystemQueue.cron, before.id),
-      );
+      const removed = changed(await store.remove(checkedId(id), actor, (before) => {
+        if (before.source === 'code') throw new JobgateError(ErrorCode.stateConflict, `The schedule of ${before.name} is defined in code; disable it instead.`);
+      }));
       if (!removed) throw new JobgateError(ErrorCode.notFound, `No schedule has id ${id}.`);
       logger.info({ scheduleId: id, jobName: removed.name, by: actor }, 'schedule deleted');
       return removed;
@@ -206,7 +220,17 @@ export function createSchedules(deps: {
     /** Enqueues the schedule's job now (recorded in its history as a manual run), enabled or not. */
     async runNow(id: string, actor: string, options: Pick<EnqueueOptions, 'requestId' | 'traceparent'> = {}): Promise<EnqueueResult> {
       const s = await getOr404(id);
-      const result = (await enqueueFiring(s, `manual:${randomUUID()}`, actor, options))!;
+      const def = deps.catalogue.get(s.name);
+      if (!def) throw new JobgateError(ErrorCode.unknownJob, `schedule ${s.id} runs ${s.name}, which this process does not define`);
+      const result = await withTransaction(deps.pool, async (db) => {
+        const firing = `manual:${randomUUID()}`;
+        await store.recordManualRun(db, s.id, firing);
+        const result = await deps.performLater(def, s.payload, { ...options, db });
+        await store.setFiringJob(db, s.id, firing, result.job.id);
+        // a run someone asked for is theirs in the audit log
+        await store.audit(db, actor, 'schedule.run', s.id, { jobId: result.job.id, name: s.name });
+        return result;
+      });
       logger.info({ scheduleId: id, jobId: result.job.id, jobName: s.name, by: actor }, 'schedule run now');
       return result;
     },

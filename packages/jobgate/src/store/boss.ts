@@ -10,7 +10,10 @@ export interface QueueTimings {
   pollIntervalSeconds: number;
   /** How often expired and heartbeat-lost jobs are found (pg-boss monitor and supervise). */
   superviseIntervalSeconds: number;
-  /** How often cron schedules are checked. */
+  /**
+   * How often each main reads the schedules again without being told of a change (a lost LISTEN
+   * connection, a row changed by hand). Schedules fire at their time whatever it is.
+   */
   cronIntervalSeconds: number;
   /** A running job's heartbeat; a job silent for this long counts as lost and is retried (pg-boss min 10). */
   heartbeatSeconds: number;
@@ -38,8 +41,10 @@ export const DEFAULT_TIMINGS: QueueTimings = {
 export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger; client?: boolean }): PgBoss {
   const { timings } = options;
   const boss = new PgBoss({
-    // client: send and read only (the CLI), no schema migration, maintenance or cron timekeeping
-    ...(options.client ? { migrate: false, supervise: false, schedule: false } : {}),
+    // client: send and read only (the CLI), no schema migration or maintenance
+    ...(options.client ? { migrate: false, supervise: false } : {}),
+    // no pg-boss timekeeping: schedules fire from main's own scheduler (schedule/scheduler.ts)
+    schedule: false,
     connectionString: options.connectionString,
     schema: assertSchemaName(options.schema),
     max: options.poolSize,
@@ -51,8 +56,6 @@ export function createBoss(options: { connectionString: string; schema: string; 
     monitorIntervalSeconds: timings.superviseIntervalSeconds,
     // the queue stats burstWhenReadyExceeds reads: how soon a backlog makes workers fetch back to back
     queueCacheIntervalSeconds: Math.min(10, timings.superviseIntervalSeconds),
-    cronMonitorIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
-    cronWorkerIntervalSeconds: Math.min(45, timings.cronIntervalSeconds),
   });
   bossSchemas.set(boss, assertSchemaName(options.schema));
   const logger = options.logger.child({ component: 'pg-boss' });

@@ -1,5 +1,6 @@
-// Schedules in PostgreSQL (migration 020) and their firings; every change is written to the admin
-// audit log in the same transaction, with the schedule before and after.
+// Schedules in PostgreSQL (migrations 020, 022) and their firings; every change is written to the
+// admin audit log in the same transaction, with the schedule before and after, and announced on
+// `channel` at commit so every main's scheduler reads the schedules again at once.
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
@@ -22,6 +23,8 @@ export interface StoredSchedule {
 
 export interface ScheduleRun {
   jobId: string | null;
+  /** The occurrence it fired for (null for a run-now). */
+  dueAt: string | null;
   /** The job's state now (`deleted` once pruned). */
   state: JobState | 'deleted' | null;
   at: string;
@@ -40,9 +43,14 @@ export type ScheduleStore = ReturnType<typeof createScheduleStore>;
 
 export function createScheduleStore(pool: Pool, schema: string) {
   const s = assertSchemaName(schema);
+  const channel = `jg_schedules_${s}`.slice(0, 63);
   const audit = (db: Queryable, actor: string, action: string, id: string, detail: Record<string, unknown>) =>
     db.query(`INSERT INTO ${s}.admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)`, [actor, action, id, JSON.stringify(detail)]);
+  /** Tells every main's scheduler, at commit, that the schedules changed. */
+  const announce = (db: Queryable) => db.query(`SELECT pg_notify('${channel}', '')`);
   return {
+    /** Where a change of the schedules is announced (LISTEN). */
+    channel,
     /** Writes an entry of the admin audit log about schedule `id` (in `db`'s transaction). */
     audit,
     async list(): Promise<StoredSchedule[]> {
@@ -68,10 +76,11 @@ export function createScheduleStore(pool: Pool, schema: string) {
            RETURNING ${COLUMNS}`,
           [JSON.stringify(code.map((c) => ({ id: c.id, name: c.name, schedule: c.schedule, time_zone: c.timeZone, payload: c.payload })))],
         );
+        await announce(db);
         return rows.map(toSchedule);
       });
     },
-    async create(row: { id: string; name: string } & ScheduleFields, actor: string, whileLocked: (created: StoredSchedule) => Promise<void>): Promise<StoredSchedule> {
+    async create(row: { id: string; name: string } & ScheduleFields, actor: string): Promise<StoredSchedule> {
       return withTransaction(pool, async (db) => {
         const { rows } = await db.query(
           `INSERT INTO ${s}.schedules (id, name, schedule, time_zone, payload, enabled, source, created_by, updated_by)
@@ -80,15 +89,12 @@ export function createScheduleStore(pool: Pool, schema: string) {
         );
         const created = toSchedule(rows[0]);
         await audit(db, actor, 'schedule.create', created.id, { after: created });
-        await whileLocked(created);
+        await announce(db);
         return created;
       });
     },
-    /**
-     * Changes a schedule under its row lock; `apply` (pg-boss's schedule made to match) runs in the
-     * same transaction, so a failure there leaves the row as it was. Null: no such schedule.
-     */
-    async update(id: string, change: (before: StoredSchedule) => Partial<ScheduleFields>, actor: string, apply: (after: StoredSchedule, before: StoredSchedule) => Promise<void>): Promise<StoredSchedule | null> {
+    /** Changes a schedule under its row lock (`change` may throw to refuse). Null: no such schedule. */
+    async update(id: string, change: (before: StoredSchedule) => Partial<ScheduleFields>, actor: string): Promise<StoredSchedule | null> {
       return withTransaction(pool, async (db) => {
         const { rows: found } = await db.query(`SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1 FOR UPDATE`, [id]);
         if (!found[0]) return null;
@@ -101,11 +107,11 @@ export function createScheduleStore(pool: Pool, schema: string) {
         );
         const after = toSchedule(rows[0]);
         await audit(db, actor, 'schedule.update', id, { before, after });
-        await apply(after, before);
+        await announce(db);
         return after;
       });
     },
-    async remove(id: string, actor: string, check: (before: StoredSchedule) => void, apply: (before: StoredSchedule) => Promise<void>): Promise<StoredSchedule | null> {
+    async remove(id: string, actor: string, check: (before: StoredSchedule) => void): Promise<StoredSchedule | null> {
       return withTransaction(pool, async (db) => {
         const { rows } = await db.query(`SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1 FOR UPDATE`, [id]);
         if (!rows[0]) return null;
@@ -113,17 +119,36 @@ export function createScheduleStore(pool: Pool, schema: string) {
         check(before);
         await db.query(`DELETE FROM ${s}.schedules WHERE id = $1`, [id]);
         await audit(db, actor, 'schedule.delete', id, { before });
-        await apply(before);
+        await announce(db);
         return before;
       });
     },
+    /** Records a run-now in `db`'s transaction, before its job is enqueued there. */
+    async recordManualRun(db: Queryable, scheduleId: string, firing: string): Promise<void> {
+      await db.query(`INSERT INTO ${s}.schedule_runs (schedule_id, firing, manual) VALUES ($1, $2, true)`, [scheduleId, firing]);
+    },
     /**
-     * Records a firing in `db`'s transaction before its job is enqueued there: false when this
-     * firing was recorded before (pg-boss handed it out again), and nothing is to be enqueued.
+     * Claims occurrence `dueAt` of schedule `id` in `db`'s transaction, before its job is enqueued
+     * there, keyed by (schedule, occurrence): the schedule as it is now, or null when the occurrence
+     * was claimed before (by another main: its insert waits for that one's commit) or the schedule
+     * is gone, disabled, or no longer the expression and zone the occurrence was read from.
      */
-    async recordFiring(db: Queryable, scheduleId: string, firing: string, manual: boolean): Promise<boolean> {
-      const { rowCount } = await db.query(`INSERT INTO ${s}.schedule_runs (schedule_id, firing, manual) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [scheduleId, firing, manual]);
-      return (rowCount ?? 0) > 0;
+    async claimOccurrence(db: Queryable, id: string, expression: { schedule: string; timeZone: string }, dueAt: Date): Promise<StoredSchedule | null> {
+      const { rows } = await db.query(
+        `WITH current AS (
+           SELECT ${COLUMNS} FROM ${s}.schedules WHERE id = $1 AND enabled AND schedule = $2 AND time_zone = $3 FOR SHARE
+         ), claimed AS (
+           INSERT INTO ${s}.schedule_runs (schedule_id, firing, due_at) SELECT id, $4, $5 FROM current ON CONFLICT DO NOTHING RETURNING schedule_id
+         )
+         SELECT current.* FROM current JOIN claimed ON claimed.schedule_id = current.id`,
+        [id, expression.schedule, expression.timeZone, dueAt.toISOString(), dueAt],
+      );
+      return rows[0] ? toSchedule(rows[0]) : null;
+    },
+    /** PostgreSQL's clock now, in ms since the epoch: the one every main's scheduler goes by. */
+    async now(): Promise<number> {
+      const { rows } = await pool.query(`SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms`);
+      return rows[0].ms as number;
     },
     async setFiringJob(db: Queryable, scheduleId: string, firing: string, jobId: string): Promise<void> {
       await db.query(`UPDATE ${s}.schedule_runs SET job_id = $3 WHERE schedule_id = $1 AND firing = $2`, [scheduleId, firing, jobId]);
@@ -131,7 +156,7 @@ export function createScheduleStore(pool: Pool, schema: string) {
     /** The last `limit` firings of each schedule of `ids`, newest first, with their jobs' states now. */
     async lastRuns(ids: string[], limit = 5): Promise<Map<string, ScheduleRun[]>> {
       const { rows } = await pool.query(
-        `SELECT r.schedule_id, r.job_id, r.fired_at, r.manual, CASE WHEN r.job_id IS NULL THEN NULL ELSE coalesce(j.state, 'deleted') END AS state
+        `SELECT r.schedule_id, r.job_id, r.fired_at, r.due_at, r.manual, CASE WHEN r.job_id IS NULL THEN NULL ELSE coalesce(j.state, 'deleted') END AS state
            FROM unnest($1::uuid[]) AS sid(id)
            CROSS JOIN LATERAL (SELECT * FROM ${s}.schedule_runs WHERE schedule_id = sid.id ORDER BY fired_at DESC LIMIT $2) r
            LEFT JOIN ${s}.jobs j ON j.id = r.job_id
@@ -139,7 +164,7 @@ export function createScheduleStore(pool: Pool, schema: string) {
         [ids, limit],
       );
       const runs = new Map<string, ScheduleRun[]>(ids.map((id) => [id, []]));
-      for (const r of rows) runs.get(r.schedule_id)!.push({ jobId: r.job_id, state: r.state, at: iso(r.fired_at)!, manual: r.manual });
+      for (const r of rows) runs.get(r.schedule_id)!.push({ jobId: r.job_id, dueAt: iso(r.due_at) ?? null, state: r.state, at: iso(r.fired_at)!, manual: r.manual });
       return runs;
     },
   };
