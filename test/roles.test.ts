@@ -1,40 +1,32 @@
 // JOBGATE_ROLE (issue 9): a web process that serves and enqueues but runs no handler, worker
 // processes that run the jobs, the forwarder and cron; SIGKILL of a worker loses nothing, and a
-// cron tick fires once however many workers run.
+// cron occurrence fires once however many workers run.
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { SystemQueue } from '../packages/jobgate/src/internal.ts';
-import { PgBoss } from '../packages/jobgate/src/store/index.ts';
 import { startMain, TEST_JOBS_MODULE, TEST_SHARED_SECRET, type AppProcess } from './support/apps.ts';
 import { completedRuns, databasePerTest, effects, enqueue, startPair } from './support/gateway.ts';
-import { TEST_BOSS_SCHEMA } from './support/database.ts';
+import type { TestDatabase } from './support/database.ts';
 import { waitFor } from './support/wait.ts';
 
 const CRON_MODULE = join(import.meta.dirname, 'fixtures/cron-jobs.ts');
-/** test.cron's schedule while the workers start: New Year's midnight, so no slot fires before the test schedules one. */
+/** test.cron's schedule while the workers start: New Year's midnight, so nothing fires before the test schedules it. */
 const QUIET_CRON = '0 0 1 1 *';
 
 /**
- * Schedules test.cron (as the workers registered it: same key and zone) to fire every second from
- * `at` to the end of that minute, so its slot's first second comes due at `at`. Nothing earlier in
- * the hour is due, so no slot fires before then.
+ * Makes test.cron (the workers' code schedule) fire each second from `at` for five seconds, as a
+ * deploy with a new cron would: its row changed and the change announced. Nothing earlier is due.
  */
-async function scheduleCronFrom(databaseUrl: string, at: Date): Promise<void> {
-  const boss = new PgBoss({ connectionString: databaseUrl, schema: TEST_BOSS_SCHEMA, migrate: false, supervise: false, schedule: false });
-  boss.on('error', () => {});
-  await boss.start();
-  try {
-    // seconds and minutes read the same in UTC and Europe/Berlin (whole-hour offsets)
-    await boss.schedule(SystemQueue.cron, `${at.getUTCSeconds()}-59 ${at.getUTCMinutes()} * * * *`, { name: 'test.cron' }, { key: 'test.cron', tz: 'Europe/Berlin' });
-  } finally {
-    await boss.stop({ graceful: false, close: true });
-  }
+async function scheduleCronFrom(db: TestDatabase, at: Date): Promise<void> {
+  const s = at.getUTCSeconds();
+  // seconds and minutes read the same in UTC and Europe/Berlin (whole-hour offsets)
+  await db.pool.query(`UPDATE jobgate.schedules SET schedule = $1, updated_at = clock_timestamp() WHERE name = 'test.cron' AND source = 'code'`, [`${s}-${s + 4} ${at.getUTCMinutes()} * * * *`]);
+  await db.pool.query(`SELECT pg_notify('jg_schedules_jobgate', '')`);
 }
 const t = databasePerTest();
 
 describe('web and worker roles', () => {
-  it('runs 200 jobs on a worker only, loses nothing when it is SIGKILLed, and fires each cron tick once with two workers', async () => {
+  it('runs 200 jobs on a worker only, loses nothing when it is SIGKILLed, and fires each cron occurrence once with two workers', async () => {
     const pair = (t.pair = await startPair(t.db, { mainEnv: { JOBGATE_ROLE: 'web' } }));
     const web = pair.main;
     const workers: AppProcess[] = [];
@@ -65,9 +57,10 @@ describe('web and worker roles', () => {
       await first.exited;
       const running = (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'active' AND route = 'main'`, [ids])).rows[0].n;
       await Promise.all([startWorker(), startWorker()]);
-      // the cron slot checked below starts 3 s after both workers are up
-      const firstSecond = new Date(Date.now() + 3_000);
-      await scheduleCronFrom(t.db.url, firstSecond);
+      // the cron seconds checked below start 3 s after both workers are up (all five in one minute)
+      const soon = Date.now() + 3_000;
+      const firstSecond = new Date(soon % 60_000 > 55_000 ? Math.ceil(soon / 60_000) * 60_000 : soon);
+      await scheduleCronFrom(t.db, firstSecond);
       await t.allCompleted(ids, 120_000);
 
       const runs = await completedRuns(t.db, ids);
@@ -79,21 +72,19 @@ describe('web and worker roles', () => {
       expect(byPid.map((r) => r.pid)).not.toContain(web.pid);
       expect(web.logs.filter((l) => l.msg === 'job started' || l.msg === 'cron fired')).toEqual([]);
 
-      // cron: a per-second schedule is sent once per minute slot by pg-boss; with two workers up
-      // when a slot's first second comes due, that slot still has exactly one firing. The slot is
-      // made to start a few seconds after both came up (instead of waiting for the next minute).
-      const boundary = Math.floor(firstSecond.getTime() / 60_000) * 60_000;
-      await waitFor('the slot fired', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.jobs WHERE name = 'test.cron'`)).rowCount, { timeoutMs: 30_000, intervalMs: 250 });
-      // both workers keep finding the slot's seconds due for a while: give a second firing time to show
+      // cron: with two workers up, each of the five seconds fires once
+      const ticks = async () => (await t.db.pool.query(`SELECT r.due_at, count(*)::int AS n FROM jobgate.schedule_runs r JOIN jobgate.schedules s ON s.id = r.schedule_id WHERE s.name = 'test.cron' GROUP BY 1 ORDER BY 1`)).rows;
+      await waitFor('the five seconds fired', async () => (await ticks()).length >= 5, { timeoutMs: 30_000, intervalMs: 250 });
+      // both workers try each second: give a second firing of any of them time to show
       if (Date.now() < firstSecond.getTime() + 8_000) await sleep(firstSecond.getTime() + 8_000 - Date.now());
-      const { rows: slots } = await t.db.pool.query(
-        `SELECT date_trunc('minute', created_at) AS slot, count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.cron' GROUP BY 1 ORDER BY 1`,
-      );
+      const slots = await ticks();
+      const { rows: jobs } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.cron'`);
       const fired = workers.flatMap((w) => w.logs.filter((l) => l.msg === 'cron fired' && l.jobName === 'test.cron'));
-      console.log(`roles: 200 jobs (150 on main workers, 50 routed) done, ${running} running when the only worker was SIGKILLed; web ran 0 handlers; cron slots ${JSON.stringify(slots.map((s) => s.n))}, firings logged ${fired.length}`);
-      expect(slots.filter((s) => new Date(s.slot).getTime() >= boundary)).toHaveLength(1);
+      console.log(`roles: 200 jobs (150 on main workers, 50 routed) done, ${running} running when the only worker was SIGKILLed; web ran 0 handlers; cron seconds ${JSON.stringify(slots.map((s) => s.n))}, firings logged ${fired.length} (${workers.map((w) => w.logs.filter((l) => l.msg === 'cron fired').length).join(' + ')})`);
+      expect(slots.map((s) => new Date(s.due_at).getTime())).toEqual([0, 1, 2, 3, 4].map((i) => Math.floor(firstSecond.getTime() / 1_000) * 1_000 + i * 1_000));
       expect(slots.every((s) => s.n === 1)).toBe(true);
-      expect(fired).toHaveLength(slots.length);
+      expect(jobs[0].n).toBe(5);
+      expect(fired).toHaveLength(5);
     } finally {
       await Promise.all(workers.map((w) => w.stop()));
     }

@@ -1,5 +1,6 @@
-// Schedules managed at run time (issue 18): stored in PostgreSQL, fired by pg-boss once per slot
-// however many workers run, changed and disabled without a restart, each firing in its history.
+// Schedules managed at run time (issue 18): stored in PostgreSQL, fired once per occurrence
+// however many mains run, changed and disabled without a restart, each firing in its history.
+// (How punctually: schedule-timing.test.ts.)
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { admin, databasePerTest, startPair } from './support/gateway.ts';
@@ -9,47 +10,57 @@ import { waitFor } from './support/wait.ts';
 
 const t = databasePerTest();
 
-/** The jobs a schedule's firings enqueued (pg-boss's, not run-now), with the minute each fired in. */
-async function firings(scheduleId: string): Promise<Array<{ job_id: string; minute: string }>> {
-  const { rows } = await t.db.pool.query(`SELECT job_id, date_trunc('minute', fired_at)::text AS minute FROM jobgate.schedule_runs WHERE schedule_id = $1 AND NOT manual ORDER BY fired_at`, [scheduleId]);
+/** The jobs a schedule's firings enqueued (not run-now), with the occurrence each was for. */
+async function firings(scheduleId: string): Promise<Array<{ job_id: string; due_at: Date }>> {
+  const { rows } = await t.db.pool.query(`SELECT job_id, due_at FROM jobgate.schedule_runs WHERE schedule_id = $1 AND NOT manual ORDER BY fired_at`, [scheduleId]);
   return rows;
 }
 
 describe('schedules made at run time', () => {
-  it('fires at its next slot once across two workers, is disabled without a restart, and its history shows the firing', async () => {
+  it('fires each occurrence once across two mains, is disabled without a restart, and its history shows the firing', async () => {
     t.pair = await startPair(t.db);
     // a second main on the same database: both run the schedule worker
     const second = await startMain({ DATABASE_URL: t.db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, FETCHER_SERVICE_URL: 'http://127.0.0.1:9' });
     try {
-      // every second: pg-boss fires it once in the current minute's slot, and once in each later one
+      // every second (six fields: seconds first), each second once
       const created = await admin(t.pair.main, 'POST', '/schedules', { name: 'test.record', schedule: '* * * * * *', timeZone: 'Europe/Berlin', payload: { label: 'scheduled' } });
       expect(created.status).toBe(201);
       expect(created.json).toMatchObject({ name: 'test.record', schedule: '* * * * * *', timeZone: 'Europe/Berlin', payload: { label: 'scheduled' }, enabled: true, source: 'runtime', lastRuns: [] });
-      expect(created.json.nextRuns).toHaveLength(5);
+      // what it lists is what fires: one-second steps
+      const next = (created.json.nextRuns as string[]).map((r) => Date.parse(r));
+      expect(next.map((at, i) => (i === 0 ? 0 : at - next[i - 1]!))).toEqual([0, 1_000, 1_000, 1_000, 1_000]);
       const id = created.json.id as string;
 
       const [first] = await waitFor('the first firing', async () => {
         const f = await firings(id);
         return f.length > 0 && f[0]!.job_id ? f : null;
       }, { timeoutMs: 30_000 });
-      await waitFor('its job completed', async () => (await admin(t.pair!.main, 'GET', `/schedules/${id}`)).json.lastRuns[0]?.state === 'completed', { timeoutMs: 20_000 });
+      await waitFor('its job completed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.jobs WHERE id = $1 AND state = 'completed'`, [first!.job_id])).rowCount, { timeoutMs: 20_000 });
+      await waitFor('five firings', async () => (await firings(id)).length >= 5, { timeoutMs: 20_000 });
       const disabled = await admin(t.pair.main, 'PATCH', `/schedules/${id}`, { enabled: false });
       expect(disabled.json).toMatchObject({ enabled: false, nextRuns: [], updatedBy: expect.stringMatching(/^admin/) });
-      const history = disabled.json.lastRuns as Array<{ jobId: string; state: string; at: string; manual: boolean }>;
-      expect(history.at(-1)).toMatchObject({ jobId: first!.job_id, state: 'completed', manual: false });
+      // the last five firings, newest first, each with its occurrence and its job
+      const history = disabled.json.lastRuns as Array<{ jobId: string; dueAt: string; state: string; at: string; manual: boolean }>;
+      expect(history).toHaveLength(5);
+      expect(history.every((r) => r.jobId && !r.manual && Date.parse(r.dueAt) <= Date.parse(r.at))).toBe(true);
+      expect(history.map((r) => r.dueAt)).toEqual([...history.map((r) => r.dueAt)].sort().reverse());
 
-      // past the next minute's slot: nothing more fires, on either worker
+      // three more seconds' occurrences pass: nothing more fires, on either main (what a
+      // firing under way when it was disabled enqueued is counted in `before`)
+      await sleep(1_000);
       const before = await firings(id);
-      const nextMinute = Math.ceil((Date.now() + 1) / 60_000) * 60_000;
-      await sleep(nextMinute - Date.now() + 5_000);
+      await sleep(3_000);
       const after = await firings(id);
       expect(after).toEqual(before);
-      // once per slot: no minute has two firings, and each firing enqueued one job
-      expect(new Set(after.map((f) => f.minute)).size).toBe(after.length);
+      // once per occurrence, each on a whole second, and each firing enqueued one job
+      expect(after.length).toBeGreaterThan(1);
+      expect(after.every((f) => f.due_at.getTime() % 1_000 === 0)).toBe(true);
+      expect(new Set(after.map((f) => f.due_at.getTime())).size).toBe(after.length);
       const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.record' AND payload->>'label' = 'scheduled'`);
       expect(rows[0].n).toBe(after.length);
-      const { rows: bossSchedules } = await t.db.pool.query(`SELECT key FROM pgboss_main.schedule WHERE name = 'jobgate.cron'`);
-      expect(bossSchedules.map((r) => r.key)).not.toContain(id);
+      // pg-boss schedules none of it: main's scheduler does
+      const { rows: bossSchedules } = await t.db.pool.query(`SELECT key FROM pgboss_main.schedule`);
+      expect(bossSchedules).toEqual([]);
 
       // run now: enqueued whatever its state, in the history as a manual run, audited
       const ran = await admin(t.pair.main, 'POST', `/schedules/${id}/run`);

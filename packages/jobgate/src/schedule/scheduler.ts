@@ -24,6 +24,8 @@ interface Entry {
   version: string;
   /** The next occurrence to fire (ms, PostgreSQL's clock); null: none (an expression that cannot be read, a finished RRULE). */
   next: number | null;
+  /** After a failed firing: not tried again before this (ms, this process's clock). */
+  retryAt?: number;
 }
 
 export interface SchedulerDeps {
@@ -106,53 +108,57 @@ export function startScheduler(deps: SchedulerDeps): { changed(): void; stop(): 
 
   /**
    * Fires what is due by now: per schedule, the latest occurrence due, once (earlier ones due with
-   * it passed while no main ran, or while this one was held up). False when a firing failed (it
-   * stays due, to be tried again).
+   * it passed while no main ran, or while this one was held up). One that fails stays due, to be
+   * tried again RETRY_MS later while under the late limit.
    */
-  async function fireDue(): Promise<boolean> {
+  async function fireDue(): Promise<void> {
     const now = clock();
-    const outcomes = await Promise.all(
+    await Promise.all(
       [...entries.values()].map(async (e) => {
-        if (e.next === null || e.next > now) return true;
+        if (e.next === null || e.next > now) return;
+        if (e.retryAt !== undefined && e.retryAt > Date.now()) return;
         const due = latestDue(e, e.next, now);
         if (due !== e.next) logger.debug({ scheduleId: e.s.id, jobName: e.s.name, from: new Date(e.next).toISOString(), firing: due === null ? null : new Date(due).toISOString() }, 'schedule occurrences passed; the latest due fires');
         if (due === null || due > now) {
           e.next = due;
-          return true;
+          return;
         }
         try {
           await deps.fire(e.s, new Date(due));
         } catch (err) {
           logger.error({ err, scheduleId: e.s.id, jobName: e.s.name, dueAt: new Date(due).toISOString() }, 'schedule occurrence could not be fired; trying again');
           e.next = due;
-          return false;
+          e.retryAt = Date.now() + RETRY_MS;
+          return;
         }
         e.next = nextOf(e, due);
-        return true;
+        delete e.retryAt;
+        return;
       }),
     );
-    return outcomes.every(Boolean);
   }
 
   const listening = deps.listen?.(() => changed());
 
   const loop = (async () => {
     while (!stopping.signal.aborted) {
-      let retry = false;
+      let readFailed = false;
       try {
         if (stale || Date.now() - lastRead >= deps.rereadMs) {
           stale = false;
           await read();
         }
-        retry = !(await fireDue());
+        await fireDue();
       } catch (err) {
         logger.error({ err }, 'could not read the schedules; trying again');
-        stale = true;
-        retry = true;
+        readFailed = true;
       }
       if (stopping.signal.aborted) break;
-      const due = Math.min(...[...entries.values()].map((e) => e.next ?? Infinity));
-      const waitMs = stale ? 0 : Math.max(0, Math.min(due - clock(), lastRead + deps.rereadMs - Date.now(), retry ? RETRY_MS : Infinity));
+      // until the next occurrence (or a failed one's retry), the next read, or a change
+      const untilDue = Math.min(...[...entries.values()].map((e) => (e.next === null ? Infinity : Math.max(e.next - clock(), (e.retryAt ?? 0) - Date.now()))));
+      const untilRead = readFailed ? RETRY_MS : lastRead + deps.rereadMs - Date.now();
+      const waitMs = stale ? 0 : Math.max(0, Math.min(untilDue, untilRead));
+      if (readFailed) stale = true;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, waitMs);
         function done() {
