@@ -72,7 +72,9 @@ export function createScheduleStore(pool: Pool, schema: string) {
           `INSERT INTO ${s}.schedules (id, name, schedule, time_zone, payload, source, created_by, updated_by)
            SELECT x.id, x.name, x.schedule, x.time_zone, x.payload, 'code', 'code', 'code'
              FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, name text, schedule text, time_zone text, payload jsonb)
-           ON CONFLICT (id) DO UPDATE SET schedule = excluded.schedule, time_zone = excluded.time_zone, payload = excluded.payload
+           ON CONFLICT (id) DO UPDATE SET schedule = excluded.schedule, time_zone = excluded.time_zone, payload = excluded.payload,
+             -- a new expression owes nothing from before it (the scheduler reads from updated_at)
+             updated_at = CASE WHEN (schedules.schedule, schedules.time_zone) IS DISTINCT FROM (excluded.schedule, excluded.time_zone) THEN clock_timestamp() ELSE schedules.updated_at END
            RETURNING ${COLUMNS}`,
           [JSON.stringify(code.map((c) => ({ id: c.id, name: c.name, schedule: c.schedule, time_zone: c.timeZone, payload: c.payload })))],
         );
