@@ -8,8 +8,9 @@ import type { Logger } from '../support/index.ts';
 import type { StoredSchedule } from '../store/index.ts';
 
 /**
- * How late an occurrence may still fire: one missed by less (a main restarting, a deploy, a
- * PostgreSQL restart) fires when a main is back (the latest one, once); older ones are skipped.
+ * How late an occurrence may still fire. A running main that was held up, or could not reach
+ * PostgreSQL, fires each occurrence it owes under it; after downtime (no main running) a main
+ * that starts fires the latest occurrence under it once. Older ones are skipped.
  */
 export const LATE_LIMIT_MS = 60_000;
 /** How soon a firing that failed (PostgreSQL unreachable) is tried again, while it is under the limit. */
@@ -96,9 +97,9 @@ export function startScheduler(deps: SchedulerDeps): { changed(): void; stop(): 
   }
 
   /**
-   * The latest occurrence of `e` due by `now` from `first` on (those before it are skipped: a
-   * schedule fires once to catch up, not once per occurrence missed), or the first not yet due.
-   * Never one past the late limit.
+   * The latest occurrence of `e` due by `now` from `first` on, or the first not yet due; never one
+   * past the late limit. Where a main starts reading a schedule (it starts, or the schedule is new
+   * or changed): after downtime a schedule fires once to catch up, not once per occurrence missed.
    */
   function latestDue(e: Entry, first: number | null, now: number): number | null {
     let due = first !== null && first < now - LATE_LIMIT_MS ? nextOf(e, now - LATE_LIMIT_MS) : first;
@@ -107,33 +108,30 @@ export function startScheduler(deps: SchedulerDeps): { changed(): void; stop(): 
   }
 
   /**
-   * Fires what is due by now: per schedule, the latest occurrence due, once (earlier ones due with
-   * it passed while no main ran, or while this one was held up). One that fails stays due, to be
-   * tried again RETRY_MS later while under the late limit.
+   * Fires what is due by now, each occurrence once, oldest first (a main held up, or PostgreSQL
+   * unreachable for a while, catches up on every occurrence under the late limit; those past it
+   * are skipped). One that fails stays due, to be tried again RETRY_MS later.
    */
   async function fireDue(): Promise<void> {
     const now = clock();
     await Promise.all(
       [...entries.values()].map(async (e) => {
-        if (e.next === null || e.next > now) return;
         if (e.retryAt !== undefined && e.retryAt > Date.now()) return;
-        const due = latestDue(e, e.next, now);
-        if (due !== e.next) logger.debug({ scheduleId: e.s.id, jobName: e.s.name, from: new Date(e.next).toISOString(), firing: due === null ? null : new Date(due).toISOString() }, 'schedule occurrences passed; the latest due fires');
-        if (due === null || due > now) {
-          e.next = due;
-          return;
+        if (e.next !== null && e.next < now - LATE_LIMIT_MS) {
+          logger.warn({ scheduleId: e.s.id, jobName: e.s.name, from: new Date(e.next).toISOString(), lateLimitMs: LATE_LIMIT_MS }, 'schedule occurrences past the late limit skipped');
+          e.next = nextOf(e, now - LATE_LIMIT_MS);
         }
-        try {
-          await deps.fire(e.s, new Date(due));
-        } catch (err) {
-          logger.error({ err, scheduleId: e.s.id, jobName: e.s.name, dueAt: new Date(due).toISOString() }, 'schedule occurrence could not be fired; trying again');
-          e.next = due;
-          e.retryAt = Date.now() + RETRY_MS;
-          return;
+        while (e.next !== null && e.next <= now) {
+          try {
+            await deps.fire(e.s, new Date(e.next));
+          } catch (err) {
+            logger.error({ err, scheduleId: e.s.id, jobName: e.s.name, dueAt: new Date(e.next).toISOString() }, 'schedule occurrence could not be fired; trying again');
+            e.retryAt = Date.now() + RETRY_MS;
+            return;
+          }
+          delete e.retryAt;
+          e.next = nextOf(e, e.next);
         }
-        e.next = nextOf(e, due);
-        delete e.retryAt;
-        return;
       }),
     );
   }
