@@ -83,18 +83,25 @@ export function createSchedules(deps: {
     return def;
   }
 
-  function nextRuns(s: StoredSchedule): string[] {
+  /** The next occurrences after `from` (ms), each of which fires. */
+  function nextRuns(s: StoredSchedule, from: number): string[] {
     if (!s.enabled) return [];
     try {
-      return occurrences(s, Date.now(), NEXT_RUNS).map((at) => new Date(at).toISOString());
+      return occurrences(s, from, NEXT_RUNS).map((at) => new Date(at).toISOString());
     } catch {
       return [];
     }
   }
 
-  async function view(rows: StoredSchedule[]): Promise<Schedule[]> {
+  /**
+   * Schedules as the API shows them. `written`: rows this request just wrote, whose nextRuns start
+   * at the write (the scheduler owes every occurrence after it, including one that came due while
+   * the answer was made), not at now.
+   */
+  async function view(rows: StoredSchedule[], written = false): Promise<Schedule[]> {
     const runs = await store.lastRuns(rows.map((r) => r.id));
-    return rows.map((r) => ({ ...r, nextRuns: nextRuns(r), lastRuns: runs.get(r.id) ?? [] }));
+    const now = Date.now();
+    return rows.map((r) => ({ ...r, nextRuns: nextRuns(r, written ? Math.min(now, Date.parse(r.updatedAt)) : now), lastRuns: runs.get(r.id) ?? [] }));
   }
 
   /** A schedule id as given in a path or on the command line: a UUID, or a 422 naming `id`. */
@@ -186,7 +193,7 @@ export function createSchedules(deps: {
       const def = check(input.name, fields);
       const created = changed(await store.create({ id: randomUUID(), name: def.name, ...fields }, actor));
       logger.info({ scheduleId: created.id, jobName: created.name, schedule: created.schedule, timeZone: created.timeZone, by: actor }, 'schedule created');
-      return (await view([created]))[0]!;
+      return (await view([created], true))[0]!;
     },
     /** Edits a schedule; the code's may only be enabled or disabled (its expression lives in the code). */
     async update(id: string, given: Partial<ScheduleFields>, actor: string): Promise<Schedule> {
@@ -207,7 +214,7 @@ export function createSchedules(deps: {
       ));
       if (!updated) throw new JobgateError(ErrorCode.notFound, `No schedule has id ${id}.`);
       logger.info({ scheduleId: id, jobName: updated.name, schedule: updated.schedule, enabled: updated.enabled, by: actor }, 'schedule changed');
-      return (await view([updated]))[0]!;
+      return (await view([updated], true))[0]!;
     },
     async remove(id: string, actor: string): Promise<StoredSchedule> {
       const removed = changed(await store.remove(checkedId(id), actor, (before) => {
