@@ -40,7 +40,6 @@ const BODY_GRACE_MS = 2_000;
 /** Bytes of signed bodies being read at once, per process, in one lane: more senders wait (503) instead of holding memory. */
 export interface BodyBudget {
   readonly limitBytes: number;
-  inFlight(): number;
   /** Reserves `bytes`, or false when that would pass the limit. */
   take(bytes: number): boolean;
   give(bytes: number): void;
@@ -50,7 +49,6 @@ function createBodyBudget(limitBytes: number): BodyBudget {
   let inFlight = 0;
   return {
     limitBytes,
-    inFlight: () => inFlight,
     take(bytes) {
       if (inFlight + bytes > limitBytes) return false;
       inFlight += bytes;
