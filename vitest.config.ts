@@ -3,17 +3,24 @@ import { defineConfig } from 'vitest/config';
 // The library is imported by its `jobgate-source` export condition: the repo runs its TypeScript (package.json).
 const conditions = ['jobgate-source', 'module', 'node', 'development|production'];
 
+// Three tiers (`npm test` runs them all; `npm run test:unit|test:db|test:e2e` one):
+// - unit: beside the code, pure logic; no PostgreSQL, no build, no process of our own.
+// - db:   test/db, the library in-process on a real PostgreSQL (one cloned database per file).
+// - e2e:  test/e2e, the apps as processes over real sockets, the packed tarball, the browser.
 export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['jobgate-source'] } },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'test/**/*.test.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 90_000,
     // Cross-process tests spawn apps of their own; two files at a time fit 2 cores.
     maxWorkers: 2,
     // the summary, then the slowest files (test/support/slowest-files.ts)
     reporters: ['default', './test/support/slowest-files.ts'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts'], testTimeout: 10_000 } },
+      { extends: true, test: { name: 'db', include: ['test/db/**/*.test.ts'], globalSetup: ['test/support/setup-database.ts'] } },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'] } },
+    ],
   },
 });

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { withDatabase } from './global-setup.ts';
+import { withDatabase } from './setup-database.ts';
 
-export { TEST_SCHEMA, TEST_BOSS_SCHEMA } from './global-setup.ts';
+export { TEST_SCHEMA, TEST_BOSS_SCHEMA } from './setup-database.ts';
 
 export interface TestDatabase {
   url: string;

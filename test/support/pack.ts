@@ -1,5 +1,5 @@
-// What test/example-app.test.ts installs the way a user would, with npm: the library's own tarball
-// (`npm pack`, packed once per `npm test` in global-setup.ts) and the oldest Node it claims to run on.
+// What test/e2e/example-app.test.ts installs the way a user would, with npm: the library's own tarball
+// (`npm pack`, packed once per run of the e2e tier in setup-e2e.ts) and the oldest Node it claims to run on.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,7 +46,7 @@ export async function packLibrary(): Promise<string> {
   return join(packDir, tarballs[0]!);
 }
 
-/** global-setup's teardown: the tarball's temp dir goes. */
+/** setup-e2e's teardown: the tarball's temp dir goes. */
 export function removePackedLibrary(): void {
   if (packDir) rmSync(packDir, { recursive: true, force: true });
 }

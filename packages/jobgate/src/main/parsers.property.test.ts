@@ -3,7 +3,7 @@
 // integers inside int4, text without NUL or lone surrogates, schedules pg-boss's schedule() accepts).
 // Never another error, which the HTTP surface would answer as a 500. The strings come from
 // test/support/adversarial.ts, seeded: PROPERTY_SEED=<the seed printed> reruns a failure.
-// (test/http-parsers.test.ts sends such strings through a running main and fetcher.)
+// (test/e2e/http-parsers.test.ts sends such strings through a running main and fetcher.)
 import type { Request, Response } from 'express';
 import { PgBoss } from 'pg-boss';
 import { describe, expect, it } from 'vitest';

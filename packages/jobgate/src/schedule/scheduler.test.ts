@@ -4,7 +4,7 @@ import type { StoredSchedule } from '../store/index.ts';
 import { LATE_LIMIT_MS, startScheduler, type Occurrences } from './scheduler.ts';
 
 // The clock is vitest's fake one (Date and timers), so "on time" is exact here; the real thing
-// across processes and PostgreSQL is test/schedule-timing.test.ts.
+// across processes and PostgreSQL is test/e2e/schedule-timing.test.ts.
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 
 /** `every:<ms>`: an occurrence on each multiple of ms, strictly after `after`. */

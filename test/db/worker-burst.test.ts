@@ -1,0 +1,44 @@
+// A worker that finds jobs keeps fetching without waiting for its poll interval: pg-boss bursts at
+// batchSize 1 only on its cached ready count, which lags (queue cache + monitor interval), so a
+// backlog would otherwise go one job per poll interval per worker.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createLogger } from '../../packages/jobgate/src/support/index.ts';
+import { createBoss, createMainLedger, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
+import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../../packages/jobgate/src/internal.ts';
+import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
+import { waitFor } from '../support/wait.ts';
+
+let ran = 0;
+const tick = defineJob({ name: 'test.tick', payload: z.strictObject({ n: z.number() }), run: async () => void ran++ });
+
+let db: TestDatabase;
+let boss: PgBoss;
+let jobs: MainRuntime;
+// a poll far longer than the test may take, and stale queue stats for the whole run
+const timings = { pollIntervalSeconds: 120, superviseIntervalSeconds: 300, cronIntervalSeconds: 30, heartbeatSeconds: 30 };
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  const logger = createLogger({ level: 'warn', name: 'test' });
+  boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
+  await boss.start();
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger: createMainLedger(db.pool, TEST_SCHEMA), catalogue: createCatalogue([tick]), logger, timings, workerConcurrency: 2 });
+  await jobs.start();
+});
+afterAll(async () => {
+  await jobs?.stop(1_000);
+  await db?.drop();
+});
+
+describe('workers with a backlog', () => {
+  it('drain it back to back, not one job per poll interval', async () => {
+    await jobs.pause();
+    for (let n = 0; n < 40; n++) await jobs.performLater(tick, { n });
+    const started = Date.now();
+    await jobs.resume(); // each worker's first fetch finds one job; the rest must follow at once
+    await waitFor('40 jobs ran', async () => ran === 40, { timeoutMs: 30_000 });
+    console.log(`40 queued jobs, 2 workers, 120 s poll: all ran ${Date.now() - started} ms after resume`);
+    expect(ran).toBe(40);
+  });
+});

@@ -1,0 +1,128 @@
+// A fetcher that is away: killed while jobs flow, asleep (a platform holding requests while it
+// boots), slow, or blackholed (issue 5 "done when"; FAULTS.md rows 17-20). Outages are seconds, not
+// minutes: each test shortens the timeouts it exercises (headers, wake-up) in proportion, so the
+// same things happen (attempts cut, wake-ups given up and retried, one probe) in less time.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { completedRuns, databasePerTest, effects, enqueue, handlerStarts, percentile, startPair, states, type Pair } from '../support/gateway.ts';
+import { waitFor } from '../support/wait.ts';
+
+// A database of its own for each test, and the apps the test starts on it.
+const t = databasePerTest();
+
+
+async function expectExactlyOnceOnFetcher(ids: string[]): Promise<void> {
+  const runs = await completedRuns(t.db, ids);
+  const twice = ids.filter((id) => runs.get(id)!.length !== 1);
+  expect(twice).toEqual([]);
+  expect(await effects(t.db, ids)).toBe(ids.length);
+}
+
+const forwardFailures = (p: Pair) => p.main.logs.filter((l) => l.component === 'forwarder' && typeof l.ms === 'number');
+
+/**
+ * Row 17's outage, as long as the 200 enqueues take. Each wake-up gives up after WAKE_MS and the
+ * outbox retries a batch at most RETRY_MAX_S apart (production: 90 s and 60 s), so batches fail,
+ * back off and wake the fetcher more than once while it is down, and the first retry after it is
+ * back is seconds away.
+ */
+const DOWN_MS = 15_000;
+const WAKE_MS = 6_000;
+const RETRY_MAX_S = 5;
+
+describe('fetcher down', () => {
+  it(`SIGKILLed for ${DOWN_MS / 1000} s while 200 jobs flow: none lost, none completed twice, nothing failed (rows 17 and 5)`, async () => {
+    t.pair = await startPair(t.db, { mainEnv: { FETCHER_WAKE_TIMEOUT_MS: String(WAKE_MS), FETCHER_FORWARD_RETRY_MAX_SECONDS: String(RETRY_MAX_S) } });
+    const ids: string[] = [];
+    let killedAt = 0;
+    const producer = (async () => {
+      for (let i = 0; i < 200; i++) {
+        ids.push(await enqueue(t.pair!.main, 'test.remote', { sleepMs: 100 }));
+        if (i === 30) {
+          t.pair!.fetcher!.kill('SIGKILL');
+          killedAt = Date.now();
+        }
+        await sleep(50);
+      }
+    })();
+    await producer;
+    await t.pair.fetcher!.exited;
+    await sleep(Math.max(0, killedAt + DOWN_MS - Date.now()));
+    const s = await states(t.db, ids);
+    expect(s.failed).toBeUndefined();
+    const restartAt = Date.now();
+    await t.pair.startFetcher();
+    await t.allCompleted(ids, 90_000);
+    const drained = (Date.now() - restartAt) / 1000;
+    await expectExactlyOnceOnFetcher(ids);
+    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'lost'`, [ids]);
+    const attempts = forwardFailures(t.pair).length;
+    const wakes = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
+    console.log(
+      `rows 5/17: fetcher down ${DOWN_MS / 1000} s with ${s.queued ?? 0}+${s.forwarding ?? 0} jobs waiting (queued+forwarding), ${s.active ?? 0} cut short mid-run; ` +
+        `${attempts} failed forward attempts, ${wakes} batches delivered after a wake-up; all 200 done ${drained.toFixed(1)} s after restart; ${rows[0].n} lost attempts re-run; effects 200/200`,
+    );
+  }, 240_000);
+});
+
+/** Row 18: the platform holds requests this long; a forward gives up on its headers well before (then wakes the fetcher). */
+const ASLEEP_MS = 8_000;
+const HEADERS_MS = 2_000;
+
+describe('fetcher asleep (row 18)', () => {
+  it(`the platform holds every request for ${ASLEEP_MS / 1000} s: one wake-up for 50 queued jobs, all delivered`, async () => {
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10', FETCHER_HEADERS_TIMEOUT_MS: String(HEADERS_MS) } });
+    const wakesAt = Date.now() + ASLEEP_MS;
+    t.pair.toFetcher!.setMode({ kind: 'hold', until: wakesAt });
+    const probesBefore = t.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length;
+    const ids = await Promise.all(Array.from({ length: 50 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    await t.allCompleted(ids, 60_000);
+    const firstAccepted = t.pair.fetcher!.logs.find((l) => l.msg === 'jobs accepted');
+    const probes = t.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.path === '/healthz').length - probesBefore;
+    // one wake-up in flight: its single /healthz probe was held with everything else until the fetcher "woke"
+    expect(probes).toBe(1);
+    await expectExactlyOnceOnFetcher(ids);
+    const waiting = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
+    console.log(`row 18: 50 jobs, 1 wake-up (${probes} /healthz probe) shared by ${waiting} waiting batches; first forward ${((Date.parse(firstAccepted!.time) - wakesAt) / 1000).toFixed(1)} s after the platform let requests through`);
+  }, 120_000);
+});
+
+/** Rows 19-20: a fetcher slower than the client's headers timeout (every chunk, both ways); batches retried at most 2 s apart. */
+const SLOW_MS = 5_000;
+const FAILING_ENV = { FETCHER_WAKE_TIMEOUT_MS: '1000', FETCHER_HEADERS_TIMEOUT_MS: String(HEADERS_MS), FETCHER_FORWARD_RETRY_MAX_SECONDS: '2' };
+
+describe('slow or silent fetcher (rows 19 and 20)', () => {
+  it('slow: each attempt is cut at the client timeout (not undici’s 300 s), retried, delivered once when it speeds up', async () => {
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: FAILING_ENV });
+    t.pair.toFetcher!.setMode({ kind: 'delay', ms: SLOW_MS });
+    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    let peakSockets = 0;
+    const proxy = t.pair.toFetcher!;
+    const sampler = setInterval(() => (peakSockets = Math.max(peakSockets, proxy.connections)), 100);
+    await waitFor('two attempts cut short', () => forwardFailures(t.pair!).length >= 2, { timeoutMs: 40_000, intervalMs: 250 });
+    t.pair.toFetcher!.setMode({ kind: 'pass' });
+    await t.allCompleted(ids);
+    clearInterval(sampler);
+    const durations = forwardFailures(t.pair).map((l) => l.ms as number);
+    for (const ms of durations) expect(ms).toBeLessThan(15_000);
+    expect(await handlerStarts(t.db, ids)).toBe(3);
+    await expectExactlyOnceOnFetcher(ids);
+    console.log(`row 19: attempts against a ${SLOW_MS / 1000} s-slow fetcher cut after ${durations.map((d) => (d / 1000).toFixed(1)).join(', ')} s; peak sockets through the proxy ${peakSockets}; duplicates 0`);
+  }, 120_000);
+
+  it('blackholed: each attempt fails within the headers timeout and the jobs wait; delivered once it answers again', async () => {
+    t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: FAILING_ENV });
+    t.pair.toFetcher!.setMode({ kind: 'blackhole' });
+    t.pair.toFetcher!.cut();
+    const ids = await Promise.all(Array.from({ length: 3 }, () => enqueue(t.pair!.main, 'test.remote', {})));
+    await waitFor('two attempts failed', () => forwardFailures(t.pair!).length >= 2, { timeoutMs: 60_000, intervalMs: 250 });
+    expect((await states(t.db, ids)).failed).toBeUndefined();
+    t.pair.toFetcher!.setMode({ kind: 'pass' });
+    t.pair.toFetcher!.cut();
+    await t.allCompleted(ids);
+    const durations = forwardFailures(t.pair).map((l) => l.ms as number);
+    for (const ms of durations) expect(ms).toBeLessThan(15_000);
+    await expectExactlyOnceOnFetcher(ids);
+    console.log(`row 20: ${durations.length} attempts into a blackhole, each failed after p95 ${(percentile(durations, 95) / 1000).toFixed(1)} s; nothing failed; all delivered once it answered`);
+  }, 120_000);
+});
