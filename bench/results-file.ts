@@ -31,7 +31,7 @@ export interface BenchResults {
   rows: BenchRow[];
 }
 
-const HEADER = `# Bench results
+export const HEADER = `# Bench results
 
 Every \`npm run bench\` appends its run here: when, on what machine and under what load, and its
 table (ratios to raw pg-boss measured in the same run). What the figures mean, and today's ratios,
@@ -55,7 +55,7 @@ export function resultsSection(results: BenchResults): string {
     `${machine.cpus} cores${machine.cpuModel ? ` (${machine.cpuModel.trim()})` : ''}, ${machine.memoryGb} GB`,
     machine.loadAverage ? `load average (1 / 5 / 15 min) ${load(machine.loadAverage.atStart)} at the start, ${load(machine.loadAverage.atEnd)} at the end` : null,
     `Node ${results.versions.node}, pg-boss ${results.versions.pgBoss}`,
-    `${results.quick ? '`--quick`' : 'full run'}${results.args?.length ? `, \`${results.args.join(' ')}\`` : ''}, ${results.seconds} s`,
+    `${results.quick ? 'quick run' : 'full run'}${results.args?.length ? `, \`npm run bench -- ${results.args.join(' ')}\`` : ''}, ${results.seconds} s`,
     results.commit ? `commit ${results.commit}` : null,
     results.failed ? '**the run failed** part-way (its output says why): the table has the rows measured before' : null,
   ].filter((f): f is string => f !== null);
