@@ -1,11 +1,12 @@
 // npm run bench [-- --quick]: jobgate against plain pg-boss, measured in one run on one PostgreSQL.
-// Prints one table (figure, jobgate, baseline, ratio, target, pass) and writes bench-results.json.
+// Prints one table (figure, jobgate, baseline, ratio, target, pass), writes bench-results.json and
+// appends the run (date, cores, load, table) to bench/RESULTS.md.
 // Every figure is a ratio to raw pg-boss measured here and now: absolute times drift between runs
 // on shared machines, ratios hold (../shared/PERF.md).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +17,7 @@ import { createBoss, createFetcherLedger, createMainLedger, createOverviewStore,
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
 import { createCatalogue, createMainRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
+import { appendResults, resultsTable, type BenchResults, type BenchRow } from './results-file.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const quick = process.argv.includes('--quick');
@@ -33,7 +35,7 @@ const SIZES = quick
   : { enqueue: 1_000, rounds: 5, local: 5_000, routed: 5_000, latency: 100, fanout: 10_000 };
 const TIMINGS = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 30, heartbeatSeconds: 30 };
 
-interface Row { figure: string; jobgate: number; baseline: number; unit: string; ratio: number; target: string; pass: boolean | null; note?: string }
+type Row = BenchRow;
 const rows: Row[] = [];
 
 const median = (xs: number[]) => percentile(xs, 50);
@@ -760,7 +762,7 @@ async function startup(url: string) {
       stripped.push(await once(app, false));
     }
     record({ figure: `${app} start to /healthz 200, built JS (vs type stripping)`, jobgate: median(built.map((b) => b.ms)), baseline: median(stripped.map((s) => s.ms)), unit: 'ms', target: 'reported' }, () => null);
-    // issue 17's target is on the built app, as Render runs it: its idle memory is memory jobs cannot use
+    // the target is on the built app, as Render runs it: its idle memory is memory jobs cannot use
     record({ figure: `${app} idle RSS, built JS (vs type stripping)`, jobgate: median(built.map((b) => b.rssMb)), baseline: median(stripped.map((s) => s.rssMb)), unit: 'MB', target: '≤ 110 MB built', note: `started as render.yaml starts it${renderFlags(app).length ? ` (${renderFlags(app).join(' ')})` : ''}` }, (_r, row) => row.jobgate <= 110);
   }
 }
@@ -768,6 +770,7 @@ async function startup(url: string) {
 // ------------------------------------------------------------------ run
 
 const started = Date.now();
+const loadAtStart = loadavg();
 const db = await database();
 let failed = false;
 let env: Awaited<ReturnType<typeof inProcess>> | null = null;
@@ -802,16 +805,29 @@ try {
   await db.stop();
 }
 
-console.log(`\n| figure | jobgate | baseline | ratio | target | result |\n|---|---|---|---|---|---|`);
-for (const r of rows) console.log(`| ${r.figure} | ${r.jobgate} ${r.unit} | ${r.baseline} ${r.unit} | ${r.ratio} | ${r.target} | ${r.pass === null ? '—' : r.pass ? 'pass' : '**miss**'} |`);
-const results = {
+console.log(`\n${resultsTable(rows)}`);
+/** The checkout's short commit, or nothing outside a git checkout. */
+function commit(): string | undefined {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+const cpuModel = cpus()[0]?.model;
+const sha = commit();
+const results: BenchResults = {
   at: new Date().toISOString(),
   quick,
+  ...(failed ? { failed } : {}),
   seconds: Math.round((Date.now() - started) / 1000),
+  args: process.argv.slice(2),
+  ...(sha ? { commit: sha } : {}),
   versions: { node: process.version, pgBoss: (await import('pg-boss/package.json', { with: { type: 'json' } })).default.version },
-  machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30) },
+  machine: { cpus: availableParallelism(), ...(cpuModel ? { cpuModel } : {}), memoryGb: Math.round(totalmem() / 2 ** 30), loadAverage: { atStart: loadAtStart, atEnd: loadavg() } },
   rows,
 };
 writeFileSync(join(ROOT, 'bench-results.json'), `${JSON.stringify(results, null, 2)}\n`);
-console.log(`\nbench-results.json written (${results.seconds} s)`);
+appendResults(join(ROOT, 'bench/RESULTS.md'), results);
+console.log(`\nbench-results.json written, bench/RESULTS.md extended (${results.seconds} s)`);
 process.exit(failed ? 1 : 0);
