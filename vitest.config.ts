@@ -18,7 +18,7 @@ export default defineConfig({
     // the summary, then the slowest files (test/support/slowest-files.ts)
     reporters: ['default', './test/support/slowest-files.ts'],
     projects: [
-      { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts'], testTimeout: 10_000 } },
+      { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'bench/**/*.test.ts'], testTimeout: 10_000 } },
       { extends: true, test: { name: 'db', include: ['test/db/**/*.test.ts'], globalSetup: ['test/support/setup-database.ts'] } },
       { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'] } },
     ],

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { appendResults, HEADER, type BenchResults } from '../bench/results-file.ts';
+import { appendResults, HEADER, type BenchResults } from './results-file.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'jobgate-bench-results-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,6 +55,6 @@ describe('bench/RESULTS.md', () => {
   });
 
   it('the committed file starts with the header the writer would write', () => {
-    expect(readFileSync(join(import.meta.dirname, '../bench/RESULTS.md'), 'utf8').startsWith(HEADER)).toBe(true);
+    expect(readFileSync(join(import.meta.dirname, 'RESULTS.md'), 'utf8').startsWith(HEADER)).toBe(true);
   });
 });
