@@ -51,6 +51,27 @@ describe('startScheduler', () => {
     expect(fired).toEqual([10_000, 20_000, 30_000].map((ms) => ({ id: 'a', dueAt: T0 + ms, at: T0 + ms })));
   });
 
+  it('never fires before its time when reading the database clock is slow', async () => {
+    // the request waits 300 ms to reach the database, which answers at once: a midpoint would put
+    // the database clock 150 ms ahead of what it is, and fire early
+    const fired: Array<{ dueAt: number; at: number }> = [];
+    const scheduler = startScheduler({
+      read: async () => [row('a', 'every:1000', T0)],
+      databaseNow: async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        return Date.now();
+      },
+      occurrences,
+      fire: async (_s, dueAt) => void fired.push({ dueAt: dueAt.getTime(), at: Date.now() }),
+      rereadMs: 2_000,
+      logger: createLogger({ level: 'silent', name: 'test' }),
+    });
+    await vi.advanceTimersByTimeAsync(10_000);
+    await scheduler.stop();
+    expect(fired.length).toBeGreaterThanOrEqual(8);
+    for (const f of fired) expect(f.at).toBeGreaterThanOrEqual(f.dueAt);
+  });
+
   it('owes nothing from before a schedule was made or changed, and fires a change made through changed() on time', async () => {
     const rows = [row('a', 'every:10000', T0 + 500)];
     const { fired, scheduler } = harness(rows, { rereadMs: 60_000 });
