@@ -87,7 +87,7 @@ describe('the tarball, installed', () => {
 const PROBE = `// Written by test/e2e/example-app.test.ts: jobgate's declarations reach the app as types, not any.
 import type { Request } from 'express';
 import { createMain, type JobRecord, type Main } from 'jobgate';
-import { importOrder } from '../../jobs.ts';
+import { importOrder } from './jobs.ts';
 
 declare const main: Main;
 declare const record: JobRecord;

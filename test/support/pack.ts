@@ -19,6 +19,9 @@ export function npmEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')));
 }
 
+/** The head and the tail of a long output: a compiler's errors come first, a stack trace last. */
+const clip = (text: string) => (text.length <= 6_000 ? text : `${text.slice(0, 3_000)}\n…\n${text.slice(-3_000)}`);
+
 /** Runs a command to its end; rejects with its output when it fails. */
 export function run(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -30,7 +33,7 @@ export function run(command: string, args: string[], options: { cwd: string; env
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (code === 0) resolve({ stdout, stderr });
-      else reject(new Error(`${command} ${args.join(' ')} (in ${options.cwd}) exited with ${code ?? signal}\n${stdout.slice(-3_000)}\n${stderr.slice(-3_000)}`));
+      else reject(new Error(`${command} ${args.join(' ')} (in ${options.cwd}) exited with ${code ?? signal}\n${clip(stdout)}\n${clip(stderr)}`));
     });
   });
 }
