@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, findUnstorable, methodNotAllowed } from '../support/index.ts';
-import { SignedRoutes, type Lane, type PathParams, type RouteAnswer, type Side, type SignedRoute, type SignedRouteOf } from './routes.ts';
+import { SignedRoutes, type Lane, type PathParams, type Side, type SignedRoute, type SignedRouteOf } from './routes.ts';
 import { HEADER_SIGNATURE, TOLERANCE_SECONDS, checkHeaderSignature, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
