@@ -1,8 +1,8 @@
 // main's client for the fetcher: submit, status, read a job, resend events, and a single-flight wake-up.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FetcherJob, FetcherStatus, Purpose, ResendResult, SubmitResult, type SubmitJob } from '../protocol/index.ts';
+import { SignedRoutes, type SubmitJob } from '../protocol/index.ts';
 import { FetcherClientError, FetcherErrorCode } from './errors.ts';
-import { createPeer, HealthSchema, messageId, type PeerOptions, type WakeResult } from './peer.ts';
+import { createPeer, type PeerOptions, type WakeResult } from './peer.ts';
 
 export type FetcherClientOptions = PeerOptions & {
   /** Told when a wake-up begins (not when a caller joins one in flight), with its deadline. */
@@ -19,7 +19,7 @@ export type FetcherClientOptions = PeerOptions & {
  * const { accepted } = await fetcher.submit([{ id, name: 'movies.fetch', payload }]);
  */
 export function createFetcherClient(options: FetcherClientOptions) {
-  const { once, call, timeouts, close } = createPeer(options);
+  const { once, call, health, timeouts, close } = createPeer(options);
   let waking: Promise<WakeResult> | null = null;
 
   /** Polls /healthz until it answers 200 or the deadline passes; one wake-up however many callers. */
@@ -35,7 +35,7 @@ export function createFetcherClient(options: FetcherClientOptions) {
         probes++;
         const remaining = deadline - Date.now();
         try {
-          await once('GET', '/healthz', null, undefined, HealthSchema, { headersMs: Math.min(timeouts.wakeProbeMs, remaining), bodyMs: Math.min(timeouts.wakeProbeMs, remaining) });
+          await health({ headersMs: Math.min(timeouts.wakeProbeMs, remaining), bodyMs: Math.min(timeouts.wakeProbeMs, remaining) });
           return { state: 'awake' as const, waitedMs: Date.now() - started, probes };
         } catch (err) {
           lastError = err;
@@ -60,16 +60,16 @@ export function createFetcherClient(options: FetcherClientOptions) {
 
   return {
     /** Submits up to 500 jobs; idempotent on job id (a repeat answers `duplicate: true`). */
-    submit: (jobs: SubmitJob[]) => call('POST', '/v1/jobs', Purpose.submitJobs, JSON.stringify({ jobs }), SubmitResult),
-    status: () => call('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus),
+    submit: (jobs: SubmitJob[]) => call(SignedRoutes.submitJobs, { body: { jobs } }),
+    status: () => call(SignedRoutes.readStatus, {}),
     /** One status request, no retries, answered within `timeoutMs` or failed (for status pages). */
-    probeStatus: (timeoutMs: number) => once('GET', '/v1/status', Purpose.readStatus, undefined, FetcherStatus, { headersMs: timeoutMs, bodyMs: timeoutMs }),
+    probeStatus: (timeoutMs: number) => once(SignedRoutes.readStatus, {}, { timeouts: { headersMs: timeoutMs, bodyMs: timeoutMs } }),
     /** Asks the fetcher to send again the job events main refused before (they were set aside). */
-    resendEvents: () => call('POST', '/v1/events/resend', Purpose.resendEvents, undefined, ResendResult),
+    resendEvents: () => call(SignedRoutes.resendEvents, {}),
     /** The signature names the job (`get_<id>_…`), so it cannot be replayed to read another. */
-    getJob: (id: string) => call('GET', `/v1/jobs/${encodeURIComponent(id)}`, { id: messageId(Purpose.readJob, id) }, undefined, FetcherJob),
+    getJob: (id: string) => call(SignedRoutes.readJob, { params: { id } }),
     /** Unsigned and cheap: is the fetcher up right now? No retries. */
-    health: () => once('GET', '/healthz', null, undefined, HealthSchema),
+    health: () => health(),
     wake,
     close,
   };

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSecrets } from '../protocol/index.ts';
+import { SignedRoutes, parseSecrets } from '../protocol/index.ts';
 import { createMainClient } from './main-client.ts';
 import { createFetcherClient } from './fetcher-client.ts';
 
@@ -10,7 +10,7 @@ const seen: string[] = [];
 const server = createServer((req, res) => {
   seen.push(`${req.method} ${req.url}`);
   res.setHeader('content-type', 'application/json');
-  res.end(req.url?.endsWith('/claims') ? JSON.stringify({ outcome: 'claimed' }) : JSON.stringify({ status: 'ok' }));
+  res.end(req.url?.endsWith(SignedRoutes.claimJob.path) ? JSON.stringify({ outcome: 'claimed' }) : JSON.stringify({ status: 'ok' }));
 });
 let base = '';
 beforeAll(async () => {
@@ -24,7 +24,7 @@ describe('a peer mounted under a path', () => {
     const main = createMainClient({ baseUrl: `${base}/ops/jobs/`, keys, retries: 0 });
     expect(await main.claim('0f8a3c1e-0000-4000-8000-000000000001', 1, 30)).toEqual({ outcome: 'claimed' });
     await main.close();
-    expect(seen.at(-1)).toBe('POST /ops/jobs/internal/v1/claims');
+    expect(seen.at(-1)).toBe(`POST /ops/jobs${SignedRoutes.claimJob.path}`);
   });
 
   it('calls the fetcher at its root, or under its own prefix', async () => {

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
-import { Purpose, signedHeaders, type SigningKey } from '../protocol/index.ts';
+import { routePath, signedHeaders, type PathParams, type Purpose, type RouteAnswer, type RouteBody, type SignedRoute, type SigningKey } from '../protocol/index.ts';
 import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter, type PeerName } from './errors.ts';
 
 export interface PeerOptions {
@@ -44,10 +44,18 @@ export interface WakeResult {
   probes: number;
 }
 
-/** How a request is signed: a purpose (a new id each time), or a webhook-id chosen by the caller. */
-export type Signing = Purpose | { id: string };
 /** A new webhook-id for `purpose`, naming `resource` when the route is about one (`get_<jobId>_<nonce>`). */
 export const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${resource ? `${resource}_` : ''}${randomUUID()}`;
+
+/** What a call of a signed route sends: its body (typed by the route's request schema) and path parameters. */
+export type RouteInput<R extends SignedRoute> = (R['request'] extends z.ZodType ? { body: RouteBody<R> } : { body?: undefined }) &
+  ([PathParams<R['path']>] extends [never] ? { params?: undefined } : { params: Record<PathParams<R['path']>, string> });
+
+export interface CallOptions {
+  timeouts?: Partial<Timeouts>;
+  /** Sent besides the signature headers (a job's traceparent). */
+  headers?: Record<string, string>;
+}
 
 /**
  * Signed requests to the other app over an undici Pool, with explicit timeouts (undici's own
@@ -68,12 +76,12 @@ export function createPeer(options: PeerOptions) {
   });
   const retries = options.retries ?? 3;
 
-  /** One HTTP exchange, no retries; parses the JSON answer with `schema`. */
-  async function once<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
+  /** One HTTP exchange, no retries, signed as `webhookId` (null: unsigned); parses the JSON answer with `schema`. */
+  async function exchange<T>(method: 'GET' | 'POST', path: string, webhookId: string | null, body: string | undefined, schema: z.ZodType<T>, callTimeouts: Partial<Timeouts> = {}, extraHeaders: Record<string, string> = {}): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['content-type'] = 'application/json';
     // the header signature covers the path as this side names it (below the other side's mount prefix)
-    if (signing) Object.assign(headers, signedHeaders(options.keys, typeof signing === 'string' ? messageId(signing) : signing.id, body ?? '', Date.now(), { method, path }));
+    if (webhookId !== null) Object.assign(headers, signedHeaders(options.keys, webhookId, body ?? '', Date.now(), { method, path }));
     let response;
     try {
       response = await pool.request({
@@ -112,12 +120,28 @@ export function createPeer(options: PeerOptions) {
     }
   }
 
+  /** A signed route's request as the entry says: its path (parameters filled in), its body, and a new webhook-id for its purpose. */
+  function message<R extends SignedRoute>(route: R, input: RouteInput<R>) {
+    const params = (input.params ?? {}) as Record<string, string>;
+    return {
+      path: routePath(route, params),
+      id: messageId(route.purpose, route.resource ? params[route.resource] : undefined),
+      body: route.request ? JSON.stringify(input.body) : undefined,
+    };
+  }
+
+  /** One call of a signed route (an entry of SignedRoutes), no retries; the answer is checked against the entry's schema. */
+  function once<R extends SignedRoute>(route: R, input: RouteInput<R>, callOptions: CallOptions = {}): Promise<RouteAnswer<R>> {
+    const m = message(route, input);
+    return exchange(route.method, m.path, m.id, m.body, route.answer as z.ZodType<RouteAnswer<R>>, callOptions.timeouts, callOptions.headers);
+  }
+
   /** `once`, retried with jittered backoff while the failure is retryable. */
-  function call<T>(method: 'GET' | 'POST', path: string, signing: Signing | null, body: string | undefined, schema: z.ZodType<T>): Promise<T> {
+  function call<R extends SignedRoute>(route: R, input: RouteInput<R>, callOptions: CallOptions = {}): Promise<RouteAnswer<R>> {
     // one message, one id, however often it is retried (Standard Webhooks): a retry after a lost
     // answer gets the answer the first delivery got, not a second effect
-    const fixed: Signing | null = typeof signing === 'string' ? { id: messageId(signing) } : signing;
-    return pRetry(() => once(method, path, fixed, body, schema), {
+    const m = message(route, input);
+    return pRetry(() => exchange(route.method, m.path, m.id, m.body, route.answer as z.ZodType<RouteAnswer<R>>, callOptions.timeouts, callOptions.headers), {
       retries,
       minTimeout: 200,
       maxTimeout: 5_000,
@@ -130,7 +154,10 @@ export function createPeer(options: PeerOptions) {
     });
   }
 
+  /** GET /healthz, unsigned (the one request between the apps that is not in SignedRoutes). */
+  const health = (callTimeouts: Partial<Timeouts> = {}) => exchange('GET', '/healthz', null, undefined, HealthSchema, callTimeouts);
+
   // Closing cuts requests in flight (a wake probe may wait a minute): shutdown must not wait on them.
-  return { once, call, timeouts, close: () => pool.destroy() };
+  return { once, call, health, timeouts, close: () => pool.destroy() };
 }
 

@@ -27,7 +27,7 @@ export interface FetcherRuntimeOptions {
   moduleOf?: (name: string) => string | undefined;
   /** Claims in main's ledger, when main is known. */
   remoteClaims?: RemoteClaims;
-  /** main's paused jobs (GET /internal/v1/pauses), when main is known. */
+  /** main's paused jobs (SignedRoutes.readPauses in protocol/routes.ts), when main is known. */
   readPauses?: () => Promise<Array<{ name: string }>>;
   /** A read of main's pauses that failed (default: logged at warn with the error). */
   onPausesReadError?: (err: unknown) => void;

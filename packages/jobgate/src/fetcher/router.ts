@@ -1,6 +1,6 @@
-import express, { type Request } from 'express';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, healthRoutes, methodNotAllowed, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
-import { BodyLimits, JobId, Purpose, SubmitJobs, requireSignature, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import express from 'express';
+import { ErrorCode, JobgateError, healthRoutes, notFound, problemErrorHandler, requestContext, type Logger } from '../support/index.ts';
+import { JobId, mountSignedRoutes, type FetcherJob, type FetcherStatus, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { FetcherLedger } from '../store/index.ts';
 import type { Registry } from 'prom-client';
 import type { FetcherRuntime } from './fetcher-runtime.ts';
@@ -37,65 +37,48 @@ export function createFetcherRouter(deps: FetcherRouterDeps): express.Router {
   app.use(healthRoutes(deps.isDraining));
   app.use('/v1', requestContext(deps.logger, deps.registry ? { registry: deps.registry } : {}));
 
-  app
-    .route('/v1/jobs')
-    .post(...requireSignature(deps.keys, Purpose.submitJobs, { limitBytes: BodyLimits.submitJobs, replay: deps.replay, bulk: true, requireHeaderSignature }), async (req, res) => {
-      const parsed = SubmitJobs.safeParse(req.signedBody);
-      if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, 'The submission is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+  mountSignedRoutes(app, 'fetcher', {
+    submitJobs: async (req, _res, body) => {
       if (deps.isDraining() || deps.health().intake === 'paused') {
         throw new JobgateError(ErrorCode.shuttingDown, 'The fetcher is not taking jobs right now; retry shortly.');
       }
-      const accepted = await deps.jobs.accept(parsed.data.jobs.map((j) => ({ id: j.id, name: j.name, payload: j.payload, ...j.options })));
+      const accepted = await deps.jobs.accept(body.jobs.map((j) => ({ id: j.id, name: j.name, payload: j.payload, ...j.options })));
       const fresh = accepted.filter((a) => !a.duplicate).length;
       req.log.info({ jobs: accepted.length, fresh, duplicates: accepted.length - fresh }, 'jobs accepted');
-      res.status(202).json({ accepted });
-    })
-    .all(methodNotAllowed(['POST']));
-
-  app
-    .route('/v1/jobs/:id')
-    .get(...requireSignature(deps.keys, Purpose.readJob, { limitBytes: BodyLimits.read, resource: (req) => String(req.params.id), requireHeaderSignature }), async (req: Request<{ id: string }>, res) => {
+      return { accepted };
+    },
+    readJob: async (req) => {
       const id = JobId.safeParse(req.params.id);
       if (!id.success) throw new JobgateError(ErrorCode.requestInvalid, 'The job id is invalid.', { errors: [{ path: 'id', message: 'must be a UUID' }] });
       const job = await deps.ledger.getJob(id.data, { executions: true });
       if (!job) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id.data} here.`);
-      res.json({
+      return {
         id: job.id,
         name: job.name,
-        state: job.state,
+        // a job on the fetcher is only ever in one of the fetcher's states
+        state: job.state as FetcherJob['state'],
         progress: job.progress,
         ...(job.progressMessage ? { progressMessage: job.progressMessage } : {}),
         attempts: job.attempts,
         ...(job.error ? { error: job.error } : {}),
         executions: job.executions?.map(({ ranOn: _ranOn, ...e }) => e),
-      });
-    })
-    .all(methodNotAllowed(['GET']));
-
-  // Main's admin sends again the job events it refused before (after a fix on its side).
-  app
-    .route('/v1/events/resend')
-    .post(...requireSignature(deps.keys, Purpose.resendEvents, { limitBytes: BodyLimits.read, replay: deps.replay, requireHeaderSignature }), async (req, res) => {
+      };
+    },
+    // main's admin has the job events it refused before sent again (after a fix on its side)
+    resendEvents: async (req) => {
       const resent = await deps.ledger.resendSetAsideEvents();
       req.log.info({ resent }, 'set-aside job events put back in line for main');
-      res.json({ resent });
-    })
-    .all(methodNotAllowed(['POST']));
-
-  app
-    .route('/v1/status')
-    .get(...requireSignature(deps.keys, Purpose.readStatus, { limitBytes: BodyLimits.read, requireHeaderSignature }), async (_req, res) => {
-      const status: FetcherStatus = {
-        status: deps.isDraining() ? 'stopping' : 'ok',
-        version: deps.version,
-        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
-        ...deps.health(),
-        queues: await deps.ledger.countsByName(),
-        events: await deps.ledger.eventsSetAside().then((a) => ({ setAside: a.count, setAsideSince: a.since })),
-      };
-      res.json(status);
-    })
-    .all(methodNotAllowed(['GET']));
+      return { resent };
+    },
+    readStatus: async () => ({
+      status: deps.isDraining() ? 'stopping' : 'ok',
+      version: deps.version,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      ...deps.health(),
+      queues: await deps.ledger.countsByName(),
+      events: await deps.ledger.eventsSetAside().then((a) => ({ setAside: a.count, setAsideSince: a.since })),
+    }),
+  }, { keys: deps.keys, replay: deps.replay, requireHeaderSignature });
 
   app.use('/v1', notFound(), problemErrorHandler());
   return app;

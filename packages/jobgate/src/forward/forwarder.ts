@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
 import type { MainLedger, ToForward } from '../store/index.ts';
 import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
-import { BodyLimits, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
+import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
 export interface ForwarderOptions {
   ledger: MainLedger;
@@ -10,7 +10,7 @@ export interface ForwarderOptions {
   listen: (wake: () => void) => { close(): Promise<void> };
   fetcher: FetcherClient;
   logger: Logger;
-  /** Jobs per POST /v1/jobs (≤ 500). */
+  /** Jobs per submission to the fetcher (SignedRoutes.submitJobs, ≤ 500). */
   batchSize?: number;
   /** Batches in flight at once. */
   inFlight?: number;
@@ -28,7 +28,7 @@ export interface ForwarderOptions {
   overrideEnabled: () => Promise<boolean>;
   /** Moves these undelivered jobs to main (those the fetcher has not claimed). */
   takeOver: (ids: string[]) => Promise<number>;
-  /** Counts each POST /v1/jobs by outcome (jobgate_forward_requests_total). */
+  /** Counts each submission by outcome (jobgate_forward_requests_total). */
   onForward?: (outcome: 'delivered' | 'failed' | 'refused', jobs: number) => void;
 }
 
@@ -52,7 +52,7 @@ const REFUSES_JOBS = new Set([409, 422]);
 
 /**
  * Drains main's outbox (the ledger's undelivered routed jobs) into the fetcher: batches of up to
- * 500 per signed POST /v1/jobs, several in flight, each taken from the ledger with one UPDATE. A
+ * 500 per signed submission (SignedRoutes.submitJobs), several in flight, each taken from the ledger with one UPDATE. A
  * fetcher that cannot be reached (refused, 502/503 from the platform's proxy, timeout) is woken
  * (single-flight) and the batch is retried; a job is never dropped or failed because the
  * fetcher was away. Jobs the fetcher refuses themselves (422, 409) are set apart and the rest go on
@@ -86,7 +86,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     // requests the fetcher takes by size (8 MiB), so a big batch is never refused whole; each goes
     // on its own, and a failure of one does not hold back the others
     let firstError: unknown;
-    for (const part of chunksByBytes(jobs, BodyLimits.submitJobs - 64 * 1024)) {
+    for (const part of chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024)) {
       try {
         const sent = await send(part, afterWake);
         // the fetcher was asleep and is awake now: from the top (the override may have been switched on meanwhile)
@@ -143,7 +143,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
           if (first !== undefined) throw first;
           return 'sent';
         }
-        await ledger.failJobs([jobs[0]!.id], { code: ErrorCode.bodyTooLarge, message: `the job is too large for the fetcher: it takes at most ${BodyLimits.submitJobs} bytes per request (${e.message})` });
+        await ledger.failJobs([jobs[0]!.id], { code: ErrorCode.bodyTooLarge, message: `the job is too large for the fetcher: it takes at most ${SignedRoutes.submitJobs.limitBytes} bytes per request (${e.message})` });
         logger.error({ err, jobId: jobs[0]!.id, jobName: jobs[0]!.name }, 'job too large for the fetcher; marked failed');
         return 'sent';
       }
@@ -167,7 +167,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   }
 
   /**
-   * POST /v1/jobs. A fetcher older than main refuses job options it does not know yet (its schema
+   * Sends one submission. A fetcher older than main refuses job options it does not know yet (its schema
    * was strict: 422 "Unrecognized key" at jobs.N.options). Those are extras (a job's trace), so the
    * batch goes again without them rather than failing or waiting for the fetcher's upgrade.
    */

@@ -11,7 +11,7 @@ export interface FetcherHealth {
   state: FetcherState;
   checkedAt: string | null;
   latencyMs: number | null;
-  /** The fetcher's own /v1/status, from the last check that reached it (at `seenAt`). */
+  /** The fetcher's own status (SignedRoutes.readStatus), from the last check that reached it (at `seenAt`). */
   status?: FetcherStatus;
   seenAt?: string;
   /** Why the last check failed. */
@@ -19,7 +19,7 @@ export interface FetcherHealth {
 }
 
 /**
- * What main knows of the fetcher: each check asks its /v1/status (signed, cheap) and classifies the
+ * What main knows of the fetcher: each check asks its status (signed, cheap) and classifies the
  * answer. Refused, reset or unreachable: down. A platform proxy's 502/503/504 or no answer in time:
  * asleep (a free Render instance holds or bounces requests while it boots). Any answer from the app:
  * awake. The state is only ever what a probe saw: a wake-up in flight does not hide a dead fetcher

@@ -3,6 +3,7 @@ import type { MainLedger, PgBoss, WakeStore } from '../store/index.ts';
 import { fetcherMemoryGauge, orKeep, queueSizes } from '../run/metrics.ts';
 import { FETCHER_STATES, type FetcherMonitor } from '../forward/keep-awake.ts';
 import type { OverrideControl } from '../forward/override.ts';
+import { SignedRoutes } from '../protocol/routes.ts';
 
 /**
  * Main's own metrics beside the job runtime's: the outbox, forwards, wake-ups, what main last knew
@@ -69,7 +70,7 @@ export function createMainMetrics(registry: Registry, deps: { ledger: MainLedger
   });
   fetcherMemoryGauge(registry, "The fetcher's memory at main's last check: rss, heap used, peak rss, and its limit", () => deps.monitor?.health().status?.memory);
   queueSizes(registry, deps.boss, deps.logger);
-  const forwards = new Counter({ name: 'jobgate_forward_requests_total', help: 'POST /v1/jobs to the fetcher, by outcome (delivered, failed, refused)', labelNames: ['outcome'] as const, registers });
+  const forwards = new Counter({ name: 'jobgate_forward_requests_total', help: `${SignedRoutes.submitJobs.method} ${SignedRoutes.submitJobs.path} to the fetcher, by outcome (delivered, failed, refused)`, labelNames: ['outcome'] as const, registers });
   const forwardedJobs = new Counter({ name: 'jobgate_forwarded_jobs_total', help: 'Jobs in forward requests, by outcome', labelNames: ['outcome'] as const, registers });
   const wakeups = new Counter({ name: 'jobgate_fetcher_wakeups_total', help: 'Wake-ups of the fetcher, by outcome (awake, timeout)', labelNames: ['outcome'] as const, registers });
   const wakeSeconds = new Histogram({ name: 'jobgate_fetcher_wake_seconds', help: 'How long wake-ups took', buckets: [0.1, 1, 5, 15, 30, 60, 90, 180], registers });

@@ -1,9 +1,8 @@
 import express, { type Request } from 'express';
-import { z } from 'zod';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
 import type { JobRecord, MainLedger } from '../store/index.ts';
 import type { Registry } from 'prom-client';
-import { BodyLimits, ClaimBatch, ClaimRequest, JobEvents, Purpose, Spawn, requireSignature, type ClaimAnswer, type ClaimAnswers, type PausesAnswer, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
+import { mountSignedRoutes, type ClaimAnswer, type ClaimRequest, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
 import { adminHeaders, adminPages } from './admin/pages.ts';
@@ -48,13 +47,6 @@ function part(path: string, deps: Pick<MainRouterDeps, 'logger' | 'registry'>, r
   return router;
 }
 
-/** A signed request's body checked against its schema, or a 422 naming each field. */
-function signedBody<T>(schema: z.ZodType<T>, req: Request, invalid: string): T {
-  const parsed = schema.safeParse(req.signedBody);
-  if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, invalid, { errors: fieldErrorsFromZod(parsed.error.issues) });
-  return parsed.data;
-}
-
 /** main's routers; `all` is the three in one. Mount them all under the same prefix. */
 export interface MainRouters {
   /** /internal/v1/*: the fetcher's signed job events and claims. Never behind a user sign-in. */
@@ -73,27 +65,12 @@ export interface MainRouters {
 export function createMainRouters(deps: MainRouterDeps): MainRouters {
   const { jobs } = deps;
   const internal = part('/internal', deps, (app) => {
-    // The fetcher's job events: signed, so the raw body is checked before it is parsed.
+    // The fetcher's signed requests (SignedRoutes with side 'main'): each raw body is checked
+    // against its signature before it is parsed.
     if (deps.keys && deps.ledger && deps.replay) {
-      const { ledger, replay } = deps;
-      const requireHeaderSignature = deps.requireHeaderSignature ?? false;
-      app
-        .route('/internal/v1/job-events')
-        .post(...requireSignature(deps.keys, Purpose.jobEvents, { limitBytes: BodyLimits.jobEvents, replay, requireHeaderSignature }), async (req, res) => {
-          const body = signedBody(JobEvents, req, 'The events are invalid.');
-          const result = await ledger.applyEvents(body.events);
-          req.log.debug({ ...result }, 'job events applied');
-          // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
-          for (const e of body.events) {
-            if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
-            deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
-          }
-          res.json(result);
-        })
-        .all(methodNotAllowed(['POST']));
-
-      // The fetcher claims each attempt here before running it: main's ledger decides who runs a job.
-      // Claims asked for at once (a request each, or one batch) go to the ledger together (ledger.claimAttempt).
+      const { ledger } = deps;
+      // Claims asked for at once (a request each, or one batch) go to the ledger together (ledger.claimAttempt):
+      // main's ledger decides who runs a job.
       const claim = async (c: ClaimRequest, log: Logger): Promise<ClaimAnswer> => {
         const result = await ledger.claimAttempt({ id: c.jobId, attempt: c.attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: c.claimSeconds });
         const answer: ClaimAnswer =
@@ -107,42 +84,33 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
         log.debug({ jobId: c.jobId, attempt: c.attempt, outcome: answer.outcome }, 'fetcher claim');
         return answer;
       };
-      app
-        .route('/internal/v1/claims')
-        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJob, replay, requireHeaderSignature }), async (req, res) => {
-          const body = signedBody(ClaimRequest, req, 'The claim is invalid.');
-          res.json(await claim(body, req.log));
-        })
-        .all(methodNotAllowed(['POST']));
-      // A fetcher job's children (and the batches they open), written as main's own are: one
-      // transaction, ids the fetcher derived (so a retried request or parent writes nothing new).
-      app
-        .route('/internal/v1/children')
-        .post(...requireSignature(deps.keys, Purpose.spawnJobs, { limitBytes: BodyLimits.spawnJobs, replay, bulk: true, requireHeaderSignature }), async (req, res) => {
-          const body = signedBody(Spawn, req, 'The children are invalid.');
+      mountSignedRoutes(app, 'main', {
+        jobEvents: async (req, _res, body) => {
+          const result = await ledger.applyEvents(body.events);
+          req.log.debug({ ...result }, 'job events applied');
+          // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
+          for (const e of body.events) {
+            if (e.type !== 'completed' && !(e.type === 'failed' && e.state === 'failed')) continue;
+            deps.logger.info({ jobId: e.jobId, attempt: e.attempt, ranOn: 'fetcher', ...traceFields(e.traceparent), ...(e.error ? { error: e.error } : {}) }, e.type === 'completed' ? 'routed job completed' : 'routed job failed');
+          }
+          return result;
+        },
+        claimJob: (req, _res, body) => claim(body, req.log),
+        // each claim is logged in its own job's trace
+        claimJobs: async (req, _res, body) => ({ answers: await Promise.all(body.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log))) }),
+        // written as main's own are: one transaction, ids the fetcher derived (so a retried request
+        // or parent writes nothing new)
+        spawnJobs: async (req, _res, body) => {
           const written = await jobs.spawn(body);
           req.log.info({ parentId: body.parentId, jobs: body.jobs.length, written: written.size, ...traceFields(body.traceparent) }, 'children enqueued for the fetcher');
-          res.json({ written: written.size });
-        })
-        .all(methodNotAllowed(['POST']));
-      // The fetcher asks which jobs are paused, and stops fetching those (a read: no replay record).
-      app
-        .route('/internal/v1/pauses')
-        .get(...requireSignature(deps.keys, Purpose.readPauses, { limitBytes: BodyLimits.read, requireHeaderSignature }), async (_req, res) => {
+          return { written: written.size };
+        },
+        readPauses: async (_req, res) => {
           // asked every poll interval: its request line goes at debug
           res.locals.jobgateQuiet = true;
-          res.json({ pauses: (await jobs.listPauses()).map((p) => ({ name: p.name, expiresAt: p.expiresAt })) } satisfies PausesAnswer);
-        })
-        .all(methodNotAllowed(['GET']));
-      app
-        .route('/internal/v1/claims/batch')
-        .post(...requireSignature(deps.keys, Purpose.claimJob, { limitBytes: BodyLimits.claimJobs, replay, requireHeaderSignature }), async (req, res) => {
-          const body = signedBody(ClaimBatch, req, 'The claims are invalid.');
-          // each claim is logged in its own job's trace
-          const answers = await Promise.all(body.claims.map(({ traceparent, ...c }) => claim(c, traceparent ? req.log.child(traceFields(traceparent)) : req.log)));
-          res.json({ answers } satisfies ClaimAnswers);
-        })
-        .all(methodNotAllowed(['POST']));
+          return { pauses: (await jobs.listPauses()).map((p) => ({ name: p.name, expiresAt: p.expiresAt })) };
+        },
+      }, { keys: deps.keys, replay: deps.replay, requireHeaderSignature: deps.requireHeaderSignature ?? false });
     }
   });
 

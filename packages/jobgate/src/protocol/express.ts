@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { Request, RequestHandler, Response } from 'express';
-import { ErrorCode, JobgateError, findUnstorable } from '../support/index.ts';
+import type { z } from 'zod';
+import type { Request, RequestHandler, Response, Router } from 'express';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, findUnstorable, methodNotAllowed } from '../support/index.ts';
+import { SignedRoutes, type Lane, type PathParams, type Side, type SignedRoute, type SignedRouteOf } from './routes.ts';
 import { HEADER_SIGNATURE, TOLERANCE_SECONDS, checkHeaderSignature, checkSignature, precheck, type Precheck, type Purpose, type SigningKey } from './signing.ts';
 
 declare module 'express-serve-static-core' {
@@ -24,8 +26,8 @@ export interface SignedRouteOptions {
   resource?: (req: Request) => string;
   /** For state-changing routes: a replay of an accepted id gets the stored answer and does nothing again. */
   replay?: ReplayGuard;
-  /** Forwards and children: their bodies are read in the bulk lane (BodyBudgets), apart from the small routes. */
-  bulk?: boolean;
+  /** The lane the body is read in once the header signature checked out (BodyBudgets; default control). */
+  lane?: Lane;
   /**
    * Refuse a request without the header signature (HEADER_SIGNATURE) instead of serving it in the
    * legacy lane. Off while peers of a version before the header signature may still be running.
@@ -69,9 +71,9 @@ function createBodyBudget(limitBytes: number): BodyBudget {
  * from `legacy`, apart, so strangers posing as one cannot starve the others.
  */
 export const BodyBudgets = {
-  /** Forwards (POST /v1/jobs) and children (POST /internal/v1/children). */
+  /** The routes whose SignedRoutes entry says `lane: 'bulk'` (forwards and children). */
   bulk: createBodyBudget(32 * 2 ** 20),
-  /** Every other signed route. */
+  /** Every other signed route (`lane: 'control'`). */
   control: createBodyBudget(8 * 2 ** 20),
   /** Requests signed over their body only. */
   legacy: createBodyBudget(16 * 2 ** 20),
@@ -250,7 +252,7 @@ async function laneFor(req: Request, pre: Extract<Precheck, { ok: true }>, keys:
   // req.url: the path below the router's mount point, as the sender named it (client/peer.ts)
   const check = checkHeaderSignature(pre, keys, given, { method: req.method, path: req.url }, declared ?? 0);
   if (!check.ok) return refuse(req, refused(check.reason));
-  return options.bulk ? BodyBudgets.bulk : BodyBudgets.control;
+  return BodyBudgets[options.lane ?? 'control'];
 }
 
 /**
@@ -328,3 +330,54 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
     },
   ];
 }
+
+/** What a signed route's handler gets: the request (its path parameters typed), the response, and the body parsed with the route's schema. */
+export type SignedHandler<R extends SignedRoute> = (
+  req: Request<Record<PathParams<R['path']>, string>>,
+  res: Response,
+  body: R['request'] extends z.ZodType ? z.output<R['request']> : undefined,
+) => Promise<z.input<R['answer']>>;
+
+/** A handler for every route `side` serves, keyed by its SignedRoutes name (a missing one does not compile). */
+export type SignedHandlers<S extends Side> = { [K in SignedRouteOf<S>]: SignedHandler<(typeof SignedRoutes)[K]> };
+
+export interface MountSignedOptions {
+  keys: SigningKey[];
+  /** Used by the routes whose entry is `replayGuarded`. */
+  replay: ReplayGuard;
+  requireHeaderSignature?: boolean;
+}
+
+/**
+ * Mounts on `router` every SignedRoutes entry `side` serves, each with its handler: the signature
+ * guard set up from the entry (purpose, limit, lane, replay, resource), then the body checked
+ * against the entry's request schema (a 422 naming each field), then the handler, whose answer is
+ * sent with the entry's status. Another method on the path gets a 405.
+ */
+export function mountSignedRoutes<S extends Side>(router: Router, side: S, handlers: SignedHandlers<S>, options: MountSignedOptions): void {
+  for (const [name, route] of Object.entries(SignedRoutes) as [keyof typeof SignedRoutes, SignedRoute][]) {
+    if (route.side !== side) continue;
+    const handler = (handlers as unknown as Record<string, SignedHandler<SignedRoute>>)[name]!;
+    const param = route.resource;
+    const guard = requireSignature(options.keys, route.purpose, {
+      limitBytes: route.limitBytes,
+      lane: route.lane,
+      requireHeaderSignature: options.requireHeaderSignature ?? false,
+      ...(route.replayGuarded ? { replay: options.replay } : {}),
+      ...(param ? { resource: (req: Request) => String(req.params[param]) } : {}),
+    });
+    const serve: RequestHandler = async (req, res) => {
+      let body: unknown;
+      if (route.request) {
+        const parsed = route.request.safeParse(req.signedBody);
+        if (!parsed.success) throw new JobgateError(ErrorCode.requestInvalid, route.invalid ?? 'The request is invalid.', { errors: fieldErrorsFromZod(parsed.error.issues) });
+        body = parsed.data;
+      }
+      const answer = await handler(req as Request<Record<string, string>>, res, body as undefined);
+      res.status(route.status).json(answer);
+    };
+    const at = router.route(route.path);
+    (route.method === 'GET' ? at.get(...guard, serve) : at.post(...guard, serve)).all(methodNotAllowed([route.method]));
+  }
+}
+

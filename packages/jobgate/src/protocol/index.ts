@@ -1,3 +1,4 @@
 export * from './signing.ts';
 export * from './wire.ts';
 export * from './express.ts';
+export * from './routes.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HEADER_SIGNATURE, Purpose, checkHeaderSignature, parseSecrets, precheck, sign, signedHeaders, verify } from '../internal.ts';
+import { HEADER_SIGNATURE, Purpose, SignedRoutes, checkHeaderSignature, parseSecrets, precheck, sign, signedHeaders, verify } from '../internal.ts';
 
 // DESIGN.md §2
 const VECTOR = {
@@ -72,7 +72,7 @@ describe('Standard Webhooks signing', () => {
 });
 
 describe('the header signature (checked before the body is read)', () => {
-  const line = { method: 'POST', path: '/v1/jobs' };
+  const line = { method: SignedRoutes.submitJobs.method, path: SignedRoutes.submitJobs.path };
   const signed = signedHeaders(keys, VECTOR.id, VECTOR.body, at(0), line);
   const pre = precheck({ headers: { id: signed['webhook-id'], timestamp: signed['webhook-timestamp'], signature: signed['webhook-signature'] }, purpose: Purpose.submitJobs, now: at(0) });
   if (!pre.ok) throw new Error(pre.reason);
@@ -86,13 +86,13 @@ describe('the header signature (checked before the body is read)', () => {
 
   it('verifies with the same key, method, path and length', () => {
     expect(checkHeaderSignature(pre, keys, signed[HEADER_SIGNATURE]!, line, length)).toEqual({ ok: true, id: VECTOR.id });
-    expect(checkHeaderSignature(pre, keys, signed[HEADER_SIGNATURE]!, { method: 'post', path: '/v1/jobs' }, length).ok).toBe(true);
+    expect(checkHeaderSignature(pre, keys, signed[HEADER_SIGNATURE]!, { method: 'post', path: SignedRoutes.submitJobs.path }, length).ok).toBe(true);
   });
 
   it.each([
     ['another length (a sender who declares more than it signed)', line, length + 1, keys],
-    ['another path', { method: 'POST', path: '/internal/v1/children' }, length, keys],
-    ['another method', { method: 'GET', path: '/v1/jobs' }, length, keys],
+    ['another path', { method: 'POST', path: SignedRoutes.spawnJobs.path }, length, keys],
+    ['another method', { method: 'GET', path: SignedRoutes.submitJobs.path }, length, keys],
     ['another secret', line, length, parseSecrets('whsec_' + Buffer.alloc(32, 9).toString('base64'))],
   ])('refuses %s', (_label, otherLine, otherLength, otherKeys) => {
     expect(checkHeaderSignature(pre, otherKeys, signed[HEADER_SIGNATURE]!, otherLine, otherLength).ok).toBe(false);

@@ -1,7 +1,7 @@
 // Standard Webhooks v1 (symmetric), as DESIGN.md §2 specifies it: every request between the apps
-import { ConfigError } from '../support/config.ts';
 // except GET /healthz carries webhook-id, webhook-timestamp and webhook-signature.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { ConfigError } from '../support/config.ts';
 
 export const SIGNATURE_HEADERS = { id: 'webhook-id', timestamp: 'webhook-timestamp', signature: 'webhook-signature' } as const;
 
@@ -24,7 +24,8 @@ const SIGNATURE_BYTES = 32;
 
 /**
  * What a message is for, written as the webhook-id's prefix (`fwd_<jobId>`): signed with the
- * message, so a validly signed job event is not a valid job submission.
+ * message, so a validly signed job event is not a valid job submission. Which route takes which
+ * purpose is SignedRoutes' (protocol/routes.ts).
  */
 export const Purpose = {
   submitJobs: 'fwd',
@@ -32,11 +33,8 @@ export const Purpose = {
   readStatus: 'sts',
   readJob: 'get',
   claimJob: 'clm',
-  /** Main asks the fetcher to send again the job events it set aside (POST /v1/events/resend). */
   resendEvents: 'rsd',
-  /** The fetcher enqueues a job's children (and their batches) at main (POST /internal/v1/children). */
   spawnJobs: 'spn',
-  /** The fetcher asks main which jobs are paused (GET /internal/v1/pauses). */
   readPauses: 'pse',
 } as const;
 export type Purpose = (typeof Purpose)[keyof typeof Purpose];

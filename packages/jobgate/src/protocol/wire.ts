@@ -18,27 +18,6 @@ const Int4 = z.number().int().min(-INT4_MAX - 1).max(INT4_MAX);
 /** A time as the sender wrote it, which PostgreSQL reads as a timestamptz (canonicalTimestamp: ISO 8601 with its offset, years 0001 to 9999). */
 const Timestamp = z.string().max(40).refine((t) => canonicalTimestamp(t) !== null, 'an ISO 8601 time with its offset (at most ±15:59), years 0001 to 9999');
 
-/**
- * The largest body each signed route reads (bytes), matched to what it carries: a submission is up
- * to 500 jobs whose payloads main caps at 1 MiB each (the forwarder splits a batch that draws a
- * 413); an events batch is 500 events with messages capped at 500 and 2,000 characters; a claim
- * is about 100 bytes; a read has no body.
- */
-export const BodyLimits = {
-  submitJobs: 8 * 2 ** 20,
-  jobEvents: 2 * 2 ** 20,
-  /** What the fetcher's event dispatcher puts in one request, well inside `jobEvents`. */
-  jobEventsBatch: 2 ** 20,
-  claimJob: 4 * 1024,
-  /** Up to 500 claims sent together (POST /internal/v1/claims/batch), each about 150 bytes with its trace. */
-  claimJobs: 128 * 1024,
-  /** Children a fetcher job enqueues at main (POST /internal/v1/children): up to MAX_SPAWN_JOBS, 1 MiB payloads at most. */
-  spawnJobs: 8 * 2 ** 20,
-  /** What the fetcher puts in one such request, well inside `spawnJobs`. */
-  spawnJobsBatch: 4 * 2 ** 20,
-  read: 0,
-} as const;
-
 export const SubmitJob = z.strictObject({
   id: z.uuid(),
   name: z.string().min(1).max(100),
@@ -93,12 +72,15 @@ export const FetcherStatus = z.object({
   memory: z.object({ rssMb: z.number(), heapUsedMb: z.number(), limitMb: z.number(), peakRssMb: z.number() }),
   intake: z.enum(['open', 'paused']),
   queues: z.record(z.string(), z.object({ queued: z.number(), active: z.number(), failed: z.number() })),
-  /** Job events main refused (a 4xx for the one event), kept aside: POST /v1/events/resend sends them again. */
+  /** Job events main refused (a 4xx for the one event), kept aside: SignedRoutes.resendEvents sends them again. */
   events: z.object({ setAside: z.number(), setAsideSince: z.string().nullable() }).optional(),
 });
 export type FetcherStatus = z.infer<typeof FetcherStatus>;
 
 export const ResendResult = z.object({ resent: z.number() });
+
+/** What main did with a batch of job events (events it had applied before are ignored). */
+export const EventsReceipt = z.object({ applied: z.number(), ignored: z.number() });
 
 /** One state change of a job on the fetcher; `seq` counts per job from 1, so the receiver applies them in order, once. */
 export const JobEvent = z.strictObject({
@@ -124,7 +106,7 @@ export const JobEvents = z.strictObject({ events: z.array(JobEvent).min(1).max(M
 export type JobEvents = z.infer<typeof JobEvents>;
 
 /**
- * The fetcher's claim on main's ledger before it runs an attempt (POST /internal/v1/claims): main
+ * The fetcher's claim on main's ledger before it runs an attempt (SignedRoutes.claimJob): main
  * grants it only while the job is the fetcher's and no other live attempt holds it.
  */
 export const ClaimRequest = z.strictObject({
@@ -148,7 +130,7 @@ export const ClaimAnswer = z.object({
 export type ClaimAnswer = z.infer<typeof ClaimAnswer>;
 
 /**
- * Claims of several attempts in one request (POST /internal/v1/claims/batch), each with its job's
+ * Claims of several attempts in one request (SignedRoutes.claimJobs), each with its job's
  * trace: what the fetcher's workers asked for while an earlier claim was under way. Answered in
  * order (`answers`).
  */
@@ -185,7 +167,7 @@ export const SpawnJob = z.strictObject({
 export type SpawnJob = z.infer<typeof SpawnJob>;
 
 /**
- * Jobs written together, with the batches they open (POST /internal/v1/children carries a fetcher
+ * Jobs written together, with the batches they open (SignedRoutes.spawnJobs carries a fetcher
  * job's children to main). Ids are the sender's: a child's is derived from its parent's id and its
  * key, so sending the same children again (a retried parent, a retried request) writes nothing new.
  * `seal`: the batches that have every member once this is written (a batch sent over several
@@ -202,7 +184,7 @@ export const Spawn = z.strictObject({
 export type Spawn = z.infer<typeof Spawn>;
 export const SpawnAnswer = z.object({ written: z.number().int() });
 
-/** main's paused jobs as the fetcher reads them (GET /internal/v1/pauses): `*` pauses every job. */
+/** main's paused jobs as the fetcher reads them (SignedRoutes.readPauses): `*` pauses every job. */
 export const PausesAnswer = z.object({ pauses: z.array(z.object({ name: z.string(), expiresAt: z.string().nullable() })) });
 export type PausesAnswer = z.infer<typeof PausesAnswer>;
 

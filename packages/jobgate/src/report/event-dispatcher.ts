@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../support/index.ts';
-import { BodyLimits, chunksByBytes, type JobEvent } from '../protocol/index.ts';
+import { SignedRoutes, chunksByBytes, type JobEvent } from '../protocol/index.ts';
 import { toWireEvent, type FetcherLedger, type StoredEvent } from '../store/index.ts';
 import { FetcherErrorCode, unreachableLog, type FetcherClientError, type MainClient, type UnreachableLog } from '../client/index.ts';
 
@@ -22,7 +22,7 @@ export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainCl
   let failures = 0;
 
   /**
-   * Sends stored events, at most BodyLimits.jobEventsBatch bytes a request. A request main refuses
+   * Sends stored events, at most SignedRoutes.jobEvents.batchBytes bytes a request. A request main refuses
    * for its content (400/413/422) is split until the event it refuses is found: that one is set
    * aside (kept, counted, re-sendable), every other event goes on. Any other failure throws: the
    * whole batch is tried again later.
@@ -48,7 +48,7 @@ export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainCl
         await sendOrSplit(events.slice(half));
       }
     }
-    for (const chunk of chunksByBytes([...wire.keys()], BodyLimits.jobEventsBatch)) await sendOrSplit(chunk);
+    for (const chunk of chunksByBytes([...wire.keys()], SignedRoutes.jobEvents.batchBytes)) await sendOrSplit(chunk);
     return { setAside };
   }
 

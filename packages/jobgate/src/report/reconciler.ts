@@ -3,7 +3,7 @@ import type { MainLedger } from '../store/index.ts';
 import { FetcherErrorCode, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 
 /**
- * Asks the fetcher (`GET /v1/jobs/:id`) about routed jobs that have been quiet for `quietSeconds`
+ * Asks the fetcher (SignedRoutes.readJob) about routed jobs that have been quiet for `quietSeconds`
  * and brings main's ledger in line with the answer, so a lost job event cannot leave a job stuck.
  * A job the fetcher does not know is left as it is and logged: the forwarder marked it forwarded
  * only after the fetcher said it took it.

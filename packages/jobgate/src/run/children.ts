@@ -7,7 +7,8 @@
 import { ErrorCode, JobgateError, fieldErrorsFromZod } from '../support/index.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { Queryable } from '../store/index.ts';
-import { BodyLimits, MAX_SPAWN_JOBS, chunksByBytes, type Spawn, type SpawnBatch, type SpawnJob } from '../protocol/wire.ts';
+import { MAX_SPAWN_JOBS, chunksByBytes, type Spawn, type SpawnBatch, type SpawnJob } from '../protocol/wire.ts';
+import { SignedRoutes } from '../protocol/routes.ts';
 import { batchSpec, derivedId, type BatchOptions } from '../enqueue/batch.ts';
 
 export interface ChildOptions {
@@ -177,7 +178,7 @@ export function noFanOut(why: string): FanOut {
  */
 export function childrenToMain(send: (spawn: Spawn) => Promise<unknown>): ChildrenDeps['write'] {
   return async (spawn) => {
-    const chunks = chunksByBytes(spawn.jobs, BodyLimits.spawnJobsBatch).flatMap((chunk) =>
+    const chunks = chunksByBytes(spawn.jobs, SignedRoutes.spawnJobs.batchBytes).flatMap((chunk) =>
       Array.from({ length: Math.ceil(chunk.length / MAX_SPAWN_JOBS) }, (_, i) => chunk.slice(i * MAX_SPAWN_JOBS, (i + 1) * MAX_SPAWN_JOBS)),
     );
     if (chunks.length === 0) chunks.push([]);

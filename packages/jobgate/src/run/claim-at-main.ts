@@ -68,7 +68,7 @@ function claimRefusal(status: number | undefined): string {
 
 /**
  * The claims at main: one request each while few are under way, and those asked for meanwhile in
- * one request (POST /internal/v1/claims/batch). A main older than the batch route (404) gets them
+ * one request (SignedRoutes.claimJobs). A main older than the batch route (404) gets them
  * one by one for the next 5 minutes, then the batch route is tried again.
  */
 export function remoteClaimsAt(main: Pick<MainClient, 'claim' | 'claimMany'>, logger: Logger): RemoteClaims {
