@@ -75,7 +75,9 @@ describe('createMain in a host app', () => {
     await expect(createMain({ databaseUrl: db.url, admin: { password: 'short' } })).rejects.toThrow(/createMain\.admin/);
     // a job named twice is a ConfigError, and the half-made main leaves no connection behind
     const connections = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'jobgate%'`)).rows[0].n as number;
-    const before = await connections();
+    // just after start() the mains' pools are still opening connections: count once they hold steady
+    let before = -1;
+    await waitFor("the running mains' connections to hold steady", async () => before === (before = await connections()), { intervalMs: 500 });
     await expect(createMain({ databaseUrl: db.url, schema: 'lib_dup', bossSchema: 'lib_dup_boss', jobs: [record('x'), record('y')], logger, timings })).rejects.toThrow(/jobs: job name lib\.record is defined twice/);
     await waitFor('the failed main to close its connections', async () => (await connections()) <= before);
   });
