@@ -211,7 +211,7 @@ export interface Main {
    * GET /metrics for your app to mount: Prometheus text of `metrics`, 401 without the scraper's
    * bearer token (`{ token }`), or open to anyone who reaches it (`{ open: true }`). One is required.
    * @example
-   * app.get('/metrics', jobgate.metricsHandler({ token: process.env.METRICS_TOKEN }));
+   * app.get('/metrics', jobgate.metricsHandler({ token: process.env.METRICS_TOKEN! }));
    */
   metricsHandler(options: MetricsHandlerOptions): RequestHandler;
   /**

@@ -53,11 +53,12 @@ function cookie(req: Request, name: string): string | undefined {
 /**
  * Who may use the admin surface and the jobs API, and how: a login form that opens a dashboard
  * session (cookie HttpOnly, SameSite=Strict, expiring, ended by a password change), HTTP Basic for
- * scripts, and bearer tokens (apiTokens) for /api/* and, those of scope `admin`, /admin/api/*. Wrong passwords and tokens are counted in
- * PostgreSQL per client address, atomically across requests and instances: at most `maxFailures`
- * in `windowMs` are answered 401; beyond, or once all addresses together hold `maxFailuresInAll`
- * (each at most `maxFailures` of them), 429 with Retry-After until the window passes, even for the
- * right password (a right API token costs no query and is always let in).
+ * scripts, and bearer tokens (apiTokens) for /api/* and, those of scope `admin`, /admin/api/*.
+ * Wrong passwords and tokens are counted in PostgreSQL per client address, atomically across
+ * requests and instances: at most `maxFailures` in `windowMs` are answered 401; beyond, or once all
+ * addresses together hold `maxFailuresInAll` (each at most `maxFailures` of them), 429 with
+ * Retry-After until the window passes, even for the right password (a right API token costs no
+ * query and is always let in).
  */
 export function createAdminAuth(deps: {
   password?: string;
