@@ -25,6 +25,12 @@ const record = (side: string) =>
   });
 const TOKEN = 'library-test-token-0123456789';
 const PASSWORD = 'library-admin-password';
+/** A token of scope 'admin': opens /admin/api/* to a script, with no cookie and no CSRF token. */
+const ADMIN_TOKEN = 'library-admin-scope-token-0123456789';
+/** What the host app's own sign-in takes as a bearer token (authorize() checks it, not jobgate). */
+const HOST_BEARER = 'host-app-own-session-token-0123456789';
+const METRICS_TOKEN = 'library-metrics-token-0123456789';
+const apiTokens = [TOKEN, { token: ADMIN_TOKEN, scope: 'admin' as const, name: 'ops script' }];
 const timings = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 };
 const logger = createLogger({ level: 'warn', name: 'library-test' });
 
@@ -38,11 +44,14 @@ beforeAll(async () => {
   db = await createTestDatabase();
   // two mains in one process: separate schemas for jobgate's tables and for pg-boss
   [one, two] = await Promise.all([
-    createMain({ databaseUrl: db.url, schema: 'lib_one', bossSchema: 'lib_one_boss', jobs: [record('one')], admin: { password: PASSWORD }, apiTokens: [TOKEN], logger, timings }),
-    createMain({ databaseUrl: db.url, schema: 'lib_two', bossSchema: 'lib_two_boss', jobs: [record('two')], admin: { authorize: (req) => (req.get('x-user') === 'ops' ? 'ops (host sign-in)' : false) }, apiTokens: [TOKEN], logger, timings }),
+    createMain({ databaseUrl: db.url, schema: 'lib_one', bossSchema: 'lib_one_boss', jobs: [record('one')], admin: { password: PASSWORD }, apiTokens, logger, timings }),
+    createMain({ databaseUrl: db.url, schema: 'lib_two', bossSchema: 'lib_two_boss', jobs: [record('two')], admin: { authorize: (req) => (req.get('x-user') === 'ops' || req.get('authorization') === `Bearer ${HOST_BEARER}` ? 'ops (host sign-in)' : false) }, apiTokens, logger, timings }),
   ]);
   const app = express();
   app.get('/', (_req, res) => res.send('the host app'));
+  // the library's metrics handler, mounted by the host in one line each
+  app.get('/metrics', one.metricsHandler({ token: METRICS_TOKEN }));
+  app.get('/ops/metrics', two.metricsHandler({ open: true }));
   app.use('/one', one.router);
   app.use('/ops/two', two.router);
   app.get('/after', (_req, res) => res.send('still the host app'));
@@ -66,7 +75,9 @@ describe('createMain in a host app', () => {
     await expect(createMain({ databaseUrl: db.url, admin: { password: 'short' } })).rejects.toThrow(/createMain\.admin/);
     // a job named twice is a ConfigError, and the half-made main leaves no connection behind
     const connections = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'jobgate%'`)).rows[0].n as number;
-    const before = await connections();
+    // just after start() the mains' pools are still opening connections: count once they hold steady
+    let before = -1;
+    await waitFor("the running mains' connections to hold steady", async () => before === (before = await connections()), { intervalMs: 500 });
     await expect(createMain({ databaseUrl: db.url, schema: 'lib_dup', bossSchema: 'lib_dup_boss', jobs: [record('x'), record('y')], logger, timings })).rejects.toThrow(/jobs: job name lib\.record is defined twice/);
     await waitFor('the failed main to close its connections', async () => (await connections()) <= before);
   });
@@ -187,5 +198,98 @@ describe('createMain in a host app', () => {
     expect(((await refused.json()) as { code: string }).code).toBe('JG_UNAUTHORIZED');
     expect((await fetch(`${base}/ops/two/api/jobs`, { headers: { 'x-user': 'somebody-else' } })).status).toBe(401);
     expect((await fetch(`${base}/ops/two/api/jobs`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
+  });
+
+  it('serves its metrics through the handler the host mounts: behind the token, or open when asked', async () => {
+    // neither a token nor open: true (an unset variable, say) is refused at the door, never open
+    expect(() => one.metricsHandler({} as { open: true })).toThrow(/main\.metricsHandler\.\(options\): give either token/);
+    const refused = await fetch(`${base}/metrics`);
+    expect([refused.status, refused.headers.get('content-type'), refused.headers.get('www-authenticate')]).toEqual([401, 'application/problem+json; charset=utf-8', 'Bearer realm="metrics"']);
+    expect(((await refused.json()) as { code: string }).code).toBe('JG_UNAUTHORIZED');
+    expect((await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(401);
+    const scraped = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect([scraped.status, scraped.headers.get('content-type')]).toEqual([200, 'text/plain; version=0.0.4; charset=utf-8']);
+    const text = await scraped.text();
+    // the jobs run by this instance, and main's own gauges
+    expect(text).toMatch(/^jobgate_jobs_completed_total\{[^}]*name="lib\.record"[^}]*\} [1-9]/m);
+    expect(text).toMatch(/^jobgate_outbox_jobs\{[^}]*\} 0$/m);
+    expect((await fetch(`${base}/ops/metrics`)).status).toBe(200);
+  });
+
+  it('takes an admin-scoped API token on /admin/api/* under its own password: no cookie, no CSRF token; other tokens are refused', async () => {
+    const admin = (method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+      fetch(`${base}/one/admin/api${path}`, { method, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...headers }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    // a token's scope and length are checked at the door, and one secret may have one scope only
+    await expect(createMain({ databaseUrl: db.url, apiTokens: [TOKEN, { token: TOKEN, scope: 'admin' }] })).rejects.toThrow(/createMain\.apiTokens\.1: the same token is listed twice/);
+    await expect(createMain({ databaseUrl: db.url, apiTokens: [{ token: 'short', scope: 'admin' }] })).rejects.toThrow(/createMain\.apiTokens\.0/);
+    await expect(createMain({ databaseUrl: db.url, apiTokens: [{ token: ADMIN_TOKEN, scope: 'root' as 'admin' }] })).rejects.toThrow(/createMain\.apiTokens\.0/);
+    const asScript = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    try {
+      const paused = await admin('POST', '/jobs/lib.record/pause', asScript, { reason: 'scripted maintenance' });
+      expect(paused.status).toBe(200);
+      expect(await paused.json()).toMatchObject({ name: 'lib.record', reason: 'scripted maintenance', by: 'ops script (127.0.0.1)' });
+      expect((await one.pauses.list()).map((p) => p.name)).toEqual(['lib.record']);
+      const listed = await admin('GET', '/jobs?name=lib.record', asScript);
+      expect(listed.status).toBe(200);
+      expect(((await listed.json()) as { jobs: unknown[] }).jobs.length).toBeGreaterThan(0);
+      expect(await (await admin('GET', '/session', asScript)).json()).toEqual({ via: 'token', actor: 'ops script (127.0.0.1)', csrfToken: null });
+      // the same token reaches the jobs API, and never the HTML pages (they are for browsers)
+      expect((await fetch(`${base}/one/api/jobs`, { headers: asScript })).status).toBe(200);
+      expect((await fetch(`${base}/one/admin/jobs`, { headers: asScript, redirect: 'manual' })).status).toBe(303);
+
+      // an ordinary API token: 403, problem+json, nothing changed
+      const ordinary = await admin('POST', '/jobs/lib.record/resume', { authorization: `Bearer ${TOKEN}` }, {});
+      expect([ordinary.status, ordinary.headers.get('content-type')]).toEqual([403, 'application/problem+json; charset=utf-8']);
+      expect(await ordinary.json()).toMatchObject({ status: 403, code: 'JG_FORBIDDEN', detail: expect.stringContaining("scope 'admin'") });
+      expect((await admin('GET', '/jobs', { authorization: `Bearer ${TOKEN}` })).status).toBe(403);
+      expect((await one.pauses.list()).map((p) => p.name)).toEqual(['lib.record']);
+      // a token that is none of them: 401 with a Bearer challenge
+      const wrong = await admin('GET', '/jobs', { authorization: 'Bearer not-any-token-of-ours-0123' });
+      expect([wrong.status, wrong.headers.get('www-authenticate')]).toEqual([401, 'Bearer realm="jobgate admin"']);
+
+      // a dashboard session still needs its CSRF token for a change; GET /admin/api/session hands it over
+      const login = await fetch(`${base}/one/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: base }, body: new URLSearchParams({ password: PASSWORD }) });
+      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      const noCsrf = await admin('POST', '/jobs/lib.record/resume', { cookie }, {});
+      expect(noCsrf.status).toBe(403);
+      expect(((await noCsrf.json()) as { detail: string }).detail).toMatch(/CSRF/);
+      expect((await one.pauses.list()).map((p) => p.name)).toEqual(['lib.record']);
+      const session = (await (await admin('GET', '/session', { cookie })).json()) as { via: string; csrfToken: string };
+      expect(session.via).toBe('session');
+      expect(session.csrfToken.length).toBeGreaterThan(20);
+      const resumed = await admin('POST', '/jobs/lib.record/resume', { cookie, 'x-csrf-token': session.csrfToken }, {});
+      expect([resumed.status, ((await resumed.json()) as { resumed: boolean }).resumed]).toEqual([200, true]);
+      expect(await one.pauses.list()).toEqual([]);
+    } finally {
+      await one.pauses.resume('lib.record', { actor: 'test cleanup' });
+    }
+  });
+
+  it("takes an admin-scoped API token on /admin/api/* under the host's authorize() too, and leaves other bearer tokens to the host", async () => {
+    const admin = (method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+      fetch(`${base}/ops/two/admin/api${path}`, { method, headers: { ...(body ? { 'content-type': 'application/json' } : {}), ...headers }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    const asScript = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    try {
+      expect((await admin('POST', '/jobs/lib.record/pause', asScript, { reason: 'scripted, host auth' })).status).toBe(200);
+      expect(await two.pauses.list()).toMatchObject([{ name: 'lib.record', by: 'ops script (127.0.0.1)' }]);
+      expect((await admin('GET', '/jobs', asScript)).status).toBe(200);
+
+      const ordinary = await admin('POST', '/jobs/lib.record/resume', { authorization: `Bearer ${TOKEN}` }, {});
+      expect([ordinary.status, ((await ordinary.json()) as { code: string }).code]).toEqual([403, 'JG_FORBIDDEN']);
+      // a bearer token that is not jobgate's goes to authorize(): the host's own, or a 403 from it
+      expect((await admin('GET', '/jobs', { authorization: `Bearer ${HOST_BEARER}` })).status).toBe(200);
+      expect((await admin('GET', '/jobs', { authorization: 'Bearer not-any-token-of-ours-0123' })).status).toBe(403);
+
+      // the host's sign-in is a browser's: its changes still need the CSRF token, which /session gives
+      const noCsrf = await admin('POST', '/jobs/lib.record/resume', { 'x-user': 'ops' }, {});
+      expect(noCsrf.status).toBe(403);
+      expect((await two.pauses.list()).map((p) => p.name)).toEqual(['lib.record']);
+      const session = (await (await admin('GET', '/session', { 'x-user': 'ops' })).json()) as { via: string; actor: string; csrfToken: string };
+      expect([session.via, session.actor]).toEqual(['host', 'ops (host sign-in)']);
+      expect((await admin('POST', '/jobs/lib.record/resume', { 'x-user': 'ops', 'x-csrf-token': session.csrfToken }, {})).status).toBe(200);
+      expect(await two.pauses.list()).toEqual([]);
+    } finally {
+      await two.pauses.resume('lib.record', { actor: 'test cleanup' });
+    }
   });
 });

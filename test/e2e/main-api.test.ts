@@ -11,7 +11,7 @@ let main: AppProcess;
 beforeAll(async () => {
   db = await createTestDatabase();
   // two API tokens (newest first, as in a rotation) and the admin's password, which opens /api/* too
-  main = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', API_TOKENS: `${TEST_API_TOKEN} ${OLDER_TOKEN}`, ADMIN_PASSWORD: 'main-api-admin-password' });
+  main = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', API_TOKENS: `${TEST_API_TOKEN} ${OLDER_TOKEN}`, ADMIN_API_TOKENS: ADMIN_TOKEN, ADMIN_PASSWORD: 'main-api-admin-password' });
 });
 afterAll(async () => {
   await main?.stop();
@@ -19,6 +19,8 @@ afterAll(async () => {
 });
 
 const OLDER_TOKEN = 'an-older-api-token-still-accepted';
+/** ADMIN_API_TOKENS: opens /admin/api/* to a script as well as /api/*. */
+const ADMIN_TOKEN = 'main-api-admin-scope-token-0123456789';
 const bearer = { authorization: `Bearer ${TEST_API_TOKEN}` };
 
 async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
@@ -174,6 +176,43 @@ describe('bad input answers problem+json naming the field (FAULTS.md rows 28-30)
     const res = await api('DELETE', '/api/jobs');
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET');
+  });
+});
+
+describe('the admin API from a script', () => {
+  it('takes a token of ADMIN_API_TOKENS with no cookie and no CSRF token; an API_TOKENS token gets 403; a dashboard session still needs its CSRF token', async () => {
+    const asScript = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    try {
+      const paused = await api('POST', '/admin/api/jobs/demo.heavy/pause', { reason: 'scripted maintenance' }, asScript);
+      expect(paused.status).toBe(200);
+      expect(paused.json).toMatchObject({ name: 'demo.heavy', reason: 'scripted maintenance', by: expect.stringMatching(/^ADMIN_API_TOKENS #1 \(/) });
+      const listed = await api('GET', '/admin/api/jobs?limit=5', undefined, asScript);
+      expect(listed.status).toBe(200);
+      expect(listed.json.jobs.length).toBeGreaterThan(0);
+      expect((await api('GET', '/admin/api/pauses', undefined, asScript)).json.pauses.map((p: any) => p.name)).toEqual(['demo.heavy']);
+
+      // an ordinary API token: 403 and problem+json, reads and changes alike; the pause stays
+      for (const [method, path, body] of [['POST', '/admin/api/jobs/demo.heavy/resume', {}], ['GET', '/admin/api/jobs', undefined]] as const) {
+        const refused = await api(method, path, body);
+        expect(refused.status).toBe(403);
+        expect(refused.type).toContain('application/problem+json');
+        expect(refused.json).toMatchObject({ status: 403, code: 'JG_FORBIDDEN' });
+      }
+
+      // the dashboard's cookie session: a change without its CSRF token is refused
+      const login = await fetch(`${main.url}/admin/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: main.url }, body: new URLSearchParams({ password: 'main-api-admin-password' }) });
+      const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+      const noCsrf = await api('POST', '/admin/api/jobs/demo.heavy/resume', {}, { authorization: '', cookie });
+      expect([noCsrf.status, noCsrf.json.code]).toEqual([403, 'JG_FORBIDDEN']);
+      expect((await api('GET', '/admin/api/pauses', undefined, asScript)).json.pauses.map((p: any) => p.name)).toEqual(['demo.heavy']);
+      // GET /admin/api/session gives the session its token, as the pages do
+      const session = await api('GET', '/admin/api/session', undefined, { authorization: '', cookie });
+      expect(session.json).toMatchObject({ via: 'session', csrfToken: expect.any(String) });
+      const resumed = await api('POST', '/admin/api/jobs/demo.heavy/resume', {}, { authorization: '', cookie, 'x-csrf-token': session.json.csrfToken });
+      expect([resumed.status, resumed.json.resumed]).toEqual([200, true]);
+    } finally {
+      await api('POST', '/admin/api/jobs/demo.heavy/resume', {}, asScript);
+    }
   });
 });
 

@@ -2,7 +2,7 @@
 // move by exactly the jobs run, and the bearer token.
 import express from 'express';
 import { describe, expect, it } from 'vitest';
-import { createRegistry, metricsRoute, problemErrorHandler, requestContext, createLogger } from '../../packages/jobgate/src/support/index.ts';
+import { createRegistry, metricsHandler, metricsOptionsFromEnv, requestContext, createLogger, type MetricsHandlerOptions } from '../../packages/jobgate/src/support/index.ts';
 import { parsePrometheusText, sampleValue } from '../support/prometheus.ts';
 import { databasePerTest, enqueue, startPair } from '../support/gateway.ts';
 import { TEST_API_TOKEN } from '../support/apps.ts';
@@ -74,21 +74,25 @@ describe('metrics', () => {
   });
 
   it('is open in development without a token and absent in production without one', async () => {
+    expect(metricsOptionsFromEnv({ NODE_ENV: 'development' })).toEqual({ open: true });
+    expect(metricsOptionsFromEnv({ NODE_ENV: 'production' })).toBeNull();
+    expect(metricsOptionsFromEnv({ NODE_ENV: 'production', METRICS_TOKEN: TOKEN })).toEqual({ token: TOKEN });
     const logger = createLogger({ level: 'silent', name: 'test' });
-    const serve = async (options: { token?: string; production: boolean }) => {
+    const serve = async (options: MetricsHandlerOptions) => {
       const app = express();
       app.use(requestContext(logger));
-      app.use(metricsRoute(createRegistry('test'), options));
-      app.use(problemErrorHandler());
+      app.all('/metrics', metricsHandler(createRegistry('test'), options));
       const server = app.listen(0, '127.0.0.1');
       await new Promise((r) => server.once('listening', r));
       const { port } = server.address() as { port: number };
-      const status = (await fetch(`http://127.0.0.1:${port}/metrics`)).status;
+      const statuses = [(await fetch(`http://127.0.0.1:${port}/metrics`)).status, (await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' })).status];
       server.close();
-      return status;
+      return statuses;
     };
-    expect(await serve({ production: false })).toBe(200);
-    expect(await serve({ production: true })).toBe(404);
-    expect(await serve({ production: true, token: TOKEN })).toBe(401);
+    expect(await serve({ open: true })).toEqual([200, 405]);
+    expect(await serve({ token: TOKEN })).toEqual([401, 405]);
+    // neither a token nor open: true (an unset variable) is refused at the door, never open
+    expect(() => metricsHandler(createRegistry('test'), { token: undefined } as unknown as MetricsHandlerOptions)).toThrow(/metricsHandler\.\(options\): give either token/);
+    expect(() => metricsHandler(createRegistry('test'), { token: 'short' })).toThrow(/metricsHandler\.token: /);
   });
 });

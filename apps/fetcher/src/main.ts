@@ -3,7 +3,7 @@
 import express from 'express';
 import pg from 'pg';
 import { createFetcher } from 'jobgate';
-import { ConfigError, ErrorCode, JobgateError, createLogger, listen, loadConfigOrExit, metricsRoute, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
+import { ConfigError, ErrorCode, JobgateError, createLogger, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
 import { fetcherOptions, loadFetcherConfig } from './config.ts';
 
 const config = loadConfigOrExit('fetcher', () => loadFetcherConfig(process.env));
@@ -27,7 +27,9 @@ const app = express();
 app.disable('x-powered-by');
 app.set('trust proxy', trustProxySetting(config.TRUST_PROXY));
 app.use(requestContext(logger, { registry: fetcher.metrics }));
-app.use(metricsRoute(fetcher.metrics, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }));
+// METRICS_TOKEN unset: open in development, not served in production
+const metrics = metricsOptionsFromEnv(config);
+if (metrics) app.all('/metrics', fetcher.metricsHandler(metrics));
 // the signed /v1/* API and /healthz, the wake-up target
 app.use(fetcher.router);
 app.use(notFound());

@@ -45,6 +45,15 @@ export const MainEnv = z
       .pipe(z.array(z.string().min(16, 'each token at least 16 characters').max(500)).min(1))
       .optional(),
     /**
+     * Bearer tokens (space-separated) that open the admin API (/admin/api/*) as well as /api/*, for
+     * scripts: no cookie, no CSRF token. Each its own request quota on /api/*, as API_TOKENS have.
+     */
+    ADMIN_API_TOKENS: z
+      .string()
+      .transform((s) => s.split(/\s+/).filter(Boolean))
+      .pipe(z.array(z.string().min(16, 'each token at least 16 characters').max(500)).min(1))
+      .optional(),
+    /**
      * Each API token's requests a second to /api/* in each main process, and how many it may make
      * at once after being idle; over it, 429 with Retry-After (the admin's credentials on /api/*
      * share one bucket of the same size).
@@ -113,7 +122,7 @@ export function mainOptions(config: MainConfig, deps: { logger: Logger; pool: pg
         }
       : {}),
     ...(config.ADMIN_PASSWORD ? { admin: { password: config.ADMIN_PASSWORD } } : {}),
-    ...(config.API_TOKENS ? { apiTokens: config.API_TOKENS } : {}),
+    ...(config.API_TOKENS || config.ADMIN_API_TOKENS ? { apiTokens: [...(config.API_TOKENS ?? []), ...(config.ADMIN_API_TOKENS ?? []).map((token, i) => ({ token, scope: 'admin' as const, name: `ADMIN_API_TOKENS #${i + 1}` }))] } : {}),
     apiQuota: { perSecond: config.API_RATE_PER_SECOND, burst: config.API_RATE_BURST, maxDelaySeconds: config.API_MAX_DELAY_SECONDS, maxPayloadBytes: config.API_MAX_PAYLOAD_BYTES },
     logger: deps.logger,
     onMainConcurrency: config.JOBGATE_ON_MAIN_CONCURRENCY,

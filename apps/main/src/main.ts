@@ -3,7 +3,7 @@
 import express from 'express';
 import pg from 'pg';
 import { createMain } from 'jobgate';
-import { ConfigError, createLogger, healthRoutes, listen, loadConfigOrExit, metricsRoute, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
+import { ConfigError, createLogger, healthRoutes, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
 import { loadMainConfig, mainOptions } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
@@ -30,7 +30,9 @@ app.set('query parser', 'simple');
 app.set('trust proxy', trustProxySetting(config.TRUST_PROXY));
 app.use(requestContext(logger, { registry: jobgate.metrics }));
 app.use(healthRoutes(() => draining));
-app.use(metricsRoute(jobgate.metrics, { token: config.METRICS_TOKEN, production: config.NODE_ENV === 'production' }));
+// METRICS_TOKEN unset: open in development, not served in production
+const metrics = metricsOptionsFromEnv(config);
+if (metrics) app.all('/metrics', jobgate.metricsHandler(metrics));
 // a worker-role process serves health and metrics only (nothing to enqueue)
 if (serves) app.use(jobgate.router);
 app.use(notFound());

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadMainConfig } from '../src/config.ts';
+import type pg from 'pg';
+import { ConfigError, loadMainConfig, mainOptions } from '../src/config.ts';
+import { createLogger } from 'jobgate/internal';
 
 describe('loadMainConfig', () => {
   it('applies defaults and reads booleans as words', () => {
@@ -30,5 +32,16 @@ describe('loadMainConfig', () => {
     }
     // development fills them in (npm start generates secrets and knows the local URLs)
     expect(loadMainConfig({ DATABASE_URL: 'postgres://x@h/db' }).NODE_ENV).toBe('development');
+  });
+
+  it('gives the tokens of ADMIN_API_TOKENS the admin scope, after those of API_TOKENS', () => {
+    const config = loadMainConfig({ DATABASE_URL: 'postgres://x@h/db', API_TOKENS: 'api-token-0123456789', ADMIN_API_TOKENS: ' admin-token-0123456789  admin-token-9876543210 ' });
+    const { apiTokens } = mainOptions(config, { logger: createLogger({ level: 'silent', name: 'test' }), pool: {} as pg.Pool });
+    expect(apiTokens).toEqual([
+      'api-token-0123456789',
+      { token: 'admin-token-0123456789', scope: 'admin', name: 'ADMIN_API_TOKENS #1' },
+      { token: 'admin-token-9876543210', scope: 'admin', name: 'ADMIN_API_TOKENS #2' },
+    ]);
+    expect(() => loadMainConfig({ DATABASE_URL: 'postgres://x@h/db', ADMIN_API_TOKENS: 'short' })).toThrow(/ADMIN_API_TOKENS\.0: each token at least 16 characters/);
   });
 });

@@ -11,6 +11,8 @@ export type { MainRouters } from './main/router.ts';
 export type { CommonOptions } from './run/service-options.ts';
 export type { MemorySnapshot } from './fetcher/memory-guard.ts';
 export type { AuthorizeAdmin } from './main/admin/auth.ts';
+export type { ApiToken, ApiTokenScope } from './main/admin/api-tokens.ts';
+export type { MetricsHandlerOptions } from './support/metrics-handler.ts';
 export type { ApiQuotaOptions } from './main/api-quota.ts';
 export { createFetcher } from './fetcher/create-fetcher.ts';
 export type { Fetcher, FetcherServiceOptions } from './fetcher/create-fetcher.ts';

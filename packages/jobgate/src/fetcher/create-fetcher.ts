@@ -3,10 +3,10 @@
 // Options in, an object you can stop out; nothing here reads process.env.
 import { readFileSync } from 'node:fs';
 import { constrainedMemory } from 'node:process';
-import type { Router } from 'express';
+import type { RequestHandler, Router } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
-import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
+import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, metricsHandler, parseOptions, type Logger, type MetricsHandlerOptions, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import pRetry from 'p-retry';
 import { createMainClient, isRetryable, unreachableLog } from '../client/index.ts';
@@ -75,6 +75,13 @@ export interface Fetcher {
   /** The memory guard's view: rss, heap, peak and the budget. */
   memory(): MemorySnapshot;
   metrics: Registry;
+  /**
+   * GET /metrics for your app to mount: Prometheus text of `metrics`, 401 without the scraper's
+   * bearer token (`{ token }`), or open to anyone who reaches it (`{ open: true }`). One is required.
+   * @example
+   * app.get('/metrics', fetcher.metricsHandler({ token: process.env.METRICS_TOKEN! }));
+   */
+  metricsHandler(options: MetricsHandlerOptions): RequestHandler;
   /**
    * Stops taking jobs (submissions get 503), lets running ones finish (their signal aborts at
    * shutdownTimeoutMs; at once with `abort`), sends the last job events, closes jobgate's own pools.
@@ -191,6 +198,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
       },
       memory: () => guard.snapshot(),
       metrics: registry,
+      metricsHandler: (metricsOptions) => metricsHandler(registry, metricsOptions, { logger, what: 'fetcher.metricsHandler' }),
       stop(stopOptions = {}) {
         stopped ??= (async () => {
           draining = true;

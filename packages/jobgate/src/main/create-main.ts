@@ -2,10 +2,10 @@
 // watch the fetcher, and the routers the host app mounts. Options in, an object you can stop out;
 // nothing here reads process.env.
 import { randomUUID } from 'node:crypto';
-import type { Router } from 'express';
+import type { RequestHandler, Router } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
-import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, parseOptions, type Logger, type Registry } from '../support/index.ts';
+import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, metricsHandler, parseOptions, type Logger, type MetricsHandlerOptions, type Registry } from '../support/index.ts';
 import { signingKeys } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
 import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type BatchView, type JobRecord, type Pause, type JobState, type OverrideState, type Queryable, type Route } from '../store/index.ts';
@@ -25,6 +25,7 @@ import { createFetcherMonitor, startKeepAwake } from '../forward/keep-awake.ts';
 import { createOverrideControl } from '../forward/override.ts';
 import { startReconciler } from '../report/reconciler.ts';
 import { createAdminAuth, type AuthorizeAdmin } from './admin/auth.ts';
+import { ApiTokens, type ApiToken } from './admin/api-tokens.ts';
 import { createMainMetrics } from './metrics.ts';
 import { createMainRouters, type MainRouters } from './router.ts';
 import { createApiQuota, type ApiQuotaOptions } from './api-quota.ts';
@@ -64,8 +65,11 @@ export interface MainOptions extends CommonOptions {
   fetcher?: FetcherOptions;
   /** The admin pages and /admin/api/*; without it they answer 503. */
   admin?: AdminOptions;
-  /** Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters. */
-  apiTokens?: readonly string[];
+  /**
+   * Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters.
+   * One given as `{ token, scope: 'admin', name }` opens /admin/api/* as well, with no CSRF token.
+   */
+  apiTokens?: readonly ApiToken[];
   /**
    * Limits on /api/*: each API token's request rate in each process (and the admin's own, on
    * /api/*), over it 429 with Retry-After; and what one POST /api/jobs/:name may ask for.
@@ -100,7 +104,7 @@ const Options = z.object({
     })
     .optional(),
   admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
-  apiTokens: z.array(z.string().min(16, 'each token at least 16 characters').max(500)).optional(),
+  apiTokens: ApiTokens.optional(),
   apiQuota: z
     .strictObject({
       perSecond: z.number().positive().max(1_000_000).optional(),
@@ -203,6 +207,13 @@ export interface Main {
   };
   /** Prometheus metrics of this service. */
   metrics: Registry;
+  /**
+   * GET /metrics for your app to mount: Prometheus text of `metrics`, 401 without the scraper's
+   * bearer token (`{ token }`), or open to anyone who reaches it (`{ open: true }`). One is required.
+   * @example
+   * app.get('/metrics', jobgate.metricsHandler({ token: process.env.METRICS_TOKEN! }));
+   */
+  metricsHandler(options: MetricsHandlerOptions): RequestHandler;
   /**
    * Stops taking jobs, lets running ones finish (their signal aborts at shutdownTimeoutMs), stops
    * the loops, and closes jobgate's own pools. `before`: what must end before the pools close
@@ -386,6 +397,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
         set: (change) => override.set(change),
       },
       metrics: registry,
+      metricsHandler: (metricsOptions) => metricsHandler(registry, metricsOptions, { logger, what: 'main.metricsHandler' }),
       stop(stopOptions = {}) {
         stopped ??= (async () => {
           // a start under way finishes first, so every loop it begins is stopped here

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { MetricsHandlerOptions } from './metrics-handler.ts';
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -113,6 +114,12 @@ export function timingsOf(config: ServiceConfig): { pollIntervalSeconds: number;
     heartbeatSeconds: config.JOBGATE_HEARTBEAT_SECONDS,
     ...(config.JOBGATE_CLAIM_SECONDS ? { claimSeconds: config.JOBGATE_CLAIM_SECONDS } : {}),
   };
+}
+
+/** METRICS_TOKEN as the metrics handler's options; unset, /metrics is open in development and not served (null) in production. */
+export function metricsOptionsFromEnv(config: Pick<ServiceConfig, 'METRICS_TOKEN' | 'NODE_ENV'>): MetricsHandlerOptions | null {
+  if (config.METRICS_TOKEN) return { token: config.METRICS_TOKEN };
+  return config.NODE_ENV === 'production' ? null : { open: true };
 }
 
 /** Checks a factory's options once, at the door, with messages that name the option (ConfigError). */

@@ -108,7 +108,7 @@ export interface Problem {
   errors?: FieldError[];
 }
 
-/** Answers RFC 9457 problem+json; `instance` and `requestId` carry the request id. */
+/** Answers RFC 9457 problem+json; `instance` and `requestId` carry the request id (when requestContext gave one). */
 export function sendProblem(req: Request, res: Response, problem: Problem): void {
   const body = {
     type: problem.type ?? 'about:blank',
@@ -117,8 +117,8 @@ export function sendProblem(req: Request, res: Response, problem: Problem): void
     ...(problem.detail ? { detail: problem.detail } : {}),
     ...(problem.code ? { code: problem.code } : {}),
     ...(problem.errors && problem.errors.length > 0 ? { errors: problem.errors } : {}),
-    instance: `urn:request:${req.id}`,
-    requestId: req.id,
+    // (a host app's route without requestContext has no request id)
+    ...(req.id ? { instance: `urn:request:${req.id}`, requestId: req.id } : {}),
   };
   // the refusals metric's reason (requestContext)
   res.locals.jobgateProblem = problem.code ?? 'http';

@@ -5,6 +5,7 @@ export * from './shutdown.ts';
 export * from './config.ts';
 export * from './http-server.ts';
 export * from './metrics.ts';
+export * from './metrics-handler.ts';
 export * from './trace.ts';
 export * from './text.ts';
 export * from './timestamp.ts';

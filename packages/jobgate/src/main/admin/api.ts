@@ -62,6 +62,17 @@ export function adminApi(deps: AdminDeps, reads: AdminReads): express.Router {
 
   const actions = createJobActions({ jobs, ledger, pool, store });
 
+  // Who the caller is to the admin, and the CSRF token its every change must carry in x-csrf-token
+  // when it is signed in as a browser is (the dashboard's cookie, or the host app's sign-in);
+  // null for Basic and API tokens, which need none. Another site cannot read this answer.
+  router
+    .route('/session')
+    .get((req, res) => {
+      const { via, actor, csrfToken } = req.admin!;
+      res.json({ via, actor, csrfToken: csrfToken ?? null });
+    })
+    .all(methodNotAllowed(['GET']));
+
   async function retry(req: Request, job: JobRecord): Promise<JobRecord> {
     const again = await actions.retry(job, actor(req), { requestId: req.id, traceparent: req.traceparent });
     req.log.info({ jobId: job.id, newJobId: again.id, jobName: job.name }, 'job retried from the admin');

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import type { NextFunction, Request, Response } from 'express';
 import { ErrorCode, JobgateError, mountOf } from '../../support/index.ts';
 import type { AdminStore } from '../../store/index.ts';
+import { bearerOf, createApiTokens, type ApiToken, type ApiTokenScope, type FoundToken } from './api-tokens.ts';
 
 export const ADMIN_USER = 'admin';
 export const SESSION_COOKIE = 'jobgate_admin';
@@ -17,6 +18,8 @@ declare module 'express-serve-static-core' {
       sessionId?: string;
       /** Which of the API tokens (its place in the list): each has its own request quota. */
       token?: number;
+      /** The API token's scope: only `admin` reaches /admin/api/*. */
+      scope?: ApiTokenScope;
     };
   }
 }
@@ -50,17 +53,18 @@ function cookie(req: Request, name: string): string | undefined {
 /**
  * Who may use the admin surface and the jobs API, and how: a login form that opens a dashboard
  * session (cookie HttpOnly, SameSite=Strict, expiring, ended by a password change), HTTP Basic for
- * scripts, and bearer tokens (API_TOKENS) for /api/*. Wrong passwords and tokens are counted in
- * PostgreSQL per client address, atomically across requests and instances: at most `maxFailures`
- * in `windowMs` are answered 401; beyond, or once all addresses together hold `maxFailuresInAll`
- * (each at most `maxFailures` of them), 429 with Retry-After until the window passes, even for the
- * right password (a right API token costs no query and is always let in).
+ * scripts, and bearer tokens (apiTokens) for /api/* and, those of scope `admin`, /admin/api/*.
+ * Wrong passwords and tokens are counted in PostgreSQL per client address, atomically across
+ * requests and instances: at most `maxFailures` in `windowMs` are answered 401; beyond, or once all
+ * addresses together hold `maxFailuresInAll` (each at most `maxFailures` of them), 429 with
+ * Retry-After until the window passes, even for the right password (a right API token costs no
+ * query and is always let in).
  */
 export function createAdminAuth(deps: {
   password?: string;
   /** The host app's own check instead of a password: true (or the actor's name, for the audit) lets the request in. */
   authorize?: AuthorizeAdmin;
-  apiTokens?: readonly string[];
+  apiTokens?: readonly ApiToken[];
   store: AdminStore;
   sessionTtlSeconds?: number;
   maxFailures?: number;
@@ -84,7 +88,7 @@ export function createAdminAuth(deps: {
         passwordHashP = undefined;
         throw err;
       }));
-  const tokens = (deps.apiTokens ?? []).map(digest);
+  const tokens = createApiTokens(deps.apiTokens ?? []);
   // Under the host app's auth there is no jobgate session: the pages carry a CSRF token made from
   // this install's secret salt and the name authorize() gave (the same in every process, so any
   // of them checks what another rendered), which a cross-site request can neither read nor send.
@@ -127,14 +131,10 @@ export function createAdminAuth(deps: {
     if (!deps.password) throw new JobgateError(ErrorCode.adminDisabled, deps.authorize ? 'The admin uses the host app\'s own sign-in.' : 'The admin surface is off: set ADMIN_PASSWORD.');
     return deps.password;
   }
-  /** Which of the API tokens `given` is (-1: none): every token compared, in constant time. */
-  function apiTokenIndex(given: string): number {
-    const d = digest(given);
-    let found = -1;
-    tokens.forEach((t, i) => {
-      if (timingSafeEqual(d, t)) found = i;
-    });
-    return found;
+  /** Lets in the request of an API token that `tokens.find` named. */
+  function asToken(req: Request, next: NextFunction, found: FoundToken): void {
+    req.admin = { via: 'token', actor: `${found.name} (${req.ip})`, token: found.index, scope: found.scope };
+    next();
   }
 
   const refusedByHost = () => {
@@ -198,15 +198,33 @@ export function createAdminAuth(deps: {
     }
   }
 
+  const adminApiSignIn = authenticate((req, res) => {
+    // The dashboard's own requests (they carry x-csrf-token) get no Basic challenge: a browser
+    // would show its password prompt instead of the script sending the user to the login page.
+    if (req.headers['x-csrf-token'] === undefined) res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
+    throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are missing or the session expired.');
+  });
+
   return {
-    /** For /admin/api/*: no credentials → 401 with a Basic challenge. */
+    /**
+     * For /admin/api/*: an API token of scope `admin` (no CSRF token: a browser never sends a
+     * bearer token on its own), else the admin's sign-in. Another API token is 403. A bearer token
+     * that is none of them is 401, counted as a wrong password is; under authorize() it goes to the
+     * host app's check instead (which may take bearer tokens of its own). No credentials → 401 with
+     * a Basic challenge.
+     */
     adminApi: [
-      authenticate((req, res) => {
-        // The dashboard's own requests (they carry x-csrf-token) get no Basic challenge: a browser
-        // would show its password prompt instead of the script sending the user to the login page.
-        if (req.headers['x-csrf-token'] === undefined) res.setHeader('WWW-Authenticate', 'Basic realm="jobgate admin", charset="UTF-8"');
-        throw new JobgateError(ErrorCode.unauthorized, 'Admin credentials are missing or the session expired.');
-      }),
+      async (req: Request, res: Response, next: NextFunction) => {
+        const given = bearerOf(req.headers.authorization);
+        if (given === undefined) return adminApiSignIn(req, res, next);
+        const found = tokens.find(given);
+        if (found?.scope === 'admin') return asToken(req, next, found);
+        if (found) throw new JobgateError(ErrorCode.forbidden, "This API token may use /api/* only; the admin API takes a token of scope 'admin'.");
+        if (deps.authorize) return adminApiSignIn(req, res, next);
+        await admit(req, res, true);
+        res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate admin"');
+        throw new JobgateError(ErrorCode.unauthorized, 'The API token is wrong.');
+      },
       (req: Request, _res: Response, next: NextFunction) => {
         guardChange(req);
         next();
@@ -220,12 +238,10 @@ export function createAdminAuth(deps: {
      */
     api: async (req: Request, res: Response, next: NextFunction) => {
       const header = req.headers.authorization ?? '';
-      if (header.startsWith('Bearer ')) {
-        const token = apiTokenIndex(header.slice(7).trim());
-        if (token >= 0) {
-          req.admin = { via: 'token', actor: `api token (${req.ip})`, token };
-          return next();
-        }
+      const given = bearerOf(header);
+      if (given !== undefined) {
+        const found = tokens.find(given);
+        if (found) return asToken(req, next, found);
         // as with passwords: past the budget 429, else the failure counts and 401
         await admit(req, res, true);
         res.setHeader('WWW-Authenticate', 'Bearer realm="jobgate api"');
@@ -242,7 +258,7 @@ export function createAdminAuth(deps: {
           () => noCredential('The session expired; send a bearer token.'),
           // the host's sign-in did not let this request in: for the API that means no credential
           // (its own is a bearer token), 401 as without one, not the pages' 403
-          () => noCredential(tokens.length ? "The host app's sign-in refused this request; send Authorization: Bearer <an API token>." : "The host app's sign-in refused this request."),
+          () => noCredential(tokens.count ? "The host app's sign-in refused this request; send Authorization: Bearer <an API token>." : "The host app's sign-in refused this request."),
         )(req, res, (err?: unknown) => {
           if (err) return next(err);
           try {
@@ -253,7 +269,7 @@ export function createAdminAuth(deps: {
           }
         });
       }
-      noCredential(tokens.length ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
+      noCredential(tokens.count ? 'Send Authorization: Bearer <an API token>.' : 'The jobs API needs a credential: set API_TOKENS (or use the admin credentials).');
     },
     /** For the HTML pages: no credentials → the login form. */
     page: authenticate((req, res) => res.redirect(303, `${mountOf(res)}/admin/login?next=${encodeURIComponent(req.originalUrl)}`)),
