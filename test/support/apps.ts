@@ -39,13 +39,15 @@ export interface AppProcess {
 
 /** Extra node flags (e.g. `--import` a preload) and environment the app's own config does not read. */
 export interface SpawnExtras {
+  /** The app's entry script (default: the built app, `apps/<app>/dist/main.js`). */
+  script?: string;
   nodeArgs?: string[];
   env?: Record<string, string>;
 }
 
 export function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>, extras: SpawnExtras = {}): AppProcess {
   // the built app, as Render runs it (the global setup builds the library and the apps first)
-  const child = spawn(process.execPath, [...(extras.nodeArgs ?? []), join(ROOT, `apps/${app}/dist/main.js`)], {
+  const child = spawn(process.execPath, [...(extras.nodeArgs ?? []), extras.script ?? join(ROOT, `apps/${app}/dist/main.js`)], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', HOST: '127.0.0.1', JOBGATE_JOB_MODULES: TEST_JOBS_MODULE, ...FAST_ENV, ...env, ...extras.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
-import { freePort, startFetcher, startMain, TEST_API_TOKEN, TEST_SHARED_SECRET, type AppProcess } from './apps.ts';
+import { freePort, startFetcher, startMain, TEST_API_TOKEN, TEST_SHARED_SECRET, type AppProcess, type SpawnExtras } from './apps.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 
 export const ADMIN_PASSWORD = 'test-admin-password';
@@ -20,6 +20,9 @@ export interface PairOptions {
   proxyToMain?: boolean;
   /** Start the fetcher now (default) or leave it down. */
   startFetcher?: boolean;
+  /** How each app is run (default: this checkout's built apps; see previous-release.ts). */
+  mainExtras?: SpawnExtras;
+  fetcherExtras?: SpawnExtras;
 }
 
 export interface Pair {
@@ -27,7 +30,7 @@ export interface Pair {
   fetcher: AppProcess | null;
   toFetcher: FaultProxy | null;
   toMain: FaultProxy | null;
-  startMain(env?: Record<string, string>): Promise<AppProcess>;
+  startMain(env?: Record<string, string>, extras?: SpawnExtras): Promise<AppProcess>;
   /** `skewSeconds` runs the fetcher with its clock that far ahead (FAULTS.md row 22). */
   startFetcher(env?: Record<string, string>, skewSeconds?: number): Promise<AppProcess>;
   stop(): Promise<void>;
@@ -44,7 +47,7 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
     fetcher: null,
     toFetcher,
     toMain,
-    async startMain(env = {}) {
+    async startMain(env = {}, extras = options.mainExtras) {
       pair.main = await startMain({
         ...common,
         PORT: String(mainPort),
@@ -54,7 +57,7 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
         JOBGATE_OVERRIDE_CHECK_MS: '250',
         ...options.mainEnv,
         ...env,
-      });
+      }, extras);
       all.push(pair.main);
       return pair.main;
     },
@@ -67,7 +70,7 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
           ...options.fetcherEnv,
           ...env,
         },
-        skewSeconds ? { nodeArgs: ['--import', SKEW_CLOCK], env: { JOBGATE_TEST_CLOCK_SKEW_SECONDS: String(skewSeconds) } } : undefined,
+        skewSeconds ? { nodeArgs: ['--import', SKEW_CLOCK], env: { JOBGATE_TEST_CLOCK_SKEW_SECONDS: String(skewSeconds) } } : options.fetcherExtras,
       );
       all.push(pair.fetcher);
       return pair.fetcher;
