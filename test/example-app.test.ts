@@ -112,6 +112,12 @@ describe('the tarball, installed', () => {
       const text = readFileSync(join(app, 'node_modules/jobgate/dist', file), 'utf8');
       expect(text, file).not.toMatch(/(from\s+|import\()(['"])\.{1,2}\/[^'"]+\.ts\2/);
     }
+    // what a TypeScript app needs, as the example's README lists it: the tools, and a tsconfig that
+    // checks jobgate's own declarations too (skipLibCheck off) under strict
+    const { devDependencies } = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    expect(Object.keys(devDependencies)).toEqual(expect.arrayContaining(['@types/express', '@types/node', '@types/pg', 'typescript']));
+    const { stdout: shown } = await run(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', '.', '--showConfig'], { cwd: app, timeoutMs: 60_000 });
+    expect(JSON.parse(shown).compilerOptions).toMatchObject({ strict: true, skipLibCheck: false, noEmit: true, allowImportingTsExtensions: true, module: 'nodenext' });
     // Types, not `any`: were a declaration unresolved (skipLibCheck hides that), the probe's
     // expected errors would not happen, and tsc would fail on its unused directives.
     writeFileSync(join(app, 'src/types-probe.ts'), PROBE);
