@@ -163,16 +163,6 @@ CREATE TABLE jobgate.ledger_settings (
     CONSTRAINT ledger_settings_pkey PRIMARY KEY (key)
 );
 
-CREATE TABLE jobgate.movies (
-    provider text NOT NULL,
-    external_id text NOT NULL,
-    title text NOT NULL,
-    released_on date,
-    popularity double precision,
-    fetched_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    CONSTRAINT movies_pkey PRIMARY KEY (provider, external_id)
-);
-
 CREATE TABLE jobgate.override_audit (
     id bigint DEFAULT nextval('jobgate.override_audit_id_seq'::regclass) NOT NULL,
     at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,

@@ -82,6 +82,14 @@ describe('createMain in a host app', () => {
     await waitFor('the failed main to close its connections', async () => (await connections()) <= before);
   });
 
+  it("creates only its own tables in the host's database: no movies table (the reference apps' own)", async () => {
+    const { rows } = await db.pool.query<{ schema: string; table: string }>(
+      `SELECT table_schema AS schema, table_name AS table FROM information_schema.tables WHERE table_schema IN ('lib_one', 'lib_two') ORDER BY 1, 2`,
+    );
+    expect(rows.filter((r) => r.schema === 'lib_one').map((r) => r.table)).toContain('jobs');
+    expect(rows.filter((r) => r.table === 'movies')).toEqual([]);
+  });
+
   it('answers null for an id that names no job, refuses a bad page size, and starts once however often it is asked', async () => {
     expect(await one.getJob('not-a-uuid')).toBeNull();
     expect(await one.getJob('00000000-0000-4000-8000-000000000000')).toBeNull();

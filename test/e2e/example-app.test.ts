@@ -49,6 +49,47 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+describe('the tarball, as npm pack made it', () => {
+  const tarball = () => inject('jobgateTarball');
+  const entries = () => execFileSync('tar', ['-tzf', tarball()], { encoding: 'utf8' }).split('\n').filter(Boolean).map((e) => e.replace(/^package\//, ''));
+  const read = (entry: string) => execFileSync('tar', ['-xzOf', tarball(), `package/${entry}`], { encoding: 'utf8' });
+  /** Every path a part of package.json points at (`exports` conditions at any depth, `types`). */
+  const targets = (value: unknown): string[] => (typeof value === 'string' ? [value] : typeof value === 'object' && value ? Object.values(value).flatMap(targets) : []);
+
+  it('holds README.md, LICENSE, CHANGELOG.md, package.json, dist/ and migrations/, and no src/', () => {
+    const files = entries();
+    for (const top of ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json']) expect(files, top).toContain(top);
+    expect(files.filter((f) => f.startsWith('dist/')).length).toBeGreaterThan(40);
+    expect(files).toContain('dist/index.js');
+    expect(files.filter((f) => /^migrations\/\d{3}_[a-z0-9_]+\.sql$/.test(f)).length).toBe(readdirSync(join(ROOT, 'packages/jobgate/migrations')).length);
+    expect(files.filter((f) => f.startsWith('src/') || f.includes('/src/'))).toEqual([]);
+    // nothing of the repo's own: tests, scripts, the kept manifest of an interrupted pack
+    expect(files.filter((f) => !/^(dist|migrations)\//.test(f)).sort()).toEqual(['CHANGELOG.md', 'LICENSE', 'README.md', 'package.json']);
+    expect(read('LICENSE')).toBe(readFileSync(join(ROOT, 'LICENSE'), 'utf8'));
+    expect(read('LICENSE')).toMatch(/^MIT License\n\nCopyright \(c\) 2026 The jobgate authors\n/);
+  });
+
+  it("has a package.json without the repo's jobgate-source condition, whose every exports and types target is in the tarball", () => {
+    const text = read('package.json');
+    expect(text).not.toContain('jobgate-source');
+    const manifest = JSON.parse(text) as { exports: Record<string, Record<string, string>>; types: string };
+    const files = new Set(entries());
+    const pointed = [...targets(manifest.exports), ...targets(manifest.types)];
+    expect(pointed.length).toBeGreaterThanOrEqual(5);
+    for (const target of pointed) expect(files, target).toContain(target.replace(/^\.\//, ''));
+    // types first, default last: the order resolvers take conditions in
+    for (const [subpath, conditions] of Object.entries(manifest.exports)) expect(Object.keys(conditions), subpath).toEqual(['types', 'default']);
+    expect(manifest).toMatchObject({ name: 'jobgate', license: 'MIT', repository: { type: 'git', url: expect.stringMatching(/^git\+https:\/\//) }, engines: { node: expect.stringMatching(/^>=/) }, homepage: expect.any(String), bugs: { url: expect.any(String) } });
+    expect((manifest as { keywords?: string[] }).keywords?.length).toBeGreaterThan(3);
+  });
+
+  it("leaves the repo's package.json as it was: the condition back in place, no kept copy left over", () => {
+    const repo = readFileSync(join(ROOT, 'packages/jobgate/package.json'), 'utf8');
+    expect(JSON.parse(repo).exports['.']['jobgate-source']).toBe('./src/index.ts');
+    expect(existsSync(join(ROOT, 'packages/jobgate/package.json.repo'))).toBe(false);
+  });
+});
+
 describe('the tarball, installed', () => {
   it('is a real package in node_modules: a directory of its own (no link into the repo) with dist/ and without src/', () => {
     const installed = join(app, 'node_modules/jobgate');
@@ -71,6 +112,12 @@ describe('the tarball, installed', () => {
       const text = readFileSync(join(app, 'node_modules/jobgate/dist', file), 'utf8');
       expect(text, file).not.toMatch(/(from\s+|import\()(['"])\.{1,2}\/[^'"]+\.ts\2/);
     }
+    // what a TypeScript app needs, as the example's README lists it: the tools, and a tsconfig that
+    // checks jobgate's own declarations too (skipLibCheck off) under strict
+    const { devDependencies } = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+    expect(Object.keys(devDependencies)).toEqual(expect.arrayContaining(['@types/express', '@types/node', '@types/pg', 'typescript']));
+    const { stdout: shown } = await run(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', '.', '--showConfig'], { cwd: app, timeoutMs: 60_000 });
+    expect(JSON.parse(shown).compilerOptions).toMatchObject({ strict: true, skipLibCheck: false, noEmit: true, allowImportingTsExtensions: true, module: 'nodenext' });
     // Types, not `any`: were a declaration unresolved (skipLibCheck hides that), the probe's
     // expected errors would not happen, and tsc would fail on its unused directives.
     writeFileSync(join(app, 'src/types-probe.ts'), PROBE);

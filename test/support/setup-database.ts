@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../packages/jobgate/src/support/index.ts';
-import { PgBoss, migrate } from '../../packages/jobgate/src/store/index.ts';
+import { PgBoss, applyAppSchema, migrate } from '../../packages/jobgate/src/store/index.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../scripts/embedded-postgres.ts';
 
 declare module 'vitest' {
@@ -75,6 +75,8 @@ async function startDatabase(): Promise<SharedDatabase> {
   const templateUrl = withDatabase(adminUrl, template);
   const pool = new pg.Pool({ connectionString: templateUrl, max: 2 });
   await migrate(pool, TEST_SCHEMA);
+  // the reference apps' own table, as they make it at boot: in-process tests run their movies.fetch on it
+  await applyAppSchema(pool, TEST_SCHEMA, join(import.meta.dirname, '../../apps/tables/movies.sql'));
   // The two counters of FAULTS.md: one row per handler run (and its events), one effect per job.
   await pool.query(`CREATE TABLE public.test_events (
     seq bigserial PRIMARY KEY, job_id uuid NOT NULL, job_name text NOT NULL, attempt integer NOT NULL,

@@ -5,6 +5,9 @@ import { loadConfig, parseSecrets, serviceEnvShape, referenceJobs, commonOptions
 
 export { ConfigError } from 'jobgate/internal';
 
+/** The reference apps' own tables (movies.fetch's `movies`), applied in JOBGATE_SCHEMA at boot. From src/ and dist/ alike. */
+export const APP_TABLES = new URL('../../tables/movies.sql', import.meta.url);
+
 /** Every environment variable the fetcher reads; `main.ts` passes `process.env` in. */
 export const FetcherEnv = z.object({
   ...serviceEnvShape({ port: 3001, schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),

@@ -3,8 +3,8 @@
 import express from 'express';
 import pg from 'pg';
 import { createFetcher } from 'jobgate';
-import { ConfigError, ErrorCode, JobgateError, createLogger, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
-import { fetcherOptions, loadFetcherConfig } from './config.ts';
+import { applyAppSchema, ConfigError, ErrorCode, JobgateError, createLogger, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
+import { APP_TABLES, fetcherOptions, loadFetcherConfig } from './config.ts';
 
 const config = loadConfigOrExit('fetcher', () => loadFetcherConfig(process.env));
 const logger = createLogger({ level: config.LOG_LEVEL, name: 'fetcher' });
@@ -22,6 +22,8 @@ const fetcher = await createFetcher(
   process.stderr.write(`jobgate fetcher: ${err.message}\n`);
   process.exit(1);
 });
+// the reference jobs' own table (movies.fetch writes to it), before any of them runs
+await applyAppSchema(pool, config.JOBGATE_SCHEMA, APP_TABLES);
 
 const app = express();
 app.disable('x-powered-by');

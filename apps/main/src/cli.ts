@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import pg from 'pg';
 import { parseSecrets } from 'jobgate/internal';
 import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, fieldErrorsFromZod, loadConfig, stderrDestination, type Logger } from 'jobgate/internal';
-import { createAdminStore, createBoss, createMainLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
+import { applyAppSchema, createAdminStore, createBoss, createMainLedger, createOverrideStore, createWakeStore, dueJobs, migrate, parseCursor, type ListFilter } from 'jobgate/internal';
 import { SystemQueue, createJobMetrics, createMainRuntime, openJobService, type JobService, type MainLedger, type MainRuntime } from 'jobgate/internal';
 
 /** The job service as the CLI uses it, with main's runtime on it. */
@@ -20,7 +20,7 @@ import { createFetcherMonitor } from 'jobgate/internal';
 import { createOverrideControl, isOverrideOn } from 'jobgate/internal';
 import { serviceStatus } from 'jobgate/internal';
 import { createJobActions, JobFilter } from 'jobgate/internal';
-import { cliServiceOptions, MainEnv, type MainConfig } from './config.ts';
+import { APP_TABLES, cliServiceOptions, MainEnv, type MainConfig } from './config.ts';
 import { JobId } from 'jobgate/internal';
 
 class UsageError extends Error {}
@@ -459,7 +459,7 @@ const commands: Record<string, Command> = {
   },
 
   migrate: {
-    usage: 'jobgate migrate\n  Applies the ledger\'s migrations and creates or updates pg-boss\'s schema, then exits.',
+    usage: 'jobgate migrate\n  Applies the ledger\'s migrations and the reference apps\' own tables, and creates or updates pg-boss\'s schema, then exits.',
     options: {},
     positionals: [0, 0],
     async run() {
@@ -467,6 +467,7 @@ const commands: Record<string, Command> = {
       const pool = cliPool(cfg);
       try {
         const applied = await migrate(pool, cfg.JOBGATE_SCHEMA, logger);
+        await applyAppSchema(pool, cfg.JOBGATE_SCHEMA, APP_TABLES);
         const boss = createBoss({ connectionString: cfg.DATABASE_URL, schema: cfg.JOBGATE_BOSS_SCHEMA, poolSize: 2, logger, timings: { pollIntervalSeconds: 2, superviseIntervalSeconds: 30, cronIntervalSeconds: 30, heartbeatSeconds: 30 } });
         await boss.start();
         await boss.stop({ graceful: false, close: true });

@@ -5,6 +5,12 @@ import { cleanupJob, commonOptionsFromEnv, loadConfig, parseSecrets, referenceJo
 
 export { ConfigError } from 'jobgate/internal';
 
+/**
+ * The reference apps' own tables (movies.fetch's `movies`), applied in JOBGATE_SCHEMA at boot and
+ * by `jobgate migrate`: jobgate's migrations create only jobgate's tables. From src/ and dist/ alike.
+ */
+export const APP_TABLES = new URL('../../tables/movies.sql', import.meta.url);
+
 /** Every environment variable the main app reads; `main.ts` passes `process.env` in. */
 export const MainEnv = z
   .object({

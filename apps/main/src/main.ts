@@ -3,8 +3,8 @@
 import express from 'express';
 import pg from 'pg';
 import { createMain } from 'jobgate';
-import { ConfigError, createLogger, healthRoutes, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
-import { loadMainConfig, mainOptions } from './config.ts';
+import { applyAppSchema, ConfigError, createLogger, healthRoutes, listen, loadConfigOrExit, metricsOptionsFromEnv, notFound, onShutdownSignal, problemErrorHandler, requestContext, trustProxySetting } from 'jobgate/internal';
+import { APP_TABLES, loadMainConfig, mainOptions } from './config.ts';
 
 const config = loadConfigOrExit('main', () => loadMainConfig(process.env));
 /** JOBGATE_ROLE: web serves and enqueues; worker runs jobs and the loops; all does both. */
@@ -22,6 +22,8 @@ const jobgate = await createMain(mainOptions(config, { logger, pool })).catch((e
   process.stderr.write(`jobgate main: ${err.message}\n`);
   process.exit(1);
 });
+// the reference jobs' own table, before any of them runs (under the emergency override main runs movies.fetch)
+await applyAppSchema(pool, config.JOBGATE_SCHEMA, APP_TABLES);
 
 let draining = false;
 const app = express();

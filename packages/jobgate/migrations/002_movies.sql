@@ -1,10 +1,6 @@
--- Where the shipped movies.fetch job upserts what it pages out of a movie provider.
-CREATE TABLE movies (
-  provider     text NOT NULL,
-  external_id  text NOT NULL,
-  title        text NOT NULL,
-  released_on  date,
-  popularity   double precision,
-  fetched_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-  PRIMARY KEY (provider, external_id)
-);
+-- Nothing, on purpose. Before 0.1.0 this migration created `movies` in jobgate's schema: a table of
+-- the reference apps' shipped movies.fetch job, not of jobgate. The reference apps now create it
+-- themselves at boot (apps/tables/movies.sql); jobgate creates only its own tables.
+--
+-- The file keeps its number so the sequence stays intact and every install records 002 as applied.
+-- A database that ran the old version keeps its `movies` table: nothing here or later touches it.

@@ -1,5 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { Logger } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
@@ -23,16 +23,27 @@ export async function loadMigrations(): Promise<Migration[]> {
 }
 
 /**
- * Applies the numbered, append-only migrations that are missing, all in one transaction under an
- * advisory lock; safe to run twice or from several processes at once. Returns the versions applied.
+ * One transaction under the advisory lock every schema change takes, with `schema` created if
+ * missing and first on the search path: what runs in it creates its tables there.
  */
-export async function migrate(pool: Pool, schema: string, logger?: Logger): Promise<number[]> {
+function inSchemaUnderLock<T>(pool: Pool, schema: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   assertSchemaName(schema);
-  const migrations = await loadMigrations();
   return withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [MIGRATION_LOCK]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await client.query(`SET LOCAL search_path TO ${schema}`);
+    return fn(client);
+  });
+}
+
+/**
+ * Applies the numbered, append-only migrations that are missing, all in one transaction under an
+ * advisory lock; safe to run twice or from several processes at once. Returns the versions applied.
+ * They create jobgate's own tables only.
+ */
+export async function migrate(pool: Pool, schema: string, logger?: Logger): Promise<number[]> {
+  const migrations = await loadMigrations();
+  return inSchemaUnderLock(pool, schema, async (client) => {
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
     const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
@@ -47,4 +58,15 @@ export async function migrate(pool: Pool, schema: string, logger?: Logger): Prom
     if (applied.length > 0) logger?.info({ schema, applied }, 'migrations applied');
     return applied;
   });
+}
+
+/**
+ * An app's own tables beside jobgate's: runs the SQL in `file` in `schema` (the search path),
+ * under the lock migrations take, so app instances starting at once apply it one at a time. The
+ * SQL must be idempotent (`CREATE TABLE IF NOT EXISTS …`): it runs at every boot and is not
+ * recorded. The reference apps keep their `movies` table this way (apps/tables/movies.sql).
+ */
+export async function applyAppSchema(pool: Pool, schema: string, file: string | URL): Promise<void> {
+  const sql = await readFile(file, 'utf8');
+  await inSchemaUnderLock(pool, schema, (client) => client.query(sql));
 }
