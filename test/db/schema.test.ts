@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { REGENERATE, SCHEMA_FILE, dumpSchema } from '../../scripts/dump-schema.ts';
+import { migrate } from '../../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 import { withDatabase } from '../support/setup-database.ts';
 
@@ -14,7 +15,9 @@ const statements = (text: string) => text.slice(text.indexOf('\nSET '));
 let db: TestDatabase;
 let committed: string;
 beforeAll(async () => {
-  db = await createTestDatabase();
+  // the library's migrations alone (the test template also holds the reference apps' own table)
+  db = await createTestDatabase({ empty: true });
+  await migrate(db.pool, TEST_SCHEMA);
   committed = await readFile(SCHEMA_FILE, 'utf8');
 });
 afterAll(() => db?.drop());
