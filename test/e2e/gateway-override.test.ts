@@ -144,10 +144,14 @@ describe('admin API', () => {
   it('refuses missing or wrong credentials, cross-site changes and bad bodies, and changes nothing', async () => {
     t.pair = await startPair(t.db);
     const url = t.pair.main.url;
-    const none = await call(url, 'PUT', '/admin/api/override', { enabled: true, reason: 'x' });
+    const none = await call(url, 'PUT', '/admin/api/override', { enabled: true, reason: 'x' }, { 'content-type': 'application/json' });
     expect(none.status).toBe(401);
     expect(none.headers.get('content-type')).toContain('application/problem+json');
     expect(none.headers.get('www-authenticate')).toContain('Basic');
+    // an API token without the admin scope is known, and not enough
+    const apiToken = await call(url, 'PUT', '/admin/api/override', { enabled: true, reason: 'x' });
+    expect(apiToken.status).toBe(403);
+    expect(apiToken.json.code).toBe('JG_FORBIDDEN');
     const wrong = await call(url, 'GET', '/admin/api/fetcher_service', undefined, { authorization: `Basic ${Buffer.from('admin:nope').toString('base64')}` });
     expect(wrong.status).toBe(401);
     const good = { authorization: `Basic ${Buffer.from('admin:test-admin-password').toString('base64')}`, 'content-type': 'application/json' };
