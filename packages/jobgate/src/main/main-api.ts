@@ -25,7 +25,7 @@ export type ManyOptions = Pick<EnqueueOptions, 'db' | 'priority' | 'delaySeconds
 /** A batch being put together (Main.batch). */
 export interface Batch {
   readonly id: string;
-  add<P>(job: JobDefinition<P> | string, payload: P, options?: Pick<EnqueueOptions, 'priority' | 'delaySeconds' | 'runOnMain'>): Batch;
+  add<Input>(job: JobDefinition<unknown, Input> | string, payload: NoInfer<Input>, options?: Pick<EnqueueOptions, 'priority' | 'delaySeconds' | 'runOnMain'>): Batch;
   /** Writes the batch and its jobs in one transaction (with `db`: yours); the jobs' ids in the order added (`skipped`: as performManyLater's). */
   enqueue(options?: { db?: Queryable }): Promise<{ id: string; jobIds: string[]; skipped: string[] }>;
 }
@@ -41,13 +41,13 @@ export interface Main {
    * Validates the payload and commits the job before resolving: with `db` (a pg client inside
    * your transaction, or anything with `query(text, values)`) it commits or rolls back with your work.
    */
-  performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
+  performLater<Input>(job: JobDefinition<unknown, Input> | string, payload: NoInfer<Input>, options?: EnqueueOptions): Promise<EnqueueResult>;
   /**
    * Many jobs of one kind in one transaction (with `db`: yours), their ledger rows in one statement
    * and their queue entries in one per queue. Resolves with their ids, in order; `skipped`: those
    * not written because a `unique` job's live twin exists.
    */
-  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: ManyOptions): Promise<{ ids: string[]; skipped: string[] }>;
+  performManyLater<Input>(job: JobDefinition<unknown, Input> | string, payloads: readonly NoInfer<Input>[], options?: ManyOptions): Promise<{ ids: string[]; skipped: string[] }>;
   /**
    * A batch: add jobs to it, then `enqueue()` writes them and the batch in one transaction. Its
    * callbacks are enqueued once, when the last of its jobs ends.
