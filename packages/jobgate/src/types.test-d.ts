@@ -13,17 +13,15 @@ type Size = z.infer<typeof Size>;
 const resize = defineJob({
   name: 'images.resize',
   payload: z.object({ imageId: z.string(), size: Size, quality: z.number().int().default(80) }),
-  async run(payload, ctx) {
+  async run(payload) {
     expectTypeOf(payload).toEqualTypeOf<{ imageId: string; size: Size; quality: number }>();
-    // fan-out inside a handler takes the child's input type too
-    await ctx.performLater(resize, { imageId: 'i1', size: 's' });
-    // @ts-expect-error: 'xxl' is not a size
-    await ctx.performLater(resize, { imageId: 'i1', size: 'xxl' });
   },
 });
 
 declare const main: Main;
 declare const ctx: JobContext;
+/** A payload typed wider than the job's (a request body read loosely): without NoInfer it widened the job's type and compiled. */
+declare const wide: { imageId: string; size: string };
 
 type ResizeOutput = { imageId: string; size: Size; quality: number };
 type ResizeInput = { imageId: string; size: Size; quality?: number | undefined };
@@ -48,32 +46,46 @@ void main.performLater(resize, { imageId: 'i1', size: 'm', quality: 90 });
 void main.performLater(resize, { imageId: 'i1', size: 'xxl' });
 // @ts-expect-error: imageId is required
 void main.performLater(resize, { size: 's' });
+// @ts-expect-error: a string is not a size
+void main.performLater(resize, wide);
 // @ts-expect-error: quality is a number
 void main.performLater(resize, { imageId: 'i1', size: 's', quality: 'high' });
 
 void main.performManyLater(resize, [{ imageId: 'i1', size: 's' }, { imageId: 'i2', size: 'l', quality: 50 }]);
 // @ts-expect-error: 'xxl' is not a size
 void main.performManyLater(resize, [{ imageId: 'i1', size: 's' }, { imageId: 'i2', size: 'xxl' }]);
+// @ts-expect-error: a string is not a size
+void main.performManyLater(resize, [wide]);
 
 void main.batch().add(resize, { imageId: 'i1', size: 's' }).add(resize, { imageId: 'i2', size: 'm' });
 // @ts-expect-error: 'xxl' is not a size
 void main.batch().add(resize, { imageId: 'i1', size: 'xxl' });
 // @ts-expect-error: 'xxl' is not a size (the second add)
 void main.batch().add(resize, { imageId: 'i1', size: 's' }).add(resize, { imageId: 'i2', size: 'xxl' });
+// @ts-expect-error: a string is not a size
+void main.batch().add(resize, wide);
 
 void ctx.performLater(resize, { imageId: 'i1', size: 's' });
 // @ts-expect-error: 'xxl' is not a size
 void ctx.performLater(resize, { imageId: 'i1', size: 'xxl' });
+// @ts-expect-error: a string is not a size
+void ctx.performLater(resize, wide);
 void ctx.performManyLater(resize, [{ imageId: 'i1', size: 's' }]);
 // @ts-expect-error: 'xxl' is not a size
 void ctx.performManyLater(resize, [{ imageId: 'i1', size: 'xxl' }]);
+// @ts-expect-error: a string is not a size
+void ctx.performManyLater(resize, [wide]);
 const childBatch = ctx.batch({});
 void childBatch.add(resize, { imageId: 'i1', size: 's' });
 // @ts-expect-error: 'xxl' is not a size
 void childBatch.add(resize, { imageId: 'i1', size: 'xxl' });
+// @ts-expect-error: a string is not a size
+void childBatch.add(resize, wide);
 void childBatch.addMany(resize, [{ imageId: 'i1', size: 's' }]);
 // @ts-expect-error: 'xxl' is not a size
 void childBatch.addMany(resize, [{ imageId: 'i1', size: 'xxl' }]);
+// @ts-expect-error: a string is not a size
+void childBatch.addMany(resize, [wide]);
 
 // A schedule in code takes the schema's input too.
 defineJob({ name: 'images.nightly', payload: z.object({ size: Size.default('m') }), cron: { schedule: '0 3 * * *', payload: {} }, async run() {} });
