@@ -133,7 +133,8 @@ describe('the tarball, installed', () => {
 
 const PROBE = `// Written by test/e2e/example-app.test.ts: jobgate's declarations reach the app as types, not any.
 import type { Request } from 'express';
-import { createMain, type JobRecord, type Main } from 'jobgate';
+import { z } from 'zod';
+import { createMain, defineJob, type ErrorCode, type JobRecord, type JobState, type Main } from 'jobgate';
 import { importOrder } from './jobs.ts';
 
 declare const main: Main;
@@ -149,6 +150,22 @@ void createMain({ databaseUrl: 'postgres://x', notAnOption: true });
 export const nowhere: 'nowhere' | undefined = record.executions?.[0]?.ranOn;
 // @ts-expect-error: jobgate's augmentation of express's Request is typed
 export const viaNumber: number | undefined = req.admin?.via;
+// enqueue takes the schema's input (a defaulted field may be left out), run gets its output
+const resize = defineJob({ name: 'probe.resize', payload: z.object({ size: z.enum(['s', 'm', 'l']), quality: z.number().default(80) }), async run({ quality }) { return quality.toFixed(0); } });
+void main.performLater(resize, { size: 's' });
+// @ts-expect-error: 'xxl' is not a size
+void main.performLater(resize, { size: 'xxl' });
+declare const wide: { size: string };
+// @ts-expect-error: a payload typed wider than the job's does not widen it
+void main.batch().add(resize, wide);
+// a job named by string takes any payload (checked at runtime)
+declare const body: unknown;
+void main.performLater('probe.resize', body);
+// @ts-expect-error: states and error codes are unions, not string
+export const state: JobState = 'done';
+// @ts-expect-error: an attempt's error code is an ErrorCode
+export const code: NonNullable<JobRecord['error']>['code'] = 'JG_NOPE';
+export const known: ErrorCode | undefined = record.error?.code;
 `;
 
 interface ExampleProcess {

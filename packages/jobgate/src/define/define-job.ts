@@ -26,7 +26,8 @@ export interface RetryPolicy {
   maxDelaySeconds?: number;
 }
 
-export interface CronSchedule {
+/** A job's schedule in code; `Input` is what its payload must be (the job's schema's input). */
+export interface CronSchedule<Input = unknown> {
   /**
    * Five fields, or six with seconds first; RRULE strings work too. Fires at each occurrence (within
    * a second or two, once however many mains run); checked when main starts.
@@ -35,7 +36,7 @@ export interface CronSchedule {
   /** IANA time zone, e.g. Europe/Berlin; UTC when unset. */
   timeZone?: string;
   /** The payload each run gets; must satisfy the job's schema. */
-  payload?: unknown;
+  payload?: Input;
 }
 
 export interface JobDefinitionInput<S extends z.ZodType> {
@@ -53,7 +54,7 @@ export interface JobDefinitionInput<S extends z.ZodType> {
   concurrency?: number;
   /** At most `perSecond` starts in any one second, across every process. */
   rateLimit?: { perSecond: number };
-  cron?: string | CronSchedule;
+  cron?: string | CronSchedule<z.input<S>>;
   /**
    * `thread`: the handler runs in a worker thread whose JS heap is capped at `maxHeapMb`; blowing
    * it fails the job (JG_HEAP_OUT_OF_MEMORY) and leaves the process alone. The job must be defined
@@ -66,9 +67,18 @@ export interface JobDefinitionInput<S extends z.ZodType> {
   run(payload: z.output<S>, ctx: JobContext): Promise<unknown>;
 }
 
-export interface JobDefinition<P = any> {
+/**
+ * A job, as `defineJob` returns it. Its schema fixes two payload types, in zod's order:
+ * `Payload` is what `run` gets (the schema's output: defaults filled in, transforms applied) and
+ * `Input` is what enqueueing it takes (the schema's input: a field with a default may be left out).
+ * `JobDefinition` alone is a job of any payload (both `unknown`).
+ * @example
+ * const resize = defineJob({ name: 'images.resize', payload: z.object({ size: z.enum(['s', 'm', 'l']).default('m') }), async run({ size }) {} });
+ * // typeof resize: JobDefinition<{ size: 's' | 'm' | 'l' }, { size?: 's' | 'm' | 'l' | undefined }>
+ */
+export interface JobDefinition<Payload = unknown, Input = Payload> {
   readonly name: string;
-  readonly payload: z.ZodType<P>;
+  readonly payload: z.ZodType<Payload, Input>;
   readonly runsOnFetcher: boolean;
   readonly retry: Readonly<RetryPolicy>;
   readonly timeoutSeconds: number;
@@ -79,7 +89,7 @@ export interface JobDefinition<P = any> {
   readonly cron: Readonly<CronSchedule> | null;
   readonly isolation: 'none' | 'thread' | 'process';
   readonly maxHeapMb: number;
-  run(payload: P, ctx: JobContext): Promise<unknown>;
+  run(payload: Payload, ctx: JobContext): Promise<unknown>;
 }
 
 const JOB_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/i;
@@ -125,7 +135,7 @@ const Options = z.strictObject({
  *   async run({ userId, text }, ctx) { await deliver(userId, text, { signal: ctx.signal }); },
  * });
  */
-export function defineJob<S extends z.ZodType>(input: JobDefinitionInput<S>): JobDefinition<z.output<S>> {
+export function defineJob<S extends z.ZodType>(input: JobDefinitionInput<S>): JobDefinition<z.output<S>, z.input<S>> {
   const { payload, run, ...rest } = input;
   const parsed = Options.safeParse(rest);
   if (!parsed.success) {
@@ -140,5 +150,5 @@ export function defineJob<S extends z.ZodType>(input: JobDefinitionInput<S>): Jo
     const cronPayload = payload.safeParse(options.cron.payload ?? {});
     if (!cronPayload.success) throw new TypeError(`defineJob(${JSON.stringify(input.name)}): cron.payload does not satisfy the payload schema`);
   }
-  return Object.freeze({ ...options, payload: payload as unknown as z.ZodType<z.output<S>>, run, [BRAND]: true });
+  return Object.freeze({ ...options, payload: payload as unknown as z.ZodType<z.output<S>, z.input<S>>, run, [BRAND]: true });
 }

@@ -2,93 +2,25 @@
 // events back to main, the memory guard, the pruner, and the router main's forwards arrive at.
 // Options in, an object you can stop out; nothing here reads process.env.
 import { readFileSync } from 'node:fs';
-import { constrainedMemory } from 'node:process';
-import type { RequestHandler, Router } from 'express';
-import type pg from 'pg';
-import { z } from 'zod';
-import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, metricsHandler, parseOptions, type Logger, type MetricsHandlerOptions, type Registry } from '../support/index.ts';
-import { signingKeys } from '../protocol/index.ts';
 import pRetry from 'p-retry';
+import { Counter, ErrorCode, Gauge, JobgateError, createLogger, createRegistry, metricsHandler } from '../support/index.ts';
+import { signingKeys, type Spawn } from '../protocol/index.ts';
 import { createMainClient, isRetryable, unreachableLog } from '../client/index.ts';
-import type { Spawn } from '../protocol/index.ts';
 import { createFetcherLedger, createReplayStore } from '../store/index.ts';
-import type { JobDefinition } from '../define/define-job.ts';
 import { openJobService } from '../run/service.ts';
-import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
-import { createFetcherRuntime } from './fetcher-runtime.ts';
+import { serviceOptionsOf } from '../run/service-options.ts';
 import { createJobMetrics, fetcherMemoryGauge, queueSizes } from '../run/metrics.ts';
 import { isolatedChildPids } from '../run/isolation/run-isolated.ts';
 import { remoteClaimsAt, type RemoteClaims } from '../run/claim-at-main.ts';
 import { startEventDispatcher } from '../report/event-dispatcher.ts';
 import { startPruner } from '../maintain/pruner.ts';
-import { createMemoryGuard, rssOfPid, type MemorySnapshot } from './memory-guard.ts';
+import { createFetcherRuntime } from './fetcher-runtime.ts';
+import { createMemoryGuard, rssOfPid } from './memory-guard.ts';
 import { createFetcherRouter } from './router.ts';
-
-export interface FetcherServiceOptions extends CommonOptions {
-  /**
-   * main: `url` where its router is mounted (e.g. `https://app.example.com/jobgate`), `secret` the
-   * shared secret(s). Without `url`, no job event reaches main and no attempt is claimed there
-   * (then main must never use its emergency override with this fetcher). `requireHeaderSignature`:
-   * refuse main's requests that carry no header signature (default false: a main of a version
-   * before it is served in a lane of its own); switch on once every main is upgraded.
-   */
-  main: { url?: string; secret: string; eventsRetryMaxMs?: number; requireHeaderSignature?: boolean };
-  /** The memory budget (default: the container's limit, else 512 MB) and the shares of it that pause intake and recycle. */
-  memory?: { limitMb?: number; softRatio?: number; hardRatio?: number };
-  /**
-   * Over the hard memory limit: default, stop() with running jobs aborted (they are retried). A
-   * service that a platform restarts should exit non-zero here instead (the reference fetcher does).
-   */
-  onMemoryHardLimit?: () => void;
-  /** Finished jobs older than this are pruned (default 14 days), checked every pruneIntervalMs (default an hour). */
-  retentionDays?: number;
-  pruneIntervalMs?: number;
-}
-
-const Options = z.object({
-  ...commonOptionsShape({ schema: 'jobgate_fetcher', bossSchema: 'pgboss_fetcher' }),
-  main: z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), secret: z.string().min(1), eventsRetryMaxMs: z.number().int().min(100).max(600_000).default(30_000), requireHeaderSignature: z.boolean().default(false) }),
-  memory: z
-    .strictObject({ limitMb: z.number().int().min(64).max(1_048_576).optional(), softRatio: z.number().gt(0).lt(1).default(0.8), hardRatio: z.number().gt(0).lt(1).default(0.95) })
-    .refine((m) => m.softRatio < m.hardRatio, { path: ['softRatio'], message: 'must be below hardRatio' })
-    .default({ softRatio: 0.8, hardRatio: 0.95 }),
-  retentionDays: z.number().int().min(1).max(3650).default(14),
-  pruneIntervalMs: z.number().int().min(100).max(86_400_000).default(3_600_000),
-});
-
-/** The container's memory limit when the process has a real one (0 or a huge number when not), else 512 MB (a Render free/starter instance). */
-export function memoryBudgetMb(given?: number, constrained = constrainedMemory()): number {
-  if (given) return given;
-  const mb = Math.floor(constrained / 2 ** 20);
-  return mb > 0 && mb < 1_048_576 ? mb : 512;
-}
+import { memoryBudgetMb, parseFetcherOptions, type FetcherServiceOptions } from './fetcher-options.ts';
+import type { Fetcher } from './fetcher-api.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-export interface Fetcher {
-  /** The signed /v1/* API main forwards to, and /healthz (main's wake-up probe): mount it where main's `fetcher.url` points, before any body parser. */
-  router: Router;
-  /** Runs the handlers, the job events to main and the pruner. */
-  start(): Promise<void>;
-  /** True once stop() began (a health check should answer 503 then). */
-  readonly draining: boolean;
-  /** The memory guard's view: rss, heap, peak and the budget. */
-  memory(): MemorySnapshot;
-  metrics: Registry;
-  /**
-   * GET /metrics for your app to mount: Prometheus text of `metrics`, 401 without the scraper's
-   * bearer token (`{ token }`), or open to anyone who reaches it (`{ open: true }`). One is required.
-   * @example
-   * app.get('/metrics', fetcher.metricsHandler({ token: process.env.METRICS_TOKEN! }));
-   */
-  metricsHandler(options: MetricsHandlerOptions): RequestHandler;
-  /**
-   * Stops taking jobs (submissions get 503), lets running ones finish (their signal aborts at
-   * shutdownTimeoutMs; at once with `abort`), sends the last job events, closes jobgate's own pools.
-   * `before`: what must end before the pools close (your HTTP server's close).
-   */
-  stop(options?: { before?: Promise<unknown>; abort?: JobgateError }): Promise<void>;
-}
 
 /**
  * The fetcher: the separate service that runs the heavy (`runsOnFetcher`) jobs main forwards.
@@ -98,7 +30,7 @@ export interface Fetcher {
  * await fetcher.start();
  */
 export async function createFetcher(options: FetcherServiceOptions): Promise<Fetcher> {
-  const o = parseOptions(Options, options, 'createFetcher');
+  const o = parseFetcherOptions(options);
   const logger = options.logger ?? createLogger({ level: 'info', name: 'fetcher' });
   const registry = options.registry ?? createRegistry('fetcher');
   const keys = signingKeys(o.main.secret, 'createFetcher.main.secret');

@@ -2,225 +2,28 @@
 // watch the fetcher, and the routers the host app mounts. Options in, an object you can stop out;
 // nothing here reads process.env.
 import { randomUUID } from 'node:crypto';
-import type { RequestHandler, Router } from 'express';
-import type pg from 'pg';
-import { z } from 'zod';
-import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, metricsHandler, parseOptions, type Logger, type MetricsHandlerOptions, type Registry } from '../support/index.ts';
-import { signingKeys } from '../protocol/index.ts';
+import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, metricsHandler } from '../support/index.ts';
+import { signingKeys, type SpawnJob } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
-import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor, type BatchView, type JobRecord, type Pause, type JobState, type OverrideState, type Queryable, type Route } from '../store/index.ts';
-import type { JobDefinition } from '../define/define-job.ts';
+import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor } from '../store/index.ts';
 import { openJobService } from '../run/service.ts';
-import { commonOptionsShape, serviceOptionsOf, type CommonOptions } from '../run/service-options.ts';
-import { createMainRuntime } from './main-runtime.ts';
+import { serviceOptionsOf } from '../run/service-options.ts';
 import { createJobMetrics } from '../run/metrics.ts';
-import type { EnqueueOptions, EnqueueResult } from '../enqueue/perform-later.ts';
-import { batchIdOrThrow, batchSpec, type BatchOptions } from '../enqueue/batch.ts';
+import { batchIdOrThrow, batchSpec } from '../enqueue/batch.ts';
 import { startBatchCallbacks } from '../enqueue/batch-callbacks.ts';
-import type { Schedule } from '../schedule/schedules.ts';
-import type { SpawnJob } from '../protocol/index.ts';
 import { cleanupJob } from '../maintain/cleanup-job.ts';
 import { startForwarder } from '../forward/forwarder.ts';
 import { createFetcherMonitor, startKeepAwake } from '../forward/keep-awake.ts';
 import { createOverrideControl } from '../forward/override.ts';
 import { startReconciler } from '../report/reconciler.ts';
-import { createAdminAuth, type AuthorizeAdmin } from './admin/auth.ts';
-import { ApiTokens, type ApiToken } from './admin/api-tokens.ts';
+import { createMainRuntime } from './main-runtime.ts';
+import { createAdminAuth } from './admin/auth.ts';
 import { createMainMetrics } from './metrics.ts';
-import { createMainRouters, type MainRouters } from './router.ts';
-import { createApiQuota, type ApiQuotaOptions } from './api-quota.ts';
+import { createMainRouters } from './router.ts';
+import { createApiQuota } from './api-quota.ts';
 import { JobId } from './validation.ts';
-
-/** How main reaches the fetcher, and how hard it tries. */
-export interface FetcherOptions {
-  /** The fetcher's base URL, e.g. `https://fetcher.example.com`. */
-  url: string;
-  /** The shared secret (`whsec_<base64>`), or several separated by spaces, newest first (rotation). */
-  secret: string;
-  /** How long a sleeping fetcher gets to wake up (default 90 000). */
-  wakeTimeoutMs?: number;
-  /** How long a request waits for the answer's headers (default 10 000). */
-  headersTimeoutMs?: number;
-  /** While routed jobs are unfinished, ping the fetcher this often so it does not fall asleep (default 300 000). */
-  keepAwakeIntervalMs?: number;
-  /** A routed job the fetcher has said nothing about for this long is asked about (default 300). */
-  reconcileAfterSeconds?: number;
-  /** Jobs per forward request (default 500, at most 500) and such requests in flight (default 2). */
-  forwardBatchSize?: number;
-  forwardInFlight?: number;
-  /** A forward the fetcher did not take is retried with backoff, at most this far apart (default 60). */
-  forwardRetryMaxSeconds?: number;
-  /**
-   * Refuse the fetcher's requests that carry no header signature (default false: a fetcher of a
-   * version before it is served in a lane of its own). Switch on once every fetcher is upgraded.
-   */
-  requireHeaderSignature?: boolean;
-}
-
-/** Who may use the admin: jobgate's own password (user `admin`), or the host app's own check. */
-export type AdminOptions = { password: string } | { authorize: AuthorizeAdmin };
-
-export interface MainOptions extends CommonOptions {
-  /** Where `runsOnFetcher` jobs go. Without it they wait in the outbox. */
-  fetcher?: FetcherOptions;
-  /** The admin pages and /admin/api/*; without it they answer 503. */
-  admin?: AdminOptions;
-  /**
-   * Bearer tokens for /api/* (any of them is accepted, so they rotate); each at least 16 characters.
-   * One given as `{ token, scope: 'admin', name }` opens /admin/api/* as well, with no CSRF token.
-   */
-  apiTokens?: readonly ApiToken[];
-  /**
-   * Limits on /api/*: each API token's request rate in each process (and the admin's own, on
-   * /api/*), over it 429 with Retry-After; and what one POST /api/jobs/:name may ask for.
-   * Defaults: 50 requests a second, bursts of 100, delays up to 30 days, payloads up to 256 KiB.
-   */
-  apiQuota?: ApiQuotaOptions;
-  /** Fetcher jobs that run on main at once under the emergency override (default 1: they are the heavy ones). */
-  onMainConcurrency?: number;
-  /** How often main re-reads the override, expires it, and takes over undelivered jobs (default 2000). */
-  overrideCheckMs?: number;
-  /** Switch the emergency override on at start, audited as set by the configuration (or by the `actor` given). */
-  emergencyOverride?: boolean | { reason: string; actor: string };
-  /** The cleanup job never prunes finished jobs younger than this (default 14). */
-  retentionDays?: number;
-}
-
-const ms = (min: number, max: number) => z.number().int().min(min).max(max);
-const Options = z.object({
-  ...commonOptionsShape({ schema: 'jobgate', bossSchema: 'pgboss_main' }),
-  fetcher: z
-    .strictObject({
-      url: z.url({ protocol: /^https?$/ }),
-      secret: z.string().min(1),
-      wakeTimeoutMs: ms(1_000, 600_000).default(90_000),
-      headersTimeoutMs: ms(500, 300_000).default(10_000),
-      keepAwakeIntervalMs: ms(100, 3_600_000).default(300_000),
-      reconcileAfterSeconds: z.number().int().min(1).max(86_400).default(300),
-      forwardBatchSize: z.number().int().min(1).max(500).default(500),
-      forwardInFlight: z.number().int().min(1).max(16).default(2),
-      forwardRetryMaxSeconds: z.number().int().min(1).max(3_600).default(60),
-      requireHeaderSignature: z.boolean().default(false),
-    })
-    .optional(),
-  admin: z.union([z.strictObject({ password: z.string().min(8, 'at least 8 characters').max(200) }), z.strictObject({ authorize: z.custom<AuthorizeAdmin>((f) => typeof f === 'function', 'must be a function') })]).optional(),
-  apiTokens: ApiTokens.optional(),
-  apiQuota: z
-    .strictObject({
-      perSecond: z.number().positive().max(1_000_000).optional(),
-      burst: z.number().int().min(1).max(1_000_000).optional(),
-      // (the API's own bound on delaySeconds is a year)
-      maxDelaySeconds: z.number().int().min(0).max(31_536_000).optional(),
-      maxPayloadBytes: z.number().int().min(2).max(2 ** 20).optional(),
-    })
-    .default({}),
-  onMainConcurrency: z.number().int().min(1).max(32).default(1),
-  overrideCheckMs: ms(100, 60_000).default(2_000),
-  emergencyOverride: z.union([z.boolean(), z.strictObject({ reason: z.string().min(1).max(500), actor: z.string().min(1).max(200) })]).default(false),
-  retentionDays: z.number().int().min(1).max(3650).default(14),
-});
-
-/** What `listJobs` filters by. */
-export interface JobListFilter {
-  state?: JobState;
-  name?: string;
-  route?: Route;
-  limit?: number;
-  cursor?: string;
-}
-
-/** performManyLater's options: those of performLater that apply to every job alike. */
-export type ManyOptions = Pick<EnqueueOptions, 'db' | 'priority' | 'delaySeconds' | 'runOnMain' | 'batch' | 'requestId' | 'traceparent'>;
-
-/** A batch being put together (Main.batch). */
-export interface Batch {
-  readonly id: string;
-  add<P>(job: JobDefinition<P> | string, payload: P, options?: Pick<EnqueueOptions, 'priority' | 'delaySeconds' | 'runOnMain'>): Batch;
-  /** Writes the batch and its jobs in one transaction (with `db`: yours); the jobs' ids in the order added (`skipped`: as performManyLater's). */
-  enqueue(options?: { db?: Queryable }): Promise<{ id: string; jobIds: string[]; skipped: string[] }>;
-}
-
-export interface MainStartOptions {
-  /** Run only these jobs' handlers (and none of main's loops: cron, forwarder, override, reconciler, keep-awake). */
-  queues?: string[];
-}
-
-export interface Main {
-  /** /api/*, /admin/* and /internal/v1/* in one router: mount it under a prefix of your choice, before any body parser (the fetcher's calls are signed over their raw bodies). */
-  router: Router;
-  /** The same, apart: put `admin` behind your own middleware, and never `internal` (the fetcher signs its requests). */
-  routers: Omit<MainRouters, 'all'>;
-  /** Runs main's handlers, the forwarder, cron, the override loop, the reconciler and keep-awake. A web-only process skips it. */
-  start(options?: MainStartOptions): Promise<void>;
-  /**
-   * Validates the payload and commits the job before resolving: with `db` (a pg client inside
-   * your transaction, or anything with `query(text, values)`) it commits or rolls back with your work.
-   */
-  performLater<P>(job: JobDefinition<P> | string, payload: P, options?: EnqueueOptions): Promise<EnqueueResult>;
-  /**
-   * Many jobs of one kind in one transaction (with `db`: yours), their ledger rows in one statement
-   * and their queue entries in one per queue. Resolves with their ids, in order; `skipped`: those
-   * not written because a `unique` job's live twin exists.
-   */
-  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: ManyOptions): Promise<{ ids: string[]; skipped: string[] }>;
-  /**
-   * A batch: add jobs to it, then `enqueue()` writes them and the batch in one transaction. Its
-   * callbacks are enqueued once, when the last of its jobs ends.
-   * @example
-   * const { id } = await jobgate.batch({ onFinish: importDone, properties: { importId } }).add(importRow, { row: 1 }).add(importRow, { row: 2 }).enqueue();
-   */
-  batch(options?: BatchOptions): Batch;
-  /** A batch with its jobs counted by state and its callbacks (as GET /api/batches/:id answers), or null. */
-  getBatch(id: string): Promise<BatchView | null>;
-  /** The job with its executions (as GET /api/jobs/:id answers), or null. */
-  getJob(id: string): Promise<JobRecord | null>;
-  /** Newest first, `limit` (1–500, default 50) at a time; pass `cursor` (a page's `nextCursor`) for the next page. */
-  listJobs(filter?: JobListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }>;
-  /**
-   * Pausing a job (its name, or `*` for every job) on both sides: while paused no new attempt of it
-   * starts on main or the fetcher (a running one finishes), its jobs keep queueing, and nothing is
-   * failed or retried. Every change is audited with `actor`.
-   */
-  pauses: {
-    list(): Promise<Pause[]>;
-    pause(name: string, change: { reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause>;
-    resume(name: string, change: { actor: string; reason?: string }): Promise<Pause | null>;
-  };
-  /**
-   * Schedules stored in PostgreSQL, beside the code's `cron` (which may only be enabled or
-   * disabled here). Each fires at every occurrence (within a second or two), once however many mains
-   * run; every change is audited with `actor`.
-   * @example
-   * await jobgate.schedules.create({ name: 'reports.daily', schedule: '0 6 * * *', timeZone: 'Europe/Berlin', payload: {} }, 'ops@example.com');
-   */
-  schedules: {
-    list(): Promise<Schedule[]>;
-    create(input: { name: string; schedule: string; timeZone?: string; payload?: Record<string, unknown>; enabled?: boolean }, actor: string): Promise<Schedule>;
-    update(id: string, patch: { schedule?: string; timeZone?: string; payload?: Record<string, unknown>; enabled?: boolean }, actor: string): Promise<Schedule>;
-    remove(id: string, actor: string): Promise<void>;
-    runNow(id: string, actor: string): Promise<EnqueueResult>;
-  };
-  /** The emergency override: fetcher jobs run on main while it is on. */
-  override: {
-    get(): Promise<OverrideState>;
-    set(change: { enabled: boolean; reason: string; expiresInMinutes?: number; actor: string }): Promise<OverrideState>;
-  };
-  /** Prometheus metrics of this service. */
-  metrics: Registry;
-  /**
-   * GET /metrics for your app to mount: Prometheus text of `metrics`, 401 without the scraper's
-   * bearer token (`{ token }`), or open to anyone who reaches it (`{ open: true }`). One is required.
-   * @example
-   * app.get('/metrics', jobgate.metricsHandler({ token: process.env.METRICS_TOKEN! }));
-   */
-  metricsHandler(options: MetricsHandlerOptions): RequestHandler;
-  /**
-   * Stops taking jobs, lets running ones finish (their signal aborts at shutdownTimeoutMs), stops
-   * the loops, and closes jobgate's own pools. `before`: what must end before the pools close
-   * (your HTTP server's close, so requests in flight still reach the database).
-   */
-  stop(options?: { before?: Promise<unknown> }): Promise<void>;
-}
+import { parseMainOptions, type MainOptions, type MainStartOptions } from './main-options.ts';
+import type { Batch, Main } from './main-api.ts';
 
 /**
  * main: the service your web app enqueues with, that runs its jobs and forwards the heavy ones.
@@ -230,7 +33,7 @@ export interface Main {
  * await jobgate.start();
  */
 export async function createMain(options: MainOptions): Promise<Main> {
-  const o = parseOptions(Options, options, 'createMain');
+  const o = parseMainOptions(options);
   const logger = options.logger ?? createLogger({ level: 'info', name: 'main' });
   const registry = options.registry ?? createRegistry('main');
   const keys = o.fetcher ? signingKeys(o.fetcher.secret, 'createMain.fetcher.secret') : undefined;

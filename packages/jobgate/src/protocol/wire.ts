@@ -1,6 +1,6 @@
 // The messages between main and the fetcher, one zod schema each, shared by both sides.
 import { z } from 'zod';
-import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN, canonicalTimestamp } from '../support/index.ts';
+import { MAX_ERROR_MESSAGE, MAX_PROGRESS_MESSAGE, TRACEPARENT_PATTERN, canonicalTimestamp, type ErrorCode } from '../support/index.ts';
 
 /** A job's id, the same on both sides (main gives it, the fetcher keeps it). */
 export const JobId = z.uuid();
@@ -42,6 +42,13 @@ export type SubmitJobs = z.infer<typeof SubmitJobs>;
 export const SubmitResult = z.object({ accepted: z.array(z.object({ id: z.uuid(), duplicate: z.boolean() })) });
 export type SubmitResult = z.infer<typeof SubmitResult>;
 
+/**
+ * An attempt's error code as the fetcher sends it: typed as an ErrorCode, checked as a string of at
+ * most 100 characters only, so a fetcher of a newer version may send a code this version does not
+ * list (it is stored and shown as it came).
+ */
+const PeerErrorCode = z.custom<ErrorCode>((code) => typeof code === 'string' && code.length <= 100, 'a string of at most 100 characters');
+
 export const FetcherJobState = z.enum(['queued', 'active', 'completed', 'failed', 'cancelled']);
 
 export const ExecutionView = z.object({
@@ -49,7 +56,7 @@ export const ExecutionView = z.object({
   startedAt: z.string(),
   finishedAt: z.string().optional(),
   outcome: z.enum(['running', 'completed', 'failed', 'lost']),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: z.object({ code: PeerErrorCode, message: z.string() }).optional(),
   peakRssMb: z.number().optional(),
 });
 
@@ -60,7 +67,7 @@ export const FetcherJob = z.object({
   progress: z.number(),
   progressMessage: z.string().optional(),
   attempts: z.number(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: z.object({ code: PeerErrorCode, message: z.string() }).optional(),
   executions: z.array(ExecutionView).optional(),
 });
 export type FetcherJob = z.infer<typeof FetcherJob>;
@@ -95,7 +102,7 @@ export const JobEvent = z.strictObject({
   finishedAt: Timestamp.optional(),
   progress: z.number().int().min(0).max(100).optional(),
   message: z.string().max(MAX_PROGRESS_MESSAGE).optional(),
-  error: z.object({ code: z.string().max(100), message: z.string().max(MAX_ERROR_MESSAGE) }).optional(),
+  error: z.object({ code: PeerErrorCode, message: z.string().max(MAX_ERROR_MESSAGE) }).optional(),
   peakRssMb: Int4.min(0).optional(),
   /** The job's W3C traceparent, so main logs the event under the job's trace. */
   traceparent: z.string().regex(TRACEPARENT_PATTERN).optional(),

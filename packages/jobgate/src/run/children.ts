@@ -25,16 +25,16 @@ export interface ChildOptions {
 /** A batch a handler opens: written with its children when the attempt succeeds. */
 export interface ChildBatch {
   readonly id: string;
-  add<P>(job: JobDefinition<P> | string, payload: P, options?: Omit<ChildOptions, 'batch'>): Promise<{ id: string }>;
-  addMany<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: Omit<ChildOptions, 'batch' | 'key'>): Promise<{ ids: string[] }>;
+  add<Input>(job: JobDefinition<unknown, Input> | string, payload: NoInfer<Input>, options?: Omit<ChildOptions, 'batch'>): Promise<{ id: string }>;
+  addMany<Input>(job: JobDefinition<unknown, Input> | string, payloads: readonly NoInfer<Input>[], options?: Omit<ChildOptions, 'batch' | 'key'>): Promise<{ ids: string[] }>;
 }
 
 /** What a handler's context offers for fan-out (part of JobContext). */
 export interface FanOut {
   /** Enqueues a job when this attempt succeeds (or in ctx.transaction, when it commits). Resolves with the child's id once its payload is checked. */
-  performLater<P>(job: JobDefinition<P> | string, payload: P, options?: ChildOptions): Promise<{ id: string }>;
+  performLater<Input>(job: JobDefinition<unknown, Input> | string, payload: NoInfer<Input>, options?: ChildOptions): Promise<{ id: string }>;
   /** The same for many jobs of one kind, written in one statement. */
-  performManyLater<P>(job: JobDefinition<P> | string, payloads: readonly P[], options?: Omit<ChildOptions, 'key'>): Promise<{ ids: string[] }>;
+  performManyLater<Input>(job: JobDefinition<unknown, Input> | string, payloads: readonly NoInfer<Input>[], options?: Omit<ChildOptions, 'key'>): Promise<{ ids: string[] }>;
   /** Opens a batch whose callbacks run once every job added to it has ended. */
   batch(options: BatchOptions): ChildBatch;
   /**

@@ -4,6 +4,7 @@ import { inlineParams } from './one-round-trip.ts';
 import { withTransaction } from './transaction.ts';
 import { coalesce } from '../support/coalesce.ts';
 import { canonicalTimestamp } from '../support/timestamp.ts';
+import type { ErrorCode } from '../support/errors.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import type { Pause } from './pauses.ts';
 
@@ -30,7 +31,8 @@ export interface Queryable {
 }
 
 export interface ErrorInfo {
-  code: string;
+  /** Why the attempt (or the job) failed; a fetcher of a newer version may report a code this version does not list. */
+  code: ErrorCode;
   message: string;
   /** Since when (a refusal by the fetcher that keeps a job waiting: since its first refusal). */
   since?: string;
