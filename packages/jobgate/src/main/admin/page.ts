@@ -4,6 +4,7 @@
 // below is the only renderer there is.
 import type { Request } from 'express';
 import type { AdminReads } from './reads.ts';
+import { ErrorCode } from '../../support/index.ts';
 import { esc } from './html.ts';
 
 /** What a page's loader gets: the admin's reads and the request's path parameters and query. */
@@ -72,4 +73,15 @@ export function definePage<D>(page: AdminPage<D>): PageUnit {
       return { status: loaded.status ?? 200, title: page.title(loaded.data), section, body: page.view(loaded.data), ...(loaded.flash ? { flash: loaded.flash } : {}) };
     },
   };
+}
+
+/** A record a page shows by its id (a job, a batch), or the 404 saying none has that id (a malformed id names none either). */
+export async function loadById<D>(what: string, id: string, read: (id: string) => Promise<D>): Promise<Loaded<D>> {
+  try {
+    return { data: await read(id) };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== ErrorCode.jobNotFound && code !== ErrorCode.notFound && code !== ErrorCode.requestInvalid) throw err;
+    return { missing: { title: `No such ${what}`, html: `<p>No ${what} has id <code>${esc(id)}</code>.</p>` } };
+  }
 }

@@ -227,10 +227,13 @@ document.addEventListener('click', (e) => {
   const target = e.target instanceof Element ? e.target.closest('button') : null;
   if (!(target instanceof HTMLButtonElement) || target.type === 'submit') return;
   const d = target.dataset;
-  if (d.fill) {
-    const form = document.getElementById(d.fill);
+  // `data-fill` names a form to fill with `data-values` (or empty); with `data-api`, once that succeeded
+  const fillIt = () => {
+    const form = d.fill ? document.getElementById(d.fill) : null;
     if (form instanceof HTMLFormElement) fillForm(form, d.values ? JSON.parse(d.values) : null, (d.lock ?? '').split(' '), d.title);
-  } else if (d.api) void busy(target, () => run(target, {}));
+  };
+  if (d.api) void busy(target, async () => (await run(target, {})) && fillIt());
+  else fillIt();
 });
 document.addEventListener('submit', (e) => {
   const form = e.target;

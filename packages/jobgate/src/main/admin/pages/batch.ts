@@ -1,8 +1,7 @@
 // A batch: how many of its jobs ended and how, its callbacks, its failed jobs (retried from here).
-import { ErrorCode } from '../../../support/index.ts';
 import type { AdminReads } from '../reads.ts';
 import { actionButton, badge, emptyRow, errorText, esc, live, row, time } from '../html.ts';
-import { definePage } from '../page.ts';
+import { definePage, loadById } from '../page.ts';
 
 type Batch = Awaited<ReturnType<AdminReads['batch']>>;
 
@@ -32,16 +31,7 @@ function view(b: Batch): string {
 export const batchPage = definePage<Batch>({
   path: '/batches/:id',
   section: '/jobs',
-  async load({ reads, params }) {
-    const id = params.id ?? '';
-    try {
-      return { data: await reads.batch(id) };
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== ErrorCode.notFound && code !== ErrorCode.requestInvalid) throw err;
-      return { missing: { title: 'No such batch', html: `<p>No batch has id <code>${esc(id)}</code>.</p>` } };
-    }
-  },
+  load: ({ reads, params }) => loadById('batch', params.id ?? '', (id) => reads.batch(id)),
   title: () => 'Batch',
   view,
 });

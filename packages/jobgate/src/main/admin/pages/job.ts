@@ -1,8 +1,7 @@
 // One job: its state and progress, where it runs and why, its payload and every attempt.
 import type { JobRecord } from '../../../store/index.ts';
-import { ErrorCode } from '../../../support/index.ts';
 import { actionButton, badge, CANCELLABLE, emptyRow, errorText, esc, live, pausedText, RETRYABLE, row, time } from '../html.ts';
-import { definePage } from '../page.ts';
+import { definePage, loadById } from '../page.ts';
 
 const REASONS: Record<string, string> = { definition: 'its definition', override: 'the emergency override', 'run-on-main': 'a per-run override (run on main)' };
 
@@ -48,16 +47,7 @@ function view(j: JobRecord): string {
 export const jobPage = definePage<JobRecord>({
   path: '/jobs/:id',
   section: '/jobs',
-  async load({ reads, params }) {
-    const id = params.id ?? '';
-    try {
-      return { data: await reads.job(id) };
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== ErrorCode.jobNotFound && code !== ErrorCode.requestInvalid) throw err;
-      return { missing: { title: 'No such job', html: `<p>No job has id <code>${esc(id)}</code>.</p>` } };
-    }
-  },
+  load: ({ reads, params }) => loadById('job', params.id ?? '', (id) => reads.job(id)),
   title: (j) => `Job ${j.name}`,
   view,
 });

@@ -16,7 +16,7 @@ function scheduleRow(c: Schedule): string {
     ...(c.source === 'runtime'
       ? [
         `<button type="button" data-action="edit-schedule" data-fill="schedule-form" data-values="${esc(JSON.stringify(edit))}" data-lock="name" data-title="${esc(`Edit the schedule of ${c.name}`)}">Edit</button>`,
-        actionButton('Delete', { api: `DELETE api/schedules/${encodeURIComponent(c.id)}`, done: 'Schedule deleted.' }, ' data-action="delete-schedule" class="danger"'),
+        actionButton('Delete', { api: `DELETE api/schedules/${encodeURIComponent(c.id)}`, done: 'Schedule deleted.' }, ' data-action="delete-schedule" data-fill="schedule-form" class="danger"'),
       ]
       : []),
   ];
