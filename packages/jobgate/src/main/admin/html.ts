@@ -23,7 +23,8 @@ export const badge = (state: string): string => `<span class="badge ${esc(state)
 /** A table row of cells that are already HTML. */
 export const row = (...cells: string[]): string => `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
 export const emptyRow = (columns: number, text: string): string => `<tr><td colspan="${columns}" class="muted">${esc(text)}</td></tr>`;
-export const errorText = (e: ErrorInfo | null | undefined): string => (e ? `${e.code}: ${e.message}` : '');
+/** An error as `CODE: message` (a job's, an attempt's, or one the fetcher reported). */
+export const errorText = (e: Pick<ErrorInfo, 'message'> & { code: string } | null | undefined): string => (e ? `${e.code}: ${e.message}` : '');
 
 /** Job states in which a retry or a cancel makes sense (the buttons the lists and the job page show). */
 export const RETRYABLE: readonly JobState[] = ['failed', 'cancelled'];

@@ -39,7 +39,7 @@ const stub = {
     return { override, audit: [{ id: 1, at: AT, actor: 'admin (dashboard)', action: 'on', reason: 'deploy <failing>', oldValue: { ...override, enabled: false }, newValue: override }] } satisfies Read<'override'>;
   },
   async listJobs() {
-    return { jobs: [{ ...job, state: 'failed', error: { code: 'JG_HANDLER_FAILED', message: 'boom' } }], nextCursor: 'next-cursor' } satisfies Read<'listJobs'>;
+    return { jobs: [{ ...job, state: 'failed', error: { code: ErrorCode.permanentFailure, message: 'boom' } }], nextCursor: 'next-cursor' } satisfies Read<'listJobs'>;
   },
   async job(id: string) {
     if (id !== JOB_ID) throw new JobgateError(ErrorCode.jobNotFound, `No job has id ${id}.`);
@@ -49,7 +49,7 @@ const stub = {
     if (id !== BATCH_ID) throw new JobgateError(ErrorCode.notFound, `No batch has id ${id}.`);
     return {
       id: BATCH_ID, state: 'running', counts: { queued: 1, active: 1, completed: 9, failed: 1, cancelled: 0 }, total: 12, properties: { order: 7 }, callbacks: [], createdAt: AT,
-      failed: [{ id: JOB_ID, name: 'demo.child', finishedAt: AT, error: { code: 'JG_HANDLER_FAILED', message: 'child broke' } }],
+      failed: [{ id: JOB_ID, name: 'demo.child', finishedAt: AT, error: { code: ErrorCode.permanentFailure, message: 'child broke' } }],
     } as Read<'batch'>;
   },
   catalogue: () => ({ jobs: [{ name: 'demo.heavy', runsOnFetcher: true, cron: null }, { name: 'demo.light', runsOnFetcher: false, cron: null }] }),
@@ -63,7 +63,7 @@ const reads = stub as AdminReads;
 const CASES: Record<string, { params?: Record<string, string>; query?: Record<string, string>; regions: Record<string, string[]> }> = {
   '/overview': { regions: { fetcher: ['awake', 'value="120"'], override: ['deploy &#60;failing&#62;'], pauses: ['demo.light', 'provider down', 'api/jobs/demo.light/resume'], jobs: ['demo.light', 'rect class="ok"', 'rect class="bad"', '≤ 20 ms / ≤ 2 s'] } },
   '/fetcher_service': { regions: { state: ['class="badge awake">awake<', '12 ms', '9.9.9', '>open<'], memory: ['RSS 120 MB of 512 MB', '<polyline'], override: ['ON since', 'override-form" hidden'], waiting: ['demo.heavy', 'demo.light'], audit: ['admin (dashboard)', 'off → on'] } },
-  '/jobs': { query: { state: 'failed' }, regions: { jobs: [`data-job-id="${JOB_ID}"`, 'JG_HANDLER_FAILED: boom', `api/jobs/${JOB_ID}/retry`, 'cursor=next-cursor'] } },
+  '/jobs': { query: { state: 'failed' }, regions: { jobs: [`data-job-id="${JOB_ID}"`, 'JG_PERMANENT_FAILURE: boom', `api/jobs/${JOB_ID}/retry`, 'cursor=next-cursor'] } },
   '/jobs/:id': { params: { id: JOB_ID }, regions: { state: ['class="badge active">active<', '<progress id="progress-bar" max="100" aria-label="progress" value="40">', 'halfway-ish', `batches/${BATCH_ID}`, `api/jobs/${JOB_ID}/cancel`], executions: ['<td>1</td><td>fetcher</td>', 'running'] } },
   '/batches/:id': { params: { id: BATCH_ID }, regions: { progress: ['10 of 12 ended: 9 completed, 1 failed', 'value="10" max="12"', `api/batches/${BATCH_ID}/retry-failed`], callbacks: ['they run once every job has ended'], failed: ['demo.child', 'child broke'] } },
   '/cron': { regions: { schedules: ['maintenance.cleanup', '0 2 * * *', 'api/schedules/sched-1/run', 'data-fill="schedule-form"'] } },
