@@ -283,6 +283,26 @@ describe('admin dashboard in Chromium', () => {
     expect((await admin(pair.main, 'GET', '/schedules')).json.schedules.filter((s: { source: string }) => s.source === 'runtime')).toEqual([]);
   });
 
+  it('the jobs list and the overview show new jobs by themselves, without a reload', async () => {
+    // a mark on the window: a reload would lose it
+    const stillSamePage = async () => (await page.evaluate('window.__notReloaded === true')) === true;
+    await page.goto(`${pair.main.url}/admin/jobs?name=test.record&payload=${encodeURIComponent('label=live-list')}`);
+    await page.evaluate('window.__notReloaded = true');
+    expect(await page.locator('#jobs tbody tr[data-job-id]').count()).toBe(0);
+    const id = await enqueue(pair.main, 'test.record', { label: 'live-list' });
+    await see(`#jobs tbody tr[data-job-id="${id}"]`, (t) => t.includes('completed'), 20_000);
+    expect(await stillSamePage()).toBe(true);
+
+    await page.goto(`${pair.main.url}/admin/overview`);
+    await page.evaluate('window.__notReloaded = true');
+    const row = '#overview tbody tr:has(a[href="jobs?name=test.record"])';
+    const before = Number(await page.locator(`${row} td:nth-child(4)`).innerText());
+    const sent = await enqueue(pair.main, 'test.record', { label: 'live-overview' });
+    await waitFor('done', async () => (await states(db, [sent])).completed === 1, { timeoutMs: 20_000 });
+    await see(`${row} td:nth-child(4)`, (t) => Number(t) === before + 1, 20_000);
+    expect(await stillSamePage()).toBe(true);
+  });
+
   it('is readable on a phone', async () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 390, height: 844 });

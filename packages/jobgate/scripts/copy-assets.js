@@ -4,7 +4,8 @@ import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-cpSync(join(root, 'src/main/admin/assets'), join(root, 'dist/main/admin/assets'), { recursive: true });
+// the browser script's tsconfig.json only type-checks it in the repo
+cpSync(join(root, 'src/main/admin/assets'), join(root, 'dist/main/admin/assets'), { recursive: true, filter: (from) => !from.endsWith('tsconfig.json') });
 for (const entry of readdirSync(join(root, 'dist'), { recursive: true, withFileTypes: true })) {
   if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
   const file = join(entry.parentPath, entry.name);

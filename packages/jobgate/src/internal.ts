@@ -25,7 +25,7 @@ export * from './shipped/index.ts';
 export * from './main/router.ts';
 export * from './main/admin/auth.ts';
 export * from './main/admin/api.ts';
-export * from './main/admin/pages.ts';
+export * from './main/admin/dashboard.ts';
 export * from './main/admin/reads.ts';
 export * from './main/status.ts';
 export * from './main/metrics.ts';

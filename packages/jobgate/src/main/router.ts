@@ -5,7 +5,7 @@ import type { Registry } from 'prom-client';
 import { mountSignedRoutes, type ClaimAnswer, type ClaimRequest, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
 import { adminApi, type AdminDeps } from './admin/api.ts';
-import { adminHeaders, adminPages } from './admin/pages.ts';
+import { adminDashboard, adminHeaders } from './admin/dashboard.ts';
 import { createAdminReads } from './admin/reads.ts';
 import { cursorOrThrow, EnqueueBody, JobId, JobsListQuery, parseOrThrow } from './validation.ts';
 import type { ApiQuota } from './api-quota.ts';
@@ -120,7 +120,7 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
     if (!admin || !reads) return;
     app.use('/admin', adminHeaders);
     // the dashboard's pages and login (a form post) come before the JSON-only API
-    app.use('/admin', adminPages(admin.auth, reads));
+    app.use('/admin', adminDashboard(admin.auth, reads));
     app.use('/admin/api', adminApi(admin, reads));
   });
 

@@ -13,7 +13,7 @@ export const OverviewQuery = z.strictObject({ window: z.enum(['hour', 'day']).de
 
 /**
  * Everything the dashboard reads, in one place: the admin API answers these as JSON and the pages
- * render the same answers into their first paint (see assets/views.js).
+ * render the same answers (pages/*.ts).
  */
 export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'override' | 'wakes' | 'fetcher' | 'pool'>) {
   const { jobs, ledger } = deps;

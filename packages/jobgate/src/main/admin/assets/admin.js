@@ -1,323 +1,249 @@
-// The dashboard's only script (an ES module, no build step, no dependencies). The server renders
-// each page's first paint with views.js; this script keeps the page live with the same views
-// (polling the admin API every 2 s) and sends state changes as JSON with the session's CSRF token.
-import { batchView, cronView, fetcherView, jobsView, jobView, overviewView } from './views.js';
+// @ts-check
+// The dashboard's only script: small, generic, no build step, no dependencies, and no renderer.
+// The server renders every page (main/admin/pages/*.ts); this script
+// - keeps a page live: every 2 s it fetches the page again and swaps each region marked
+//   `data-live="name"` whose HTML changed (GoodJob's live poll), so what the page shows is always
+//   what the server rendered;
+// - runs what buttons and forms declare (main/admin/html.ts `act`): `data-api="METHOD path"` with
+//   the session's CSRF token, `data-confirm`, `data-prompt`, `data-done` (the message),
+//   `data-go` (where to go after); and fills a form from `data-fill` (the schedule editor).
+// Type-checked by tsconfig.json beside it (DOM types), not by the root one (Node types).
 
-const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? '';
-const $ = (sel) => document.querySelector(sel);
 const POLL_MS = 2000;
+const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 
-async function api(method, path, body) {
-  const res = await fetch(`api${path}`, {
-    method,
-    headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), 'x-csrf-token': csrf },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
-  if (res.status === 401) {
-    location.href = `login?next=${encodeURIComponent(location.pathname + location.search)}`;
-    throw new Error('logged out');
-  }
-  const json = res.status === 204 ? null : await res.json();
-  if (!res.ok) throw new Error(json?.errors?.map((e) => `${e.path}: ${e.message}`).join('; ') || json?.detail || json?.title || res.statusText);
-  return json;
-}
-
+/** @param {string} message @param {boolean} [isError] */
 function flash(message, isError = false) {
-  const el = $('#flash');
+  const el = document.getElementById('flash');
+  if (!el) return;
   el.textContent = message;
   el.className = isError ? 'error' : '';
 }
 
-/** What each element was last set to, so a refresh that changes nothing touches nothing (focus, selection). */
-const shown = new Map();
-/** Puts a view (see views.js) on the page: the same HTML, attributes and visibility the server rendered. */
-function apply(view) {
-  for (const [id, html] of Object.entries(view.html)) {
-    const el = document.getElementById(id);
-    if (!el || shown.get(id) === html) continue;
-    el.innerHTML = html;
-    shown.set(id, html);
+class LoggedOut extends Error {}
+
+/** Off to the login page, coming back here after. */
+function toLogin() {
+  location.href = `login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  return new LoggedOut('logged out');
+}
+
+/**
+ * Sends a request to `path` (relative to the admin's root, its <base>) as JSON with the CSRF token.
+ * @param {string} method @param {string} path @param {unknown} [body]
+ * @returns {Promise<unknown>} the JSON answer (null for 204)
+ */
+async function send(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: { accept: 'application/json', 'x-csrf-token': csrf, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  if (res.status === 401) throw toLogin();
+  const json = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const problem = /** @type {{ errors?: Array<{ path: string, message: string }>, detail?: string, title?: string } | null} */ (json);
+    throw new Error(problem?.errors?.map((e) => `${e.path}: ${e.message}`).join('; ') || problem?.detail || problem?.title || res.statusText);
   }
-  for (const [id, attrs] of Object.entries(view.attrs)) {
-    const el = document.getElementById(id);
-    for (const [k, v] of Object.entries(attrs)) if (el && el.getAttribute(k) !== v) el.setAttribute(k, v);
-  }
-  for (const [id, hidden] of Object.entries(view.hidden)) {
-    const el = document.getElementById(id);
-    if (el) el.hidden = hidden;
+  return json;
+}
+
+/**
+ * The value at a dotted path (`retried.length`, `nextRuns.0`) of an answer.
+ * @param {unknown} from @param {string} path @returns {unknown}
+ */
+function at(from, path) {
+  /** @type {unknown} */
+  let value = from;
+  for (const key of path.split('.')) value = value !== null && value !== undefined ? /** @type {Record<string, unknown>} */ (value)[key] : undefined;
+  return value;
+}
+
+/**
+ * Fills a template from an answer: `{path}` is the value there, `{path?text}` the text when the value is set.
+ * @param {string} template @param {unknown} answer
+ */
+const fill = (template, answer) =>
+  template.replace(/\{([\w.]+)(\?([^}]*))?\}/g, (_, /** @type {string} */ path, cond, /** @type {string} */ text) => {
+    const value = at(answer, path);
+    const set = value !== undefined && value !== null && value !== false && value !== '' && value !== 0;
+    return cond ? (set ? text : '') : set || value === 0 || value === false ? String(value) : '';
+  });
+
+// ---------------------------------------------------------------- live regions
+
+/** Fetches this page again and puts each live region whose HTML changed in place of the one shown. */
+async function swapRegions() {
+  const res = await fetch(location.href, { headers: { accept: 'text/html' } });
+  if (res.redirected && new URL(res.url).pathname.endsWith('/login')) throw toLogin();
+  if (!(res.headers.get('content-type') ?? '').startsWith('text/html')) throw new Error(`${res.status} ${res.statusText}`);
+  const fresh = new DOMParser().parseFromString(await res.text(), 'text/html');
+  for (const region of fresh.querySelectorAll('[data-live]')) {
+    const shown = document.querySelector(`[data-live="${CSS.escape(region.getAttribute('data-live') ?? '')}"]`);
+    // unchanged regions stay as they are: focus, selection and what is typed into them too
+    if (shown && !shown.isEqualNode(region)) shown.replaceWith(document.adoptNode(region));
   }
 }
 
+/** @type {Promise<void> | null} */
+let inFlight = null;
+let stale = false;
+/** Refreshes the live regions; asked again while one runs (an action just changed something), once more after it. */
+function refresh() {
+  if (inFlight) {
+    stale = true;
+    return inFlight;
+  }
+  inFlight = (async () => {
+    try {
+      do {
+        stale = false;
+        await swapRegions();
+      } while (stale);
+    } finally {
+      inFlight = null;
+    }
+  })();
+  return inFlight;
+}
+
 /** Refreshes every POLL_MS, the first time after one interval: the server already painted the page. */
-function poll(refresh) {
+function poll() {
   const tick = async () => {
     try {
       await refresh();
     } catch (err) {
-      if (err.message !== 'logged out') flash(`Could not refresh: ${err.message}`, true);
+      if (!(err instanceof LoggedOut)) flash(`Could not refresh: ${/** @type {Error} */ (err).message}`, true);
     }
     setTimeout(tick, POLL_MS);
   };
   setTimeout(tick, POLL_MS);
 }
 
-/** Runs an action from a button, shows what happened, and refreshes. */
-function action(button, run, refresh) {
-  button?.addEventListener('click', async () => {
-    button.disabled = true;
-    try {
-      const message = await run();
-      if (message) flash(message);
-      await refresh?.();
-    } catch (err) {
-      flash(err.message, true);
-    } finally {
-      button.disabled = false;
-    }
-  });
-}
+// ---------------------------------------------------------------- actions
 
-/** Clicks on buttons that views render (rows come and go with each refresh): `data-action` names the handler. */
-function onAction(handlers) {
-  document.addEventListener('click', (e) => {
-    const button = e.target.closest?.('button[data-action]');
-    const handler = button && handlers[button.dataset.action];
-    if (handler) handler(button.dataset, button);
-  });
-}
-
-// ---------------------------------------------------------------- fetcher service
-
-function fetcherPage() {
-  async function refresh() {
-    const [s, { audit }] = await Promise.all([api('GET', '/fetcher_service'), api('GET', '/override')]);
-    apply(fetcherView(s, audit));
-  }
-  onAction({
-    'resend-events': async (_data, button) => {
-      button.disabled = true;
+/**
+ * A form's fields as a JSON body: checkboxes as booleans, numbers as numbers, `data-json` fields
+ * parsed; empty fields and disabled ones left out.
+ * @param {HTMLFormElement} form @returns {Record<string, unknown>}
+ */
+function fieldsOf(form) {
+  /** @type {Record<string, unknown>} */
+  const fields = {};
+  for (const el of form.elements) {
+    if (!(el instanceof HTMLInputElement || el instanceof HTMLSelectElement || el instanceof HTMLTextAreaElement) || !el.name || el.disabled) continue;
+    if (el instanceof HTMLInputElement && el.type === 'checkbox') fields[el.name] = el.checked;
+    else if (el.value === '') continue;
+    else if (el instanceof HTMLInputElement && el.type === 'number') fields[el.name] = Number(el.value);
+    else if (el.hasAttribute('data-json')) {
       try {
-        const r = await api('POST', '/fetcher_service/resend-events');
-        flash(`${r.resent} set-aside job events sent again.`);
-        await refresh();
+        fields[el.name] = JSON.parse(el.value);
       } catch (err) {
-        flash(err.message, true);
-      } finally {
-        button.disabled = false;
+        throw new Error(`The ${el.name} is not JSON: ${/** @type {Error} */ (err).message}`);
       }
-    },
-  });
-  action($('#wake'), async () => {
-    flash('Waking the fetcher…');
-    const r = await api('POST', '/fetcher_service/wake');
-    return r.state === 'awake' ? `Fetcher awake after ${r.waitedMs} ms.` : `Fetcher still ${r.state}: ${r.error ?? ''}`;
-  }, refresh);
-  $('#override-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const form = new FormData(e.target);
-    const minutes = form.get('expiresInMinutes');
-    if (!confirm('Switch the emergency override on? Heavy fetcher jobs will run on the main app until you switch it off.')) return;
-    try {
-      await api('PUT', '/override', { enabled: true, reason: form.get('reason'), ...(minutes ? { expiresInMinutes: Number(minutes) } : {}) });
-      flash('Emergency override is on.');
-      e.target.reset();
-      await refresh();
-    } catch (err) {
-      flash(err.message, true);
-    }
-  });
-  action($('#override-off'), async () => {
-    const reason = prompt('Why switch the override off?', 'fetcher is back');
-    if (!reason) return null;
-    await api('PUT', '/override', { enabled: false, reason });
-    return 'Emergency override is off.';
-  }, refresh);
-  poll(refresh);
+    } else fields[el.name] = el.value;
+  }
+  return fields;
 }
 
-// ---------------------------------------------------------------- jobs
-
-function filterFromQuery() {
-  const q = new URLSearchParams(location.search);
-  const f = {};
-  for (const k of ['state', 'name', 'route', 'payload']) if (q.get(k)) f[k] = q.get(k);
-  return f;
+/**
+ * The request `data-api` declares (`METHOD path`), `{field}` in the path filled from `fields`; of
+ * `A | B`, the first whose fields are all filled. `used` names the fields that went into the path.
+ * @param {string} spec @param {Record<string, unknown>} fields
+ * @returns {{ method: string, path: string, used: string[] }}
+ */
+function requestOf(spec, fields) {
+  for (const choice of spec.split('|')) {
+    const [method = 'POST', template = ''] = choice.trim().split(/\s+/);
+    const used = [...template.matchAll(/\{(\w+)\}/g)].map((m) => /** @type {string} */ (m[1]));
+    if (!used.every((n) => fields[n] !== undefined && fields[n] !== '')) continue;
+    return { method, path: template.replace(/\{(\w+)\}/g, (_, /** @type {string} */ n) => encodeURIComponent(String(fields[n]))), used };
+  }
+  throw new Error(`Fill in the form first (${spec}).`);
 }
 
-function jobsPage() {
-  const filter = filterFromQuery();
-  const cursor = new URLSearchParams(location.search).get('cursor');
-  async function refresh() {
-    const q = new URLSearchParams({ ...filter, limit: '50', ...(cursor ? { cursor } : {}) });
-    apply(jobsView(await api('GET', `/jobs?${q}`), filter));
+/**
+ * Runs what `el` declares; true when it was sent and answered.
+ * @param {HTMLElement} el a button or a form with `data-api`
+ * @param {Record<string, unknown>} fields a form's fields
+ */
+async function run(el, fields) {
+  const d = el.dataset;
+  if (d.confirm && !confirm(d.confirm)) return false;
+  /** @type {Record<string, unknown>} */
+  const body = { ...(d.body ? JSON.parse(d.body) : {}), ...fields };
+  if (d.prompt && d.promptField) {
+    const answer = prompt(d.prompt, d.promptSuggest ?? '');
+    if (!answer) return false;
+    body[d.promptField] = answer;
   }
-  async function rowAction(kind, { jobId, jobName }, button) {
-    button.disabled = true;
-    try {
-      const r = await api('POST', `/jobs/${jobId}/${kind}`);
-      flash(kind === 'retry' ? `Retried ${jobName} as a new job ${r.id}.` : `Cancelled ${jobName}.`);
-      await refresh();
-    } catch (err) {
-      flash(err.message, true);
-    } finally {
-      button.disabled = false;
-    }
-  }
-  onAction({ retry: (data, button) => rowAction('retry', data, button), cancel: (data, button) => rowAction('cancel', data, button) });
-  for (const kind of ['retry', 'cancel']) {
-    action($(`#bulk-${kind}`), async () => {
-      if (!confirm(`${kind === 'retry' ? 'Retry' : 'Cancel'} every job matching the filter?`)) return null;
-      const r = await api('POST', '/jobs/bulk', { action: kind, filter });
-      return `${kind === 'retry' ? 'Retried' : 'Cancelled'} ${r.done} of ${r.matched} matching jobs${r.truncated ? ' (stopped at the limit; run it again)' : ''}.`;
-    }, refresh);
-  }
-  $('#run-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    let payload;
-    try {
-      payload = JSON.parse($('#run-payload').value || '{}');
-    } catch (err) {
-      return flash(`The payload is not JSON: ${err.message}`, true);
-    }
-    try {
-      const job = await api('POST', `/jobs/${encodeURIComponent($('#run-name').value)}/run`, { payload, runOnMain: $('#run-on-main').checked });
-      flash(`Enqueued ${job.name} (${job.route}${job.routeReason !== 'definition' ? `, ${job.routeReason}` : ''}).`);
-      location.href = `jobs/${job.id}`;
-    } catch (err) {
-      flash(err.message, true);
-    }
-  });
-  poll(refresh);
+  const { method, path, used } = requestOf(d.api ?? '', body);
+  for (const name of used) delete body[name];
+  if (d.pending) flash(d.pending);
+  const answer = await send(method, path, d.body || Object.keys(body).length ? body : undefined);
+  if (d.done) flash(fill(d.done, answer));
+  if (d.go) location.href = fill(d.go, answer);
+  else await refresh();
+  return true;
 }
 
-// ---------------------------------------------------------------- one job
-
-function jobPage() {
-  const id = document.body.dataset.jobId;
-  async function refresh() {
-    apply(jobView(await api('GET', `/jobs/${id}`)));
+/**
+ * Puts `values` into a form (or empties it: `values` null), locking the fields named in `lock`.
+ * @param {HTMLFormElement} form @param {Record<string, unknown> | null} values @param {string[]} lock @param {string | undefined} title
+ */
+function fillForm(form, values, lock, title) {
+  form.reset();
+  for (const el of form.elements) {
+    if (!(el instanceof HTMLInputElement || el instanceof HTMLSelectElement || el instanceof HTMLTextAreaElement) || !el.name) continue;
+    el.disabled = values !== null && lock.includes(el.name);
+    if (el instanceof HTMLInputElement && el.type === 'hidden') el.value = '';
+    const value = values?.[el.name];
+    if (value === undefined) continue;
+    if (el instanceof HTMLInputElement && el.type === 'checkbox') el.checked = Boolean(value);
+    else el.value = String(value);
   }
-  action($('#job-retry'), async () => {
-    const again = await api('POST', `/jobs/${id}/retry`);
-    location.href = `jobs/${again.id}`;
-  });
-  action($('#job-cancel'), async () => {
-    await api('POST', `/jobs/${id}/cancel`);
-    return 'Cancelled.';
-  }, refresh);
-  poll(refresh);
+  const heading = form.closest('section')?.querySelector('h2');
+  if (heading) {
+    heading.dataset.original ??= heading.textContent ?? '';
+    heading.textContent = values && title ? title : heading.dataset.original;
+  }
 }
 
-// ---------------------------------------------------------------- cron
-
-function cronPage() {
-  async function refresh() {
-    apply(cronView((await api('GET', '/schedules')).schedules));
+/** @param {HTMLElement} el @param {() => Promise<unknown>} work */
+async function busy(el, work) {
+  const controls = el instanceof HTMLFormElement ? [...el.querySelectorAll('button')] : [el];
+  for (const c of controls) if (c instanceof HTMLButtonElement) c.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    if (!(err instanceof LoggedOut)) flash(/** @type {Error} */ (err).message, true);
+  } finally {
+    for (const c of controls) if (c instanceof HTMLButtonElement) c.disabled = false;
   }
-  const form = $('#schedule-form');
-  const editing = (schedule) => {
-    form.elements.id.value = schedule?.id ?? '';
-    form.elements.name.disabled = Boolean(schedule);
-    if (schedule) {
-      form.elements.name.value = schedule.name;
-      form.elements.schedule.value = schedule.schedule;
-      form.elements.timeZone.value = schedule.timeZone;
-      form.elements.payload.value = JSON.stringify(schedule.payload);
-      form.elements.enabled.checked = schedule.enabled;
-    } else form.reset();
-    $('#schedule-form-title').textContent = schedule ? `Edit the schedule of ${schedule.name}` : 'New schedule';
+}
+
+// Listeners on the document, so buttons in regions the live refresh replaces keep working.
+document.addEventListener('click', (e) => {
+  const target = e.target instanceof Element ? e.target.closest('button') : null;
+  if (!(target instanceof HTMLButtonElement) || target.type === 'submit') return;
+  const d = target.dataset;
+  // `data-fill` names a form to fill with `data-values` (or empty); with `data-api`, once that succeeded
+  const fillIt = () => {
+    const form = d.fill ? document.getElementById(d.fill) : null;
+    if (form instanceof HTMLFormElement) fillForm(form, d.values ? JSON.parse(d.values) : null, (d.lock ?? '').split(' '), d.title);
   };
-  const run = (what) => async (data) => {
-    try {
-      flash(await what(data));
-      await refresh();
-    } catch (err) {
-      flash(err.message, true);
-    }
-  };
-  onAction({
-    'run-schedule': run(async ({ scheduleId }) => `Enqueued ${(await api('POST', `/schedules/${encodeURIComponent(scheduleId)}/run`)).name}.`),
-    'toggle-schedule': run(async ({ scheduleId, enabled }) => {
-      const s = await api('PATCH', `/schedules/${encodeURIComponent(scheduleId)}`, { enabled: enabled !== 'true' });
-      return `${s.name}: ${s.enabled ? 'enabled' : 'disabled'}.`;
-    }),
-    'delete-schedule': run(async ({ scheduleId }) => {
-      await api('DELETE', `/schedules/${encodeURIComponent(scheduleId)}`);
-      editing(null);
-      return 'Schedule deleted.';
-    }),
-    'edit-schedule': ({ schedule }) => editing(JSON.parse(schedule)),
+  if (d.api) void busy(target, async () => (await run(target, {})) && fillIt());
+  else fillIt();
+});
+document.addEventListener('submit', (e) => {
+  const form = e.target;
+  if (!(form instanceof HTMLFormElement) || !form.dataset.api) return; // a plain form (the filters) goes to the server
+  e.preventDefault();
+  void busy(form, async () => {
+    if (await run(form, fieldsOf(form))) fillForm(form, null, [], undefined);
   });
-  $('#schedule-new').addEventListener('click', () => editing(null));
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    let payload;
-    try {
-      payload = JSON.parse(form.elements.payload.value || '{}');
-    } catch (err) {
-      return flash(`The payload is not JSON: ${err.message}`, true);
-    }
-    const fields = { schedule: form.elements.schedule.value, timeZone: form.elements.timeZone.value || 'UTC', payload, enabled: form.elements.enabled.checked };
-    const id = form.elements.id.value;
-    await run(async () => {
-      const s = id ? await api('PATCH', `/schedules/${encodeURIComponent(id)}`, fields) : await api('POST', '/schedules', { name: form.elements.name.value, ...fields });
-      editing(null);
-      return `Saved: ${s.name} at ${s.schedule} (${s.timeZone}); next ${s.nextRuns[0] ?? 'never'}.`;
-    })();
-  });
-  poll(refresh);
-}
+});
 
-// ---------------------------------------------------------------- overview
+if (document.querySelector('[data-live]')) poll();
 
-function overviewPage() {
-  const window = document.body.dataset.window ?? 'hour';
-  async function refresh() {
-    apply(overviewView(await api('GET', `/overview?window=${window}`)));
-  }
-  onAction({
-    resume: async ({ jobName }) => {
-      try {
-        await api('POST', `/jobs/${encodeURIComponent(jobName)}/resume`, {});
-        flash(`Resumed ${jobName === '*' ? 'every job' : jobName}.`);
-        await refresh();
-      } catch (err) {
-        flash(err.message, true);
-      }
-    },
-  });
-  $('#pause-form').addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const f = e.target.elements;
-    try {
-      const p = await api('POST', `/jobs/${encodeURIComponent(f.name.value)}/pause`, { reason: f.reason.value, ...(f.expiresInMinutes.value ? { expiresInMinutes: Number(f.expiresInMinutes.value) } : {}) });
-      flash(`Paused ${p.name === '*' ? 'every job' : p.name}: no new attempt starts until it is resumed.`);
-      e.target.reset();
-      await refresh();
-    } catch (err) {
-      flash(err.message, true);
-    }
-  });
-  poll(refresh);
-}
-
-// ---------------------------------------------------------------- batch
-
-function batchPage() {
-  const id = document.body.dataset.batchId;
-  const refresh = async () => apply(batchView(await api('GET', `/batches/${id}`)));
-  action($('#batch-retry'), async () => {
-    const r = await api('POST', `/batches/${id}/retry-failed`);
-    return `Retried ${r.retried.length} failed job${r.retried.length === 1 ? '' : 's'}${r.failures.length ? `; ${r.failures.length} could not be retried` : ''}.`;
-  }, refresh);
-  poll(refresh);
-}
-
-// a module script runs once the document is parsed
-{
-  $('#logout')?.addEventListener('click', async () => {
-    await fetch('logout', { method: 'POST', headers: { 'x-csrf-token': csrf } });
-    location.href = 'login';
-  });
-  ({ overview: overviewPage, fetcher_service: fetcherPage, jobs: jobsPage, job: jobPage, cron: cronPage, batch: batchPage })[document.body.dataset.page]?.();
-}
+export {};
