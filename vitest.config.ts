@@ -21,7 +21,9 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'bench/**/*.test.ts'], testTimeout: 10_000 } },
       { extends: true, test: { name: 'db', include: ['test/db/**/*.test.ts'], globalSetup: ['test/support/setup-database.ts'] } },
-      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'] } },
+      // a test that starts and stops processes one after another (the CLI's, npm start's) takes
+      // minutes, not seconds, on a machine that runs two suites at once: its ceiling allows that
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'], testTimeout: 180_000, hookTimeout: 180_000 } },
     ],
   },
 });

@@ -123,20 +123,32 @@ describe('kill -9', () => {
   });
 });
 
-/** Opens a POST whose body is sent only when `finish` is called: an in-flight request. */
+/**
+ * Opens a POST whose body is sent only when `finish` is called: an in-flight request. `reached`
+ * settles once the server has read its headers (its 100 Continue), so the request is the server's,
+ * not one still waiting in the listen backlog (which a closing server resets, as any would).
+ */
 function slowPost(base: string, path: string, body: string) {
   const url = new URL(path, base);
   let resolveDone!: (v: { status: number; body: string } | { error: string }) => void;
   const done = new Promise<{ status: number; body: string } | { error: string }>((r) => (resolveDone = r));
-  const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...apiHeaders, 'content-length': Buffer.byteLength(body) } }, (res) => {
+  let resolveReached!: () => void;
+  const reached = new Promise<void>((r) => (resolveReached = r));
+  const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...apiHeaders, 'content-length': Buffer.byteLength(body), expect: '100-continue' } }, (res) => {
     let text = '';
     res.on('data', (c) => (text += c));
     res.on('end', () => resolveDone({ status: res.statusCode!, body: text }));
   });
-  req.on('error', (err) => resolveDone({ error: err.message }));
-  req.write(body.slice(0, 5));
+  req.on('continue', () => {
+    req.write(body.slice(0, 5));
+    resolveReached();
+  });
+  req.on('error', (err) => {
+    resolveDone({ error: err.message });
+    resolveReached();
+  });
   req.flushHeaders();
-  return { finish: () => req.end(body.slice(5)), done };
+  return { finish: () => req.end(body.slice(5)), done, reached };
 }
 
 describe('SIGTERM', () => {
@@ -145,7 +157,7 @@ describe('SIGTERM', () => {
     const running = await enqueue(app.url, 'test.record', { sleepMs: 2_000, label: 'running-at-sigterm' });
     await waitState(running.json.id, 'active');
     const inflight = Array.from({ length: 20 }, (_, i) => slowPost(app.url, '/api/jobs/test.record', JSON.stringify({ payload: { label: `inflight-${i}` }, delaySeconds: 1 })));
-    await new Promise((r) => setTimeout(r, 200));
+    await Promise.all(inflight.map((r) => r.reached));
     const signalledAt = Date.now();
     app.kill('SIGTERM');
     await app.waitForLog('shutting down', (l) => l.msg === 'shutting down');

@@ -255,7 +255,7 @@ describe.each(runtimes)('the example on $label', ({ version, node, browser }) =>
       startExample(node(), flags, 'server', { ...env, PORT: String(serverPort), FETCHER_URL: `http://127.0.0.1:${fetcherPort}` }),
     ]);
     console.log(`example app (${v}): server and fetcher listening after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }, 60_000);
+  });
   afterAll(async () => {
     await Promise.all([server?.stop(), fetcher?.stop()]);
     await db?.drop();

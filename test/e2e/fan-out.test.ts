@@ -44,7 +44,7 @@ describe('fan-out from a handler', () => {
     expect((await callbackRuns(batchId)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
     const parentJson = await call(t.pair.main.url, 'GET', `/api/jobs/${parent}`);
     expect(parentJson.json.batchId).toBe(batchId);
-  }, 150_000);
+  });
 
   it('children written by an attempt that then failed are not written again by its retry (keyed by parent and place)', async () => {
     t.pair = await startPair(t.db);
@@ -62,7 +62,7 @@ describe('fan-out from a handler', () => {
     await waitFor('the batch callbacks', async () => (await callbackRuns(batchId)).length === 2, { timeoutMs: 30_000 });
     await sleep(1_500);
     expect((await callbackRuns(batchId)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
-  }, 120_000);
+  });
 
   it('a fetcher job enqueues its children at main over the signed API; its retry does not double them', async () => {
     t.pair = await startPair(t.db);
@@ -75,7 +75,7 @@ describe('fan-out from a handler', () => {
     // main's children of a fetcher parent run on main
     const { rows } = await t.db.pool.query(`SELECT DISTINCT route FROM jobgate.jobs WHERE parent_id = $1`, [parent]);
     expect(rows).toEqual([{ route: 'main' }]);
-  }, 150_000);
+  });
 });
 
 describe('batches', () => {
@@ -101,7 +101,7 @@ describe('batches', () => {
     expect(api.json.callbacks.every((c: { state: string }) => c.state === 'completed')).toBe(true);
     expect((await call(t.pair.main.url, 'GET', '/api/batches/not-a-uuid')).status).toBe(422);
     expect((await call(t.pair.main.url, 'GET', `/api/batches/${parent}`)).status).toBe(404);
-  }, 150_000);
+  });
 
   it('main killed (-9) after the last child ended and before the callback was enqueued: it runs once after the restart', async () => {
     // main's loops look every 30 s here, so the batch waits finished and due, and main dies in between
@@ -121,7 +121,7 @@ describe('batches', () => {
     expect((await callbackRuns(due)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
     expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(2);
     expect((await call(t.pair.main.url, 'GET', `/api/batches/${due}`)).json).toMatchObject({ state: 'finished', counts: { completed: 20 } });
-  }, 90_000);
+  });
 
   it('main killed (-9) while the last children end on the fetcher: the callback runs once, with two mains racing for it', async () => {
     t.pair = await startPair(t.db);
@@ -148,5 +148,5 @@ describe('batches', () => {
     } finally {
       await second.stop();
     }
-  }, 150_000);
+  });
 });

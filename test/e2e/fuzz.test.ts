@@ -175,5 +175,5 @@ describe('fuzz', () => {
     expect(after).toEqual(before);
     expect(pair.main.child.exitCode).toBeNull();
     expect(pair.fetcher!.child.exitCode).toBeNull();
-  }, 120_000);
+  });
 });

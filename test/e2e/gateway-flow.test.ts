@@ -185,7 +185,7 @@ describe('crashes and lost answers on the hop', () => {
     expect(await effects(t.db, ids)).toBe(5);
     const duplicates = t.pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').reduce((n, l) => n + l.duplicates, 0);
     console.log(`row 3: main killed mid-forward; fetcher jobs per id 1; ${duplicates} duplicate forwards answered duplicate:true; effects/job 1`);
-  }, 120_000);
+  });
 
   it('the first answer of every forward is lost: main retries, the fetcher dedups, effects = 1 (row 4)', async () => {
     t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: { FETCHER_FORWARD_BATCH_SIZE: '10' } });
@@ -226,5 +226,5 @@ describe('crashes and lost answers on the hop', () => {
     expect(rows).toEqual([]); // every event applied once, none skipped
     expect(new Set(await executionsPerJob(ids))).toEqual(new Set([1]));
     console.log(`row 21: ${waiting[0].n} events waited in the fetcher's outbox while main was down; main consistent ${lag.toFixed(1)} s after restart; duplicate callbacks applied 0`);
-  }, 120_000);
+  });
 });

@@ -84,7 +84,7 @@ describe('fetcher asleep (row 18)', () => {
     await expectExactlyOnceOnFetcher(ids);
     const waiting = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
     console.log(`row 18: 50 jobs, 1 wake-up (${probes} /healthz probe) shared by ${waiting} waiting batches; first forward ${((Date.parse(firstAccepted!.time) - wakesAt) / 1000).toFixed(1)} s after the platform let requests through`);
-  }, 120_000);
+  });
 });
 
 /** Rows 19-20: a fetcher slower than the client's headers timeout (every chunk, both ways); batches retried at most 2 s apart. */
@@ -108,7 +108,7 @@ describe('slow or silent fetcher (rows 19 and 20)', () => {
     expect(await handlerStarts(t.db, ids)).toBe(3);
     await expectExactlyOnceOnFetcher(ids);
     console.log(`row 19: attempts against a ${SLOW_MS / 1000} s-slow fetcher cut after ${durations.map((d) => (d / 1000).toFixed(1)).join(', ')} s; peak sockets through the proxy ${peakSockets}; duplicates 0`);
-  }, 120_000);
+  });
 
   it('blackholed: each attempt fails within the headers timeout and the jobs wait; delivered once it answers again', async () => {
     t.pair = await startPair(t.db, { proxyToFetcher: true, mainEnv: FAILING_ENV });
@@ -124,5 +124,5 @@ describe('slow or silent fetcher (rows 19 and 20)', () => {
     for (const ms of durations) expect(ms).toBeLessThan(15_000);
     await expectExactlyOnceOnFetcher(ids);
     console.log(`row 20: ${durations.length} attempts into a blackhole, each failed after p95 ${(percentile(durations, 95) / 1000).toFixed(1)} s; nothing failed; all delivered once it answered`);
-  }, 120_000);
+  });
 });

@@ -110,7 +110,7 @@ describe('movies.fetch with the TMDB provider (msw)', () => {
     }));
     await expect(job().run({ provider: 'tmdb', batchSize: 20, maxMovies: 20 }, ctx().context)).rejects.toThrow('TMDB answered 503');
     expect(calls).toBe(5);
-  }, 30_000);
+  });
 
   it('fails at once, without retries, on a refused token', async () => {
     let calls = 0;

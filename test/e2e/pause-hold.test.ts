@@ -66,7 +66,7 @@ describe('a pause holds the jobs enqueued after it', () => {
 
     expect((await admin(pair.main, 'POST', '/jobs/demo.heavy/resume', {})).status).toBe(200);
     await ranOnce(pair, [held], { 'demo.heavy': 'fetcher' });
-  }, 120_000);
+  });
 
   it('a main job (demo.light) enqueued right after its pause answered waits the same, and runs once after resume', async () => {
     const pair = (t.pair = await startPair(t.db));
@@ -75,7 +75,7 @@ describe('a pause holds the jobs enqueued after it', () => {
     await heldFor(pair, [held], 'demo.light', 5_000);
     expect((await admin(pair.main, 'POST', '/jobs/demo.light/resume', {})).status).toBe(200);
     await ranOnce(pair, [held], { 'demo.light': 'main' });
-  }, 90_000);
+  });
 
   it('pausing every job (*) holds main and routed jobs alike, named by *; the CLI shows it', async () => {
     const pair = (t.pair = await startPair(t.db));
@@ -87,7 +87,7 @@ describe('a pause holds the jobs enqueued after it', () => {
     expect(JSON.parse(shown.stdout)).toMatchObject({ state: 'queued', pausedBy: { name: '*', reason: 'maintenance window' }, executions: [] });
     expect((await admin(pair.main, 'POST', '/jobs/*/resume', {})).status).toBe(200);
     await ranOnce(pair, held, { 'demo.heavy': 'fetcher', 'demo.light': 'main' });
-  }, 90_000);
+  });
 
   it('a fetcher that has not heard of the pause yet hands the job it fetched back unstarted: it shows waiting, no retry is spent', async () => {
     // the fetcher asks main for its pauses every 15 s: it fetches the held job before it hears
@@ -107,7 +107,7 @@ describe('a pause holds the jobs enqueued after it', () => {
     expect((await admin(pair.main, 'POST', '/jobs/test.remote/resume', {})).status).toBe(200);
     await ranOnce(pair, [held], { 'test.remote': 'fetcher' });
     expect(await handlerStarts(t.db, [held])).toBe(1);
-  }, 120_000);
+  });
 
   it('a pause longer than the job expiry spends no retry, even for a job a main worker fetched before it heard of the pause', async () => {
     // main reads the pauses every 20 s; the CLI (another process) pauses: main's worker fetches before it hears

@@ -71,7 +71,7 @@ describe('schedules made at run time', () => {
     } finally {
       await second.stop();
     }
-  }, 120_000);
+  });
 
   it('refuses what it cannot run with a 422 naming the field, keeps the code schedules editable only as enabled, deletes its own', async () => {
     t.pair = await startPair(t.db);
@@ -109,5 +109,5 @@ describe('schedules made at run time', () => {
     expect((await cli(['schedules', 'rm', made.id])).code).toBe(0);
     expect((await admin(t.pair.main, 'GET', `/schedules/${made.id}`)).status).toBe(404);
     expect((await admin(t.pair.main, 'DELETE', `/schedules/${made.id}`)).status).toBe(404);
-  }, 90_000);
+  });
 });
