@@ -93,9 +93,12 @@ describe('a pause holds the jobs enqueued after it', () => {
     // the fetcher asks main for its pauses every 15 s: it fetches the held job before it hears
     const pair = (t.pair = await startPair(t.db, { fetcherEnv: { JOBGATE_POLL_INTERVAL_SECONDS: '15', JOBGATE_WORKER_CONCURRENCY: '1' } }));
     // one handler at a time on the fetcher: `held` is delivered while `blocker` runs, and fetched after it
-    const blocker = await enqueue(pair.main, 'test.remote', { sleepMs: 2_500, label: 'blocker' });
+    // (enqueued together, the fetcher would take them in either order: the blocker must run first)
+    const blocker = await enqueue(pair.main, 'test.remote', { sleepMs: 6_000, label: 'blocker' });
+    await waitFor('the blocker runs', async () => (await getJob(pair, blocker)).state === 'active', { timeoutMs: 30_000, intervalMs: 50 });
     const held = await enqueue(pair.main, 'test.remote', { sleepMs: 10, label: 'held' });
-    await waitFor('the blocker runs and the held job is delivered', async () => (await getJob(pair, blocker)).state === 'active' && (await getJob(pair, held)).state === 'forwarded', { timeoutMs: 30_000, intervalMs: 50 });
+    await waitFor('the held job is delivered while the blocker runs', async () => (await getJob(pair, held)).state === 'forwarded', { timeoutMs: 30_000, intervalMs: 50 });
+    expect((await getJob(pair, blocker)).state).toBe('active');
     expect((await admin(pair.main, 'POST', '/jobs/test.remote/pause', { reason: 'quota' })).status).toBe(200);
 
     await pair.fetcher!.waitForLog('the held job handed back', (l) => l.msg === 'job paused: handed back to its queue unstarted' && l.jobId === held, 30_000);
