@@ -112,15 +112,16 @@ describe('jobgate CLI', () => {
       [['work', '--queues', 'no.such.job'], /--queues: no\.such\.job: not a job main runs/],
       [['status', 'extra'], /unexpected argument "extra"/],
     ];
-    for (const [args, message] of cases) {
-      const r = await jobgate(args);
-      expect(r.code, args.join(' ')).toBe(2);
-      expect(r.stderr, args.join(' ')).toMatch(message);
-    }
-    for (const args of [['--help'], ['status', '--help'], ['jobs', 'list', '--help'], ['jobs', 'retry', '--help'], ['override', 'on', '--help'], ['enqueue', '--help'], ['work', '--help'], ['migrate', '--help']]) {
-      const r = await jobgate(args);
-      expect(r.code, args.join(' ')).toBe(0);
-      expect(r.stdout, args.join(' ')).toMatch(/jobgate/);
+    // independent invocations (nothing here writes), a few at a time
+    const helps = [['--help'], ['status', '--help'], ['jobs', 'list', '--help'], ['jobs', 'retry', '--help'], ['override', 'on', '--help'], ['enqueue', '--help'], ['work', '--help'], ['migrate', '--help']];
+    const runs = [...cases.map(([args, message]) => ({ args, code: 2, stream: 'stderr' as const, message })), ...helps.map((args) => ({ args, code: 0, stream: 'stdout' as const, message: /jobgate/ }))];
+    for (let i = 0; i < runs.length; i += 4) {
+      const batch = runs.slice(i, i + 4);
+      const results = await Promise.all(batch.map((c) => jobgate(c.args)));
+      batch.forEach((c, k) => {
+        expect(results[k]!.code, c.args.join(' ')).toBe(c.code);
+        expect(results[k]![c.stream], c.args.join(' ')).toMatch(c.message);
+      });
     }
     const missing = await jobgate(['jobs', 'show', '4f6bef6d-d3d8-4e5c-b2ab-a34697c15910']);
     expect(missing.code).toBe(1);
