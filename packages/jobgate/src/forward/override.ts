@@ -24,13 +24,18 @@ export function createOverrideControl(deps: {
   let current: OverrideState | null = null;
   let readAt = 0;
   let reading: Promise<OverrideState> | null = null;
+  /** Bumped by each set(): a read that began before it must not put the old state back. */
+  let generation = 0;
   const stopping = new AbortController();
 
   /** One read in flight however many enqueues ask at once. */
   function read(): Promise<OverrideState> {
+    const began = generation;
     reading ??= deps.store
       .get()
       .then((state) => {
+        // a change made here while this read was under way is newer than what it read
+        if (began !== generation && current) return current;
         current = state;
         readAt = performance.now();
         return state;
@@ -75,6 +80,7 @@ export function createOverrideControl(deps: {
     /** Changes the override (audited) and, when it goes on, moves undelivered jobs at once. */
     async set(change: OverrideChange): Promise<OverrideState> {
       const state = await deps.store.set(change);
+      generation++;
       current = state;
       readAt = performance.now();
       logger.warn({ enabled: state.enabled, reason: change.reason, actor: change.actor, expiresAt: state.expiresAt }, state.enabled ? 'emergency override switched on' : 'emergency override switched off');
