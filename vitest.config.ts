@@ -22,8 +22,9 @@ export default defineConfig({
       { extends: true, test: { name: 'unit', include: ['packages/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts', 'bench/**/*.test.ts'], testTimeout: 10_000 } },
       { extends: true, test: { name: 'db', include: ['test/db/**/*.test.ts'], globalSetup: ['test/support/setup-database.ts'] } },
       // a test that starts and stops processes one after another (the CLI's, npm start's) takes
-      // minutes, not seconds, on a machine that runs two suites at once: its ceiling allows that
-      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'], testTimeout: 180_000, hookTimeout: 180_000 } },
+      // minutes, not seconds, on a busy machine: its ceiling allows that. Each file first takes one
+      // of the machine's e2e slots (machine-slots.ts), so two checkouts testing at once share them.
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'], globalSetup: ['test/support/setup-e2e.ts'], setupFiles: ['test/support/machine-slots.ts'], testTimeout: 180_000, hookTimeout: 180_000 } },
     ],
   },
 });

@@ -1,33 +1,20 @@
 // The fetcher's signed v1 API against a real fetcher process and PostgreSQL
 // (FAULTS.md rows 23-26 and 32, batches, idempotency, kill -9 mid-job).
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Purpose, parseSecrets, signedHeaders } from '../../packages/jobgate/src/protocol/index.ts';
-import { createFetcherClient, type FetcherClient } from '../../packages/jobgate/src/client/index.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { startFetcher, TEST_SHARED_SECRET, type AppProcess } from '../support/apps.ts';
+import { createFetcherClient } from '../../packages/jobgate/src/client/index.ts';
+import { fetcherPerFile } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
-let db: TestDatabase;
-let fetcher: AppProcess;
-let client: FetcherClient;
+const f = fetcherPerFile({ retries: 0 });
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  fetcher = await startFetcher({ DATABASE_URL: db.url });
-  client = createFetcherClient({ baseUrl: fetcher.url, keys, retries: 0 });
-});
-afterAll(async () => {
-  await client?.close();
-  await fetcher?.stop();
-  await db?.drop();
-});
-
-const rows = async () => (await db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs')).rows[0].n as number;
+const rows = async () => (await f.db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs')).rows[0].n as number;
 const submission = (jobs: unknown[]) => JSON.stringify({ jobs });
 async function post(body: string, headers: Record<string, string>) {
-  const res = await fetch(`${fetcher.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const res = await fetch(`${f.fetcher.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   return { status: res.status, type: res.headers.get('content-type') ?? '', json: (await res.json()) as any };
 }
 
@@ -79,22 +66,22 @@ describe('submissions', () => {
   it('accepts a batch of 500 in one request, and a resubmission yields 500 duplicates and one execution each', async () => {
     const jobs = Array.from({ length: 500 }, (_, i) => ({ id: randomUUID(), name: 'test.remote', payload: { label: `batch-${i}` } }));
     const started = Date.now();
-    const first = await client.submit(jobs);
+    const first = await f.client.submit(jobs);
     const acceptMs = Date.now() - started;
     expect(first.accepted).toHaveLength(500);
     expect(first.accepted.every((a) => !a.duplicate)).toBe(true);
-    const again = await client.submit(jobs);
+    const again = await f.client.submit(jobs);
     expect(again.accepted.every((a) => a.duplicate)).toBe(true);
     const ids = jobs.map((j) => j.id);
-    await waitFor('500 completed', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1) AND state = 'completed'`, [ids])).rows[0].n === 500, { timeoutMs: 60_000, intervalMs: 250 });
-    const { rows: runs } = await db.pool.query(`SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM public.test_events WHERE job_id = ANY($1) AND event = 'start'`, [ids]);
+    await waitFor('500 completed', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1) AND state = 'completed'`, [ids])).rows[0].n === 500, { timeoutMs: 60_000, intervalMs: 250 });
+    const { rows: runs } = await f.db.pool.query(`SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM public.test_events WHERE job_id = ANY($1) AND event = 'start'`, [ids]);
     console.log(`batch: 500 accepted in ${acceptMs} ms; resubmitted: 500 duplicates; executions ${runs[0].n} for ${runs[0].jobs} jobs`);
     expect(runs[0]).toEqual({ n: 500, jobs: 500 });
   });
 
   it('refuses an id reused for a different payload with 409 naming it, changing nothing (row 32)', async () => {
     const id = randomUUID();
-    await client.submit([{ id, name: 'test.remote', payload: { label: 'original' } }]);
+    await f.client.submit([{ id, name: 'test.remote', payload: { label: 'original' } }]);
     const before = await rows();
     const fresh = randomUUID();
     const body = submission([{ id: fresh, name: 'test.remote', payload: {} }, { id, name: 'test.remote', payload: { label: 'changed' } }]);
@@ -102,7 +89,7 @@ describe('submissions', () => {
     expect(res.status).toBe(409);
     expect(res.json.errors).toEqual([{ path: 'jobs.1.id', message: expect.stringContaining(id) }]);
     expect(await rows()).toBe(before);
-    const { rows: kept } = await db.pool.query('SELECT payload FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
+    const { rows: kept } = await f.db.pool.query('SELECT payload FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
     expect(kept[0].payload).toMatchObject({ label: 'original' });
   });
 
@@ -123,16 +110,16 @@ describe('submissions', () => {
 
 describe('reads', () => {
   it('answers signed status and job reads', async () => {
-    const status = await client.status();
+    const status = await f.client.status();
     expect(status).toMatchObject({ status: 'ok', intake: 'open', memory: { limitMb: 512 } });
     expect(status.memory.rssMb).toBeGreaterThan(20);
     const id = randomUUID();
-    await client.submit([{ id, name: 'test.remote', payload: { sleepMs: 100 } }]);
-    await waitFor('completed', async () => (await client.getJob(id)).state === 'completed');
-    const job = await client.getJob(id);
+    await f.client.submit([{ id, name: 'test.remote', payload: { sleepMs: 100 } }]);
+    await waitFor('completed', async () => (await f.client.getJob(id)).state === 'completed');
+    const job = await f.client.getJob(id);
     expect(job).toMatchObject({ id, name: 'test.remote', state: 'completed', progress: 100, attempts: 1, executions: [{ attempt: 1, outcome: 'completed' }] });
-    await expect(client.getJob(randomUUID())).rejects.toMatchObject({ code: 'JG_FETCHER_REJECTED', status: 404 });
-    const unsigned = await fetch(`${fetcher.url}/v1/status`);
+    await expect(f.client.getJob(randomUUID())).rejects.toMatchObject({ code: 'JG_FETCHER_REJECTED', status: 404 });
+    const unsigned = await fetch(`${f.fetcher.url}/v1/status`);
     expect(unsigned.status).toBe(401);
   });
 });
@@ -140,19 +127,19 @@ describe('reads', () => {
 describe('kill -9 mid-job', () => {
   it('runs the job again after the heartbeat; one lost and one completed execution', async () => {
     const id = randomUUID();
-    await client.submit([{ id, name: 'test.remote', payload: { sleepMs: 3_000 } }]);
-    await waitFor('started', async () => (await db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = $1 AND event = 'start'`, [id])).rowCount);
-    fetcher.kill('SIGKILL');
-    await fetcher.exited;
+    await f.client.submit([{ id, name: 'test.remote', payload: { sleepMs: 3_000 } }]);
+    await waitFor('started', async () => (await f.db.pool.query(`SELECT 1 FROM public.test_events WHERE job_id = $1 AND event = 'start'`, [id])).rowCount);
+    f.fetcher.kill('SIGKILL');
+    await f.fetcher.exited;
     const killedAt = Date.now();
-    fetcher = await startFetcher({ DATABASE_URL: db.url });
-    await client.close();
-    client = createFetcherClient({ baseUrl: fetcher.url, keys, retries: 0 });
-    await waitFor('completed after restart', async () => (await client.getJob(id)).state === 'completed', { timeoutMs: 40_000, intervalMs: 250 });
-    const job = await client.getJob(id);
+    f.fetcher = await startFetcher({ DATABASE_URL: f.db.url });
+    await f.client.close();
+    f.client = createFetcherClient({ baseUrl: f.fetcher.url, keys, retries: 0 });
+    await waitFor('completed after restart', async () => (await f.client.getJob(id)).state === 'completed', { timeoutMs: 40_000, intervalMs: 250 });
+    const job = await f.client.getJob(id);
     expect(job.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'completed']]);
-    const { rows: effects } = await db.pool.query('SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = $1', [id]);
+    const { rows: effects } = await f.db.pool.query('SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = $1', [id]);
     expect(effects[0].n).toBe(1);
-    console.log(`fetcher kill -9 mid-job (row 5): completed ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; executions 2, effects 1`);
+    console.log(`f.fetcher kill -9 mid-job (row 5): completed ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; executions 2, effects 1`);
   });
 });

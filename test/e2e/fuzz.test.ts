@@ -3,40 +3,16 @@
 // validators, not only the doors). Every answer must be a 4xx problem (or a 2xx read), never a 5xx
 // or a stack trace, and nothing may change in either database. Seeded: a failure names its seed.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseSecrets, signedHeaders } from '../../packages/jobgate/src/protocol/index.ts';
 import { TEST_API_TOKEN, TEST_SHARED_SECRET } from '../support/apps.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { ADMIN_PASSWORD, startPair, type Pair } from '../support/gateway.ts';
+import { prng } from '../support/adversarial.ts';
+import { ADMIN_PASSWORD, pairPerFile } from '../support/gateway.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261126);
 const REQUESTS = 2_400;
-let db: TestDatabase;
-let pair: Pair;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pair = await startPair(db);
-});
-afterAll(async () => {
-  await pair?.stop();
-  await db?.drop();
-});
-
-/** mulberry32: small, seeded, good enough to pick test cases. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
-  return { next, pick, int: (n: number) => Math.floor(next() * n) };
-}
+const f = pairPerFile();
 
 const WEIRD_STRINGS = ['', ' ', '\u0000', 'a\u0000b', '\ud800', '\udfff', '\u202e\u202d', '💥'.repeat(50), 'Ω'.repeat(3000), '%00', '../../etc/passwd', '<script>alert(1)</script>', "'; DROP TABLE jobs; --", '${7*7}', '__proto__', 'constructor', 'x'.repeat(70_000)];
 const WEIRD_VALUES: unknown[] = [null, true, false, 0, -1, 1.5, 2 ** 53 + 1, -(2 ** 63), [], {}, [[[]]], { __proto__: { polluted: true } }, ...WEIRD_STRINGS];
@@ -102,7 +78,7 @@ const TARGETS: Target[] = [
 ];
 
 async function state() {
-  const q = async (sql: string) => (await db.pool.query(sql)).rows[0].n as number;
+  const q = async (sql: string) => (await f.db.pool.query(sql)).rows[0].n as number;
   return {
     mainJobs: await q('SELECT count(*)::int AS n FROM jobgate.jobs'),
     executions: await q('SELECT count(*)::int AS n FROM jobgate.executions'),
@@ -127,9 +103,9 @@ describe('fuzz', () => {
     const pending = new Set<Promise<void>>();
     for (let i = 0; i < REQUESTS; i++) {
       // wrong credentials count against a shared budget (then 429): keep it open so requests reach the validators
-      if (i % 100 === 0) await db.pool.query('DELETE FROM jobgate.auth_throttle');
+      if (i % 100 === 0) await f.db.pool.query('DELETE FROM jobgate.auth_throttle');
       const target = r.pick(TARGETS);
-      const base = target.app === 'main' ? pair.main.url : pair.fetcher!.url;
+      const base = target.app === 'main' ? f.pair.main.url : f.pair.fetcher!.url;
       const path = target.path(r);
       const hasBody = target.method !== 'GET' && target.method !== 'DELETE';
       const body = hasBody ? badBody(r) : undefined;
@@ -173,7 +149,7 @@ describe('fuzz', () => {
     console.log(`fuzz (seed ${SEED}): ${REQUESTS} requests → ${counts}; 5xx ${problems.filter((p) => / → 5\d\d /.test(p)).length}, problems ${problems.length}; state unchanged: ${JSON.stringify(after) === JSON.stringify(before)}`);
     expect(problems.slice(0, 20)).toEqual([]);
     expect(after).toEqual(before);
-    expect(pair.main.child.exitCode).toBeNull();
-    expect(pair.fetcher!.child.exitCode).toBeNull();
+    expect(f.pair.main.child.exitCode).toBeNull();
+    expect(f.pair.fetcher!.child.exitCode).toBeNull();
   });
 });

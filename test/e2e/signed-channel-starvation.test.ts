@@ -8,27 +8,17 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createFetcherClient, createMainClient, parseSecrets, type FetcherClientError } from '../../packages/jobgate/src/internal.ts';
 import { TEST_SHARED_SECRET } from '../support/apps.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { enqueue, percentile, startPair, states, type Pair } from '../support/gateway.ts';
+import { enqueue, percentile, pairPerFile, states } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 /** How long each attack runs while the honest traffic is measured (JOBGATE_STALL_SECONDS=60 for the figures). */
 const ATTACK_SECONDS = Number(process.env.JOBGATE_STALL_SECONDS ?? 8);
 
-let db: TestDatabase;
-let pair: Pair;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pair = await startPair(db);
-});
-afterAll(async () => {
-  await pair?.stop();
-  await db?.drop();
-});
+const f = pairPerFile();
 
 /** The flood (test/support/signed-flood.ts) in its own process, against `targets` (`host:port/path=purpose`). */
 async function attack(sockets: number, targets: string[]): Promise<{ stop(): Promise<Map<string, number>> }> {
@@ -53,8 +43,8 @@ interface Honest {
 async function honestTraffic(seconds: number): Promise<Honest> {
   // generous ceilings: on a loaded machine an answer may be slow; what must never happen is a refusal
   const timeouts = { headersMs: 60_000, bodyMs: 60_000 };
-  const main = createMainClient({ baseUrl: pair.main.url, keys, retries: 0, timeouts });
-  const fetcher = createFetcherClient({ baseUrl: pair.fetcher!.url, keys, retries: 0, timeouts });
+  const main = createMainClient({ baseUrl: f.pair.main.url, keys, retries: 0, timeouts });
+  const fetcher = createFetcherClient({ baseUrl: f.pair.fetcher!.url, keys, retries: 0, timeouts });
   const statuses = new Map<string, number>();
   const latencies: number[] = [];
   const timed = async (what: string, request: () => Promise<unknown>) => {
@@ -91,7 +81,7 @@ const summary = (m: Map<string, number>) => [...m.entries()].map(([k, v]) => `${
 
 describe('the signed channel under a flood of unsigned 8 MiB claims', () => {
   // what an app logged at error, shown when an honest request was refused (there should be none)
-  const errorsLogged = () => [...pair.main.logs, ...pair.fetcher!.logs].filter((l) => l.level === 'error').map((l) => `${l.app}: ${l.msg} ${l.err?.message ?? ''}`);
+  const errorsLogged = () => [...f.pair.main.logs, ...f.pair.fetcher!.logs].filter((l) => l.level === 'error').map((l) => `${l.app}: ${l.msg} ${l.err?.message ?? ''}`);
 
   it('measures the honest traffic without an attack (the baseline of the figures)', async () => {
     const quiet = await honestTraffic(ATTACK_SECONDS);
@@ -101,15 +91,15 @@ describe('the signed channel under a flood of unsigned 8 MiB claims', () => {
 
   it.each([4, 64])('with %i attacker sockets on each app, every signed claim, event, pause read and forward gets through, and a routed job completes', async (sockets) => {
     const flood = await attack(sockets, [
-      `127.0.0.1:${pair.main.port}/internal/v1/children=spn`,
-      `127.0.0.1:${pair.main.port}/internal/v1/claims=clm`,
-      `127.0.0.1:${pair.fetcher!.port}/v1/jobs=fwd`,
+      `127.0.0.1:${f.pair.main.port}/internal/v1/children=spn`,
+      `127.0.0.1:${f.pair.main.port}/internal/v1/claims=clm`,
+      `127.0.0.1:${f.pair.fetcher!.port}/v1/jobs=fwd`,
     ]);
     let attackerAnswers = new Map<string, number>();
     try {
-      const routed = await enqueue(pair.main, 'demo.heavy', { sleepMs: 100 });
+      const routed = await enqueue(f.pair.main, 'demo.heavy', { sleepMs: 100 });
       const honest = await honestTraffic(ATTACK_SECONDS);
-      await waitFor('the routed job completed during the attack', async () => (await states(db, [routed])).completed === 1, { timeoutMs: 60_000, intervalMs: 250 });
+      await waitFor('the routed job completed during the attack', async () => (await states(f.db, [routed])).completed === 1, { timeoutMs: 60_000, intervalMs: 250 });
       attackerAnswers = await flood.stop();
       const refused = [...attackerAnswers.values()].reduce((x, y) => x + y, 0);
       console.log(

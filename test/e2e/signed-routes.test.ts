@@ -5,25 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BodyBudgets, parseSecrets, signedHeaders } from '../../packages/jobgate/src/protocol/index.ts';
 import { startMain, TEST_SHARED_SECRET } from '../support/apps.ts';
-import { createTestDatabase, type TestDatabase } from '../support/database.ts';
-import { admin, ADMIN_PASSWORD, adminHeaders, enqueue, startPair, states, type Pair } from '../support/gateway.ts';
+import { admin, ADMIN_PASSWORD, adminHeaders, enqueue, pairPerFile, states } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
-let db: TestDatabase;
-let pair: Pair;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pair = await startPair(db);
-});
-afterAll(async () => {
-  await pair?.stop();
-  await db?.drop();
-});
+const f = pairPerFile();
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
@@ -67,7 +56,7 @@ function slowRequest(port: number, path: string, headers: Record<string, string>
 
 describe('bounded before read', () => {
   it('a gzip flood gets 415 unread: 40 bombs (7.9 MB each inflated) barely move the fetcher’s RSS and restart nothing (row 42)', async () => {
-    const fetcher = pair.fetcher!;
+    const fetcher = f.pair.fetcher!;
     const inflated = JSON.stringify({ jobs: [{ id: randomUUID(), name: 'test.remote', payload: { pad: 'a'.repeat(7_900_000) } }] });
     const bomb = gzipSync(inflated, { level: 9 });
     const before = rssMb(fetcher.pid);
@@ -85,7 +74,7 @@ describe('bounded before read', () => {
   });
 
   it('answers 413 on a Content-Length over the route’s limit, and on a body that grows past it, before buffering more', async () => {
-    const main = pair.main;
+    const main = f.pair.main;
     // a claim is ~100 bytes: its route takes 4 KiB
     const big = JSON.stringify({ jobId: randomUUID(), attempt: 1, claimSeconds: 10, pad: 'x'.repeat(5_000) });
     const declared = await send(main.url, 'POST', '/internal/v1/claims', big, { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, big) });
@@ -97,13 +86,13 @@ describe('bounded before read', () => {
     const chunked = await fetch(`${main.url}/internal/v1/claims`, { method: 'POST', headers: { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, 'not the body') }, body: stream, duplex: 'half' } as RequestInit);
     expect(chunked.status).toBe(413);
     // a read has no body at all
-    const read = await send(pair.fetcher!.url, 'GET', '/v1/status', undefined, { ...signedHeaders(keys, `sts_${randomUUID()}`, '') });
+    const read = await send(f.pair.fetcher!.url, 'GET', '/v1/status', undefined, { ...signedHeaders(keys, `sts_${randomUUID()}`, '') });
     expect(read.status).toBe(200);
   });
 
   it('cuts a body slower than the floor rate with 408 well before HTTP_REQUEST_TIMEOUT_MS (30 s)', async () => {
     const body = JSON.stringify({ jobs: [{ id: randomUUID(), name: 'test.remote', payload: {} }] });
-    const slow = await slowRequest(pair.fetcher!.port, '/v1/jobs', { 'content-type': 'application/json', ...signedHeaders(keys, `fwd_${randomUUID()}`, body) }, body, 1, 200);
+    const slow = await slowRequest(f.pair.fetcher!.port, '/v1/jobs', { 'content-type': 'application/json', ...signedHeaders(keys, `fwd_${randomUUID()}`, body) }, body, 1, 200);
     expect(slow.status).toBe(408);
     expect(slow.ms).toBeLessThan(20_000);
     console.log(`slow body (5 bytes/s): 408 after ${(slow.ms / 1000).toFixed(1)} s`);
@@ -111,7 +100,7 @@ describe('bounded before read', () => {
 
   it('reads no body before the headers say a fresh message for this route; caps the bytes of bodies read at once (503 with Retry-After)', async () => {
     // anonymous slow senders: refused on their headers (401), their bodies never buffered, no slot taken
-    const anonymous = await Promise.all(Array.from({ length: 40 }, () => slowRequest(pair.main.port, '/internal/v1/job-events', { 'content-type': 'application/json' }, 'x'.repeat(2_000), 1, 500)));
+    const anonymous = await Promise.all(Array.from({ length: 40 }, () => slowRequest(f.pair.main.port, '/internal/v1/job-events', { 'content-type': 'application/json' }, 'x'.repeat(2_000), 1, 500)));
     expect(new Set(anonymous.map((r) => r.status))).toEqual(new Set([401]));
     // peers' messages (header-signed) declaring 2 MiB each, sent slowly: 4 fit the 8 MiB the small
     // routes read at once, the others wait (503); bodies signed the old way (no header signature)
@@ -119,14 +108,14 @@ describe('bounded before read', () => {
     const body = 'x'.repeat(2 * 2 ** 20 - 64);
     const line = { method: 'POST', path: '/internal/v1/job-events' };
     const fits = Math.floor(BodyBudgets.control.limitBytes / Buffer.byteLength(body));
-    const senders = await Promise.all(Array.from({ length: 20 }, () => slowRequest(pair.main.port, '/internal/v1/job-events', { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, body, Date.now(), line) }, body, 1, 500)));
+    const senders = await Promise.all(Array.from({ length: 20 }, () => slowRequest(f.pair.main.port, '/internal/v1/job-events', { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, body, Date.now(), line) }, body, 1, 500)));
     const statuses = senders.map((r) => r.status);
     expect(statuses.filter((s) => s === 503)).toHaveLength(20 - fits);
     expect(senders.find((r) => r.status === 503)!.head).toMatch(/\r\nretry-after: 1/);
     expect(statuses.filter((s) => s !== 503).every((s) => s === 408)).toBe(true);
     // and the route works again right after: every reserved byte was given back
     const events = JSON.stringify({ events: [{ jobId: randomUUID(), seq: 1, type: 'active', attempt: 1, at: new Date().toISOString() }] });
-    for (let i = 0; i < 3; i++) expect((await send(pair.main.url, 'POST', '/internal/v1/job-events', events, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, events) })).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await send(f.pair.main.url, 'POST', '/internal/v1/job-events', events, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, events) })).status).toBe(200);
   });
 });
 
@@ -134,20 +123,20 @@ describe('signatures bound to what they act on', () => {
   it('a captured GET /v1/jobs/A signature is refused on /v1/jobs/B (row 45)', async () => {
     const [a, b] = [randomUUID(), randomUUID()];
     const headers = signedHeaders(keys, `get_${a}_${randomUUID()}`, '');
-    expect((await send(pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, headers)).status).toBe(404); // signed for A: answered (A is unknown)
-    const moved = await send(pair.fetcher!.url, 'GET', `/v1/jobs/${b}`, undefined, headers);
+    expect((await send(f.pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, headers)).status).toBe(404); // signed for A: answered (A is unknown)
+    const moved = await send(f.pair.fetcher!.url, 'GET', `/v1/jobs/${b}`, undefined, headers);
     expect(moved.status).toBe(401);
     expect(moved.json).toMatchObject({ title: 'Invalid signature' });
     // an unbound read id (the old shape) is refused as well
-    expect((await send(pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, signedHeaders(keys, `get_${randomUUID()}`, ''))).status).toBe(401);
+    expect((await send(f.pair.fetcher!.url, 'GET', `/v1/jobs/${a}`, undefined, signedHeaders(keys, `get_${randomUUID()}`, ''))).status).toBe(401);
   });
 
   it('a replayed claim gets the stored answer and changes nothing, even after the attempt failed (row 44)', async () => {
-    const main = pair.main;
+    const main = f.pair.main;
     // a fetcher job main knows; its first attempt claimed by a signed message the test captures
-    await pair.fetcher!.stop();
+    await f.pair.fetcher!.stop();
     const id = await enqueue(main, 'test.remote', {});
-    await waitFor('forwarding', async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state !== 'queued', { timeoutMs: 10_000 });
+    await waitFor('forwarding', async () => (await f.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state !== 'queued', { timeoutMs: 10_000 });
     const claim = JSON.stringify({ jobId: id, attempt: 1, claimSeconds: 30 });
     const headers: Record<string, string> = { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, claim) };
     const first = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
@@ -155,7 +144,7 @@ describe('signatures bound to what they act on', () => {
     // the attempt fails (its signed event), so a new claim of attempt 1 would no longer be granted
     const failed = JSON.stringify({ events: [{ jobId: id, seq: 1, type: 'failed', attempt: 1, at: new Date().toISOString(), state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'boom' } }] });
     expect((await send(main.url, 'POST', '/internal/v1/job-events', failed, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, failed) })).status).toBe(200);
-    const ledger = async () => (await db.pool.query(`SELECT j.state, j.updated_at, e.outcome, e.error, e.finished_at FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id AND e.attempt = 1 WHERE j.id = $1`, [id])).rows[0];
+    const ledger = async () => (await f.db.pool.query(`SELECT j.state, j.updated_at, e.outcome, e.error, e.finished_at FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id AND e.attempt = 1 WHERE j.id = $1`, [id])).rows[0];
     const before = await ledger();
     expect(before.outcome).toBe('failed');
     const replayed = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
@@ -167,24 +156,24 @@ describe('signatures bound to what they act on', () => {
     const conflict = await send(main.url, 'POST', '/internal/v1/claims', other, { ...headers, ...signedHeaders(keys, headers['webhook-id']!, other, Number(headers['webhook-timestamp']) * 1000) });
     expect(conflict.status).toBe(409);
     expect(await ledger()).toEqual(before);
-    await pair.startFetcher();
+    await f.pair.startFetcher();
   });
 
   it('claims sent together are answered in order, each as it would be alone; the batch is bounded and replay-safe', async () => {
-    const main = pair.main;
-    await pair.fetcher!.stop();
+    const main = f.pair.main;
+    await f.pair.fetcher!.stop();
     const [a, b] = await Promise.all([enqueue(main, 'test.remote', {}), enqueue(main, 'test.remote', {})]);
     // undelivered (the fetcher is down): waiting, or taken by a delivery that cannot land. Not
     // necessarily both taken: the previous test's delivery may still be waking the fetcher (it was
     // stopped again before a probe saw it up), and with both forwarder loops in that wake-up the
     // second job waits in the outbox, as jobs do while the fetcher cannot be reached.
-    expect((await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding')`, [[a, b]])).rows[0].n).toBe(2);
+    expect((await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state IN ('queued', 'forwarding')`, [[a, b]])).rows[0].n).toBe(2);
     const unknown = randomUUID();
     const body = JSON.stringify({ claims: [b, unknown, a].map((jobId) => ({ jobId, attempt: 1, claimSeconds: 30, traceparent: `00-${'ab'.repeat(16)}-${'cd'.repeat(8)}-01` })) });
     const headers: Record<string, string> = { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, body) };
     const answered = await send(main.url, 'POST', '/internal/v1/claims/batch', body, headers);
     expect(answered).toMatchObject({ status: 200, json: { answers: [{ outcome: 'claimed' }, { outcome: 'unknown' }, { outcome: 'claimed' }] } });
-    const claimed = (await db.pool.query(`SELECT id, state, claimed_by, attempts FROM jobgate.jobs WHERE id = ANY($1::uuid[]) ORDER BY id`, [[a, b]])).rows;
+    const claimed = (await f.db.pool.query(`SELECT id, state, claimed_by, attempts FROM jobgate.jobs WHERE id = ANY($1::uuid[]) ORDER BY id`, [[a, b]])).rows;
     expect(claimed.map((r) => [r.state, r.claimed_by, r.attempts])).toEqual([['active', 'fetcher', 1], ['active', 'fetcher', 1]]);
     // main's override cannot take a job the fetcher claimed; a second attempt waits while the first's claim lives
     const second = JSON.stringify({ claims: [{ jobId: a, attempt: 2, claimSeconds: 30 }] });
@@ -207,34 +196,34 @@ describe('signatures bound to what they act on', () => {
     const at = new Date().toISOString();
     const done = JSON.stringify({ events: [a, b].map((jobId) => ({ jobId, seq: 1, type: 'completed', attempt: 1, at, state: 'completed' })) });
     expect((await send(main.url, 'POST', '/internal/v1/job-events', done, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, done) })).status).toBe(200);
-    expect((await states(db, [a!, b!])).completed).toBe(2);
-    await pair.startFetcher();
+    expect((await states(f.db, [a!, b!])).completed).toBe(2);
+    await f.pair.startFetcher();
   });
 });
 
 describe('one bad message never stalls delivery', () => {
   it('a big outbox batch goes out in requests the fetcher takes: 20 jobs of 900 KB (18 MB) in one batch, all delivered once, no 413 (row 46)', async () => {
     // a web-only main takes the jobs; a worker started afterwards finds all 20 waiting and takes them as one batch
-    await pair.main.stop();
-    await pair.startMain({ JOBGATE_ROLE: 'web' });
+    await f.pair.main.stop();
+    await f.pair.startMain({ JOBGATE_ROLE: 'web' });
     const label = 'x'.repeat(900_000);
-    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue(pair.main, 'test.remote', { label })));
-    const requestsBefore = pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').length;
-    const worker = await startMain({ DATABASE_URL: db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, FETCHER_SERVICE_URL: pair.fetcher!.url, ADMIN_PASSWORD, JOBGATE_ROLE: 'worker', PORT: '0', FETCHER_FORWARD_IN_FLIGHT: '1' });
+    const ids = await Promise.all(Array.from({ length: 20 }, () => enqueue(f.pair.main, 'test.remote', { label })));
+    const requestsBefore = f.pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').length;
+    const worker = await startMain({ DATABASE_URL: f.db.url, JOBGATE_DEMO_JOBS: 'true', FETCHER_SHARED_SECRET: TEST_SHARED_SECRET, FETCHER_SERVICE_URL: f.pair.fetcher!.url, ADMIN_PASSWORD, JOBGATE_ROLE: 'worker', PORT: '0', FETCHER_FORWARD_IN_FLIGHT: '1' });
     try {
-      await waitFor('all 20 completed', async () => (await states(db, ids)).completed === 20, { timeoutMs: 60_000, intervalMs: 250 });
-      const requests = pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').slice(requestsBefore);
+      await waitFor('all 20 completed', async () => (await states(f.db, ids)).completed === 20, { timeoutMs: 60_000, intervalMs: 250 });
+      const requests = f.pair.fetcher!.logs.filter((l) => l.msg === 'jobs accepted').slice(requestsBefore);
       // 18 MB in requests under 8 MiB each: at least three, none refused
       expect(requests.length).toBeGreaterThanOrEqual(3);
-      expect(pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.status === 413)).toEqual([]);
+      expect(f.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.status === 413)).toEqual([]);
       expect(worker.logs.filter((l) => l.msg.includes('(413)'))).toEqual([]);
-      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [ids]);
+      const { rows } = await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [ids]);
       expect(rows[0].n).toBe(20);
       console.log(`big batch: 20 × 900 KB jobs delivered in ${requests.length} requests (${requests.map((r) => r.jobs).join(' + ')}); each completed once`);
     } finally {
       await worker.stop();
-      await pair.main.stop();
-      await pair.startMain();
+      await f.pair.main.stop();
+      await f.pair.startMain();
     }
   });
 });
@@ -242,37 +231,37 @@ describe('one bad message never stalls delivery', () => {
 describe('one poisoned event', () => {
   it('is set aside while every other event of its batch is applied; visible on the admin page; sent again on request (row 47)', async () => {
     // four at once: the fetcher runs up to JOBGATE_WORKER_CONCURRENCY (4) of a job at a time
-    const ids = await Promise.all(Array.from({ length: 4 }, () => enqueue(pair.main, 'test.remote', { sleepMs: 1_500 })));
-    await waitFor('all running on the fetcher', async () => (await states(db, ids)).active === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    const ids = await Promise.all(Array.from({ length: 4 }, () => enqueue(f.pair.main, 'test.remote', { sleepMs: 1_500 })));
+    await waitFor('all running on the fetcher', async () => (await states(f.db, ids)).active === 4, { timeoutMs: 30_000, intervalMs: 100 });
     // main goes away: the jobs finish on the fetcher and their events wait there, with one main will refuse
-    await pair.main.stop();
-    await db.pool.query(
+    await f.pair.main.stop();
+    await f.db.pool.query(
       `INSERT INTO jobgate_fetcher.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, 1, 'progress', 1, $2)`,
       [randomUUID(), JSON.stringify({ progress: 5, message: 'x'.repeat(600) })], // longer than main takes (500)
     );
-    await waitFor('all completed on the fetcher', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 4, { timeoutMs: 30_000, intervalMs: 100 });
-    await pair.startMain();
-    await waitFor('all 4 completed at main, from their events', async () => (await states(db, ids)).completed === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor('all completed on the fetcher', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    await f.pair.startMain();
+    await waitFor('all 4 completed at main, from their events', async () => (await states(f.db, ids)).completed === 4, { timeoutMs: 30_000, intervalMs: 100 });
     // (the batch is settled, its refused event set aside, when the dispatcher's transaction ends)
     const aside = await waitFor('the refused event set aside', async () => {
-      const r = await db.pool.query(`SELECT set_aside_reason FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
+      const r = await f.db.pool.query(`SELECT set_aside_reason FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
       return r.rowCount === 1 ? r : null;
     }, { timeoutMs: 10_000, intervalMs: 100 });
     expect(aside.rows[0].set_aside_reason).toMatch(/422/);
-    expect(pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event'))).toHaveLength(1);
+    expect(f.pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event'))).toHaveLength(1);
     // visible: the fetcher's status (through main's admin API) and the page's first paint
     const status = await waitFor('the fetcher reporting it', async () => {
-      const s = (await admin(pair.main, 'GET', '/fetcher_service')).json;
+      const s = (await admin(f.pair.main, 'GET', '/fetcher_service')).json;
       return s.fetcher.status?.events?.setAside === 1 && s;
     }, { timeoutMs: 10_000, intervalMs: 250 });
     expect(status.fetcher.status.events).toMatchObject({ setAside: 1, setAsideSince: expect.any(String) });
-    const page = await (await fetch(`${pair.main.url}/admin/fetcher_service`, { headers: adminHeaders })).text();
+    const page = await (await fetch(`${f.pair.main.url}/admin/fetcher_service`, { headers: adminHeaders })).text();
     expect(page).toMatch(/1 job events from the fetcher that main refused are set aside there/);
     // sent again on request: main still refuses it, so it is set aside again, and nothing else is held up
-    const resend = await admin(pair.main, 'POST', '/fetcher_service/resend-events');
+    const resend = await admin(f.pair.main, 'POST', '/fetcher_service/resend-events');
     expect(resend).toMatchObject({ status: 200, json: { resent: 1 } });
-    await waitFor('set aside again', async () => (await db.pool.query(`SELECT 1 FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`)).rowCount === 1 && pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event')).length === 2, { timeoutMs: 10_000, intervalMs: 100 });
-    expect((await admin(pair.main, 'GET', '/audit')).json.audit[0]).toMatchObject({ action: 'fetcher.resend-events', detail: { resent: 1 } });
-    await db.pool.query(`DELETE FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
+    await waitFor('set aside again', async () => (await f.db.pool.query(`SELECT 1 FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`)).rowCount === 1 && f.pair.fetcher!.logs.filter((l) => l.msg.startsWith('main refused a job event')).length === 2, { timeoutMs: 10_000, intervalMs: 100 });
+    expect((await admin(f.pair.main, 'GET', '/audit')).json.audit[0]).toMatchObject({ action: 'fetcher.resend-events', detail: { resent: 1 } });
+    await f.db.pool.query(`DELETE FROM jobgate_fetcher.job_events WHERE set_aside_at IS NOT NULL`);
   });
 });

@@ -2,7 +2,9 @@
 // main → toFetcher → fetcher (forwards, wake-ups, status) and fetcher → toMain → main (events, claims).
 // Ports are fixed up front, so either app can be killed and restarted at the same URL.
 import { join } from 'node:path';
-import { afterEach, beforeEach } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { parseSecrets } from '../../packages/jobgate/src/protocol/index.ts';
+import { createFetcherClient, type FetcherClient } from '../../packages/jobgate/src/client/index.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
 import { freePort, startFetcher, startMain, TEST_API_TOKEN, TEST_SHARED_SECRET, type AppProcess, type SpawnExtras } from './apps.ts';
@@ -141,6 +143,36 @@ export async function handlerStarts(db: TestDatabase, ids: string[]): Promise<nu
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** One database and one pair of apps for the whole file: started before its first test, stopped after its last. */
+export function pairPerFile(options: PairOptions = {}) {
+  const f = { db: undefined as unknown as TestDatabase, pair: undefined as unknown as Pair };
+  beforeAll(async () => {
+    f.db = await createTestDatabase();
+    f.pair = await startPair(f.db, options);
+  });
+  afterAll(async () => {
+    await f.pair?.stop();
+    await f.db?.drop();
+  });
+  return f;
+}
+
+/** One database and one fetcher, with a signed client to it, for the whole file. */
+export function fetcherPerFile(client: { retries?: number } = {}) {
+  const f = { db: undefined as unknown as TestDatabase, fetcher: undefined as unknown as AppProcess, client: undefined as unknown as FetcherClient };
+  beforeAll(async () => {
+    f.db = await createTestDatabase();
+    f.fetcher = await startFetcher({ DATABASE_URL: f.db.url });
+    f.client = createFetcherClient({ baseUrl: f.fetcher.url, keys: parseSecrets(TEST_SHARED_SECRET), ...client });
+  });
+  afterAll(async () => {
+    await f.client?.close();
+    await f.fetcher?.stop();
+    await f.db?.drop();
+  });
+  return f;
 }
 
 /**
