@@ -464,10 +464,9 @@ async function timedLocalRun(start: () => Promise<unknown>, finished: () => bool
   return { perSecond, cpu: `PostgreSQL ${perJob('postgres')}, Node ${perJob('this script (performLater)')} CPU ms per job` };
 }
 
-/** CPU seconds used so far by each part of the run: the two apps, the bench's own PostgreSQL (writes.ts), this script. */
-function cpuSeconds(pids?: { main: number; fetcher: number }): Record<string, number> {
-  const { 'this script': self, ...apps } = processCpuSeconds(pids ?? {});
-  return { ...apps, postgres: postgresCpuSeconds(dataDir), 'this script (performLater)': self! };
+/** CPU seconds used so far by the bench's own PostgreSQL (writes.ts) and by this script. */
+function cpuSeconds(): Record<string, number> {
+  return { postgres: postgresCpuSeconds(dataDir), 'this script (performLater)': processCpuSeconds({})['this script']! };
 }
 
 /** Enqueues through main's HTTP API (performLater behind it); returns the job id. */

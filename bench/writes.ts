@@ -7,24 +7,21 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 
-/** utime + stime of `pid` in seconds (and its reaped children's, with `children`); 0 once it is gone. */
-function cpuOf(pid: number | string, children = false): number {
+/** The fields of /proc/<pid>/stat after the command name (state first), or null once it is gone. */
+function statFields(pid: number | string): string[] | null {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    const own = Number(fields[11]) + Number(fields[12]);
-    return (children ? own + Number(fields[13]) + Number(fields[14]) : own) / 100; // clock ticks of 1/100 s
-  } catch {
-    return 0;
-  }
-}
-
-/** The parent pid of `pid`, or null once it is gone. */
-function parentOf(pid: string): number | null {
-  try {
-    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   } catch {
     return null;
   }
+}
+
+/** utime + stime of `pid` in seconds (and its reaped children's, with `children`); 0 once it is gone. */
+function cpuOf(pid: number | string, children = false): number {
+  const f = statFields(pid);
+  if (!f) return 0;
+  const own = Number(f[11]) + Number(f[12]);
+  return (children ? own + Number(f[13]) + Number(f[14]) : own) / 100; // clock ticks of 1/100 s
 }
 
 /**
@@ -43,7 +40,7 @@ export function postgresCpuSeconds(dataDir: string | null): number {
   }
   let total = cpuOf(postmaster, true);
   for (const pid of readdirSync('/proc')) {
-    if (/^\d+$/.test(pid) && parentOf(pid) === postmaster) total += cpuOf(pid);
+    if (/^\d+$/.test(pid) && Number(statFields(pid)?.[1]) === postmaster) total += cpuOf(pid);
   }
   return total;
 }
