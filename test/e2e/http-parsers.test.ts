@@ -1,7 +1,7 @@
 // Every client error is a 4xx: what a client writes into a query, a path or a body is parsed into
 // what PostgreSQL and the libraries accept before it reaches them. Against a real main and fetcher
 // on a real PostgreSQL: the finding's cursor on each list, then generated strings (seeded, as in
-// packages/jobgate/src/main/parsers.property.test.ts) into every parser of both HTTP surfaces.
+// packages/jobgate/src/**/*.property.test.ts) into every parser of both HTTP surfaces.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSecrets, signedHeaders } from '../../packages/jobgate/src/protocol/index.ts';

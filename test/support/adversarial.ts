@@ -1,5 +1,5 @@
 // Seeded generators of hostile input for the property tests of the HTTP surface's parsers
-// (packages/jobgate/src/main/parsers.property.test.ts, test/e2e/http-parsers.test.ts): strings that
+// (packages/jobgate/src/**/*.property.test.ts, test/e2e/http-parsers.test.ts): strings that
 // look almost right (timestamps with odd offsets and years, base64url cursors of them, UUIDs with a
 // wrong digit, cron fields out of range, time zone names slightly off, numbers past int4 or
 // float64), and plain noise (unicode, NUL, lone surrogates, very long). Seeded: a failure names
