@@ -557,7 +557,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
                 extract(epoch FROM max(j.created_at) - min(j.created_at))::float8 AS enqueueing,
                 extract(epoch FROM max(e.started_at) - min(e.started_at))::float8 AS starting,
                 count(*) FILTER (WHERE j.state = 'completed')::int AS done
-           FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id WHERE j.id = ANY($1::uuid[])`,
+           FROM jobgate.jobs j LEFT JOIN jobgate.attempts e ON e.job_id = j.id WHERE j.id = ANY($1::uuid[])`,
         [ids],
       );
       if (profileSql) {
@@ -607,15 +607,16 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
           const id = await enqueuer.enqueue();
           const deadline = Date.now() + 30_000;
           for (;;) {
-            const { rows: started } = await pool.query(`SELECT extract(epoch FROM e.started_at)::float8 * 1000 AS at FROM jobgate.executions e WHERE e.job_id = $1`, [id]);
+            // main's grant of the first attempt (the fetcher's own start comes with its event, later)
+            const { rows: started } = await pool.query(`SELECT extract(epoch FROM attempt_started_at)::float8 * 1000 AS at FROM jobgate.jobs WHERE id = $1 AND attempt_started_at IS NOT NULL`, [id]);
             if (started[0]) {
               if (i >= 5) {
                 latencies.push(started[0].at - sentAt);
                 // where the time goes, on PostgreSQL's clock: committed at main, accepted by the fetcher, claimed there, claimed at main
                 const { rows: at } = await pool.query(
                   `SELECT extract(epoch FROM j.created_at)::float8 * 1000 AS created, extract(epoch FROM f.created_at)::float8 * 1000 AS accepted,
-                          extract(epoch FROM fe.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM e.started_at)::float8 * 1000 AS claimed_at_main
-                     FROM jobgate.jobs j JOIN jobgate.executions e ON e.job_id = j.id
+                          extract(epoch FROM fe.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM j.attempt_started_at)::float8 * 1000 AS claimed_at_main
+                     FROM jobgate.jobs j
                      LEFT JOIN jobgate_fetcher.jobs f ON f.id = j.id LEFT JOIN jobgate_fetcher.executions fe ON fe.job_id = j.id AND fe.attempt = 1
                     WHERE j.id = $1`,
                   [id],
@@ -665,7 +666,7 @@ async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: n
     `SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobgate.jobs WHERE parent_id = $1) - e.started_at)::float8 AS span,
             extract(epoch FROM p.finished_at - e.started_at)::float8 AS parent_ran,
             extract(epoch FROM (SELECT max(created_at) - min(created_at) FROM jobgate.jobs WHERE parent_id = $1))::float8 AS written
-       FROM jobgate.jobs p JOIN jobgate.executions e ON e.job_id = p.id AND e.attempt = 1 WHERE p.id = $1`,
+       FROM jobgate.jobs p JOIN jobgate.attempts e ON e.job_id = p.id AND e.attempt = 1 WHERE p.id = $1`,
     [parent],
   );
   const r = rows[0];

@@ -48,7 +48,7 @@ export async function dumpSchema(pool: pg.Pool, schema: string = SCHEMA): Promis
 async function dumpWith(db: pg.PoolClient, schema: string): Promise<string> {
   const unsupported = await db.query<{ what: string }>(
     `SELECT c.relkind::text || ' ' || c.relname AS what FROM pg_class c
-      WHERE c.relnamespace = $1::regnamespace AND c.relkind NOT IN ('r', 'i', 'S')
+      WHERE c.relnamespace = $1::regnamespace AND c.relkind NOT IN ('r', 'i', 'S', 'v')
      UNION ALL
      SELECT t.typtype::text || ' ' || t.typname FROM pg_type t
       WHERE t.typnamespace = $1::regnamespace AND t.typtype NOT IN ('b', 'c')
@@ -129,12 +129,21 @@ async function dumpWith(db: pg.PoolClient, schema: string): Promise<string> {
   );
   sections.push(...indexes.rows.map((r) => `${r.def};`));
 
+  // (after the functions, which a view's query may call)
+  const views = await db.query<{ name: string; def: string }>(
+    `SELECT c.relname AS name, pg_get_viewdef(c.oid, true) AS def FROM pg_class c
+      WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'v' ORDER BY c.relname`,
+    [schema],
+  );
+  const viewSections = views.rows.map((v) => `CREATE VIEW ${quoteIdent(schema)}.${quoteIdent(v.name)} AS\n${v.def.trimEnd().replace(/;$/, '')};`);
+
   const functions = await db.query<{ def: string }>(
     `SELECT pg_get_functiondef(p.oid) AS def FROM pg_proc p
       WHERE p.pronamespace = $1::regnamespace ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)`,
     [schema],
   );
   sections.push(...functions.rows.map((r) => `${r.def.trimEnd()};`));
+  sections.push(...viewSections);
 
   const triggers = await db.query<{ def: string }>(
     `SELECT pg_get_triggerdef(g.oid) AS def FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid

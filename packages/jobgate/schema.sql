@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 024_schedule_occurrences.sql: what is, not how it came to be. Change the schema with a new
+-- 026_attempts_when_they_say_something.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -150,6 +150,8 @@ CREATE TABLE jobgate.jobs (
     request_id text,
     parent_id uuid,
     batch_id uuid,
+    attempt_started_at timestamp with time zone,
+    attempt_peak_rss_mb integer,
     CONSTRAINT jobs_pkey PRIMARY KEY (id),
     CONSTRAINT jobs_progress_check CHECK (((progress >= 0) AND (progress <= 100))),
     CONSTRAINT jobs_route_check CHECK ((route = ANY (ARRAY['main'::text, 'fetcher'::text]))),
@@ -381,6 +383,46 @@ BEGIN
 END
 $function$;
 
+CREATE OR REPLACE FUNCTION jobgate.apply_job_events_finishing(p_events jsonb, OUT applied integer, OUT finished jsonb)
+ RETURNS record
+ LANGUAGE plpgsql
+ SET search_path TO 'jobgate'
+AS $function$
+DECLARE
+  e        record;
+  v_was    text;
+  v_job    record;
+  v_ended  jsonb[] := '{}';
+BEGIN
+  applied := 0;
+  FOR e IN
+    SELECT * FROM jsonb_to_recordset(p_events) AS x(
+      job uuid, seq integer, type text, attempt integer, at timestamptz, state text,
+      started_at timestamptz, finished_at timestamptz, progress integer, message text,
+      error jsonb, peak_rss_mb integer)
+    ORDER BY job, seq
+  LOOP
+    v_was := NULL;
+    IF e.type IN ('completed', 'failed', 'lost') THEN
+      -- the lock apply_job_event takes, taken first: the state read is the one it changes
+      SELECT state INTO v_was FROM jobs WHERE id = e.job FOR UPDATE;
+    END IF;
+    IF apply_job_event(e.job, e.seq, e.type, e.attempt, e.at, e.state, e.started_at, e.finished_at,
+                       e.progress, e.message, e.error, e.peak_rss_mb) THEN
+      applied := applied + 1;
+      IF v_was NOT IN ('completed', 'failed', 'cancelled') THEN
+        SELECT name, route, state, run_at, started_at, finished_at INTO v_job FROM jobs WHERE id = e.job;
+        IF v_job.state IN ('completed', 'failed') THEN
+          v_ended := v_ended || jsonb_build_object('name', v_job.name, 'route', v_job.route, 'state', v_job.state,
+            'run_at', v_job.run_at, 'started_at', v_job.started_at, 'finished_at', v_job.finished_at);
+        END IF;
+      END IF;
+    END IF;
+  END LOOP;
+  finished := to_jsonb(v_ended);
+END
+$function$;
+
 CREATE OR REPLACE FUNCTION jobgate.batch_member_changed()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -421,6 +463,12 @@ END $function$;
 
 CREATE OR REPLACE FUNCTION jobgate.claim_attempt(p_id uuid, p_attempt integer, p_ran_on text, p_concurrency integer, p_per_second integer, p_claim_seconds integer)
  RETURNS TABLE(outcome text, wait_ms integer)
+ LANGUAGE sql
+ SET search_path TO 'jobgate'
+AS $function$ SELECT * FROM claim_attempt(p_id, p_attempt, p_ran_on, p_concurrency, p_per_second, p_claim_seconds, true) $function$;
+
+CREATE OR REPLACE FUNCTION jobgate.claim_attempt(p_id uuid, p_attempt integer, p_ran_on text, p_concurrency integer, p_per_second integer, p_claim_seconds integer, p_running_row boolean)
+ RETURNS TABLE(outcome text, wait_ms integer)
  LANGUAGE plpgsql
  SET search_path TO 'jobgate'
 AS $function$
@@ -435,10 +483,11 @@ DECLARE
   v_attempts integer;
   v_expires  timestamptz;
   v_by       text;
+  v_began    timestamptz;
 BEGIN
   -- the job's row lock serializes claims of one job (always taken before a gate lock)
-  SELECT j.name, j.state, j.route, j.attempts, j.claim_expires_at, j.claimed_by
-    INTO v_name, v_state, v_route, v_attempts, v_expires, v_by
+  SELECT j.name, j.state, j.route, j.attempts, j.claim_expires_at, j.claimed_by, coalesce(j.attempt_started_at, j.started_at)
+    INTO v_name, v_state, v_route, v_attempts, v_expires, v_by, v_began
     FROM jobs j WHERE j.id = p_id FOR UPDATE;
   IF NOT FOUND OR v_state IN ('completed', 'failed', 'cancelled') OR v_route <> p_ran_on THEN
     RETURN QUERY SELECT 'gone'::text, 0;
@@ -485,19 +534,29 @@ BEGIN
     v_now := clock_timestamp();
   END IF;
 
+  -- earlier attempts cut short: their running rows, and the one that held the job without a row
   UPDATE executions e SET outcome = 'lost', finished_at = v_now,
          error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', 'the attempt was cut short (process crashed or was killed)')
    WHERE e.job_id = p_id AND e.outcome = 'running' AND e.attempt < p_attempt;
+  IF v_state = 'active' AND v_attempts BETWEEN 1 AND p_attempt - 1 THEN
+    INSERT INTO executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
+    VALUES (p_id, v_attempts, coalesce(v_by, v_route), coalesce(v_began, v_now), 'lost', v_now,
+            jsonb_build_object('code', 'JG_JOB_LOST', 'message', 'the attempt was cut short (process crashed or was killed)'))
+    ON CONFLICT (job_id, attempt) DO NOTHING;
+  END IF;
 
   UPDATE jobs SET state = 'active', attempts = greatest(attempts, p_attempt), claimed_by = p_ran_on,
          claim_expires_at = v_now + p_claim_seconds * interval '1 second',
-         started_at = coalesce(started_at, v_now), updated_at = v_now
+         started_at = coalesce(started_at, v_now), attempt_started_at = v_now, attempt_peak_rss_mb = NULL,
+         updated_at = v_now
    WHERE id = p_id;
 
-  INSERT INTO executions (job_id, attempt, ran_on, started_at, outcome)
-  VALUES (p_id, p_attempt, p_ran_on, v_now, 'running')
-  ON CONFLICT (job_id, attempt) DO UPDATE
-    SET ran_on = excluded.ran_on, started_at = excluded.started_at, outcome = 'running', finished_at = NULL, error = NULL;
+  IF p_running_row OR coalesce((SELECT (value #>> '{}')::boolean FROM ledger_settings WHERE key = 'emit_events'), false) THEN
+    INSERT INTO executions (job_id, attempt, ran_on, started_at, outcome)
+    VALUES (p_id, p_attempt, p_ran_on, v_now, 'running')
+    ON CONFLICT (job_id, attempt) DO UPDATE
+      SET ran_on = excluded.ran_on, started_at = excluded.started_at, outcome = 'running', finished_at = NULL, error = NULL;
+  END IF;
 
   RETURN QUERY SELECT 'claimed'::text, 0;
 END
@@ -512,10 +571,10 @@ DECLARE
   c record;
 BEGIN
   FOR c IN
-    SELECT * FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer)
+    SELECT * FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer, running_row boolean)
     ORDER BY x.id, x.n
   LOOP
-    RETURN QUERY SELECT c.n, r.outcome, r.wait_ms FROM claim_attempt(c.id, c.attempt, c.ran_on, NULL, NULL, c.claim_seconds) r;
+    RETURN QUERY SELECT c.n, r.outcome, r.wait_ms FROM claim_attempt(c.id, c.attempt, c.ran_on, NULL, NULL, c.claim_seconds, coalesce(c.running_row, true)) r;
   END LOOP;
 END
 $function$;
@@ -566,58 +625,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION jobgate.job_minutes_count()
- RETURNS trigger
- LANGUAGE plpgsql
- SET search_path TO 'jobgate'
-AS $function$
-DECLARE
-  v_bounds constant integer[] := wait_bucket_bounds();
-  v_minute timestamptz;
-  v_wait_ms double precision;
-  v_bucket integer := 16;
-  v_waits integer[] := array_fill(0, ARRAY[16]);
-  v_row tid;
-  v_try integer := 0;
-BEGIN
-  IF NOT coalesce((SELECT (value #>> '{}')::boolean FROM ledger_settings WHERE key = 'rollup'), false) THEN
-    RETURN NULL;
-  END IF;
-  v_minute := date_trunc('minute', coalesce(NEW.finished_at, clock_timestamp()));
-  v_wait_ms := greatest(0, extract(epoch FROM coalesce(NEW.started_at, NEW.finished_at) - NEW.run_at) * 1000);
-  FOR i IN 1..15 LOOP
-    IF v_wait_ms <= v_bounds[i] THEN
-      v_bucket := i;
-      EXIT;
-    END IF;
-  END LOOP;
-  v_waits[v_bucket] := 1;
-  LOOP
-    -- a row of this minute that no other transaction holds (this one's own, if it has one)
-    SELECT ctid INTO v_row FROM job_minutes
-     WHERE minute = v_minute AND name = NEW.name AND side = NEW.route
-     LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF FOUND THEN
-      UPDATE job_minutes m
-         SET completed = m.completed + (NEW.state = 'completed')::integer,
-             failed = m.failed + (NEW.state = 'failed')::integer,
-             waits[v_bucket] = m.waits[v_bucket] + 1
-       WHERE m.ctid = v_row;
-      RETURN NULL;
-    END IF;
-    -- none free: a row of its own, keyed by this backend (a key left by an earlier backend with
-    -- the same pid is taken: the next one)
-    INSERT INTO job_minutes (minute, name, side, shard, completed, failed, waits)
-    VALUES (v_minute, NEW.name, NEW.route, pg_backend_pid()::bigint * 1000 + v_try,
-            (NEW.state = 'completed')::integer, (NEW.state = 'failed')::integer, v_waits)
-    ON CONFLICT DO NOTHING;
-    IF FOUND THEN
-      RETURN NULL;
-    END IF;
-    v_try := v_try + 1;
-  END LOOP;
-END $function$;
-
 CREATE OR REPLACE FUNCTION jobgate.jobs_progress_emit()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -648,10 +655,42 @@ CREATE OR REPLACE FUNCTION jobgate.wait_bucket_bounds()
  IMMUTABLE
 AS $function$ SELECT ARRAY[10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000, 3600000] $function$;
 
+CREATE VIEW jobgate.attempts AS
+ SELECT e.job_id,
+    e.attempt,
+    e.ran_on,
+    e.started_at,
+    e.finished_at,
+    e.outcome,
+    e.error,
+    e.peak_rss_mb
+   FROM jobgate.executions e
+UNION ALL
+ SELECT j.id AS job_id,
+    j.attempts AS attempt,
+    j.route AS ran_on,
+    COALESCE(j.attempt_started_at, j.started_at, j.created_at) AS started_at,
+        CASE
+            WHEN j.state <> 'active'::text AND NOT (j.claimed_by IS NOT NULL AND j.claim_expires_at > clock_timestamp()) THEN j.finished_at
+            ELSE NULL::timestamp with time zone
+        END AS finished_at,
+        CASE
+            WHEN j.state = 'active'::text OR j.claimed_by IS NOT NULL AND j.claim_expires_at > clock_timestamp() THEN 'running'::text
+            WHEN j.state = 'completed'::text THEN 'completed'::text
+            ELSE 'lost'::text
+        END AS outcome,
+        CASE
+            WHEN j.state = 'active'::text OR j.state = 'completed'::text OR j.claimed_by IS NOT NULL AND j.claim_expires_at > clock_timestamp() THEN NULL::jsonb
+            ELSE jsonb_build_object('code', 'JG_JOB_LOST', 'message', 'the attempt was cut short (process crashed or was killed)')
+        END AS error,
+    j.attempt_peak_rss_mb AS peak_rss_mb
+   FROM jobgate.jobs j
+  WHERE j.attempts > 0 AND NOT (EXISTS ( SELECT 1
+           FROM jobgate.executions x
+          WHERE x.job_id = j.id AND x.attempt = j.attempts));
+
 CREATE TRIGGER executions_emit AFTER INSERT OR UPDATE OF outcome ON jobgate.executions FOR EACH ROW EXECUTE FUNCTION jobgate.executions_emit();
 
 CREATE TRIGGER batch_members AFTER UPDATE OF state ON jobgate.jobs FOR EACH ROW WHEN ((new.batch_id IS NOT NULL)) EXECUTE FUNCTION jobgate.batch_member_changed();
-
-CREATE TRIGGER job_minutes_count AFTER UPDATE OF state ON jobgate.jobs FOR EACH ROW WHEN (((new.state = ANY (ARRAY['completed'::text, 'failed'::text])) AND (old.state IS DISTINCT FROM new.state))) EXECUTE FUNCTION jobgate.job_minutes_count();
 
 CREATE TRIGGER jobs_progress_emit AFTER UPDATE OF progress, progress_message ON jobgate.jobs FOR EACH ROW EXECUTE FUNCTION jobgate.jobs_progress_emit();

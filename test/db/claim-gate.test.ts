@@ -1,49 +1,40 @@
 // claim_attempt(), the compare-and-set every runner goes through, straight against PostgreSQL:
 // racing claims never exceed `concurrency`, and starts never exceed `rateLimit` in any second.
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMainLedger, withTransaction, type MainLedger } from '../../packages/jobgate/src/store/index.ts';
-import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
+import { describe, expect, it } from 'vitest';
+import { withTransaction } from '../../packages/jobgate/src/store/index.ts';
+import { mainLedgerPerFile } from '../support/database.ts';
 
-let db: TestDatabase;
-let ledger: MainLedger;
-
-beforeAll(async () => {
-  db = await createTestDatabase();
-  ledger = createMainLedger(db.pool, TEST_SCHEMA);
-});
-afterAll(async () => {
-  await db?.drop();
-});
+const t = mainLedgerPerFile();
 
 async function queuedJobs(name: string, count: number, route: 'main' | 'fetcher' = 'main'): Promise<string[]> {
   const ids = Array.from({ length: count }, () => randomUUID());
-  for (const id of ids) await ledger.insertJob({ id, name, route, payload: {}, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 });
+  for (const id of ids) await t.ledger.insertJob({ id, name, route, payload: {}, priority: 0, uniqueKey: null, maxAttempts: 1, delaySeconds: 0 });
   return ids;
 }
 
 describe('claim_attempt', () => {
   it('admits exactly `concurrency` of many racing claims', async () => {
     const ids = await queuedJobs('gate.concurrency', 8);
-    const results = await Promise.all(ids.map((id) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 2, perSecond: null, claimSeconds: 30 })));
+    const results = await Promise.all(ids.map((id) => t.ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 2, perSecond: null, claimSeconds: 30 })));
     expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(2);
     expect(results.filter((r) => r.outcome === 'wait')).toHaveLength(6);
   });
 
   it('frees a slot when a claim ends or expires', async () => {
     const [a, b, c] = await queuedJobs('gate.expiry', 3);
-    const claim = (id: string, claimSeconds = 30) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 1, perSecond: null, claimSeconds });
+    const claim = (id: string, claimSeconds = 30) => t.ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: 1, perSecond: null, claimSeconds });
     expect(await claim(a!, 1)).toEqual({ outcome: 'claimed' });
     expect((await claim(b!)).outcome).toBe('wait');
     await new Promise((r) => setTimeout(r, 1_100)); // a's claim lapses (its runner died)
     expect(await claim(b!)).toEqual({ outcome: 'claimed' });
-    await ledger.finishAttempt({ id: b!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
+    await t.ledger.finishAttempt({ id: b!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
     expect(await claim(c!)).toEqual({ outcome: 'claimed' });
   });
 
   it('admits at most `perSecond` starts in any second and says how long to wait', async () => {
     const ids = await queuedJobs('gate.rate', 5);
-    const results = await Promise.all(ids.map((id) => ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: null, perSecond: 2, claimSeconds: 30 })));
+    const results = await Promise.all(ids.map((id) => t.ledger.claimAttempt({ id, attempt: 1, ranOn: 'main', concurrency: null, perSecond: 2, claimSeconds: 30 })));
     expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(2);
     const waits = results.flatMap((r) => (r.outcome === 'wait' ? [r.waitMs] : []));
     expect(waits).toHaveLength(3);
@@ -52,72 +43,72 @@ describe('claim_attempt', () => {
 
   it('keeps a job with the attempt whose claim is alive (compare-and-set); takes it over once the claim lapses', async () => {
     const [id] = await queuedJobs('gate.cas', 1);
-    const claim = (attempt: number, claimSeconds = 30) => ledger.claimAttempt({ id: id!, attempt, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds });
+    const claim = (attempt: number, claimSeconds = 30) => t.ledger.claimAttempt({ id: id!, attempt, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds });
     expect(await claim(1, 1)).toEqual({ outcome: 'claimed' });
     // attempt 2 (the queue gave attempt 1 up, but its runner is alive and refreshing) must wait
-    expect(await ledger.refreshClaim(id!, 1, 1, 'main')).toBe(true);
+    expect(await t.ledger.refreshClaim(id!, 1, 1, 'main')).toBe(true);
     const blocked = await claim(2);
     expect(blocked.outcome).toBe('wait');
     await new Promise((r) => setTimeout(r, 1_100)); // attempt 1 stops refreshing: its claim lapses
     expect(await claim(2)).toEqual({ outcome: 'claimed' });
     // attempt 1 learns it lost the job at its next refresh
-    expect(await ledger.refreshClaim(id!, 1, 30, 'main')).toBe(false);
-    const job = await ledger.getJob(id!, { executions: true });
+    expect(await t.ledger.refreshClaim(id!, 1, 30, 'main')).toBe(false);
+    const job = await t.ledger.getJob(id!, { executions: true });
     expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
   });
 
   it('refuses to run a job that is finished or cancelled, and marks a cut-short attempt lost', async () => {
     const [done, crashed] = await queuedJobs('gate.state', 2);
-    await ledger.claimAttempt({ id: done!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
-    await ledger.finishAttempt({ id: done!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
-    expect(await ledger.claimAttempt({ id: done!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'gone' });
+    await t.ledger.claimAttempt({ id: done!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 });
+    await t.ledger.finishAttempt({ id: done!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
+    expect(await t.ledger.claimAttempt({ id: done!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'gone' });
     // attempt 1's runner died: its claim is already past (claimSeconds 0)
-    await ledger.claimAttempt({ id: crashed!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 0 });
-    expect(await ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'claimed' });
-    const job = await ledger.getJob(crashed!, { executions: true });
+    await t.ledger.claimAttempt({ id: crashed!, attempt: 1, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 0 });
+    expect(await t.ledger.claimAttempt({ id: crashed!, attempt: 2, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'claimed' });
+    const job = await t.ledger.getJob(crashed!, { executions: true });
     expect(job?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
   });
 
   it('grants a job only to its owner: main takes over undelivered fetcher jobs, never one the fetcher claimed', async () => {
     const [claimedByFetcher, undelivered, inDoubt] = await queuedJobs('gate.owner', 3, 'fetcher');
-    const claim = (id: string, ranOn: 'main' | 'fetcher', attempt = 1) => ledger.claimAttempt({ id, attempt, ranOn, concurrency: null, perSecond: null, claimSeconds: 1 });
+    const claim = (id: string, ranOn: 'main' | 'fetcher', attempt = 1) => t.ledger.claimAttempt({ id, attempt, ranOn, concurrency: null, perSecond: null, claimSeconds: 1 });
     // main cannot run a fetcher job, the fetcher can
     expect(await claim(undelivered!, 'main')).toEqual({ outcome: 'gone' });
     expect(await claim(claimedByFetcher!, 'fetcher')).toEqual({ outcome: 'claimed' });
-    await ledger.markForwarding([inDoubt!]); // a forward whose answer never came
+    await t.ledger.markForwarding([inDoubt!]); // a forward whose answer never came
     await new Promise((r) => setTimeout(r, 1_100)); // the fetcher's claim lapses: still the fetcher's job
-    const moved = await withTransaction(db.pool, (c) => ledger.takeOverUndelivered(c, 10, 'override', ['gate.owner'], [claimedByFetcher!, undelivered!, inDoubt!]));
+    const moved = await withTransaction(t.db.pool, (c) => t.ledger.takeOverUndelivered(c, 10, 'override', ['gate.owner'], [claimedByFetcher!, undelivered!, inDoubt!]));
     expect(moved.map((m) => m.id).sort()).toEqual([undelivered!, inDoubt!].sort());
     // the fetcher, asking for a job main took over, is told it is gone; main may run it
     expect(await claim(inDoubt!, 'fetcher')).toEqual({ outcome: 'gone' });
     expect(await claim(inDoubt!, 'main')).toEqual({ outcome: 'claimed' });
     // a late refusal from the fetcher cannot fail a job main now runs
-    await ledger.failJobs([inDoubt!], { code: 'JG_JOB_FAILED', message: 'the fetcher refused the job' });
-    expect(await ledger.getJob(inDoubt!)).toMatchObject({ route: 'main', routeReason: 'override', state: 'active' });
-    expect(await ledger.getJob(claimedByFetcher!)).toMatchObject({ route: 'fetcher', routeReason: 'definition' });
+    await t.ledger.failJobs([inDoubt!], { code: 'JG_JOB_FAILED', message: 'the fetcher refused the job' });
+    expect(await t.ledger.getJob(inDoubt!)).toMatchObject({ route: 'main', routeReason: 'override', state: 'active' });
+    expect(await t.ledger.getJob(claimedByFetcher!)).toMatchObject({ route: 'fetcher', routeReason: 'definition' });
   });
 });
 
 describe('the reconciler against a moving ledger (issue 15)', () => {
   it('never moves a job back once a later attempt was claimed after the fetcher was asked; a job running on the fetcher cannot be cancelled', async () => {
     const [id] = await queuedJobs('gate.reconcile', 1, 'fetcher');
-    await ledger.markForwarding([id!]);
-    await ledger.markForwarded([id!]);
-    expect((await ledger.claimAttempt({ id: id!, attempt: 1, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
-    await ledger.finishAttempt({ id: id!, attempt: 1, outcome: 'failed', state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'x' }, peakRssMb: 1 });
-    await db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded', updated_at = now() - interval '1 hour' WHERE id = $1`, [id]);
+    await t.ledger.markForwarding([id!]);
+    await t.ledger.markForwarded([id!]);
+    expect((await t.ledger.claimAttempt({ id: id!, attempt: 1, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
+    await t.ledger.finishAttempt({ id: id!, attempt: 1, outcome: 'failed', state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'x' }, peakRssMb: 1 });
+    await t.db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded', updated_at = now() - interval '1 hour' WHERE id = $1`, [id]);
     // the reconciler takes the quiet job and asks the fetcher, which says: queued after attempt 1
-    const [taken] = (await ledger.quietFetcherJobs(60, 10)).filter((j) => j.id === id);
+    const [taken] = (await t.ledger.quietFetcherJobs(60, 10)).filter((j) => j.id === id);
     expect(taken).toMatchObject({ id, attempts: 1 });
     // meanwhile the fetcher claims attempt 2: the job runs there
-    expect((await ledger.claimAttempt({ id: id!, attempt: 2, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
+    expect((await t.ledger.claimAttempt({ id: id!, attempt: 2, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).outcome).toBe('claimed');
     const stale = { state: 'queued', progress: 0, attempts: 1, executions: [{ attempt: 1, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), outcome: 'failed' as const }] };
-    expect(await ledger.reconcileFromFetcher(taken!, stale)).toBe(false);
-    const job = await ledger.getJob(id!, { executions: true });
+    expect(await t.ledger.reconcileFromFetcher(taken!, stale)).toBe(false);
+    const job = await t.ledger.getJob(id!, { executions: true });
     expect(job).toMatchObject({ state: 'active', attempts: 2 });
     // running on the fetcher (a live claim): a cancel leaves it alone (the API answers 409)
-    expect(await ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
-    await db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded' WHERE id = $1`, [id]); // even if its state lagged behind
-    expect(await ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
+    expect(await t.ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
+    await t.db.pool.query(`UPDATE jobgate.jobs SET state = 'forwarded' WHERE id = $1`, [id]); // even if its state lagged behind
+    expect(await t.ledger.cancelJobs([id!], 'cancelled from a test')).toEqual([]);
   });
 });

@@ -207,6 +207,8 @@ describe('admin dashboard in Chromium', () => {
   it('the overview shows finished jobs per minute, waits and what runs now; pauses and resumes a job', async () => {
     const done = await Promise.all([...Array.from({ length: 6 }, () => enqueue(pair.main, 'demo.light', {})), enqueue(pair.main, 'demo.light', { failPermanently: true })]);
     await waitFor('demo.light finished', async () => { const s = await states(db, done); return s.completed === 6 && s.failed === 1; }, { timeoutMs: 30_000 });
+    // the rollup is written once a second: the overview counts them within a few
+    await waitFor('the overview counts them', async () => (await admin(pair.main, 'GET', '/overview')).json.names.some((n: { name: string; side: string; completed: number; failed: number }) => n.name === 'demo.light' && n.side === 'main' && n.completed >= 6 && n.failed === 1), { timeoutMs: 10_000 });
     await page.goto(`${pair.main.url}/admin`);
     await page.waitForURL('**/admin/overview');
     // the first paint is the truth: the row, its chart with completed and failed bars, its counts

@@ -89,7 +89,7 @@ describe('a fetcher deployed behind main (row 48)', () => {
       await waitFor('the waiting jobs completed', async () => (await states(db, waiting)).completed === 3, { timeoutMs: 90_000, intervalMs: 250 });
       expect((await admin(pair.main, 'GET', `/jobs/${waiting[0]}`)).json.error).toBeUndefined();
       expect((await admin(pair.main, 'GET', '/fetcher_service')).json.outbox).toMatchObject({ refused: 0, refusedByFetcher: [] });
-      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [waiting]);
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [waiting]);
       expect(rows[0].n).toBe(3);
     } finally {
       await pair.stop();

@@ -36,7 +36,7 @@ async function ledgerJob(id: string) {
   return rows[0] as { state: string } | undefined;
 }
 async function executions(id: string) {
-  const { rows } = await db.pool.query('SELECT attempt, outcome, error FROM jobgate.executions WHERE job_id = $1 ORDER BY attempt', [id]);
+  const { rows } = await db.pool.query('SELECT attempt, outcome, error FROM jobgate.attempts WHERE job_id = $1 ORDER BY attempt', [id]);
   return rows as Array<{ attempt: number; outcome: string; error: any }>;
 }
 async function effects(id: string) {

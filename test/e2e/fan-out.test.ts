@@ -30,7 +30,7 @@ describe('fan-out from a handler', () => {
     t.pair = await startPair(t.db);
     const parent = await enqueue(t.pair.main, 'test.fanout', { children: 500, firstAttempt: 'throw' });
     // attempt 1 threw after enqueueing: nothing of its children (nor its batch) was written
-    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.executions WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
+    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
     expect(await childrenOf(parent)).toEqual([]);
     expect((await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.batches WHERE parent_id = $1', [parent])).rows[0].n).toBe(0);
     // attempt 2 (2 s later) succeeds: its 500 children, once each, and its batch finishes with them
@@ -49,7 +49,7 @@ describe('fan-out from a handler', () => {
   it('children written by an attempt that then failed are not written again by its retry (keyed by parent and place)', async () => {
     t.pair = await startPair(t.db);
     const parent = await enqueue(t.pair.main, 'test.fanout', { children: 50, firstAttempt: 'commit-then-throw' });
-    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.executions WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
+    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
     // ctx.transaction committed them before the throw
     expect(await childrenOf(parent)).toHaveLength(50);
     await t.allCompleted([parent]);

@@ -81,7 +81,7 @@ async function state() {
   const q = async (sql: string) => (await f.db.pool.query(sql)).rows[0].n as number;
   return {
     mainJobs: await q('SELECT count(*)::int AS n FROM jobgate.jobs'),
-    executions: await q('SELECT count(*)::int AS n FROM jobgate.executions'),
+    executions: await q('SELECT count(*)::int AS n FROM jobgate.attempts'),
     fetcherJobs: await q('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs'),
     override: await q(`SELECT count(*)::int AS n FROM jobgate.override_audit`),
     audit: await q('SELECT count(*)::int AS n FROM jobgate.admin_audit'),

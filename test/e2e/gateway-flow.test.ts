@@ -15,7 +15,7 @@ const t = databasePerTest();
 
 
 async function executionsPerJob(ids: string[]): Promise<number[]> {
-  const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
+  const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
   return rows.map((r) => r.n);
 }
 

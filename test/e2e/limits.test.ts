@@ -60,7 +60,7 @@ describe('across three worker processes', () => {
     await waitAllCompleted('test.rated', 10);
     // The claim time is when the gate admitted the start (executions.started_at).
     const { rows } = await db.pool.query<{ started_at: Date }>(
-      `SELECT e.started_at FROM jobgate.executions e JOIN jobgate.jobs j ON j.id = e.job_id WHERE j.name = 'test.rated' ORDER BY e.started_at`);
+      `SELECT e.started_at FROM jobgate.attempts e JOIN jobgate.jobs j ON j.id = e.job_id WHERE j.name = 'test.rated' ORDER BY e.started_at`);
     const starts = rows.map((r) => r.started_at.getTime());
     let worst = 0;
     for (let i = 0; i < starts.length; i++) {

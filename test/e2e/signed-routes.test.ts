@@ -144,7 +144,7 @@ describe('signatures bound to what they act on', () => {
     // the attempt fails (its signed event), so a new claim of attempt 1 would no longer be granted
     const failed = JSON.stringify({ events: [{ jobId: id, seq: 1, type: 'failed', attempt: 1, at: new Date().toISOString(), state: 'queued', error: { code: 'JG_JOB_FAILED', message: 'boom' } }] });
     expect((await send(main.url, 'POST', '/internal/v1/job-events', failed, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, failed) })).status).toBe(200);
-    const ledger = async () => (await f.db.pool.query(`SELECT j.state, j.updated_at, e.outcome, e.error, e.finished_at FROM jobgate.jobs j LEFT JOIN jobgate.executions e ON e.job_id = j.id AND e.attempt = 1 WHERE j.id = $1`, [id])).rows[0];
+    const ledger = async () => (await f.db.pool.query(`SELECT j.state, j.updated_at, e.outcome, e.error, e.finished_at FROM jobgate.jobs j LEFT JOIN jobgate.attempts e ON e.job_id = j.id AND e.attempt = 1 WHERE j.id = $1`, [id])).rows[0];
     const before = await ledger();
     expect(before.outcome).toBe('failed');
     const replayed = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
@@ -217,7 +217,7 @@ describe('one bad message never stalls delivery', () => {
       expect(requests.length).toBeGreaterThanOrEqual(3);
       expect(f.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.status === 413)).toEqual([]);
       expect(worker.logs.filter((l) => l.msg.includes('(413)'))).toEqual([]);
-      const { rows } = await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [ids]);
+      const { rows } = await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [ids]);
       expect(rows[0].n).toBe(20);
       console.log(`big batch: 20 × 900 KB jobs delivered in ${requests.length} requests (${requests.map((r) => r.jobs).join(' + ')}); each completed once`);
     } finally {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { inject } from 'vitest';
-import { withDatabase } from './setup-database.ts';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { createMainLedger, type MainLedger } from '../../packages/jobgate/src/store/index.ts';
+import { TEST_SCHEMA, withDatabase } from './setup-database.ts';
 
 export { TEST_SCHEMA, TEST_BOSS_SCHEMA } from './setup-database.ts';
 
@@ -36,6 +37,34 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
       const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).finally(() => c.end());
+    },
+  };
+}
+
+/**
+ * For a test file that works on main's ledger directly: a database of its own and the ledger over
+ * it, made before the file's tests and gone after them (the ledger's rollup closed first). Read
+ * `db` and `ledger` inside the tests, once made.
+ */
+export function mainLedgerPerFile(): { readonly db: TestDatabase; readonly ledger: MainLedger } {
+  let db: TestDatabase | undefined;
+  let ledger: MainLedger | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    ledger = createMainLedger(db.pool, TEST_SCHEMA);
+  });
+  afterAll(async () => {
+    await ledger?.rollup.close();
+    await db?.drop();
+  });
+  return {
+    get db() {
+      if (!db) throw new Error('mainLedgerPerFile: the database is made before the tests, not while the file loads');
+      return db;
+    },
+    get ledger() {
+      if (!ledger) throw new Error('mainLedgerPerFile: the ledger is made before the tests, not while the file loads');
+      return ledger;
     },
   };
 }

@@ -115,7 +115,7 @@ export const admin = (main: AppProcess, method: string, path: string, body?: unk
 /** Per job: completed executions and where they ran, from main's ledger. */
 export async function completedRuns(db: TestDatabase, ids: string[]): Promise<Map<string, Array<{ ranOn: string }>>> {
   const { rows } = await db.pool.query(
-    `SELECT job_id, ran_on FROM jobgate.executions WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`,
+    `SELECT job_id, ran_on FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`,
     [ids],
   );
   const runs = new Map<string, Array<{ ranOn: string }>>(ids.map((id) => [id, []]));

@@ -102,6 +102,8 @@ async function withService<T>(options: { queues?: string[]; metrics?: ReturnType
     return await fn({ ...service, jobs }, cfg);
   } finally {
     await jobs.stop(cfg.JOBGATE_SHUTDOWN_TIMEOUT_MS);
+    // the overview's counts of jobs the command finished
+    await service.ledger.rollup.close().catch((err: unknown) => logger.warn({ err }, 'could not write the overview rollup'));
     await pool.end();
   }
 }
@@ -117,9 +119,11 @@ function cliPool(cfg: MainConfig): pg.Pool {
 async function withLedger<T>(fn: (ledger: ReturnType<typeof createMainLedger>) => Promise<T>): Promise<T> {
   const cfg = config();
   const pool = cliPool(cfg);
+  const ledger = createMainLedger(pool, cfg.JOBGATE_SCHEMA, { logger });
   try {
-    return await fn(createMainLedger(pool, cfg.JOBGATE_SCHEMA));
+    return await fn(ledger);
   } finally {
+    await ledger.rollup.close().catch((err: unknown) => logger.warn({ err }, 'could not write the overview rollup'));
     await pool.end();
   }
 }

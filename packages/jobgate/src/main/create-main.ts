@@ -212,6 +212,8 @@ export async function createMain(options: MainOptions): Promise<Main> {
           const looping = Promise.all(loops.map((l) => l.stop()));
           await fetcher?.close();
           await Promise.all([looping, forwarding]);
+          // the overview's counts of the last second
+          await ledger.rollup.close().catch((err: unknown) => logger.warn({ err }, 'could not write the overview rollup at stop'));
           await service.closePool();
         })();
         return stopped;
@@ -219,6 +221,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
     };
   } catch (err) {
     // a failed setup leaves nothing running: pg-boss, jobgate's own pool, the fetcher client
+    await ledger.rollup.close().catch(() => {});
     await service.abandon();
     await fetcher?.close();
     throw err;

@@ -88,11 +88,8 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const pausable = (name: string) => (name === EVERY_JOB ? name : enqueuer.definition(name).name);
 
   let prepared: Promise<void> | undefined;
-  /** Makes every queue main writes to and counts finished jobs into the overview's rollup (once): enough to enqueue, which a web-only process does. */
-  const prepare = () => (prepared ??= (async () => {
-    await ledger.enableRollup();
-    await queues();
-  })());
+  /** Makes every queue main writes to (once): enough to enqueue, which a web-only process does. */
+  const prepare = () => (prepared ??= queues());
 
   /**
    * Runs main's handlers, the on-main queue, the dead-letter watcher and cron. `queues`: only these

@@ -55,7 +55,7 @@ export interface ServiceOptions {
  * What either side runs on: a pool, migrations, the ledger, pg-boss and the catalogue. Each side
  * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts).
  */
-export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string) => L) {
+export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string, deps: { logger: Logger }) => L) {
   const { logger, side } = options;
   const ownsPool = !options.pool;
   const pool =
@@ -74,7 +74,7 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     throw err;
   };
   if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
-  const ledger = sideLedger(pool, options.schema);
+  const ledger = sideLedger(pool, options.schema, { logger });
   const modules = await loadJobModules(options.jobModules).catch(failed);
   let catalogue: ReturnType<typeof createCatalogue>;
   try {

@@ -15,3 +15,4 @@ export * from './batches.ts';
 export * from './pauses.ts';
 export * from './schedules.ts';
 export * from './overview.ts';
+export * from './rollup.ts';

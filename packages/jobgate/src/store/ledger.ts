@@ -7,6 +7,7 @@ import { canonicalTimestamp } from '../support/timestamp.ts';
 import type { ErrorCode } from '../support/errors.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import type { Pause } from './pauses.ts';
+import type { FinishedRow } from './rollup.ts';
 
 export const JobState = {
   queued: 'queued',
@@ -145,10 +146,32 @@ export const inStates = (states: readonly JobState[]) => `(${states.map((s) => `
 export const JOB_COLUMNS = `id, name, route, route_reason, retried_as, state, payload, priority, progress, progress_message, attempts, max_attempts,
   run_at, created_at, updated_at, started_at, finished_at, error, traceparent, parent_id, batch_id`;
 
+/** What a statement that finishes jobs answers, for the overview's rollup (rollup.ts). */
+export const finishedColumns = (alias = '') => ['name', 'route', 'state', 'run_at', 'started_at', 'finished_at'].map((c) => (alias ? `${alias}.${c}` : c)).join(', ');
+
 export const insertJobValues = (job: NewJob) => [
   job.id, job.name, job.route, JSON.stringify(job.payload), job.priority, job.uniqueKey, job.maxAttempts, job.delaySeconds, job.routeReason ?? 'definition', job.traceparent ?? null,
   job.requestId ?? null,
 ];
+
+/**
+ * Writes the rows of attempts a statement just ended. `ended` selects (id, attempt, outcome, error,
+ * ran_on, started_at, peak_rss_mb, always): an attempt's row is written when it did not complete
+ * its job (or `always`), and updated where it has one (running: the fetcher's ledger writes it as
+ * the attempt starts). An attempt that completes its job is the job's row (migration 026).
+ */
+const endAttempts = (s: string, ended: string) => `
+        INSERT INTO ${s}.executions AS ex (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
+        SELECT a.id, a.attempt, a.ran_on, a.started_at, a.outcome, clock_timestamp(), a.error, a.peak_rss_mb
+          FROM (${ended}) a
+         WHERE a.always OR a.outcome <> 'completed' OR EXISTS (SELECT 1 FROM ${s}.executions x WHERE x.job_id = a.id AND x.attempt = a.attempt)
+        ON CONFLICT (job_id, attempt) DO UPDATE
+          SET outcome = excluded.outcome, finished_at = excluded.finished_at, error = excluded.error,
+              peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), excluded.peak_rss_mb)
+         WHERE ex.outcome = 'running'`;
+
+/** What endAttempts needs of a job a statement ended, as RETURNING columns of `alias`. */
+const attemptColumns = (alias: string) => `${alias}.id, ${alias}.attempts, ${alias}.route AS ran_on, coalesce(${alias}.attempt_started_at, ${alias}.started_at, ${alias}.created_at) AS began, ${alias}.attempt_peak_rss_mb`;
 
 /** The ledger's SQL, as small named statements with `$n` parameters over one validated schema. */
 function plans(schema: string) {
@@ -157,10 +180,12 @@ function plans(schema: string) {
     // with the batch its handler opened last, if any (migration 018)
     getJob: `SELECT ${JOB_COLUMNS}, (SELECT b.id FROM ${s}.batches b WHERE b.parent_id = $1 ORDER BY b.created_at DESC, b.id LIMIT 1) AS opened_batch
                FROM ${s}.jobs WHERE id = $1`,
+    // every attempt: its execution row, or what the job's row says of its latest (migration 026)
     getExecutions: `
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
-        FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
-    claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6)`,
+        FROM ${s}.attempts WHERE job_id = $1 ORDER BY attempt`,
+    // (the attempt's execution row only where its events are sent from it: migration 026)
+    claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6, false)`,
     // many ungated claims in one call (migration 016), each answer with its claim's place in the call (n)
     claimAttempts: `SELECT n, outcome, wait_ms FROM ${s}.claim_attempts($1::jsonb)`,
     refreshClaim: `
@@ -170,19 +195,27 @@ function plans(schema: string) {
     setProgress: `
       UPDATE ${s}.jobs SET progress = $2, progress_message = $3, updated_at = clock_timestamp()
        WHERE id = $1 AND state = 'active' AND attempts = $4`,
-    // Ends one attempt: the execution row and, in the same statement, the job's state.
+    // Ends one attempt: the job's state and, in the same statement, the attempt's row (endAttempts).
+    // A job cancelled while the attempt ran (its handler ended before its heartbeat heard) stays
+    // cancelled; the claim the cancel left it goes, and the attempt's row says how it ended.
     finishAttempt: `
-      WITH e AS (
-        UPDATE ${s}.executions SET outcome = $3, finished_at = clock_timestamp(), error = $5,
-               peak_rss_mb = greatest(coalesce(peak_rss_mb, 0), $6)
-         WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'
-        RETURNING job_id
+      WITH j AS (
+        UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
+               claimed_by = NULL, claim_expires_at = NULL,
+               progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
+               attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $6),
+               finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+         WHERE id = $1 AND attempts = $2 AND state = 'active'
+        RETURNING ${attemptColumns(`${s}.jobs`)}, ${finishedColumns()}
+      ), c AS (
+        UPDATE ${s}.jobs SET claimed_by = NULL, claim_expires_at = NULL, attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $6)
+         WHERE id = $1 AND attempts = $2 AND state = 'cancelled' AND claimed_by IS NOT NULL
+        RETURNING ${attemptColumns(`${s}.jobs`)}
+      ), e AS (
+        ${endAttempts(s, `SELECT id, attempts AS attempt, $3::text AS outcome, $5::jsonb AS error, ran_on, began AS started_at, attempt_peak_rss_mb AS peak_rss_mb, false AS always FROM j
+                    UNION ALL SELECT id, attempts, $3::text, $5::jsonb, ran_on, began, attempt_peak_rss_mb, true FROM c`)}
       )
-      UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
-             claimed_by = NULL, claim_expires_at = NULL,
-             progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
-             finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
-       WHERE id = $1 AND attempts = $2 AND state = 'active'`,
+      SELECT name, ran_on AS route, state, run_at, started_at, finished_at FROM j`,
     // The same for attempts that end together ($2: their ids, so that each row is found by its key).
     // (the jobs first, in id order, as every statement that changes several jobs locks them)
     finishAttempts: `
@@ -190,19 +223,28 @@ function plans(schema: string) {
         SELECT id FROM ${s}.jobs WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
       ), input AS (
         SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
-      ), e AS (
-        UPDATE ${s}.executions ex SET outcome = i.outcome, finished_at = clock_timestamp(), error = i.error,
-               peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), i.peak_rss_mb)
+      ), j AS (
+        UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
+               updated_at = clock_timestamp(), claimed_by = NULL, claim_expires_at = NULL,
+               progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
+               attempt_peak_rss_mb = greatest(coalesce(j.attempt_peak_rss_mb, 0), i.peak_rss_mb),
+               finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
           FROM input i
-         WHERE ex.job_id IN (SELECT id FROM locked) AND ex.job_id = i.id AND ex.attempt = i.attempt AND ex.outcome = 'running'
-        RETURNING ex.job_id
+         WHERE j.id IN (SELECT id FROM locked) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'
+        RETURNING ${attemptColumns('j')}, j.name, j.state, j.run_at, j.started_at, j.finished_at
+      ), c AS (
+        UPDATE ${s}.jobs c SET claimed_by = NULL, claim_expires_at = NULL, attempt_peak_rss_mb = greatest(coalesce(c.attempt_peak_rss_mb, 0), i.peak_rss_mb)
+          FROM input i
+         WHERE c.id IN (SELECT id FROM locked) AND c.id = i.id AND c.attempts = i.attempt AND c.state = 'cancelled' AND c.claimed_by IS NOT NULL
+        RETURNING ${attemptColumns('c')}
+      ), e AS (
+        ${endAttempts(s, `SELECT j.id, j.attempts AS attempt, i.outcome, i.error, j.ran_on, j.began AS started_at, j.attempt_peak_rss_mb AS peak_rss_mb, false AS always
+                      FROM j JOIN input i ON i.id = j.id AND i.attempt = j.attempts
+                    UNION ALL
+                    SELECT c.id, c.attempts, i.outcome, i.error, c.ran_on, c.began, c.attempt_peak_rss_mb, true
+                      FROM c JOIN input i ON i.id = c.id AND i.attempt = c.attempts`)}
       )
-      UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
-             updated_at = clock_timestamp(), claimed_by = NULL, claim_expires_at = NULL,
-             progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
-             finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
-        FROM input i
-       WHERE j.id IN (SELECT id FROM locked) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'`,
+      SELECT name, ran_on AS route, state, run_at, started_at, finished_at FROM j`,
     // An attempt claimed here that must not start after all (main says its job is paused): the job
     // waits as before the claim, with no execution of it (its 'active' event, if sent, main ignores:
     // main never granted the attempt).
@@ -219,11 +261,36 @@ function plans(schema: string) {
       UPDATE ${s}.executions SET outcome = 'lost', finished_at = clock_timestamp(),
              error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text)
        WHERE job_id = $1 AND outcome = 'running'`,
+    // ... and the attempt that held it, when it has no row (main's: migration 026)
+    lostAttempt: `
+      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
+      SELECT id, attempts, route, coalesce(attempt_started_at, started_at, created_at), 'lost', clock_timestamp(),
+             jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text), attempt_peak_rss_mb
+        FROM ${s}.jobs WHERE id = $1 AND attempts > 0
+      ON CONFLICT (job_id, attempt) DO NOTHING`,
     failUnsettledJob: `
-      UPDATE ${s}.jobs SET state = 'failed', error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text),
+      WITH was AS (
+        SELECT id, state FROM ${s}.jobs WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled') FOR UPDATE
+      )
+      UPDATE ${s}.jobs j SET state = 'failed', error = jsonb_build_object('code', 'JG_JOB_LOST', 'message', $2::text),
              claimed_by = NULL, claim_expires_at = NULL, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE id = $1 AND state NOT IN ('completed', 'failed', 'cancelled')
-      RETURNING attempts`,
+        FROM was WHERE j.id = was.id
+      RETURNING j.attempts, was.state AS was, ${finishedColumns('j')}`,
+    // A running attempt whose job was cancelled under it ends as failed (JG_CANCELLED): its row,
+    // and the claim the cancel left it (which said it still ran) goes.
+    endCancelledAttempt: `
+      WITH c AS (
+        UPDATE ${s}.jobs SET claimed_by = NULL, claim_expires_at = NULL,
+               attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $3)
+         WHERE id = $1 AND attempts = $2 AND state = 'cancelled'
+        RETURNING ${attemptColumns(`${s}.jobs`)}
+      ), e AS (
+        ${endAttempts(s, `SELECT id, attempts AS attempt, 'failed'::text AS outcome, jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran') AS error,
+                           ran_on, began AS started_at, attempt_peak_rss_mb AS peak_rss_mb, true AS always FROM c`)}
+      )
+      UPDATE ${s}.executions SET outcome = 'failed', finished_at = clock_timestamp(), peak_rss_mb = $3,
+             error = jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran')
+       WHERE job_id = $1 AND attempt = $2 AND outcome = 'running' AND NOT EXISTS (SELECT 1 FROM c)`,
     // With no attempt to report on, the job event says so itself (no execution trigger fires).
     emitFailed: `
       SELECT ${s}.emit_job_event($1, 'failed', greatest($2, 1),
@@ -354,9 +421,10 @@ export type Ledger = ReturnType<typeof createLedger>;
 /**
  * The job ledger and its executions over `pool`, in `schema` (see migrations/): what both sides do
  * with a job they run (claim, attempt, progress, settle, prune). Each side adds its own part:
- * main-ledger.ts, fetcher-ledger.ts.
+ * main-ledger.ts, fetcher-ledger.ts. `finished` hears of every job a statement here completed or
+ * failed, once that statement is committed (main counts them into the overview's rollup).
  */
-export function createLedger(pool: Pool, schema: string) {
+export function createLedger(pool: Pool, schema: string, finished: (rows: FinishedRow[]) => void = () => {}) {
   const sql = plans(schema);
 
   async function claimOne(args: ClaimArgs): Promise<ClaimResult> {
@@ -366,7 +434,7 @@ export function createLedger(pool: Pool, schema: string) {
   const claimUngated = coalesce(
     async (claims: ClaimArgs[]): Promise<ClaimResult[]> => {
       if (claims.length === 1) return [await claimOne(claims[0]!)];
-      const { rows } = await pool.query(sql.claimAttempts, [JSON.stringify(claims.map((c, n) => ({ n, id: c.id, attempt: c.attempt, ran_on: c.ranOn, claim_seconds: c.claimSeconds })))]);
+      const { rows } = await pool.query(sql.claimAttempts, [JSON.stringify(claims.map((c, n) => ({ n, id: c.id, attempt: c.attempt, ran_on: c.ranOn, claim_seconds: c.claimSeconds, running_row: false })))]);
       // answered in id order, each with its place in the call
       const answers: ClaimResult[] = new Array(claims.length);
       for (const r of rows) answers[r.n as number] = claimResult(r);
@@ -378,10 +446,10 @@ export function createLedger(pool: Pool, schema: string) {
     async (ends: FinishArgs[]): Promise<void[]> => {
       if (ends.length === 1) {
         const e = ends[0]!;
-        await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb]);
+        finished((await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb])).rows);
       } else {
         const input = ends.map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
-        await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)]);
+        finished((await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)])).rows);
       }
       return ends.map(() => undefined);
     },
@@ -421,23 +489,21 @@ export function createLedger(pool: Pool, schema: string) {
     /** Ends an attempt; `state` is the job's next state (`queued` when a retry follows). Attempts that end together are written together. */
     finishAttempt,
     async failUnsettled(id: string, message: string): Promise<boolean> {
-      return withTransaction(pool, async (client) => {
+      const failed = await withTransaction(pool, async (client) => {
         // The job first: the execution trigger then reports the lost attempt with the job failed.
         const failed = await client.query(sql.failUnsettledJob, [id, message]);
-        if (!failed.rows[0]) return false;
-        const lost = await client.query(sql.failUnsettledExecutions, [id, message]);
-        if (!lost.rowCount) await client.query(sql.emitFailed, [id, failed.rows[0].attempts, message]);
-        return true;
+        if (!failed.rows[0]) return [];
+        let told = ((await client.query(sql.failUnsettledExecutions, [id, message])).rowCount ?? 0) > 0;
+        if (!told && failed.rows[0].was === 'active') told = ((await client.query(sql.lostAttempt, [id, message])).rowCount ?? 0) > 0;
+        if (!told) await client.query(sql.emitFailed, [id, failed.rows[0].attempts, message]);
+        return failed.rows;
       });
+      finished(failed);
+      return failed.length > 0;
     },
     /** A running attempt whose job was cancelled under it: the attempt ends as failed, JG_CANCELLED. */
     async endCancelledAttempt(id: string, attempt: number, peakRssMb: number): Promise<void> {
-      await pool.query(
-        `UPDATE ${assertSchemaName(schema)}.executions SET outcome = 'failed', finished_at = clock_timestamp(), peak_rss_mb = $3,
-                error = jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran')
-          WHERE job_id = $1 AND attempt = $2 AND outcome = 'running'`,
-        [id, attempt, peakRssMb],
-      );
+      await pool.query(sql.endCancelledAttempt, [id, attempt, peakRssMb]);
     },
     /** Per job name: waiting, active, and failed in the last day; `route` counts only the jobs that run there. */
     async countsByName(route?: Route): Promise<Record<string, { queued: number; active: number; failed: number }>> {

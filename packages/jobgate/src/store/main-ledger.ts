@@ -1,12 +1,14 @@
 // main's part of the ledger: jobs enqueued and routed, the outbox's delivery state, the events the
 // fetcher reports, the override's takeover, the admin's actions, the reconciler's repairs.
 import type { Pool } from 'pg';
+import type { Logger } from '../support/index.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { durably, withTransaction } from './transaction.ts';
 import { withPausedBy } from './pauses.ts';
-import { createLedger, encodeCursor, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
+import { createRollup } from './rollup.ts';
+import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
 export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
@@ -70,9 +72,17 @@ export interface ToForward {
 }
 
 /**
+ * Whether an attempt of the job `alias` (a row of jobs) still runs: its claim lives (a cancelled
+ * job's keeps it until its handler stops), or its execution row says so (a routed job's, from the
+ * fetcher's events).
+ */
+const attemptRuns = (s: string, alias: string) =>
+  `((${alias}.claimed_by IS NOT NULL AND ${alias}.claim_expires_at > clock_timestamp()) OR EXISTS (SELECT 1 FROM ${s}.executions e WHERE e.job_id = ${alias}.id AND e.outcome = 'running'))`;
+
+/**
  * main's SQL, as small named statements with `$n` parameters over one validated schema. A statement
  * that changes several jobs at once locks them in id order first (`id IN (SELECT … ORDER BY id FOR
- * UPDATE)`), as claim_attempts and apply_job_events do, so two of them never wait on each other.
+ * UPDATE)`), as claim_attempts and apply_job_events_finishing do, so two of them never wait on each other.
  */
 function plans(schema: string) {
   const s = assertSchemaName(schema);
@@ -99,8 +109,8 @@ function plans(schema: string) {
       RETURNING id`,
     findLiveByUniqueKey: `
       SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${inStates(LIVE_STATES)}`,
-    // one batch in one call, in per-job order (migration 010)
-    applyJobEvents: `SELECT ${s}.apply_job_events($1::jsonb) AS applied`,
+    // one batch in one call, in per-job order, with the jobs it finished (migrations 010, 025)
+    applyJobEvents: `SELECT applied, finished FROM ${s}.apply_job_events_finishing($1::jsonb)`,
     // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
     // lease nor a failed one's backoff, highest priority then oldest; `forwarding` with a lease of
     // $2 seconds that keeps every other forwarder off them until it is renewed, ends or lapses.
@@ -168,8 +178,10 @@ function plans(schema: string) {
            AND NOT (route = 'fetcher' AND claimed_by IS NOT NULL AND claim_expires_at > clock_timestamp())
          ORDER BY id FOR UPDATE),
       ended AS (
+        -- a running attempt keeps its claim until its handler stops (endCancelledAttempt): it says the attempt still runs
         UPDATE ${s}.jobs j SET state = 'cancelled', finished_at = clock_timestamp(), updated_at = clock_timestamp(),
-               error = jsonb_build_object('code', 'JG_CANCELLED', 'message', ${reason}::text), claimed_by = NULL, claim_expires_at = NULL
+               error = jsonb_build_object('code', 'JG_CANCELLED', 'message', ${reason}::text),
+               claimed_by = CASE WHEN picked.state = 'active' THEN j.claimed_by END, claim_expires_at = CASE WHEN picked.state = 'active' THEN j.claim_expires_at END
           FROM picked WHERE j.id = picked.id
         RETURNING j.id, j.name, j.route, j.route_reason, picked.state AS was)`,
     // Deletes the jobs `which` names that finished (their executions go by cascade), but not one
@@ -178,7 +190,7 @@ function plans(schema: string) {
       picked AS (
         SELECT id FROM ${s}.jobs j
          WHERE ${which} AND state IN ${inStates(FINISHED_STATES)}
-           AND NOT EXISTS (SELECT 1 FROM ${s}.executions e WHERE e.job_id = j.id AND e.outcome = 'running')
+           AND NOT ${attemptRuns(s, 'j')}
          ORDER BY id FOR UPDATE),
       ended AS (
         DELETE FROM ${s}.jobs j USING picked WHERE j.id = picked.id
@@ -198,7 +210,8 @@ function plans(schema: string) {
                  WHERE route = 'main' AND was <> 'active' GROUP BY name, route_reason) q) AS entries`,
     failJobs: `
       UPDATE ${s}.jobs SET state = 'failed', error = $2, finished_at = clock_timestamp(), updated_at = clock_timestamp()
-       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
+      RETURNING ${finishedColumns()}`,
     // Routed jobs the fetcher has said nothing about for a while (their events may be lost).
     // Taken, not just read: a lease of at most a minute (updated_at set so that they count as quiet
     // again then) keeps the other reconcilers (several worker processes) off them; asked about,
@@ -215,11 +228,15 @@ function plans(schema: string) {
       UPDATE ${s}.jobs SET state = $2, progress = $3, progress_message = $4, attempts = greatest(attempts, $5),
              error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($6, error) END,
              finished_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN coalesce(finished_at, clock_timestamp()) ELSE NULL END,
+             -- a finished job's attempt is over: its claim ends with it
+             claimed_by = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN NULL ELSE claimed_by END,
+             claim_expires_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled') THEN NULL ELSE claim_expires_at END,
              updated_at = clock_timestamp()
        WHERE id = $1 AND route = 'fetcher' AND state NOT IN ('completed', 'failed', 'cancelled')
          -- only if nothing moved on main since the fetcher was asked (a later claim, an event applied)
          -- and the fetcher's answer is not older than what main knows
-         AND attempts = $7 AND events_applied = $8 AND attempts <= $5`,
+         AND attempts = $7 AND events_applied = $8 AND attempts <= $5
+      RETURNING ${finishedColumns()}`,
     reconcileExecution: `
       INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb)
       VALUES ($1, $2, 'fetcher', $3, $4, $5, $6, $7)
@@ -255,12 +272,16 @@ export function queueEntriesOf(ended: readonly EndedJob[]): QueueEntries {
 
 const toEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name, route: r.route, routeReason: r.route_reason, was: r.was });
 
-export function createMainLedger(pool: Pool, schema: string) {
+export function createMainLedger(pool: Pool, schema: string, options: { logger?: Logger } = {}) {
   const sql = plans(schema);
   const forwardChannel = `jg_forward_${assertSchemaName(schema)}`.slice(0, 63);
-  const ledger = createLedger(pool, schema);
+  // every job main finishes counts into the overview's rollup (rollup.ts)
+  const rollup = createRollup(pool, schema, options);
+  const ledger = createLedger(pool, schema, rollup.count);
   return {
     ...ledger,
+    /** The overview's rollup this ledger counts into: closed (its last counts written) as main stops. */
+    rollup,
     /** A job as every view shows it: with its executions if asked, and the pause it waits for. */
     async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
       const job = await ledger.getJob(id, options);
@@ -312,9 +333,10 @@ export function createMainLedger(pool: Pool, schema: string) {
         job: e.jobId, seq: e.seq, type: e.type, attempt: e.attempt, at: e.at, state: e.state ?? null, started_at: e.startedAt ?? null,
         finished_at: e.finishedAt ?? null, progress: e.progress ?? null, message: e.message ?? null, error: e.error ?? null, peak_rss_mb: e.peakRssMb ?? null,
       }));
-      // (a deadlock with another batch's finishes, through the batch and rollup triggers, is retried: events apply once each)
+      // (a deadlock with another batch's finishes, through the batch trigger, is retried: events apply once each)
       const { rows } = await durably(() => pool.query(sql.applyJobEvents, [JSON.stringify(batch)]));
       const applied = rows[0].applied as number;
+      rollup.count(rows[0].finished);
       return { applied, ignored: events.length - applied };
     },
     /** Up to `limit` jobs to deliver now, each under a lease of `leaseSeconds` (see takeToForward). */
@@ -355,7 +377,7 @@ export function createMainLedger(pool: Pool, schema: string) {
       const s = assertSchemaName(schema);
       const { rowCount } = await db.query(
         `UPDATE ${s}.jobs SET retried_as = $2 WHERE id = $1 AND retried_as IS NULL
-            AND NOT EXISTS (SELECT 1 FROM ${s}.executions WHERE job_id = $1 AND outcome = 'running')`,
+            AND NOT ${attemptRuns(s, s + '.jobs')}`,
         [id, newId],
       );
       return (rowCount ?? 0) > 0;
@@ -401,7 +423,7 @@ export function createMainLedger(pool: Pool, schema: string) {
       return rows[0].n as number;
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
-      await pool.query(sql.failJobs, [ids, JSON.stringify(error)]);
+      rollup.count((await pool.query(sql.failJobs, [ids, JSON.stringify(error)])).rows);
     },
     /** Quiet routed jobs, each with what main knew of it when taken (the reconciler's guard). */
     async quietFetcherJobs(olderThanSeconds: number, limit: number): Promise<Array<{ id: string; attempts: number; eventsApplied: number }>> {
@@ -417,15 +439,17 @@ export function createMainLedger(pool: Pool, schema: string) {
       seen: { state: string; progress: number; progressMessage?: string; attempts: number; error?: ErrorInfo; executions?: Array<Omit<Execution, 'ranOn'>> },
     ): Promise<boolean> {
       const { id } = job;
-      return withTransaction(pool, async (client) => {
+      const moved = await withTransaction(pool, async (client) => {
         const state = seen.state === 'queued' ? 'forwarded' : seen.state;
-        const { rowCount } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null, job.attempts, job.eventsApplied]);
-        if (!rowCount) return false;
+        const { rows } = await client.query(sql.reconcileJob, [id, state, seen.progress, seen.progressMessage ?? null, seen.attempts, seen.error ? JSON.stringify(seen.error) : null, job.attempts, job.eventsApplied]);
+        if (rows.length === 0) return rows;
         for (const e of seen.executions ?? []) {
           await client.query(sql.reconcileExecution, [id, e.attempt, e.startedAt, e.finishedAt ?? null, e.outcome, e.error ? JSON.stringify(e.error) : null, e.peakRssMb ?? null]);
         }
-        return true;
+        return rows;
       });
+      rollup.count(moved);
+      return moved.length > 0;
     },
     async touchJob(id: string): Promise<void> {
       await pool.query(sql.touchJob, [id]);
@@ -443,10 +467,6 @@ export function createMainLedger(pool: Pool, schema: string) {
     async refusedByFetcher(): Promise<Array<{ name: string; reason: string; since: string; jobs: number }>> {
       const { rows } = await pool.query(sql.refusedByFetcher);
       return rows.map((r) => ({ name: r.name, reason: r.reason, since: r.since, jobs: r.jobs }));
-    },
-    /** Jobs count into the overview's per-minute rollup as they finish (main's ledger only; migration 021). */
-    async enableRollup(): Promise<void> {
-      await pool.query(`INSERT INTO ${assertSchemaName(schema)}.ledger_settings (key, value) VALUES ('rollup', 'true') ON CONFLICT (key) DO UPDATE SET value = excluded.value`);
     },
     async hasUnfinishedFetcherJobs(): Promise<boolean> {
       const { rows } = await pool.query(sql.hasUnfinishedFetcherJobs);

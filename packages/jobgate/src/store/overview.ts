@@ -1,4 +1,4 @@
-// What the overview page reads (issue 18): the per-minute rollup (migration 021) for the charts and
+// What the overview page reads: the per-minute rollup (migration 021, counted by rollup.ts) for the charts and
 // the queue-wait percentiles, and the live jobs by name and side. Each read is bounded by the
 // rollup's size (minutes × names × sides) or by the jobs not yet finished, never by the ledger's.
 import type { Pool } from 'pg';
