@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 026_attempts_when_they_say_something.sql: what is, not how it came to be. Change the schema with a new
+-- 027_routed_attempts_on_main.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -320,24 +320,29 @@ BEGIN
     -- not granted here (yet): counted, not shown
     UPDATE jobs SET events_applied = p_seq WHERE id = p_job;
   ELSIF p_type = 'active' THEN
-    INSERT INTO executions (job_id, attempt, ran_on, started_at, outcome)
-    VALUES (p_job, p_attempt, 'fetcher', coalesce(p_started_at, p_at), 'running')
-    ON CONFLICT (job_id, attempt) DO NOTHING;
+    -- the attempt runs: the job's row says so (main's grant set its start; a job claimed before
+    -- 026 has none, and takes the event's)
     UPDATE jobs SET events_applied = p_seq, updated_at = clock_timestamp(),
            state = 'active', attempts = greatest(attempts, p_attempt),
-           started_at = coalesce(started_at, p_started_at, p_at)
+           started_at = coalesce(started_at, p_started_at, p_at),
+           attempt_started_at = CASE WHEN p_attempt > attempts OR attempt_started_at IS NULL THEN coalesce(p_started_at, p_at) ELSE attempt_started_at END
      WHERE id = p_job;
   ELSIF p_type = 'progress' THEN
     UPDATE jobs SET events_applied = p_seq, updated_at = clock_timestamp(),
            progress = coalesce(p_progress, progress), progress_message = p_message
      WHERE id = p_job;
   ELSE
-    -- completed, failed or lost: the attempt ends (its execution made here if the 'active' event never came)
-    INSERT INTO executions AS e (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
-    VALUES (p_job, p_attempt, 'fetcher', coalesce(p_started_at, p_at), p_type, coalesce(p_finished_at, p_at), p_error, p_peak_rss_mb)
-    ON CONFLICT (job_id, attempt) DO UPDATE
-      SET outcome = excluded.outcome, finished_at = excluded.finished_at, error = excluded.error,
-          peak_rss_mb = coalesce(excluded.peak_rss_mb, e.peak_rss_mb);
+    -- completed, failed or lost: the attempt ends. Its row is written when it did not complete the
+    -- job, when it has one (a release before 026 wrote it as it started), or when a later attempt
+    -- holds the job (the job's row speaks for that one).
+    IF p_type <> 'completed' OR p_attempt < v_attempts
+       OR EXISTS (SELECT 1 FROM executions x WHERE x.job_id = p_job AND x.attempt = p_attempt) THEN
+      INSERT INTO executions AS e (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
+      VALUES (p_job, p_attempt, 'fetcher', coalesce(p_started_at, p_at), p_type, coalesce(p_finished_at, p_at), p_error, p_peak_rss_mb)
+      ON CONFLICT (job_id, attempt) DO UPDATE
+        SET outcome = excluded.outcome, finished_at = excluded.finished_at, error = excluded.error,
+            peak_rss_mb = coalesce(excluded.peak_rss_mb, e.peak_rss_mb);
+    END IF;
     UPDATE jobs SET events_applied = p_seq, updated_at = clock_timestamp(),
       state = CASE
         WHEN p_type = 'completed' THEN 'completed'
@@ -346,6 +351,8 @@ BEGIN
       END,
       attempts = greatest(attempts, p_attempt),
       started_at = coalesce(started_at, p_started_at),
+      attempt_started_at = CASE WHEN p_attempt > attempts OR attempt_started_at IS NULL THEN coalesce(p_started_at, p_at) ELSE attempt_started_at END,
+      attempt_peak_rss_mb = CASE WHEN p_attempt >= attempts THEN coalesce(p_peak_rss_mb, attempt_peak_rss_mb) ELSE attempt_peak_rss_mb END,
       -- the attempt is over: its claim ends with it
       claimed_by = CASE WHEN claimed_by = 'fetcher' AND attempts <= p_attempt THEN NULL ELSE claimed_by END,
       claim_expires_at = CASE WHEN claimed_by = 'fetcher' AND attempts <= p_attempt THEN NULL ELSE claim_expires_at END,

@@ -9,9 +9,9 @@ import { mainLedgerPerFile, TEST_SCHEMA } from '../support/database.ts';
 
 const t = mainLedgerPerFile();
 
-async function queued(name = 'attempts.job', maxAttempts = 3): Promise<string> {
+async function queued(name = 'attempts.job', maxAttempts = 3, route: 'main' | 'fetcher' = 'main'): Promise<string> {
   const id = randomUUID();
-  await t.ledger.insertJob({ id, name, route: 'main', payload: {}, priority: 0, uniqueKey: null, maxAttempts, delaySeconds: 0 });
+  await t.ledger.insertJob({ id, name, route, payload: {}, priority: 0, uniqueKey: null, maxAttempts, delaySeconds: 0 });
   return id;
 }
 const claim = (id: string, attempt: number, claimSeconds = 30) => t.ledger.claimAttempt({ id, attempt, ranOn: 'main', concurrency: null, perSecond: null, claimSeconds });
@@ -116,6 +116,24 @@ describe('attempts', () => {
     await new Promise((r) => setTimeout(r, 1_100));
     expect((await attempts(id)).map((a) => [a.outcome, a.code])).toEqual([['lost', 'JG_JOB_LOST']]);
     expect(await t.ledger.markRetried(id, randomUUID())).toBe(true);
+  });
+
+  it("a routed job's attempts, from the fetcher's events: the one that completes the job writes no row; a failed one does", async () => {
+    const [id, retried] = await Promise.all([queued('attempts.routed', 3, 'fetcher'), queued('attempts.routed', 3, 'fetcher')]);
+    const at = () => new Date().toISOString();
+    const event = (jobId: string, seq: number, type: string, attempt: number, extra: Record<string, unknown> = {}) => ({ jobId, seq, type, attempt, at: at(), ...extra }) as never;
+    for (const job of [id, retried]) expect(await t.ledger.claimAttempt({ id: job, attempt: 1, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: 30 })).toEqual({ outcome: 'claimed' });
+    const granted = (await t.ledger.getJob(id, { executions: true }))!.executions![0]!.startedAt;
+    await t.ledger.applyEvents([event(id, 1, 'active', 1, { startedAt: at() })]);
+    expect((await attempts(id)).map((a) => [a.ranOn, a.outcome])).toEqual([['fetcher', 'running']]);
+    await t.ledger.applyEvents([event(id, 2, 'completed', 1, { state: 'completed', finishedAt: at(), peakRssMb: 80 }), event(retried, 1, 'active', 1), event(retried, 2, 'failed', 1, { state: 'queued', error: { code: 'JG_HANDLER_ERROR', message: 'once' } })]);
+    await t.ledger.applyEvents([event(retried, 3, 'active', 2), event(retried, 4, 'completed', 2, { state: 'completed', peakRssMb: 81 })]);
+    expect(await rows(id)).toEqual([]);
+    expect(await attempts(id)).toEqual([{ attempt: 1, ranOn: 'fetcher', outcome: 'completed', code: null, finished: true, peakRssMb: 80 }]);
+    // the attempt's start is main's grant, as before
+    expect((await t.ledger.getJob(id, { executions: true }))!.executions![0]!.startedAt).toBe(granted);
+    expect(await rows(retried)).toEqual([{ attempt: 1, outcome: 'failed' }]);
+    expect((await attempts(retried)).map((a) => [a.attempt, a.ranOn, a.outcome, a.peakRssMb])).toEqual([[1, 'fetcher', 'failed', null], [2, 'fetcher', 'completed', 81]]);
   });
 
   it('many jobs run to success at their first attempt: no execution rows at all', async () => {
