@@ -31,3 +31,12 @@ export const benchFanout = defineJob({
     return { batchId: batch.id };
   },
 });
+
+/** A routed no-op tagged with the pressure run it belongs to (bench/pressure.ts). */
+export const benchRouted = defineJob({
+  name: 'bench.routed',
+  payload: z.strictObject({ run: z.string().max(40), n: z.number().int() }),
+  runsOnFetcher: true,
+  retry: { limit: 2, delaySeconds: 1, backoff: true },
+  async run() {},
+});

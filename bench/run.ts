@@ -18,8 +18,10 @@ import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
 import { createCatalogue, createMainRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
 import { appendResults, resultsTable, type BenchResults, type BenchRow } from './results-file.ts';
-import { localFloors, queueSettled, RAW_QUEUE, routedFloor, sixteenInFlight } from './floors.ts';
+import { localFloors, queueSettled, RAW_QUEUE, RAW_WORK, routedFloor, sixteenInFlight } from './floors.ts';
 import { capacityBound, describeWrites, measureWrites, postgresCpuSeconds, processCpuSeconds, type Writes } from './writes.ts';
+import { peakRate, PHASES, pressureRun, type PressurePath } from './pressure.ts';
+import { benchRouted } from './bench-jobs.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const quick = process.argv.includes('--quick');
@@ -800,6 +802,168 @@ async function startup(url: string) {
   }
 }
 
+// ------------------------------------------------------------------ pressure (bench/pressure.ts)
+
+/** The connection string with an application_name (which the kills phase picks connections by; it wins over the one a pool sets). */
+const named = (url: string, name: string) => {
+  const u = new URL(url);
+  u.searchParams.set('application_name', name);
+  return u.toString();
+};
+
+const pressureJob = defineJob({ name: 'bench.pressure', payload: z.strictObject({ run: z.string().max(40), n: z.number().int() }), run: async () => {} });
+
+/** Open and completed jobs of a run, from main's ledger (jobs of `name` whose payload names the run). */
+async function ledgerProgress(observer: pg.Pool, name: string, run: string): Promise<{ completed: number; open: number }> {
+  const { rows } = await observer.query(
+    `SELECT count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state NOT IN ('completed', 'failed', 'cancelled'))::int AS open
+       FROM jobgate.jobs WHERE name = $1 AND payload->>'run' = $2`,
+    [name, run],
+  );
+  return rows[0];
+}
+async function ledgerPickups(observer: pg.Pool, name: string, run: string, from: Date, to: Date): Promise<number[]> {
+  const { rows } = await observer.query(
+    `SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms FROM jobgate.jobs
+      WHERE name = $1 AND payload->>'run' = $2 AND created_at BETWEEN $3 AND $4 AND started_at IS NOT NULL`,
+    [name, run, from, to],
+  );
+  return rows.map((r) => r.ms as number);
+}
+
+/** Raw pg-boss in this process: its own schema, four workers, one job per fetch (as the local rows). */
+async function rawPressurePath(url: string): Promise<{ path: PressurePath; stop(): Promise<void> }> {
+  const raw = createBoss({ connectionString: named(url, 'bench-raw'), schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
+  await raw.start();
+  await raw.createQueue('raw.pressure', RAW_QUEUE);
+  await raw.work('raw.pressure', RAW_WORK, async () => {});
+  return {
+    path: {
+      label: 'raw pg-boss',
+      async enqueue(run, n) {
+        if (!(await raw.send('raw.pressure', { run, n }))) throw new Error('not accepted');
+      },
+      async progress(observer, run) {
+        const { rows } = await observer.query(
+          `SELECT count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state < 'completed')::int AS open
+             FROM pgboss_raw.job WHERE name = 'raw.pressure' AND data->>'run' = $1`,
+          [run],
+        );
+        return rows[0];
+      },
+      async pickups(observer, run, from, to) {
+        const { rows } = await observer.query(
+          `SELECT extract(epoch FROM started_on - created_on)::float8 * 1000 AS ms FROM pgboss_raw.job
+            WHERE name = 'raw.pressure' AND data->>'run' = $1 AND created_on BETWEEN $2 AND $3 AND started_on IS NOT NULL`,
+          [run, from, to],
+        );
+        return rows.map((r) => r.ms as number);
+      },
+      schemas: ['pgboss_raw'],
+      appConnections: ['bench-raw'],
+    },
+    stop: () => raw.stop({ graceful: false, close: true }).catch(() => {}),
+  };
+}
+
+/** jobgate's runtime in this process, running its jobs on main (four workers, one job per fetch). */
+async function mainPressurePath(url: string): Promise<{ path: PressurePath; stop(): Promise<void> }> {
+  const pool = new pg.Pool({ connectionString: named(url, 'bench-jobgate'), max: 5 });
+  pool.on('error', () => {});
+  const boss = createBoss({ connectionString: named(url, 'bench-jobgate'), schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
+  await boss.start();
+  const ledger = createMainLedger(pool, 'jobgate');
+  const jobs = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([pressureJob]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
+  await jobs.start();
+  return {
+    path: {
+      label: 'jobgate, run on main',
+      enqueue: async (run, n) => void (await jobs.performLater(pressureJob, { run, n })),
+      progress: (observer, run) => ledgerProgress(observer, pressureJob.name, run),
+      pickups: (observer, run, from, to) => ledgerPickups(observer, pressureJob.name, run, from, to),
+      schemas: ['jobgate', 'pgboss_main'],
+      appConnections: ['bench-jobgate'],
+    },
+    async stop() {
+      await jobs.stop(1_000).catch(() => {});
+      await ledger.rollup.close().catch(() => {});
+      await pool.end().catch(() => {});
+    },
+  };
+}
+
+/** Both apps as processes; this process enqueues as the web app does (performLater on main's database). */
+async function routedPressurePath(url: string): Promise<{ path: PressurePath; stop(): Promise<void> }> {
+  const pair = await startPair(url, {}, {});
+  const pool = new pg.Pool({ connectionString: named(url, 'bench-app'), max: 4 });
+  pool.on('error', () => {});
+  const boss = createBoss({ connectionString: named(url, 'bench-app'), schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet, client: true });
+  await boss.start();
+  const ledger = createMainLedger(pool, 'jobgate');
+  const app = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([benchRouted]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+  return {
+    path: {
+      label: 'jobgate, routed',
+      enqueue: async (run, n) => void (await app.performLater(benchRouted, { run, n })),
+      progress: (observer, run) => ledgerProgress(observer, benchRouted.name, run),
+      pickups: (observer, run, from, to) => ledgerPickups(observer, benchRouted.name, run, from, to),
+      schemas: ['jobgate', 'jobgate_fetcher', 'pgboss_fetcher', 'pgboss_main'],
+      appConnections: ['jobgate-%', 'bench-app'],
+    },
+    async stop() {
+      await boss.stop({ graceful: false, close: true }).catch(() => {});
+      await ledger.rollup.close().catch(() => {});
+      await pool.end().catch(() => {});
+      await pair.stop();
+    },
+  };
+}
+
+/**
+ * Each jobgate path at half its own peak, and raw pg-boss at the same rate, through the phases of
+ * bench/pressure.ts: the share of offered jobs completed in each phase (target ≥ 90 %), and the
+ * seconds until throughput and depth recover (target ≤ 1.5× raw's, or 5 s if longer).
+ */
+async function pressure(url: string) {
+  const phaseSeconds = quick ? { xid: 15, readers: 15, kills: 10 } : { xid: 60, readers: 60, kills: 45 };
+  const timing = { phaseSeconds, warmSeconds: quick ? 5 : 10, recoveryCeilingSeconds: quick ? 30 : 120 };
+  const observer = new pg.Pool({ connectionString: named(url, 'bench-observer'), max: 2 });
+  observer.on('error', () => {});
+  console.log(`pressure (phases ${PHASES.map((p) => `${p} ${phaseSeconds[p]} s`).join(', ')}; each path at half jobgate's peak for it)`);
+  try {
+    for (const [open, label] of [[mainPressurePath, 'run on main'], [routedPressurePath, 'routed']] as const) {
+      const mine = await open(url);
+      let rate: number;
+      let ours: Awaited<ReturnType<typeof pressureRun>>;
+      try {
+        await mine.path.enqueue('warm', 0);
+        rate = Math.max(5, Math.round((await peakRate(observer, mine.path, quick ? 1_000 : 3_000)) / 2));
+        ours = await pressureRun({ url, observer, path: mine.path, perSecond: rate, ...timing });
+      } finally {
+        await mine.stop();
+      }
+      const rawPath = await rawPressurePath(url);
+      let theirs: Awaited<ReturnType<typeof pressureRun>>;
+      try {
+        theirs = await pressureRun({ url, observer, path: rawPath.path, perSecond: rate, ...timing });
+      } finally {
+        await rawPath.stop();
+      }
+      for (const [i, phase] of PHASES.entries()) {
+        const a = ours.phases[i]!;
+        const b = theirs.phases[i]!;
+        const describe = (r: typeof a) => `pickup p50 ${Math.round(r.pickupP50Ms)} / p99 ${Math.round(r.pickupP99Ms)} ms, ${r.completed} of ${r.offered}, dead tuples ${r.deadTuples.map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}`;
+        record({ figure: `pressure, ${label}, ${phase}: offered jobs completed in the phase (${rate}/s)`, jobgate: a.share * 100, baseline: b.share * 100, unit: '%', target: '≥ 90 %', note: `jobgate ${describe(a)}; raw ${describe(b)}` }, (_r, row) => row.jobgate >= 90);
+        const recovery = (r: typeof a) => r.recoverySeconds ?? timing.recoveryCeilingSeconds * 10;
+        record({ figure: `pressure, ${label}, ${phase}: seconds to recover`, jobgate: recovery(a), baseline: recovery(b), unit: 's', target: '≤ 1.5× raw or 5 s', note: a.recoverySeconds === null || b.recoverySeconds === null ? `not recovered within ${timing.recoveryCeilingSeconds} s: ${a.recoverySeconds === null ? 'jobgate' : ''} ${b.recoverySeconds === null ? 'raw' : ''}` : undefined }, (_r, row) => row.jobgate <= Math.max(1.5 * row.baseline, 5));
+      }
+      record({ figure: `pressure, ${label}: accepted jobs completed`, jobgate: ours.completed, baseline: ours.accepted, unit: 'jobs', target: 'all', note: `raw pg-boss ${theirs.completed} of ${theirs.accepted}` }, (_r, row) => row.jobgate === row.baseline);
+    }
+  } finally {
+    await observer.end();
+  }
+}
+
 // ------------------------------------------------------------------ run
 
 const started = Date.now();
@@ -829,6 +993,7 @@ try {
     await routed(db.url, writes, rawLatencies, rawFanOutSeconds);
   }
   await closeInProcess();
+  if (runs('pressure')) await pressure(db.url);
   if (runs('memory')) await memoryIsolation(db.url);
   if (runs('startup')) await startup(db.url);
 } catch (err) {
