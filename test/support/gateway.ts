@@ -33,8 +33,8 @@ export interface Pair {
   toFetcher: FaultProxy | null;
   toMain: FaultProxy | null;
   startMain(env?: Record<string, string>, extras?: SpawnExtras): Promise<AppProcess>;
-  /** `skewSeconds` runs the fetcher with its clock that far ahead (FAULTS.md row 22). */
-  startFetcher(env?: Record<string, string>, skewSeconds?: number): Promise<AppProcess>;
+  /** `skewSeconds` runs the fetcher with its clock that far ahead (FAULTS.md row 22); `extras`: how (default: as the pair's options say). */
+  startFetcher(env?: Record<string, string>, skewSeconds?: number, extras?: SpawnExtras): Promise<AppProcess>;
   stop(): Promise<void>;
 }
 
@@ -63,7 +63,7 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
       all.push(pair.main);
       return pair.main;
     },
-    async startFetcher(env = {}, skewSeconds = 0) {
+    async startFetcher(env = {}, skewSeconds = 0, extras = options.fetcherExtras) {
       pair.fetcher = await startFetcher(
         {
           ...common,
@@ -72,7 +72,7 @@ export async function startPair(db: TestDatabase, options: PairOptions = {}): Pr
           ...options.fetcherEnv,
           ...env,
         },
-        skewSeconds ? { nodeArgs: ['--import', SKEW_CLOCK], env: { JOBGATE_TEST_CLOCK_SKEW_SECONDS: String(skewSeconds) } } : options.fetcherExtras,
+        skewSeconds ? { nodeArgs: ['--import', SKEW_CLOCK], env: { JOBGATE_TEST_CLOCK_SKEW_SECONDS: String(skewSeconds) } } : extras,
       );
       all.push(pair.fetcher);
       return pair.fetcher;

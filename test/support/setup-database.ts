@@ -77,11 +77,7 @@ async function startDatabase(): Promise<SharedDatabase> {
   await migrate(pool, TEST_SCHEMA);
   // the reference apps' own table, as they make it at boot: in-process tests run their movies.fetch on it
   await applyAppSchema(pool, TEST_SCHEMA, join(import.meta.dirname, '../../apps/tables/movies.sql'));
-  // The two counters of FAULTS.md: one row per handler run (and its events), one effect per job.
-  await pool.query(`CREATE TABLE public.test_events (
-    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, job_name text NOT NULL, attempt integer NOT NULL,
-    event text NOT NULL, pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), detail jsonb)`);
-  await pool.query(`CREATE TABLE public.test_effects (job_id uuid PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+  await createCounterTables(pool);
   await pool.end();
   const boss = new PgBoss({ connectionString: templateUrl, schema: TEST_BOSS_SCHEMA, supervise: false, schedule: false });
   boss.on('error', () => {});
@@ -118,4 +114,12 @@ export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
   return u.toString();
+}
+
+/** The two counters of FAULTS.md that the test jobs write: one row per handler run (and its events), one effect per job. */
+export async function createCounterTables(pool: Pick<pg.Pool, 'query'>): Promise<void> {
+  await pool.query(`CREATE TABLE public.test_events (
+    seq bigserial PRIMARY KEY, job_id uuid NOT NULL, job_name text NOT NULL, attempt integer NOT NULL,
+    event text NOT NULL, pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp(), detail jsonb)`);
+  await pool.query(`CREATE TABLE public.test_effects (job_id uuid PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
 }
