@@ -5,7 +5,7 @@
 // on shared machines, ratios hold (../shared/PERF.md).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -428,6 +428,8 @@ function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise
   });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
+      // BENCH_APP_LOGS=<file>: the apps' log lines kept there (why a row is slow), with the app's name
+      if (process.env.BENCH_APP_LOGS) appendFileSync(process.env.BENCH_APP_LOGS, `${app} ${line}\n`);
       if (line.includes('"msg":"listening"')) {
         const port = JSON.parse(line).port as number;
         resolve({

@@ -147,9 +147,11 @@ export function createPeer(options: PeerOptions) {
       maxTimeout: 5_000,
       randomize: true,
       shouldRetry: ({ error }) => isRetryable(error),
-      onFailedAttempt: async ({ error }) => {
+      // a Retry-After is waited out before the retry it asks for, never after the last attempt (a
+      // caller without retries, as the forwarder, gets the failure at once and backs off itself)
+      onFailedAttempt: async ({ error, retriesLeft }) => {
         const wait = (error as FetcherClientError).retryAfterMs;
-        if (wait && isRetryable(error)) await sleep(Math.min(wait, MAX_RETRY_AFTER_MS));
+        if (wait && retriesLeft > 0 && isRetryable(error)) await sleep(Math.min(wait, MAX_RETRY_AFTER_MS));
       },
     });
   }
