@@ -284,13 +284,9 @@ function plans(schema: string) {
                attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $3)
          WHERE id = $1 AND attempts = $2 AND state = 'cancelled'
         RETURNING ${attemptColumns(`${s}.jobs`)}
-      ), e AS (
-        ${endAttempts(s, `SELECT id, attempts AS attempt, 'failed'::text AS outcome, jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran') AS error,
-                           ran_on, began AS started_at, attempt_peak_rss_mb AS peak_rss_mb, true AS always FROM c`)}
       )
-      UPDATE ${s}.executions SET outcome = 'failed', finished_at = clock_timestamp(), peak_rss_mb = $3,
-             error = jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran')
-       WHERE job_id = $1 AND attempt = $2 AND outcome = 'running' AND NOT EXISTS (SELECT 1 FROM c)`,
+      ${endAttempts(s, `SELECT id, attempts AS attempt, 'failed'::text AS outcome, jsonb_build_object('code', 'JG_CANCELLED', 'message', 'the job was cancelled while this attempt ran') AS error,
+                         ran_on, began AS started_at, attempt_peak_rss_mb AS peak_rss_mb, true AS always FROM c`)}`,
     // With no attempt to report on, the job event says so itself (no execution trigger fires).
     emitFailed: `
       SELECT ${s}.emit_job_event($1, 'failed', greatest($2, 1),
