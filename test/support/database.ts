@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createMainLedger, type MainLedger } from '../../packages/jobgate/src/store/index.ts';
-import { TEST_SCHEMA, withDatabase } from './setup-database.ts';
+import { TEST_BOSS_SCHEMA, TEST_SCHEMA, withDatabase } from './setup-database.ts';
 
 export { TEST_SCHEMA, TEST_BOSS_SCHEMA } from './setup-database.ts';
 
@@ -51,7 +51,7 @@ export function mainLedgerPerFile(): { readonly db: TestDatabase; readonly ledge
   let ledger: MainLedger | undefined;
   beforeAll(async () => {
     db = await createTestDatabase();
-    ledger = createMainLedger(db.pool, TEST_SCHEMA);
+    ledger = createMainLedger(db.pool, TEST_SCHEMA, { bossSchema: TEST_BOSS_SCHEMA });
   });
   afterAll(async () => {
     await ledger?.rollup.close();

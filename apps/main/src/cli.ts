@@ -119,7 +119,7 @@ function cliPool(cfg: MainConfig): pg.Pool {
 async function withLedger<T>(fn: (ledger: ReturnType<typeof createMainLedger>) => Promise<T>): Promise<T> {
   const cfg = config();
   const pool = cliPool(cfg);
-  const ledger = createMainLedger(pool, cfg.JOBGATE_SCHEMA, { logger });
+  const ledger = createMainLedger(pool, cfg.JOBGATE_SCHEMA, { logger, bossSchema: cfg.JOBGATE_BOSS_SCHEMA });
   try {
     return await fn(ledger);
   } finally {
@@ -217,7 +217,7 @@ const commands: Record<string, Command> = {
       try {
         const client = cfg.FETCHER_SERVICE_URL && cfg.FETCHER_SHARED_SECRET ? createFetcherClient({ baseUrl: cfg.FETCHER_SERVICE_URL, keys: parseSecrets(cfg.FETCHER_SHARED_SECRET), retries: 0 }) : null;
         const status = await serviceStatus({
-          ledger: createMainLedger(pool, cfg.JOBGATE_SCHEMA),
+          ledger: createMainLedger(pool, cfg.JOBGATE_SCHEMA, { bossSchema: cfg.JOBGATE_BOSS_SCHEMA }),
           override: () => createOverrideStore(pool, cfg.JOBGATE_SCHEMA).get(),
           wakes: () => createWakeStore(pool, cfg.JOBGATE_SCHEMA).current(),
           monitor: client ? createFetcherMonitor({ fetcher: client, logger }) : null,

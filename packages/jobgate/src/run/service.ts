@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ConfigError, type Logger } from '../support/index.ts';
 import { heapFlagOverride } from './isolation/run-isolated.ts';
-import { createBoss, migrate, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
+import { createBoss, ensureRecordIndexes, migrate, withTransaction, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
 import { createCatalogue } from '../define/catalogue.ts';
 import { isJobDefinition, type JobDefinition } from '../define/define-job.ts';
 
@@ -55,7 +55,7 @@ export interface ServiceOptions {
  * What either side runs on: a pool, migrations, the ledger, pg-boss and the catalogue. Each side
  * composes its runtime on it (main/main-runtime.ts, fetcher/fetcher-runtime.ts).
  */
-export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string, deps: { logger: Logger }) => L) {
+export async function openJobService<L extends Ledger>(options: ServiceOptions, sideLedger: (pool: pg.Pool, schema: string, deps: { logger: Logger; bossSchema: string }) => L) {
   const { logger, side } = options;
   const ownsPool = !options.pool;
   const pool =
@@ -74,7 +74,7 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     throw err;
   };
   if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
-  const ledger = sideLedger(pool, options.schema, { logger });
+  const ledger = sideLedger(pool, options.schema, { logger, bossSchema: options.bossSchema });
   const modules = await loadJobModules(options.jobModules).catch(failed);
   let catalogue: ReturnType<typeof createCatalogue>;
   try {
@@ -95,6 +95,13 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     await boss.stop({ graceful: false, close: true }).catch(() => {});
     return failed(err);
   });
+  // the index of ours on pg-boss's table, for the jobs it is the record of (queue-records.ts)
+  if (options.migrate !== false) {
+    await withTransaction(pool, (client) => client.query(ensureRecordIndexes(options.bossSchema))).catch(async (err: unknown) => {
+      await boss.stop({ graceful: false, close: true }).catch(() => {});
+      return failed(err);
+    });
+  }
   return {
     pool,
     boss,

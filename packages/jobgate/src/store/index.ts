@@ -16,3 +16,4 @@ export * from './pauses.ts';
 export * from './schedules.ts';
 export * from './overview.ts';
 export * from './rollup.ts';
+export * from './queue-records.ts';

@@ -8,6 +8,7 @@ import type { ErrorCode } from '../support/errors.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import type { Pause } from './pauses.ts';
 import type { FinishedRow } from './rollup.ts';
+import { recordPlans } from './queue-records.ts';
 
 export const JobState = {
   queued: 'queued',
@@ -184,6 +185,9 @@ function plans(schema: string) {
     getExecutions: `
       SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
         FROM ${s}.attempts WHERE job_id = $1 ORDER BY attempt`,
+    executionRows: `
+      SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb
+        FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
     // (the attempt's execution row only where its events are sent from it: migration 026)
     claimAttempt: `SELECT outcome, wait_ms FROM ${s}.claim_attempt($1, $2, $3, $4, $5, $6, false)`,
     // many ungated claims in one call (migration 016), each answer with its claim's place in the call (n)
@@ -339,7 +343,7 @@ export function toJob(row: Row): JobRecord {
   };
 }
 
-function toExecution(row: Row): Execution {
+export function toExecution(row: Row): Execution {
   return {
     attempt: row.attempt,
     ranOn: row.ran_on,
@@ -390,14 +394,22 @@ export function jobFilterWhere(filter: Omit<ListFilter, 'limit'>, param: (v: unk
   return where;
 }
 
-export function listJobsQuery(schema: string, filter: ListFilter): { text: string; values: unknown[] } {
+/**
+ * `bossSchema`: also the jobs whose record is their pg-boss row there (queue-records.ts), merged
+ * into one page: the ledger's page and each job queue's, each read from its own index, then
+ * the newest of them all.
+ */
+export function listJobsQuery(schema: string, filter: ListFilter, bossSchema?: string): { text: string; values: unknown[] } {
   const values: unknown[] = [];
   const param = (v: unknown) => (values.push(v), `$${values.length}`);
   const where = jobFilterWhere(filter, param);
-  return {
-    text: `SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${assertSchemaName(schema)}.jobs
+  const limit = param(filter.limit + 1);
+  const ledger = `SELECT ${JOB_COLUMNS}, created_at::text AS cursor_at FROM ${assertSchemaName(schema)}.jobs
             ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-            ORDER BY created_at DESC, id DESC LIMIT ${param(filter.limit + 1)}`,
+            ORDER BY created_at DESC, id DESC LIMIT ${limit}`;
+  const records = bossSchema ? recordPlans(bossSchema).listBranch(filter, param, limit) : null;
+  return {
+    text: records ? `SELECT * FROM ((${ledger}) UNION ALL (${records})) page ORDER BY created_at DESC, id DESC LIMIT ${limit}` : ledger,
     values,
   };
 }
@@ -461,6 +473,10 @@ export function createLedger(pool: Pool, schema: string, finished: (rows: Finish
       const job = toJob(rows[0]);
       if (options.executions) job.executions = (await pool.query(sql.getExecutions, [id])).rows.map(toExecution);
       return job;
+    },
+    /** The job's rows in `executions` alone (a job without a ledger row has only those). */
+    async executionRows(id: string): Promise<Execution[]> {
+      return (await pool.query(sql.executionRows, [id])).rows.map(toExecution);
     },
     /**
      * Claims an attempt (claim_attempt: a compare-and-set, and the job's gates). Claims without a

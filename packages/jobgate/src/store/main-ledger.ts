@@ -8,7 +8,8 @@ import { inlineParams } from './one-round-trip.ts';
 import { durably, withTransaction } from './transaction.ts';
 import { withPausedBy } from './pauses.ts';
 import { createRollup } from './rollup.ts';
-import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
+import { recordPlans } from './queue-records.ts';
+import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toExecution, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
 export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
@@ -272,20 +273,47 @@ export function queueEntriesOf(ended: readonly EndedJob[]): QueueEntries {
 
 const toEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name, route: r.route, routeReason: r.route_reason, was: r.was });
 
-export function createMainLedger(pool: Pool, schema: string, options: { logger?: Logger } = {}) {
+/**
+ * `bossSchema`: main's pg-boss schema, whose rows are the records of jobs that need no ledger row
+ * (queue-records.ts): every read here shows them beside the ledger's own.
+ */
+export function createMainLedger(pool: Pool, schema: string, options: { logger?: Logger; bossSchema?: string } = {}) {
   const sql = plans(schema);
+  const records = options.bossSchema ? recordPlans(options.bossSchema) : null;
   const forwardChannel = `jg_forward_${assertSchemaName(schema)}`.slice(0, 63);
   // every job main finishes counts into the overview's rollup (rollup.ts)
   const rollup = createRollup(pool, schema, options);
   const ledger = createLedger(pool, schema, rollup.count);
+  /** A job whose record is its pg-boss row; its attempts are its executions rows and its latest, from the row. */
+  async function getRecord(id: string, options: { executions?: boolean; db?: Queryable }): Promise<JobRecord | null> {
+    if (!records) return null;
+    const { rows } = await (options.db ?? pool).query(records.getRecord, [id]);
+    if (!rows[0]) return null;
+    const job = toJob(rows[0]);
+    if (options.executions) {
+      const [failed, latest] = await Promise.all([ledger.executionRows(id), pool.query(records.latestAttempt, [id])]);
+      job.executions = [...failed, ...latest.rows.map(toExecution)].sort((a, b) => a.attempt - b.attempt);
+    }
+    return job;
+  }
   return {
     ...ledger,
     /** The overview's rollup this ledger counts into: closed (its last counts written) as main stops. */
     rollup,
     /** A job as every view shows it: with its executions if asked, and the pause it waits for. */
     async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
-      const job = await ledger.getJob(id, options);
+      const job = (await ledger.getJob(id, options)) ?? (await getRecord(id, options));
       return job && (await withPausedBy(options.db ?? pool, schema, [job]))[0]!;
+    },
+    /** Per job name: waiting, active, and failed in the last day, records included; `route` counts only the jobs that run there. */
+    async countsByName(route?: Route): Promise<Record<string, { queued: number; active: number; failed: number }>> {
+      const counts = await ledger.countsByName(route);
+      if (!records || route === 'fetcher') return counts;
+      for (const r of (await pool.query(records.countsByName)).rows) {
+        const c = counts[r.name] ?? { queued: 0, active: 0, failed: 0 };
+        counts[r.name] = { queued: c.queued + r.queued, active: c.active + r.active, failed: c.failed + r.failed };
+      }
+      return counts;
     },
     /** Inserts a queued job; `null` when a live job with the same unique key exists. */
     async insertJob(job: NewJob, db: Queryable = pool): Promise<JobRecord | null> {
@@ -315,7 +343,7 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
     },
     /** Newest first, with keyset paging (see listJobsQuery). */
     async listJobs(filter: ListFilter): Promise<{ jobs: JobRecord[]; nextCursor: string | null }> {
-      const query = listJobsQuery(schema, filter);
+      const query = listJobsQuery(schema, filter, options.bossSchema);
       const { rows } = await pool.query(query.text, query.values);
       const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
