@@ -14,6 +14,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createBoss, createFetcherLedger, createMainLedger, createOverviewStore, migrate, queuedCondition, recordBossWrite, runTogether, type PgBoss } from '../packages/jobgate/src/store/index.ts';
+import { mainJobsViews } from '../test/support/main-jobs.ts';
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
 import { createCatalogue, createMainRuntime, defineJob, demoHeavy } from '../packages/jobgate/src/internal.ts';
 import { cursorDeep, fillLedger, listCases } from '../test/fixtures/big-ledger.ts';
@@ -100,9 +101,10 @@ async function inProcess(url: string) {
   const pool = new pg.Pool({ connectionString: url, max: 5 });
   pool.on('error', () => {});
   await migrate(pool, 'jobgate');
-  const ledger = createMainLedger(pool, 'jobgate');
+  const ledger = createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' });
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
   await boss.start();
+  await pool.query(mainJobsViews());
   const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
   await raw.start();
   await raw.createQueue('raw.noop', RAW_QUEUE);
@@ -183,7 +185,7 @@ async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: 
   await env.raw.insert('raw.noop', Array.from({ length: SIZES.local }, (_, n) => ({ data: { n } })));
   await env.pool.query('ANALYZE');
 
-  const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE state = 'completed'`)).rows[0].n as number;
+  const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE state = 'completed'`)).rows[0].n as number;
   const mine = await timedLocalRun(() => env.jobs.resume(), async () => (await completed()) >= SIZES.local, 50);
   await env.jobs.pause();
 
@@ -277,7 +279,7 @@ async function localThroughputAtBatch(env: Awaited<ReturnType<typeof inProcess>>
   }
   await env.raw.insert(queue, Array.from({ length: SIZES.local }, (_, n) => ({ data: { n } })));
   await env.pool.query('ANALYZE');
-  const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = $1 AND state = 'completed'`, [noop50.name])).rows[0].n as number;
+  const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = $1 AND state = 'completed'`, [noop50.name])).rows[0].n as number;
   const mine = await timedLocalRun(() => env.jobs50.resume(), async () => (await completed()) >= SIZES.local, 50);
   await env.jobs50.pause();
   let done = 0;
@@ -337,7 +339,7 @@ async function rawLatency(env: Awaited<ReturnType<typeof inProcess>>): Promise<n
 
 async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
   console.log('backlog scale (performLater p50 and the admin jobs list with 10k / 100k / 1M jobs in the ledger)');
-  await env.pool.query(`TRUNCATE jobgate.jobs CASCADE`);
+  await env.pool.query(`TRUNCATE jobgate.jobs CASCADE; DELETE FROM pgboss_main.job WHERE data ? 'record' AND name NOT LIKE 'bench.%'`);
   let filled = 0;
   const enqueueP50: Record<number, number> = {};
   const listSlowest: Record<number, { ms: number; label: string }> = {};
@@ -349,7 +351,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
       FROM generate_series(0, 1439) m, unnest(ARRAY['demo.heavy', 'demo.light', 'movies.fetch', 'notifications.send', 'rare.job']) n, unnest(ARRAY['main', 'fetcher']) sd
     ON CONFLICT DO NOTHING`);
   await env.pool.query('ANALYZE jobgate.job_minutes');
-  const overview = createOverviewStore(env.pool, 'jobgate');
+  const overview = createOverviewStore(env.pool, 'jobgate', 'pgboss_main');
   const overviewCases: Array<[string, () => Promise<unknown>]> = [
     ['chart series, last hour', () => overview.series('hour')],
     ['chart series, last day', () => overview.series('day')],
@@ -358,7 +360,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
   const overviewMs: Record<number, Record<string, number>> = {};
   for (const size of [10_000, 100_000, 1_000_000]) {
     const t = performance.now();
-    await fillLedger(env.pool, 'jobgate', filled + 1, size);
+    await fillLedger(env.pool, 'jobgate', filled + 1, size, 'pgboss_main');
     filled = size;
     const fillSeconds = (performance.now() - t) / 1000;
     const latencies: number[] = [];
@@ -383,7 +385,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
     listSlowest[size] = slowest;
     overviewMs[size] = {};
     // as autovacuum leaves a ledger at rest (the live counts read an index only once its pages are marked all-visible)
-    await env.pool.query('VACUUM ANALYZE jobgate.jobs');
+    await env.pool.query('VACUUM ANALYZE jobgate.jobs, pgboss_main.job');
     for (const [label, read] of overviewCases) {
       await read();
       const times: number[] = [];
@@ -408,7 +410,7 @@ async function backlogScale(env: Awaited<ReturnType<typeof inProcess>>) {
       (_r, row) => row.jobgate < 100,
     );
   }
-  await env.pool.query(`TRUNCATE jobgate.jobs CASCADE`);
+  await env.pool.query(`TRUNCATE jobgate.jobs CASCADE; DELETE FROM pgboss_main.job WHERE data ? 'record' AND name NOT LIKE 'bench.%'`);
   await env.pool.query(`TRUNCATE jobgate.job_minutes`);
 }
 
@@ -506,6 +508,8 @@ async function startPair(url: string, fetcherEnv: Record<string, string>, mainEn
       await pool.end();
     },
   };
+  // the bench's reads of every job main knows (main made its schemas by now)
+  await pool.query(mainJobsViews());
   return pair;
 }
 
@@ -711,7 +715,7 @@ async function memoryIsolation(url: string) {
     const waitDone = async (id: string, seconds: number) => {
       const deadline = Date.now() + seconds * 1000;
       for (;;) {
-        const { rows } = await pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id]);
+        const { rows } = await pool.query(`SELECT state FROM public.main_jobs WHERE id = $1`, [id]);
         if (rows[0]?.state === 'completed') return;
         if (rows[0]?.state === 'failed' || Date.now() > deadline) throw new Error(`job ${id} ended ${rows[0]?.state ?? 'missing'}`);
         await sleep(50);
@@ -819,14 +823,14 @@ const pressureJob = defineJob({ name: 'bench.pressure', payload: z.strictObject(
 async function ledgerProgress(observer: pg.Pool, name: string, run: string): Promise<{ completed: number; open: number }> {
   const { rows } = await observer.query(
     `SELECT count(*) FILTER (WHERE state = 'completed')::int AS completed, count(*) FILTER (WHERE state NOT IN ('completed', 'failed', 'cancelled'))::int AS open
-       FROM jobgate.jobs WHERE name = $1 AND payload->>'run' = $2`,
+       FROM public.main_jobs WHERE name = $1 AND payload->>'run' = $2`,
     [name, run],
   );
   return rows[0];
 }
 async function ledgerPickups(observer: pg.Pool, name: string, run: string, from: Date, to: Date): Promise<number[]> {
   const { rows } = await observer.query(
-    `SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms FROM jobgate.jobs
+    `SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS ms FROM public.main_jobs
       WHERE name = $1 AND payload->>'run' = $2 AND created_at BETWEEN $3 AND $4 AND started_at IS NOT NULL`,
     [name, run, from, to],
   );

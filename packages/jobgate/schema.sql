@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 027_routed_attempts_on_main.sql: what is, not how it came to be. Change the schema with a new
+-- 028_attempts_of_records.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -239,9 +239,6 @@ CREATE TABLE jobgate.signed_requests (
     CONSTRAINT signed_requests_pkey PRIMARY KEY (webhook_id)
 );
 
-ALTER TABLE jobgate.executions
-    ADD CONSTRAINT executions_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobgate.jobs(id) ON DELETE CASCADE;
-
 ALTER TABLE jobgate.schedule_runs
     ADD CONSTRAINT schedule_runs_schedule_id_fkey FOREIGN KEY (schedule_id) REFERENCES jobgate.schedules(id) ON DELETE CASCADE;
 
@@ -479,6 +476,37 @@ CREATE OR REPLACE FUNCTION jobgate.claim_attempt(p_id uuid, p_attempt integer, p
  LANGUAGE plpgsql
  SET search_path TO 'jobgate'
 AS $function$
+BEGIN
+  IF p_ran_on = 'main' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = p_id) THEN
+    RETURN QUERY SELECT 'claimed'::text, 0;
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT * FROM claim_ledger_attempt(p_id, p_attempt, p_ran_on, p_concurrency, p_per_second, p_claim_seconds, p_running_row);
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION jobgate.claim_attempts(p_claims jsonb)
+ RETURNS TABLE(n integer, outcome text, wait_ms integer)
+ LANGUAGE plpgsql
+ SET search_path TO 'jobgate'
+AS $function$
+DECLARE
+  c record;
+BEGIN
+  FOR c IN
+    SELECT * FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer, running_row boolean)
+    ORDER BY x.id, x.n
+  LOOP
+    RETURN QUERY SELECT c.n, r.outcome, r.wait_ms FROM claim_attempt(c.id, c.attempt, c.ran_on, NULL, NULL, c.claim_seconds, coalesce(c.running_row, true)) r;
+  END LOOP;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION jobgate.claim_ledger_attempt(p_id uuid, p_attempt integer, p_ran_on text, p_concurrency integer, p_per_second integer, p_claim_seconds integer, p_running_row boolean)
+ RETURNS TABLE(outcome text, wait_ms integer)
+ LANGUAGE plpgsql
+ SET search_path TO 'jobgate'
+AS $function$
 DECLARE
   v_name     text;
   v_state    text;
@@ -569,23 +597,6 @@ BEGIN
 END
 $function$;
 
-CREATE OR REPLACE FUNCTION jobgate.claim_attempts(p_claims jsonb)
- RETURNS TABLE(n integer, outcome text, wait_ms integer)
- LANGUAGE plpgsql
- SET search_path TO 'jobgate'
-AS $function$
-DECLARE
-  c record;
-BEGIN
-  FOR c IN
-    SELECT * FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer, running_row boolean)
-    ORDER BY x.id, x.n
-  LOOP
-    RETURN QUERY SELECT c.n, r.outcome, r.wait_ms FROM claim_attempt(c.id, c.attempt, c.ran_on, NULL, NULL, c.claim_seconds, coalesce(c.running_row, true)) r;
-  END LOOP;
-END
-$function$;
-
 CREATE OR REPLACE FUNCTION jobgate.emit_job_event(p_job uuid, p_type text, p_attempt integer, p_data jsonb)
  RETURNS void
  LANGUAGE plpgsql
@@ -628,6 +639,17 @@ BEGIN
       'finishedAt', NEW.finished_at,
       'error', NEW.error,
       'peakRssMb', NEW.peak_rss_mb)));
+  RETURN NULL;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION jobgate.jobs_deleted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET search_path TO 'jobgate'
+AS $function$
+BEGIN
+  DELETE FROM executions WHERE job_id IN (SELECT id FROM gone);
   RETURN NULL;
 END
 $function$;
@@ -699,5 +721,7 @@ UNION ALL
 CREATE TRIGGER executions_emit AFTER INSERT OR UPDATE OF outcome ON jobgate.executions FOR EACH ROW EXECUTE FUNCTION jobgate.executions_emit();
 
 CREATE TRIGGER batch_members AFTER UPDATE OF state ON jobgate.jobs FOR EACH ROW WHEN ((new.batch_id IS NOT NULL)) EXECUTE FUNCTION jobgate.batch_member_changed();
+
+CREATE TRIGGER jobs_deleted AFTER DELETE ON jobgate.jobs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION jobgate.jobs_deleted();
 
 CREATE TRIGGER jobs_progress_emit AFTER UPDATE OF progress, progress_message ON jobgate.jobs FOR EACH ROW EXECUTE FUNCTION jobgate.jobs_progress_emit();

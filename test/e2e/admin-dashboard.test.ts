@@ -251,7 +251,7 @@ describe('admin dashboard in Chromium', () => {
     await see('#flash', (t) => t.startsWith('Retried 3 failed jobs'));
     // they fail again (failPermanently): the batch finishes again, and its callback runs again
     await see('#batch-progress-text', (t) => t.includes('12 of 12 ended') , 20_000);
-    await waitFor('a second finish', async () => (await call(pair.main.url, 'GET', `/api/batches/${batchId}`)).json.callbacks.length === 1 && (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'demo.batch-done' AND payload->'batch'->>'id' = $1`, [batchId])).rows[0].n === 2, { timeoutMs: 30_000 });
+    await waitFor('a second finish', async () => (await call(pair.main.url, 'GET', `/api/batches/${batchId}`)).json.callbacks.length === 1 && (await db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'demo.batch-done' AND payload->'batch'->>'id' = $1`, [batchId])).rows[0].n === 2, { timeoutMs: 30_000 });
   });
 
   it('the schedule editor creates, edits, disables and deletes a schedule', async () => {

@@ -6,7 +6,7 @@ import { admin, call, databasePerTest, enqueue, startPair } from '../support/gat
 const t = databasePerTest();
 const jobgate = (args: string[], env: Record<string, string> = {}) => runCli(t.db.url, args, env);
 
-const state = async (id: string) => (await t.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state as string;
+const state = async (id: string) => (await t.db.pool.query(`SELECT state FROM public.main_jobs WHERE id = $1`, [id])).rows[0]?.state as string;
 
 describe('jobgate CLI', () => {
   it('status, jobs list/show/retry/cancel (one and bulk), override on/off, enqueue, work --burst', async () => {
@@ -45,7 +45,7 @@ describe('jobgate CLI', () => {
     const burst = await jobgate(['work', '--burst'], env);
     expect(burst.code, burst.stderr).toBe(0);
     expect(burst.stdout).toMatch(/burst: 102 completed, 0 failed/);
-    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [[...ids, job.id]])).rows[0].n).toBe(101);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [[...ids, job.id]])).rows[0].n).toBe(101);
     // … and exits 1 when a job fails; the failed job is retried from the CLI
     const failing = await enqueue(pair.main, 'test.limited', { failAttempts: 1 });
     const failed = await jobgate(['work', '--burst', '--queues', 'test.limited'], env);
@@ -72,7 +72,7 @@ describe('jobgate CLI', () => {
     const deleted = await jobgate(['jobs', 'delete', '--all-matching', '--payload', 'label=bulk', '--state', 'cancelled', '--yes'], env);
     expect(deleted.code, deleted.stderr).toBe(0);
     expect(deleted.stdout).toMatch(/delete: 5 of 5 matching jobs/);
-    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [bulkIds])).rows[0].n).toBe(0);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE id = ANY($1::uuid[])`, [bulkIds])).rows[0].n).toBe(0);
     expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE id = ANY($1::uuid[])`, [bulkIds])).rows[0].n).toBe(0);
 
     // the override, audited with the CLI as the actor

@@ -19,7 +19,7 @@ async function runJobs(pair: Pair): Promise<string[]> {
   await t.allCompleted(ids, 90_000);
   expect(await effects(t.db, ids)).toBe(ids.length);
   const { rows } = await t.db.pool.query(
-    `SELECT j.name, e.ran_on, e.outcome, count(*)::int AS n FROM jobgate.attempts e JOIN jobgate.jobs j ON j.id = e.job_id
+    `SELECT j.name, e.ran_on, e.outcome, count(*)::int AS n FROM public.main_attempts e JOIN public.main_jobs j ON j.id = e.job_id
      WHERE e.job_id = ANY($1::uuid[]) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
     [ids],
   );

@@ -52,7 +52,7 @@ afterAll(async () => {
 describe('a fetcher older than main', () => {
   it('sends the jobs again without the options it does not know, instead of failing or holding them', async () => {
     const id = await enqueue(main, 'test.remote', {});
-    const state = async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state as string;
+    const state = async () => (await db.pool.query(`SELECT state FROM public.main_jobs WHERE id = $1`, [id])).rows[0].state as string;
     await waitFor('the job forwarded, or (the defect) failed', async () => ['forwarded', 'failed'].includes(await state()), { timeoutMs: 30_000 });
     expect(await state()).toBe('forwarded');
     expect(posts).toBe(2);
@@ -89,7 +89,7 @@ describe('a fetcher deployed behind main (row 48)', () => {
       await waitFor('the waiting jobs completed', async () => (await states(db, waiting)).completed === 3, { timeoutMs: 90_000, intervalMs: 250 });
       expect((await admin(pair.main, 'GET', `/jobs/${waiting[0]}`)).json.error).toBeUndefined();
       expect((await admin(pair.main, 'GET', '/fetcher_service')).json.outbox).toMatchObject({ refused: 0, refusedByFetcher: [] });
-      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [waiting]);
+      const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM public.main_attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`, [waiting]);
       expect(rows[0].n).toBe(3);
     } finally {
       await pair.stop();
@@ -138,7 +138,7 @@ describe('a fetcher that takes smaller requests than main sends (413)', () => {
           return (s.forwarded ?? 0) + (s.failed ?? 0) === 5;
         }, { timeoutMs: 20_000 });
         expect(await states(db, ids)).toEqual({ forwarded: 4, failed: 1 });
-        const { rows } = await db.pool.query(`SELECT error FROM jobgate.jobs WHERE id = $1`, [ids[2]]);
+        const { rows } = await db.pool.query(`SELECT error FROM public.main_jobs WHERE id = $1`, [ids[2]]);
         expect(rows[0].error).toMatchObject({ code: 'JG_BODY_TOO_LARGE', message: expect.stringMatching(/too large for the fetcher: it takes at most \d+ bytes/) });
         expect(sizes[0]).toBe(5);
       } finally {
@@ -173,7 +173,7 @@ describe('a resend after a lost answer that the fetcher answers 409', () => {
     const main = await startMain({ DATABASE_URL: db.url, FETCHER_SERVICE_URL: fetcher.url, FETCHER_SHARED_SECRET: TEST_SHARED_SECRET });
     try {
       const id = await enqueue(main, 'test.remote', {});
-      const state = async () => (await db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0].state as string;
+      const state = async () => (await db.pool.query(`SELECT state FROM public.main_jobs WHERE id = $1`, [id])).rows[0].state as string;
       await waitFor('the job settled', async () => ['forwarded', 'failed'].includes(await state()), { timeoutMs: 20_000 });
       expect(await state()).toBe('forwarded');
       expect(reads).toBeGreaterThanOrEqual(2);

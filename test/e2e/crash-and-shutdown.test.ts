@@ -32,11 +32,11 @@ async function enqueue(base: string, name: string, payload: unknown, extra: Reco
   return { status: response.status, json: (await response.json()) as any };
 }
 async function ledgerJob(id: string) {
-  const { rows } = await db.pool.query('SELECT state FROM jobgate.jobs WHERE id = $1', [id]);
+  const { rows } = await db.pool.query('SELECT state FROM public.main_jobs WHERE id = $1', [id]);
   return rows[0] as { state: string } | undefined;
 }
 async function executions(id: string) {
-  const { rows } = await db.pool.query('SELECT attempt, outcome, error FROM jobgate.attempts WHERE job_id = $1 ORDER BY attempt', [id]);
+  const { rows } = await db.pool.query('SELECT attempt, outcome, error FROM public.main_attempts WHERE job_id = $1 ORDER BY attempt', [id]);
   return rows as Array<{ attempt: number; outcome: string; error: any }>;
 }
 async function effects(id: string) {
@@ -113,7 +113,7 @@ describe('kill -9', () => {
       const status = await answer;
       expect(status).toMatch(/^error/);
       await new Promise((r) => setTimeout(r, 3_000)); // let any delayed bytes land (they must not)
-      const ledger = await db.pool.query(`SELECT id FROM jobgate.jobs WHERE payload->>'label' = $1`, [label]);
+      const ledger = await db.pool.query(`SELECT id FROM public.main_jobs WHERE payload->>'label' = $1`, [label]);
       const queue = await db.pool.query(`SELECT id FROM pgboss_main.job WHERE data->'payload'->>'label' = $1`, [label]);
       console.log(`row 2: client saw "${status}"; ledger rows ${ledger.rowCount}, queue rows ${queue.rowCount} (202-without-row = 0)`);
       expect(ledger.rowCount).toBe(queue.rowCount);

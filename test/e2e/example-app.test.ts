@@ -290,7 +290,7 @@ describe.each(runtimes)('the example on $label', ({ version, node, browser }) =>
 
   it('a POST /orders that fails after performLater rolls back: neither the order nor its job exists', async () => {
     const count = async () =>
-      (await db.pool.query(`SELECT (SELECT count(*) FROM public.orders)::int AS orders, (SELECT count(*) FROM jobgate.jobs)::int AS jobs, (SELECT count(*) FROM jobgate_fetcher.jobs)::int AS "fetcherJobs"`)).rows[0];
+      (await db.pool.query(`SELECT (SELECT count(*) FROM public.orders)::int AS orders, (SELECT count(*) FROM public.main_jobs)::int AS jobs, (SELECT count(*) FROM jobgate_fetcher.jobs)::int AS "fetcherJobs"`)).rows[0];
     const before = await count();
     const res = await fetch(`${server.url}/orders`, { method: 'POST', headers: json, body: JSON.stringify({ item: 'never', quantity: 1, fail: true }) });
     expect(res.status).toBe(500);
@@ -305,7 +305,7 @@ describe.each(runtimes)('the example on $label', ({ version, node, browser }) =>
     const { id } = (await next.json()) as { id: number };
     await waitFor('the next order imported', async () => (await getJson(`${server.url}/orders/${id}`)).body?.imported_by === 'fetcher', { timeoutMs: 20_000 });
     expect((await getJson(`${server.url}/orders/${lost}`)).status).toBe(404);
-    const jobs = await db.pool.query(`SELECT count(*)::int AS n FROM (SELECT payload FROM jobgate.jobs UNION ALL SELECT payload FROM jobgate_fetcher.jobs) j WHERE (payload->>'orderId')::int = $1`, [lost]);
+    const jobs = await db.pool.query(`SELECT count(*)::int AS n FROM (SELECT payload FROM public.main_jobs UNION ALL SELECT payload FROM jobgate_fetcher.jobs) j WHERE (payload->>'orderId')::int = $1`, [lost]);
     expect(jobs.rows[0].n).toBe(0);
   });
 

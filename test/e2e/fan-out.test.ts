@@ -10,7 +10,7 @@ const t = databasePerTest();
 
 /** The parent's children in main's ledger. */
 async function childrenOf(parentId: string): Promise<string[]> {
-  const { rows } = await t.db.pool.query('SELECT id FROM jobgate.jobs WHERE parent_id = $1', [parentId]);
+  const { rows } = await t.db.pool.query('SELECT id FROM public.main_jobs WHERE parent_id = $1', [parentId]);
   return rows.map((r) => r.id as string);
 }
 
@@ -30,7 +30,7 @@ describe('fan-out from a handler', () => {
     t.pair = await startPair(t.db);
     const parent = await enqueue(t.pair.main, 'test.fanout', { children: 500, firstAttempt: 'throw' });
     // attempt 1 threw after enqueueing: nothing of its children (nor its batch) was written
-    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
+    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM public.main_attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
     expect(await childrenOf(parent)).toEqual([]);
     expect((await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.batches WHERE parent_id = $1', [parent])).rows[0].n).toBe(0);
     // attempt 2 (2 s later) succeeds: its 500 children, once each, and its batch finishes with them
@@ -49,7 +49,7 @@ describe('fan-out from a handler', () => {
   it('children written by an attempt that then failed are not written again by its retry (keyed by parent and place)', async () => {
     t.pair = await startPair(t.db);
     const parent = await enqueue(t.pair.main, 'test.fanout', { children: 50, firstAttempt: 'commit-then-throw' });
-    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
+    await waitFor('attempt 1 failed', async () => (await t.db.pool.query(`SELECT 1 FROM public.main_attempts WHERE job_id = $1 AND attempt = 1 AND outcome = 'failed'`, [parent])).rowCount === 1, { timeoutMs: 30_000 });
     // ctx.transaction committed them before the throw
     expect(await childrenOf(parent)).toHaveLength(50);
     await t.allCompleted([parent]);
@@ -73,7 +73,7 @@ describe('fan-out from a handler', () => {
     await t.allCompleted(children, 90_000);
     expect(await handlerStarts(t.db, children)).toBe(300);
     // main's children of a fetcher parent run on main
-    const { rows } = await t.db.pool.query(`SELECT DISTINCT route FROM jobgate.jobs WHERE parent_id = $1`, [parent]);
+    const { rows } = await t.db.pool.query(`SELECT DISTINCT route FROM public.main_jobs WHERE parent_id = $1`, [parent]);
     expect(rows).toEqual([{ route: 'main' }]);
   });
 });
@@ -114,12 +114,12 @@ describe('batches', () => {
     t.pair.main.kill('SIGKILL');
     await t.pair.main.exited;
     // the window was hit: nothing was enqueued for it before the kill
-    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(0);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(0);
     await t.pair.startMain({ JOBGATE_POLL_INTERVAL_SECONDS: '0.5' });
     await waitFor('the batch callbacks', async () => (await callbackRuns(due)).length >= 2, { timeoutMs: 30_000 });
     await sleep(1_500);
     expect((await callbackRuns(due)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
-    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(2);
+    expect((await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'test.batch-done'`)).rows[0].n).toBe(2);
     expect((await call(t.pair.main.url, 'GET', `/api/batches/${due}`)).json).toMatchObject({ state: 'finished', counts: { completed: 20 } });
   });
 
@@ -143,7 +143,7 @@ describe('batches', () => {
       await waitFor('the batch callbacks', async () => (await callbackRuns(batchId)).length >= 2, { timeoutMs: 60_000 });
       await sleep(2_000);
       expect((await callbackRuns(batchId)).map((r) => r.event).sort()).toEqual(['batch-finish', 'batch-success']);
-      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.batch-done'`);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'test.batch-done'`);
       expect(rows[0].n).toBe(2);
     } finally {
       await second.stop();

@@ -90,7 +90,7 @@ describe('the fetcher state', () => {
     const pair = (t.pair = await startPair(t.db));
     const routed = await enqueue(pair.main, 'test.remote-once', { failAttempts: 1 });
     const local = await enqueue(pair.main, 'test.record', { failAttempts: 5 });
-    await waitFor('both failed', async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'failed'`, [[routed, local]])).rows[0].n === 2, { timeoutMs: 60_000, intervalMs: 250 });
+    await waitFor('both failed', async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE id = ANY($1::uuid[]) AND state = 'failed'`, [[routed, local]])).rows[0].n === 2, { timeoutMs: 60_000, intervalMs: 250 });
     const { queues } = (await admin(pair.main, 'GET', '/fetcher_service')).json;
     expect(queues.main['test.remote-once']).toBeUndefined();
     expect(queues.main['test.record']).toMatchObject({ failed: 1 });

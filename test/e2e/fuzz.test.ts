@@ -80,8 +80,8 @@ const TARGETS: Target[] = [
 async function state() {
   const q = async (sql: string) => (await f.db.pool.query(sql)).rows[0].n as number;
   return {
-    mainJobs: await q('SELECT count(*)::int AS n FROM jobgate.jobs'),
-    executions: await q('SELECT count(*)::int AS n FROM jobgate.attempts'),
+    mainJobs: await q('SELECT count(*)::int AS n FROM public.main_jobs'),
+    executions: await q('SELECT count(*)::int AS n FROM public.main_attempts'),
     fetcherJobs: await q('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs'),
     override: await q(`SELECT count(*)::int AS n FROM jobgate.override_audit`),
     audit: await q('SELECT count(*)::int AS n FROM jobgate.admin_audit'),

@@ -15,7 +15,7 @@ const t = databasePerTest();
 
 
 async function executionsPerJob(ids: string[]): Promise<number[]> {
-  const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
+  const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM public.main_attempts WHERE job_id = ANY($1::uuid[]) GROUP BY job_id', [ids]);
   return rows.map((r) => r.n);
 }
 
@@ -44,7 +44,7 @@ async function throughput(ids: string[]) {
   const { rows } = await t.db.pool.query(
     `SELECT extract(epoch FROM max(finished_at) - min(created_at))::float8 AS span,
             percentile_disc(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))::float8 AS p95
-       FROM jobgate.jobs WHERE id = ANY($1::uuid[])`,
+       FROM public.main_jobs WHERE id = ANY($1::uuid[])`,
     [ids],
   );
   return { perSecond: ids.length / rows[0].span, endToEndP95Ms: rows[0].p95 * 1000 };
@@ -151,7 +151,7 @@ describe('crashes and lost answers on the hop', () => {
       await t.pair.main.exited;
       expect(await answer).toMatch(/^error/);
       await sleep(3_000); // let any delayed bytes land (they must not)
-      const ledger = await t.db.pool.query(`SELECT id FROM jobgate.jobs WHERE payload->>'label' = $1`, [label]);
+      const ledger = await t.db.pool.query(`SELECT id FROM public.main_jobs WHERE payload->>'label' = $1`, [label]);
       // a routed job is its ledger row alone (the forwarder's outbox): nothing of it in any queue
       const queued = await t.db.pool.query(`SELECT id FROM pgboss_main.job WHERE data->'payload'->>'label' = $1`, [label]);
       const fetcherSide = await t.db.pool.query(`SELECT id FROM jobgate_fetcher.jobs WHERE payload->>'label' = $1`, [label]);

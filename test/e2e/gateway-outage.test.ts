@@ -55,7 +55,7 @@ describe('fetcher down', () => {
     await t.allCompleted(ids, 90_000);
     const drained = (Date.now() - restartAt) / 1000;
     await expectExactlyOnceOnFetcher(ids);
-    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'lost'`, [ids]);
+    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'lost'`, [ids]);
     const attempts = forwardFailures(t.pair).length;
     const wakes = t.pair.main.logs.filter((l) => l.msg === 'fetcher awake').length;
     console.log(

@@ -47,7 +47,7 @@ describe('emergency override during a fetcher outage (FAULTS.md row 35)', () => 
 
     // Heavy jobs on main run one at a time (JOBGATE_ON_MAIN_CONCURRENCY defaults to 1).
     const { rows: spans } = await t.db.pool.query(
-      `SELECT started_at, finished_at FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND ran_on = 'main' ORDER BY started_at`,
+      `SELECT started_at, finished_at FROM public.main_attempts WHERE job_id = ANY($1::uuid[]) AND ran_on = 'main' ORDER BY started_at`,
       [all],
     );
     const overlaps = spans.filter((s, i) => i > 0 && s.started_at < spans[i - 1].finished_at).length;

@@ -132,7 +132,7 @@ describe('cron', () => {
       const started = Date.now();
       // a per-second schedule fires each second
       const fired = await waitFor('two cron runs', async () => {
-        const { rows } = await db.pool.query(`SELECT id, payload FROM jobgate.jobs WHERE name = 'test.cron' AND state = 'completed'`);
+        const { rows } = await db.pool.query(`SELECT id, payload FROM public.main_jobs WHERE name = 'test.cron' AND state = 'completed'`);
         return rows.length >= 2 ? rows : null;
       }, { timeoutMs: 20_000 });
       console.log(`cron: two runs of a per-second schedule completed ${((Date.now() - started) / 1000).toFixed(1)} s after start`);

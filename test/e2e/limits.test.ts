@@ -33,7 +33,7 @@ async function enqueueMany(name: string, count: number, payload: unknown): Promi
 
 const waitAllCompleted = (name: string, count: number) =>
   waitFor(`${count} ${name} jobs completed`, async () => {
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = $1 AND state = 'completed'`, [name]);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = $1 AND state = 'completed'`, [name]);
     return rows[0].n === count;
   }, { timeoutMs: 45_000 });
 
@@ -60,7 +60,7 @@ describe('across three worker processes', () => {
     await waitAllCompleted('test.rated', 10);
     // The claim time is when the gate admitted the start (executions.started_at).
     const { rows } = await db.pool.query<{ started_at: Date }>(
-      `SELECT e.started_at FROM jobgate.attempts e JOIN jobgate.jobs j ON j.id = e.job_id WHERE j.name = 'test.rated' ORDER BY e.started_at`);
+      `SELECT e.started_at FROM public.main_attempts e JOIN public.main_jobs j ON j.id = e.job_id WHERE j.name = 'test.rated' ORDER BY e.started_at`);
     const starts = rows.map((r) => r.started_at.getTime());
     let worst = 0;
     for (let i = 0; i < starts.length; i++) {

@@ -218,7 +218,7 @@ describe('the admin API from a script', () => {
 
 describe('the jobs API needs a credential (FAULTS.md row 41)', () => {
   it('answers 401 without one, reading and enqueuing nothing; a token (either of a rotation) or the admin password opens it', async () => {
-    const before = (await db.pool.query('SELECT count(*)::int AS n FROM jobgate.jobs')).rows[0].n;
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM public.main_jobs')).rows[0].n;
     const anonymous = [
       await api('GET', '/api/jobs', undefined, { authorization: '' }),
       await api('POST', '/api/jobs/maintenance.cleanup', { payload: { olderThanDays: 0 } }, { authorization: '' }),
@@ -232,7 +232,7 @@ describe('the jobs API needs a credential (FAULTS.md row 41)', () => {
       expect(r.text).not.toMatch(/jobs|payload/);
     }
     expect(anonymous[0]!.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect((await db.pool.query('SELECT count(*)::int AS n FROM jobgate.jobs')).rows[0].n).toBe(before);
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM public.main_jobs')).rows[0].n).toBe(before);
     expect((await api('POST', '/api/jobs/demo.light', { payload: {} })).status).toBe(202);
     expect((await api('POST', '/api/jobs/demo.light', { payload: {} }, { authorization: `Bearer ${OLDER_TOKEN}` })).status).toBe(202);
     expect((await api('GET', '/api/jobs?limit=1', undefined, { authorization: `Basic ${Buffer.from('admin:main-api-admin-password').toString('base64')}` })).status).toBe(200);

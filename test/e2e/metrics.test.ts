@@ -30,7 +30,7 @@ describe('metrics', () => {
       ...(await Promise.all(Array.from({ length: 4 }, () => enqueue(main, 'test.remote', {})))),
     ];
     await t.allCompleted(ids.filter((_, i) => i !== 6), 60_000);
-    await waitFor('the failing job failed', async () => (await t.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [ids[6]])).rows[0].state === 'failed', { timeoutMs: 30_000 });
+    await waitFor('the failing job failed', async () => (await t.db.pool.query(`SELECT state FROM public.main_jobs WHERE id = $1`, [ids[6]])).rows[0].state === 'failed', { timeoutMs: 30_000 });
     const after = { main: await scrape(main.url), fetcher: await scrape(fetcher!.url) };
     const delta = (side: 'main' | 'fetcher', name: string, labels: Record<string, string> = {}) => sampleValue(after[side], name, labels) - sampleValue(before[side], name, labels);
 

@@ -8,7 +8,7 @@ import { runCli } from '../support/cli.ts';
 const t = databasePerTest();
 
 async function executions(id: string): Promise<Array<{ attempt: number; outcome: string }>> {
-  const { rows } = await t.db.pool.query('SELECT attempt, outcome FROM jobgate.attempts WHERE job_id = $1 ORDER BY attempt', [id]);
+  const { rows } = await t.db.pool.query('SELECT attempt, outcome FROM public.main_attempts WHERE job_id = $1 ORDER BY attempt', [id]);
   return rows;
 }
 

@@ -14,6 +14,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { loadMainConfig } from '../../apps/main/src/config.ts';
 import { loadFetcherConfig } from '../../apps/fetcher/src/config.ts';
+import { states } from '../support/gateway.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { withDatabase } from '../support/setup-database.ts';
 import { freePort, TEST_JOBS_MODULE } from '../support/apps.ts';
@@ -284,7 +285,7 @@ describe("render.yaml's start commands, run as written", () => {
     // jobs from both mains; main → the first fetcher's URL, but both fetchers work one queue
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) ids.push((await call(apps[i % 2]!.url, 'POST', '/api/jobs/test.remote', { payload: { sleepMs: 300 } }, tokenOf(fill))).json.id);
-    await waitFor('all 40 completed', async () => (await db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 40, { timeoutMs: 90_000, intervalMs: 500 });
+    await waitFor('all 40 completed', async () => (await states(db, ids)).completed === 40, { timeoutMs: 90_000, intervalMs: 500 });
     const { rows } = await db.pool.query(`SELECT pid, count(*)::int AS n FROM public.test_events WHERE job_id = ANY($1::uuid[]) AND event = 'start' GROUP BY pid`, [ids]);
     const byPid = Object.fromEntries(rows.map((r) => [r.pid, r.n]));
     const effects = (await db.pool.query(`SELECT count(*)::int AS n FROM public.test_effects WHERE job_id = ANY($1::uuid[])`, [ids])).rows[0].n;

@@ -55,7 +55,7 @@ describe('web and worker roles', () => {
       await waitFor('40 jobs done', async () => (await effects(t.db, ids)) >= 40, { timeoutMs: 60_000 });
       first.kill('SIGKILL');
       await first.exited;
-      const running = (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) AND state = 'active' AND route = 'main'`, [ids])).rows[0].n;
+      const running = (await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE id = ANY($1::uuid[]) AND state = 'active' AND route = 'main'`, [ids])).rows[0].n;
       await Promise.all([startWorker(), startWorker()]);
       // the cron seconds checked below start 3 s after both workers are up (all five in one minute)
       const soon = Date.now() + 3_000;
@@ -78,7 +78,7 @@ describe('web and worker roles', () => {
       // both workers try each second: give a second firing of any of them time to show
       if (Date.now() < firstSecond.getTime() + 8_000) await sleep(firstSecond.getTime() + 8_000 - Date.now());
       const slots = await ticks();
-      const { rows: jobs } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.cron'`);
+      const { rows: jobs } = await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'test.cron'`);
       const fired = workers.flatMap((w) => w.logs.filter((l) => l.msg === 'cron fired' && l.jobName === 'test.cron'));
       console.log(`roles: 200 jobs (150 on main workers, 50 routed) done, ${running} running when the only worker was SIGKILLed; web ran 0 handlers; cron seconds ${JSON.stringify(slots.map((s) => s.n))}, firings logged ${fired.length} (${workers.map((w) => w.logs.filter((l) => l.msg === 'cron fired').length).join(' + ')})`);
       expect(slots.map((s) => new Date(s.due_at).getTime())).toEqual([0, 1, 2, 3, 4].map((i) => Math.floor(firstSecond.getTime() / 1_000) * 1_000 + i * 1_000));

@@ -108,7 +108,7 @@ describe('schedules fire on time', () => {
       // once per occurrence with two mains, each firing one job
       for (const fs of [codeFirings, minuteFirings]) expect(new Set(fs.map((f) => f.due)).size).toBe(fs.length);
       expect(all.every((f) => f.jobId)).toBe(true);
-      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [all.map((f) => f.jobId)]);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE id = ANY($1::uuid[])`, [all.map((f) => f.jobId)]);
       expect(rows[0].n).toBe(all.length);
       // both mains tried each occurrence; one fired it
       const firedLogs = mains.flatMap((m) => m.logs.filter((l) => l.msg === 'cron fired' && l.scheduleId === minute.json.id));

@@ -35,7 +35,7 @@ describe('schedules made at run time', () => {
         const f = await firings(id);
         return f.length > 0 && f[0]!.job_id ? f : null;
       }, { timeoutMs: 30_000 });
-      await waitFor('its job completed', async () => (await t.db.pool.query(`SELECT 1 FROM jobgate.jobs WHERE id = $1 AND state = 'completed'`, [first!.job_id])).rowCount, { timeoutMs: 20_000 });
+      await waitFor('its job completed', async () => (await t.db.pool.query(`SELECT 1 FROM public.main_jobs WHERE id = $1 AND state = 'completed'`, [first!.job_id])).rowCount, { timeoutMs: 20_000 });
       await waitFor('five firings', async () => (await firings(id)).length >= 5, { timeoutMs: 20_000 });
       const disabled = await admin(t.pair.main, 'PATCH', `/schedules/${id}`, { enabled: false });
       expect(disabled.json).toMatchObject({ enabled: false, nextRuns: [], updatedBy: expect.stringMatching(/^admin/) });
@@ -56,7 +56,7 @@ describe('schedules made at run time', () => {
       expect(after.length).toBeGreaterThan(1);
       expect(after.every((f) => f.due_at.getTime() % 1_000 === 0)).toBe(true);
       expect(new Set(after.map((f) => f.due_at.getTime())).size).toBe(after.length);
-      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = 'test.record' AND payload->>'label' = 'scheduled'`);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = 'test.record' AND payload->>'label' = 'scheduled'`);
       expect(rows[0].n).toBe(after.length);
       // pg-boss schedules none of it: main's scheduler does
       const { rows: bossSchedules } = await t.db.pool.query(`SELECT key FROM pgboss_main.schedule`);

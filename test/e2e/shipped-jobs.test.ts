@@ -134,14 +134,28 @@ describe('demo jobs', () => {
 
 describe('maintenance.cleanup', () => {
   it('keeps finished jobs younger than JOBGATE_RETENTION_DAYS even when asked for 0 days', async () => {
-    const ids = await Promise.all([1, 2, 3].map(() => enqueue('notifications.send', { to: 'u@example.com', subject: 'log only' })));
-    for (const id of ids) expect((await finished(id)).state).toBe('completed');
-    // one of them finished 20 days ago
-    await db.pool.query(`UPDATE jobgate.jobs SET finished_at = now() - interval '20 days' WHERE id = $1`, [ids[0]]);
+    // jobs the ledger records (routed here: their rows, as the fetcher's events left them), one finished 20 days ago
+    const insert = async (finishedDaysAgo: number) => {
+      const id = randomUUID();
+      await db.pool.query(
+        `INSERT INTO jobgate.jobs (id, name, route, state, payload, max_attempts, run_at, finished_at)
+         VALUES ($1, 'demo.heavy', 'fetcher', 'completed', '{}', 1, now(), now() - $2::int * interval '1 day')`,
+        [id, finishedDaysAgo],
+      );
+      return id;
+    };
+    const [old, recent] = [await insert(20), await insert(2)];
+    // and jobs main ran, recorded by their pg-boss row: kept by pg-boss as long (its queue's deleteAfterSeconds)
+    const ran = await Promise.all([1, 2].map(() => enqueue('notifications.send', { to: 'u@example.com', subject: 'log only' })));
+    for (const id of ran) expect((await finished(id)).state).toBe('completed');
+    const kept = await db.pool.query(`SELECT DISTINCT deletion_seconds FROM pgboss_main.job WHERE id = ANY($1::uuid[])`, [ran]);
+    expect(kept.rows).toEqual([{ deletion_seconds: 14 * 86_400 }]);
+
     const cleanup = await enqueue('maintenance.cleanup', { olderThanDays: 0 });
     expect((await finished(cleanup)).state).toBe('completed');
-    const { rows } = await db.pool.query(`SELECT id FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
-    expect(rows.map((r) => r.id).sort()).toEqual([ids[1], ids[2]].sort());
+    const { rows } = await db.pool.query(`SELECT id FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [[old, recent]]);
+    expect(rows.map((r) => r.id)).toEqual([recent]);
+    for (const id of ran) expect((await call(main.url, 'GET', `/api/jobs/${id}`)).status).toBe(200);
     const line = main.logs.find((l) => l.msg === 'finished jobs pruned')!;
     expect(line).toMatchObject({ olderThanDays: 14, asked: 0, minDays: 14 });
     expect(line.deleted).toBeGreaterThanOrEqual(1);

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { parseSecrets } from '../../packages/jobgate/src/protocol/index.ts';
 import { createFetcherClient, type FetcherClient } from '../../packages/jobgate/src/client/index.ts';
+import { jobStatesSql } from '../../packages/jobgate/src/store/index.ts';
+import { mainAttemptsSql } from './main-jobs.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { waitFor } from './wait.ts';
 import { freePort, startFetcher, startMain, TEST_API_TOKEN, TEST_SHARED_SECRET, type AppProcess, type SpawnExtras } from './apps.ts';
@@ -115,7 +117,8 @@ export const admin = (main: AppProcess, method: string, path: string, body?: unk
 /** Per job: completed executions and where they ran, from main's ledger. */
 export async function completedRuns(db: TestDatabase, ids: string[]): Promise<Map<string, Array<{ ranOn: string }>>> {
   const { rows } = await db.pool.query(
-    `SELECT job_id, ran_on FROM jobgate.attempts WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`,
+    // (as a query, not the view: a database a previous release made has no view)
+    `SELECT job_id, ran_on FROM (${mainAttemptsSql()}) a WHERE job_id = ANY($1::uuid[]) AND outcome = 'completed'`,
     [ids],
   );
   const runs = new Map<string, Array<{ ranOn: string }>>(ids.map((id) => [id, []]));
@@ -124,7 +127,7 @@ export async function completedRuns(db: TestDatabase, ids: string[]): Promise<Ma
 }
 
 export async function states(db: TestDatabase, ids: string[]): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query(`SELECT state, count(*)::int AS n FROM jobgate.jobs WHERE id = ANY($1::uuid[]) GROUP BY state`, [ids]);
+  const { rows } = await db.pool.query(`SELECT state, count(*)::int AS n FROM (${jobStatesSql('jobgate', 'pgboss_main', '$1::uuid[]')}) s GROUP BY state`, [ids]);
   return Object.fromEntries(rows.map((r) => [r.state, r.n]));
 }
 

@@ -3,6 +3,7 @@
 // schema, which each test file clones. Both tiers of one run share one cluster and one template
 // (global setups run in vitest's main process: the state lives on globalThis, counted per tier).
 import { join } from 'node:path';
+import { mainJobsViews } from './main-jobs.ts';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { createLogger } from '../../packages/jobgate/src/support/index.ts';
@@ -83,6 +84,8 @@ async function startDatabase(): Promise<SharedDatabase> {
   boss.on('error', () => {});
   await boss.start();
   await boss.stop({ graceful: false, close: true });
+  // every job main knows, for the tests' own reads (main-jobs.ts)
+  await admin(templateUrl, (c) => c.query(mainJobsViews(TEST_SCHEMA, TEST_BOSS_SCHEMA)));
   return {
     adminUrl,
     template,

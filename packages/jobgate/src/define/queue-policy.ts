@@ -11,6 +11,13 @@ export interface QueuedData {
   traceparent?: string;
 }
 
+/**
+ * Whether a job of `def` enqueued on main is recorded by its pg-boss row alone (store/queue-records.ts):
+ * one main runs, whose attempts need no decision from main's ledger (no concurrency or rate gate),
+ * and that is not unique (the ledger's index finds a live twin).
+ */
+export const recordedByQueue = (def: JobDefinition): boolean => !def.runsOnFetcher && !def.unique && def.concurrency === null && def.rateLimit === null;
+
 /** A fetcher job running on main: its name rides along, and main numbers attempts after the fetcher's. */
 export interface OnMainData extends QueuedData {
   name: string;

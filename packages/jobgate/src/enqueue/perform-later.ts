@@ -6,10 +6,10 @@ import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { queuedCondition, recordBossWrite, runTogether, toBossDb, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings } from '../store/index.ts';
+import { inlineParams, queuedCondition, queuedRow, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
-import { onMainInsert, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
+import { onMainInsert, recordedByQueue, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
 import { uniqueKeyOf } from '../define/stable-json.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 import { place, placementOf, type Placement } from './placement.ts';
@@ -62,8 +62,11 @@ export function createEnqueuer(deps: {
   /** Whether the emergency override is on (new fetcher jobs then run on main); read inside `db`'s transaction when given. */
   overrideEnabled: (db?: Queryable) => Promise<boolean>;
   metrics?: JobMetrics;
+  /** Jobs that need no ledger row are recorded by their pg-boss row alone (define/queue-policy.ts recordedByQueue). */
+  records?: boolean;
 }) {
   const { pool, boss, ledger, batches, catalogue, timings } = deps;
+  const records = deps.records && ledger.bossSchema ? recordPlans(ledger.bossSchema, ledger.schema) : null;
 
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
@@ -102,6 +105,20 @@ export function createEnqueuer(deps: {
     };
     const newJob = (id: string) => ({ id, name: def.name, route, routeReason, payload, priority, uniqueKey, maxAttempts: def.retry.limit + 1, delaySeconds, traceparent, ...(data.requestId ? { requestId: data.requestId } : {}) });
 
+    // A job recorded by its pg-boss row (main's, in its own queue, without gates): that row alone,
+    // read back in the same round trip as the job every view will show.
+    // (a paused name's record is written held, as a pause holds those written before it)
+    if (records && route === 'main' && queue === def.name && recordedByQueue(def)) {
+      const id = randomUUID();
+      const record: RecordData = { ...data, record: 1 };
+      const queued = await recordBossWrite((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
+      const statements = [queued, inlineParams(records.blockIfPaused, [def.name, id]), queuedRow(queued, def.name, id, RECORD_COLUMNS)];
+      let rows: any[] | undefined;
+      if (onePass) rows = (await runTogether(db, statements))[2];
+      else for (const statement of statements) rows = (await db.query(statement)).rows;
+      if (!rows?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
+      return { job: toJob(rows[0]), duplicate: false };
+    }
     // One round trip needs node-postgres's own connection (it runs several statements at once and
     // answers each); anything else that has query(text, values) gets one statement at a time, in
     // the caller's transaction.

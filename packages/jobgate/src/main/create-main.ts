@@ -47,6 +47,7 @@ export async function createMain(options: MainOptions): Promise<Main> {
       ...service,
       overrideEnabled: (db) => override.enabled(db),
       onMainConcurrency: o.onMainConcurrency,
+      retentionDays: o.retentionDays,
       metrics: createJobMetrics(registry),
       listen: (channel, wake) => listenFor({ connectionString: o.databaseUrl, channel, onNotify: wake, logger, applicationName: 'jobgate-main-scheduler' }),
     });

@@ -131,8 +131,8 @@ export function createJobActions(deps: { jobs: JobRuntime; ledger: MainLedger; p
     let [done, seen] = [0, 0];
     // Each range of ids is paged on its own connection, at once: their jobs are disjoint, so they
     // never wait on each other's locks, and PostgreSQL spends a core on each.
-    await Promise.all(
-      ID_RANGES.map(async (ids) => {
+    await Promise.all([
+      ...ID_RANGES.map(async (ids) => {
         let cursor: ListFilter['cursor'];
         for (;;) {
           const page = await durably(() =>
@@ -148,7 +148,18 @@ export function createJobActions(deps: { jobs: JobRuntime; ledger: MainLedger; p
           if (page.seen < BULK_BATCH) return;
         }
       }),
-    );
+      // and the jobs recorded by their pg-boss row, paged the same way beside them
+      (async () => {
+        let cursor: ListFilter['cursor'];
+        for (;;) {
+          const page = await durably(() => withTransaction(pool, (client) => ledger.endRecordsPage(client, action, { ...scan, cursor }, BULK_BATCH, reason)));
+          if (!page) return;
+          [done, seen, cursor] = [done + page.ended, seen + page.seen, page.next];
+          onProgress?.(done, seen);
+          if (page.seen < BULK_BATCH) return;
+        }
+      })(),
+    ]);
     // what matched but was left alone: running on the fetcher (cancel), an attempt still stopping (delete)
     const left = await ledger.countMatching(scan);
     await store.audit({ actor, action: `jobs.${action}`, detail: { filter, [action === 'cancel' ? 'cancelled' : 'deleted']: done, left } });

@@ -36,6 +36,10 @@ export interface MainRuntimeOptions {
   onMainConcurrency?: number;
   /** Jobs per fetch of each worker (default 1; the bench compares 1 and 50). */
   batchSize?: number;
+  /** How long finished jobs are kept (days): pg-boss keeps the rows of jobs it records (its queues' deleteAfterSeconds) as long. */
+  retentionDays?: number;
+  /** Record jobs that need no ledger row by their pg-boss row alone (the ledger must know main's pg-boss schema); default true. */
+  records?: boolean;
   /** LISTEN on a channel over a connection of its own (store/listen.ts): the scheduler hears of schedules changed elsewhere at once. */
   listen?: (channel: string, wake: () => void) => { close(): Promise<void> };
 }
@@ -45,8 +49,10 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   const logger = options.logger.child({ component: 'jobs' });
   /** The jobs whose handlers run on main (by definition). */
   const ours = (def: JobDefinition) => !def.runsOnFetcher;
-  const batches = createBatchStore(pool, ledger.schema);
-  const enqueuer = createEnqueuer({ pool, boss, ledger, batches, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), ...(options.metrics ? { metrics: options.metrics } : {}) });
+  const batches = createBatchStore(pool, ledger.schema, ledger.bossSchema);
+  // jobs recorded by their pg-boss row (store/queue-records.ts), where the ledger reads them too
+  const records = options.records !== false ? ledger.recordRuns : null;
+  const enqueuer = createEnqueuer({ pool, boss, ledger, batches, catalogue, timings, overrideEnabled: options.overrideEnabled ?? (async () => false), records: records !== null, ...(options.metrics ? { metrics: options.metrics } : {}) });
   const workers = createWorkers({
     boss,
     timings,
@@ -55,6 +61,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
     runner: {
       ranOn: 'main',
       ledger,
+      ...(records ? { records } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
       ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
       // a claim met a pause this process had not read yet (made by another process): read it now
@@ -71,14 +78,14 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   });
   const { runOne } = workers;
   let started: Promise<void> | undefined;
-  const pauses = createPauseStore(pool, ledger.schema);
-  const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater, ...(options.listen ? { listen: options.listen } : {}) });
+  const pauses = createPauseStore(pool, ledger.schema, ledger.bossSchema);
+  const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema, ledger.bossSchema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater, ...(options.listen ? { listen: options.listen } : {}) });
   let pauseWatch: PauseWatch | undefined;
   const queues = queuesOnce({
     boss,
     jobs: [...catalogue.values()].filter(ours),
     moduleOf: options.moduleOf,
-    options: (def) => queueOptions(def, timings, false),
+    options: (def) => ({ ...queueOptions(def, timings, false), ...(options.retentionDays ? { deleteAfterSeconds: options.retentionDays * 86_400 } : {}) }),
     extra: [
       [SystemQueue.onMain, { notify: true }],
     ],
@@ -128,7 +135,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
       logger.info({ ranOn: 'main', queues: [...only] }, 'job runtime started for some queues only');
       return;
     }
-    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
+    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions, ...(records ? { records } : {}) });
     // Schedules fire on main (every main's scheduler, once between them), which routes each firing like any other job.
     await schedules.start();
     logger.info({ ranOn: 'main', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, JobResult } from 'pg-boss';
 import { ErrorCode, JobgateError, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
-import { durably, type Ledger, type Route } from '../store/index.ts';
+import { durably, type Ledger, type RecordData, type RecordRuns, type Route } from '../store/index.ts';
 import type { JobContext, JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from './metrics.ts';
@@ -40,6 +40,8 @@ export interface RunnerOptions {
   heardOfPause?: () => void;
   /** Where a handler's children go (ctx.performLater); absent, fan-out says it is not available here. */
   children?: ChildrenDeps;
+  /** How jobs whose record is their pg-boss row run (main: store/record-runs.ts); absent, every job has a ledger row. */
+  records?: RecordRuns;
 }
 
 export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase?: number) => Promise<JobResult>;
@@ -105,10 +107,12 @@ export function createRunner(options: RunnerOptions): RunOne {
    * A paused job fetched before this process stopped fetching it: back to its queue unstarted (no
    * execution, no retry spent), where it waits out the pause like the jobs never fetched.
    */
-  async function giveBack(job: JobWithMetadata<QueuedData>, log: Logger): Promise<JobResult> {
+  async function giveBack(job: JobWithMetadata<QueuedData>, log: Logger, records: RecordRuns | null): Promise<JobResult> {
     options.heardOfPause?.();
     try {
       const given = await durably(() => options.handBack(job));
+      // a record waits out the pause held where pg-boss's fetch skips it
+      if (given && records) await durably(() => records.blockIfPaused(job.name, job.id));
       if (given) log.info('job paused: handed back to its queue unstarted');
       else log.warn('job paused, but the queue no longer holds this fetch of it (expired meanwhile?); leaving it to the queue');
     } catch (err) {
@@ -120,7 +124,21 @@ export function createRunner(options: RunnerOptions): RunOne {
     return { id: job.id, status: 'completed', output: { handedBack: true } };
   }
 
+  /**
+   * A record's attempt needs no claim (pg-boss's fetch is its one executor's): it starts unless its
+   * job is paused, as this process heard or as the database says now (a pause holds from its
+   * commit on). A retry first writes the attempts before it that have no row as lost.
+   */
+  async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number): Promise<'claimed' | 'paused'> {
+    if (options.isPaused?.(def.name) || (await records.isPaused(def.name))) return 'paused';
+    await records.lostBefore(job.id, attempt);
+    return 'claimed';
+  }
+
   async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
+    // a job whose record is its pg-boss row (main's own jobs without gates): no ledger row to claim or settle
+    const records = options.records && (job.data as RecordData).record === 1 ? options.records : null;
+    const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount };
     const attempt = attemptBase + job.retryCount + 1;
     const maxAttempts = attemptBase + job.retryLimit + 1;
     const log = logger.child({
@@ -132,8 +150,8 @@ export function createRunner(options: RunnerOptions): RunOne {
       ...traceFields(job.data.traceparent),
     });
     try {
-      const claimed = await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
-      if (claimed === 'paused') return await giveBack(job, log);
+      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt)) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
+      if (claimed === 'paused') return await giveBack(job, log, records);
       if (claimed === 'skip') return { id: job.id, status: 'completed', output: { skipped: true } };
     } catch (err) {
       log.warn({ err }, 'could not claim the job; the queue will retry it');
@@ -149,13 +167,18 @@ export function createRunner(options: RunnerOptions): RunOne {
     const signal = AbortSignal.any([timeout.signal, job.signal, options.shutdown, claimLost.signal]);
     let peakRss = process.memoryUsage.rss();
     const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
+    // Cancelled meanwhile, or another attempt took the job over (this one was given up for dead): stop now.
+    const holding = records
+      ? () => records.holding(recordAttempt)
+      : async () => {
+          if (await ledger.refreshClaim(job.id, attempt, claimSeconds, ranOn)) return 'held';
+          return (await ledger.getJob(job.id).catch(() => null))?.state === 'cancelled' ? 'cancelled' : 'lost';
+        };
     const heartbeat = setInterval(() => {
-      ledger.refreshClaim(job.id, attempt, claimSeconds, ranOn).then(
-        async (held) => {
-          if (held || claimLost.signal.aborted) return;
-          // Cancelled meanwhile, or another attempt took the job over (this one was given up for dead): stop now.
-          const now = await ledger.getJob(job.id).catch(() => null);
-          if (now?.state === 'cancelled') {
+      holding().then(
+        (now) => {
+          if (now === 'held' || claimLost.signal.aborted) return;
+          if (now === 'cancelled') {
             log.warn('job cancelled while running; aborting it');
             claimLost.abort(new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran'));
             return;
@@ -167,6 +190,8 @@ export function createRunner(options: RunnerOptions): RunOne {
       );
     }, (claimSeconds * 1000) / 4);
     sampler.unref();
+    /** The progress this attempt reported last: a record keeps it with its end (pg-boss's output). */
+    let lastProgress = null as { progress: number; message: string | null } | null;
     const children = options.children ? attemptChildren(options.children, { id: job.id, ...(job.data.requestId ? { requestId: job.data.requestId } : {}), ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) }) : null;
     const ctx: JobContext = {
       ...(children?.fanOut ?? noFanOut('ctx.performLater needs main: this fetcher has no main URL configured')),
@@ -175,7 +200,9 @@ export function createRunner(options: RunnerOptions): RunOne {
       signal,
       progress: async (percent, message) => {
         const pct = Math.max(0, Math.min(100, Math.round(percent)));
-        await ledger.setProgress(job.id, attempt, pct, message === undefined ? null : cleanText(String(message), MAX_PROGRESS_MESSAGE));
+        const text = message === undefined ? null : cleanText(String(message), MAX_PROGRESS_MESSAGE);
+        lastProgress = { progress: pct, message: text };
+        await (records ? records.setProgress(recordAttempt, pct, text) : ledger.setProgress(job.id, attempt, pct, text));
         log.debug({ progress: pct, progressMessage: message }, 'job progress');
       },
       memory: {
@@ -199,15 +226,27 @@ export function createRunner(options: RunnerOptions): RunOne {
       // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)
       if (children) await durably(() => children.flush());
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
-      await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
+      // a record completes with pg-boss's settle of this fetch, which follows
+      if (records) records.settled({ name: def.name, route: ranOn, state: 'completed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
+      else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
       log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
       options.metrics?.finished(def.name, ranOn, 'completed', seconds());
-      return { id: job.id, status: 'completed' };
+      // a record keeps what its completing attempt says with pg-boss's settle (queue-records.ts reads output)
+      return { id: job.id, status: 'completed', ...(records ? { output: { ...(lastProgress?.message ? { message: lastProgress.message } : {}), peakRssMb: Math.round(peakRss / 2 ** 20) } } : {}) };
     } catch (thrown) {
-      const err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
+      let err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
+      // pg-boss gave up this fetch of a record (its own heartbeat found the job no longer active):
+      // cancelled, when that is what the record says
+      if (records && job.signal.aborted && !claimLost.signal.aborted && (await records.holding(recordAttempt).catch(() => null)) === 'cancelled') {
+        err = new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran');
+      }
       if (err instanceof JobgateError && err.code === ErrorCode.jobCancelled) {
         // the job is settled (cancelled): end the attempt and let the queue forget it, no retry
-        await durably(() => ledger.endCancelledAttempt(job.id, attempt, Math.round(peakRss / 2 ** 20))).catch((e: unknown) => log.error({ err: e }, 'could not record the cancelled attempt'));
+        const peakRssMb = Math.round(peakRss / 2 ** 20);
+        const error = { code: ErrorCode.jobCancelled, message: 'the job was cancelled while this attempt ran' };
+        await durably(() => (records ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error, peakRssMb }) : ledger.endCancelledAttempt(job.id, attempt, peakRssMb))).catch((e: unknown) =>
+          log.error({ err: e }, 'could not record the cancelled attempt'),
+        );
         log.info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
         options.metrics?.finished(def.name, ranOn, 'cancelled', seconds());
         return { id: job.id, status: 'completed', output: { cancelled: true } };
@@ -216,10 +255,16 @@ export function createRunner(options: RunnerOptions): RunOne {
       const { permanent, retrying } = failureOutcome(err, attempt, maxAttempts);
       log.warn({ err, retrying, ms: Math.round(performance.now() - startedAt) }, retrying ? 'job attempt failed; will retry' : 'job failed');
       options.metrics?.finished(def.name, ranOn, retrying ? 'retrying' : 'failed', seconds());
+      const peakRssMb = Math.round(peakRss / 2 ** 20);
       await durably(() =>
-        ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb: Math.round(peakRss / 2 ** 20) }),
+        records
+          ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error: info, peakRssMb })
+          : ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb }),
       ).catch((e: unknown) => log.error({ err: e }, 'could not record the failed attempt'));
-      return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: info };
+      if (!records) return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: info };
+      // a record's error is what pg-boss's settle of this fetch stores (queue-records.ts reads output.error)
+      if (!retrying) records.settled({ name: def.name, route: ranOn, state: 'failed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
+      return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: { error: info, ...lastProgress } };
     } finally {
       clearTimeout(timer);
       clearInterval(sampler);

@@ -95,8 +95,8 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     await boss.stop({ graceful: false, close: true }).catch(() => {});
     return failed(err);
   });
-  // the index of ours on pg-boss's table, for the jobs it is the record of (queue-records.ts)
-  if (options.migrate !== false) {
+  // the index of ours on main's pg-boss table, for the jobs it is the record of (queue-records.ts)
+  if (options.migrate !== false && side === 'main') {
     await withTransaction(pool, (client) => client.query(ensureRecordIndexes(options.bossSchema))).catch(async (err: unknown) => {
       await boss.stop({ graceful: false, close: true }).catch(() => {});
       return failed(err);

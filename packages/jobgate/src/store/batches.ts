@@ -4,6 +4,7 @@
 import type { Pool } from 'pg';
 import type { BatchCallback, SpawnBatch } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
+import { jobStatesSql } from './queue-records.ts';
 import { iso, type JobState, type Queryable } from './ledger.ts';
 
 export interface BatchCounts {
@@ -47,7 +48,8 @@ export function callbacksFor(counts: BatchCounts): Set<BatchCallback['on']> {
   return on;
 }
 
-export function createBatchStore(pool: Pool, schema: string) {
+/** `bossSchema`: main's pg-boss schema, where jobs recorded by their pg-boss row are (a batch's callbacks may be). */
+export function createBatchStore(pool: Pool, schema: string, bossSchema?: string) {
   const s = assertSchemaName(schema);
   // members by state; an original an admin retried is left out (its retry stands for it)
   const countsSql = `SELECT state, count(*)::int AS n FROM ${s}.jobs WHERE batch_id = $1 AND retried_as IS NULL GROUP BY state`;
@@ -100,7 +102,7 @@ export function createBatchStore(pool: Pool, schema: string) {
       const dispatched = b.dispatched as Array<{ on: BatchCallback['on']; jobId: string }>;
       const [c, states] = await Promise.all([
         counts(pool, id),
-        dispatched.length ? pool.query(`SELECT id, state FROM ${s}.jobs WHERE id = ANY($1::uuid[])`, [dispatched.map((d) => d.jobId)]) : Promise.resolve({ rows: [] }),
+        dispatched.length ? pool.query(jobStatesSql(schema, bossSchema, '$1::uuid[]'), [dispatched.map((d) => d.jobId)]) : Promise.resolve({ rows: [] }),
       ]);
       const stateOf = new Map(states.rows.map((r) => [r.id as string, r.state as JobState]));
       return {

@@ -17,3 +17,4 @@ export * from './schedules.ts';
 export * from './overview.ts';
 export * from './rollup.ts';
 export * from './queue-records.ts';
+export * from './record-runs.ts';

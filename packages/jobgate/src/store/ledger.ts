@@ -527,14 +527,20 @@ export function createLedger(pool: Pool, schema: string, finished: (rows: Finish
      * shows the last day), and batches that finished (callbacks enqueued) and schedule firings
      * older than `olderThanDays`, as the jobs they count.
      */
-    async pruneHistory(options: { rollupDays: number; olderThanDays: number }): Promise<{ minutes: number; batches: number; firings: number }> {
+    async pruneHistory(options: { rollupDays: number; olderThanDays: number }): Promise<{ minutes: number; batches: number; firings: number; attempts: number }> {
       const s = assertSchemaName(schema);
-      const [minutes, batches, firings] = await Promise.all([
+      const [minutes, batches, firings, attempts] = await Promise.all([
         pool.query(`DELETE FROM ${s}.job_minutes WHERE minute < clock_timestamp() - $1 * interval '1 day'`, [options.rollupDays]),
         pool.query(`DELETE FROM ${s}.batches WHERE state = 'finished' AND NOT dispatch_due AND finished_at < clock_timestamp() - $1 * interval '1 day'`, [options.olderThanDays]),
         pool.query(`DELETE FROM ${s}.schedule_runs WHERE fired_at < clock_timestamp() - $1 * interval '1 day'`, [options.olderThanDays]),
+        // the attempts' rows of jobs recorded by their pg-boss row (queue-records.ts), which pg-boss
+        // deletes as old (its queues' deleteAfterSeconds); a ledger job's go with it
+        pool.query(
+          `DELETE FROM ${s}.executions e WHERE e.finished_at < clock_timestamp() - $1 * interval '1 day' AND NOT EXISTS (SELECT 1 FROM ${s}.jobs j WHERE j.id = e.job_id)`,
+          [options.olderThanDays],
+        ),
       ]);
-      return { minutes: minutes.rowCount ?? 0, batches: batches.rowCount ?? 0, firings: firings.rowCount ?? 0 };
+      return { minutes: minutes.rowCount ?? 0, batches: batches.rowCount ?? 0, firings: firings.rowCount ?? 0, attempts: attempts.rowCount ?? 0 };
     },
     /** Deletes finished jobs (and, by cascade, their executions) older than `olderThanSeconds`, in batches. */
     async deleteFinished(olderThanSeconds: number, batchSize = 1000): Promise<number> {

@@ -9,6 +9,7 @@ import { durably, withTransaction } from './transaction.ts';
 import { withPausedBy } from './pauses.ts';
 import { createRollup } from './rollup.ts';
 import { recordPlans } from './queue-records.ts';
+import { createRecordRuns } from './record-runs.ts';
 import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toExecution, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
@@ -37,6 +38,8 @@ export interface EndedJob {
   routeReason: RouteReason;
   /** Its state before: a `queued` job of main's still has its queue entry waiting in pg-boss. */
   was: JobState;
+  /** Recorded by its pg-boss row (queue-records.ts): that row is the job, never an entry to drop. */
+  record?: true;
 }
 
 /** A page of a bulk cancel or delete (MainLedger.endPage). */
@@ -262,7 +265,7 @@ export type MainLedger = ReturnType<typeof createMainLedger>;
 export function queueEntriesOf(ended: readonly EndedJob[]): QueueEntries {
   const groups = new Map<string, QueueEntries[number]>();
   for (const job of ended) {
-    if (job.route !== 'main' || job.was === 'active') continue;
+    if (job.route !== 'main' || job.was === 'active' || job.record) continue;
     const key = `${job.name}\u0000${job.routeReason}`;
     const group = groups.get(key) ?? { name: job.name, routeReason: job.routeReason, ids: [] };
     group.ids.push(job.id);
@@ -272,6 +275,7 @@ export function queueEntriesOf(ended: readonly EndedJob[]): QueueEntries {
 }
 
 const toEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name, route: r.route, routeReason: r.route_reason, was: r.was });
+const recordEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name, route: 'main', routeReason: 'definition', was: r.was, record: true });
 
 /**
  * `bossSchema`: main's pg-boss schema, whose rows are the records of jobs that need no ledger row
@@ -279,7 +283,7 @@ const toEnded = (r: Record<string, any>): EndedJob => ({ id: r.id, name: r.name,
  */
 export function createMainLedger(pool: Pool, schema: string, options: { logger?: Logger; bossSchema?: string } = {}) {
   const sql = plans(schema);
-  const records = options.bossSchema ? recordPlans(options.bossSchema) : null;
+  const records = options.bossSchema ? recordPlans(options.bossSchema, schema) : null;
   const forwardChannel = `jg_forward_${assertSchemaName(schema)}`.slice(0, 63);
   // every job main finishes counts into the overview's rollup (rollup.ts)
   const rollup = createRollup(pool, schema, options);
@@ -300,6 +304,10 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
     ...ledger,
     /** The overview's rollup this ledger counts into: closed (its last counts written) as main stops. */
     rollup,
+    /** Main's pg-boss schema, where the jobs recorded by their pg-boss row are (queue-records.ts). */
+    bossSchema: options.bossSchema,
+    /** How jobs recorded by their pg-boss row run (null without main's pg-boss schema: every job then has a ledger row). */
+    recordRuns: options.bossSchema ? createRecordRuns(pool, schema, options.bossSchema, rollup.count) : null,
     /** A job as every view shows it: with its executions if asked, and the pause it waits for. */
     async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
       const job = (await ledger.getJob(id, options)) ?? (await getRecord(id, options));
@@ -408,7 +416,8 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
             AND NOT ${attemptRuns(s, s + '.jobs')}`,
         [id, newId],
       );
-      return (rowCount ?? 0) > 0;
+      if ((rowCount ?? 0) > 0) return true;
+      return records ? ((await db.query(records.markRetried, [id, newId])).rowCount ?? 0) > 0 : false;
     },
     /** Ids (of `ids`) now cancelled; see the statement for which can be. */
     async cancelJobs(ids: string[], reason: string): Promise<string[]> {
@@ -418,12 +427,36 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
     /** cancelJobs in `db`'s transaction, each job with what it takes to drop its queue entry there too. */
     async cancelJobsIn(db: Queryable, ids: string[], reason: string): Promise<EndedJob[]> {
       const { rows } = await db.query(`WITH ${sql.cancelJobs('id = ANY($1::uuid[])', '$2')} SELECT * FROM ended`, [ids, reason]);
-      return rows.map(toEnded);
+      if (!records) return rows.map(toEnded);
+      const cancelled = await db.query(`WITH ${records.cancel('j.id = ANY($1::uuid[])', '$2')} SELECT * FROM cancelled`, [ids, reason]);
+      return [...rows.map(toEnded), ...cancelled.rows.map(recordEnded)];
     },
     /** Deletes those of `ids` that finished (see the statement), in `db`'s transaction. */
     async deleteJobsIn(db: Queryable, ids: string[]): Promise<EndedJob[]> {
       const { rows } = await db.query(`WITH ${sql.deleteJobs('id = ANY($1::uuid[])')} SELECT * FROM ended`, [ids]);
-      return rows.map(toEnded);
+      if (!records) return rows.map(toEnded);
+      const deleted = await db.query(`WITH ${records.delete('j.id = ANY($1::uuid[])')} SELECT * FROM deleted`, [ids]);
+      return [...rows.map(toEnded), ...deleted.rows.map(recordEnded)];
+    },
+    /**
+     * endPage for the jobs recorded by their pg-boss row (null without them): up to `limit` records
+     * matching `filter` (newest first, after its cursor), cancelled or deleted in one statement.
+     */
+    async endRecordsPage(db: Queryable, action: 'cancel' | 'delete', filter: Omit<ListFilter, 'limit'>, limit: number, reason: string): Promise<Omit<BulkPage, 'entries'> | null> {
+      if (!records) return null;
+      const values: unknown[] = [];
+      const param = (v: unknown) => (values.push(v), `$${values.length}`);
+      const page = records.listBranch(filter, param, param(limit));
+      if (!page) return { seen: 0, ended: 0 };
+      const which = '(j.name, j.id) IN (SELECT name, id FROM page)';
+      const act = action === 'cancel' ? records.cancel(which, param(reason)) : records.delete(which);
+      const { rows } = await db.query(
+        `WITH page AS (${page}), ${act}
+         SELECT (SELECT count(*) FROM page)::int AS seen, (SELECT count(*) FROM ${action === 'cancel' ? 'cancelled' : 'deleted'})::int AS ended,
+                (SELECT jsonb_build_object('createdAt', cursor_at, 'id', id) FROM page ORDER BY created_at, id LIMIT 1) AS next`,
+        values,
+      );
+      return { seen: rows[0].seen, ended: rows[0].ended, next: rows[0].next ?? undefined };
     },
     /**
      * One page of a bulk cancel or delete, in one statement in `db`'s transaction: up to `limit`
@@ -448,7 +481,9 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       const values: unknown[] = [];
       const where = jobFilterWhere(filter, (v) => (values.push(v), `$${values.length}`));
       const { rows } = await pool.query(`SELECT count(*)::int AS n FROM ${assertSchemaName(schema)}.jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, values);
-      return rows[0].n as number;
+      const recordValues: unknown[] = [];
+      const page = records?.listBranch(filter, (v) => (recordValues.push(v), `$${recordValues.length}`), 'ALL');
+      return (rows[0].n as number) + (page ? (await pool.query(`SELECT count(*)::int AS n FROM (${page}) r`, recordValues)).rows[0].n : 0);
     },
     async failJobs(ids: string[], error: ErrorInfo): Promise<void> {
       rollup.count((await pool.query(sql.failJobs, [ids, JSON.stringify(error)])).rows);

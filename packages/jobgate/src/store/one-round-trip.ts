@@ -69,7 +69,15 @@ export async function runTogether(db: Queryable, statements: string[]): Promise<
  * inserts into (one queue's partition), by primary key.
  */
 export function queuedCondition(bossSql: string, queue: string, id: string): string {
+  return `EXISTS (${queuedRow(bossSql, queue, id, '1')})`;
+}
+
+/**
+ * A SELECT of `columns` of the job `id` that the recorded pg-boss write `bossSql` queued in
+ * `queue` (as `j`), read by primary key from the table the write inserts into.
+ */
+export function queuedRow(bossSql: string, queue: string, id: string, columns: string): string {
   const table = /INSERT INTO\s+([\w."]+)\s*\(/.exec(bossSql)?.[1];
   if (!table) throw new Error('pg-boss wrote a job without an INSERT INTO <table> (…); jobgate cannot check it');
-  return `EXISTS (SELECT 1 FROM ${table} WHERE name = ${literal(queue)} AND id = ${literal(id)})`;
+  return `SELECT ${columns} FROM ${table} j WHERE j.name = ${literal(queue)} AND j.id = ${literal(id)}`;
 }

@@ -3,6 +3,7 @@
 // rollup's size (minutes × names × sides) or by the jobs not yet finished, never by the ledger's.
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
+import { recordPlans } from './queue-records.ts';
 import { inStates, iso, LIVE_STATES, WAITING_STATES } from './ledger.ts';
 
 export type OverviewWindow = 'hour' | 'day';
@@ -47,7 +48,12 @@ export function percentileOfBuckets(counts: readonly number[], p: number): numbe
   return null;
 }
 
-export function createOverviewStore(pool: Pool, schema: string) {
+/**
+ * `bossSchema`: main's pg-boss schema, where the jobs recorded by their pg-boss row wait and run
+ * (queue-records.ts): live() counts them with the ledger's.
+ */
+export function createOverviewStore(pool: Pool, schema: string, bossSchema?: string) {
+  const records = bossSchema ? recordPlans(bossSchema, schema) : null;
   const s = assertSchemaName(schema);
   return {
     /** Completed and failed per bin, and the wait histogram, per job name and side, over the window. */
@@ -98,11 +104,16 @@ export function createOverviewStore(pool: Pool, schema: string) {
     },
     /** Jobs not finished, by name and the side that runs them: waiting (wherever) and running. */
     async live(): Promise<LiveCounts[]> {
+      const ledger = `
+        SELECT name, route AS side,
+               count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
+               count(*) FILTER (WHERE state = 'active')::int AS running
+          FROM ${s}.jobs WHERE state IN ${inStates(LIVE_STATES)} GROUP BY name, route`;
       const { rows } = await pool.query(
-        `SELECT name, route AS side,
-                count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
-                count(*) FILTER (WHERE state = 'active')::int AS running
-           FROM ${s}.jobs WHERE state IN ${inStates(LIVE_STATES)} GROUP BY name, route ORDER BY name, route`,
+        records
+          ? `SELECT name, side, sum(queued)::int AS queued, sum(running)::int AS running
+               FROM (${ledger} UNION ALL ${records.liveByName}) live GROUP BY name, side ORDER BY name, side`
+          : `${ledger} ORDER BY name, route`,
       );
       return rows.map((r) => ({ name: r.name, side: r.side, queued: r.queued, running: r.running }));
     },

@@ -3,6 +3,7 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
+import { recordPlans } from './queue-records.ts';
 import { iso, WAITING_STATES, type JobRecord, type Queryable } from './ledger.ts';
 
 /** `name` is a job's name, or `*`: every job. */
@@ -44,8 +45,17 @@ export async function withPausedBy<T extends JobRecord>(db: Queryable, schema: s
 
 export type PauseStore = ReturnType<typeof createPauseStore>;
 
-export function createPauseStore(pool: Pool, schema: string) {
+/**
+ * `bossSchema`: main's pg-boss schema, where the jobs recorded by their pg-boss row wait: a pause
+ * holds them there too (queue-records.ts syncBlocked), in the transaction that changes the pause.
+ */
+export function createPauseStore(pool: Pool, schema: string, bossSchema?: string) {
   const s = assertSchemaName(schema);
+  const records = bossSchema ? recordPlans(bossSchema, schema) : null;
+  /** The records of `name` (`*`: of every job) blocked or unblocked as the pauses now say. */
+  const sync = async (db: Queryable, name: string | null) => {
+    if (records) await db.query(records.syncBlocked, [name === EVERY_JOB ? null : name]);
+  };
   const COLUMNS = 'name, reason, paused_by, paused_at, expires_at';
   const audit = `INSERT INTO ${s}.admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)`;
   return {
@@ -67,6 +77,7 @@ export function createPauseStore(pool: Pool, schema: string) {
         );
         const pause = toPause(rows[0]);
         await client.query(audit, [change.actor, 'job.pause', change.name, JSON.stringify({ reason: change.reason, expiresAt: pause.expiresAt, before: before[0] ? toPause(before[0]) : null })]);
+        await sync(client, change.name);
         return pause;
       });
     },
@@ -76,6 +87,7 @@ export function createPauseStore(pool: Pool, schema: string) {
         const { rows } = await client.query(`DELETE FROM ${s}.pauses WHERE name = $1 RETURNING ${COLUMNS}`, [change.name]);
         const ended = rows[0] ? toPause(rows[0]) : null;
         await client.query(audit, [change.actor, 'job.resume', change.name, JSON.stringify({ reason: change.reason ?? null, before: ended })]);
+        await sync(client, change.name);
         return ended;
       });
     },
@@ -93,6 +105,7 @@ export function createPauseStore(pool: Pool, schema: string) {
                   FROM ended)
          SELECT count(*)::int AS n FROM ended`,
       );
+      if (rows[0].n > 0) await sync(pool, null);
       return rows[0].n as number;
     },
   };

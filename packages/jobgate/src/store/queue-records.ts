@@ -41,15 +41,18 @@ const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE name NOT LIK
 /**
  * A record (pg-boss row `j`) as the ledger's columns (ledger.ts JOB_COLUMNS), in their order.
  * Attempts: pg-boss counts a retry as the next fetch starts (retry_count), and `started_on` says
- * whether the latest attempt started. Progress rides in `output` while the job runs; a failed
- * attempt's error is `output.error`.
+ * whether the latest attempt started. `output` holds the progress (`progress`, `message`) while
+ * the job runs and keeps the last of it when the attempt ends, with a failed attempt's `error`
+ * and a completing one's `peakRssMb`.
  */
+/** A record's (pg-boss row `j`) state as jobgate names it. */
+const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END`;
+
 export const RECORD_COLUMNS = `
   j.id, j.name, 'main'::text AS route, 'definition'::text AS route_reason, (j.data->>'retriedAs')::uuid AS retried_as,
-  CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END AS state,
+  ${RECORD_STATE} AS state,
   j.data->'payload' AS payload, j.priority,
-  (CASE WHEN j.state = 'completed' THEN 100 WHEN j.state = 'active' THEN coalesce((j.output->>'progress')::smallint, 0) ELSE 0 END)::smallint AS progress,
-  CASE WHEN j.state = 'active' THEN j.output->>'message' END AS progress_message,
+  (CASE WHEN j.state = 'completed' THEN 100 ELSE coalesce((j.output->>'progress')::smallint, 0) END)::smallint AS progress, j.output->>'message' AS progress_message,
   j.retry_count + (j.started_on IS NOT NULL)::int AS attempts, j.retry_limit + 1 AS max_attempts,
   j.start_after AS run_at, j.created_on AS created_at, greatest(j.created_on, j.started_on, j.completed_on) AS updated_at,
   j.started_on AS started_at, CASE WHEN j.state IN ('completed', 'failed', 'cancelled') THEN j.completed_on END AS finished_at,
@@ -70,14 +73,98 @@ export function ensureRecordIndexes(bossSchema: string): string {
     CREATE INDEX IF NOT EXISTS jobgate_records_ended ON ${b}.job (name, state, created_on) WHERE state IN ('failed', 'cancelled');`;
 }
 
-/** The SQL that reads records from pg-boss's tables in `bossSchema`. */
-export function recordPlans(bossSchema: string) {
+/**
+ * The attempts of records that their pg-boss row says and no `executions` row does (a record's
+ * running attempt, or the one that completed it), with the columns of the view `attempts`; a
+ * statement to add conditions on `j` to (AND …).
+ */
+export function recordAttemptsSql(bossSchema: string): string {
   const b = assertSchemaName(bossSchema);
+  return `
+      SELECT j.id AS job_id, j.retry_count + 1 AS attempt, 'main'::text AS ran_on, j.started_on AS started_at,
+             CASE WHEN j.state = 'active' THEN NULL ELSE j.completed_on END AS finished_at,
+             CASE WHEN j.state = 'active' THEN 'running' ELSE 'completed' END AS outcome,
+             NULL::jsonb AS error, (j.output->>'peakRssMb')::int AS peak_rss_mb
+        FROM ${b}.job j
+       WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record' AND j.started_on IS NOT NULL AND j.state IN ('active', 'completed')`;
+}
+
+/**
+ * The state of each job of `ids` (SQL for a uuid[]) as (id, state) rows, recorded by its ledger
+ * row in `schema` or, given `bossSchema`, by its pg-boss row there; a job with neither (deleted)
+ * has no row.
+ */
+export function jobStatesSql(schema: string, bossSchema: string | undefined, ids: string): string {
+  const ledger = `SELECT id, state FROM ${assertSchemaName(schema)}.jobs WHERE id = ANY(${ids})`;
+  if (!bossSchema) return ledger;
+  const b = assertSchemaName(bossSchema);
+  return `${ledger} UNION ALL SELECT j.id, ${RECORD_STATE} FROM ${b}.job j WHERE j.name IN (${jobQueues(b)}) AND j.id = ANY(${ids}) AND j.data ? 'record'`;
+}
+
+/**
+ * How long a record cancelled under a running attempt is taken to be still stopping when that
+ * attempt has written no row yet (its runner notices at its next heartbeat and writes it): it is
+ * neither deleted nor retried meanwhile, or a copy could run beside it. A runner that died never
+ * writes it; after this long the record is taken to have stopped.
+ */
+const STOPPING_SECONDS = 300;
+
+/**
+ * The SQL that reads records from pg-boss's tables in `bossSchema` and changes them as the
+ * admin's actions do; `schema`: jobgate's (the attempts' rows).
+ */
+export function recordPlans(bossSchema: string, schema = 'jobgate') {
+  const b = assertSchemaName(bossSchema);
+  const s = assertSchemaName(schema);
+  /** Whether record `j` was cancelled under an attempt that may still be stopping (see STOPPING_SECONDS). */
+  const stopping = `(j.state = 'cancelled' AND j.started_on IS NOT NULL AND j.completed_on > clock_timestamp() - interval '${STOPPING_SECONDS} seconds'
+     AND NOT EXISTS (SELECT 1 FROM ${s}.executions x WHERE x.job_id = j.id AND x.attempt = j.retry_count + 1))`;
+  /** The records of `which` (a condition on `j`, one of the job queues' rows). */
+  const records = (which: string) => `j.name IN (${jobQueues(b)}) AND ${which} AND j.data ? 'record'`;
   return {
     schema: b,
+    /**
+     * Cancels the records `which` names that have not finished (a running one's runner sees it at
+     * its next heartbeat and stops); as a CTE `cancelled` (id, name, created_on).
+     */
+    cancel: (which: string, reason: string) => `
+      picked AS (
+        SELECT j.name, j.id, j.state FROM ${b}.job j WHERE ${records(which)} AND j.state < 'completed' ORDER BY j.id FOR UPDATE),
+      cancelled AS (
+        UPDATE ${b}.job j SET state = 'cancelled', completed_on = clock_timestamp(),
+               output = jsonb_build_object('error', jsonb_build_object('code', 'JG_CANCELLED', 'message', ${reason}::text))
+          FROM picked p WHERE j.name = p.name AND j.id = p.id
+        RETURNING j.id, j.name, j.created_on, CASE WHEN p.state = 'active' THEN 'active' ELSE 'queued' END AS was)`,
+    /** Deletes the records `which` names that finished (not one still stopping), with their attempts' rows; as a CTE `deleted`. */
+    delete: (which: string) => `
+      deleted AS (
+        DELETE FROM ${b}.job j WHERE ${records(which)} AND j.state IN ('completed', 'failed', 'cancelled') AND NOT ${stopping}
+        RETURNING j.id, j.name, j.created_on, j.state::text AS was),
+      attempts_deleted AS (DELETE FROM ${s}.executions WHERE job_id IN (SELECT id FROM deleted))`,
+    /**
+     * Holds what a pause holds where pg-boss looks (its `blocked`, which its fetch skips): every
+     * waiting record of $1 (a job name; null: every name) is blocked while a pause of its name or
+     * of every job is in force, and unblocked once none is. Run by the statements that pause,
+     * resume and expire pauses, in their transactions.
+     */
+    syncBlocked: `
+      UPDATE ${b}.job j SET blocked = (${s}.pause_of(j.name) IS NOT NULL)
+       WHERE j.name IN (${jobQueues(b)}) AND ($1::text IS NULL OR j.name = $1) AND j.data ? 'record'
+         AND j.state IN ('created', 'retry') AND j.pending_dependencies = 0
+         AND j.blocked IS DISTINCT FROM (${s}.pause_of(j.name) IS NOT NULL)`,
+    /** Blocks record $2 of $1 if its name is paused now (a record written, or handed back, while paused). */
+    blockIfPaused: `
+      UPDATE ${b}.job j SET blocked = true
+       WHERE j.name = $1 AND j.id = $2 AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
+    /** Marks record $1 retried as $2: once, and not while an attempt of it may still be stopping. */
+    markRetried: `
+      UPDATE ${b}.job j SET data = j.data || jsonb_build_object('retriedAs', $2::text)
+       WHERE ${records('j.id = $1')} AND NOT j.data ? 'retriedAs' AND NOT ${stopping}`,
     /** One record by id ($1), or none (pg-boss's key is (name, id): each job queue's is probed). */
+    // with the batch its handler opened last, if any, as the ledger's getJob
     getRecord: `
-      SELECT ${RECORD_COLUMNS} FROM ${b}.job j
+      SELECT ${RECORD_COLUMNS}, (SELECT bt.id FROM ${s}.batches bt WHERE bt.parent_id = $1 ORDER BY bt.created_at DESC, bt.id LIMIT 1) AS opened_batch
+        FROM ${b}.job j
        WHERE j.name IN (${jobQueues(b)}) AND j.id = $1 AND j.data ? 'record'`,
     /**
      * The newest records matching `filter` (up to `limit`, a parameter), newest first as the list
@@ -116,13 +203,15 @@ export function recordPlans(bossSchema: string) {
        WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record'
          AND (j.state < 'completed' OR (j.state = 'failed' AND j.completed_on > clock_timestamp() - interval '1 day'))
        GROUP BY j.name`,
-    /** A record's attempts: its rows in `executions` (those that failed, were lost or were cancelled) and its latest, from its row. */
-    latestAttempt: `
-      SELECT j.retry_count + 1 AS attempt, 'main'::text AS ran_on, j.started_on AS started_at,
-             CASE WHEN j.state = 'active' THEN NULL ELSE j.completed_on END AS finished_at,
-             CASE WHEN j.state = 'active' THEN 'running' ELSE 'completed' END AS outcome,
-             NULL::jsonb AS error, NULL::int AS peak_rss_mb
+    /** Records not finished, per job name: waiting and running (the overview's live counts; main runs them all). */
+    liveByName: `
+      SELECT j.name, 'main' AS side,
+             count(*) FILTER (WHERE j.state IN ('created', 'retry'))::int AS queued,
+             count(*) FILTER (WHERE j.state = 'active')::int AS running
         FROM ${b}.job j
-       WHERE j.name IN (${jobQueues(b)}) AND j.id = $1 AND j.data ? 'record' AND j.started_on IS NOT NULL AND j.state IN ('active', 'completed')`,
+       WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record' AND j.state < 'completed'
+       GROUP BY j.name`,
+    /** A record's attempts: its rows in `executions` (those that failed, were lost or were cancelled) and its latest, from its row. */
+    latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
   };
 }

@@ -3,6 +3,7 @@
 // `channel` at commit so every main's scheduler reads the schedules again at once.
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
+import { jobStatesSql } from './queue-records.ts';
 import { withTransaction } from './transaction.ts';
 import { iso, type JobState, type Queryable } from './ledger.ts';
 
@@ -41,7 +42,8 @@ const toSchedule = (r: Record<string, any>): StoredSchedule => ({
 
 export type ScheduleStore = ReturnType<typeof createScheduleStore>;
 
-export function createScheduleStore(pool: Pool, schema: string) {
+/** `bossSchema`: main's pg-boss schema, where jobs recorded by their pg-boss row are (a firing's job may be). */
+export function createScheduleStore(pool: Pool, schema: string, bossSchema?: string) {
   const s = assertSchemaName(schema);
   const channel = `jg_schedules_${s}`.slice(0, 63);
   const audit = (db: Queryable, actor: string, action: string, id: string, detail: Record<string, unknown>) =>
@@ -161,7 +163,7 @@ export function createScheduleStore(pool: Pool, schema: string) {
         `SELECT r.schedule_id, r.job_id, r.fired_at, r.due_at, r.manual, CASE WHEN r.job_id IS NULL THEN NULL ELSE coalesce(j.state, 'deleted') END AS state
            FROM unnest($1::uuid[]) AS sid(id)
            CROSS JOIN LATERAL (SELECT * FROM ${s}.schedule_runs WHERE schedule_id = sid.id ORDER BY fired_at DESC LIMIT $2) r
-           LEFT JOIN ${s}.jobs j ON j.id = r.job_id
+           LEFT JOIN LATERAL (${jobStatesSql(schema, bossSchema, 'ARRAY[r.job_id]')}) j ON true
           ORDER BY r.fired_at DESC`,
         [ids, limit],
       );

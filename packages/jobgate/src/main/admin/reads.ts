@@ -17,7 +17,7 @@ export const OverviewQuery = z.strictObject({ window: z.enum(['hour', 'day']).de
  */
 export function createAdminReads(deps: Pick<AdminDeps, 'jobs' | 'ledger' | 'override' | 'wakes' | 'fetcher' | 'pool'>) {
   const { jobs, ledger } = deps;
-  const overview = createOverviewStore(deps.pool, ledger.schema);
+  const overview = createOverviewStore(deps.pool, ledger.schema, ledger.bossSchema);
   return {
     /**
      * The dashboard's home: per job name and side, finished jobs per bin over the window (the

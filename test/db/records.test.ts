@@ -1,0 +1,180 @@
+// A job main runs that needs no decision from main's ledger is recorded by its pg-boss row alone
+// (store/queue-records.ts, store/record-runs.ts): enqueued, run, retried, cancelled, paused,
+// retried by an admin and deleted with no row in jobgate.jobs, and shown all the while as the
+// ledger's jobs are. Gated and unique jobs keep their ledger rows.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createLogger } from '../../packages/jobgate/src/support/index.ts';
+import { createAdminStore, createBoss, createMainLedger, type JobRecord, type MainLedger, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
+import { createCatalogue, createMainRuntime, defineJob, PermanentJobError, type MainRuntime } from '../../packages/jobgate/src/internal.ts';
+import { createJobActions, type JobActions } from '../../packages/jobgate/src/main/job-actions.ts';
+import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
+import { waitFor } from '../support/wait.ts';
+
+const failures = new Map<string, number>();
+const gates = new Map<string, () => void>();
+const plain = defineJob({ name: 'rec.plain', payload: z.strictObject({ key: z.string() }), retry: { limit: 2, delaySeconds: 0, backoff: false }, async run({ key }, ctx) {
+  await ctx.progress(40, 'on its way');
+  const left = failures.get(key) ?? 0;
+  if (left > 0) {
+    failures.set(key, left - 1);
+    throw new Error(`boom ${key}`);
+  }
+  if (key.startsWith('permanent')) throw new PermanentJobError('not this one');
+  if (key.startsWith('hold')) await new Promise<void>((resolve, reject) => {
+    gates.set(key, resolve);
+    ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error), { once: true });
+  });
+} });
+const gated = defineJob({ name: 'rec.gated', payload: z.strictObject({ n: z.number() }), concurrency: 1, run: async () => {} });
+const unique = defineJob({ name: 'rec.unique', payload: z.strictObject({ n: z.number() }), unique: true, run: async () => {} });
+
+let db: TestDatabase;
+let boss: PgBoss;
+let ledger: MainLedger;
+let jobs: MainRuntime;
+let actions: JobActions;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  // (the failures these tests cause on purpose are not worth a log line)
+  const logger = createLogger({ level: 'error', name: 'test' });
+  // a running handler hears of a cancel at its next heartbeat (claimSeconds / 4)
+  const timings = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 };
+  boss = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings, logger });
+  await boss.start();
+  ledger = createMainLedger(db.pool, TEST_SCHEMA, { bossSchema: TEST_BOSS_SCHEMA });
+  jobs = createMainRuntime({ pool: db.pool, boss, ledger, catalogue: createCatalogue([plain, gated, unique]), logger, timings, workerConcurrency: 4 });
+  await jobs.start();
+  actions = createJobActions({ jobs, ledger, pool: db.pool, store: createAdminStore(db.pool, TEST_SCHEMA) });
+});
+afterAll(async () => {
+  await jobs?.stop(1_000);
+  await ledger?.rollup.close();
+  await db?.drop();
+});
+
+const ledgerRows = async (id: string) => (await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_SCHEMA}.jobs WHERE id = $1`, [id])).rows[0].n as number;
+const executionRows = async (id: string) => (await db.pool.query(`SELECT attempt, outcome, error->>'code' AS code FROM ${TEST_SCHEMA}.executions WHERE job_id = $1 ORDER BY attempt`, [id])).rows;
+const job = async (id: string) => (await jobs.getJob(id))!;
+const until = async (id: string, ok: (j: JobRecord) => boolean, what: string) => waitFor(what, async () => ok(await job(id)) || null, { timeoutMs: 30_000 });
+
+describe('a job recorded by its pg-boss row', () => {
+  it('is enqueued, run and completed with no ledger row and no attempt row', async () => {
+    const { job: queued } = await jobs.performLater(plain, { key: 'ok' });
+    expect(queued).toMatchObject({ name: 'rec.plain', route: 'main', state: 'queued', attempts: 0, maxAttempts: 3, payload: { key: 'ok' } });
+    expect(queued.traceparent).toMatch(/^00-/);
+    await until(queued.id, (j) => j.state === 'completed', 'the job completes');
+    expect(await ledgerRows(queued.id)).toBe(0);
+    expect(await executionRows(queued.id)).toEqual([]);
+    const done = (await jobs.getJob(queued.id))!;
+    expect(done).toMatchObject({ state: 'completed', attempts: 1, progress: 100, progressMessage: 'on its way', createdAt: queued.createdAt });
+    expect(done.executions).toEqual([expect.objectContaining({ attempt: 1, ranOn: 'main', outcome: 'completed' })]);
+    expect((await jobs.listJobs({ name: 'rec.plain', limit: 50 })).jobs.map((j) => j.id)).toContain(queued.id);
+  });
+
+  it('commits or rolls back with the caller\'s transaction', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { job: gone } = await jobs.performLater(plain, { key: 'rolled-back' }, { db: client });
+      await client.query('ROLLBACK');
+      expect(await jobs.getJob(gone.id)).toBeNull();
+      await client.query('BEGIN');
+      const { job: kept } = await jobs.performLater(plain, { key: 'committed' }, { db: client });
+      await client.query('COMMIT');
+      await until(kept.id, (j) => j.state === 'completed', 'the committed job completes');
+    } finally {
+      client.release();
+    }
+  });
+
+  it('keeps a row for each failed attempt; the retry that completes it needs none', async () => {
+    failures.set('twice', 2);
+    const { job: queued } = await jobs.performLater(plain, { key: 'twice' });
+    await until(queued.id, (j) => j.state === 'completed', 'the third attempt completes');
+    expect(await executionRows(queued.id)).toEqual([{ attempt: 1, outcome: 'failed', code: 'JG_JOB_FAILED' }, { attempt: 2, outcome: 'failed', code: 'JG_JOB_FAILED' }]);
+    expect((await jobs.getJob(queued.id))!.executions!.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'failed'], [2, 'failed'], [3, 'completed']]);
+    expect(await ledgerRows(queued.id)).toBe(0);
+  });
+
+  it('fails for good with its error, counted in the overview', async () => {
+    const { job: queued } = await jobs.performLater(plain, { key: 'permanent-1' });
+    await until(queued.id, (j) => j.state === 'failed', 'the job fails');
+    const failed = await job(queued.id);
+    expect(failed).toMatchObject({ attempts: 1, error: { code: 'JG_PERMANENT_FAILURE', message: 'not this one' } });
+    expect(failed.finishedAt).toBeDefined();
+    await ledger.rollup.flush();
+    const { rows } = await db.pool.query(`SELECT sum(failed)::int AS failed FROM ${TEST_SCHEMA}.job_minutes WHERE name = 'rec.plain'`);
+    expect(rows[0].failed).toBeGreaterThanOrEqual(1);
+  });
+
+  it('shows its progress while it runs, and a cancel stops its handler', async () => {
+    const { job: queued } = await jobs.performLater(plain, { key: 'hold-1' });
+    await until(queued.id, (j) => j.state === 'active' && j.progress === 40, 'the job runs and reports progress');
+    expect((await job(queued.id)).progressMessage).toBe('on its way');
+    expect((await ledger.countsByName('main'))['rec.plain']!.active).toBeGreaterThanOrEqual(1);
+    expect(await actions.cancel([queued.id], 'tester')).toEqual([queued.id]);
+    expect((await job(queued.id)).state).toBe('cancelled');
+    // its runner hears of it at its next heartbeat: the attempt ends, written as cancelled under its handler
+    await waitFor('the cancelled attempt is written', async () => (await executionRows(queued.id)).length === 1 || null, { timeoutMs: 30_000 });
+    expect(await executionRows(queued.id)).toEqual([{ attempt: 1, outcome: 'failed', code: 'JG_CANCELLED' }]);
+    expect((await job(queued.id)).state).toBe('cancelled');
+
+    // retried by an admin: a new job, the original marked, and only once
+    const first = gates.get('hold-1');
+    const again = await actions.retry(await job(queued.id), 'tester');
+    expect((await job(queued.id)).retriedAs).toBe(again.id);
+    await expect(actions.retry(await job(queued.id), 'tester')).rejects.toThrow(/retried already/);
+    const release = await waitFor('the retry runs its handler', () => (gates.get('hold-1') !== first ? gates.get('hold-1') : null), { timeoutMs: 30_000 });
+    release();
+    await until(again.id, (j) => j.state === 'completed', 'the retry completes');
+
+    // deleted with its attempts' rows
+    expect(await actions.remove([queued.id], 'tester')).toEqual([queued.id]);
+    expect(await jobs.getJob(queued.id)).toBeNull();
+    expect(await executionRows(queued.id)).toEqual([]);
+  });
+
+  it('waits out a pause, and is cancelled and deleted by filter', async () => {
+    await jobs.pauseJob('rec.plain', { reason: 'test', actor: 'tester' });
+    const { job: held } = await jobs.performLater(plain, { key: 'paused' });
+    const { job: delayed } = await jobs.performLater(plain, { key: 'later' }, { delaySeconds: 3_600 });
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await job(held.id)).toMatchObject({ state: 'queued', pausedBy: { name: 'rec.plain' } });
+    await jobs.resumeJob('rec.plain', { actor: 'tester' });
+    await until(held.id, (j) => j.state === 'completed', 'the job runs once resumed');
+
+    const cancelled = await actions.bulk('cancel', { name: 'rec.plain' }, 'tester');
+    expect(cancelled.done).toBeGreaterThanOrEqual(1);
+    expect((await job(delayed.id)).state).toBe('cancelled');
+    const deleted = await actions.bulk('delete', { name: 'rec.plain', state: 'cancelled' }, 'tester');
+    expect(deleted.done).toBeGreaterThanOrEqual(1);
+    expect(await jobs.getJob(delayed.id)).toBeNull();
+  });
+
+  it('writes an attempt cut short as lost when the next one starts', async () => {
+    await jobs.pauseJob('rec.plain', { reason: 'test', actor: 'tester' });
+    const { job: queued } = await jobs.performLater(plain, { key: 'cut-short' });
+    // written held by the pause (pg-boss's blocked), which this worker's fetch skips
+    expect((await db.pool.query(`SELECT blocked FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [queued.id])).rows).toEqual([{ blocked: true }]);
+    // the first attempt is fetched (by a worker that did not hold it back) and given up without a word (its runner died)
+    await db.pool.query(`UPDATE ${TEST_BOSS_SCHEMA}.job SET blocked = false WHERE id = $1`, [queued.id]);
+    const [fetched] = await boss.fetch('rec.plain', { batchSize: 1 });
+    expect(fetched!.id).toBe(queued.id);
+    await boss.fail('rec.plain', queued.id);
+    await jobs.resumeJob('rec.plain', { actor: 'tester' });
+    await until(queued.id, (j) => j.state === 'completed', 'the second attempt completes');
+    expect(await executionRows(queued.id)).toEqual([{ attempt: 1, outcome: 'lost', code: 'JG_JOB_LOST' }]);
+  });
+
+  it('is not used for a job under a gate, or a unique one: those keep their ledger rows', async () => {
+    const { job: g } = await jobs.performLater(gated, { n: 1 });
+    const { job: u } = await jobs.performLater(unique, { n: 1 });
+    for (const id of [g.id, u.id]) {
+      expect(await ledgerRows(id)).toBe(1);
+      await until(id, (j) => j.state === 'completed', 'the ledger job completes');
+    }
+  });
+});
