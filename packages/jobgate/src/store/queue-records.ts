@@ -64,13 +64,19 @@ export const RECORD_COLUMNS = `
  * list's filters by those states (rare among the rows a queue keeps; pg-boss's own indexes read
  * jobs by name and creation, or its live jobs). A job that completes never enters it. Made once
  * by whichever process starts first (an advisory lock keeps two from racing), on the partitioned
- * table, so pg-boss's queue partitions get it too.
+ * table, so pg-boss's queue partitions get it too; building it holds writes to pg-boss's jobs
+ * back for as long as it reads them (seconds at a million jobs), once, at the first start.
  */
 export function ensureRecordIndexes(bossSchema: string): string {
   const b = assertSchemaName(bossSchema);
+  // (only when it is missing: even CREATE INDEX IF NOT EXISTS locks the table against writes first)
   return `
     SELECT pg_advisory_xact_lock(hashtext('jobgate.record-indexes.${b}'));
-    CREATE INDEX IF NOT EXISTS jobgate_records_ended ON ${b}.job (name, state, created_on) WHERE state IN ('failed', 'cancelled');`;
+    DO $$ BEGIN
+      IF to_regclass('${b}.jobgate_records_ended') IS NULL THEN
+        CREATE INDEX jobgate_records_ended ON ${b}.job (name, state, created_on) WHERE state IN ('failed', 'cancelled');
+      END IF;
+    END $$;`;
 }
 
 /**
