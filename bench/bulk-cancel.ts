@@ -13,6 +13,7 @@ import { createLogger } from '../packages/jobgate/src/support/index.ts';
 import { createAdminStore, createBoss, createMainLedger, migrate } from '../packages/jobgate/src/store/index.ts';
 import { createCatalogue, createJobActions, createMainRuntime, defineJob } from '../packages/jobgate/src/internal.ts';
 import { startEmbeddedPostgres } from '../scripts/embedded-postgres.ts';
+import { mainJobsSql } from '../test/support/main-jobs.ts';
 
 const COUNT = Number(process.argv[2] ?? 100_000);
 const quiet = createLogger({ level: 'silent', name: 'bench' });
@@ -68,7 +69,7 @@ async function fill(url: string): Promise<void> {
   try {
     await migrate(pool, 'jobgate');
     await boss.start();
-    const jobs = createMainRuntime({ pool, boss, ledger: createMainLedger(pool, 'jobgate'), catalogue: catalogue(), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+    const jobs = createMainRuntime({ pool, boss, ledger: createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' }), catalogue: catalogue(), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
     await jobs.prepare();
     const blob = 'x'.repeat(10_000);
     const started = performance.now();
@@ -95,7 +96,7 @@ pool.on('error', () => {});
 const boss = createBoss({ connectionString: db.url, schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
 try {
   await boss.start();
-  const ledger = createMainLedger(pool, 'jobgate');
+  const ledger = createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' });
   const jobs = createMainRuntime({ pool, boss, ledger, catalogue: catalogue(), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
   await jobs.prepare();
   const actions = createJobActions({ jobs, ledger, pool, store: createAdminStore(pool, 'jobgate') });
@@ -122,10 +123,10 @@ try {
     console.log(`${what}: ${done.toLocaleString('en')} jobs in ${((performance.now() - t) / 1000).toFixed(2)} s (CPU: PostgreSQL ${(after.db - cpu.db).toFixed(2)} s, node ${(after.node - cpu.node).toFixed(2)} s; load average ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores)`);
   };
   await timed('cancel by name', () => actions.bulk('cancel', { name: flood.name }, 'bench'));
-  console.log(`  left: ${await count(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name = '${flood.name}' AND state <> 'cancelled'`)} not cancelled, ${await count(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE name = '${flood.name}'`)} pg-boss entries; bystanders queued: ${await count(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE name <> '${flood.name}' AND state = 'queued'`)}`);
+  console.log(`  left: ${await count(`SELECT count(*)::int AS n FROM (${mainJobsSql()}) jobs WHERE name = '${flood.name}' AND state <> 'cancelled'`)} not cancelled, ${await count(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE name = '${flood.name}'`)} pg-boss entries; bystanders queued: ${await count(`SELECT count(*)::int AS n FROM (${mainJobsSql()}) jobs WHERE name <> '${flood.name}' AND state = 'queued'`)}`);
   await timed('cancel routed by name', () => actions.bulk('cancel', { name: floodRemote.name }, 'bench'));
   await timed('delete cancelled', () => actions.bulk('delete', { state: 'cancelled' }, 'bench'));
-  console.log(`  left: ${await count(`SELECT count(*)::int AS n FROM jobgate.jobs`)} ledger rows, ${await count(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE name LIKE 'bench.%'`)} pg-boss entries`);
+  console.log(`  left: ${await count(`SELECT count(*)::int AS n FROM (${mainJobsSql()}) jobs`)} jobs, ${await count(`SELECT count(*)::int AS n FROM pgboss_main.job WHERE name LIKE 'bench.%'`)} pg-boss entries`);
 } finally {
   await boss.stop({ graceful: false, close: true }).catch(() => {});
   await pool.end().catch(() => {});

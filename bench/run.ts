@@ -522,7 +522,7 @@ async function mainEnqueuer(url: string) {
   pool.on('error', () => {});
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet });
   await boss.start();
-  const jobs = createMainRuntime({ pool, boss, ledger: createMainLedger(pool, 'jobgate'), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
+  const jobs = createMainRuntime({ pool, boss, ledger: createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' }), catalogue: createCatalogue([demoHeavy]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
   return {
     enqueue: async () => (await jobs.performLater(demoHeavy, {})).job.id,
     async stop() {
@@ -878,7 +878,7 @@ async function mainPressurePath(url: string): Promise<{ path: PressurePath; stop
   pool.on('error', () => {});
   const boss = createBoss({ connectionString: named(url, 'bench-jobgate'), schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
   await boss.start();
-  const ledger = createMainLedger(pool, 'jobgate');
+  const ledger = createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' });
   const jobs = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([pressureJob]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
   await jobs.start();
   return {
@@ -905,7 +905,7 @@ async function routedPressurePath(url: string): Promise<{ path: PressurePath; st
   pool.on('error', () => {});
   const boss = createBoss({ connectionString: named(url, 'bench-app'), schema: 'pgboss_main', poolSize: 4, timings: TIMINGS, logger: quiet, client: true });
   await boss.start();
-  const ledger = createMainLedger(pool, 'jobgate');
+  const ledger = createMainLedger(pool, 'jobgate', { bossSchema: 'pgboss_main' });
   const app = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([benchRouted]), logger: quiet, timings: TIMINGS, workerConcurrency: 1 });
   return {
     path: {
