@@ -33,10 +33,13 @@ const BOSS_STATES: Record<JobState, readonly string[]> = {
 };
 
 /** pg-boss's states for jobgate's `states` (none: no record can be in them). */
-export const bossStatesOf = (states: readonly JobState[]): string[] => [...new Set(states.flatMap((s) => BOSS_STATES[s]))];
+const bossStatesOf = (states: readonly JobState[]): string[] => [...new Set(states.flatMap((s) => BOSS_STATES[s]))];
 
 /** The queues that hold jobs (jobgate's own system queues are named `jobgate.…`, which no job may be). */
 const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE name NOT LIKE 'jobgate.%'`;
+
+/** A record's (pg-boss row `j`) state as jobgate names it. */
+const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END`;
 
 /**
  * A record (pg-boss row `j`) as the ledger's columns (ledger.ts JOB_COLUMNS), in their order.
@@ -45,9 +48,6 @@ const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE name NOT LIK
  * the job runs and keeps the last of it when the attempt ends, with a failed attempt's `error`
  * and a completing one's `peakRssMb`.
  */
-/** A record's (pg-boss row `j`) state as jobgate names it. */
-const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END`;
-
 export const RECORD_COLUMNS = `
   j.id, j.name, 'main'::text AS route, 'definition'::text AS route_reason, (j.data->>'retriedAs')::uuid AS retried_as,
   ${RECORD_STATE} AS state,
@@ -128,7 +128,6 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
   /** The records of `which` (a condition on `j`, one of the job queues' rows). */
   const records = (which: string) => `j.name IN (${jobQueues(b)}) AND ${which} AND j.data ? 'record'`;
   return {
-    schema: b,
     /**
      * Cancels the records `which` names that have not finished (a running one's runner sees it at
      * its next heartbeat and stops); as a CTE `cancelled` (id, name, created_on).
@@ -166,8 +165,10 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
     markRetried: `
       UPDATE ${b}.job j SET data = j.data || jsonb_build_object('retriedAs', $2::text)
        WHERE ${records('j.id = $1')} AND NOT j.data ? 'retriedAs' AND NOT ${stopping}`,
-    /** One record by id ($1), or none (pg-boss's key is (name, id): each job queue's is probed). */
-    // with the batch its handler opened last, if any, as the ledger's getJob
+    /**
+     * One record by id ($1), or none (pg-boss's key is (name, id): each job queue's is probed), with
+     * the batch its handler opened last, if any, as the ledger's getJob.
+     */
     getRecord: `
       SELECT ${RECORD_COLUMNS}, (SELECT bt.id FROM ${s}.batches bt WHERE bt.parent_id = $1 ORDER BY bt.created_at DESC, bt.id LIMIT 1) AS opened_batch
         FROM ${b}.job j
@@ -175,8 +176,8 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
     /**
      * The newest records matching `filter` (up to `limit`, a parameter), newest first as the list
      * orders them, with `cursor_at`; null when no record can match (a routed job's filter). Each
-     * job queue is read in creation order from pg-boss's own (name, created_on) index and the
-     * queues' pages are merged: no index of ours on pg-boss's table.
+     * job queue is read in creation order from pg-boss's own (name, created_on) index (the rare
+     * end states from ours, ensureRecordIndexes) and the queues' pages are merged.
      */
     listBranch(filter: Omit<ListFilter, 'limit'>, param: (v: unknown) => string, limit: string): string | null {
       if (filter.route === 'fetcher') return null;
