@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 028_attempts_of_records.sql: what is, not how it came to be. Change the schema with a new
+-- 029_one_event_per_fetcher_attempt.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -586,7 +586,7 @@ BEGIN
          updated_at = v_now
    WHERE id = p_id;
 
-  IF p_running_row OR coalesce((SELECT (value #>> '{}')::boolean FROM ledger_settings WHERE key = 'emit_events'), false) THEN
+  IF p_running_row THEN
     INSERT INTO executions (job_id, attempt, ran_on, started_at, outcome)
     VALUES (p_id, p_attempt, p_ran_on, v_now, 'running')
     ON CONFLICT (job_id, attempt) DO UPDATE

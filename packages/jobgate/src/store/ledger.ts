@@ -171,6 +171,29 @@ const endAttempts = (s: string, ended: string) => `
               peak_rss_mb = greatest(coalesce(ex.peak_rss_mb, 0), excluded.peak_rss_mb)
          WHERE ex.outcome = 'running'`;
 
+/**
+ * Whether the attempt `attempt` of job `id`, ending in job state `state`, sends its 'completed'
+ * event from the statement that ends it: where this ledger sends events (the fetcher's) and the
+ * attempt has no execution row (an attempt claimed by this release: migration 029). An attempt
+ * with a row (claimed by the previous release) or that did not complete sends it from its row.
+ */
+const completesWithEvent = (s: string, id: string, attempt: string, state: string) => `(
+          ${state} = 'completed'
+          AND coalesce((SELECT (value #>> '{}')::boolean FROM ${s}.ledger_settings WHERE key = 'emit_events'), false)
+          AND NOT EXISTS (SELECT 1 FROM ${s}.executions own WHERE own.job_id = ${id} AND own.attempt = ${attempt}))`;
+
+/**
+ * The 'completed' event of the attempts `ended` (a CTE returning endAttempts' columns, the job's
+ * new event_seq, max_attempts and emits) completed, in the shape executions_emit gives every other
+ * event.
+ */
+const completedEvent = (s: string, ended: string) => `
+        INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
+        SELECT id, event_seq, 'completed', attempts,
+               jsonb_strip_nulls(jsonb_build_object('state', 'completed', 'maxAttempts', max_attempts, 'startedAt', began,
+                                                    'finishedAt', finished_at, 'peakRssMb', attempt_peak_rss_mb))
+          FROM ${ended} WHERE emits`;
+
 /** What endAttempts needs of a job a statement ended, as RETURNING columns of `alias`. */
 const attemptColumns = (alias: string) => `${alias}.id, ${alias}.attempts, ${alias}.route AS ran_on, coalesce(${alias}.attempt_started_at, ${alias}.started_at, ${alias}.created_at) AS began, ${alias}.attempt_peak_rss_mb`;
 
@@ -203,14 +226,18 @@ function plans(schema: string) {
     // A job cancelled while the attempt ran (its handler ended before its heartbeat heard) stays
     // cancelled; the claim the cancel left it goes, and the attempt's row says how it ended.
     finishAttempt: `
-      WITH j AS (
+      WITH i AS (
+        SELECT ${completesWithEvent(s, '$1::uuid', '$2::integer', '$4::text')} AS emits
+      ), j AS (
         UPDATE ${s}.jobs SET state = $4, error = CASE WHEN $4 = 'completed' THEN NULL ELSE coalesce($5, error) END, updated_at = clock_timestamp(),
                claimed_by = NULL, claim_expires_at = NULL,
                progress = CASE WHEN $4 = 'completed' THEN 100 ELSE progress END,
                attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $6),
-               finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+               finished_at = CASE WHEN $4 IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END,
+               event_seq = event_seq + (SELECT emits::integer FROM i)
          WHERE id = $1 AND attempts = $2 AND state = 'active'
-        RETURNING ${attemptColumns(`${s}.jobs`)}, ${finishedColumns()}
+        RETURNING ${attemptColumns(`${s}.jobs`)}, ${finishedColumns()}, ${s}.jobs.event_seq, ${s}.jobs.max_attempts, (SELECT emits FROM i) AS emits
+      ), ev AS (${completedEvent(s, 'j')}
       ), c AS (
         UPDATE ${s}.jobs SET claimed_by = NULL, claim_expires_at = NULL, attempt_peak_rss_mb = greatest(coalesce(attempt_peak_rss_mb, 0), $6)
          WHERE id = $1 AND attempts = $2 AND state = 'cancelled' AND claimed_by IS NOT NULL
@@ -226,16 +253,19 @@ function plans(schema: string) {
       WITH locked AS (
         SELECT id FROM ${s}.jobs WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
       ), input AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
+        SELECT x.*, ${completesWithEvent(s, 'x.id', 'x.attempt', 'x.state')} AS emits
+          FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, attempt integer, outcome text, state text, error jsonb, peak_rss_mb integer)
       ), j AS (
         UPDATE ${s}.jobs j SET state = i.state, error = CASE WHEN i.state = 'completed' THEN NULL ELSE coalesce(i.error, j.error) END,
                updated_at = clock_timestamp(), claimed_by = NULL, claim_expires_at = NULL,
                progress = CASE WHEN i.state = 'completed' THEN 100 ELSE j.progress END,
                attempt_peak_rss_mb = greatest(coalesce(j.attempt_peak_rss_mb, 0), i.peak_rss_mb),
-               finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END
+               finished_at = CASE WHEN i.state IN ('completed', 'failed', 'cancelled') THEN clock_timestamp() ELSE NULL END,
+               event_seq = j.event_seq + i.emits::integer
           FROM input i
          WHERE j.id IN (SELECT id FROM locked) AND j.id = i.id AND j.attempts = i.attempt AND j.state = 'active'
-        RETURNING ${attemptColumns('j')}, j.name, j.state, j.run_at, j.started_at, j.finished_at
+        RETURNING ${attemptColumns('j')}, j.name, j.state, j.run_at, j.started_at, j.finished_at, j.event_seq, j.max_attempts, i.emits
+      ), ev AS (${completedEvent(s, 'j')}
       ), c AS (
         UPDATE ${s}.jobs c SET claimed_by = NULL, claim_expires_at = NULL, attempt_peak_rss_mb = greatest(coalesce(c.attempt_peak_rss_mb, 0), i.peak_rss_mb)
           FROM input i
