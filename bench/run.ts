@@ -423,9 +423,10 @@ const BENCH_JOBS = join(ROOT, 'bench/bench-jobs.ts');
 const BENCH_API_TOKEN = 'bench-api-token-0123456789abcdef';
 
 function spawnApp(app: 'main' | 'fetcher', env: Record<string, string>): Promise<{ child: ChildProcess; url: string; stop(): Promise<void> }> {
+  // (NODE_OPTIONS reaches the apps, e.g. --cpu-prof or a preload to debug them)
   const child = spawn(process.execPath, ['--conditions=jobgate-source', join(ROOT, `apps/${app}/src/main.ts`)], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_JOB_MODULES: BENCH_JOBS, JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
+    env: { ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}), PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', LOG_LEVEL: 'warn', JOBGATE_DEMO_JOBS: 'true', JOBGATE_JOB_MODULES: BENCH_JOBS, JOBGATE_POLL_INTERVAL_SECONDS: '0.5', JOBGATE_SUPERVISE_INTERVAL_SECONDS: '1', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {

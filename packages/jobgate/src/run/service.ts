@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { ConfigError, type Logger } from '../support/index.ts';
 import { heapFlagOverride } from './isolation/run-isolated.ts';
-import { createBoss, ensureRecordIndexes, migrate, withTransaction, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
+import { createBoss, ensureRecordIndexes, guardConnections, migrate, withTransaction, type Ledger, type QueueTimings, type Route } from '../store/index.ts';
 import { createCatalogue } from '../define/catalogue.ts';
 import { isJobDefinition, type JobDefinition } from '../define/define-job.ts';
 
@@ -68,6 +68,7 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
       application_name: `jobgate-${side}`,
     });
   if (ownsPool) pool.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
+  guardConnections(pool);
   const closePool = () => (ownsPool ? pool.end() : Promise.resolve());
   const failed = async (err: unknown): Promise<never> => {
     await closePool();

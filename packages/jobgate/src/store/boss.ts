@@ -1,6 +1,7 @@
 import { PgBoss, type WorkOptions } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
+import { GuardedClient } from './transaction.ts';
 
 export { PgBoss };
 
@@ -49,6 +50,9 @@ export function createBoss(options: { connectionString: string; schema: string; 
     schema: assertSchemaName(options.schema),
     max: options.poolSize,
     application_name: 'jobgate-queue',
+    // pg-boss's pool is pg-pool too: its connections are guarded like ours (transaction.ts
+    // guardConnections); pg-boss hands its options to its pool, a Client among them
+    ...({ Client: GuardedClient } as object),
     // (also bounds how late pg-boss settles a fetch a runner handed back: HAND_BACK_SECONDS must exceed it)
     connectionTimeoutMillis: 10_000,
     useListenNotify: true,

@@ -1,6 +1,37 @@
-import type { Pool, PoolClient } from 'pg';
+import pg, { type Pool, type PoolClient } from 'pg';
 import pRetry from 'p-retry';
 import { isTransientDatabaseError } from '../support/errors.ts';
+
+/** The connection's error is heard elsewhere (see guardConnections); this listener only keeps it from ending the process. */
+const heardElsewhere = () => {};
+
+const guarded = new WeakSet<Pool>();
+
+/**
+ * Keeps a connection of `pool` that dies at the wrong moment from ending the process. pg-pool
+ * takes its own 'error' listener off a client it hands out, and hands a released client to a
+ * waiting checkout at once, inside the read that released it: a FATAL that came in the same read
+ * (pg_terminate_backend, PostgreSQL stopping, just after a statement ended) is then emitted before
+ * the new holder can listen, with no one listening, which Node turns into an uncaught exception.
+ * A listener for each connection's whole life closes that gap: the error itself still fails the
+ * holder's next statement (the client is no longer queryable) and the pool drops the connection
+ * when it comes back. Covers the connections open now and every later one; a pool is guarded once.
+ */
+export function guardConnections(pool: Pool): void {
+  if (guarded.has(pool)) return;
+  guarded.add(pool);
+  pool.on('connect', (client) => client.on('error', heardElsewhere));
+  // the ones the host opened before handing the pool over (pg-pool's list of its clients)
+  for (const client of (pool as unknown as { _clients?: pg.Client[] })._clients ?? []) client.on('error', heardElsewhere);
+}
+
+/** A pg Client guarded the same way from its start: the Client of the pools we hand to pg-boss, where no 'connect' event of ours can reach. */
+export class GuardedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on('error', heardElsewhere);
+  }
+}
 
 /**
  * Runs `fn` inside BEGIN … COMMIT on one pooled connection (ROLLBACK on a throw).
