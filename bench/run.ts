@@ -938,7 +938,9 @@ async function pressure(url: string) {
   observer.on('error', () => {});
   console.log(`pressure (phases ${PHASES.map((p) => `${p} ${phaseSeconds[p]} s`).join(', ')}; each path at half jobgate's peak for it)`);
   try {
-    for (const [open, label] of [[mainPressurePath, 'run on main'], [routedPressurePath, 'routed']] as const) {
+    const paths = [[mainPressurePath, 'run on main'], [routedPressurePath, 'routed']] as const;
+    // `--only pressure-routed` (or pressure-main): one path's phases, to look into one
+    for (const [open, label] of paths.filter(([, l]) => runs('pressure') || runs(l === 'routed' ? 'pressure-routed' : 'pressure-main'))) {
       const mine = await open(url);
       let rate: number;
       let ours: Awaited<ReturnType<typeof pressureRun>>;
@@ -1000,7 +1002,7 @@ try {
     await routed(db.url, writes, rawLatencies, rawFanOutSeconds);
   }
   await closeInProcess();
-  if (runs('pressure')) await pressure(db.url);
+  if (runs('pressure') || runs('pressure-routed') || runs('pressure-main')) await pressure(db.url);
   if (runs('memory')) await memoryIsolation(db.url);
   if (runs('startup')) await startup(db.url);
 } catch (err) {

@@ -103,7 +103,7 @@ describe('PostgreSQL outage', () => {
     const firstAfter = accepted.find((a) => a.at > restartedAt);
     expect(during.length).toBeGreaterThan(20);
     expect(during.every((a) => a.status === 503)).toBe(true);
-    expect(unavailable.every((a) => a.retryAfter === '5' && a.type?.startsWith('application/problem+json'))).toBe(true);
+    expect(unavailable.every((a) => a.retryAfter === '1' && a.type?.startsWith('application/problem+json'))).toBe(true);
     expect(other).toEqual([]);
     expect(firstAfter).toBeDefined();
 

@@ -213,7 +213,10 @@ export function problemErrorHandler(): ErrorRequestHandler {
       // a 503 is a state (busy, stopping, the database away), said once by the request line: no
       // stack per refused request (a stranger's flood must not become a flood of error lines)
       if (status >= 500 && status !== 503) log.error({ err, code: err.code }, 'request failed');
-      if (err.code === ErrorCode.databaseUnavailable || err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
+      // a lost connection is most often back within a second (a killed or failed-over connection: the
+      // pool opens another); a longer outage is met by the caller's own growing backoff
+      if (err.code === ErrorCode.databaseUnavailable) res.setHeader('Retry-After', '1');
+      if (err.code === ErrorCode.shuttingDown) res.setHeader('Retry-After', '5');
       if (err.code === ErrorCode.busy) res.setHeader('Retry-After', '1');
       // a body too large (drained only so far) or too slow: the connection goes with the answer
       if (err.code === ErrorCode.bodyTooLarge || err.code === ErrorCode.requestTimeout) res.setHeader('Connection', 'close');
@@ -244,7 +247,7 @@ export function problemErrorHandler(): ErrorRequestHandler {
     }
     if (isDatabaseUnavailable(err)) {
       log.warn({ err }, 'database unavailable');
-      res.setHeader('Retry-After', '5');
+      res.setHeader('Retry-After', '1');
       sendProblem(req, res, { status: 503, code: ErrorCode.databaseUnavailable, detail: 'The database is unreachable; nothing was accepted. Retry later.' });
       return;
     }
