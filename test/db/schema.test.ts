@@ -53,3 +53,33 @@ describe('packages/jobgate/schema.sql', () => {
     }
   });
 });
+
+describe("the fetcher's ledger (migrated as the fetcher's: jobgate.side)", () => {
+  const MAIN_ONLY = ['jobs_by_created', 'jobs_by_name', 'jobs_by_route', 'jobs_by_state', 'jobs_payload', 'jobs_to_forward', 'jobs_undelivered'];
+  const FETCHER_READS = ['jobs_failed_recent', 'jobs_finished', 'jobs_live_by_name', 'jobs_pkey'];
+  const indexesOf = async (schema: string) =>
+    (await db.pool.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema])).rows.map((r) => r.indexname);
+
+  it('keeps only the indexes its own reads use; main keeps every one', async () => {
+    await migrate(db.pool, 'side_fetcher', undefined, { side: 'fetcher' });
+    const fetcher = await indexesOf('side_fetcher');
+    for (const index of FETCHER_READS) expect(fetcher).toContain(index);
+    for (const index of MAIN_ONLY) expect(fetcher).not.toContain(index);
+    const main = await indexesOf(TEST_SCHEMA);
+    for (const index of [...FETCHER_READS, ...MAIN_ONLY]) expect(main).toContain(index);
+  });
+
+  it("drops them from a fetcher's ledger migrated by an earlier release (an upgrade in place), with its rows", async () => {
+    // every migration as an earlier release applied them (all indexes), then this one's as the fetcher's
+    await migrate(db.pool, 'side_upgrade');
+    await db.pool.query(`INSERT INTO side_upgrade.jobs (id, name, route, state, payload, max_attempts, run_at) VALUES (gen_random_uuid(), 'a.job', 'fetcher', 'queued', '{"n": 1}', 3, now())`);
+    const latest = (await db.pool.query<{ v: number }>('SELECT max(version) AS v FROM side_upgrade.schema_migrations')).rows[0]!.v;
+    expect(latest).toBeGreaterThanOrEqual(30);
+    await db.pool.query('DELETE FROM side_upgrade.schema_migrations WHERE version >= 30');
+    expect(await indexesOf('side_upgrade')).toContain('jobs_payload');
+    expect(await migrate(db.pool, 'side_upgrade', undefined, { side: 'fetcher' })).toContain(30);
+    const after = await indexesOf('side_upgrade');
+    for (const index of MAIN_ONLY) expect(after).not.toContain(index);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM side_upgrade.jobs WHERE name = 'a.job'`)).rows[0].n).toBe(1);
+  });
+});

@@ -74,7 +74,7 @@ export async function openJobService<L extends Ledger>(options: ServiceOptions, 
     await closePool();
     throw err;
   };
-  if (options.migrate !== false) await migrate(pool, options.schema, logger).catch(failed);
+  if (options.migrate !== false) await migrate(pool, options.schema, logger, { side }).catch(failed);
   const ledger = sideLedger(pool, options.schema, { logger, bossSchema: options.bossSchema });
   const modules = await loadJobModules(options.jobModules).catch(failed);
   let catalogue: ReturnType<typeof createCatalogue>;

@@ -39,11 +39,14 @@ function inSchemaUnderLock<T>(pool: Pool, schema: string, fn: (client: PoolClien
 /**
  * Applies the numbered, append-only migrations that are missing, all in one transaction under an
  * advisory lock; safe to run twice or from several processes at once. Returns the versions applied.
- * They create jobgate's own tables only.
+ * They create jobgate's own tables only. `side: 'fetcher'` (createFetcher) is seen by the
+ * migrations as the setting `jobgate.side`: the fetcher's ledger leaves out the indexes only main
+ * reads (migration 030).
  */
-export async function migrate(pool: Pool, schema: string, logger?: Logger): Promise<number[]> {
+export async function migrate(pool: Pool, schema: string, logger?: Logger, options: { side?: 'main' | 'fetcher' } = {}): Promise<number[]> {
   const migrations = await loadMigrations();
   return inSchemaUnderLock(pool, schema, async (client) => {
+    if (options.side) await client.query(`SELECT set_config('jobgate.side', $1, true)`, [options.side]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
     const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
