@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 030_fetcher_keeps_its_own_indexes.sql: what is, not how it came to be. Change the schema with a new
+-- 031_payload_filter_without_gin.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -277,8 +277,6 @@ CREATE INDEX jobs_failed_recent ON jobgate.jobs USING btree (finished_at) WHERE 
 CREATE INDEX jobs_finished ON jobgate.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 CREATE INDEX jobs_live_by_name ON jobgate.jobs USING btree (name, state, route) WHERE (state = ANY (ARRAY['queued'::text, 'forwarding'::text, 'forwarded'::text, 'active'::text]));
-
-CREATE INDEX jobs_payload ON jobgate.jobs USING gin (payload jsonb_path_ops);
 
 CREATE INDEX jobs_to_forward ON jobgate.jobs USING btree (priority DESC, created_at) WHERE ((route = 'fetcher'::text) AND (state = ANY (ARRAY['queued'::text, 'forwarding'::text])));
 

@@ -403,13 +403,12 @@ export function parseCursor(cursor: string): { createdAt: string; id: string } |
 }
 
 /**
- * The jobs list's statement. Only the filters given become conditions, so each can use its own
- * index (`state = $1` on jobs_by_state, the payload's containment on the GIN index); a catch-all
- * `($1 IS NULL OR state = $1)` would leave the planner only the created_at index.
- */
-/**
  * A job filter as SQL conditions on the jobs table (ANDed; none: every job), each value a
- * parameter added through `param` (which answers its `$n`).
+ * parameter added through `param` (which answers its `$n`). Only the filters given become
+ * conditions, so each can use its own index (`state = $1` on jobs_by_state, `name = $1` on
+ * jobs_by_name); a catch-all `($1 IS NULL OR state = $1)` would leave the planner only the
+ * created_at index. The payload's containment has no index (migration 031): it filters the rows
+ * another condition's index reads, newest first.
  */
 export function jobFilterWhere(filter: Omit<ListFilter, 'limit'>, param: (v: unknown) => string): string[] {
   const where: string[] = [];
