@@ -80,7 +80,10 @@ async function dumpWith(db: pg.PoolClient, schema: string): Promise<string> {
     if (s.owner) ownerships.push(`ALTER SEQUENCE ${quoteIdent(schema)}.${quoteIdent(s.name)} OWNED BY ${quoteIdent(schema)}.${s.owner};`);
   }
 
-  const tables = await db.query<{ oid: number; name: string }>(`SELECT c.oid, c.relname AS name FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' ORDER BY c.relname`, [schema]);
+  const tables = await db.query<{ oid: number; name: string; options: string[] | null }>(
+    `SELECT c.oid, c.relname AS name, c.reloptions AS options FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind = 'r' ORDER BY c.relname`,
+    [schema],
+  );
   const foreignKeys: string[] = [];
   for (const t of tables.rows) {
     const qualified = `${quoteIdent(schema)}.${quoteIdent(t.name)}`;
@@ -115,7 +118,9 @@ async function dumpWith(db: pg.PoolClient, schema: string): Promise<string> {
       if (k.type === 'f') foreignKeys.push(`ALTER TABLE ${qualified}\n    ADD ${line};`);
       else parts.push(`    ${line}`);
     }
-    sections.push(`CREATE TABLE ${qualified} (\n${parts.join(',\n')}\n);`);
+    // storage options (a fillfactor) as the table was made with them
+    const withOptions = t.options?.length ? ` WITH (${t.options.join(', ')})` : '';
+    sections.push(`CREATE TABLE ${qualified} (\n${parts.join(',\n')}\n)${withOptions};`);
   }
   sections.push(...foreignKeys, ...ownerships);
 

@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 031_payload_filter_without_gin.sql: what is, not how it came to be. Change the schema with a new
+-- 032_room_for_heap_only_updates.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -157,7 +157,7 @@ CREATE TABLE jobgate.jobs (
     CONSTRAINT jobs_route_check CHECK ((route = ANY (ARRAY['main'::text, 'fetcher'::text]))),
     CONSTRAINT jobs_route_reason_check CHECK ((route_reason = ANY (ARRAY['definition'::text, 'override'::text, 'run-on-main'::text]))),
     CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['queued'::text, 'forwarding'::text, 'forwarded'::text, 'active'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
-);
+) WITH (fillfactor=85);
 
 CREATE TABLE jobgate.ledger_settings (
     key text NOT NULL,

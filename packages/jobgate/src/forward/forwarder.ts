@@ -99,7 +99,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   }
 
   /**
-   * Sends jobs marked forwarding. Answers 'woken' when the fetcher did not answer and a wake-up
+   * Sends jobs taken for delivery. Answers 'woken' when the fetcher did not answer and a wake-up
    * brought it back (the caller starts over); throws to leave the jobs in the outbox for a retry.
    */
   async function send(jobs: SubmitJob[], afterWake: boolean): Promise<'sent' | 'woken'> {
@@ -116,8 +116,10 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       }
       if (isRetryable(err)) {
         // Asleep or restarting: wake it (one wake-up however many batches wait), then try once more;
-        // failing that, pg-boss retries the batch with backoff.
+        // failing that, the outbox retries the batch with backoff. Meanwhile the jobs show
+        // `forwarding` (a delivery under way that the fetcher has not taken yet).
         logger.warn({ err, jobs: jobs.length, ms }, 'fetcher unreachable; waking it');
+        await ledger.markForwarding(jobs.map((j) => j.id)).catch((e: unknown) => logger.warn({ err: e }, 'could not mark the jobs forwarding'));
         const woke = await fetcher.wake({ deadlineMs: options.wakeTimeoutMs, signal: stopping.signal }).then(
           (w) => {
             logger.info({ waitedMs: w.waitedMs }, 'fetcher awake');

@@ -116,11 +116,14 @@ function plans(schema: string) {
     // one batch in one call, in per-job order, with the jobs it finished (migrations 010, 025)
     applyJobEvents: `SELECT applied, finished FROM ${s}.apply_job_events_finishing($1::jsonb)`,
     // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
-    // lease nor a failed one's backoff, highest priority then oldest; `forwarding` with a lease of
-    // $2 seconds that keeps every other forwarder off them until it is renewed, ends or lapses.
+    // lease nor a failed one's backoff, highest priority then oldest, under a lease of $2 seconds
+    // that keeps every other forwarder off them until it is renewed, ends or lapses. The lease is
+    // the only change (no indexed column: a heap-only update, migration 032's fillfactor leaves it
+    // room); the state says `forwarding` once a delivery is held up (deferForward, markForwarding),
+    // a delivery that lands goes from `queued` to `forwarded`.
     // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
     takeToForward: `
-      UPDATE ${s}.jobs j SET state = 'forwarding', forward_after = clock_timestamp() + $2 * interval '1 second', updated_at = clock_timestamp()
+      UPDATE ${s}.jobs j SET forward_after = clock_timestamp() + $2 * interval '1 second'
         FROM (SELECT id FROM ${s}.jobs
                WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
                  AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
@@ -130,10 +133,10 @@ function plans(schema: string) {
       RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
-       WHERE ${lockedIds} AND route = 'fetcher' AND state = 'forwarding'`,
-    // A failed delivery: tried again after 1, 2, 4 … seconds, at most $2 apart.
+       WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
+    // A failed delivery: `forwarding` (tried, not taken), tried again after 1, 2, 4 … seconds, at most $2 apart.
     deferForward: `
-      UPDATE ${s}.jobs SET forward_tries = forward_tries + 1,
+      UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp(), forward_tries = forward_tries + 1,
              forward_after = clock_timestamp() + least($2::float8, power(2, least(forward_tries, 20))) * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     // These are being forwarded; the rest (main's now, cancelled, finished) are skipped.
