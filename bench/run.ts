@@ -631,9 +631,8 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
                 // where the time goes, on PostgreSQL's clock: committed at main, accepted by the fetcher, claimed there, claimed at main
                 const { rows: at } = await pool.query(
                   `SELECT extract(epoch FROM j.created_at)::float8 * 1000 AS created, extract(epoch FROM f.created_at)::float8 * 1000 AS accepted,
-                          extract(epoch FROM fe.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM j.attempt_started_at)::float8 * 1000 AS claimed_at_main
-                     FROM jobgate.jobs j
-                     LEFT JOIN jobgate_fetcher.jobs f ON f.id = j.id LEFT JOIN jobgate_fetcher.executions fe ON fe.job_id = j.id AND fe.attempt = 1
+                          extract(epoch FROM f.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM j.attempt_started_at)::float8 * 1000 AS claimed_at_main
+                     FROM jobgate.jobs j LEFT JOIN jobgate_fetcher.jobs f ON f.id = j.id
                     WHERE j.id = $1`,
                   [id],
                 );
@@ -678,13 +677,15 @@ async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: n
     if (Date.now() > deadline) throw new Error(`fan-out: ${rows[0].n} of ${SIZES.fanout} children completed in 15 minutes`);
     await sleep(250);
   }
+  // the parent (a job main runs without a gate) is recorded by its pg-boss row; its children by the ledger
   const { rows } = await pool.query(
-    `SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobgate.jobs WHERE parent_id = $1) - e.started_at)::float8 AS span,
-            extract(epoch FROM p.finished_at - e.started_at)::float8 AS parent_ran,
+    `SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobgate.jobs WHERE parent_id = $1) - p.started_on)::float8 AS span,
+            extract(epoch FROM p.completed_on - p.started_on)::float8 AS parent_ran,
             extract(epoch FROM (SELECT max(created_at) - min(created_at) FROM jobgate.jobs WHERE parent_id = $1))::float8 AS written
-       FROM jobgate.jobs p JOIN jobgate.attempts e ON e.job_id = p.id AND e.attempt = 1 WHERE p.id = $1`,
+       FROM pgboss_main.job p WHERE p.id = $1`,
     [parent],
   );
+  if (!rows[0]) throw new Error(`fan-out: the parent ${parent} is not in pg-boss's job table`);
   const r = rows[0];
   record(
     {

@@ -169,6 +169,37 @@ describe('a job recorded by its pg-boss row', () => {
     expect(await executionRows(queued.id)).toEqual([{ attempt: 1, outcome: 'lost', code: 'JG_JOB_LOST' }]);
   });
 
+  it('is how jobs written together are recorded (performManyLater): in the caller\'s transaction, held by a pause, each run once', async () => {
+    const many = (keys: string[], extra: { batchId?: string } = {}) => keys.map((key) => ({ id: randomUUID(), name: 'rec.plain', payload: { key }, ...extra }));
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const gone = many(['many-rolled-back-1', 'many-rolled-back-2']);
+      expect((await jobs.spawn({ jobs: gone, batches: [], seal: [] }, { db: client })).size).toBe(2);
+      await client.query('ROLLBACK');
+      for (const j of gone) expect(await jobs.getJob(j.id)).toBeNull();
+    } finally {
+      client.release();
+    }
+    await jobs.pauseJob('rec.plain', { reason: 'test', actor: 'tester' });
+    const kept = many(['many-1', 'many-2', 'many-3']);
+    // with a gated job beside them: it keeps its ledger row
+    const gatedOne = { id: randomUUID(), name: 'rec.gated', payload: { n: 7 } };
+    const written = await jobs.spawn({ jobs: [...kept, gatedOne], batches: [], seal: [] });
+    expect([...written].sort()).toEqual([...kept.map((j) => j.id), gatedOne.id].sort());
+    for (const j of kept) {
+      expect(await ledgerRows(j.id)).toBe(0);
+      expect(await job(j.id)).toMatchObject({ name: 'rec.plain', route: 'main', state: 'queued', payload: { key: j.payload.key }, pausedBy: { name: 'rec.plain' } });
+    }
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = ANY($1::uuid[]) AND blocked`, [kept.map((j) => j.id)])).rows[0].n).toBe(3);
+    expect(await ledgerRows(gatedOne.id)).toBe(1);
+    await jobs.resumeJob('rec.plain', { actor: 'tester' });
+    for (const j of kept) await until(j.id, (x) => x.state === 'completed' && x.attempts === 1, 'each job written together completes once');
+    await until(gatedOne.id, (x) => x.state === 'completed', 'the gated job completes');
+    // written again under the same ids (a caller's retry): nothing new
+    expect((await jobs.spawn({ jobs: kept, batches: [], seal: [] })).size).toBe(0);
+  });
+
   it('is not used for a job under a gate, or a unique one: those keep their ledger rows', async () => {
     const { job: g } = await jobs.performLater(gated, { n: 1 });
     const { job: u } = await jobs.performLater(unique, { n: 1 });

@@ -253,9 +253,24 @@ export function createEnqueuer(deps: {
         },
       };
     });
+    // main's own jobs that need no decision from the ledger, not in a batch nor a handler's children
+    // (performManyLater): recorded by their pg-boss rows alone, as performLater records them
+    const recorded = records ? jobs.filter(({ def, placed, row }) => !spawned.parentId && !row.batchId && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def)) : [];
+    const ledgered = recorded.length > 0 ? jobs.filter((j) => !recorded.includes(j)) : jobs;
     const write = async (db: Queryable): Promise<Set<string>> => {
       await batches.insert(db, spawned.batches, spawned.parentId ?? null);
-      const written = await ledger.insertJobs(db, jobs.map((j) => j.row));
+      const written = ledgered.length > 0 ? await ledger.insertJobs(db, ledgered.map((j) => j.row)) : new Set<string>();
+      for (const [name, group] of Map.groupBy(recorded, (j) => j.def.name)) {
+        const entries = group.map(({ row }): JobInsert => {
+          const data: RecordData = { payload: row.payload, ...(row.requestId ? { requestId: row.requestId } : {}), traceparent: row.traceparent, record: 1 };
+          return { id: row.id, data, priority: row.priority, ...(row.delaySeconds > 0 ? { startAfter: row.delaySeconds } : {}) };
+        });
+        // (pg-boss skips an id it holds already: only those it wrote are answered)
+        const ids = (await boss.insert(name, entries, { db: toBossDb(db), returnId: true })) ?? [];
+        for (const id of ids) written.add(id);
+        // a paused name's records are written held, as a pause holds those written before it
+        if (ids.length > 0) await db.query(records!.blockManyIfPaused, [name, ids]);
+      }
       // members counted into their batches after the insert (so a unique twin finishing meanwhile
       // cannot wait on a batch row this holds); only members written count: the same children
       // written again by a retried parent join nothing, whatever their batch has done since
@@ -266,7 +281,7 @@ export function createEnqueuer(deps: {
       if (missing >= 0) throw new JobgateError(ErrorCode.stateConflict, 'A job names a batch it cannot join.', { errors: [{ path: `jobs.${missing}.batchId`, message: 'no running batch has this id (it does not exist, or it finished)' }] });
       // the queue entries of main's new jobs, one insert per queue
       const byQueue = new Map<string, JobInsert[]>();
-      for (const { def, placed, row } of jobs) {
+      for (const { def, placed, row } of ledgered) {
         if (!written.has(row.id) || placed.queue === null) continue;
         const data: QueuedData = { payload: row.payload, ...(row.requestId ? { requestId: row.requestId } : {}), traceparent: row.traceparent };
         const delay = row.delaySeconds > 0 ? row.delaySeconds : undefined;

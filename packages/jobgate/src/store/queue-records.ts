@@ -161,6 +161,10 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
     blockIfPaused: `
       UPDATE ${b}.job j SET blocked = true
        WHERE j.name = $1 AND j.id = $2 AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
+    /** The same for the records $2 (an array) of $1, written together (performManyLater). */
+    blockManyIfPaused: `
+      UPDATE ${b}.job j SET blocked = true
+       WHERE j.name = $1 AND j.id = ANY($2::uuid[]) AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
     /** Marks record $1 retried as $2: once, and not while an attempt of it may still be stopping. */
     markRetried: `
       UPDATE ${b}.job j SET data = j.data || jsonb_build_object('retriedAs', $2::text)
