@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 032_room_for_heap_only_updates.sql: what is, not how it came to be. Change the schema with a new
+-- 033_hold_a_record_when_paused.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -639,6 +639,21 @@ BEGIN
       'peakRssMb', NEW.peak_rss_mb)));
   RETURN NULL;
 END
+$function$;
+
+CREATE OR REPLACE FUNCTION jobgate.hold_record(p_boss_schema text, p_name text, p_id uuid)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SET search_path TO 'jobgate'
+AS $function$
+DECLARE
+  v_n integer;
+BEGIN
+  EXECUTE format('UPDATE %I.job SET blocked = true WHERE name = $1 AND id = $2 AND state IN (''created'', ''retry'') AND NOT blocked', p_boss_schema)
+    USING p_name, p_id;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN v_n > 0;
+END;
 $function$;
 
 CREATE OR REPLACE FUNCTION jobgate.jobs_deleted()

@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { inlineParams, queuedCondition, queuedRow, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
+import { queuedCondition, queuedRow, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { onMainInsert, recordedByQueue, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
@@ -112,9 +112,10 @@ export function createEnqueuer(deps: {
       const id = randomUUID();
       const record: RecordData = { ...data, record: 1 };
       const queued = await recordBossWrite((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
-      const statements = [queued, inlineParams(records.blockIfPaused, [def.name, id]), queuedRow(queued, def.name, id, RECORD_COLUMNS)];
+      // (read back with its hold while its name is paused, in the same statement)
+      const statements = [queued, queuedRow(queued, def.name, id, `${RECORD_COLUMNS}, ${records.heldIfPaused}`)];
       let rows: any[] | undefined;
-      if (onePass) rows = (await runTogether(db, statements))[2];
+      if (onePass) rows = (await runTogether(db, statements))[1];
       else for (const statement of statements) rows = (await db.query(statement)).rows;
       if (!rows?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
       return { job: toJob(rows[0]), duplicate: false };

@@ -165,6 +165,11 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
     blockManyIfPaused: `
       UPDATE ${b}.job j SET blocked = true
        WHERE j.name = $1 AND j.id = ANY($2::uuid[]) AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
+    /**
+     * Columns beside a record read back at enqueue (as `j`): it is held now if its name is paused
+     * (migration 033; the function runs only then, in the same statement).
+     */
+    heldIfPaused: `CASE WHEN ${s}.pause_of(j.name) IS NOT NULL THEN ${s}.hold_record('${b}', j.name, j.id) END AS held`,
     /** Marks record $1 retried as $2: once, and not while an attempt of it may still be stopping. */
     markRetried: `
       UPDATE ${b}.job j SET data = j.data || jsonb_build_object('retriedAs', $2::text)
