@@ -67,6 +67,8 @@ export function createEnqueuer(deps: {
 }) {
   const { pool, boss, ledger, batches, catalogue, timings } = deps;
   const records = deps.records && ledger.bossSchema ? recordPlans(ledger.bossSchema, ledger.schema) : null;
+  /** Whether a job placed so is recorded by its pg-boss row alone: main's, in its own queue, needing no decision from the ledger. */
+  const recordedHere = (def: JobDefinition, placed: Placement) => records !== null && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def);
 
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
@@ -108,7 +110,7 @@ export function createEnqueuer(deps: {
     // A job recorded by its pg-boss row (main's, in its own queue, without gates): that row alone,
     // read back in the same round trip as the job every view will show.
     // (a paused name's record is written held, as a pause holds those written before it)
-    if (records && route === 'main' && queue === def.name && recordedByQueue(def)) {
+    if (records && recordedHere(def, placed)) {
       const id = randomUUID();
       const record: RecordData = { ...data, record: 1 };
       const queued = await recordBossWrite((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
@@ -256,7 +258,7 @@ export function createEnqueuer(deps: {
     });
     // main's own jobs that need no decision from the ledger, not in a batch nor a handler's children
     // (performManyLater): recorded by their pg-boss rows alone, as performLater records them
-    const recorded = records ? jobs.filter(({ def, placed, row }) => !spawned.parentId && !row.batchId && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def)) : [];
+    const recorded = jobs.filter(({ def, placed, row }) => !spawned.parentId && !row.batchId && recordedHere(def, placed));
     const ledgered = recorded.length > 0 ? jobs.filter((j) => !recorded.includes(j)) : jobs;
     const write = async (db: Queryable): Promise<Set<string>> => {
       await batches.insert(db, spawned.batches, spawned.parentId ?? null);
@@ -270,7 +272,7 @@ export function createEnqueuer(deps: {
         const ids = (await boss.insert(name, entries, { db: toBossDb(db), returnId: true })) ?? [];
         for (const id of ids) written.add(id);
         // a paused name's records are written held, as a pause holds those written before it
-        if (ids.length > 0) await db.query(records!.blockManyIfPaused, [name, ids]);
+        if (ids.length > 0) await db.query(records!.blockIfPaused, [name, ids]);
       }
       // members counted into their batches after the insert (so a unique twin finishing meanwhile
       // cannot wait on a batch row this holds); only members written count: the same children

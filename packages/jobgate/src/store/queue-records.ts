@@ -157,14 +157,13 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
        WHERE j.name IN (${jobQueues(b)}) AND ($1::text IS NULL OR j.name = $1) AND j.data ? 'record'
          AND j.state IN ('created', 'retry') AND j.pending_dependencies = 0
          AND j.blocked IS DISTINCT FROM (${s}.pause_of(j.name) IS NOT NULL)`,
-    /** Blocks record $2 of $1 if its name is paused now (a record written, or handed back, while paused). */
+    /**
+     * Holds the records $2 (an array) of $1 if their name is paused now: records written together
+     * (performManyLater), or one handed back while paused. The hold itself is hold_record's
+     * (migration 033), as at every enqueue (heldIfPaused).
+     */
     blockIfPaused: `
-      UPDATE ${b}.job j SET blocked = true
-       WHERE j.name = $1 AND j.id = $2 AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
-    /** The same for the records $2 (an array) of $1, written together (performManyLater). */
-    blockManyIfPaused: `
-      UPDATE ${b}.job j SET blocked = true
-       WHERE j.name = $1 AND j.id = ANY($2::uuid[]) AND j.state IN ('created', 'retry') AND NOT j.blocked AND ${s}.pause_of($1) IS NOT NULL`,
+      SELECT ${s}.hold_record('${b}', $1, id) FROM unnest($2::uuid[]) AS id WHERE ${s}.pause_of($1) IS NOT NULL`,
     /**
      * Columns beside a record read back at enqueue (as `j`): it is held now if its name is paused
      * (migration 033; the function runs only then, in the same statement).

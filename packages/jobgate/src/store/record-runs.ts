@@ -98,7 +98,7 @@ export function createRecordRuns(pool: Pool, schema: string, bossSchema: string,
     },
     /** A record handed back to its queue while paused: held where pg-boss's fetch skips it (queue-records.ts syncBlocked). */
     async blockIfPaused(name: string, id: string): Promise<void> {
-      await pool.query(plans.blockIfPaused, [name, id]);
+      await pool.query(plans.blockIfPaused, [name, [id]]);
     },
     /** A record this process settled for good (completed, or failed with no retry left): into the rollup. */
     settled(row: FinishedRow): void {
