@@ -41,6 +41,8 @@ describe('packages/jobgate/schema.sql', () => {
     await client.query(`CREATE DATABASE "${name}"`);
     await client.end();
     const pool = new pg.Pool({ connectionString: withDatabase(admin, name), max: 1 });
+    // (its connection may still be closing when the database is dropped WITH (FORCE) below, as createTestDatabase's pools)
+    pool.on('error', () => {});
     try {
       await pool.query(`CREATE SCHEMA ${TEST_SCHEMA}`);
       await pool.query(committed);
