@@ -82,9 +82,14 @@ describe('a job recorded by its pg-boss row', () => {
       await client.query('ROLLBACK');
       expect(await jobs.getJob(gone.id)).toBeNull();
       await client.query('BEGIN');
+      // (the connection has prepared the enqueue's statement by now: this one runs it again)
       const { job: kept } = await jobs.performLater(plain, { key: 'committed' }, { db: client });
+      // a transaction reached through a query builder rather than node-postgres itself
+      const { job: adapted } = await jobs.performLater(plain, { key: 'through an adapter' }, { db: { query: (text: string, values?: unknown[]) => client.query(text, values) } });
+      expect(adapted).toMatchObject({ state: 'queued', payload: { key: 'through an adapter' } });
       await client.query('COMMIT');
       await until(kept.id, (j) => j.state === 'completed', 'the committed job completes');
+      await until(adapted.id, (j) => j.state === 'completed', 'the job enqueued through an adapter completes');
     } finally {
       client.release();
     }

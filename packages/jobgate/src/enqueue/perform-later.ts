@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { queuedCondition, queuedRow, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
+import { insertedRow, queuedCondition, recordBossStatement, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { onMainInsert, recordedByQueue, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
@@ -70,6 +70,18 @@ export function createEnqueuer(deps: {
   /** Whether a job placed so is recorded by its pg-boss row alone: main's, in its own queue, needing no decision from the ledger. */
   const recordedHere = (def: JobDefinition, placed: Placement) => records !== null && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def);
 
+  /**
+   * The name under which node-postgres prepares an enqueue's statement (once per connection): one
+   * per distinct text, that is per queue, since the job travels as the statement's one value.
+   * Planning the insert and its read-back anew each time cost more than running them.
+   */
+  const statementNames = new Map<string, string>();
+  const enqueueStatementName = (text: string) => {
+    let name = statementNames.get(text);
+    if (!name) statementNames.set(text, (name = `jobgate_enqueue_${statementNames.size}`));
+    return name;
+  };
+
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
     const name = typeof nameOrDef === 'string' ? nameOrDef : nameOrDef.name;
@@ -113,12 +125,11 @@ export function createEnqueuer(deps: {
     if (records && recordedHere(def, placed)) {
       const id = randomUUID();
       const record: RecordData = { ...data, record: 1 };
-      const queued = await recordBossWrite((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
-      // (read back with its hold while its name is paused, in the same statement)
-      const statements = [queued, queuedRow(queued, def.name, id, `${RECORD_COLUMNS}, ${records.heldIfPaused}`)];
-      let rows: any[] | undefined;
-      if (onePass) rows = (await runTogether(db, statements))[1];
-      else for (const statement of statements) rows = (await db.query(statement)).rows;
+      const queued = await recordBossStatement((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
+      // (answered by the insert itself, and held while its name is paused, in the same statement;
+      // prepared once per connection and queue where the connection is node-postgres's)
+      const text = insertedRow(queued.text, `${RECORD_COLUMNS}, ${records.heldIfPaused}`);
+      const { rows } = onePass ? await (db as pg.Pool).query({ name: enqueueStatementName(text), text, values: queued.values }) : await db.query(text, queued.values);
       if (!rows?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
       return { job: toJob(rows[0]), duplicate: false };
     }

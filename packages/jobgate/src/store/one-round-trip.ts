@@ -28,14 +28,20 @@ export function inlineParams(text: string, values: readonly unknown[]): string {
   });
 }
 
+/** A pg-boss write's one statement, recorded instead of run: its text, and its values (at most one, the jobs as JSON). */
+export interface RecordedWrite {
+  text: string;
+  values: unknown[];
+}
+
 /**
- * The one statement a pg-boss write would run, recorded instead of run and returned with its values
- * written in. pg-boss writes a job with one statement and one JSON parameter (plans.insertJobs) and
- * inlines the same way itself for flows (plans.insertFlowJobs); a pg-boss whose write looks
- * otherwise is refused loudly rather than half-recorded.
+ * The one statement a pg-boss write would run, recorded instead of run. pg-boss writes a job with
+ * one statement and one JSON parameter (plans.insertJobs) and inlines the same way itself for
+ * flows (plans.insertFlowJobs); a pg-boss whose write looks otherwise is refused loudly rather
+ * than half-recorded.
  */
-export async function recordBossWrite(write: (db: BossDb) => Promise<unknown>, id: string): Promise<string> {
-  const recorded: Array<{ text: string; values: unknown[] }> = [];
+export async function recordBossStatement(write: (db: BossDb) => Promise<unknown>, id: string): Promise<RecordedWrite> {
+  const recorded: RecordedWrite[] = [];
   await write({
     async executeSql(text, values = []) {
       recorded.push({ text, values });
@@ -45,7 +51,13 @@ export async function recordBossWrite(write: (db: BossDb) => Promise<unknown>, i
   if (recorded.length !== 1 || recorded[0]!.values.length > 1) {
     throw new Error(`pg-boss wrote a job with ${recorded.length} statements (${recorded.map((r) => `${r.values.length} values`).join(', ')}); jobgate expects one statement with one value`);
   }
-  return inlineParams(recorded[0]!.text, recorded[0]!.values);
+  return recorded[0]!;
+}
+
+/** The one statement a pg-boss write would run (recordBossStatement), with its values written in, for a round trip of several statements. */
+export async function recordBossWrite(write: (db: BossDb) => Promise<unknown>, id: string): Promise<string> {
+  const { text, values } = await recordBossStatement(write, id);
+  return inlineParams(text, values);
 }
 
 /**
@@ -70,6 +82,23 @@ export async function runTogether(db: Queryable, statements: string[]): Promise<
  */
 export function queuedCondition(bossSql: string, queue: string, id: string): string {
   return `EXISTS (${queuedRow(bossSql, queue, id, '1')})`;
+}
+
+/**
+ * The recorded pg-boss write `bossSql` as one statement that answers `columns` of the row it
+ * inserted (as `j`; none when its ON CONFLICT skipped it). pg-boss ends its insert in `RETURNING id`
+ * (with `start_after` when it notifies its workers, and then selects the id from that insert as
+ * `ins`): that is widened to the whole row and read by the SELECT that ends the statement. A
+ * volatile function among `columns` sees the inserted row (a function sees the changes of the
+ * statement that calls it), so it may update it.
+ */
+export function insertedRow(bossSql: string, columns: string): string {
+  const returning = /\bRETURNING id(, start_after)?\s*(\)|$)/;
+  const wrapped = /^\s*WITH ins AS \(/.test(bossSql);
+  const selectId = /\bSELECT id FROM ins\b/;
+  if (!returning.test(bossSql) || (wrapped && !selectId.test(bossSql))) throw new Error('pg-boss wrote a job otherwise than INSERT … RETURNING id; jobgate cannot read it back');
+  const whole = bossSql.replace(returning, (_, _startAfter, end: string) => `RETURNING *${end}`);
+  return wrapped ? whole.replace(selectId, `SELECT ${columns} FROM ins j`) : `WITH j AS (${whole}) SELECT ${columns} FROM j`;
 }
 
 /**
