@@ -87,6 +87,11 @@ describe('a job recorded by its pg-boss row', () => {
       // a transaction reached through a query builder rather than node-postgres itself
       const { job: adapted } = await jobs.performLater(plain, { key: 'through an adapter' }, { db: { query: (text: string, values?: unknown[]) => client.query(text, values) } });
       expect(adapted).toMatchObject({ state: 'queued', payload: { key: 'through an adapter' } });
+      // a second runtime on the same pool prepares its own queue's statement on the same connection
+      const other = defineJob({ name: 'rec.other', payload: z.strictObject({ n: z.number() }), run: async () => {} });
+      await boss.createQueue(other.name);
+      const second = createMainRuntime({ pool: db.pool, boss, ledger, catalogue: createCatalogue([other]), logger: createLogger({ level: 'error', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
+      expect((await second.performLater(other, { n: 1 }, { db: client })).job).toMatchObject({ name: 'rec.other', state: 'queued' });
       await client.query('COMMIT');
       await until(kept.id, (j) => j.state === 'completed', 'the committed job completes');
       await until(adapted.id, (j) => j.state === 'completed', 'the job enqueued through an adapter completes');

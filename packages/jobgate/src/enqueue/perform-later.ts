@@ -1,7 +1,7 @@
 // The enqueue stage (main): validate the payload, place the job (main, the on-main queue, or the
 // fetcher), and write its ledger row and its queue entry (a routed job: the row alone, which the
 // forwarder reads) in one transaction: the caller's own (`db`), or one of ours.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
@@ -52,6 +52,23 @@ const isPool = (db: Queryable | undefined): db is Pool => db instanceof pg.Pool 
 /** The largest payload (as JSON) of a job that runs on the fetcher: one always fits a forward request. */
 export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
 
+/**
+ * The name under which node-postgres prepares an enqueue's statement (once per connection): one
+ * per distinct text, that is per queue, since the job travels as the statement's one value; named
+ * by the text's hash, so two runtimes sharing a pool (or two copies of jobgate) never give one name
+ * two texts. Planning the insert and its read-back anew each time cost more than running them.
+ */
+const statementNames = new Map<string, string>();
+function enqueueStatementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    name = `jobgate_enqueue_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+    // (a few per queue; bounded all the same)
+    if (statementNames.size < 1000) statementNames.set(text, name);
+  }
+  return name;
+}
+
 export function createEnqueuer(deps: {
   pool: Pool;
   boss: PgBoss;
@@ -69,18 +86,6 @@ export function createEnqueuer(deps: {
   const records = deps.records && ledger.bossSchema ? recordPlans(ledger.bossSchema, ledger.schema) : null;
   /** Whether a job placed so is recorded by its pg-boss row alone: main's, in its own queue, needing no decision from the ledger. */
   const recordedHere = (def: JobDefinition, placed: Placement) => records !== null && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def);
-
-  /**
-   * The name under which node-postgres prepares an enqueue's statement (once per connection): one
-   * per distinct text, that is per queue, since the job travels as the statement's one value.
-   * Planning the insert and its read-back anew each time cost more than running them.
-   */
-  const statementNames = new Map<string, string>();
-  const enqueueStatementName = (text: string) => {
-    let name = statementNames.get(text);
-    if (!name) statementNames.set(text, (name = `jobgate_enqueue_${statementNames.size}`));
-    return name;
-  };
 
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
