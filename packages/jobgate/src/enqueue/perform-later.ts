@@ -58,16 +58,7 @@ export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
  * by the text's hash, so two runtimes sharing a pool (or two copies of jobgate) never give one name
  * two texts. Planning the insert and its read-back anew each time cost more than running them.
  */
-const statementNames = new Map<string, string>();
-function enqueueStatementName(text: string): string {
-  let name = statementNames.get(text);
-  if (!name) {
-    name = `jobgate_enqueue_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    // (a few per queue; bounded all the same)
-    if (statementNames.size < 1000) statementNames.set(text, name);
-  }
-  return name;
-}
+const statementName = (text: string) => `jobgate_enqueue_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
 
 export function createEnqueuer(deps: {
   pool: Pool;
@@ -86,6 +77,17 @@ export function createEnqueuer(deps: {
   const records = deps.records && ledger.bossSchema ? recordPlans(ledger.bossSchema, ledger.schema) : null;
   /** Whether a job placed so is recorded by its pg-boss row alone: main's, in its own queue, needing no decision from the ledger. */
   const recordedHere = (def: JobDefinition, placed: Placement) => records !== null && placed.route === 'main' && placed.queue === def.name && recordedByQueue(def);
+
+  /** Per queue, the statement that enqueues and reads back a record, as made from pg-boss's insert last time (the same text each time). */
+  const recordStatements = new Map<string, { bossText: string; text: string; name: string }>();
+  function recordStatement(queue: string, bossText: string): { text: string; name: string } {
+    const made = recordStatements.get(queue);
+    if (made?.bossText === bossText) return made;
+    const text = insertedRow(bossText, `${RECORD_COLUMNS}, ${records!.heldIfPaused}`);
+    const statement = { bossText, text, name: statementName(text) };
+    recordStatements.set(queue, statement);
+    return statement;
+  }
 
   /** A definition by name (or the definition itself, checked to be this catalogue's). */
   function definition(nameOrDef: string | JobDefinition): JobDefinition {
@@ -133,8 +135,8 @@ export function createEnqueuer(deps: {
       const queued = await recordBossStatement((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
       // (answered by the insert itself, and held while its name is paused, in the same statement;
       // prepared once per connection and queue where the connection is node-postgres's)
-      const text = insertedRow(queued.text, `${RECORD_COLUMNS}, ${records.heldIfPaused}`);
-      const { rows } = onePass ? await (db as pg.Pool).query({ name: enqueueStatementName(text), text, values: queued.values }) : await db.query(text, queued.values);
+      const { text, name } = recordStatement(def.name, queued.text);
+      const { rows } = onePass ? await (db as pg.Pool).query({ name, text, values: queued.values }) : await db.query(text, queued.values);
       if (!rows?.[0]) throw new JobgateError(ErrorCode.internal, `the queue refused job ${id} of ${def.name}; it was not accepted`);
       return { job: toJob(rows[0]), duplicate: false };
     }

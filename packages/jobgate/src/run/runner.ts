@@ -10,6 +10,7 @@ import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from './metrics.ts';
 import { runIsolated } from './isolation/run-isolated.ts';
 import { attemptChildren, noFanOut, type ChildrenDeps } from './children.ts';
+import { trackPeakRss } from './peak-rss.ts';
 import { ABORT_GRACE_MS, abortReason, errorInfo, failureOutcome, settleWithin } from './settle.ts';
 
 
@@ -141,32 +142,37 @@ export function createRunner(options: RunnerOptions): RunOne {
     const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount };
     const attempt = attemptBase + job.retryCount + 1;
     const maxAttempts = attemptBase + job.retryLimit + 1;
-    const log = logger.child({
+    // (made when first needed: a short job at level warn logs nothing, and a child logger costs as much as the rest of its bookkeeping)
+    let child: Logger | undefined;
+    const log = () => (child ??= logger.child({
       jobId: job.id,
       jobName: def.name,
       attempt,
       maxAttempts,
       ...(job.data.requestId ? { requestId: job.data.requestId } : {}),
       ...traceFields(job.data.traceparent),
-    });
+    }));
     try {
-      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt)) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
-      if (claimed === 'paused') return await giveBack(job, log, records);
+      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt)) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
+      if (claimed === 'paused') return await giveBack(job, log(), records);
       if (claimed === 'skip') return { id: job.id, status: 'completed', output: { skipped: true } };
     } catch (err) {
-      log.warn({ err }, 'could not claim the job; the queue will retry it');
+      log().warn({ err }, 'could not claim the job; the queue will retry it');
       return { id: job.id, status: 'failed', output: errorInfo(err) };
     }
 
-    const timeout = new AbortController();
-    const timer = setTimeout(
-      () => timeout.abort(new JobgateError(ErrorCode.jobTimeout, `timed out after ${def.timeoutSeconds}s`)),
-      def.timeoutSeconds * 1000,
-    );
-    const claimLost = new AbortController();
-    const signal = AbortSignal.any([timeout.signal, job.signal, options.shutdown, claimLost.signal]);
-    let peakRss = process.memoryUsage.rss();
-    const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 1_000);
+    // The handler's one signal: its timeout, pg-boss giving this fetch up, the shutdown, or the
+    // claim lost (cancelled, or taken over), whichever comes first, with its reason.
+    const stopping = new AbortController();
+    const signal = stopping.signal;
+    const unfollow = follow([job.signal, options.shutdown], stopping);
+    const timer = setTimeout(() => stopping.abort(new JobgateError(ErrorCode.jobTimeout, `timed out after ${def.timeoutSeconds}s`)), def.timeoutSeconds * 1000);
+    let claimLost: JobgateError | undefined;
+    const loseClaim = (err: JobgateError) => {
+      claimLost ??= err;
+      stopping.abort(err);
+    };
+    const peakRss = trackPeakRss();
     // Cancelled meanwhile, or another attempt took the job over (this one was given up for dead): stop now.
     const holding = records
       ? () => records.holding(recordAttempt)
@@ -177,100 +183,115 @@ export function createRunner(options: RunnerOptions): RunOne {
     const heartbeat = setInterval(() => {
       holding().then(
         (now) => {
-          if (now === 'held' || claimLost.signal.aborted) return;
+          if (now === 'held' || claimLost) return;
           if (now === 'cancelled') {
-            log.warn('job cancelled while running; aborting it');
-            claimLost.abort(new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran'));
+            log().warn('job cancelled while running; aborting it');
+            loseClaim(new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran'));
             return;
           }
-          log.error('claim lost to another attempt; aborting this one');
-          claimLost.abort(new JobgateError(ErrorCode.jobLost, 'another attempt took over this job'));
+          log().error('claim lost to another attempt; aborting this one');
+          loseClaim(new JobgateError(ErrorCode.jobLost, 'another attempt took over this job'));
         },
-        (err: unknown) => log.warn({ err }, 'claim refresh failed'),
+        (err: unknown) => log().warn({ err }, 'claim refresh failed'),
       );
     }, (claimSeconds * 1000) / 4);
-    sampler.unref();
     /** The progress this attempt reported last: a record keeps it with its end (pg-boss's output). */
     let lastProgress = null as { progress: number; message: string | null } | null;
     const children = options.children ? attemptChildren(options.children, { id: job.id, ...(job.data.requestId ? { requestId: job.data.requestId } : {}), ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) }) : null;
     const ctx: JobContext = {
       ...(children?.fanOut ?? noFanOut('ctx.performLater needs main: this fetcher has no main URL configured')),
       job: { id: job.id, name: def.name, attempt, maxAttempts, ranOn },
-      logger: log,
+      get logger() {
+        return log();
+      },
       signal,
       progress: async (percent, message) => {
         const pct = Math.max(0, Math.min(100, Math.round(percent)));
         const text = message === undefined ? null : cleanText(String(message), MAX_PROGRESS_MESSAGE);
         lastProgress = { progress: pct, message: text };
         await (records ? records.setProgress(recordAttempt, pct, text) : ledger.setProgress(job.id, attempt, pct, text));
-        log.debug({ progress: pct, progressMessage: message }, 'job progress');
+        if (logger.isLevelEnabled('debug')) log().debug({ progress: pct, progressMessage: message }, 'job progress');
       },
       memory: {
         rssMb: () => Math.round(process.memoryUsage.rss() / 2 ** 20),
-        peakRssMb: () => Math.round(Math.max(peakRss, process.memoryUsage.rss()) / 2 ** 20),
+        peakRssMb: () => Math.max(peakRss.peakMb(), Math.round(process.memoryUsage.rss() / 2 ** 20)),
       },
     };
     const startedAt = performance.now();
     const seconds = () => (performance.now() - startedAt) / 1000;
     options.metrics?.started(def.name, ranOn, (Date.now() - new Date(job.startAfter).getTime()) / 1000);
-    log.info('job started');
+    if (logger.isLevelEnabled('info')) log().info('job started');
     try {
       const handler =
         def.isolation !== 'none'
-          ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log.bindings(), logLevel: log.level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
+          ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log().bindings(), logLevel: log().level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
           : def.run(def.payload.parse(job.data.payload), ctx);
       await settleWithin(handler, signal, ABORT_GRACE_MS);
       // cancelled while it ran, but the handler finished anyway: the job stays cancelled
-      const lost = claimLost.signal.reason as JobgateError | undefined;
-      if (lost?.code === ErrorCode.jobCancelled) throw lost;
+      if (claimLost?.code === ErrorCode.jobCancelled) throw claimLost;
       // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)
       if (children) await durably(() => children.flush());
-      peakRss = Math.max(peakRss, process.memoryUsage.rss());
       // a record completes with pg-boss's settle of this fetch, which follows
       if (records) records.settled({ name: def.name, route: ranOn, state: 'completed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
-      else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: Math.round(peakRss / 2 ** 20) }));
-      log.info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
+      else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: peakRss.peakMb() }));
+      if (logger.isLevelEnabled('info')) log().info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
       options.metrics?.finished(def.name, ranOn, 'completed', seconds());
       // a record keeps what its completing attempt says with pg-boss's settle (queue-records.ts reads output)
-      return { id: job.id, status: 'completed', ...(records ? { output: { ...(lastProgress?.message ? { message: lastProgress.message } : {}), peakRssMb: Math.round(peakRss / 2 ** 20) } } : {}) };
+      return { id: job.id, status: 'completed', ...(records ? { output: { ...(lastProgress?.message ? { message: lastProgress.message } : {}), peakRssMb: peakRss.peakMb() } } : {}) };
     } catch (thrown) {
       let err = signal.aborted && !(thrown instanceof JobgateError) ? abortReason(signal, thrown) : thrown;
       // pg-boss gave up this fetch of a record (its own heartbeat found the job no longer active):
       // cancelled, when that is what the record says
-      if (records && job.signal.aborted && !claimLost.signal.aborted && (await records.holding(recordAttempt).catch(() => null)) === 'cancelled') {
+      if (records && job.signal.aborted && !claimLost && (await records.holding(recordAttempt).catch(() => null)) === 'cancelled') {
         err = new JobgateError(ErrorCode.jobCancelled, 'the job was cancelled while it ran');
       }
       if (err instanceof JobgateError && err.code === ErrorCode.jobCancelled) {
         // the job is settled (cancelled): end the attempt and let the queue forget it, no retry
-        const peakRssMb = Math.round(peakRss / 2 ** 20);
+        const peakRssMb = peakRss.peakMb();
         const error = { code: ErrorCode.jobCancelled, message: 'the job was cancelled while this attempt ran' };
         await durably(() => (records ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error, peakRssMb }) : ledger.endCancelledAttempt(job.id, attempt, peakRssMb))).catch((e: unknown) =>
-          log.error({ err: e }, 'could not record the cancelled attempt'),
+          log().error({ err: e }, 'could not record the cancelled attempt'),
         );
-        log.info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
+        log().info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
         options.metrics?.finished(def.name, ranOn, 'cancelled', seconds());
         return { id: job.id, status: 'completed', output: { cancelled: true } };
       }
       const info = errorInfo(err);
       const { permanent, retrying } = failureOutcome(err, attempt, maxAttempts);
-      log.warn({ err, retrying, ms: Math.round(performance.now() - startedAt) }, retrying ? 'job attempt failed; will retry' : 'job failed');
+      log().warn({ err, retrying, ms: Math.round(performance.now() - startedAt) }, retrying ? 'job attempt failed; will retry' : 'job failed');
       options.metrics?.finished(def.name, ranOn, retrying ? 'retrying' : 'failed', seconds());
-      const peakRssMb = Math.round(peakRss / 2 ** 20);
+      const peakRssMb = peakRss.peakMb();
       await durably(() =>
         records
           ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error: info, peakRssMb })
           : ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb }),
-      ).catch((e: unknown) => log.error({ err: e }, 'could not record the failed attempt'));
+      ).catch((e: unknown) => log().error({ err: e }, 'could not record the failed attempt'));
       if (!records) return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: info };
       // a record's error is what pg-boss's settle of this fetch stores (queue-records.ts reads output.error)
       if (!retrying) records.settled({ name: def.name, route: ranOn, state: 'failed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
       return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: { error: info, ...lastProgress } };
     } finally {
       clearTimeout(timer);
-      clearInterval(sampler);
       clearInterval(heartbeat);
+      peakRss.stop();
+      unfollow();
     }
   }
 
   return runOne;
+}
+
+/**
+ * Aborts `into` with the reason of the first of `sources` to abort (at once if one has); returns
+ * what stops listening. What AbortSignal.any does, without the weak references it keeps for every
+ * signal it makes, which cost a short job's attempt more than the rest of its bookkeeping.
+ */
+function follow(sources: AbortSignal[], into: AbortController): () => void {
+  const listeners = sources.map((source) => {
+    const onAbort = () => into.abort(source.reason);
+    if (source.aborted) into.abort(source.reason);
+    else source.addEventListener('abort', onAbort, { once: true });
+    return () => source.removeEventListener('abort', onAbort);
+  });
+  return () => listeners.forEach((stop) => stop());
 }

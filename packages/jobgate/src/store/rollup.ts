@@ -50,6 +50,7 @@ export function createRollup(pool: Pool, schema: string, options: { intervalMs?:
   let failures = 0;
   let closed = false;
 
+  /** Adds `cell`'s counts to its minute, name and side in `into` (count keys them the same way). */
   const add = (into: Map<string, Cell>, cell: Cell) => {
     const key = `${cell.minute}\u0000${cell.side}\u0000${cell.name}`;
     const had = into.get(key);
@@ -59,21 +60,25 @@ export function createRollup(pool: Pool, schema: string, options: { intervalMs?:
     cell.waits.forEach((n, i) => (had.waits[i]! += n));
   };
 
+  /** The minute last counted, as its key and its ISO text (a burst of jobs finishes within one). */
+  let minuteMs = NaN;
+  let minuteIso = '';
+
   /** Counts the jobs among `rows` that completed or failed (a statement answers only the jobs it moved there). */
   function count(rows: readonly FinishedRow[]): void {
     for (const r of rows) {
       if ((r.state !== 'completed' && r.state !== 'failed') || !r.finished_at) continue;
       const finished = time(r.finished_at);
-      const waits: number[] = new Array(WAIT_BOUNDS_MS.length + 1).fill(0);
-      waits[waitBucket(Math.max(0, time(r.started_at ?? r.finished_at) - time(r.run_at)))] = 1;
-      add(pending, {
-        minute: new Date(finished - (finished % 60_000)).toISOString(),
-        name: r.name,
-        side: r.route,
-        completed: r.state === 'completed' ? 1 : 0,
-        failed: r.state === 'failed' ? 1 : 0,
-        waits,
-      });
+      if (finished - (finished % 60_000) !== minuteMs) {
+        minuteMs = finished - (finished % 60_000);
+        minuteIso = new Date(minuteMs).toISOString();
+      }
+      const key = `${minuteIso}\u0000${r.route}\u0000${r.name}`;
+      let cell = pending.get(key);
+      if (!cell) pending.set(key, (cell = { minute: minuteIso, name: r.name, side: r.route, completed: 0, failed: 0, waits: new Array<number>(WAIT_BOUNDS_MS.length + 1).fill(0) }));
+      if (r.state === 'completed') cell.completed++;
+      else cell.failed++;
+      cell.waits[waitBucket(Math.max(0, time(r.started_at ?? r.finished_at) - time(r.run_at)))]! += 1;
     }
     // a job finished after close (an event a stopping main still took): written at once, not dropped
     if (closed && rows.length > 0) void flush().catch(() => {});

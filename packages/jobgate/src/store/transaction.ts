@@ -1,4 +1,5 @@
 import pg, { type Pool, type PoolClient } from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { isTransientDatabaseError } from '../support/errors.ts';
 
@@ -61,6 +62,17 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   }
 }
 
-/** Ledger writes that outlive a short database outage (a restart takes seconds) and a broken deadlock: retried, so they must be idempotent. */
-export const durably = <T>(write: () => Promise<T>) =>
-  pRetry(write, { retries: 6, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
+/**
+ * Ledger writes that outlive a short database outage (a restart takes seconds) and a broken
+ * deadlock: retried, so they must be idempotent. Seven tries in all, the first outside p-retry
+ * (which costs more to set up than a short job's write: it is only needed once a try failed).
+ */
+export async function durably<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!isTransientDatabaseError(err)) throw err;
+    await sleep(200);
+    return pRetry(write, { retries: 5, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
+  }
+}
