@@ -164,6 +164,38 @@ describe('a job recorded by its pg-boss row', () => {
     expect(await jobs.getJob(delayed.id)).toBeNull();
   });
 
+  it('is held or released as the pauses say when its enqueue\'s transaction was open across a pause or a resume', async () => {
+    // a queue no worker here fetches from: what pg-boss would hand out is read from its row
+    const idle = defineJob({ name: 'rec.idle', payload: z.strictObject({ n: z.number() }), run: async () => {} });
+    await boss.createQueue(idle.name);
+    const enqueuer = createMainRuntime({ pool: db.pool, boss, ledger, catalogue: createCatalogue([idle]), logger: createLogger({ level: 'error', name: 'test' }), timings: { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 1, cronIntervalSeconds: 1, heartbeatSeconds: 10 }, workerConcurrency: 1 });
+    const blocked = async (id: string) => (await db.pool.query(`SELECT blocked FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [id])).rows[0].blocked as boolean;
+    /** Enqueues in a transaction, makes `change` while it is open, commits it; `change` answers after the commit. */
+    async function across(change: () => Promise<unknown>): Promise<string> {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const { job: queued } = await enqueuer.performLater(idle, { n: 1 }, { db: client });
+        let answered = false;
+        const changed = change().then(() => (answered = true));
+        await new Promise((r) => setTimeout(r, 300));
+        expect(answered, 'the change waits for the transaction open at its commit').toBe(false);
+        await client.query('COMMIT');
+        await changed;
+        return queued.id;
+      } finally {
+        client.release();
+      }
+    }
+    // enqueued by the pauses before the pause (not held), committed after it: held once the pause answers
+    const beforePause = await across(() => enqueuer.pauseJob('rec.idle', { reason: 'test', actor: 'tester' }));
+    expect(await blocked(beforePause)).toBe(true);
+    // enqueued while paused (held), committed after the resume: released once the resume answers
+    const beforeResume = await across(() => enqueuer.resumeJob('rec.idle', { actor: 'tester' }));
+    expect(await blocked(beforeResume)).toBe(false);
+    expect(await blocked(beforePause)).toBe(false);
+  });
+
   it('writes an attempt cut short as lost when the next one starts', async () => {
     await jobs.pauseJob('rec.plain', { reason: 'test', actor: 'tester' });
     const { job: queued } = await jobs.performLater(plain, { key: 'cut-short' });

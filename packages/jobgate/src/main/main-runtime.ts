@@ -78,7 +78,7 @@ export function createMainRuntime(options: MainRuntimeOptions) {
   });
   const { runOne } = workers;
   let started: Promise<void> | undefined;
-  const pauses = createPauseStore(pool, ledger.schema, ledger.bossSchema);
+  const pauses = createPauseStore(pool, ledger.schema, ledger.bossSchema, { logger });
   const schedules = createSchedules({ boss, pool, store: createScheduleStore(pool, ledger.schema, ledger.bossSchema), catalogue, timings, logger, definition: (name) => enqueuer.definition(name), performLater: enqueuer.performLater, ...(options.listen ? { listen: options.listen } : {}) });
   let pauseWatch: PauseWatch | undefined;
   const queues = queuesOnce({

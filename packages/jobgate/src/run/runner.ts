@@ -127,11 +127,17 @@ export function createRunner(options: RunnerOptions): RunOne {
 
   /**
    * A record's attempt needs no claim (pg-boss's fetch is its one executor's): it starts unless its
-   * job is paused, as this process heard or as the database says now (a pause holds from its
-   * commit on). A retry first writes the attempts before it that have no row as lost.
+   * job is paused. A first attempt was waiting unfetched, so it was held where pg-boss's fetch skips
+   * it if its name was paused (store/pauses.ts holds every waiting record at a pause, and a record
+   * enqueued across one once the transactions open then have ended): this process's knowledge of the
+   * pauses suffices. A retry may have gone back to its queue while paused, as pg-boss settled an
+   * attempt that was running: the database says whether it is paused now; it first writes the
+   * attempts before it that have no row as lost.
    */
   async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number): Promise<'claimed' | 'paused'> {
-    if (options.isPaused?.(def.name) || (await records.isPaused(def.name))) return 'paused';
+    if (options.isPaused?.(def.name)) return 'paused';
+    if (job.retryCount === 0) return 'claimed';
+    if (await records.isPaused(def.name)) return 'paused';
     await records.lostBefore(job.id, attempt);
     return 'claimed';
   }

@@ -1,6 +1,8 @@
 // Paused job names (migration 019), with every change written to the admin audit log in the same
 // transaction: who paused or resumed what, why, and until when; an expiry is audited as `system`.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
+import type { Logger } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
 import { recordPlans } from './queue-records.ts';
@@ -14,6 +16,10 @@ export interface Pause {
   since: string;
   expiresAt: string | null;
 }
+
+/** How long a change of the pauses waits for the transactions open at its commit before it answers (they are waited for after, too). */
+const SETTLE_WAIT_MS = 10_000;
+const SETTLE_POLL_MS = 20;
 
 /** The name that pauses every job. */
 export const EVERY_JOB = '*';
@@ -49,12 +55,42 @@ export type PauseStore = ReturnType<typeof createPauseStore>;
  * `bossSchema`: main's pg-boss schema, where the jobs recorded by their pg-boss row wait: a pause
  * holds them there too (queue-records.ts syncBlocked), in the transaction that changes the pause.
  */
-export function createPauseStore(pool: Pool, schema: string, bossSchema?: string) {
+export function createPauseStore(pool: Pool, schema: string, bossSchema?: string, options: { logger?: Logger; settleWaitMs?: number } = {}) {
   const s = assertSchemaName(schema);
   const records = bossSchema ? recordPlans(bossSchema, schema) : null;
   /** The records of `name` (`*`: of every job) blocked or unblocked as the pauses now say. */
   const sync = async (db: Queryable, name: string | null) => {
     if (records) await db.query(records.syncBlocked, [name === EVERY_JOB ? null : name]);
+  };
+  /**
+   * After a change of the pauses committed: a transaction open at that moment may have enqueued a
+   * record (or handed one back) by the pauses as they were, held while no longer paused or not held
+   * while paused, and commit after the change's own sync. Waits for every transaction open now to
+   * end, then syncs `name` again; a change answers once that is done, or after `settleWaitMs`, and
+   * the wait and the sync go on in the background (a transaction left open that long is rare, and
+   * a process that has heard of a pause hands back the jobs it fetches). Transactions are short
+   * nearly always: the change answers a few milliseconds later.
+   */
+  async function settle(name: string | null): Promise<void> {
+    if (!records) return;
+    const settled = (async () => {
+      let open = (await pool.query(records.openTransactions)).rows.map((r) => r.vxid as string);
+      while (open.length > 0) {
+        await sleep(SETTLE_POLL_MS);
+        open = (await pool.query(records.stillOpen, [open])).rows.map((r) => r.vxid as string);
+      }
+      await sync(pool, name);
+    })();
+    const logged = settled.catch((err: unknown) => options.logger?.warn({ err, name }, 'could not hold or release the records of transactions open across a change of the pauses; the next change of its pauses does'));
+    const gaveUp = new AbortController();
+    await Promise.race([logged, sleep(options.settleWaitMs ?? SETTLE_WAIT_MS, undefined, { signal: gaveUp.signal }).catch(() => {})]);
+    gaveUp.abort();
+  }
+  /** `change`'s answer once it committed and settled. */
+  const settledAfter = async <T>(name: string | null, change: Promise<T>): Promise<T> => {
+    const answer = await change;
+    await settle(name);
+    return answer;
   };
   const COLUMNS = 'name, reason, paused_by, paused_at, expires_at';
   const audit = `INSERT INTO ${s}.admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)`;
@@ -66,7 +102,7 @@ export function createPauseStore(pool: Pool, schema: string, bossSchema?: string
     },
     /** Pauses `name` (again: a new reason and expiry replace the old). */
     async pause(change: { name: string; reason: string; actor: string; expiresInMinutes?: number }): Promise<Pause> {
-      return withTransaction(pool, async (client) => {
+      return settledAfter(change.name, withTransaction(pool, async (client) => {
         const { rows: before } = await client.query(`SELECT ${COLUMNS} FROM ${s}.pauses WHERE name = $1 FOR UPDATE`, [change.name]);
         const { rows } = await client.query(
           `INSERT INTO ${s}.pauses (name, reason, paused_by, expires_at)
@@ -79,17 +115,17 @@ export function createPauseStore(pool: Pool, schema: string, bossSchema?: string
         await client.query(audit, [change.actor, 'job.pause', change.name, JSON.stringify({ reason: change.reason, expiresAt: pause.expiresAt, before: before[0] ? toPause(before[0]) : null })]);
         await sync(client, change.name);
         return pause;
-      });
+      }));
     },
     /** Resumes `name`; the pause it ended, or null if it was not paused (still audited: someone acted). */
     async resume(change: { name: string; actor: string; reason?: string }): Promise<Pause | null> {
-      return withTransaction(pool, async (client) => {
+      return settledAfter(change.name, withTransaction(pool, async (client) => {
         const { rows } = await client.query(`DELETE FROM ${s}.pauses WHERE name = $1 RETURNING ${COLUMNS}`, [change.name]);
         const ended = rows[0] ? toPause(rows[0]) : null;
         await client.query(audit, [change.actor, 'job.resume', change.name, JSON.stringify({ reason: change.reason ?? null, before: ended })]);
         await sync(client, change.name);
         return ended;
-      });
+      }));
     },
     /** Ends the pauses whose expiry has passed, audited as `system`; how many. */
     async expireDue(): Promise<number> {
@@ -105,7 +141,10 @@ export function createPauseStore(pool: Pool, schema: string, bossSchema?: string
                   FROM ended)
          SELECT count(*)::int AS n FROM ended`,
       );
-      if (rows[0].n > 0) await sync(pool, null);
+      if (rows[0].n > 0) {
+        await sync(pool, null);
+        await settle(null);
+      }
       return rows[0].n as number;
     },
   };

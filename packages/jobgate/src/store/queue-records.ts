@@ -158,6 +158,17 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
          AND j.state IN ('created', 'retry') AND j.pending_dependencies = 0
          AND j.blocked IS DISTINCT FROM (${s}.pause_of(j.name) IS NOT NULL)`,
     /**
+     * The transactions open in this database now, but ours (their virtual ids): after a pause or a
+     * resume commits, those that may yet commit a record written or held by the pauses as they
+     * were before (a transaction sees a change only in snapshots taken after its commit).
+     */
+    openTransactions: `
+      SELECT l.virtualxid AS vxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid()
+         AND a.datname = current_database() AND a.backend_type = 'client backend'`,
+    /** Which of the transactions $1 (virtual ids, as openTransactions answers them) have not ended yet. */
+    stillOpen: `SELECT virtualxid AS vxid FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])`,
+    /**
      * Holds the records $2 (an array) of $1 if their name is paused now: records written together
      * (performManyLater), or one handed back while paused. The hold itself is hold_record's
      * (migration 033), as at every enqueue (heldIfPaused).
