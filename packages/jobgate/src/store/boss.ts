@@ -104,15 +104,23 @@ export async function handBack(boss: PgBoss, job: { name: string; id: string; re
 /** A handed-back job is due again this long after (s): longer than pg-boss's settle of the fetch can take (its pool's 10 s connection wait). */
 export const HAND_BACK_SECONDS = 15;
 
+/** How long a queue's other workers wait between fetches while idle and woken by NOTIFY (pg-boss's own default backstop). */
+const SIBLING_BACKSTOP_SECONDS = 30;
+
 /**
  * `boss.work` that fetches again at once while fetches come back full, at any batch size, and
  * waits for NOTIFY or the poll interval once one comes back short. pg-boss bursts only on
  * burstWhenBatchFull (ignored at batchSize 1) or on its cached ready count, which lags by up to
  * queueCacheIntervalSeconds + the monitor interval: until it catches up, a burst of new jobs is
  * taken one per poll interval per worker (measured: 4 jobs/s forwarding at batch 1, 2 workers,
- * 0.5 s poll). Each of `localConcurrency` workers is registered on its own, so its handler can
- * wake its own loop (notifyWorker, pg-boss's public API) after a full fetch. `offWork(name)`
- * stops them all.
+ * 0.5 s poll). Each of `localConcurrency` workers is registered on its own, so a full fetch can
+ * wake its queue's workers (notifyWorker, pg-boss's public API). `offWork(name)` stops them all.
+ *
+ * Idle, one worker per queue polls at the poll interval (for jobs that become due by time: delayed,
+ * retried after a delay); the others wait for NOTIFY (every new job due now wakes them all), for a
+ * full fetch of the first, or SIBLING_BACKSTOP_SECONDS. Without NOTIFY (its listener down), pg-boss
+ * polls every worker at the poll interval. Every worker polling an empty queue cost more of the
+ * database than the routed jobs themselves in `npm run bench -- --only routed --profile-sql`.
  */
 export async function workWhileFull<T>(
   boss: PgBoss,
@@ -122,16 +130,19 @@ export async function workWhileFull<T>(
 ): Promise<void> {
   const { localConcurrency = 1, ...rest } = options;
   const work = boss.work.bind(boss) as unknown as (name: string, options: WorkOptions, handler: (jobs: any[]) => Promise<T>) => Promise<string>;
+  const workers: string[] = [];
   for (let i = 0; i < localConcurrency; i++) {
-    let workerId: string | undefined;
-    workerId = await work(name, { ...rest, localConcurrency: 1 }, async (jobs) => {
-      try {
-        return await handler(jobs);
-      } finally {
-        // the loop re-checks this flag after the handler: set, it skips its wait and fetches now
-        if (workerId && jobs.length >= options.batchSize) boss.notifyWorker(workerId);
-      }
-    });
+    const backstop = i === 0 ? {} : { notifyPollingIntervalSeconds: Math.max(SIBLING_BACKSTOP_SECONDS, rest.notifyPollingIntervalSeconds ?? 0) };
+    workers.push(
+      await work(name, { ...rest, ...backstop, localConcurrency: 1 }, async (jobs) => {
+        try {
+          return await handler(jobs);
+        } finally {
+          // each loop re-checks this flag after its handler, or ends its wait: set, it fetches now
+          if (jobs.length >= options.batchSize) for (const id of workers) boss.notifyWorker(id);
+        }
+      }),
+    );
   }
 }
 
