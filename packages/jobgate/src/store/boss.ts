@@ -108,6 +108,27 @@ export const HAND_BACK_SECONDS = 15;
 const SIBLING_BACKSTOP_SECONDS = 30;
 
 /**
+ * The workers of a pg-boss that wait out the long backstop, and a wake-up of them all after the
+ * pg-boss reports an error: a fetch that failed (a connection killed, the database restarting) is
+ * followed by the backstop, where it used to be followed by the poll interval.
+ */
+const backstopped = new WeakMap<PgBoss, { ids: Set<string>; pollMs: number; timer: NodeJS.Timeout | undefined }>();
+function backstopWorker(boss: PgBoss, id: string, pollSeconds: number): void {
+  let entry = backstopped.get(boss);
+  if (!entry) {
+    const made = { ids: new Set<string>(), pollMs: pollSeconds * 1000, timer: undefined as NodeJS.Timeout | undefined };
+    backstopped.set(boss, (entry = made));
+    boss.on('error', () => {
+      made.timer ??= setTimeout(() => {
+        made.timer = undefined;
+        for (const worker of made.ids) boss.notifyWorker(worker);
+      }, made.pollMs).unref();
+    });
+  }
+  entry.ids.add(id);
+}
+
+/**
  * `boss.work` that fetches again at once while fetches come back full, at any batch size, and
  * waits for NOTIFY or the poll interval once one comes back short. pg-boss bursts only on
  * burstWhenBatchFull (ignored at batchSize 1) or on its cached ready count, which lags by up to
@@ -118,9 +139,10 @@ const SIBLING_BACKSTOP_SECONDS = 30;
  *
  * Idle, one worker per queue polls at the poll interval (for jobs that become due by time: delayed,
  * retried after a delay); the others wait for NOTIFY (every new job due now wakes them all), for a
- * full fetch of the first, or SIBLING_BACKSTOP_SECONDS. Without NOTIFY (its listener down), pg-boss
- * polls every worker at the poll interval. Every worker polling an empty queue cost more of the
- * database than the routed jobs themselves in `npm run bench -- --only routed --profile-sql`.
+ * full fetch of another worker of the queue, for an error of the queue (a failed fetch), or
+ * SIBLING_BACKSTOP_SECONDS. Without NOTIFY (its listener down), pg-boss polls every worker at the
+ * poll interval. Every worker polling an empty queue cost more of the database than the routed
+ * jobs themselves in `npm run bench -- --only routed --profile-sql`.
  */
 export async function workWhileFull<T>(
   boss: PgBoss,
@@ -133,16 +155,20 @@ export async function workWhileFull<T>(
   const workers: string[] = [];
   for (let i = 0; i < localConcurrency; i++) {
     const backstop = i === 0 ? {} : { notifyPollingIntervalSeconds: Math.max(SIBLING_BACKSTOP_SECONDS, rest.notifyPollingIntervalSeconds ?? 0) };
-    workers.push(
-      await work(name, { ...rest, ...backstop, localConcurrency: 1 }, async (jobs) => {
-        try {
-          return await handler(jobs);
-        } finally {
-          // each loop re-checks this flag after its handler, or ends its wait: set, it fetches now
-          if (jobs.length >= options.batchSize) for (const id of workers) boss.notifyWorker(id);
-        }
-      }),
-    );
+    let self = '';
+    self = await work(name, { ...rest, ...backstop, localConcurrency: 1 }, async (jobs) => {
+      const full = jobs.length >= options.batchSize;
+      // more may be waiting: the queue's other workers fetch now too
+      if (full) for (const id of workers) if (id !== self) boss.notifyWorker(id);
+      try {
+        return await handler(jobs);
+      } finally {
+        // the loop re-checks this flag after the handler: set, it fetches again at once
+        if (full) boss.notifyWorker(self);
+      }
+    });
+    workers.push(self);
+    if (i > 0) backstopWorker(boss, self, rest.pollingIntervalSeconds ?? 2);
   }
 }
 
