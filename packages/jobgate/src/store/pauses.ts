@@ -63,7 +63,7 @@ export function createPauseStore(pool: Pool, schema: string, bossSchema?: string
     if (records) await db.query(records.syncBlocked, [name === EVERY_JOB ? null : name]);
   };
   /**
-   * After a change of the pauses committed: a transaction open at that moment may have enqueued a
+   * After a change of the pauses committed: a transaction writing to pg-boss's jobs at that moment may have enqueued a
    * record (or handed one back) by the pauses as they were, held while no longer paused or not held
    * while paused, and commit after the change's own sync. Waits for every transaction open now to
    * end, then syncs `name` again; a change answers once that is done, or after `settleWaitMs`, and

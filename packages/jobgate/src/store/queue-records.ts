@@ -158,14 +158,17 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
          AND j.state IN ('created', 'retry') AND j.pending_dependencies = 0
          AND j.blocked IS DISTINCT FROM (${s}.pause_of(j.name) IS NOT NULL)`,
     /**
-     * The transactions open in this database now, but ours (their virtual ids): after a pause or a
-     * resume commits, those that may yet commit a record written or held by the pauses as they
-     * were before (a transaction sees a change only in snapshots taken after its commit).
+     * The transactions writing to pg-boss's job table now, but ours (their virtual ids): after a
+     * pause or a resume commits, those that may yet commit a record written or held by the pauses
+     * as they were before. A statement takes its table's lock before its snapshot, so a
+     * (read-committed) transaction that writes a record after this read sees the change; one
+     * whose snapshot is older (repeatable read) and writes only later is not found.
      */
     openTransactions: `
-      SELECT l.virtualxid AS vxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-       WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid()
-         AND a.datname = current_database() AND a.backend_type = 'client backend'`,
+      SELECT DISTINCT l.virtualtransaction AS vxid FROM pg_locks l
+       WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '${b}.job'::regclass UNION ALL SELECT '${b}.job'::regclass)`,
     /** Which of the transactions $1 (virtual ids, as openTransactions answers them) have not ended yet. */
     stillOpen: `SELECT virtualxid AS vxid FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])`,
     /**
