@@ -17,7 +17,7 @@ export interface Pause {
   expiresAt: string | null;
 }
 
-/** How long a change of the pauses waits for the transactions open at its commit before it answers (they are waited for after, too). */
+/** How long a change of the pauses waits for the transactions writing jobs at its commit before it answers (they are waited for after, too). */
 const SETTLE_WAIT_MS = 10_000;
 const SETTLE_POLL_MS = 20;
 
@@ -55,7 +55,7 @@ export type PauseStore = ReturnType<typeof createPauseStore>;
  * `bossSchema`: main's pg-boss schema, where the jobs recorded by their pg-boss row wait: a pause
  * holds them there too (queue-records.ts syncBlocked), in the transaction that changes the pause.
  */
-export function createPauseStore(pool: Pool, schema: string, bossSchema?: string, options: { logger?: Logger; settleWaitMs?: number } = {}) {
+export function createPauseStore(pool: Pool, schema: string, bossSchema?: string, options: { logger?: Logger } = {}) {
   const s = assertSchemaName(schema);
   const records = bossSchema ? recordPlans(bossSchema, schema) : null;
   /** The records of `name` (`*`: of every job) blocked or unblocked as the pauses now say. */
@@ -63,27 +63,29 @@ export function createPauseStore(pool: Pool, schema: string, bossSchema?: string
     if (records) await db.query(records.syncBlocked, [name === EVERY_JOB ? null : name]);
   };
   /**
-   * After a change of the pauses committed: a transaction writing to pg-boss's jobs at that moment may have enqueued a
-   * record (or handed one back) by the pauses as they were, held while no longer paused or not held
-   * while paused, and commit after the change's own sync. Waits for every transaction open now to
-   * end, then syncs `name` again; a change answers once that is done, or after `settleWaitMs`, and
-   * the wait and the sync go on in the background (a transaction left open that long is rare, and
-   * a process that has heard of a pause hands back the jobs it fetches). Transactions are short
-   * nearly always: the change answers a few milliseconds later.
+   * After a change of the pauses committed: a transaction writing pg-boss's jobs at that moment may
+   * have enqueued a record (or handed one back) by the pauses as they were, held while no longer
+   * paused or not held while paused, and commit after the change's own sync. Waits for those
+   * transactions to end, then syncs `name` again (nothing to do when none was writing); a change
+   * answers once that is done, or after SETTLE_WAIT_MS, and the wait and the sync go on in the
+   * background (a transaction left open that long is rare, and a process that has heard of a
+   * pause hands back the jobs it fetches). Writers are short nearly always: the change answers a
+   * few milliseconds later.
    */
   async function settle(name: string | null): Promise<void> {
     if (!records) return;
     const settled = (async () => {
-      let open = (await pool.query(records.openTransactions)).rows.map((r) => r.vxid as string);
+      let open = (await pool.query(records.jobWriters)).rows.map((r) => r.vxid as string);
+      if (open.length === 0) return;
       while (open.length > 0) {
         await sleep(SETTLE_POLL_MS);
         open = (await pool.query(records.stillOpen, [open])).rows.map((r) => r.vxid as string);
       }
       await sync(pool, name);
     })();
-    const logged = settled.catch((err: unknown) => options.logger?.warn({ err, name }, 'could not hold or release the records of transactions open across a change of the pauses; the next change of its pauses does'));
+    const logged = settled.catch((err: unknown) => options.logger?.warn({ err, name }, 'could not hold or release the records of transactions writing across a change of the pauses; the next change of its pauses does'));
     const gaveUp = new AbortController();
-    await Promise.race([logged, sleep(options.settleWaitMs ?? SETTLE_WAIT_MS, undefined, { signal: gaveUp.signal }).catch(() => {})]);
+    await Promise.race([logged, sleep(SETTLE_WAIT_MS, undefined, { signal: gaveUp.signal }).catch(() => {})]);
     gaveUp.abort();
   }
   /** `change`'s answer once it committed and settled. */

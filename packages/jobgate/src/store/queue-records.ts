@@ -164,12 +164,12 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
      * (read-committed) transaction that writes a record after this read sees the change; one
      * whose snapshot is older (repeatable read) and writes only later is not found.
      */
-    openTransactions: `
+    jobWriters: `
       SELECT DISTINCT l.virtualtransaction AS vxid FROM pg_locks l
        WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted AND l.pid <> pg_backend_pid()
          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
          AND l.relation IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = '${b}.job'::regclass UNION ALL SELECT '${b}.job'::regclass)`,
-    /** Which of the transactions $1 (virtual ids, as openTransactions answers them) have not ended yet. */
+    /** Which of the transactions $1 (virtual ids, as jobWriters answers them) have not ended yet. */
     stillOpen: `SELECT virtualxid AS vxid FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])`,
     /**
      * Holds the records $2 (an array) of $1 if their name is paused now: records written together
