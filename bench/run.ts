@@ -605,6 +605,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
           const part = parts.find(([, re]) => re.test(r.query))?.[0] ?? 'other (transaction control, catalog)';
           byPart.set(part, (byPart.get(part) ?? 0) + r.ms / count);
         }
+        console.log(`  WAL per routed job at batch ${batch} by relation (pg_walinspect, ${Math.round(spent.walPerJob)} B in all): ${spent.walByRelation.filter(([, b]) => b >= 20).map(([rel, b]) => `${rel} ${Math.round(b)}`).join(', ')}`);
         console.log(`  PostgreSQL time per routed job at batch ${batch} by part: ${[...byPart].sort((a, b) => b[1] - a[1]).map(([part, ms]) => `${part} ${ms.toFixed(2)} ms`).join('; ')}`);
       }
       const cores = availableParallelism();

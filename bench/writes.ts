@@ -69,6 +69,12 @@ export interface Writes {
   /** CPU ms per job of the bench's PostgreSQL (NaN outside the embedded cluster), and of the Node processes measured. */
   postgresCpuMsPerJob: number;
   nodeCpuMsPerJob: number;
+  /**
+   * WAL bytes per job by the relation a record writes first (pg_walinspect; its full-page images
+   * included), largest first; records that write no relation (commits) as 'no relation'. Empty
+   * where the extension is not installed.
+   */
+  walByRelation: Array<[relation: string, perJob: number]>;
   /** From the first enqueue to the last job settled. */
   seconds: number;
   perSecond: number;
@@ -108,7 +114,8 @@ export async function measureWrites(
   await sleep(TAIL_MS);
   const cpuAfter = postgresCpuSeconds(dataDir);
   const nodeAfter = nodeCpu();
-  const { rows: [wal] } = await pool.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes`, [before.lsn]);
+  const { rows: [wal] } = await pool.query(`SELECT pg_current_wal_lsn() AS lsn, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes`, [before.lsn]);
+  const walByRelation = await walOfRelations(pool, before.lsn, wal.lsn, wal.bytes, jobs);
   await sleep(settleMs);
   const rowsAfter = await rowWrites(pool);
   const byTable = [...rowsAfter]
@@ -119,11 +126,31 @@ export async function measureWrites(
     walPerJob: wal.bytes / jobs,
     rowsPerJob: byTable.reduce((sum, [, n]) => sum + n, 0),
     byTable,
+    walByRelation,
     postgresCpuMsPerJob: ((cpuAfter - cpuBefore) * 1000) / jobs,
     nodeCpuMsPerJob: ((nodeAfter - nodeBefore) * 1000) / jobs,
     seconds,
     perSecond: jobs / seconds,
   };
+}
+
+/** WAL per job between two positions by the relation each record writes first (its block 0). */
+async function walOfRelations(pool: pg.Pool, from: string, to: string, bytes: number, jobs: number): Promise<Array<[string, number]>> {
+  try {
+    await pool.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+  } catch {
+    return [];
+  }
+  const { rows } = await pool.query(
+    `SELECT coalesce(pg_filenode_relation(CASE WHEN b.reltablespace = (SELECT dattablespace FROM pg_database WHERE datname = current_database()) THEN 0 ELSE b.reltablespace END, b.relfilenode)::text, 'relfilenode ' || b.relfilenode) AS rel,
+            sum(b.record_length)::float8 AS bytes
+       FROM pg_get_wal_block_info($1, $2) b WHERE b.block_id = 0 GROUP BY 1`,
+    [from, to],
+  );
+  const byRelation: Array<[string, number]> = rows.map((r) => [r.rel as string, r.bytes / jobs]);
+  const onRelations = rows.reduce((sum, r) => sum + r.bytes, 0);
+  byRelation.push(['no relation (commits, other records)', Math.max(0, bytes - onRelations) / jobs]);
+  return byRelation.sort((a, b) => b[1] - a[1]);
 }
 
 /** "12.3 rows (7.0 pgboss_raw.j…, …)" for a row's note. */
