@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 033_hold_a_record_when_paused.sql: what is, not how it came to be. Change the schema with a new
+-- 034_state_and_route_out_of_full_indexes.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -268,15 +268,15 @@ CREATE INDEX jobs_by_created ON jobgate.jobs USING btree (created_at DESC, id DE
 
 CREATE INDEX jobs_by_name ON jobgate.jobs USING btree (name, created_at DESC, id DESC);
 
-CREATE INDEX jobs_by_route ON jobgate.jobs USING btree (route, created_at DESC, id DESC);
-
-CREATE INDEX jobs_by_state ON jobgate.jobs USING btree (state, created_at DESC, id DESC);
+CREATE INDEX jobs_failed_or_cancelled ON jobgate.jobs USING btree (state, created_at DESC, id DESC) WHERE (state = ANY (ARRAY['failed'::text, 'cancelled'::text]));
 
 CREATE INDEX jobs_failed_recent ON jobgate.jobs USING btree (finished_at) WHERE (state = 'failed'::text);
 
 CREATE INDEX jobs_finished ON jobgate.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 CREATE INDEX jobs_live_by_name ON jobgate.jobs USING btree (name, state, route) WHERE (state = ANY (ARRAY['queued'::text, 'forwarding'::text, 'forwarded'::text, 'active'::text]));
+
+CREATE INDEX jobs_on_main ON jobgate.jobs USING btree (created_at DESC, id DESC) WHERE (route = 'main'::text);
 
 CREATE INDEX jobs_to_forward ON jobgate.jobs USING btree (priority DESC, created_at) WHERE ((route = 'fetcher'::text) AND (state = ANY (ARRAY['queued'::text, 'forwarding'::text])));
 
