@@ -3,7 +3,7 @@
 // offers, each answered from an index (EXPLAIN ANALYZE: no sequential scan but of pg-boss's table of
 // queues). Its speed (< 300 ms at 1 M) is measured by `npm run bench` (backlog scale), not asserted here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listJobsQuery, type ListFilter } from '../../packages/jobgate/src/store/index.ts';
+import { listJobsQuery, liveCountsSql, type ListFilter } from '../../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 import { cursorDeep, fillLedger, listCases } from '../fixtures/big-ledger.ts';
 
@@ -20,8 +20,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function plan(filter: ListFilter): Promise<{ ms: number; nodes: string[]; rows: number }> {
-  const { text, values } = listJobsQuery(TEST_SCHEMA, filter, TEST_BOSS_SCHEMA);
+async function plan(filter: ListFilter | string): Promise<{ ms: number; nodes: string[]; rows: number }> {
+  const { text, values } = typeof filter === 'string' ? { text: filter, values: [] } : listJobsQuery(TEST_SCHEMA, filter, TEST_BOSS_SCHEMA);
   const { rows } = await db.pool.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, values);
   const root = rows[0]['QUERY PLAN'][0];
   const nodes: string[] = [];
@@ -50,5 +50,21 @@ describe(`jobs list with ${ROWS.toLocaleString('en')} jobs`, () => {
       expect(nodes.filter((n) => n.startsWith('Seq Scan') && n !== 'Seq Scan queue'), label).toEqual([]);
       expect(nodes.some((n) => index.test(n)), `${label}: ${nodes.join(' > ')}`).toBe(true);
     }
+  });
+
+  it("counts the overview's waiting and running jobs from indexes alone: no job's row is read", async () => {
+    // as autovacuum leaves tables at rest: an index-only scan reads a page marked all-visible from the index
+    await db.pool.query(`VACUUM ANALYZE ${TEST_SCHEMA}.jobs, ${TEST_BOSS_SCHEMA}.job`);
+    const { ledger, records } = liveCountsSql(TEST_SCHEMA, TEST_BOSS_SCHEMA);
+    const lines: string[] = [];
+    for (const [label, sql] of [['ledger', ledger], ['records', records!]] as const) {
+      await plan(sql);
+      const { ms, nodes } = await plan(sql);
+      lines.push(`${label}: ${ms.toFixed(1)} ms, ${nodes.join(' > ')}`);
+      const scans = nodes.filter((n) => n.includes('Scan') && !n.startsWith('Subquery Scan'));
+      expect(scans.length, `${label}: ${nodes.join(' > ')}`).toBeGreaterThan(0);
+      expect(scans.every((n) => n.startsWith('Index Only Scan')), `${label}: ${nodes.join(' > ')}`).toBe(true);
+    }
+    console.log(`overview live counts at ${ROWS.toLocaleString('en')} jobs:\n  ${lines.join('\n  ')}`);
   });
 });

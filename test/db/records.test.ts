@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../../packages/jobgate/src/support/index.ts';
-import { createAdminStore, createBoss, createMainLedger, type JobRecord, type MainLedger, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
+import { createAdminStore, createBoss, createMainLedger, createOverviewStore, ensureRecordIndexes, type JobRecord, type MainLedger, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
 import { createCatalogue, createMainRuntime, defineJob, PermanentJobError, type MainRuntime } from '../../packages/jobgate/src/internal.ts';
 import { createJobActions, type JobActions } from '../../packages/jobgate/src/main/job-actions.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
@@ -249,5 +249,25 @@ describe('a job recorded by its pg-boss row', () => {
       expect(await ledgerRows(id)).toBe(1);
       await until(id, (j) => j.state === 'completed', 'the ledger job completes');
     }
+  });
+
+  it("is counted once in the overview's live counts, beside ledger jobs whose pg-boss rows are not records", async () => {
+    await db.pool.query(ensureRecordIndexes(TEST_BOSS_SCHEMA));
+    // a queue no worker here runs: what is written stays as written
+    const name = 'rec.counted';
+    await boss.createQueue(name);
+    const recordIds = [randomUUID(), randomUUID(), randomUUID()];
+    await boss.insert(name, recordIds.map((id, n) => ({ id, data: { payload: { n }, record: 1 } })));
+    // ledger jobs (gated, unique, batched) have a ledger row and a pg-boss row without `record`
+    const ledgerIds = [randomUUID(), randomUUID()];
+    await boss.insert(name, ledgerIds.map((id) => ({ id, data: { payload: {} } })));
+    await db.pool.query(`INSERT INTO ${TEST_SCHEMA}.jobs (id, name, route, state, payload, max_attempts, run_at) SELECT unnest($1::uuid[]), $2, 'main', 'queued', '{}', 1, now()`, [ledgerIds, name]);
+    // one record fetched, and one ledger job's pg-boss row fetched before its claim (the ledger says queued)
+    await db.pool.query(`UPDATE ${TEST_BOSS_SCHEMA}.job SET state = 'active', started_on = now() WHERE name = $1 AND id = ANY($2::uuid[])`, [name, [recordIds[0], ledgerIds[0]]]);
+    const live = await createOverviewStore(db.pool, TEST_SCHEMA, TEST_BOSS_SCHEMA).live();
+    expect(live.filter((l) => l.name === name)).toEqual([{ name, side: 'main', queued: 4, running: 1 }]);
+    await db.pool.query(`DELETE FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1`, [name]);
+    await db.pool.query(`DELETE FROM ${TEST_SCHEMA}.jobs WHERE name = $1`, [name]);
+    expect((await createOverviewStore(db.pool, TEST_SCHEMA, TEST_BOSS_SCHEMA).live()).filter((l) => l.name === name)).toEqual([]);
   });
 });

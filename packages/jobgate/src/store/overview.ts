@@ -49,11 +49,22 @@ export function percentileOfBuckets(counts: readonly number[], p: number): numbe
 }
 
 /**
+ * The statements of the live counts: the ledger's live jobs per name, side and state
+ * (jobs_live_by_name), and, given main's pg-boss schema, the records' per name (queue-records.ts).
+ */
+export function liveCountsSql(schema: string, bossSchema?: string): { ledger: string; records: string | null } {
+  return {
+    ledger: `SELECT name, route AS side, state, count(*)::int AS n FROM ${assertSchemaName(schema)}.jobs WHERE state IN ${inStates(LIVE_STATES)} GROUP BY name, route, state`,
+    records: bossSchema ? recordPlans(bossSchema, schema).liveByName : null,
+  };
+}
+
+/**
  * `bossSchema`: main's pg-boss schema, where the jobs recorded by their pg-boss row wait and run
  * (queue-records.ts): live() counts them with the ledger's.
  */
 export function createOverviewStore(pool: Pool, schema: string, bossSchema?: string) {
-  const records = bossSchema ? recordPlans(bossSchema, schema) : null;
+  const live = liveCountsSql(schema, bossSchema);
   const s = assertSchemaName(schema);
   return {
     /** Completed and failed per bin, and the wait histogram, per job name and side, over the window. */
@@ -102,20 +113,31 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
         })
         .sort((a, b) => a.name.localeCompare(b.name) || a.side.localeCompare(b.side));
     },
-    /** Jobs not finished, by name and the side that runs them: waiting (wherever) and running. */
+    /**
+     * Jobs not finished, by name and the side that runs them: waiting (wherever) and running. The
+     * ledger's and the records' (a disjoint set of jobs) are counted at once, on two connections,
+     * each from an index alone (jobs_live_by_name; pg-boss's live rows less the ledger jobs' own).
+     */
     async live(): Promise<LiveCounts[]> {
-      const ledger = `
-        SELECT name, route AS side,
-               count(*) FILTER (WHERE state IN ${inStates(WAITING_STATES)})::int AS queued,
-               count(*) FILTER (WHERE state = 'active')::int AS running
-          FROM ${s}.jobs WHERE state IN ${inStates(LIVE_STATES)} GROUP BY name, route`;
-      const { rows } = await pool.query(
-        records
-          ? `SELECT name, side, sum(queued)::int AS queued, sum(running)::int AS running
-               FROM (${ledger} UNION ALL ${records.liveByName}) live GROUP BY name, side ORDER BY name, side`
-          : `${ledger} ORDER BY name, route`,
-      );
-      return rows.map((r) => ({ name: r.name, side: r.side, queued: r.queued, running: r.running }));
+      const waiting = new Set<string>(WAITING_STATES);
+      const [ledger, fromRecords] = await Promise.all([
+        pool.query<{ name: string; side: 'main' | 'fetcher'; state: string; n: number }>(live.ledger),
+        live.records ? pool.query<LiveCounts>(live.records) : null,
+      ]);
+      const counts = new Map<string, LiveCounts>();
+      const of = (name: string, side: 'main' | 'fetcher') => {
+        const key = `${side} ${name}`;
+        let c = counts.get(key);
+        if (!c) counts.set(key, (c = { name, side, queued: 0, running: 0 }));
+        return c;
+      };
+      for (const r of ledger.rows) of(r.name, r.side)[waiting.has(r.state) ? 'queued' : 'running'] += r.n;
+      for (const r of fromRecords?.rows ?? []) {
+        const c = of(r.name, r.side);
+        c.queued += r.queued;
+        c.running += r.running;
+      }
+      return [...counts.values()].sort((a, b) => a.name.localeCompare(b.name) || a.side.localeCompare(b.side));
     },
   };
 }

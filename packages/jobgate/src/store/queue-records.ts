@@ -60,13 +60,20 @@ export const RECORD_COLUMNS = `
   j.data->>'traceparent' AS traceparent, (j.data->>'parentId')::uuid AS parent_id, (j.data->>'batchId')::uuid AS batch_id`;
 
 /**
- * The one index of ours on pg-boss's job table: records that failed or were cancelled, for the
- * list's filters by those states (rare among the rows a queue keeps; pg-boss's own indexes read
- * jobs by name and creation, or its live jobs). A job that completes never enters it. Made once
- * by whichever process starts first (an advisory lock keeps two from racing), on the partitioned
- * table, so pg-boss's queue partitions get it too; building it holds writes to pg-boss's jobs
- * back for as long as it reads them (seconds at a million jobs), once, at the first start.
+ * The indexes of ours on main's pg-boss job table. jobgate_records_ended: records that failed or
+ * were cancelled, for the list's filters by those states (rare among the rows a queue keeps;
+ * pg-boss's own indexes read jobs by name and creation, or its live jobs); a job that completes
+ * never enters it. jobgate_ledger_live: the live pg-boss rows of jobs that are not records (those
+ * main's ledger keeps: gated, unique, batched, children), so the live records per name are
+ * counted from indexes alone (pg-boss's live rows less these) and not by reading every live job's
+ * data; a record never enters it. Made once by whichever process starts first (an advisory lock
+ * keeps two from racing), on the partitioned table, so pg-boss's queue partitions get them too;
+ * building one holds writes to pg-boss's jobs back for as long as it reads them (seconds at a
+ * million jobs), once, at the first start that lacks it.
  */
+/** pg-boss's live rows of the jobs main's ledger keeps (not records, not jobgate's own queues): jobgate_ledger_live's predicate, on `j`. */
+const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${j}name NOT LIKE 'jobgate.%' AND NOT ${j}data ? 'record'`;
+
 export function ensureRecordIndexes(bossSchema: string): string {
   const b = assertSchemaName(bossSchema);
   // (only when it is missing: even CREATE INDEX IF NOT EXISTS locks the table against writes first)
@@ -75,6 +82,9 @@ export function ensureRecordIndexes(bossSchema: string): string {
     DO $$ BEGIN
       IF to_regclass('${b}.jobgate_records_ended') IS NULL THEN
         CREATE INDEX jobgate_records_ended ON ${b}.job (name, state, created_on) WHERE state IN ('failed', 'cancelled');
+      END IF;
+      IF to_regclass('${b}.jobgate_ledger_live') IS NULL THEN
+        CREATE INDEX jobgate_ledger_live ON ${b}.job (name, state) WHERE ${ledgerLive()};
       END IF;
     END $$;`;
 }
@@ -233,13 +243,17 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
          AND (j.state < 'completed' OR (j.state = 'failed' AND j.completed_on > clock_timestamp() - interval '1 day'))
        GROUP BY j.name`,
     /** Records not finished, per job name: waiting and running (the overview's live counts; main runs them all). */
+    // every live row of the job queues (pg-boss's job_i14) less those of ledger jobs (jobgate_ledger_live):
+    // both read from an index alone, counted per name and state in its order
     liveByName: `
-      SELECT j.name, 'main' AS side,
-             count(*) FILTER (WHERE j.state IN ('created', 'retry'))::int AS queued,
-             count(*) FILTER (WHERE j.state = 'active')::int AS running
-        FROM ${b}.job j
-       WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record' AND j.state < 'completed'
-       GROUP BY j.name`,
+      SELECT name, 'main' AS side,
+             coalesce(sum(n) FILTER (WHERE state IN ('created', 'retry')), 0)::int AS queued,
+             coalesce(sum(n) FILTER (WHERE state = 'active'), 0)::int AS running
+        FROM (SELECT j.name, j.state, count(*) AS n FROM ${b}.job j
+               WHERE j.state IN ('created', 'retry', 'active') AND j.name NOT LIKE 'jobgate.%' GROUP BY j.name, j.state
+              UNION ALL
+              SELECT j.name, j.state, -count(*) FROM ${b}.job j WHERE ${ledgerLive('j.')} GROUP BY j.name, j.state) live
+       GROUP BY name HAVING sum(n) > 0`,
     /** A record's attempts: its rows in `executions` (those that failed, were lost or were cancelled) and its latest, from its row. */
     latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
   };
