@@ -78,6 +78,23 @@ describe('the overview rollup', () => {
     expect(series.filter((s) => s.name === name).map((s) => [s.side, s.completed, s.failed])).toEqual([['fetcher', 2, 3], ['main', 4, 2]]);
   });
 
+  it("sums the wait histograms of every process's rows into the overview's percentiles, per name and side", async () => {
+    const name = 'rollup.waits';
+    const histogram = (at: Record<number, number>) => Array.from({ length: 16 }, (_, i) => at[i] ?? 0);
+    // two processes' rows in this minute on main (6 waits within 10 ms, 4 within 100 ms), one on the fetcher (longer than an hour)
+    await t.db.pool.query(
+      `INSERT INTO ${TEST_SCHEMA}.job_minutes (minute, name, side, shard, completed, waits)
+       VALUES (date_trunc('minute', clock_timestamp()), $1, 'main', 1, 6, $2), (date_trunc('minute', clock_timestamp()), $1, 'main', 2, 4, $3),
+              (date_trunc('minute', clock_timestamp()), $1, 'fetcher', 1, 1, $4)`,
+      [name, histogram({ 0: 6 }), histogram({ 3: 4 }), histogram({ 15: 1 })],
+    );
+    const series = (await createOverviewStore(t.db.pool, TEST_SCHEMA).series('day')).filter((s) => s.name === name);
+    expect(series.map((s) => [s.side, s.completed, s.waitP50Ms, s.waitP95Ms])).toEqual([
+      ['fetcher', 1, null, null],
+      ['main', 10, 10, 100],
+    ]);
+  });
+
   it('adds to its own rows at each flush; another process writes rows of its own, and the overview sums them', async () => {
     const name = 'rollup.shards';
     const other = createMainLedger(t.db.pool, TEST_SCHEMA);

@@ -36,6 +36,9 @@ export interface LiveCounts {
   running: number;
 }
 
+/** The wait histogram's buckets, 1-based as its arrays are: the bounds and one for anything longer. */
+const WAIT_BUCKETS = Array.from({ length: WAIT_BOUNDS_MS.length + 1 }, (_, i) => i + 1);
+
 /** The bucket bound under which `p` of the counted waits fall (null when none, or past the last bound). */
 export function percentileOfBuckets(counts: readonly number[], p: number): number | null {
   const total = counts.reduce((a, b) => a + b, 0);
@@ -79,9 +82,10 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
              FROM ${s}.job_minutes WHERE minute >= ${since} GROUP BY 1, 2, 3`,
           [bins, binMinutes],
         ),
+        // each bucket summed as a column of its own (unnesting the arrays made 16 rows of each minute's row to group)
         pool.query(
-          `SELECT m.name, m.side, u.i::int AS bucket, sum(u.n)::int AS n
-             FROM ${s}.job_minutes m, unnest(m.waits) WITH ORDINALITY AS u(n, i) WHERE m.minute >= ${since} GROUP BY 1, 2, 3`,
+          `SELECT name, side, ${WAIT_BUCKETS.map((i) => `sum(waits[${i}])::int AS w${i}`).join(', ')}
+             FROM ${s}.job_minutes WHERE minute >= ${since} GROUP BY 1, 2`,
           [bins, binMinutes],
         ),
       ]);
@@ -94,7 +98,7 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
         return e;
       };
       for (const r of perBin.rows) entry(r.name, r.side).bins.set(Date.parse(iso(r.at)!), { completed: r.completed, failed: r.failed });
-      for (const r of waits.rows) entry(r.name, r.side).waits[r.bucket - 1] = r.n;
+      for (const r of waits.rows) entry(r.name, r.side).waits = WAIT_BUCKETS.map((i) => r[`w${i}`] ?? 0);
       return [...byKey.values()]
         .map((e) => {
           const filled = Array.from({ length: bins }, (_, k) => {
