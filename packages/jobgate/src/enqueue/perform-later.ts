@@ -1,12 +1,12 @@
 // The enqueue stage (main): validate the payload, place the job (main, the on-main queue, or the
 // fetcher), and write its ledger row and its queue entry (a routed job: the row alone, which the
 // forwarder reads) in one transaction: the caller's own (`db`), or one of ours.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
-import { insertedRow, queuedCondition, recordBossStatement, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
+import { insertedRow, queuedCondition, recordBossStatement, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, statementName, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import { onMainInsert, recordedByQueue, type OnMainData, type QueuedData } from '../define/queue-policy.ts';
@@ -52,14 +52,6 @@ const isPool = (db: Queryable | undefined): db is Pool => db instanceof pg.Pool 
 /** The largest payload (as JSON) of a job that runs on the fetcher: one always fits a forward request. */
 export const MAX_FETCHER_PAYLOAD_BYTES = 2 ** 20;
 
-/**
- * The name under which node-postgres prepares an enqueue's statement (once per connection): one
- * per distinct text, that is per queue, since the job travels as the statement's one value; named
- * by the text's hash, so two runtimes sharing a pool (or two copies of jobgate) never give one name
- * two texts. Planning the insert and its read-back anew each time cost more than running them.
- */
-const statementName = (text: string) => `jobgate_enqueue_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-
 export function createEnqueuer(deps: {
   pool: Pool;
   boss: PgBoss;
@@ -84,7 +76,8 @@ export function createEnqueuer(deps: {
     const made = recordStatements.get(queue);
     if (made?.bossText === bossText) return made;
     const text = insertedRow(bossText, `${RECORD_COLUMNS}, ${records!.heldIfPaused}`);
-    const statement = { bossText, text, name: statementName(text) };
+    // prepared once per connection (statementName): planning the insert and its read-back anew each time cost more than running them
+    const statement = { bossText, text, name: statementName(text, 'enqueue') };
     recordStatements.set(queue, statement);
     return statement;
   }

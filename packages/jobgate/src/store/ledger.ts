@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
-import { withTransaction } from './transaction.ts';
+import { prepared, withTransaction } from './transaction.ts';
 import { coalesce } from '../support/coalesce.ts';
 import { canonicalTimestamp } from '../support/timestamp.ts';
 import type { ErrorCode } from '../support/errors.ts';
@@ -479,14 +479,15 @@ export function createLedger(pool: Pool, schema: string, finished: (rows: Finish
     },
     { maxItems: 500 },
   );
+  // (prepared once per connection: planning its CTEs took 0.4 ms, 0.8 ms for several ends, about as much as running it)
   const finishAttempt = coalesce(
     async (ends: FinishArgs[]): Promise<void[]> => {
       if (ends.length === 1) {
         const e = ends[0]!;
-        finished((await pool.query(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb])).rows);
+        finished((await pool.query(prepared(sql.finishAttempt, [e.id, e.attempt, e.outcome, e.state, e.error ? JSON.stringify(e.error) : null, e.peakRssMb]))).rows);
       } else {
         const input = ends.map((e) => ({ id: e.id, attempt: e.attempt, outcome: e.outcome, state: e.state, error: e.error, peak_rss_mb: e.peakRssMb }));
-        finished((await pool.query(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)])).rows);
+        finished((await pool.query(prepared(sql.finishAttempts, [JSON.stringify(input), input.map((e) => e.id)]))).rows);
       }
       return ends.map(() => undefined);
     },

@@ -1,7 +1,31 @@
+import { createHash } from 'node:crypto';
 import pg, { type Pool, type PoolClient } from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { isTransientDatabaseError } from '../support/errors.ts';
+
+const names = new Map<string, string>();
+
+/**
+ * The name under which node-postgres prepares a statement (once per connection, then runs it by
+ * name): for the statements a job runs every time whose planning costs as much as running them
+ * (an enqueue, an attempt's end). Named by the text's hash, so two runtimes sharing a pool (or two
+ * copies of jobgate) never give one name two texts.
+ */
+export function statementName(text: string, kind: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `jobgate_${kind}_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+    // (a text per queue at most: the map stays as small as the catalogue)
+    names.set(text, name);
+  }
+  return name;
+}
+
+/** A query node-postgres prepares on each connection the first time and runs by name after (statementName). */
+export function prepared(text: string, values: unknown[], kind = 'ledger'): pg.QueryConfig {
+  return { name: statementName(text, kind), text, values };
+}
 
 /** The connection's error is heard elsewhere (see guardConnections); this listener only keeps it from ending the process. */
 const heardElsewhere = () => {};
