@@ -1,11 +1,11 @@
 // A signed HTTP peer: what main's client for the fetcher and the fetcher's client for main share.
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { Pool } from 'undici';
 import { z } from 'zod';
 import { routePath, signedHeaders, type PathParams, type Purpose, type RouteAnswer, type RouteBody, type SignedRoute, type SigningKey } from '../protocol/index.ts';
 import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter, type PeerName } from './errors.ts';
+import { uuidv7 } from '../support/ids.ts';
 
 export interface PeerOptions {
   /** e.g. https://jobgate-fetcher.onrender.com */
@@ -45,7 +45,7 @@ export interface WakeResult {
 }
 
 /** A new webhook-id for `purpose`, naming `resource` when the route is about one (`get_<jobId>_<nonce>`). */
-export const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${resource ? `${resource}_` : ''}${randomUUID()}`;
+export const messageId = (purpose: Purpose, resource?: string) => `${purpose}_${resource ? `${resource}_` : ''}${uuidv7()}`;
 
 /** What a call of a signed route sends: its body (typed by the route's request schema) and path parameters. */
 export type RouteInput<R extends SignedRoute> = (R['request'] extends z.ZodType ? { body: RouteBody<R> } : { body?: undefined }) &

@@ -1,11 +1,10 @@
 // The enqueue stage (main): validate the payload, place the job (main, the on-main queue, or the
 // fetcher), and write its ledger row and its queue entry (a routed job: the row alone, which the
 // forwarder reads) in one transaction: the caller's own (`db`), or one of ours.
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Pool } from 'pg';
 import type { JobInsert, PgBoss, SendOptions } from 'pg-boss';
-import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent } from '../support/index.ts';
+import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, findUnstorable, newTraceparent, parseTraceparent, uuidv7 } from '../support/index.ts';
 import { insertedRow, queuedCondition, recordBossStatement, recordBossWrite, recordPlans, RECORD_COLUMNS, runTogether, statementName, toBossDb, toJob, withTransaction, type BatchStore, type BossDb, type JobRecord, type MainLedger, type Queryable, type QueueTimings, type RecordData } from '../store/index.ts';
 import { SystemQueue, type Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
@@ -123,7 +122,7 @@ export function createEnqueuer(deps: {
     // read back in the same round trip as the job every view will show.
     // (a paused name's record is written held, as a pause holds those written before it)
     if (records && recordedHere(def, placed)) {
-      const id = randomUUID();
+      const id = uuidv7();
       const record: RecordData = { ...data, record: 1 };
       const queued = await recordBossStatement((bossDb) => boss.send(def.name, record, { id, priority, db: bossDb, ...(delaySeconds > 0 ? { startAfter: delaySeconds } : {}) }), id);
       // (answered by the insert itself, and held while its name is paused, in the same statement;
@@ -137,7 +136,7 @@ export function createEnqueuer(deps: {
     // answers each); anything else that has query(text, values) gets one statement at a time, in
     // the caller's transaction.
     if (!uniqueKey && onePass) {
-      const id = randomUUID();
+      const id = uuidv7();
       if (route === 'fetcher') {
         const [inserted] = await runTogether(db, [ledger.insertJobStatement(newJob(id), 'true'), announce]);
         return { job: ledger.toJob(inserted![0]), duplicate: false };
@@ -150,7 +149,7 @@ export function createEnqueuer(deps: {
     }
     // A unique job can finish between a failed insert and the lookup: then insert again.
     for (let tries = 0; tries < 3; tries++) {
-      const id = randomUUID();
+      const id = uuidv7();
       const job = await ledger.insertJob(newJob(id), db);
       if (!job) {
         const existing = uniqueKey ? await ledger.findLiveByUniqueKey(def.name, uniqueKey, db) : null;
@@ -215,7 +214,7 @@ export function createEnqueuer(deps: {
   /** performLater into an existing batch: written as a spawn of one, so the batch is checked in the same transaction. */
   async function joinBatch(def: JobDefinition, payload: unknown, opts: EnqueueOptions & InternalOptions, batchId: string): Promise<EnqueueResult> {
     batchIdOrThrow(batchId);
-    const id = randomUUID();
+    const id = uuidv7();
     const job = { id, name: def.name, payload, batchId, ...(opts.priority !== undefined ? { priority: opts.priority } : {}), ...(opts.delaySeconds ? { delaySeconds: opts.delaySeconds } : {}), ...(opts.runOnMain ? { runOnMain: true } : {}) };
     const write = async (db: Queryable): Promise<EnqueueResult> => {
       const written = await spawn({ jobs: [job], batches: [], seal: [], ...(opts.requestId ? { requestId: opts.requestId } : {}), ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) }, { db, reopenBatch: Boolean(opts.reopenBatch) });

@@ -1,8 +1,7 @@
 // main, composed: the job service, the forwarder to the fetcher, the override, the loops that
 // watch the fetcher, and the routers the host app mounts. Options in, an object you can stop out;
 // nothing here reads process.env.
-import { randomUUID } from 'node:crypto';
-import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, metricsHandler } from '../support/index.ts';
+import { ConfigError, ErrorCode, JobgateError, createLogger, createRegistry, metricsHandler, uuidv7 } from '../support/index.ts';
 import { signingKeys, type SpawnJob } from '../protocol/index.ts';
 import { createFetcherClient } from '../client/index.ts';
 import { createAdminStore, createOverrideStore, createMainLedger, createReplayStore, createWakeStore, listenFor, parseCursor } from '../store/index.ts';
@@ -157,19 +156,19 @@ export async function createMain(options: MainOptions): Promise<Main> {
         const name = jobs.definition(job).name;
         if (batch !== undefined) batchIdOrThrow(batch);
         const many: SpawnJob[] = payloads.map((payload) => ({
-          id: randomUUID(), name, payload,
+          id: uuidv7(), name, payload,
           ...(priority !== undefined ? { priority } : {}), ...(delaySeconds ? { delaySeconds } : {}), ...(runOnMain ? { runOnMain } : {}), ...(batch ? { batchId: batch } : {}),
         }));
         const written = await jobs.spawn({ jobs: many, batches: [], seal: [], ...(requestId ? { requestId } : {}), ...(traceparent ? { traceparent } : {}) }, db ? { db } : {});
         return { ids: many.map((j) => j.id), skipped: many.flatMap((j) => (written.has(j.id) ? [] : [j.id])) };
       },
       batch(batchOptions = {}) {
-        const id = randomUUID();
+        const id = uuidv7();
         const members: SpawnJob[] = [];
         const batch: Batch = {
           id,
           add(job, payload, o = {}) {
-            members.push({ id: randomUUID(), name: jobs.definition(job).name, payload, batchId: id, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.delaySeconds ? { delaySeconds: o.delaySeconds } : {}), ...(o.runOnMain ? { runOnMain: true } : {}) });
+            members.push({ id: uuidv7(), name: jobs.definition(job).name, payload, batchId: id, ...(o.priority !== undefined ? { priority: o.priority } : {}), ...(o.delaySeconds ? { delaySeconds: o.delaySeconds } : {}), ...(o.runOnMain ? { runOnMain: true } : {}) });
             return batch;
           },
           async enqueue({ db } = {}) {

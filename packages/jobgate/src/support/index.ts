@@ -11,3 +11,4 @@ export * from './text.ts';
 export * from './timestamp.ts';
 export * from './loop.ts';
 export * from './coalesce.ts';
+export * from './ids.ts';
