@@ -67,7 +67,7 @@ export function liveCountsSql(schema: string, bossSchema?: string): { ledger: st
  * (queue-records.ts): live() counts them with the ledger's.
  */
 export function createOverviewStore(pool: Pool, schema: string, bossSchema?: string) {
-  const live = liveCountsSql(schema, bossSchema);
+  const liveSql = liveCountsSql(schema, bossSchema);
   const s = assertSchemaName(schema);
   return {
     /** Completed and failed per bin, and the wait histogram, per job name and side, over the window. */
@@ -125,12 +125,12 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
     async live(): Promise<LiveCounts[]> {
       const waiting = new Set<string>(WAITING_STATES);
       const [ledger, fromRecords] = await Promise.all([
-        pool.query<{ name: string; side: 'main' | 'fetcher'; state: string; n: number }>(live.ledger),
-        live.records ? pool.query<LiveCounts>(live.records) : null,
+        pool.query<{ name: string; side: 'main' | 'fetcher'; state: string; n: number }>(liveSql.ledger),
+        liveSql.records ? pool.query<LiveCounts>(liveSql.records) : null,
       ]);
       const counts = new Map<string, LiveCounts>();
       const of = (name: string, side: 'main' | 'fetcher') => {
-        const key = `${side} ${name}`;
+        const key = `${side}\u0000${name}`;
         let c = counts.get(key);
         if (!c) counts.set(key, (c = { name, side, queued: 0, running: 0 }));
         return c;
