@@ -59,6 +59,9 @@ export const RECORD_COLUMNS = `
   CASE WHEN j.state <> 'completed' THEN j.output->'error' END AS error,
   j.data->>'traceparent' AS traceparent, (j.data->>'parentId')::uuid AS parent_id, (j.data->>'batchId')::uuid AS batch_id`;
 
+/** pg-boss's live rows of the jobs main's ledger keeps (not records, not jobgate's own queues): jobgate_ledger_live's predicate, on `j`. */
+const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${j}name NOT LIKE 'jobgate.%' AND NOT ${j}data ? 'record'`;
+
 /**
  * The indexes of ours on main's pg-boss job table. jobgate_records_ended: records that failed or
  * were cancelled, for the list's filters by those states (rare among the rows a queue keeps;
@@ -71,9 +74,6 @@ export const RECORD_COLUMNS = `
  * building one holds writes to pg-boss's jobs back for as long as it reads them (seconds at a
  * million jobs), once, at the first start that lacks it.
  */
-/** pg-boss's live rows of the jobs main's ledger keeps (not records, not jobgate's own queues): jobgate_ledger_live's predicate, on `j`. */
-const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${j}name NOT LIKE 'jobgate.%' AND NOT ${j}data ? 'record'`;
-
 export function ensureRecordIndexes(bossSchema: string): string {
   const b = assertSchemaName(bossSchema);
   // (only when it is missing: even CREATE INDEX IF NOT EXISTS locks the table against writes first)
