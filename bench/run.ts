@@ -107,7 +107,8 @@ async function inProcess(url: string) {
   const boss = createBoss({ connectionString: url, schema: 'pgboss_main', poolSize: 5, timings: TIMINGS, logger: quiet });
   await boss.start();
   await pool.query(mainJobsViews());
-  const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
+  // raw pg-boss as its users run it: none of its statements prepared (jobgate's own pg-boss prepares the recurring ones)
+  const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet, prepare: false });
   await raw.start();
   await raw.createQueue('raw.noop', RAW_QUEUE);
   const jobs = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([noop]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
@@ -856,7 +857,7 @@ async function ledgerPickups(observer: pg.Pool, name: string, run: string, from:
 
 /** Raw pg-boss in this process: its own schema, four workers, one job per fetch (as the local rows). */
 async function rawPressurePath(url: string): Promise<{ path: PressurePath; stop(): Promise<void> }> {
-  const raw = createBoss({ connectionString: named(url, 'bench-raw'), schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet });
+  const raw = createBoss({ connectionString: named(url, 'bench-raw'), schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet, prepare: false });
   await raw.start();
   await raw.createQueue('raw.pressure', RAW_QUEUE);
   await raw.work('raw.pressure', RAW_WORK, async () => {});

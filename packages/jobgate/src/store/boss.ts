@@ -1,7 +1,7 @@
 import { PgBoss, type WorkOptions } from 'pg-boss';
 import type { Logger } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
-import { GuardedClient } from './transaction.ts';
+import { GuardedClient, PreparingClient } from './transaction.ts';
 
 export { PgBoss };
 
@@ -39,7 +39,7 @@ export const DEFAULT_TIMINGS: QueueTimings = {
  * pg-boss with LISTEN/NOTIFY for low pick-up latency and our timings. Errors are logged, never
  * thrown: a PostgreSQL restart makes pg-boss emit errors and carry on (../shared/FAULTS.md M5).
  */
-export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger; client?: boolean }): PgBoss {
+export function createBoss(options: { connectionString: string; schema: string; poolSize: number; timings: QueueTimings; logger: Logger; client?: boolean; prepare?: boolean }): PgBoss {
   const { timings } = options;
   const boss = new PgBoss({
     // client: send and read only (the CLI), no schema migration or maintenance
@@ -51,8 +51,9 @@ export function createBoss(options: { connectionString: string; schema: string; 
     max: options.poolSize,
     application_name: 'jobgate-queue',
     // pg-boss's pool is pg-pool too: its connections are guarded like ours (transaction.ts
-    // guardConnections); pg-boss hands its options to its pool, a Client among them
-    ...({ Client: GuardedClient } as object),
+    // guardConnections), and its recurring statements prepared (PreparingClient) unless
+    // `prepare: false` (the bench's raw pg-boss); pg-boss hands its options to its pool, a Client among them
+    ...({ Client: options.prepare === false ? GuardedClient : PreparingClient } as object),
     // (also bounds how late pg-boss settles a fetch a runner handed back: HAND_BACK_SECONDS must exceed it)
     connectionTimeoutMillis: 10_000,
     useListenNotify: true,

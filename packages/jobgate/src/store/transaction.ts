@@ -50,11 +50,72 @@ export function guardConnections(pool: Pool): void {
   for (const client of (pool as unknown as { _clients?: pg.Client[] })._clients ?? []) client.on('error', heardElsewhere);
 }
 
+/** Texts with values run through a PreparingClient, by how often they ran (see recurring). */
+const runs = new Map<string, { count: number; generation: number }>();
+/** A text is prepared once it ran this often: pg-boss's fetch and settle of a queue, not a one-off. */
+const PREPARE_AFTER = 3;
+/** Texts remembered at most; past that, the least recently counted goes (a text made per call never recurs). */
+const MAX_TEXTS = 500;
+
+/** The statement name a recurring text runs under, or null while it has not recurred. */
+function recurring(text: string): string | null {
+  let r = runs.get(text);
+  if (r) runs.delete(text);
+  else {
+    r = { count: 0, generation: 0 };
+    if (runs.size >= MAX_TEXTS) runs.delete(runs.keys().next().value!);
+  }
+  r.count++;
+  runs.set(text, r);
+  return r.count >= PREPARE_AFTER ? statementName(`${r.generation}\u0000${text}`, 'boss') : null;
+}
+
+/**
+ * A statement prepared before a migration changed what it returns fails ("cached plan must not
+ * change result type") on every connection that prepared it: the text gets a new name, prepared
+ * afresh at its next run.
+ */
+function forgetIfStale(text: string, err: unknown): void {
+  if ((err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message)) {
+    const r = runs.get(text);
+    if (r) r.generation++;
+  }
+}
+
 /** A pg Client guarded the same way from its start: the Client of the pools we hand to pg-boss, where no 'connect' event of ours can reach. */
 export class GuardedClient extends pg.Client {
   constructor(config?: string | pg.ClientConfig) {
     super(config);
     this.on('error', heardElsewhere);
+  }
+}
+
+/**
+ * A GuardedClient that also prepares the statements pg-boss runs again and again (a text with
+ * values, run PREPARE_AFTER times: a queue's fetch, its settle), once per connection, as ours are
+ * (statementName): planning pg-boss's fetch and settle anew for every job cost about as much as
+ * running them.
+ */
+export class PreparingClient extends GuardedClient {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    const query = this.query.bind(this) as (...args: unknown[]) => unknown;
+    this.query = ((...args: unknown[]) => {
+      const [text, values, callback] = args;
+      if (typeof text !== 'string' || !Array.isArray(values) || values.length === 0) return query(...args);
+      const name = recurring(text);
+      if (name === null) return query(...args);
+      if (typeof callback === 'function') {
+        return query({ name, text, values }, (err: unknown, res: unknown) => {
+          if (err) forgetIfStale(text, err);
+          (callback as (e: unknown, r: unknown) => void)(err, res);
+        });
+      }
+      return (query({ name, text, values }) as Promise<unknown>).catch((err: unknown) => {
+        forgetIfStale(text, err);
+        throw err;
+      });
+    }) as typeof this.query;
   }
 }
 
