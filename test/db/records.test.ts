@@ -251,7 +251,7 @@ describe('a job recorded by its pg-boss row', () => {
     }
   });
 
-  it("is counted once in the overview's live counts, beside ledger jobs whose pg-boss rows are not records", async () => {
+  it("is counted once in the overview's live counts and the status page's, beside ledger jobs whose pg-boss rows are not records", async () => {
     await db.pool.query(ensureRecordIndexes(TEST_BOSS_SCHEMA));
     // a queue no worker here runs: what is written stays as written
     const name = 'rec.counted';
@@ -264,8 +264,14 @@ describe('a job recorded by its pg-boss row', () => {
     await db.pool.query(`INSERT INTO ${TEST_SCHEMA}.jobs (id, name, route, state, payload, max_attempts, run_at) SELECT unnest($1::uuid[]), $2, 'main', 'queued', '{}', 1, now()`, [ledgerIds, name]);
     // one record fetched, and one ledger job's pg-boss row fetched before its claim (the ledger says queued)
     await db.pool.query(`UPDATE ${TEST_BOSS_SCHEMA}.job SET state = 'active', started_on = now() WHERE name = $1 AND id = ANY($2::uuid[])`, [name, [recordIds[0], ledgerIds[0]]]);
+    // and one record that failed for good today
+    const failedId = randomUUID();
+    await boss.insert(name, [{ id: failedId, data: { payload: {}, record: 1 } }]);
+    await db.pool.query(`UPDATE ${TEST_BOSS_SCHEMA}.job SET state = 'failed', completed_on = now() WHERE name = $1 AND id = $2`, [name, failedId]);
     const live = await createOverviewStore(db.pool, TEST_SCHEMA, TEST_BOSS_SCHEMA).live();
     expect(live.filter((l) => l.name === name)).toEqual([{ name, side: 'main', queued: 4, running: 1 }]);
+    // the status page's counts: the same, and the day's failures
+    expect((await ledger.countsByName('main'))[name]).toEqual({ queued: 4, active: 1, failed: 1 });
     await db.pool.query(`DELETE FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1`, [name]);
     await db.pool.query(`DELETE FROM ${TEST_SCHEMA}.jobs WHERE name = $1`, [name]);
     expect((await createOverviewStore(db.pool, TEST_SCHEMA, TEST_BOSS_SCHEMA).live()).filter((l) => l.name === name)).toEqual([]);

@@ -132,6 +132,17 @@ const STOPPING_SECONDS = 300;
 export function recordPlans(bossSchema: string, schema = 'jobgate') {
   const b = assertSchemaName(bossSchema);
   const s = assertSchemaName(schema);
+  // Records not finished, per name: every live row of the job queues (pg-boss's job_i14) less those
+  // of ledger jobs (jobgate_ledger_live), both read from an index alone, counted per name and state.
+  const liveByName = `
+      SELECT name, 'main' AS side,
+             coalesce(sum(n) FILTER (WHERE state IN ('created', 'retry')), 0)::int AS queued,
+             coalesce(sum(n) FILTER (WHERE state = 'active'), 0)::int AS running
+        FROM (SELECT j.name, j.state, count(*) AS n FROM ${b}.job j
+               WHERE j.state IN ('created', 'retry', 'active') AND j.name NOT LIKE 'jobgate.%' GROUP BY j.name, j.state
+              UNION ALL
+              SELECT j.name, j.state, -count(*) FROM ${b}.job j WHERE ${ledgerLive('j.')} GROUP BY j.name, j.state) live
+       GROUP BY name HAVING sum(n) > 0`;
   /** Whether record `j` was cancelled under an attempt that may still be stopping (see STOPPING_SECONDS). */
   const stopping = `(j.state = 'cancelled' AND j.started_on IS NOT NULL AND j.completed_on > clock_timestamp() - interval '${STOPPING_SECONDS} seconds'
      AND NOT EXISTS (SELECT 1 FROM ${s}.executions x WHERE x.job_id = j.id AND x.attempt = j.retry_count + 1))`;
@@ -232,28 +243,20 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
            WHERE ${where.join(' AND ')}
            ORDER BY j.created_on DESC, j.id DESC LIMIT ${limit}) r`;
     },
-    /** Live records per job name, and those that failed in the last day (the ledger's countsByName). */
+    /**
+     * Live records per job name (liveByName: from indexes alone), and those that failed in the last
+     * day (from jobgate_records_ended, the failed ones' rows read): the ledger's countsByName.
+     */
     countsByName: `
-      SELECT j.name,
-             count(*) FILTER (WHERE j.state IN ('created', 'retry'))::int AS queued,
-             count(*) FILTER (WHERE j.state = 'active')::int AS active,
-             count(*) FILTER (WHERE j.state = 'failed')::int AS failed
-        FROM ${b}.job j
-       WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record'
-         AND (j.state < 'completed' OR (j.state = 'failed' AND j.completed_on > clock_timestamp() - interval '1 day'))
-       GROUP BY j.name`,
+      SELECT name, sum(queued)::int AS queued, sum(active)::int AS active, sum(failed)::int AS failed FROM (
+        SELECT name, queued, running AS active, 0 AS failed FROM (${liveByName}) live
+        UNION ALL
+        SELECT j.name, 0, 0, count(*) FROM ${b}.job j
+         WHERE j.state = 'failed' AND j.name NOT LIKE 'jobgate.%' AND j.data ? 'record' AND j.completed_on > clock_timestamp() - interval '1 day'
+         GROUP BY j.name) c
+       GROUP BY name`,
     /** Records not finished, per job name: waiting and running (the overview's live counts; main runs them all). */
-    // every live row of the job queues (pg-boss's job_i14) less those of ledger jobs (jobgate_ledger_live):
-    // both read from an index alone, counted per name and state in its order
-    liveByName: `
-      SELECT name, 'main' AS side,
-             coalesce(sum(n) FILTER (WHERE state IN ('created', 'retry')), 0)::int AS queued,
-             coalesce(sum(n) FILTER (WHERE state = 'active'), 0)::int AS running
-        FROM (SELECT j.name, j.state, count(*) AS n FROM ${b}.job j
-               WHERE j.state IN ('created', 'retry', 'active') AND j.name NOT LIKE 'jobgate.%' GROUP BY j.name, j.state
-              UNION ALL
-              SELECT j.name, j.state, -count(*) FROM ${b}.job j WHERE ${ledgerLive('j.')} GROUP BY j.name, j.state) live
-       GROUP BY name HAVING sum(n) > 0`,
+    liveByName,
     /** A record's attempts: its rows in `executions` (those that failed, were lost or were cancelled) and its latest, from its row. */
     latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
   };
