@@ -36,6 +36,8 @@ export interface LiveCounts {
   running: number;
 }
 
+const WAITING = new Set<string>(WAITING_STATES);
+
 /** The wait histogram's buckets, 1-based as its arrays are: the bounds and one for anything longer. */
 const WAIT_BUCKETS = Array.from({ length: WAIT_BOUNDS_MS.length + 1 }, (_, i) => i + 1);
 
@@ -123,7 +125,6 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
      * each from an index alone (jobs_live_by_name; pg-boss's live rows less the ledger jobs' own).
      */
     async live(): Promise<LiveCounts[]> {
-      const waiting = new Set<string>(WAITING_STATES);
       const [ledger, fromRecords] = await Promise.all([
         pool.query<{ name: string; side: 'main' | 'fetcher'; state: string; n: number }>(liveSql.ledger),
         liveSql.records ? pool.query<LiveCounts>(liveSql.records) : null,
@@ -135,7 +136,7 @@ export function createOverviewStore(pool: Pool, schema: string, bossSchema?: str
         if (!c) counts.set(key, (c = { name, side, queued: 0, running: 0 }));
         return c;
       };
-      for (const r of ledger.rows) of(r.name, r.side)[waiting.has(r.state) ? 'queued' : 'running'] += r.n;
+      for (const r of ledger.rows) of(r.name, r.side)[WAITING.has(r.state) ? 'queued' : 'running'] += r.n;
       for (const r of fromRecords?.rows ?? []) {
         const c = of(r.name, r.side);
         c.queued += r.queued;

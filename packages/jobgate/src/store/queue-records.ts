@@ -36,7 +36,9 @@ const BOSS_STATES: Record<JobState, readonly string[]> = {
 const bossStatesOf = (states: readonly JobState[]): string[] => [...new Set(states.flatMap((s) => BOSS_STATES[s]))];
 
 /** The queues that hold jobs (jobgate's own system queues are named `jobgate.…`, which no job may be). */
-const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE name NOT LIKE 'jobgate.%'`;
+/** A job queue's name (`column` holds one), not one of jobgate's own queues. */
+const jobQueueName = (column: string) => `${column} NOT LIKE 'jobgate.%'`;
+const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE ${jobQueueName('name')}`;
 
 /** A record's (pg-boss row `j`) state as jobgate names it. */
 const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END`;
@@ -60,7 +62,7 @@ export const RECORD_COLUMNS = `
   j.data->>'traceparent' AS traceparent, (j.data->>'parentId')::uuid AS parent_id, (j.data->>'batchId')::uuid AS batch_id`;
 
 /** pg-boss's live rows of the jobs main's ledger keeps (not records, not jobgate's own queues): jobgate_ledger_live's predicate, on `j`. */
-const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${j}name NOT LIKE 'jobgate.%' AND NOT ${j}data ? 'record'`;
+const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${jobQueueName(`${j}name`)} AND NOT ${j}data ? 'record'`;
 
 /**
  * The indexes of ours on main's pg-boss job table. jobgate_records_ended: records that failed or
@@ -139,7 +141,7 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
              coalesce(sum(n) FILTER (WHERE state IN ('created', 'retry')), 0)::int AS queued,
              coalesce(sum(n) FILTER (WHERE state = 'active'), 0)::int AS running
         FROM (SELECT j.name, j.state, count(*) AS n FROM ${b}.job j
-               WHERE j.state IN ('created', 'retry', 'active') AND j.name NOT LIKE 'jobgate.%' GROUP BY j.name, j.state
+               WHERE j.state IN ('created', 'retry', 'active') AND ${jobQueueName('j.name')} GROUP BY j.name, j.state
               UNION ALL
               SELECT j.name, j.state, -count(*) FROM ${b}.job j WHERE ${ledgerLive('j.')} GROUP BY j.name, j.state) live
        GROUP BY name HAVING sum(n) > 0`;
@@ -252,7 +254,7 @@ export function recordPlans(bossSchema: string, schema = 'jobgate') {
         SELECT name, queued, running AS active, 0 AS failed FROM (${liveByName}) live
         UNION ALL
         SELECT j.name, 0, 0, count(*) FROM ${b}.job j
-         WHERE j.state = 'failed' AND j.name NOT LIKE 'jobgate.%' AND j.data ? 'record' AND j.completed_on > clock_timestamp() - interval '1 day'
+         WHERE j.state = 'failed' AND ${jobQueueName('j.name')} AND j.data ? 'record' AND j.completed_on > clock_timestamp() - interval '1 day'
          GROUP BY j.name) c
        GROUP BY name`,
     /** Records not finished, per job name: waiting and running (the overview's live counts; main runs them all). */

@@ -4,21 +4,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
 import { isTransientDatabaseError } from '../support/errors.ts';
 
+/** A statement's name by its text's hash, so two runtimes sharing a pool (or two copies of jobgate) never give one name two texts. */
+const hashedName = (text: string, kind: string) => `jobgate_${kind}_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+
+/** Our own prepared statements' names by kind and text: a text per queue and a few per schema, as small as the catalogue. */
 const names = new Map<string, string>();
 
 /**
  * The name under which node-postgres prepares a statement (once per connection, then runs it by
  * name): for the statements a job runs every time whose planning costs as much as running them
- * (an enqueue, an attempt's end). Named by the text's hash, so two runtimes sharing a pool (or two
- * copies of jobgate) never give one name two texts.
+ * (an enqueue, an attempt's end).
  */
 export function statementName(text: string, kind: string): string {
-  let name = names.get(text);
-  if (name === undefined) {
-    name = `jobgate_${kind}_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    // (a text per queue at most: the map stays as small as the catalogue)
-    names.set(text, name);
-  }
+  const key = `${kind}\u0000${text}`;
+  let name = names.get(key);
+  if (name === undefined) names.set(key, (name = hashedName(text, kind)));
   return name;
 }
 
@@ -51,7 +51,7 @@ export function guardConnections(pool: Pool): void {
 }
 
 /** Texts with values run through a PreparingClient, by how often they ran (see recurring). */
-const runs = new Map<string, { count: number; generation: number }>();
+const runs = new Map<string, { count: number; generation: number; name: string | null }>();
 /** A text is prepared once it ran this often: pg-boss's fetch and settle of a queue, not a one-off. */
 const PREPARE_AFTER = 3;
 /** Texts remembered at most; past that, the least recently counted goes (a text made per call never recurs). */
@@ -62,12 +62,14 @@ function recurring(text: string): string | null {
   let r = runs.get(text);
   if (r) runs.delete(text);
   else {
-    r = { count: 0, generation: 0 };
+    r = { count: 0, generation: 0, name: null };
     if (runs.size >= MAX_TEXTS) runs.delete(runs.keys().next().value!);
   }
   r.count++;
   runs.set(text, r);
-  return r.count >= PREPARE_AFTER ? statementName(`${r.generation}\u0000${text}`, 'boss') : null;
+  if (r.count < PREPARE_AFTER) return null;
+  // (named here, not through statementName: what these texts are is pg-boss's, and they come and go)
+  return (r.name ??= hashedName(`${r.generation}\u0000${text}`, 'boss'));
 }
 
 /**
@@ -78,7 +80,10 @@ function recurring(text: string): string | null {
 function forgetIfStale(text: string, err: unknown): void {
   if ((err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message)) {
     const r = runs.get(text);
-    if (r) r.generation++;
+    if (r) {
+      r.generation++;
+      r.name = null;
+    }
   }
 }
 
