@@ -179,9 +179,8 @@ async function enqueueLatency(env: Awaited<ReturnType<typeof inProcess>>) {
 
 async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: string) {
   console.log(`local throughput (${SIZES.local} no-op jobs, one per fetch, then 50 per fetch, 4 workers, both)`);
-  // drain what the enqueue test left, fill both queues alike, analyze (PERF.md: stale stats are the biggest trap)
+  // drain what the enqueue rows left, fill both queues alike, analyze (PERF.md: stale stats are the biggest trap)
   await drainNoop(env);
-  await env.pool.query(`DELETE FROM pgboss_raw.job WHERE name = 'raw.noop'`);
   for (let i = 0; i < SIZES.local; i += 500) {
     await Promise.all(Array.from({ length: Math.min(500, SIZES.local - i) }, (_, k) => env.jobs.performLater(noop, { n: i + k })));
   }
@@ -231,9 +230,15 @@ async function localThroughput(env: Awaited<ReturnType<typeof inProcess>>, url: 
   return theirs;
 }
 
-/** What the enqueue rows leave queued for bench.noop (its runtime paused): gone, so later runs start empty. */
+/**
+ * What the enqueue rows leave queued, on both sides (bench.noop's runtime is paused, raw.noop is never
+ * worked there): gone, so every later section starts both sides empty. Left behind, raw pg-boss's
+ * thousands of unworked rows slowed its pipeline in the writes section to about half (585 -> 325
+ * jobs/s at 5,000 jobs) while jobgate's side had none: the routed rows' baseline was unfair.
+ */
 async function drainNoop(env: Awaited<ReturnType<typeof inProcess>>) {
   await env.pool.query(`DELETE FROM pgboss_main.job WHERE name = 'bench.noop'`);
+  await env.pool.query(`DELETE FROM pgboss_raw.job WHERE name = 'raw.noop'`);
   await env.pool.query(`UPDATE jobgate.jobs SET state = 'cancelled' WHERE state = 'queued'`);
 }
 
