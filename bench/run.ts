@@ -257,15 +257,21 @@ async function writesPerJob(env: Awaited<ReturnType<typeof inProcess>>): Promise
   await env.pool.query('ANALYZE');
   const floors = localFloors({ pool: env.pool, raw: env.raw, schema: 'pgboss_raw' });
   const measure = (run: () => Promise<void>) => measureWrites(env.pool, dataDir, count, run);
-  const raw = await measure(() => floors.raw(count));
+  // Raw pg-boss's pipeline is the routed rows' baseline, so it is measured at its best: before and
+  // after jobgate's, the faster of the two. The first run after the earlier sections (the enqueue
+  // rows, then a million-job backlog written and deleted) was seen at half speed, its PostgreSQL
+  // CPU per job 2.5-3x the second's (245 against 582 jobs/s), whichever pipeline ran first.
+  const rawFirst = await measure(() => floors.raw(count));
   const mine = await measure(async () => {
     await env.jobs.resume();
     await sixteenInFlight(count, (n) => env.jobs.performLater(noop, { n }));
     await queueSettled(env.pool, 'pgboss_main', noop.name);
     await env.jobs.pause();
   });
+  const rawAfter = await measure(() => floors.raw(count));
+  const raw = rawAfter.perSecond > rawFirst.perSecond ? rawAfter : rawFirst;
   const bound = (w: Writes) => `; CPU-bound at ${Math.round(capacityBound(w, cores))} jobs/s on ${cores} cores`;
-  record({ figure: 'pipeline throughput on main (enqueue 16 in flight + run)', jobgate: mine.perSecond, baseline: raw.perSecond, unit: 'jobs/s', target: 'reported', note: `jobgate ${describeWrites(mine)}${bound(mine)}; raw ${describeWrites(raw)}${bound(raw)}` }, () => null);
+  record({ figure: 'pipeline throughput on main (enqueue 16 in flight + run)', jobgate: mine.perSecond, baseline: raw.perSecond, unit: 'jobs/s', target: 'reported', note: `jobgate ${describeWrites(mine)}${bound(mine)}; raw (the faster of ${Math.round(rawFirst.perSecond)} jobs/s before jobgate's run and ${Math.round(rawAfter.perSecond)} after) ${describeWrites(raw)}${bound(raw)}` }, () => null);
   record({ figure: 'WAL per job run on main', jobgate: mine.walPerJob, baseline: raw.walPerJob, unit: 'B', target: '≤ 1.3×' }, (r) => r <= 1.3);
   record({ figure: 'row writes per job run on main', jobgate: mine.rowsPerJob, baseline: raw.rowsPerJob, unit: 'rows', target: 'reported' }, () => null);
   const floor = async (figure: string, run: () => Promise<void>, note: string) => {
