@@ -572,6 +572,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
       const ids: string[] = [];
       if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
       const pids = { main: main.child.pid!, fetcher: pair.fetcher.child.pid! };
+      const cpuReadings: Array<Record<string, number>> = [];
       const spent = await measureWrites(
         pool,
         dataDir,
@@ -585,7 +586,14 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
             await sleep(200);
           }
         },
-        { nodeCpuSeconds: () => Object.values(processCpuSeconds(pids)).reduce((a, b) => a + b, 0) },
+        {
+          // measureWrites reads it once before the run and once after: kept per process for the note
+          nodeCpuSeconds: () => {
+            const now = processCpuSeconds(pids);
+            cpuReadings.push(now);
+            return Object.values(now).reduce((a, b) => a + b, 0);
+          },
+        },
       );
       const { rows } = await pool.query(
         `SELECT extract(epoch FROM max(j.finished_at) - min(j.created_at))::float8 AS span,
@@ -621,7 +629,9 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
         console.log(`  PostgreSQL time per routed job at batch ${batch} by part: ${[...byPart].sort((a, b) => b[1] - a[1]).map(([part, ms]) => `${part} ${ms.toFixed(2)} ms`).join('; ')}`);
       }
       const cores = availableParallelism();
-      const phases = `${describeWrites(spent)} (Node: both apps and this script); CPU-bound at ${Math.round(capacityBound(spent, cores))} jobs/s on ${cores} cores; enqueues over ${rows[0].enqueueing.toFixed(1)} s, handler starts over ${rows[0].starting.toFixed(1)} s, last done ${rows[0].span.toFixed(1)} s after the first enqueue`;
+      const [cpuBefore, cpuAfter] = cpuReadings;
+      const nodeByProcess = cpuBefore && cpuAfter ? Object.keys(cpuAfter).map((p) => `${p} ${(((cpuAfter[p]! - (cpuBefore[p] ?? 0)) * 1000) / count).toFixed(2)}`).join(', ') : 'not read';
+      const phases = `${describeWrites(spent)} (Node: both apps and this script, which enqueues: ${nodeByProcess}); CPU-bound at ${Math.round(capacityBound(spent, cores))} jobs/s on ${cores} cores; enqueues over ${rows[0].enqueueing.toFixed(1)} s, handler starts over ${rows[0].starting.toFixed(1)} s, last done ${rows[0].span.toFixed(1)} s after the first enqueue`;
       record(
         {
           figure: `routed throughput, batch ${batch}`, jobgate: rows[0].done / rows[0].span, baseline: rawPipeline.perSecond, unit: 'jobs/s', target: batch === 500 ? '≥ 0.45×' : 'reported',
