@@ -258,9 +258,9 @@ async function writesPerJob(env: Awaited<ReturnType<typeof inProcess>>): Promise
   const floors = localFloors({ pool: env.pool, raw: env.raw, schema: 'pgboss_raw' });
   const measure = (run: () => Promise<void>) => measureWrites(env.pool, dataDir, count, run);
   // Raw pg-boss's pipeline is the routed rows' baseline, so it is measured at its best: before and
-  // after jobgate's, the faster of the two. The first run after the earlier sections (the enqueue
+  // after jobgate's, the faster of the two. Its first run after the earlier sections (the enqueue
   // rows, then a million-job backlog written and deleted) was seen at half speed, its PostgreSQL
-  // CPU per job 2.5-3x the second's (245 against 582 jobs/s), whichever pipeline ran first.
+  // CPU per job 2.5-3x its run after jobgate's (245 against 582 jobs/s); why is not known.
   const rawFirst = await measure(() => floors.raw(count));
   const mine = await measure(async () => {
     await env.jobs.resume();
