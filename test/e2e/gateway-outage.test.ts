@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { completedRuns, databasePerTest, effects, enqueue, handlerStarts, percentile, startPair, states, type Pair } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { startFaultProxy } from '../support/fault-proxy.ts';
 
 // A database of its own for each test, and the apps the test starts on it.
 const t = databasePerTest();
@@ -124,5 +125,41 @@ describe('slow or silent fetcher (rows 19 and 20)', () => {
     for (const ms of durations) expect(ms).toBeLessThan(15_000);
     await expectExactlyOnceOnFetcher(ids);
     console.log(`row 20: ${durations.length} attempts into a blackhole, each failed after p95 ${(percentile(durations, 95) / 1000).toFixed(1)} s; nothing failed; all delivered once it answered`);
+  });
+});
+
+describe("the fetcher's database away", () => {
+  it('the fetcher answers 503 with Retry-After: main wakes nothing, counts no failure towards the backoff, and delivers once it is back', async () => {
+    // the fetcher's connections to PostgreSQL (and only its) go through a proxy the test closes
+    const viaProxy = new URL(t.db.url);
+    const toPostgres = await startFaultProxy({ host: viaProxy.hostname, port: Number(viaProxy.port || 5432) });
+    viaProxy.port = String(toPostgres.port);
+    try {
+      t.pair = await startPair(t.db, { fetcherEnv: { DATABASE_URL: viaProxy.toString() } });
+      await toPostgres.refuse();
+      toPostgres.cut();
+      const awayAt = Date.now();
+      const ids = await Promise.all(Array.from({ length: 10 }, (_, i) => enqueue(t.pair!.main, 'test.remote', { sleepMs: 10, label: `db-away-${i}` })));
+      const said = await t.pair.main.waitForLog('main hears why the fetcher cannot take jobs', (l) => l.msg?.startsWith('the fetcher cannot take jobs now') === true, 30_000);
+      expect(said).toMatchObject({ code: 'JG_DATABASE_UNAVAILABLE', status: 503, retryAfterSeconds: 1 });
+      // several deliveries refused while its database stays away
+      await sleep(Math.max(0, awayAt + 8_000 - Date.now()));
+      const refused = t.pair.fetcher!.logs.filter((l) => l.msg === 'request' && l.status === 503 && String(l.path).startsWith('/v1/jobs')).length;
+      // it answered each time: awake, so nothing woke it, and the jobs wait as it asked (a second),
+      // not a backoff grown by each refusal (1, 2, 4, 8 s … after 8 s of them)
+      expect(t.pair.main.logs.filter((l) => l.msg === 'fetcher unreachable; waking it')).toEqual([]);
+      const { rows } = await t.db.pool.query(`SELECT state, forward_tries FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
+      expect(rows.every((r) => r.forward_tries === 0 && ['queued', 'forwarding'].includes(r.state)), JSON.stringify(rows)).toBe(true);
+
+      await toPostgres.resume();
+      const backAt = Date.now();
+      await t.allCompleted(ids);
+      await expectExactlyOnceOnFetcher(ids);
+      console.log(`fetcher's database away 8 s: ${refused} deliveries answered 503 (Retry-After 1), no wake-up, no backoff counted; all ${ids.length} jobs done ${((Date.now() - backAt) / 1000).toFixed(1)} s after it was back`);
+    } finally {
+      await t.pair?.stop();
+      t.pair = null;
+      await toPostgres.close();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FetcherClientError, FetcherErrorCode, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from '../internal.ts';
+import { FetcherClientError, FetcherErrorCode, answeredNotNow, fromNetworkError, fromStatus, isRetryable, parseRetryAfter } from '../internal.ts';
 
 describe('isRetryable', () => {
   it.each([
@@ -22,6 +22,17 @@ describe('isRetryable', () => {
     [new Error('not ours'), false],
   ])('%s → %s', (err, expected) => {
     expect(isRetryable(err)).toBe(expected);
+  });
+
+  it('tells the other app saying "not now" (a code of ours) from a platform or proxy in front of it', () => {
+    expect(answeredNotNow(fromStatus(503, 'database away', 1_000, undefined, 'fetcher', 'JG_DATABASE_UNAVAILABLE'))).toBe(true);
+    expect(answeredNotNow(fromStatus(429, 'slow down', 1_000, undefined, 'fetcher', 'JG_RATE_LIMITED'))).toBe(true);
+    // a platform's 503 while the app sleeps or boots carries none of our codes: that one is woken
+    expect(answeredNotNow(fromStatus(503, 'Service Unavailable'))).toBe(false);
+    expect(answeredNotNow(fromStatus(502, 'bad gateway', undefined, undefined, 'fetcher', 'SOME_PROXY_CODE'))).toBe(false);
+    // not retryable whatever its code
+    expect(answeredNotNow(fromStatus(422, 'invalid', undefined, undefined, 'fetcher', 'JG_PAYLOAD_INVALID'))).toBe(false);
+    expect(answeredNotNow(fromNetworkError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })))).toBe(false);
   });
 
   it('keeps stable codes', () => {

@@ -21,13 +21,19 @@ export class FetcherClientError extends Error {
   readonly retryAfterMs: number | undefined;
   /** The fields the other side named in its problem+json (`errors`), if any. */
   readonly fieldErrors: Array<{ path: string; message: string }>;
-  constructor(code: FetcherErrorCode, message: string, options: ErrorOptions & { status?: number; retryAfterMs?: number; fieldErrors?: Array<{ path: string; message: string }> } = {}) {
+  /**
+   * The other app's own code for the problem (its problem+json `code`, e.g. JG_DATABASE_UNAVAILABLE):
+   * present when the app itself answered, absent for a platform's or a proxy's answer.
+   */
+  readonly problemCode: string | undefined;
+  constructor(code: FetcherErrorCode, message: string, options: ErrorOptions & { status?: number; retryAfterMs?: number; fieldErrors?: Array<{ path: string; message: string }>; problemCode?: string } = {}) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
     this.status = options.status;
     this.retryAfterMs = options.retryAfterMs;
     this.fieldErrors = options.fieldErrors ?? [];
+    this.problemCode = options.problemCode;
   }
 }
 
@@ -48,9 +54,10 @@ export function fromNetworkError(err: unknown, peer: PeerName = 'fetcher'): Fetc
 }
 
 /** Maps an HTTP status the other app (or the platform in front of it) answered with. */
-export function fromStatus(status: number, detail: string, retryAfterMs?: number, fieldErrors?: Array<{ path: string; message: string }>, peer: PeerName = 'fetcher'): FetcherClientError {
-  if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `${peer} answered ${status}: ${detail}`, { status, retryAfterMs });
-  if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `${peer} answered 429: ${detail}`, { status, retryAfterMs });
+export function fromStatus(status: number, detail: string, retryAfterMs?: number, fieldErrors?: Array<{ path: string; message: string }>, peer: PeerName = 'fetcher', problemCode?: string): FetcherClientError {
+  const own = problemCode ? { problemCode } : {};
+  if (status === 502 || status === 503 || status === 504) return new FetcherClientError(FetcherErrorCode.unavailable, `${peer} answered ${status}: ${detail}`, { status, retryAfterMs, ...own });
+  if (status === 429) return new FetcherClientError(FetcherErrorCode.throttled, `${peer} answered 429: ${detail}`, { status, retryAfterMs, ...own });
   if (status === 408) return new FetcherClientError(FetcherErrorCode.timeout, `${peer} answered 408: ${detail}`, { status });
   if (status >= 400 && status < 500) return new FetcherClientError(FetcherErrorCode.rejected, `${peer} refused the request (${status}): ${detail}`, { status, fieldErrors });
   return new FetcherClientError(FetcherErrorCode.failed, `${peer} answered ${status}: ${detail}`, { status });
@@ -91,6 +98,16 @@ export function unreachableLog(logger: { warn(o: object, msg: string): void; inf
 export function isRetryable(err: unknown): boolean {
   if (!(err instanceof FetcherClientError)) return false;
   return err.code === FetcherErrorCode.unavailable || err.code === FetcherErrorCode.timeout || err.code === FetcherErrorCode.throttled;
+}
+
+/**
+ * The other app itself answered that it cannot take the request now (its database away, stopping,
+ * its intake paused, busy, or throttling us), and so is awake: there is nothing to wake, and its
+ * Retry-After says when to come back. A platform's or proxy's 502/503/504 (an app asleep or
+ * booting) carries no code of ours, and is not this.
+ */
+export function answeredNotNow(err: unknown): err is FetcherClientError {
+  return isRetryable(err) && (err as FetcherClientError).problemCode?.startsWith('JG_') === true;
 }
 
 /** `Retry-After` as seconds or an HTTP date, in ms from now; undefined when absent or unreadable. */

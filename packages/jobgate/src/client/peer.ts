@@ -104,14 +104,16 @@ export function createPeer(options: PeerOptions) {
     if (response.statusCode >= 400) {
       let detail = text.slice(0, 300);
       let fieldErrors: Array<{ path: string; message: string }> | undefined;
+      let problemCode: string | undefined;
       try {
-        const problem = JSON.parse(text) as { title?: string; detail?: string; errors?: Array<{ path: string; message: string }> };
+        const problem = JSON.parse(text) as { title?: string; detail?: string; code?: unknown; errors?: Array<{ path: string; message: string }> };
         detail = problem.detail ?? problem.title ?? detail;
+        if (typeof problem.code === 'string') problemCode = problem.code.slice(0, 64);
         if (Array.isArray(problem.errors)) fieldErrors = problem.errors.filter((e) => typeof e?.path === 'string').slice(0, 50);
       } catch {
         /* not problem+json: keep the text */
       }
-      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors, peer);
+      throw fromStatus(response.statusCode, detail, parseRetryAfter(response.headers['retry-after']), fieldErrors, peer, problemCode);
     }
     try {
       return schema.parse(JSON.parse(text));

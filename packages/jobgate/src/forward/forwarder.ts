@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
 import type { MainLedger, ToForward } from '../store/index.ts';
-import { FetcherErrorCode, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
+import { FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
 export interface ForwarderOptions {
@@ -110,6 +110,9 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       const e = err as FetcherClientError;
       const ms = Math.round(performance.now() - sentAt);
       options.onForward?.(e.code === FetcherErrorCode.rejected ? 'refused' : 'failed', jobs.length);
+      // awake, and it said when to come back (its database away, stopping, its intake paused):
+      // nothing to wake; the batch waits as long as it asked (deliverLeased)
+      if (answeredNotNow(err)) throw err;
       if (isRetryable(err) && afterWake) {
         logger.warn({ err, jobs: jobs.length, ms }, 'fetcher unreachable after waking; the batch stays in the outbox');
         throw err;
@@ -273,6 +276,14 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     });
   }
 
+  // "The fetcher cannot take jobs now", once a minute however many deliveries it refuses
+  let notNowLoggedAt = 0;
+  function notNow(err: FetcherClientError, jobs: number, retryAfterSeconds: number): void {
+    if (Date.now() - notNowLoggedAt < 60_000) return;
+    notNowLoggedAt = Date.now();
+    logger.warn({ code: err.problemCode, status: err.status, jobs, retryAfterSeconds, reason: err.message }, 'the fetcher cannot take jobs now (it answered, so it is awake); the jobs wait as long as it asked');
+  }
+
   /** One delivery under its lease: renewed while it lasts, a backoff for every job still waiting when it fails. */
   async function deliverLeased(batch: ToForward[]): Promise<boolean> {
     const ids = batch.map((j) => j.id);
@@ -287,8 +298,13 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     } catch (err) {
       clearInterval(renew);
       await renewing;
-      logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
-      await ledger.deferForward(ids, maxDelaySeconds).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
+      // The fetcher said when to come back: the jobs wait that long, and no failure counts towards
+      // their backoff (a database blip on its side must not push them minutes out). Anything else
+      // backs off 1, 2, 4 … seconds.
+      const asked = answeredNotNow(err) ? Math.min(maxDelaySeconds, (err.retryAfterMs ?? 1_000) / 1000) : null;
+      if (asked === null) logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
+      else notNow(err as FetcherClientError, ids.length, asked);
+      await ledger.deferForward(ids, maxDelaySeconds, asked).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
       return false;
     } finally {
       clearInterval(renew);
@@ -315,6 +331,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         continue;
       }
       const delivered = await deliverLeased(batch);
+      if (delivered) notNowLoggedAt = 0;
       // a failed delivery waits a poll before the next (the fetcher is away: no hot loop)
       if (!delivered) await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});
       else if (batch.length < batchSize) await idle(seen);

@@ -134,10 +134,11 @@ function plans(schema: string) {
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
-    // A failed delivery: `forwarding` (tried, not taken), tried again after 1, 2, 4 … seconds, at most $2 apart.
+    // A failed delivery: `forwarding` (tried, not taken), tried again after 1, 2, 4 … seconds, at most $2
+    // apart; or after $3 seconds, as the fetcher asked (its Retry-After), with no failure counted.
     deferForward: `
-      UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp(), forward_tries = forward_tries + 1,
-             forward_after = clock_timestamp() + least($2::float8, power(2, least(forward_tries, 20))) * interval '1 second'
+      UPDATE ${s}.jobs SET state = 'forwarding', updated_at = clock_timestamp(), forward_tries = forward_tries + ($3::float8 IS NULL)::int,
+             forward_after = clock_timestamp() + coalesce($3::float8, least($2::float8, power(2, least(forward_tries, 20)))) * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
     // These are being forwarded; the rest (main's now, cancelled, finished) are skipped.
     markForwarding: `
@@ -388,8 +389,8 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       await pool.query(sql.renewForwardLease, [ids, leaseSeconds]);
     },
     /** The delivery of these failed: each is tried again after its backoff (at most `maxDelaySeconds`). */
-    async deferForward(ids: string[], maxDelaySeconds: number): Promise<void> {
-      await pool.query(sql.deferForward, [ids, maxDelaySeconds]);
+    async deferForward(ids: string[], maxDelaySeconds: number, retryAfterSeconds: number | null = null): Promise<void> {
+      await pool.query(sql.deferForward, [ids, maxDelaySeconds, retryAfterSeconds]);
     },
     /** Ids (of `ids`) now being forwarded; the others are main's now, cancelled or finished and must not go. */
     async markForwarding(ids: string[]): Promise<Set<string>> {
