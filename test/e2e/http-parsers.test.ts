@@ -151,7 +151,7 @@ const PROBES: Probe[] = [
   },
   { parser: 'claims', send: (r) => ({ app: 'main', method: 'POST', path: '/internal/v1/claims', signed: 'clm', body: `{"jobId": ${str(r, uuid)}, "attempt": ${r.chance(0.5) ? '1' : jsonNumber(r)}, "claimSeconds": ${r.chance(0.5) ? '30' : jsonNumber(r)}}` }) },
   { parser: 'children', send: (r) => ({ app: 'main', method: 'POST', path: '/internal/v1/children', signed: 'spn', body: `{"jobs": [{"id": "${randomUUID()}", "name": "demo.light", "payload": {}${r.chance(0.7) ? `, "priority": ${jsonNumber(r)}` : ''}${r.chance(0.5) ? `, "delaySeconds": ${jsonNumber(r)}` : ''}}], "batches": [], "seal": []}` }) },
-  { parser: 'fetcher submission', send: (r) => ({ app: 'fetcher', method: 'POST', path: '/v1/jobs', signed: 'fwd', body: `{"jobs": [{"id": "${randomUUID()}", "name": "demo.heavy", "payload": {"sleepMs": 0}, "options": {"priority": ${jsonNumber(r)}, "delaySeconds": ${jsonNumber(r)}}}]}` }) },
+  { parser: 'fetcher submission', send: (r) => ({ app: 'fetcher', method: 'POST', path: '/v1/jobs', signed: 'fwd', body: `{"jobs": [{"id": "${randomUUID()}", "name": "demo.heavy", "payload": {"sleepMs": 0}, "options": {${[r.chance(0.7) ? `"priority": ${jsonNumber(r)}` : '', r.chance(0.7) ? `"delaySeconds": ${jsonNumber(r)}` : ''].filter(Boolean).join(', ')}}}]}` }) },
   { parser: 'fetcher job id', send: (r) => { const id = uuid(r); return { app: 'fetcher', method: 'GET', path: `/v1/jobs/${enc(r, id)}`, signed: `get_${id.replace(/[^A-Za-z0-9_:-]/g, '')}` }; } },
 ];
 
