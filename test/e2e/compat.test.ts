@@ -177,7 +177,8 @@ describe('a resend after a lost answer that the fetcher answers 409', () => {
       await waitFor('the job settled', async () => ['forwarded', 'failed'].includes(await state()), { timeoutMs: 20_000 });
       expect(await state()).toBe('forwarded');
       expect(reads).toBeGreaterThanOrEqual(2);
-      expect(main.logs.some((l) => l.msg.startsWith('the fetcher already had the job'))).toBe(true);
+      // (its line is written after the state it reports: read from main's output, it may come a moment later)
+      await main.waitForLog('main says the fetcher already had the job', (l) => l.msg.startsWith('the fetcher already had the job'), 10_000);
     } finally {
       await main.stop();
       fetcher.close();
