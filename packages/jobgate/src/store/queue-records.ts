@@ -35,9 +35,9 @@ const BOSS_STATES: Record<JobState, readonly string[]> = {
 /** pg-boss's states for jobgate's `states` (none: no record can be in them). */
 const bossStatesOf = (states: readonly JobState[]): string[] => [...new Set(states.flatMap((s) => BOSS_STATES[s]))];
 
-/** The queues that hold jobs (jobgate's own system queues are named `jobgate.…`, which no job may be). */
 /** A job queue's name (`column` holds one), not one of jobgate's own queues. */
 const jobQueueName = (column: string) => `${column} NOT LIKE 'jobgate.%'`;
+/** The queues that hold jobs (jobgate's own system queues are named `jobgate.…`, which no job may be). */
 const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE ${jobQueueName('name')}`;
 
 /** A record's (pg-boss row `j`) state as jobgate names it. */
