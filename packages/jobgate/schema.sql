@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 034_state_and_route_out_of_full_indexes.sql: what is, not how it came to be. Change the schema with a new
+-- 035_fetcher_records_keep_their_attempts.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -607,6 +607,9 @@ BEGIN
     RETURN;
   END IF;
   UPDATE jobs SET event_seq = event_seq + 1 WHERE id = p_job RETURNING event_seq INTO v_seq;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
   INSERT INTO job_events (job_id, job_seq, type, attempt, data) VALUES (p_job, v_seq, p_type, p_attempt, p_data);
 END
 $function$;

@@ -16,6 +16,7 @@ import { launchChromium } from '../support/browser.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { installNode, oldestSupportedNode, run } from '../support/pack.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const EXAMPLE = join(ROOT, 'examples/orders-app');
@@ -290,7 +291,7 @@ describe.each(runtimes)('the example on $label', ({ version, node, browser }) =>
 
   it('a POST /orders that fails after performLater rolls back: neither the order nor its job exists', async () => {
     const count = async () =>
-      (await db.pool.query(`SELECT (SELECT count(*) FROM public.orders)::int AS orders, (SELECT count(*) FROM public.main_jobs)::int AS jobs, (SELECT count(*) FROM jobgate_fetcher.jobs)::int AS "fetcherJobs"`)).rows[0];
+      (await db.pool.query(`SELECT (SELECT count(*) FROM public.orders)::int AS orders, (SELECT count(*) FROM public.main_jobs)::int AS jobs, (SELECT count(*) FROM ${FETCHER_JOBS})::int AS "fetcherJobs"`)).rows[0];
     const before = await count();
     const res = await fetch(`${server.url}/orders`, { method: 'POST', headers: json, body: JSON.stringify({ item: 'never', quantity: 1, fail: true }) });
     expect(res.status).toBe(500);
@@ -305,7 +306,7 @@ describe.each(runtimes)('the example on $label', ({ version, node, browser }) =>
     const { id } = (await next.json()) as { id: number };
     await waitFor('the next order imported', async () => (await getJson(`${server.url}/orders/${id}`)).body?.imported_by === 'fetcher', { timeoutMs: 20_000 });
     expect((await getJson(`${server.url}/orders/${lost}`)).status).toBe(404);
-    const jobs = await db.pool.query(`SELECT count(*)::int AS n FROM (SELECT payload FROM public.main_jobs UNION ALL SELECT payload FROM jobgate_fetcher.jobs) j WHERE (payload->>'orderId')::int = $1`, [lost]);
+    const jobs = await db.pool.query(`SELECT count(*)::int AS n FROM (SELECT payload FROM public.main_jobs UNION ALL SELECT payload FROM ${FETCHER_JOBS}) j WHERE (payload->>'orderId')::int = $1`, [lost]);
     expect(jobs.rows[0].n).toBe(0);
   });
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { call, databasePerTest, enqueue, handlerStarts, startPair, states } from '../support/gateway.ts';
 import { startMain } from '../support/apps.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const t = databasePerTest();
 
@@ -134,7 +135,7 @@ describe('batches', () => {
     t.pair.main.kill('SIGKILL');
     await t.pair.main.exited;
     // they end while main is away: their events wait on the fetcher
-    await waitFor('every child ended on the fetcher', async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [children])).rows[0].n === 4, { timeoutMs: 60_000 });
+    await waitFor('every child ended on the fetcher', async () => (await t.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [children])).rows[0].n === 4, { timeoutMs: 60_000 });
     expect(await callbackRuns(batchId)).toEqual([]);
     // main again, and a second main on the same database: both run the batch dispatcher
     await t.pair.startMain();

@@ -7,11 +7,12 @@ import { startFetcher, TEST_SHARED_SECRET, type AppProcess } from '../support/ap
 import { createFetcherClient } from '../../packages/jobgate/src/client/index.ts';
 import { fetcherPerFile } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 const f = fetcherPerFile({ retries: 0 });
 
-const rows = async () => (await f.db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs')).rows[0].n as number;
+const rows = async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS}`)).rows[0].n as number;
 const submission = (jobs: unknown[]) => JSON.stringify({ jobs });
 async function post(body: string, headers: Record<string, string>) {
   const res = await fetch(`${f.fetcher.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
@@ -73,7 +74,7 @@ describe('submissions', () => {
     const again = await f.client.submit(jobs);
     expect(again.accepted.every((a) => a.duplicate)).toBe(true);
     const ids = jobs.map((j) => j.id);
-    await waitFor('500 completed', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1) AND state = 'completed'`, [ids])).rows[0].n === 500, { timeoutMs: 60_000, intervalMs: 250 });
+    await waitFor('500 completed', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1) AND state = 'completed'`, [ids])).rows[0].n === 500, { timeoutMs: 60_000, intervalMs: 250 });
     const { rows: runs } = await f.db.pool.query(`SELECT count(*)::int AS n, count(DISTINCT job_id)::int AS jobs FROM public.test_events WHERE job_id = ANY($1) AND event = 'start'`, [ids]);
     console.log(`batch: 500 accepted in ${acceptMs} ms; resubmitted: 500 duplicates; executions ${runs[0].n} for ${runs[0].jobs} jobs`);
     expect(runs[0]).toEqual({ n: 500, jobs: 500 });
@@ -89,7 +90,7 @@ describe('submissions', () => {
     expect(res.status).toBe(409);
     expect(res.json.errors).toEqual([{ path: 'jobs.1.id', message: expect.stringContaining(id) }]);
     expect(await rows()).toBe(before);
-    const { rows: kept } = await f.db.pool.query('SELECT payload FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
+    const { rows: kept } = await f.db.pool.query(`SELECT payload FROM ${FETCHER_JOBS} WHERE id = $1`, [id]);
     expect(kept[0].payload).toMatchObject({ label: 'original' });
   });
 

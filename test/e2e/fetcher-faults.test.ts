@@ -12,6 +12,7 @@ import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 import { FAST_ENV, startFetcher, TEST_JOBS_MODULE, TEST_SHARED_SECRET, type AppProcess } from '../support/apps.ts';
 import { startFaultProxy } from '../support/fault-proxy.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 let db: TestDatabase;
@@ -73,7 +74,7 @@ describe('crashes', () => {
       const outcome = await submitted;
       const second = await fetcher();
       const again = await clientFor(second).submit([{ id, name: 'test.remote', payload: {} }]);
-      const jobs = await count('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
+      const jobs = await count(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = $1`, [id]);
       const queued = await count(`SELECT count(*)::int AS n FROM pgboss_fetcher.job WHERE id = $1`, [id]);
       console.log(`row 7: first submission ${outcome}; resubmission duplicate=${again.accepted[0]!.duplicate}; fetcher jobs for the id ${jobs}, queue rows ${queued}`);
       expect(outcome).not.toBe('accepted');
@@ -95,7 +96,7 @@ describe('SIGTERM', () => {
     app.kill('SIGTERM');
     const { code } = await app.exited;
     const seconds = (Date.now() - t0) / 1000;
-    const state = (await db.pool.query('SELECT state FROM jobgate_fetcher.jobs WHERE id = $1', [id])).rows[0].state;
+    const state = (await db.pool.query(`SELECT state FROM ${FETCHER_JOBS} WHERE id = $1`, [id])).rows[0].state;
     console.log(`row 8 (fetcher): exit ${code} after ${seconds.toFixed(2)} s; job ${state}`);
     expect([code, state]).toEqual([0, 'completed']);
     expect(seconds).toBeLessThan(25);
@@ -187,7 +188,7 @@ describe('slow fetcher (row 19)', () => {
       peakSockets = Math.max(peakSockets, proxy.connections);
       proxy.setMode({ kind: 'pass' });
       const again = await clientFor(app).submit([{ id, name: 'test.remote', payload: {} }]);
-      const jobs = await count('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = $1', [id]);
+      const jobs = await count(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = $1`, [id]);
       console.log(`row 19: 3 attempts abandoned at the 1 s headers timeout in ${seconds.toFixed(1)} s (${outcome}); later delivery duplicate=${again.accepted[0]!.duplicate}; jobs for the id ${jobs}; proxy sockets ≤ ${peakSockets}`);
       expect(outcome).toBe('JG_FETCHER_TIMEOUT');
       expect(seconds).toBeLessThan(25);

@@ -7,6 +7,7 @@ import { spawnApp, startFetcher, TEST_SHARED_SECRET, type AppProcess } from '../
 import { createFetcherClient } from '../../packages/jobgate/src/client/index.ts';
 import { fetcherPerFile } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 const f = fetcherPerFile();
@@ -18,7 +19,7 @@ describe('isolation: thread', () => {
     await waitFor('completed', async () => (await f.client.getJob(id)).state === 'completed');
     const { rows } = await f.db.pool.query(`SELECT pid FROM public.test_events WHERE job_id = $1 AND event = 'end'`, [id]);
     expect(rows).toEqual([{ pid: f.fetcher.pid }]);
-    const { rows: progress } = await f.db.pool.query(`SELECT 1 FROM jobgate_fetcher.jobs WHERE id = $1 AND progress = 100`, [id]);
+    const { rows: progress } = await f.db.pool.query(`SELECT 1 FROM ${FETCHER_JOBS} WHERE id = $1 AND progress = 100`, [id]);
     expect(progress).toHaveLength(1);
   });
 
@@ -28,7 +29,7 @@ describe('isolation: thread', () => {
     const before = (await f.client.status()).memory.rssMb;
     await f.client.submit([{ id: bomb, name: 'test.heap-bomb', payload: {} }, ...others.map((id) => ({ id, name: 'test.remote', payload: { sleepMs: 50 } }))]);
     await waitFor('bomb failed', async () => (await f.client.getJob(bomb)).state === 'failed', { timeoutMs: 60_000 });
-    await waitFor('others completed', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1) AND state = 'completed'`, [others])).rows[0].n === 100, { timeoutMs: 60_000 });
+    await waitFor('others completed', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1) AND state = 'completed'`, [others])).rows[0].n === 100, { timeoutMs: 60_000 });
     const job = await f.client.getJob(bomb);
     expect(job.executions?.map((e) => [e.attempt, e.outcome, e.error?.code])).toEqual([[1, 'failed', 'JG_HEAP_OUT_OF_MEMORY'], [2, 'failed', 'JG_HEAP_OUT_OF_MEMORY']]);
     const { rows: dlq } = await f.db.pool.query(`SELECT count(*)::int AS n FROM pgboss_fetcher.job WHERE name = 'jobgate.dead-letter' AND source_id = $1`, [bomb]);

@@ -8,6 +8,7 @@ import { parseSecrets, signedHeaders } from '../../packages/jobgate/src/protocol
 import { TEST_API_TOKEN, TEST_SHARED_SECRET } from '../support/apps.ts';
 import { prng } from '../support/adversarial.ts';
 import { ADMIN_PASSWORD, pairPerFile } from '../support/gateway.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 const SEED = Number(process.env.FUZZ_SEED ?? 20261126);
@@ -82,7 +83,7 @@ async function state() {
   return {
     mainJobs: await q('SELECT count(*)::int AS n FROM public.main_jobs'),
     executions: await q('SELECT count(*)::int AS n FROM public.main_attempts'),
-    fetcherJobs: await q('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs'),
+    fetcherJobs: await q(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS}`),
     override: await q(`SELECT count(*)::int AS n FROM jobgate.override_audit`),
     audit: await q('SELECT count(*)::int AS n FROM jobgate.admin_audit'),
     pauses: await q('SELECT count(*)::int AS n FROM jobgate.pauses'),

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { admin, call, completedRuns, databasePerTest, effects, enqueue, handlerStarts, startPair, states } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 // A database of its own for each test, and the apps the test starts on it.
 const t = databasePerTest();
@@ -21,7 +22,7 @@ describe('emergency override during a fetcher outage (FAULTS.md row 35)', () => 
     await toMain!.refuse();
     const inDoubt = await Promise.all(Array.from({ length: 10 }, () => enqueue(t.pair!.main, 'test.remote', { sleepMs: 50 })));
     await waitFor('the fetcher holds all ten', async () => {
-      const { rows } = await t.db.pool.query('SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[])', [inDoubt]);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1::uuid[])`, [inDoubt]);
       return rows[0].n === 10;
     }, { timeoutMs: 30_000, intervalMs: 250 });
     t.pair.fetcher!.kill('SIGKILL');
@@ -57,7 +58,7 @@ describe('emergency override during a fetcher outage (FAULTS.md row 35)', () => 
     await t.pair.startFetcher();
     await toMain!.resume();
     await waitFor('the fetcher gave the ten up', async () => {
-      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'cancelled'`, [inDoubt]);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1::uuid[]) AND state = 'cancelled'`, [inDoubt]);
       return rows[0].n === 10;
     }, { timeoutMs: 90_000, intervalMs: 500 });
     expect(await handlerStarts(t.db, all)).toBe(50);

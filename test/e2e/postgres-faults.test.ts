@@ -14,6 +14,7 @@ import { createFetcherClient } from '../../packages/jobgate/src/client/index.ts'
 import { freePort, startFetcher, startMain, TEST_SHARED_SECRET, type AppProcess } from '../support/apps.ts';
 import { apiHeaders } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const logger = createLogger({ level: 'warn', name: 'test-pg' });
 let dataDir: string;
@@ -145,7 +146,7 @@ describe('PostgreSQL restart under the fetcher (row 14)', () => {
     try {
       const ids = Array.from({ length: 4 }, () => randomUUID());
       await client.submit(ids.map((id) => ({ id, name: 'test.record-remote', payload: { sleepMs: 2_500 } })));
-      const state = async (id: string) => (await pool.query('SELECT state FROM jobgate_fetcher.jobs WHERE id = $1', [id])).rows[0]?.state;
+      const state = async (id: string) => (await pool.query(`SELECT state FROM ${FETCHER_JOBS} WHERE id = $1`, [id])).rows[0]?.state;
       await waitFor('4 active', async () => (await Promise.all(ids.map(state))).every((s) => s === 'active'));
       await cluster.stop();
       await new Promise((r) => setTimeout(r, 4_000));

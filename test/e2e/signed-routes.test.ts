@@ -10,6 +10,7 @@ import { BodyBudgets, parseSecrets, signedHeaders } from '../../packages/jobgate
 import { startMain, TEST_SHARED_SECRET } from '../support/apps.ts';
 import { admin, ADMIN_PASSWORD, adminHeaders, enqueue, pairPerFile, states } from '../support/gateway.ts';
 import { waitFor } from '../support/wait.ts';
+import { FETCHER_JOBS } from '../support/fetcher-jobs.ts';
 
 const keys = parseSecrets(TEST_SHARED_SECRET);
 const f = pairPerFile();
@@ -239,7 +240,7 @@ describe('one poisoned event', () => {
       `INSERT INTO jobgate_fetcher.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, 1, 'progress', 1, $2)`,
       [randomUUID(), JSON.stringify({ progress: 5, message: 'x'.repeat(600) })], // longer than main takes (500)
     );
-    await waitFor('all completed on the fetcher', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM jobgate_fetcher.jobs WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 4, { timeoutMs: 30_000, intervalMs: 100 });
+    await waitFor('all completed on the fetcher', async () => (await f.db.pool.query(`SELECT count(*)::int AS n FROM ${FETCHER_JOBS} WHERE id = ANY($1::uuid[]) AND state = 'completed'`, [ids])).rows[0].n === 4, { timeoutMs: 30_000, intervalMs: 100 });
     await f.pair.startMain();
     await waitFor('all 4 completed at main, from their events', async () => (await states(f.db, ids)).completed === 4, { timeoutMs: 30_000, intervalMs: 100 });
     // (the batch is settled, its refused event set aside, when the dispatcher's transaction ends)

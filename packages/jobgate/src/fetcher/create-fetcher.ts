@@ -59,6 +59,7 @@ export async function createFetcher(options: FetcherServiceOptions): Promise<Fet
         : {}),
       ...(mainClient ? { spawnAtMain: (spawn: Spawn) => pRetry(() => mainClient.spawn(spawn), { retries: 3, minTimeout: 200, maxTimeout: 2_000, shouldRetry: ({ error }) => isRetryable(error) }) } : {}),
       metrics: createJobMetrics(registry),
+      retentionDays: o.retentionDays,
     });
     await jobs.prepare();
     // Job events go back to main; without its URL there is nobody to tell, so none are kept.

@@ -34,6 +34,8 @@ export interface FetcherRuntimeOptions {
   /** Sends a handler's children to main, when main is known. */
   spawnAtMain?: (spawn: Spawn) => Promise<unknown>;
   metrics?: JobMetrics;
+  /** How long finished jobs are kept (days): pg-boss keeps the rows of jobs it records (its queues' deleteAfterSeconds) as long. */
+  retentionDays?: number;
 }
 
 export function createFetcherRuntime(options: FetcherRuntimeOptions) {
@@ -49,6 +51,8 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     runner: {
       ranOn: 'fetcher',
       ledger,
+      // the jobs without a gate: their pg-boss row is their record here (store/fetcher-records.ts)
+      ...(ledger.recordRuns ? { records: ledger.recordRuns } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
       ...(options.moduleOf ? { moduleOf: options.moduleOf } : {}),
       // each attempt is claimed here, then at main (when main is known)
@@ -64,7 +68,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
   let started: Promise<void> | undefined;
   let pauseWatch: PauseWatch | undefined;
   /** Makes the fetcher's queues (once). An attempt first waits for main's claim (main may be redeploying): that wait must not expire it. */
-  const prepare = queuesOnce({ boss, jobs: [...catalogue.values()].filter(ours), moduleOf: options.moduleOf, options: (def) => queueOptions(def, timings, Boolean(options.remoteClaims)) });
+  const prepare = queuesOnce({ boss, jobs: [...catalogue.values()].filter(ours), moduleOf: options.moduleOf, options: (def) => ({ ...queueOptions(def, timings, Boolean(options.remoteClaims)), ...(options.retentionDays ? { deleteAfterSeconds: options.retentionDays * 86_400 } : {}) }) });
 
   /** Runs the fetcher's handlers and the dead-letter watcher. */
   function start(): Promise<void> {
@@ -81,12 +85,12 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
       await pauseWatch.refresh().catch(onError);
     }
     for (const def of catalogue.values()) if (ours(def)) await workers.work(def);
-    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions });
+    await watchDeadLetters({ boss, ledger, logger, workOptions: workers.workOptions, ...(ledger.recordRuns ? { records: ledger.recordRuns } : {}) });
     logger.info({ ranOn: 'fetcher', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
   }
 
   return {
-    accept: createIntake({ pool, boss, ledger, catalogue, ...(options.metrics ? { metrics: options.metrics } : {}) }),
+    accept: createIntake({ pool, boss, ledger, catalogue, records: ledger.records, ...(options.metrics ? { metrics: options.metrics } : {}) }),
     prepare,
     start,
     ...workers.controls,

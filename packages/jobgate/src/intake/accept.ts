@@ -3,8 +3,9 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError } from '../support/index.ts';
-import { toBossDb, withTransaction, type FetcherLedger } from '../store/index.ts';
+import { toBossDb, withTransaction, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
 import type { Catalogue } from '../define/catalogue.ts';
+import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import type { JobMetrics } from '../run/metrics.ts';
 
@@ -19,8 +20,14 @@ export interface AcceptedJob {
   traceparent?: string;
 }
 
-export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; metrics?: JobMetrics }) {
+/**
+ * `records`: the jobs without a gate are recorded by their pg-boss row alone (store/fetcher-records.ts);
+ * absent, every job gets a ledger row.
+ */
+export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; records?: Pick<FetcherRecords, 'reusedIds'> | null; metrics?: JobMetrics }) {
   const { pool, boss, ledger, catalogue } = deps;
+  /** Every queue a job main forwards can be in. */
+  const fetcherQueues = [...catalogue.values()].filter((d) => d.runsOnFetcher).map((d) => d.name);
   /**
    * Takes over jobs main handed to this side, under main's ids, all or none in one transaction.
    * Idempotent on id: a job already here answers `duplicate: true` and is not queued twice; an id
@@ -45,26 +52,39 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
     const valid = parsed.filter((p) => p !== null);
     try {
       return await withTransaction(pool, async (client) => {
-        const rows = await ledger.insertBatchIfAbsent(
-          valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
+        // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other
+        // job is its pg-boss row alone, marked `record` (store/fetcher-records.ts), when main is known.
+        const keepsRow = (def: JobDefinition) => !deps.records || def.concurrency !== null || def.rateLimit !== null;
+        const ledgered = valid.filter((v) => keepsRow(v.def));
+        const rows = ledgered.length === 0 ? [] : await ledger.insertBatchIfAbsent(
+          ledgered.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
           client,
         );
-        const reused = rows.flatMap((r) => (r.same ? [] : [{ path: `jobs.${items.findIndex((i) => i.id === r.id)}.id`, message: `id ${r.id} is already used by a job with another name or payload` }]));
-        if (reused.length > 0) throw new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors: reused });
+        const reused = new Set(rows.flatMap((r) => (r.same ? [] : [r.id])));
         const inserted = new Set(rows.filter((r) => r.inserted).map((r) => r.id));
-        const byName = Map.groupBy(valid.filter((v) => inserted.has(v.item.id)), (v) => v.def.name);
-        for (const [name, group] of byName) {
-          await boss.insert(
+        const queued = valid.filter((v) => (keepsRow(v.def) ? inserted.has(v.item.id) : !reused.has(v.item.id)));
+        for (const [name, group] of Map.groupBy(queued, (v) => v.def.name)) {
+          const record = !keepsRow(group[0]!.def);
+          const ids = await boss.insert(
             name,
             group.map(({ item, def, payload }) => ({
               id: item.id,
-              data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}), ...(item.traceparent ? { traceparent: item.traceparent } : {}) } satisfies QueuedData,
+              data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}), ...(item.traceparent ? { traceparent: item.traceparent } : {}), ...(record ? { record: 1 } : {}) } satisfies QueuedData & { record?: 1 },
               priority: item.priority ?? def.priority,
               ...(item.delaySeconds ? { startAfter: item.delaySeconds } : {}),
               ...(def.concurrency ? { group: { id: def.name } } : {}),
             })),
-            { db: toBossDb(client) },
+            { db: toBossDb(client), ...(record ? { returnId: true } : {}) },
           );
+          // a record's idempotency is pg-boss's own insert (ON CONFLICT DO NOTHING on its key): the ids it skipped were here before
+          if (record) for (const id of ids ?? []) inserted.add(id);
+        }
+        // An id that is here under another name or payload (a record or a ledger row, accepted by
+        // this release or an earlier one) is refused, and nothing of the submission stays.
+        if (deps.records) for (const id of await deps.records.reusedIds(valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, payload })), fetcherQueues, client)) reused.add(id);
+        if (reused.size > 0) {
+          const errors = items.flatMap((item, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
+          throw new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
         }
         return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
       }).then((answers) => {
@@ -79,8 +99,6 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
       throw err;
     }
   }
-
-  /** FetcherLedger writes after a handler ran outlive a short database outage (a restart takes seconds). */
 
   return accept;
 }

@@ -13,7 +13,7 @@ export async function watchDeadLetters(deps: { boss: PgBoss; ledger: Ledger; log
     for (const job of jobs) {
       const { sourceId, sourceName } = job as { sourceId?: string; sourceName?: string };
       const id = sourceId ?? job.id;
-      // a job recorded by its pg-boss row (main's: store/record-runs.ts), else the ledger's
+      // a job recorded by its pg-boss row (main's: store/record-runs.ts; the fetcher's: store/fetcher-records.ts), else the ledger's
       const gaveUp = deps.records && sourceName && (job.data as { record?: number } | null)?.record === 1 ? await deps.records.gaveUp(sourceName, id, message) : await ledger.failUnsettled(id, message);
       if (gaveUp) {
         logger.warn({ jobId: id }, 'job dead-lettered by the queue');

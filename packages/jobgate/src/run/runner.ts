@@ -134,18 +134,38 @@ export function createRunner(options: RunnerOptions): RunOne {
    * attempt that was running: the database says whether it is paused now; it first writes the
    * attempts before it that have no row as lost.
    */
-  async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number): Promise<'claimed' | 'paused'> {
+  async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number, log: Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
     if (options.isPaused?.(def.name)) return 'paused';
+    if (options.confirmClaim) return claimRecordAtMain(options.confirmClaim, records, job, attempt, log);
     if (job.retryCount === 0) return 'claimed';
     if (await records.isPaused(def.name)) return 'paused';
     await records.lostBefore(job.id, attempt);
     return 'claimed';
   }
 
+  /**
+   * The fetcher's record (store/fetcher-records.ts): every attempt is main's to grant (main's grant
+   * writes the attempts before it that have no end as lost), and none runs while an end of the job
+   * waits in the outbox for main (its runner died between that end and pg-boss's settle). taken:
+   * main owns the job now (taken over, finished or cancelled there).
+   */
+  async function claimRecordAtMain(confirmClaim: ConfirmClaim, records: RecordRuns, job: JobWithMetadata<QueuedData>, attempt: number, log: Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
+    // (a first attempt has no earlier one whose end could be waiting)
+    if (job.retryCount > 0 && (await records.endPending?.(job.id))) {
+      log.warn('this job ended before (its end waits to reach main); not running it again');
+      return 'skip';
+    }
+    const mainSays = await confirmClaim(job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
+    if (mainSays === 'gone') return 'taken';
+    // (main's grant wrote the attempts before it that have no end as lost in main's history; this is the fetcher's)
+    if (mainSays === 'claimed' && job.retryCount > 0) await records.lostBefore(job.id, attempt);
+    return mainSays;
+  }
+
   async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
     // a job whose record is its pg-boss row (main's own jobs without gates): no ledger row to claim or settle
     const records = options.records && (job.data as RecordData).record === 1 ? options.records : null;
-    const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount };
+    const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount, ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) };
     const attempt = attemptBase + job.retryCount + 1;
     const maxAttempts = attemptBase + job.retryLimit + 1;
     // (made when first needed: a short job at level warn logs nothing, and a child logger costs as much as the rest of its bookkeeping)
@@ -159,9 +179,11 @@ export function createRunner(options: RunnerOptions): RunOne {
       ...traceFields(job.data.traceparent),
     }));
     try {
-      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt)) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
+      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt, log())) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
       if (claimed === 'paused') return await giveBack(job, log(), records);
       if (claimed === 'skip') return { id: job.id, status: 'completed', output: { skipped: true } };
+      // (a record's: its row shows it cancelled here, as a ledger row of such a job is: queue-records.ts)
+      if (claimed === 'taken') return { id: job.id, status: 'completed', output: { takenOver: true } };
     } catch (err) {
       log().warn({ err }, 'could not claim the job; the queue will retry it');
       return { id: job.id, status: 'failed', output: errorInfo(err) };
@@ -237,9 +259,11 @@ export function createRunner(options: RunnerOptions): RunOne {
       if (claimLost?.code === ErrorCode.jobCancelled) throw claimLost;
       // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)
       if (children) await durably(() => children.flush());
-      // a record completes with pg-boss's settle of this fetch, which follows
-      if (records) records.settled({ name: def.name, route: ranOn, state: 'completed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
-      else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: peakRss.peakMb() }));
+      // a record completes with pg-boss's settle of this fetch, which follows (on the fetcher, after the end's event)
+      if (records) {
+        await durably(() => records.completed(recordAttempt, { startedAt: job.startedOn, peakRssMb: peakRss.peakMb(), maxAttempts }));
+        records.settled({ name: def.name, route: ranOn, state: 'completed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
+      } else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: peakRss.peakMb() }));
       if (logger.isLevelEnabled('info')) log().info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');
       options.metrics?.finished(def.name, ranOn, 'completed', seconds());
       // a record keeps what its completing attempt says with pg-boss's settle (queue-records.ts reads output)
@@ -255,7 +279,7 @@ export function createRunner(options: RunnerOptions): RunOne {
         // the job is settled (cancelled): end the attempt and let the queue forget it, no retry
         const peakRssMb = peakRss.peakMb();
         const error = { code: ErrorCode.jobCancelled, message: 'the job was cancelled while this attempt ran' };
-        await durably(() => (records ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error, peakRssMb }) : ledger.endCancelledAttempt(job.id, attempt, peakRssMb))).catch((e: unknown) =>
+        await durably(() => (records ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error, peakRssMb, state: 'failed', maxAttempts }) : ledger.endCancelledAttempt(job.id, attempt, peakRssMb))).catch((e: unknown) =>
           log().error({ err: e }, 'could not record the cancelled attempt'),
         );
         log().info({ ms: Math.round(performance.now() - startedAt) }, 'job cancelled while running');
@@ -269,7 +293,7 @@ export function createRunner(options: RunnerOptions): RunOne {
       const peakRssMb = peakRss.peakMb();
       await durably(() =>
         records
-          ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error: info, peakRssMb })
+          ? records.attemptEnded(recordAttempt, { ranOn, startedAt: job.startedOn, outcome: 'failed', error: info, peakRssMb, state: retrying ? 'queued' : 'failed', maxAttempts })
           : ledger.finishAttempt({ id: job.id, attempt, outcome: 'failed', state: retrying ? 'queued' : 'failed', error: info, peakRssMb }),
       ).catch((e: unknown) => log().error({ err: e }, 'could not record the failed attempt'));
       if (!records) return { id: job.id, status: permanent ? 'deadletter' : 'failed', output: info };

@@ -3,7 +3,8 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { withTransaction } from './transaction.ts';
-import { createLedger, iso, type NewJob, type Queryable, type StoredEvent } from './ledger.ts';
+import { createLedger, iso, type JobRecord, type NewJob, type Queryable, type StoredEvent } from './ledger.ts';
+import { createFetcherRecords } from './fetcher-records.ts';
 
 /** fetcher's SQL, as small named statements with `$n` parameters over one validated schema. */
 function plans(schema: string) {
@@ -30,7 +31,7 @@ function plans(schema: string) {
     // One sender at a time per ledger, so events leave in order; the lock ends with the transaction.
     lockEventSender: `SELECT pg_try_advisory_xact_lock(hashtext('jobgate.events.' || $1)) AS locked`,
     pendingEvents: `
-      SELECT e.seq, e.job_id, e.job_seq, e.type, e.attempt, e.at, e.data, j.traceparent
+      SELECT e.seq, e.job_id, e.job_seq, e.type, e.attempt, e.at, e.data - 'traceparent' AS data, coalesce(j.traceparent, e.data->>'traceparent') AS traceparent
         FROM ${s}.job_events e LEFT JOIN ${s}.jobs j ON j.id = e.job_id WHERE e.set_aside_at IS NULL ORDER BY e.seq LIMIT $1`,
     ackEvents: `DELETE FROM ${s}.job_events WHERE seq = ANY($1::bigint[])`,
     setEventsAside: `
@@ -42,12 +43,36 @@ function plans(schema: string) {
   };
 }
 
+type Counts = { queued: number; active: number; failed: number };
+
 export type FetcherLedger = ReturnType<typeof createFetcherLedger>;
 
-export function createFetcherLedger(pool: Pool, schema: string) {
+/**
+ * `bossSchema`: the fetcher's pg-boss schema, whose rows are the records of the jobs it keeps no
+ * ledger row for (fetcher-records.ts): reads of a job and the status counts show them too.
+ */
+export function createFetcherLedger(pool: Pool, schema: string, deps: { bossSchema?: string } = {}) {
   const sql = plans(schema);
+  const ledger = createLedger(pool, schema);
+  const records = deps.bossSchema ? createFetcherRecords(pool, schema, deps.bossSchema) : null;
   return {
-    ...createLedger(pool, schema),
+    ...ledger,
+    /** The jobs recorded by their pg-boss row alone: how they are taken in and run (the runner's `records`). */
+    records,
+    recordRuns: records?.runs ?? null,
+    async getJob(id: string, options: { executions?: boolean; db?: Queryable } = {}): Promise<JobRecord | null> {
+      return (await ledger.getJob(id, options)) ?? (records ? records.getRecord(id) : null);
+    },
+    async countsByName(): Promise<Record<string, Counts>> {
+      const [own, recorded] = await Promise.all([ledger.countsByName(), records?.countsByName() ?? ({} as Record<string, Counts>)]);
+      for (const [name, c] of Object.entries(recorded)) {
+        const o = (own[name] ??= { queued: 0, active: 0, failed: 0 });
+        o.queued += c.queued;
+        o.active += c.active;
+        o.failed += c.failed;
+      }
+      return own;
+    },
     /**
      * Inserts the jobs whose id is new, in one statement. For each: `inserted`, or not and then
      * `same` (the job already here has this name and payload) or not (the id is reused for another job).
@@ -60,6 +85,7 @@ export function createFetcherLedger(pool: Pool, schema: string) {
     /** Makes every state change of a job also write a job event (the fetcher's ledger does). */
     async setEmitEvents(on: boolean): Promise<void> {
       await pool.query(sql.setEmitEvents, [on]);
+      records?.setEmits(on);
     },
     /**
      * Hands the oldest undelivered events to `deliver` inside a transaction that holds the sender

@@ -18,3 +18,4 @@ export * from './overview.ts';
 export * from './rollup.ts';
 export * from './queue-records.ts';
 export * from './record-runs.ts';
+export * from './fetcher-records.ts';

@@ -8,7 +8,7 @@
 // so no view shows a job twice and none has to look a row up in the other table.
 import { assertSchemaName } from './schema-name.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
-import type { JobState, ListFilter } from './ledger.ts';
+import type { JobState, ListFilter, Route } from './ledger.ts';
 
 /** What pg-boss stores as the data of a job whose record it is. */
 export interface RecordData extends QueuedData {
@@ -38,10 +38,14 @@ const bossStatesOf = (states: readonly JobState[]): string[] => [...new Set(stat
 /** A job queue's name (`column` holds one), not one of jobgate's own queues. */
 const jobQueueName = (column: string) => `${column} NOT LIKE 'jobgate.%'`;
 /** The queues that hold jobs (jobgate's own system queues are named `jobgate.…`, which no job may be). */
-const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE ${jobQueueName('name')}`;
+export const jobQueues = (b: string) => `SELECT name FROM ${b}.queue WHERE ${jobQueueName('name')}`;
 
-/** A record's (pg-boss row `j`) state as jobgate names it. */
-const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' ELSE j.state::text END`;
+/**
+ * A record's (pg-boss row `j`) state as jobgate names it. A record the fetcher did not run because
+ * main owns it now (taken over under the emergency override, or finished there) ends completed in
+ * pg-boss with `takenOver` in its output: cancelled here, as the ledger's row of such a job is.
+ */
+const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' WHEN j.state = 'completed' AND j.output ? 'takenOver' THEN 'cancelled' ELSE j.state::text END`;
 
 /**
  * A record (pg-boss row `j`) as the ledger's columns (ledger.ts JOB_COLUMNS), in their order.
@@ -50,8 +54,8 @@ const RECORD_STATE = `CASE WHEN j.state IN ('created', 'retry') THEN 'queued' EL
  * the job runs and keeps the last of it when the attempt ends, with a failed attempt's `error`
  * and a completing one's `peakRssMb`.
  */
-export const RECORD_COLUMNS = `
-  j.id, j.name, 'main'::text AS route, 'definition'::text AS route_reason, (j.data->>'retriedAs')::uuid AS retried_as,
+export const recordColumnsOf = (route: Route) => `
+  j.id, j.name, '${route}'::text AS route, 'definition'::text AS route_reason, (j.data->>'retriedAs')::uuid AS retried_as,
   ${RECORD_STATE} AS state,
   j.data->'payload' AS payload, j.priority,
   (CASE WHEN j.state = 'completed' THEN 100 ELSE coalesce((j.output->>'progress')::smallint, 0) END)::smallint AS progress, j.output->>'message' AS progress_message,
@@ -60,6 +64,8 @@ export const RECORD_COLUMNS = `
   j.started_on AS started_at, CASE WHEN j.state IN ('completed', 'failed', 'cancelled') THEN j.completed_on END AS finished_at,
   CASE WHEN j.state <> 'completed' THEN j.output->'error' END AS error,
   j.data->>'traceparent' AS traceparent, (j.data->>'parentId')::uuid AS parent_id, (j.data->>'batchId')::uuid AS batch_id`;
+/** Main's records (its own jobs), as the ledger's columns. */
+export const RECORD_COLUMNS = recordColumnsOf('main');
 
 /** pg-boss's live rows of the jobs main's ledger keeps (not records, not jobgate's own queues): jobgate_ledger_live's predicate, on `j`. */
 const ledgerLive = (j = '') => `${j}state IN ('created', 'retry', 'active') AND ${jobQueueName(`${j}name`)} AND NOT ${j}data ? 'record'`;

@@ -17,25 +17,81 @@ export interface RecordAttempt {
   id: string;
   /** pg-boss's retry_count when fetched: this attempt is retryCount + 1. */
   retryCount: number;
+  /** The job's W3C traceparent (the fetcher sends it with the attempt's events). */
+  traceparent?: string;
 }
 
 /** What an attempt's heartbeat finds: it still holds its job, the job was cancelled, or the queue gave the attempt up. */
 export type Holding = 'held' | 'cancelled' | 'lost';
 
-export type RecordRuns = ReturnType<typeof createRecordRuns>;
+/** How an attempt that did not complete its job ended, as its runner tells it. */
+export interface AttemptEnd {
+  ranOn: Route;
+  startedAt: Date | string | null;
+  outcome: 'failed' | 'lost';
+  error: ErrorInfo;
+  peakRssMb: number | null;
+  /** The job's state after it: `queued` while a retry follows. */
+  state: 'queued' | 'failed';
+  maxAttempts: number;
+}
+
+/**
+ * What a runner writes for a job whose record is its pg-boss row, besides pg-boss's own fetch and
+ * settle: main's (here) or the fetcher's (fetcher-records.ts), which tells main by job events.
+ */
+export interface RecordRuns {
+  /** Whether an operator paused `name` (its own pause or every job's) as of now. */
+  isPaused(name: string): Promise<boolean>;
+  /** Attempt `attempt` starts: those before it without a row were cut short (lost). */
+  lostBefore(id: string, attempt: number): Promise<void>;
+  /** Whether this attempt still holds its job (a read of pg-boss's row). */
+  holding(a: RecordAttempt): Promise<Holding>;
+  setProgress(a: RecordAttempt, percent: number, message: string | null): Promise<void>;
+  /** The attempt completed its job; pg-boss's settle of the fetch follows. */
+  completed(a: RecordAttempt, end: { startedAt: Date | string | null; peakRssMb: number; maxAttempts: number }): Promise<void>;
+  /** An attempt that did not complete its job, once. */
+  attemptEnded(a: RecordAttempt, end: AttemptEnd): Promise<void>;
+  /** A record handed back to its queue while paused: held where pg-boss's fetch skips it. */
+  blockIfPaused(name: string, id: string): Promise<void>;
+  /** A record this process settled for good (completed, or failed with no retry left). */
+  settled(row: FinishedRow): void;
+  /** pg-boss gave the job up (dead letter): its last attempt is lost; false if it is not a record or was settled. */
+  gaveUp(name: string, id: string, message: string): Promise<boolean>;
+  /** The fetcher's: an end of the job (completed, or failed for good) waits in its outbox for main, so no attempt of it runs. */
+  endPending?(id: string): Promise<boolean>;
+}
+
+/**
+ * Attempts of job $1 before $2 that have no row were cut short (their runner died, or pg-boss gave
+ * them up by heartbeat or expiry): lost ($3: why), on `ranOn`. Written by the attempt that follows,
+ * as the ledger's claim does. `s`: jobgate's schema, validated by the caller.
+ */
+export const lostBeforeSql = (s: string, ranOn: Route) => `
+      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
+      SELECT $1, a, '${ranOn}', clock_timestamp(), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text)
+        FROM generate_series(1, $2 - 1) a
+      ON CONFLICT (job_id, attempt) DO NOTHING`;
+
+/** Whether attempt `a` still holds its job: a read of its pg-boss row in `bossSchema` (validated by the caller). */
+export async function holding(pool: Pool, bossSchema: string, a: RecordAttempt): Promise<Holding> {
+  const { rows } = await pool.query(`SELECT state::text, retry_count FROM ${bossSchema}.job WHERE name = $1 AND id = $2`, [a.name, a.id]);
+  const row = rows[0] as { state: string; retry_count: number } | undefined;
+  if (row?.state === 'cancelled') return 'cancelled';
+  return row?.state === 'active' && row.retry_count === a.retryCount ? 'held' : 'lost';
+}
 
 /**
  * `finished` hears of every record that completed or failed for good (main's rollup counts them),
  * as the ledger's own statements report theirs.
  */
-export function createRecordRuns(pool: Pool, schema: string, bossSchema: string, finished: (rows: FinishedRow[]) => void = () => {}) {
+export function createRecordRuns(pool: Pool, schema: string, bossSchema: string, finished: (rows: FinishedRow[]) => void = () => {}): RecordRuns {
   const s = assertSchemaName(schema);
   const b = assertSchemaName(bossSchema);
   const plans = recordPlans(bossSchema, schema);
   const sql = {
     // (the pauses in force: pause_of, migration 019)
     paused: `SELECT n AS name, ${s}.pause_of(n) IS NOT NULL AS paused FROM unnest($1::text[]) n`,
-    holding: `SELECT state::text, retry_count FROM ${b}.job WHERE name = $1 AND id = $2`,
     progress: `
       UPDATE ${b}.job SET output = jsonb_build_object('progress', $4::int, 'message', $5::text)
        WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3`,
@@ -44,13 +100,7 @@ export function createRecordRuns(pool: Pool, schema: string, bossSchema: string,
       INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
       VALUES ($1, $2, $3, coalesce($4::timestamptz, clock_timestamp()), $5, clock_timestamp(), $6, $7)
       ON CONFLICT (job_id, attempt) DO NOTHING`,
-    // Attempts before $2 that have no row were cut short (their runner died, or pg-boss gave them up
-    // by heartbeat or expiry): lost. Written by the attempt that follows, as the ledger's claim does.
-    lostBefore: `
-      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
-      SELECT $1, a, 'main', clock_timestamp(), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text)
-        FROM generate_series(1, $2 - 1) a
-      ON CONFLICT (job_id, attempt) DO NOTHING`,
+    lostBefore: lostBeforeSql(s, 'main'),
     // The queue gave the job up without its handler settling the last attempt (expired, or its
     // runner died): that attempt is lost, and the record says why it failed.
     gaveUp: `
@@ -82,18 +132,14 @@ export function createRecordRuns(pool: Pool, schema: string, bossSchema: string,
     async lostBefore(id: string, attempt: number): Promise<void> {
       if (attempt > 1) await pool.query(sql.lostBefore, [id, attempt, 'the attempt was cut short (its runner stopped, or the queue gave it up)']);
     },
-    /** Whether this attempt still holds its job (a read of pg-boss's row). */
-    async holding(a: RecordAttempt): Promise<Holding> {
-      const { rows } = await pool.query(sql.holding, [a.name, a.id]);
-      const row = rows[0] as { state: string; retry_count: number } | undefined;
-      if (row?.state === 'cancelled') return 'cancelled';
-      return row?.state === 'active' && row.retry_count === a.retryCount ? 'held' : 'lost';
-    },
+    holding: (a: RecordAttempt) => holding(pool, b, a),
     async setProgress(a: RecordAttempt, percent: number, message: string | null): Promise<void> {
       await pool.query(sql.progress, [a.name, a.id, a.retryCount, percent, message]);
     },
+    /** Main's record completes with pg-boss's settle alone: nothing to write. */
+    async completed(): Promise<void> {},
     /** An attempt that did not complete its job: its row (failed, or lost), once. */
-    async attemptEnded(a: RecordAttempt, end: { ranOn: Route; startedAt: Date | string | null; outcome: 'failed' | 'lost'; error: ErrorInfo; peakRssMb: number | null }): Promise<void> {
+    async attemptEnded(a: RecordAttempt, end: AttemptEnd): Promise<void> {
       await pool.query(sql.ended, [a.id, a.retryCount + 1, end.ranOn, end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb]);
     },
     /** A record handed back to its queue while paused: held where pg-boss's fetch skips it (queue-records.ts syncBlocked). */

@@ -1,0 +1,198 @@
+// The run stage of a job the fetcher keeps no ledger row for (docs/storage-design.md): its record
+// on this side is its pg-boss row, and main's record is the source of truth. What an attempt writes
+// besides pg-boss's fetch and settle is what main must hear: one job event where it ends (written
+// before pg-boss's settle, so a runner that dies between the two leaves the end in the outbox, and
+// the retry pg-boss makes of it finds it there and does not run), and one per progress step.
+//
+// An event's number within its job is attempt × 2^20 + step, the end last (END_STEP): main applies
+// a job's events in that order, each once (`seq > events_applied`, gaps allowed), with no counter
+// on a row here. A fetcher without main's URL sends no events and writes none.
+import type { Pool } from 'pg';
+import { assertSchemaName } from './schema-name.ts';
+import { jobQueues, recordAttemptsSql, recordColumnsOf } from './queue-records.ts';
+import { toExecution, toJob, type JobRecord, type Queryable } from './ledger.ts';
+import { holding, lostBeforeSql, type AttemptEnd, type RecordAttempt, type RecordRuns } from './record-runs.ts';
+
+/** Steps of one attempt's events: progress counts up from 1, the end is the last. */
+const STEPS = 2 ** 20;
+const END_STEP = STEPS - 1;
+/** An attempt's event number for `step`. */
+const eventSeq = (attempt: number, step: number) => attempt * STEPS + step;
+
+function plans(schema: string, bossSchema: string) {
+  const s = assertSchemaName(schema);
+  const b = assertSchemaName(bossSchema);
+  // the event's data with the job's trace (sent with the event: there is no ledger row to read it from)
+  const eventData = (fields: string) => `jsonb_strip_nulls(jsonb_build_object(${fields}))`;
+  return {
+    // (written again by a runner that retries it after a database blip: once)
+    event: `
+      INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, $2, $3, $4, $5)
+      ON CONFLICT (job_id, job_seq) DO NOTHING`,
+    // An attempt that did not complete its job: its row (the fetcher's history of the job) and, when
+    // main is known ($9), its event ($7: its number, $8: its data); each once.
+    ended: `
+      WITH attempt_row AS (
+        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
+        VALUES ($1, $2, 'fetcher', coalesce($3::timestamptz, clock_timestamp()), $4, clock_timestamp(), $5, $6)
+        ON CONFLICT (job_id, attempt) DO NOTHING)
+      INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
+      SELECT $1, $7, $4, $2, $8::jsonb WHERE $9
+      ON CONFLICT (job_id, job_seq) DO NOTHING`,
+    // in the fetcher's history (main's grant of attempt $2 writes them in main's)
+    lostBefore: lostBeforeSql(s, 'fetcher'),
+    executionRows: `
+      SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
+    // Progress is kept on pg-boss's row too (what a read of the job shows); sent only while the attempt holds the job.
+    progress: `
+      WITH held AS (
+        UPDATE ${b}.job SET output = jsonb_build_object('progress', $4::int, 'message', $5::text)
+         WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3
+        RETURNING id, data->>'traceparent' AS traceparent)
+      INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
+      SELECT id, $6, 'progress', $3 + 1, ${eventData(`'progress', $4::int, 'message', $5::text, 'traceparent', traceparent`)}
+        FROM held WHERE $7
+      ON CONFLICT (job_id, job_seq) DO NOTHING`,
+    // An attempt that ended the job (completed, or failed for good) whose event main has not had yet.
+    endPending: `
+      SELECT EXISTS (SELECT 1 FROM ${s}.job_events WHERE job_id = $1 AND (type = 'completed' OR data->>'state' = 'failed')) AS pending`,
+    // The queue gave the job up without its handler settling the last attempt (expired, or its runner
+    // died): that attempt is lost, and main hears it as the job's end (unless the attempt wrote its
+    // own end before it died: the same event number, which is kept).
+    gaveUp: `
+      WITH job AS (
+        UPDATE ${b}.job SET output = jsonb_build_object('error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text))
+         WHERE name = $1 AND id = $2 AND state = 'failed' AND data ? 'record' AND NOT coalesce(output ? 'error', false)
+        RETURNING id, retry_count + 1 AS attempt, retry_limit + 1 AS max_attempts, started_on, data->>'traceparent' AS traceparent
+      ), attempt_row AS (
+        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
+        SELECT id, attempt, 'fetcher', coalesce(started_on, clock_timestamp()), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text) FROM job
+        ON CONFLICT (job_id, attempt) DO NOTHING
+      ), lost AS (
+        INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
+        SELECT id, attempt * ${STEPS} + ${END_STEP}, 'lost', attempt,
+               ${eventData(`'state', 'failed', 'maxAttempts', max_attempts, 'startedAt', started_on, 'finishedAt', clock_timestamp(),
+                            'error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text), 'traceparent', traceparent`)}
+          FROM job WHERE $4
+        ON CONFLICT (job_id, job_seq) DO NOTHING)
+      SELECT count(*)::int AS n FROM job`,
+    // The ids of $1 (id, name, payload) that a job with another name or payload holds here: a ledger
+    // row, or a record in one of the queues $2 (pg-boss's key is (name, id): each queue is probed).
+    reusedIds: `
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, name text, payload jsonb)
+      ), found AS (
+        SELECT l.id, l.name, l.payload FROM ${s}.jobs l WHERE l.id IN (SELECT id FROM input)
+        UNION ALL
+        SELECT j.id, j.name, j.data->'payload' FROM ${b}.job j WHERE j.name = ANY($2::text[]) AND j.id IN (SELECT id FROM input)
+      )
+      SELECT DISTINCT i.id FROM input i JOIN found f ON f.id = i.id WHERE f.name <> i.name OR f.payload <> i.payload`,
+    getRecord: `
+      SELECT ${recordColumnsOf('fetcher')} FROM ${b}.job j WHERE j.name IN (${jobQueues(b)}) AND j.id = $1 AND j.data ? 'record'`,
+    latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
+    // live per name, and failed in the last day: the ledger's countsByName for records
+    countsByName: `
+      SELECT j.name,
+             count(*) FILTER (WHERE j.state IN ('created', 'retry'))::int AS queued,
+             count(*) FILTER (WHERE j.state = 'active')::int AS active,
+             count(*) FILTER (WHERE j.state = 'failed')::int AS failed
+        FROM ${b}.job j
+       WHERE j.name IN (${jobQueues(b)}) AND j.data ? 'record'
+         AND (j.state IN ('created', 'retry', 'active') OR (j.state = 'failed' AND j.completed_on > clock_timestamp() - interval '1 day'))
+       GROUP BY j.name`,
+  };
+}
+
+export type FetcherRecords = ReturnType<typeof createFetcherRecords>;
+
+/**
+ * The fetcher's records in `bossSchema` (pg-boss's rows marked `record`), and the events of their
+ * attempts in `schema`'s outbox when `emits` (main's URL is set).
+ */
+export function createFetcherRecords(pool: Pool, schema: string, bossSchema: string) {
+  const sql = plans(schema, bossSchema);
+  const b = assertSchemaName(bossSchema);
+  let emits = false;
+  /** The next progress step of each attempt running in this process. */
+  const steps = new Map<string, number>();
+  const attemptKey = (a: RecordAttempt) => `${a.id}:${a.retryCount}`;
+
+  /** An attempt's end event's data (as executions_emit shapes it, with the job's trace). */
+  function endData(a: RecordAttempt, data: Record<string, unknown>): string {
+    steps.delete(attemptKey(a));
+    const clean = Object.fromEntries(Object.entries({ ...data, traceparent: a.traceparent }).filter(([, v]) => v !== null && v !== undefined));
+    return JSON.stringify({ ...clean, finishedAt: new Date().toISOString() });
+  }
+
+  const runs: RecordRuns & { endPending(id: string): Promise<boolean> } = {
+    // the fetcher hears of pauses from main (its runner asks main for every attempt)
+    isPaused: async () => false,
+    async lostBefore(id: string, attempt: number): Promise<void> {
+      if (attempt > 1) await pool.query(sql.lostBefore, [id, attempt, 'the attempt was cut short (its runner stopped, or the queue gave it up)']);
+    },
+    holding: (a: RecordAttempt) => holding(pool, b, a),
+    async setProgress(a: RecordAttempt, percent: number, message: string | null): Promise<void> {
+      const key = attemptKey(a);
+      const step = steps.get(key) ?? 1;
+      // (a handler reporting more steps than an attempt numbers keeps its row's progress current; main hears the last step it can number)
+      if (step < END_STEP) steps.set(key, step + 1);
+      await pool.query(sql.progress, [a.name, a.id, a.retryCount, percent, message, eventSeq(a.retryCount + 1, Math.min(step, END_STEP - 1)), emits && step < END_STEP]);
+    },
+    async completed(a, end): Promise<void> {
+      const data = endData(a, { state: 'completed', maxAttempts: end.maxAttempts, startedAt: isoOf(end.startedAt), peakRssMb: end.peakRssMb });
+      const attempt = a.retryCount + 1;
+      if (emits) await pool.query(sql.event, [a.id, eventSeq(attempt, END_STEP), 'completed', attempt, data]);
+    },
+    async attemptEnded(a, end: AttemptEnd): Promise<void> {
+      const data = endData(a, { state: end.state, maxAttempts: end.maxAttempts, startedAt: isoOf(end.startedAt), error: end.error, peakRssMb: end.peakRssMb });
+      const attempt = a.retryCount + 1;
+      await pool.query(sql.ended, [a.id, attempt, end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb, eventSeq(attempt, END_STEP), data, emits]);
+    },
+    // the fetcher's pauses are main's: a job handed back is fetched again and asks main again
+    blockIfPaused: async () => {},
+    // the overview's rollup is main's, counted as main applies the events
+    settled: () => {},
+    async gaveUp(name: string, id: string, message: string): Promise<boolean> {
+      const { rows } = await pool.query(sql.gaveUp, [name, id, message, emits]);
+      return rows[0].n > 0;
+    },
+    /** Whether an end of this job (completed, or failed for good) waits in the outbox for main: then no attempt of it runs. */
+    async endPending(id: string): Promise<boolean> {
+      if (!emits) return false;
+      const { rows } = await pool.query(sql.endPending, [id]);
+      return rows[0].pending as boolean;
+    },
+  };
+
+  return {
+    runs,
+    /** Whether events are written (main's URL is set): set once at start, as the ledger's emit_events. */
+    setEmits(on: boolean): void {
+      emits = on;
+    },
+    /** One record by id with its latest attempt, as the ledger's getJob answers (the fetcher's readJob). */
+    async getRecord(id: string): Promise<JobRecord | null> {
+      const { rows } = await pool.query(sql.getRecord, [id]);
+      if (!rows[0]) return null;
+      const job = toJob(rows[0]);
+      // the attempts that failed or were lost (their rows), and the latest from pg-boss's row
+      const [ended, latest] = await Promise.all([pool.query(sql.executionRows, [id]), pool.query(sql.latestAttempt, [id])]);
+      job.executions = [...ended.rows, ...latest.rows].map(toExecution).sort((x, y) => x.attempt - y.attempt);
+      return job;
+    },
+    /**
+     * The ids of `jobs` that another job (another name or payload) holds here, among its ledger rows
+     * and the records of the queues `names`: read in the intake's transaction, after its inserts.
+     */
+    async reusedIds(jobs: Array<{ id: string; name: string; payload: unknown }>, names: string[], db: Queryable = pool): Promise<string[]> {
+      const { rows } = await db.query(sql.reusedIds, [JSON.stringify(jobs), names]);
+      return rows.map((r) => r.id as string);
+    },
+    async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
+      const { rows } = await pool.query(sql.countsByName);
+      return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
+    },
+  };
+}
+
+const isoOf = (v: Date | string | null) => (v instanceof Date ? v.toISOString() : v);
