@@ -617,7 +617,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
           ['replay stores (signed requests)', /signed_requests/],
           ["the fetcher's queue (pg-boss)", /pgboss_fetcher\./],
           ["main's queue (pg-boss)", /pgboss_main\./],
-          ["the fetcher's ledger and event outbox", /jobgate_fetcher\./],
+          ["the fetcher's event outbox and gated jobs' ledger", /jobgate_fetcher\./],
           ["main's ledger", /jobgate\./],
         ];
         const byPart = new Map<string, number>();
@@ -658,11 +658,12 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
             if (started[0]) {
               if (i >= 5) {
                 latencies.push(started[0].at - sentAt);
-                // where the time goes, on PostgreSQL's clock: committed at main, accepted by the fetcher, claimed there, claimed at main
+                // where the time goes, on PostgreSQL's clock: committed at main, accepted by the fetcher (its pg-boss row), fetched
+                // there (by pg-boss's worker), claimed at main
                 const { rows: at } = await pool.query(
-                  `SELECT extract(epoch FROM j.created_at)::float8 * 1000 AS created, extract(epoch FROM f.created_at)::float8 * 1000 AS accepted,
-                          extract(epoch FROM f.started_at)::float8 * 1000 AS claimed_there, extract(epoch FROM j.attempt_started_at)::float8 * 1000 AS claimed_at_main
-                     FROM jobgate.jobs j LEFT JOIN jobgate_fetcher.jobs f ON f.id = j.id
+                  `SELECT extract(epoch FROM j.created_at)::float8 * 1000 AS created, extract(epoch FROM f.created_on)::float8 * 1000 AS accepted,
+                          extract(epoch FROM f.started_on)::float8 * 1000 AS claimed_there, extract(epoch FROM j.attempt_started_at)::float8 * 1000 AS claimed_at_main
+                     FROM jobgate.jobs j LEFT JOIN pgboss_fetcher.job f ON f.name = j.name AND f.id = j.id
                     WHERE j.id = $1`,
                   [id],
                 );
@@ -678,7 +679,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
         record(
           {
             figure: 'routed latency p50 (enqueue → handler start)', jobgate: median(latencies), baseline: median(rawLatencies), unit: 'ms', target: '≤ raw + 10 ms',
-            note: `p50 of each hop: ${['committed at main', 'accepted by the fetcher', 'claimed there', 'claimed at main'].map((what, k) => `${what} +${median(hops.map((h) => h[k]!)).toFixed(1)} ms`).join(', ')}`,
+            note: `p50 of each hop: ${['committed at main', 'accepted by the fetcher', 'fetched there', 'claimed at main'].map((what, k) => `${what} +${median(hops.map((h) => h[k]!)).toFixed(1)} ms`).join(', ')}`,
           },
           (_r, row) => row.jobgate <= row.baseline + 10,
         );
