@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 035_fetcher_records_keep_their_attempts.sql: what is, not how it came to be. Change the schema with a new
+-- 036_replay_records_unlogged.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
