@@ -53,7 +53,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
     try {
       return await withTransaction(pool, async (client) => {
         // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other
-        // job is its pg-boss row alone, marked `record` (store/fetcher-records.ts), when main is known.
+        // job is its pg-boss row alone, marked `record` (store/fetcher-records.ts).
         const keepsRow = (def: JobDefinition) => !deps.records || def.concurrency !== null || def.rateLimit !== null;
         const ledgered = valid.filter((v) => keepsRow(v.def));
         const rows = ledgered.length === 0 ? [] : await ledger.insertBatchIfAbsent(

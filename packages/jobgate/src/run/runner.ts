@@ -1,6 +1,7 @@
-// The run stage: claim an attempt in the ledger, run its handler under a timeout, a heartbeat and
-// the shutdown signal, and settle it (completed, failed and retried, cancelled, or lost). Both
-// sides run jobs the same way; the fetcher adds a second claim at main (confirmClaim).
+// The run stage: claim an attempt, run its handler under a timeout, a heartbeat and the shutdown
+// signal, and settle it (completed, failed and retried, cancelled, or lost). Both sides run jobs
+// the same way: a ledger job is claimed in the ledger, a record (its pg-boss row) by pg-boss's
+// fetch; on the fetcher, every attempt is also claimed at main (confirmClaim).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, JobResult } from 'pg-boss';
 import { ErrorCode, JobgateError, cleanText, MAX_PROGRESS_MESSAGE, traceFields, type Logger } from '../support/index.ts';
@@ -134,7 +135,7 @@ export function createRunner(options: RunnerOptions): RunOne {
    * attempt that was running: the database says whether it is paused now; it first writes the
    * attempts before it that have no row as lost.
    */
-  async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number, log: Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
+  async function claimRecord(records: RecordRuns, def: JobDefinition, job: JobWithMetadata<QueuedData>, attempt: number, log: () => Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
     if (options.isPaused?.(def.name)) return 'paused';
     if (options.confirmClaim) return claimRecordAtMain(options.confirmClaim, records, job, attempt, log);
     if (job.retryCount === 0) return 'claimed';
@@ -149,13 +150,13 @@ export function createRunner(options: RunnerOptions): RunOne {
    * waits in the outbox for main (its runner died between that end and pg-boss's settle). taken:
    * main owns the job now (taken over, finished or cancelled there).
    */
-  async function claimRecordAtMain(confirmClaim: ConfirmClaim, records: RecordRuns, job: JobWithMetadata<QueuedData>, attempt: number, log: Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
+  async function claimRecordAtMain(confirmClaim: ConfirmClaim, records: RecordRuns, job: JobWithMetadata<QueuedData>, attempt: number, log: () => Logger): Promise<'claimed' | 'paused' | 'skip' | 'taken'> {
     // (a first attempt has no earlier one whose end could be waiting)
     if (job.retryCount > 0 && (await records.endPending?.(job.id))) {
-      log.warn('this job ended before (its end waits to reach main); not running it again');
+      log().warn('this job ended before (its end waits to reach main); not running it again');
       return 'skip';
     }
-    const mainSays = await confirmClaim(job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log, job.data.traceparent);
+    const mainSays = await confirmClaim(job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
     if (mainSays === 'gone') return 'taken';
     // (main's grant wrote the attempts before it that have no end as lost in main's history; this is the fetcher's)
     if (mainSays === 'claimed' && job.retryCount > 0) await records.lostBefore(job.id, attempt);
@@ -163,7 +164,7 @@ export function createRunner(options: RunnerOptions): RunOne {
   }
 
   async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
-    // a job whose record is its pg-boss row (main's own jobs without gates): no ledger row to claim or settle
+    // a job whose record is its pg-boss row (jobs without gates: main's own, and the fetcher's): no ledger row to claim or settle
     const records = options.records && (job.data as RecordData).record === 1 ? options.records : null;
     const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount, ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) };
     const attempt = attemptBase + job.retryCount + 1;
@@ -179,7 +180,7 @@ export function createRunner(options: RunnerOptions): RunOne {
       ...traceFields(job.data.traceparent),
     }));
     try {
-      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt, log())) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
+      const claimed = records ? await durably(() => claimRecord(records, def, job, attempt, log)) : await claim(def, job.id, attempt, AbortSignal.any([job.signal, options.shutdown]), log(), job.data.traceparent);
       if (claimed === 'paused') return await giveBack(job, log(), records);
       if (claimed === 'skip') return { id: job.id, status: 'completed', output: { skipped: true } };
       // (a record's: its row shows it cancelled here, as a ledger row of such a job is: queue-records.ts)
