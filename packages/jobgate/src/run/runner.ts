@@ -262,7 +262,7 @@ export function createRunner(options: RunnerOptions): RunOne {
       if (children) await durably(() => children.flush());
       // a record completes with pg-boss's settle of this fetch, which follows (on the fetcher, after the end's event)
       if (records) {
-        await durably(() => records.completed(recordAttempt, { startedAt: job.startedOn, peakRssMb: peakRss.peakMb(), maxAttempts }));
+        if (records.completed) await durably(() => records.completed!(recordAttempt, { startedAt: job.startedOn, peakRssMb: peakRss.peakMb(), maxAttempts }));
         records.settled({ name: def.name, route: ranOn, state: 'completed', run_at: job.startAfter, started_at: job.startedOn, finished_at: new Date() });
       } else await durably(() => ledger.finishAttempt({ id: job.id, attempt, outcome: 'completed', state: 'completed', error: null, peakRssMb: peakRss.peakMb() }));
       if (logger.isLevelEnabled('info')) log().info({ ms: Math.round(performance.now() - startedAt) }, 'job completed');

@@ -54,7 +54,7 @@ export type FetcherLedger = ReturnType<typeof createFetcherLedger>;
 export function createFetcherLedger(pool: Pool, schema: string, deps: { bossSchema?: string } = {}) {
   const sql = plans(schema);
   const ledger = createLedger(pool, schema);
-  const records = deps.bossSchema ? createFetcherRecords(pool, schema, deps.bossSchema) : null;
+  const records = deps.bossSchema ? createFetcherRecords(pool, schema, deps.bossSchema, ledger) : null;
   return {
     ...ledger,
     /** The jobs recorded by their pg-boss row alone: how they are taken in and run (the runner's `records`). */

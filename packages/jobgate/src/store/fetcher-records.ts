@@ -10,8 +10,8 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { jobQueues, recordAttemptsSql, recordColumnsOf } from './queue-records.ts';
-import { toExecution, toJob, type JobRecord, type Queryable } from './ledger.ts';
-import { holding, lostBeforeSql, type AttemptEnd, type RecordAttempt, type RecordRuns } from './record-runs.ts';
+import { toJob, withLatestAttempt, type Execution, type JobRecord, type Queryable } from './ledger.ts';
+import { attemptRowSql, gaveUpSql, holding, lostBeforeSql, recordProgressSql, type AttemptEnd, type RecordAttempt, type RecordRuns } from './record-runs.ts';
 
 /** Steps of one attempt's events: progress counts up from 1, the end is the last. */
 const STEPS = 2 ** 20;
@@ -30,24 +30,17 @@ function plans(schema: string, bossSchema: string) {
       INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, $2, $3, $4, $5)
       ON CONFLICT (job_id, job_seq) DO NOTHING`,
     // An attempt that did not complete its job: its row (the fetcher's history of the job) and, when
-    // main is known ($9), its event ($7: its number, $8: its data); each once.
+    // main is known ($10), its event ($8: its number, $9: its data); each once.
     ended: `
-      WITH attempt_row AS (
-        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
-        VALUES ($1, $2, 'fetcher', coalesce($3::timestamptz, clock_timestamp()), $4, clock_timestamp(), $5, $6)
-        ON CONFLICT (job_id, attempt) DO NOTHING)
+      WITH attempt_row AS (${attemptRowSql(s)})
       INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
-      SELECT $1, $7, $4, $2, $8::jsonb WHERE $9
+      SELECT $1, $8, $5, $2, $9::jsonb WHERE $10
       ON CONFLICT (job_id, job_seq) DO NOTHING`,
     // in the fetcher's history (main's grant of attempt $2 writes them in main's)
     lostBefore: lostBeforeSql(s, 'fetcher'),
-    executionRows: `
-      SELECT attempt, ran_on, started_at, finished_at, outcome, error, peak_rss_mb FROM ${s}.executions WHERE job_id = $1 ORDER BY attempt`,
     // Progress is kept on pg-boss's row too (what a read of the job shows); sent only while the attempt holds the job.
     progress: `
-      WITH held AS (
-        UPDATE ${b}.job SET output = jsonb_build_object('progress', $4::int, 'message', $5::text)
-         WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3
+      WITH held AS (${recordProgressSql(b)}
         RETURNING id, data->>'traceparent' AS traceparent)
       INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
       SELECT id, $6, 'progress', $3 + 1, ${eventData(`'progress', $4::int, 'message', $5::text, 'traceparent', traceparent`)}
@@ -60,15 +53,7 @@ function plans(schema: string, bossSchema: string) {
     // died): that attempt is lost, and main hears it as the job's end (unless the attempt wrote its
     // own end before it died: the same event number, which is kept).
     gaveUp: `
-      WITH job AS (
-        UPDATE ${b}.job SET output = jsonb_build_object('error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text))
-         WHERE name = $1 AND id = $2 AND state = 'failed' AND data ? 'record' AND NOT coalesce(output ? 'error', false)
-        RETURNING id, retry_count + 1 AS attempt, retry_limit + 1 AS max_attempts, started_on, data->>'traceparent' AS traceparent
-      ), attempt_row AS (
-        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
-        SELECT id, attempt, 'fetcher', coalesce(started_on, clock_timestamp()), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text) FROM job
-        ON CONFLICT (job_id, attempt) DO NOTHING
-      ), lost AS (
+      WITH ${gaveUpSql(s, b, 'fetcher')}, lost_event AS (
         INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
         SELECT id, attempt * ${STEPS} + ${END_STEP}, 'lost', attempt,
                ${eventData(`'state', 'failed', 'maxAttempts', max_attempts, 'startedAt', started_on, 'finishedAt', clock_timestamp(),
@@ -109,7 +94,7 @@ export type FetcherRecords = ReturnType<typeof createFetcherRecords>;
  * The fetcher's records in `bossSchema` (pg-boss's rows marked `record`), and the events of their
  * attempts in `schema`'s outbox when `emits` (main's URL is set).
  */
-export function createFetcherRecords(pool: Pool, schema: string, bossSchema: string) {
+export function createFetcherRecords(pool: Pool, schema: string, bossSchema: string, deps: { executionRows(id: string): Promise<Execution[]> }) {
   const sql = plans(schema, bossSchema);
   const b = assertSchemaName(bossSchema);
   let emits = false;
@@ -146,7 +131,7 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
     async attemptEnded(a, end: AttemptEnd): Promise<void> {
       const data = endData(a, { state: end.state, maxAttempts: end.maxAttempts, startedAt: isoOf(end.startedAt), error: end.error, peakRssMb: end.peakRssMb });
       const attempt = a.retryCount + 1;
-      await pool.query(sql.ended, [a.id, attempt, end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb, eventSeq(attempt, END_STEP), data, emits]);
+      await pool.query(sql.ended, [a.id, attempt, 'fetcher', end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb, eventSeq(attempt, END_STEP), data, emits]);
     },
     // the fetcher's pauses are main's: a job handed back is fetched again and asks main again
     blockIfPaused: async () => {},
@@ -175,9 +160,8 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
       const { rows } = await pool.query(sql.getRecord, [id]);
       if (!rows[0]) return null;
       const job = toJob(rows[0]);
-      // the attempts that failed or were lost (their rows), and the latest from pg-boss's row
-      const [ended, latest] = await Promise.all([pool.query(sql.executionRows, [id]), pool.query(sql.latestAttempt, [id])]);
-      job.executions = [...ended.rows, ...latest.rows].map(toExecution).sort((x, y) => x.attempt - y.attempt);
+      const [ended, latest] = await Promise.all([deps.executionRows(id), pool.query(sql.latestAttempt, [id])]);
+      job.executions = withLatestAttempt(ended, latest.rows);
       return job;
     },
     /**

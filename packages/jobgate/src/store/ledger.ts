@@ -385,6 +385,14 @@ export function toExecution(row: Row): Execution {
   };
 }
 
+/**
+ * A record's attempts, in order: its rows in `executions` (those that failed, were lost or were
+ * cancelled) and its latest, read from its pg-boss row (queue-records.ts recordAttemptsSql's rows).
+ */
+export function withLatestAttempt(rows: Execution[], latest: Row[]): Execution[] {
+  return [...rows, ...latest.map(toExecution)].sort((a, b) => a.attempt - b.attempt);
+}
+
 export function encodeCursor(createdAt: string, id: string): string {
   return Buffer.from(`${createdAt}|${id}`).toString('base64url');
 }

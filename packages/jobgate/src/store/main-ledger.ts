@@ -10,7 +10,7 @@ import { withPausedBy } from './pauses.ts';
 import { createRollup } from './rollup.ts';
 import { recordPlans } from './queue-records.ts';
 import { createRecordRuns } from './record-runs.ts';
-import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toExecution, toJob, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
+import { createLedger, encodeCursor, finishedColumns, inStates, insertJobValues, JOB_COLUMNS, jobFilterWhere, LIVE_STATES, listJobsQuery, WAITING_STATES, toJob, withLatestAttempt, type Execution, type ErrorInfo, type JobRecord, type JobState, type ListFilter, type NewJob, type Queryable, type Route, type RouteReason } from './ledger.ts';
 
 /** A routed job main has not delivered yet (or whose delivery is in doubt): the override may take it over. */
 export const UNDELIVERED_STATES = ['queued', 'forwarding'] as const satisfies readonly JobState[];
@@ -300,7 +300,7 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
     const job = toJob(rows[0]);
     if (options.executions) {
       const [failed, latest] = await Promise.all([ledger.executionRows(id), pool.query(records.latestAttempt, [id])]);
-      job.executions = [...failed, ...latest.rows.map(toExecution)].sort((a, b) => a.attempt - b.attempt);
+      job.executions = withLatestAttempt(failed, latest.rows);
     }
     return job;
   }

@@ -48,8 +48,8 @@ export interface RecordRuns {
   /** Whether this attempt still holds its job (a read of pg-boss's row). */
   holding(a: RecordAttempt): Promise<Holding>;
   setProgress(a: RecordAttempt, percent: number, message: string | null): Promise<void>;
-  /** The attempt completed its job; pg-boss's settle of the fetch follows. */
-  completed(a: RecordAttempt, end: { startedAt: Date | string | null; peakRssMb: number; maxAttempts: number }): Promise<void>;
+  /** The attempt completed its job, before pg-boss's settle of the fetch; absent where that settle says all (main's). */
+  completed?(a: RecordAttempt, end: { startedAt: Date | string | null; peakRssMb: number; maxAttempts: number }): Promise<void>;
   /** An attempt that did not complete its job, once. */
   attemptEnded(a: RecordAttempt, end: AttemptEnd): Promise<void>;
   /** A record handed back to its queue while paused: held where pg-boss's fetch skips it. */
@@ -73,6 +73,37 @@ export const lostBeforeSql = (s: string, ranOn: Route) => `
         FROM generate_series(1, $2 - 1) a
       ON CONFLICT (job_id, attempt) DO NOTHING`;
 
+/** A running attempt's progress ($4, $5) on its record's row ($1 name, $2 id, $3 retry_count), while the attempt holds it. `b`: pg-boss's schema, validated by the caller. */
+export const recordProgressSql = (b: string) => `
+      UPDATE ${b}.job SET output = jsonb_build_object('progress', $4::int, 'message', $5::text)
+       WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3`;
+
+/**
+ * An attempt's row ($1 job, $2 attempt, $3 ran_on, $4 started_at, $5 outcome, $6 error, $7 peak
+ * RSS): written once (a second end of the same attempt changes nothing).
+ */
+export const attemptRowSql = (s: string) => `
+      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
+      VALUES ($1, $2, $3, coalesce($4::timestamptz, clock_timestamp()), $5, clock_timestamp(), $6, $7)
+      ON CONFLICT (job_id, attempt) DO NOTHING`;
+
+/**
+ * The queue gave record $2 of $1 up without its handler settling the last attempt (expired, or its
+ * runner died): its row says why it failed ($3), and that attempt is lost, on `ranOn`. As CTEs:
+ * `job` (id, name, attempt, max_attempts, started_on, start_after, completed_on, traceparent) and
+ * the attempt's row.
+ */
+export const gaveUpSql = (s: string, b: string, ranOn: Route) => `
+      job AS (
+        UPDATE ${b}.job SET output = jsonb_build_object('error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text))
+         WHERE name = $1 AND id = $2 AND state = 'failed' AND data ? 'record' AND NOT coalesce(output ? 'error', false)
+        RETURNING id, name, retry_count + 1 AS attempt, retry_limit + 1 AS max_attempts, started_on, start_after, completed_on, data->>'traceparent' AS traceparent
+      ), lost AS (
+        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
+        SELECT id, attempt, '${ranOn}', coalesce(started_on, clock_timestamp()), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text) FROM job
+        ON CONFLICT (job_id, attempt) DO NOTHING
+      )`;
+
 /** Whether attempt `a` still holds its job: a read of its pg-boss row in `bossSchema` (validated by the caller). */
 export async function holding(pool: Pool, bossSchema: string, a: RecordAttempt): Promise<Holding> {
   const { rows } = await pool.query(`SELECT state::text, retry_count FROM ${bossSchema}.job WHERE name = $1 AND id = $2`, [a.name, a.id]);
@@ -92,27 +123,11 @@ export function createRecordRuns(pool: Pool, schema: string, bossSchema: string,
   const sql = {
     // (the pauses in force: pause_of, migration 019)
     paused: `SELECT n AS name, ${s}.pause_of(n) IS NOT NULL AS paused FROM unnest($1::text[]) n`,
-    progress: `
-      UPDATE ${b}.job SET output = jsonb_build_object('progress', $4::int, 'message', $5::text)
-       WHERE name = $1 AND id = $2 AND state = 'active' AND retry_count = $3`,
-    // An attempt's row: written once (a second end of the same attempt changes nothing).
-    ended: `
-      INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error, peak_rss_mb)
-      VALUES ($1, $2, $3, coalesce($4::timestamptz, clock_timestamp()), $5, clock_timestamp(), $6, $7)
-      ON CONFLICT (job_id, attempt) DO NOTHING`,
+    progress: recordProgressSql(b),
+    ended: attemptRowSql(s),
     lostBefore: lostBeforeSql(s, 'main'),
-    // The queue gave the job up without its handler settling the last attempt (expired, or its
-    // runner died): that attempt is lost, and the record says why it failed.
     gaveUp: `
-      WITH job AS (
-        UPDATE ${b}.job SET output = jsonb_build_object('error', jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text))
-         WHERE name = $1 AND id = $2 AND state = 'failed' AND data ? 'record' AND NOT coalesce(output ? 'error', false)
-        RETURNING id, name, retry_count + 1 AS attempt, started_on, start_after, completed_on
-      ), lost AS (
-        INSERT INTO ${s}.executions (job_id, attempt, ran_on, started_at, outcome, finished_at, error)
-        SELECT id, attempt, 'main', coalesce(started_on, clock_timestamp()), 'lost', clock_timestamp(), jsonb_build_object('code', 'JG_JOB_LOST', 'message', $3::text) FROM job
-        ON CONFLICT (job_id, attempt) DO NOTHING
-      )
+      WITH ${gaveUpSql(s, b, 'main')}
       SELECT name, 'main' AS route, 'failed' AS state, start_after AS run_at, started_on AS started_at, completed_on AS finished_at FROM job`,
   };
 
@@ -136,8 +151,6 @@ export function createRecordRuns(pool: Pool, schema: string, bossSchema: string,
     async setProgress(a: RecordAttempt, percent: number, message: string | null): Promise<void> {
       await pool.query(sql.progress, [a.name, a.id, a.retryCount, percent, message]);
     },
-    /** Main's record completes with pg-boss's settle alone: nothing to write. */
-    async completed(): Promise<void> {},
     /** An attempt that did not complete its job: its row (failed, or lost), once. */
     async attemptEnded(a: RecordAttempt, end: AttemptEnd): Promise<void> {
       await pool.query(sql.ended, [a.id, a.retryCount + 1, end.ranOn, end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb]);
