@@ -42,3 +42,43 @@ describe('workers with a backlog', () => {
     expect(ran).toBe(40);
   });
 });
+
+// Jobs that become due by time come with no NOTIFY: one worker of the queue polls, and each full
+// fetch wakes one idle worker of the queue, which wakes the next: every worker gets one.
+const WIDE = 4;
+let running = 0;
+let widest = 0;
+const wide = defineJob({
+  name: 'test.wide',
+  payload: z.strictObject({ n: z.number() }),
+  run: async () => {
+    widest = Math.max(widest, ++running);
+    // held until every worker runs one (or long enough for the backstop poll to be the only way there)
+    const until = Date.now() + 20_000;
+    while (running < WIDE && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 50));
+    running--;
+  },
+});
+
+describe('workers of a queue with due jobs and no NOTIFY', () => {
+  it('each full fetch wakes an idle worker, until every worker runs a job', async () => {
+    const wideDb = await createTestDatabase();
+    const logger = createLogger({ level: 'warn', name: 'test' });
+    // the first worker polls every second; its siblings' backstop (30 s) is longer than the jobs are held
+    const wideTimings = { ...timings, pollIntervalSeconds: 1 };
+    const wideBoss = createBoss({ connectionString: wideDb.url, schema: TEST_BOSS_SCHEMA, poolSize: 4, timings: wideTimings, logger });
+    await wideBoss.start();
+    const runtime = createMainRuntime({ pool: wideDb.pool, boss: wideBoss, ledger: createMainLedger(wideDb.pool, TEST_SCHEMA), catalogue: createCatalogue([wide]), logger, timings: wideTimings, workerConcurrency: WIDE });
+    try {
+      await runtime.start();
+      // delayed: due in a second, announced by no NOTIFY
+      for (let n = 0; n < WIDE * 2; n++) await runtime.performLater(wide, { n }, { delaySeconds: 1 });
+      await waitFor(`${WIDE} jobs of the queue ran at once`, async () => widest === WIDE, { timeoutMs: 25_000 });
+      expect(widest).toBe(WIDE);
+    } finally {
+      await runtime.stop(1_000);
+      await wideDb.drop();
+    }
+  });
+});

@@ -93,7 +93,7 @@ export function remoteClaimsAt(main: Pick<MainClient, 'claim' | 'claimMany'>, lo
         return Promise.all(claims.map(one));
       }
     },
-    { maxItems: 500 },
+    { maxItems: 500, maxInFlight: 1 },
   );
   return { claim: (jobId, attempt, claimSeconds, traceparent) => claim({ jobId, attempt, claimSeconds, ...(traceparent ? { traceparent } : {}) }) };
 }

@@ -136,7 +136,8 @@ function backstopWorker(boss: PgBoss, id: string, pollSeconds: number): void {
  * queueCacheIntervalSeconds + the monitor interval: until it catches up, a burst of new jobs is
  * taken one per poll interval per worker (measured: 4 jobs/s forwarding at batch 1, 2 workers,
  * 0.5 s poll). Each of `localConcurrency` workers is registered on its own, so a full fetch can
- * wake its queue's workers (notifyWorker, pg-boss's public API). `offWork(name)` stops them all.
+ * wake an idle worker of its queue (notifyWorker, pg-boss's public API), which wakes the next in
+ * turn while its fetches come back full. `offWork(name)` stops them all.
  *
  * Idle, one worker per queue polls at the poll interval (for jobs that become due by time: delayed,
  * retried after a delay); the others wait for NOTIFY (every new job due now wakes them all), for a
@@ -154,16 +155,24 @@ export async function workWhileFull<T>(
   const { localConcurrency = 1, ...rest } = options;
   const work = boss.work.bind(boss) as unknown as (name: string, options: WorkOptions, handler: (jobs: any[]) => Promise<T>) => Promise<string>;
   const workers: string[] = [];
+  /** The workers running a handler now: a wake-up would only make them fetch again after it, as a full fetch does anyway. */
+  const busy = new Set<string>();
   for (let i = 0; i < localConcurrency; i++) {
     const backstop = i === 0 ? {} : { notifyPollingIntervalSeconds: Math.max(SIBLING_BACKSTOP_SECONDS, rest.notifyPollingIntervalSeconds ?? 0) };
     let self = '';
     self = await work(name, { ...rest, ...backstop, localConcurrency: 1 }, async (jobs) => {
       const full = jobs.length >= options.batchSize;
-      // more may be waiting: the queue's other workers fetch now too
-      if (full) for (const id of workers) if (id !== self) boss.notifyWorker(id);
+      busy.add(self);
+      // more may be waiting: one idle worker of the queue fetches now too, and wakes the next if
+      // it also finds a full fetch (waking them all made each find the queue empty but one)
+      if (full) {
+        const idle = workers.find((id) => !busy.has(id));
+        if (idle !== undefined) boss.notifyWorker(idle);
+      }
       try {
         return await handler(jobs);
       } finally {
+        busy.delete(self);
         // the loop re-checks this flag after the handler: set, it fetches again at once
         if (full) boss.notifyWorker(self);
       }
