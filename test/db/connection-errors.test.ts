@@ -5,7 +5,7 @@
 // under the bench's connection kills. guardConnections closes the gap.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { guardConnections, withTransaction } from '../../packages/jobgate/src/store/index.ts';
+import { guardConnections, onFreshConnection, withTransaction } from '../../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, type TestDatabase } from '../support/database.ts';
 
 let db: TestDatabase;
@@ -49,4 +49,52 @@ describe('a pool jobgate was given', () => {
       }
     });
   }
+});
+
+describe('work on a connection that is killed under it', () => {
+  /** Runs `work` while the backend of its first try (found by its application_name) is killed mid-statement. */
+  async function killedOnce<T>(work: (pool: pg.Pool) => Promise<T>): Promise<{ outcome: PromiseSettledResult<T>; killed: number }> {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'killed-once' });
+    pool.on('error', () => {});
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      const running = Promise.allSettled([work(pool)]);
+      let killed = 0;
+      for (const deadline = Date.now() + 20_000; killed === 0 && Date.now() < deadline; ) {
+        const { rows } = await admin.query(`SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'killed-once' AND query LIKE '%pg_sleep%' AND state = 'active') t`);
+        killed = rows[0].n;
+        if (killed === 0) await new Promise((r) => setTimeout(r, 10));
+      }
+      return { outcome: (await running)[0]!, killed };
+    } finally {
+      await admin.end();
+      await pool.end();
+    }
+  }
+
+  it('fails as it is, and is answered on a fresh connection when tried again by onFreshConnection', async () => {
+    const slow = (pool: pg.Pool) => withTransaction(pool, (client) => client.query('SELECT pg_sleep(0.3), 42 AS answer'));
+    const bare = await killedOnce(slow);
+    expect(bare.killed).toBe(1);
+    expect(bare.outcome.status).toBe('rejected');
+
+    let tries = 0;
+    const again = await killedOnce((pool) => onFreshConnection(() => (tries++, slow(pool))));
+    expect(again.killed).toBe(1);
+    expect(again.outcome.status).toBe('fulfilled');
+    expect((again.outcome as PromiseFulfilledResult<pg.QueryResult>).value.rows[0].answer).toBe(42);
+    expect(tries).toBe(2);
+  });
+
+  it('does not try again on an error of the statement itself', async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    let tries = 0;
+    try {
+      await expect(onFreshConnection(() => (tries++, pool.query('SELECT 1 / 0')))).rejects.toThrow(/division by zero/);
+      expect(tries).toBe(1);
+    } finally {
+      await pool.end();
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
-import type { MainLedger, ToForward } from '../store/index.ts';
+import { durably, onFreshConnection, type MainLedger, type ToForward } from '../store/index.ts';
 import { FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
@@ -165,7 +165,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       throw err;
     }
     options.onForward?.('delivered', jobs.length);
-    await ledger.markForwarded(jobs.map((j) => j.id));
+    // (delivered: a database blip here must not send the batch again after its lease)
+    await durably(() => ledger.markForwarded(jobs.map((j) => j.id)));
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
     for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...traceFields(job.options?.traceparent) }, 'job forwarded');
     return 'sent';
@@ -318,7 +319,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       const seen = notifies;
       let batch: ToForward[];
       try {
-        batch = await ledger.takeToForward(batchSize, options.leaseSeconds);
+        batch = await onFreshConnection(() => ledger.takeToForward(batchSize, options.leaseSeconds));
         failures = 0;
       } catch (err) {
         failures++;

@@ -3,7 +3,7 @@
 import type { Pool } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError } from '../support/index.ts';
-import { toBossDb, withTransaction, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
+import { onFreshConnection, toBossDb, withTransaction, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
 import type { Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
@@ -51,7 +51,8 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
     if (errors.length > 0) throw new JobgateError(ErrorCode.payloadInvalid, 'Some jobs are invalid; none was accepted.', { errors });
     const valid = parsed.filter((p) => p !== null);
     try {
-      return await withTransaction(pool, async (client) => {
+      // (idempotent on id: a try whose COMMIT happened unheard answers every job as a duplicate)
+      return await onFreshConnection(() => withTransaction(pool, async (client) => {
         // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other
         // job is its pg-boss row alone, marked `record` (store/fetcher-records.ts).
         const keepsRow = (def: JobDefinition) => !deps.records || def.concurrency !== null || def.rateLimit !== null;
@@ -87,7 +88,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
           throw new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
         }
         return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
-      }).then((answers) => {
+      })).then((answers) => {
         const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
         for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
         return answers;

@@ -1,6 +1,6 @@
 import express, { type Request } from 'express';
 import { ErrorCode, JobgateError, methodNotAllowed, mountOf, notFound, problemErrorHandler, jsonBody, rejectUnstorable, requestContext, traceFields, type Logger } from '../support/index.ts';
-import type { JobRecord, MainLedger } from '../store/index.ts';
+import { onFreshConnection, type JobRecord, type MainLedger } from '../store/index.ts';
 import type { Registry } from 'prom-client';
 import { mountSignedRoutes, type ClaimAnswer, type ClaimRequest, type ReplayGuard, type SigningKey } from '../protocol/index.ts';
 import type { MainRuntime as JobRuntime } from './main-runtime.ts';
@@ -72,7 +72,8 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       // Claims asked for at once (a request each, or one batch) go to the ledger together (ledger.claimAttempt):
       // main's ledger decides who runs a job.
       const claim = async (c: ClaimRequest, log: Logger): Promise<ClaimAnswer> => {
-        const result = await ledger.claimAttempt({ id: c.jobId, attempt: c.attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: c.claimSeconds });
+        // (a claim is idempotent per attempt: asked again, the same attempt is granted again)
+        const result = await onFreshConnection(() => ledger.claimAttempt({ id: c.jobId, attempt: c.attempt, ranOn: 'fetcher', concurrency: null, perSecond: null, claimSeconds: c.claimSeconds }));
         const answer: ClaimAnswer =
           result.outcome === 'wait'
             ? { outcome: 'wait', waitMs: result.waitMs }
@@ -86,7 +87,8 @@ export function createMainRouters(deps: MainRouterDeps): MainRouters {
       };
       mountSignedRoutes(app, 'main', {
         jobEvents: async (req, _res, body) => {
-          const result = await ledger.applyEvents(body.events);
+          // (applied by sequence: a batch applied before is not applied twice)
+          const result = await onFreshConnection(() => ledger.applyEvents(body.events));
           req.log.debug({ ...result }, 'job events applied');
           // a routed job's end, logged here under its own trace (as a main job's end is by its runner)
           for (const e of body.events) {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../support/index.ts';
 import { SignedRoutes, chunksByBytes, type JobEvent } from '../protocol/index.ts';
-import { toWireEvent, type FetcherLedger, type StoredEvent } from '../store/index.ts';
+import { onFreshConnection, toWireEvent, type FetcherLedger, type StoredEvent } from '../store/index.ts';
 import { FetcherErrorCode, unreachableLog, type FetcherClientError, type MainClient, type UnreachableLog } from '../client/index.ts';
 
 /** Statuses by which main refuses the events themselves (not the request: a 401 is a secret rotation, a 404 an older main). */
@@ -56,7 +56,8 @@ export function startEventDispatcher(deps: { ledger: FetcherLedger; main: MainCl
     while (!stopping.signal.aborted) {
       let sent: number | null = 0;
       try {
-        sent = await deps.ledger.deliverEvents(batchSize, sendAll);
+        // (main applies events by sequence: a batch sent again after a lost connection is not applied twice)
+        sent = await onFreshConnection(() => deps.ledger.deliverEvents(batchSize, sendAll));
         // main answered only if something was sent
         if (sent) unreachable.ok();
         failures = 0;

@@ -1,5 +1,6 @@
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
+import { onFreshConnection } from './transaction.ts';
 
 /** What a signed request's id found: new, or seen before (with the answer it got, if it is done). */
 export type ReplayCheck =
@@ -18,15 +19,17 @@ export function createReplayStore(pool: Pool, schema: string) {
   return {
     /** Records `id` as being handled, unless it was seen (and has not expired). */
     async begin(id: string, bodyHash: Buffer, expiresAt: Date): Promise<ReplayCheck> {
-      const inserted = await pool.query(
+      // (tried again on a fresh connection: should the first try have been recorded unheard, the
+      // message answers "still being handled" and its sender's next message goes under a new id)
+      const inserted = await onFreshConnection(() => pool.query(
         `INSERT INTO ${s}.signed_requests (webhook_id, body_hash, expires_at) VALUES ($1, $2, $3)
          ON CONFLICT (webhook_id) DO UPDATE SET body_hash = excluded.body_hash, status = NULL, answer = NULL, expires_at = excluded.expires_at
            WHERE ${s}.signed_requests.expires_at < clock_timestamp()
          RETURNING webhook_id`,
         [id, bodyHash, expiresAt],
-      );
-      // now and then, rows whose window has passed go (one indexed delete, bounded)
-      if (++writes % 200 === 0) await pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`);
+      ));
+      // now and then, rows whose window has passed go (one indexed delete, bounded; the next one retries it)
+      if (++writes % 200 === 0) await pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`).catch(() => {});
       if (inserted.rowCount === 1) return { seen: false };
       const { rows } = await pool.query(`SELECT body_hash, status, answer FROM ${s}.signed_requests WHERE webhook_id = $1`, [id]);
       const row = rows[0];
@@ -40,11 +43,11 @@ export function createReplayStore(pool: Pool, schema: string) {
     },
     /** The answer the first delivery got, for later replays. */
     async finish(id: string, answer: { status: number; type: string; body: string }): Promise<void> {
-      await pool.query(`UPDATE ${s}.signed_requests SET status = $2, answer = $3 WHERE webhook_id = $1`, [id, answer.status, JSON.stringify({ type: answer.type, body: answer.body })]);
+      await onFreshConnection(() => pool.query(`UPDATE ${s}.signed_requests SET status = $2, answer = $3 WHERE webhook_id = $1`, [id, answer.status, JSON.stringify({ type: answer.type, body: answer.body })]));
     },
     /** The first delivery failed on our side (5xx): a retry with the same id may do it again. */
     async forget(id: string): Promise<void> {
-      await pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id = $1`, [id]);
+      await onFreshConnection(() => pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id = $1`, [id]));
     },
   };
 }

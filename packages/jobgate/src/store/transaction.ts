@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg, { type Pool, type PoolClient } from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry from 'p-retry';
-import { isTransientDatabaseError } from '../support/errors.ts';
+import { isConnectionLost, isTransientDatabaseError } from '../support/errors.ts';
 
 /** A statement's name by its text's hash, so two runtimes sharing a pool (or two copies of jobgate) never give one name two texts. */
 const hashedName = (text: string, kind: string) => `jobgate_${kind}_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
@@ -164,5 +164,23 @@ export async function durably<T>(write: () => Promise<T>): Promise<T> {
     if (!isTransientDatabaseError(err)) throw err;
     await sleep(200);
     return pRetry(write, { retries: 5, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
+  }
+}
+
+/**
+ * Database work that a request or a delivery waits for, tried again at once (twice at most) when
+ * the connection under it was lost (killed, reset): the pool drops a broken connection, so the
+ * next try runs on a fresh one. One killed connection no longer turns into a 503 that the other
+ * side backs off from; a database that is really away fails the next try too (refused), and the
+ * caller answers as before. `work` must be idempotent, as durably's writes are: a COMMIT whose
+ * answer was lost may have happened.
+ */
+export async function onFreshConnection<T>(work: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (tries >= 3 || !isConnectionLost(err)) throw err;
+    }
   }
 }

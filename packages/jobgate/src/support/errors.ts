@@ -138,6 +138,17 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /**
+ * The connection under a statement was lost while the database itself is up: killed by an
+ * administrator or a pooler (57P01), reset, or ended under the client. A new connection works.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (code === '57P01' || code === 'ECONNRESET' || code === 'EPIPE') return true;
+  return /Connection terminated|Client has encountered a connection error|Connection ended/i.test(err.message);
+}
+
+/**
  * Worth trying again as it is: the database was away, or it broke a deadlock or a serialization
  * conflict by cancelling this transaction (40P01, 40001).
  */
