@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCode, JobgateError, traceFields, type Logger } from '../support/index.ts';
+import { ErrorCode, JobgateError, isTransientDatabaseError, traceFields, type Logger } from '../support/index.ts';
 import { durably, onFreshConnection, type MainLedger, type ToForward } from '../store/index.ts';
 import { FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
 import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
@@ -300,12 +300,16 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       clearInterval(renew);
       await renewing;
       // The fetcher said when to come back: the jobs wait that long, and no failure counts towards
-      // their backoff (a database blip on its side must not push them minutes out). Anything else
-      // backs off 1, 2, 4 … seconds.
-      const asked = answeredNotNow(err) ? Math.min(maxDelaySeconds, (err.retryAfterMs ?? 1_000) / 1000) : null;
-      if (asked === null) logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
-      else notNow(err as FetcherClientError, ids.length, asked);
-      await ledger.deferForward(ids, maxDelaySeconds, asked).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
+      // their backoff (a database blip on its side must not push them minutes out); nor does one on
+      // main's side (its database away, a connection killed): they wait a second. Anything else (the
+      // fetcher away) backs off 1, 2, 4 … seconds.
+      const fetcherAsked = answeredNotNow(err);
+      const ours = !fetcherAsked && isTransientDatabaseError(err);
+      const asked = fetcherAsked ? Math.min(maxDelaySeconds, (err.retryAfterMs ?? 1_000) / 1000) : ours ? 1 : null;
+      if (fetcherAsked) notNow(err, ids.length, asked!);
+      else if (ours) logger.warn({ err, jobs: ids.length }, "main's database failed during a delivery; the jobs go again in a second");
+      else logger.warn({ err, jobs: ids.length }, 'delivery failed; the jobs wait and are tried again with backoff');
+      await onFreshConnection(() => ledger.deferForward(ids, maxDelaySeconds, asked)).catch((e: unknown) => logger.warn({ err: e }, 'could not record the failed delivery; the jobs go again when their lease lapses'));
       return false;
     } finally {
       clearInterval(renew);

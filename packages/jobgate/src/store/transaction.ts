@@ -162,7 +162,8 @@ export async function durably<T>(write: () => Promise<T>): Promise<T> {
     return await write();
   } catch (err) {
     if (!isTransientDatabaseError(err)) throw err;
-    await sleep(200);
+    // a killed connection is tried again at once (the pool opens a fresh one); the rest after a pause
+    if (!isConnectionLost(err)) await sleep(200);
     return pRetry(write, { retries: 5, minTimeout: 200, maxTimeout: 3_000, shouldRetry: ({ error }) => isTransientDatabaseError(error) });
   }
 }
