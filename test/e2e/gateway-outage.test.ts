@@ -163,3 +163,42 @@ describe("the fetcher's database away", () => {
     }
   });
 });
+
+describe("main's database failing a delivery", () => {
+  it("the jobs go again in a second, with no failure counted towards their backoff, and are delivered once it is back", async () => {
+    t.pair = await startPair(t.db);
+    // main's database refuses to record a delivery (or a claim) while the flag is up, as a
+    // database that is starting up does (57P03): markForwarded's retries run out, so the delivery fails
+    await t.db.pool.query(`
+      CREATE TABLE public.main_db_fails (on_since timestamptz);
+      CREATE FUNCTION public.main_db_fails() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM public.main_db_fails) THEN
+          RAISE EXCEPTION 'the database system is starting up' USING ERRCODE = '57P03';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER main_db_fails BEFORE UPDATE ON jobgate.jobs FOR EACH ROW
+        WHEN (NEW.state IN ('forwarded', 'active') AND OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION public.main_db_fails();
+      INSERT INTO public.main_db_fails VALUES (now());`);
+    const ids = await Promise.all(Array.from({ length: 5 }, (_, i) => enqueue(t.pair!.main, 'test.remote', { sleepMs: 10, label: `main-db-${i}` })));
+    const said = await t.pair.main.waitForLog('the forwarder says main’s database failed the delivery', (l) => l.msg?.startsWith("main's database failed during a delivery") === true, 60_000);
+    expect(said).toMatchObject({ component: 'forwarder' });
+    // the failed delivery is recorded just after that line: the jobs wait in the outbox as 'forwarding'
+    let rows: Array<{ state: string; forward_tries: number }> = [];
+    await waitFor('the failed delivery recorded', async () => {
+      ({ rows } = await t.db.pool.query(`SELECT state, forward_tries FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]));
+      return rows.every((r) => r.state === 'forwarding');
+    });
+    // not a backoff grown by the failure (1, 2, 4 s …): no try counted, and they go again in a second
+    expect(rows.every((r) => r.forward_tries === 0), JSON.stringify(rows)).toBe(true);
+    await t.pair.main.waitForLog('a second delivery that main’s database fails', (l) => l.msg?.startsWith("main's database failed during a delivery") === true && l !== said, 60_000);
+    const { rows: after } = await t.db.pool.query(`SELECT forward_tries FROM jobgate.jobs WHERE id = ANY($1::uuid[])`, [ids]);
+    expect(after.every((r) => r.forward_tries === 0), JSON.stringify(after)).toBe(true);
+    expect(t.pair.main.logs.filter((l) => l.msg === 'fetcher unreachable; waking it')).toEqual([]);
+
+    await t.db.pool.query('DELETE FROM public.main_db_fails');
+    await t.allCompleted(ids);
+    await expectExactlyOnceOnFetcher(ids);
+  });
+});

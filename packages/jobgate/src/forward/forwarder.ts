@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, isTransientDatabaseError, traceFields, type Logger } from '../support/index.ts';
 import { durably, onFreshConnection, type MainLedger, type ToForward } from '../store/index.ts';
-import { FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient, type FetcherClientError } from '../client/index.ts';
+import { FetcherClientError, FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient } from '../client/index.ts';
 import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
 export interface ForwarderOptions {
@@ -304,7 +304,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       // main's side (its database away, a connection killed): they wait a second. Anything else (the
       // fetcher away) backs off 1, 2, 4 … seconds.
       const fetcherAsked = answeredNotNow(err);
-      const ours = !fetcherAsked && isTransientDatabaseError(err);
+      // (an answer or a silence of the fetcher is never main's database, whatever its message says)
+      const ours = !fetcherAsked && !(err instanceof FetcherClientError) && isTransientDatabaseError(err);
       const asked = fetcherAsked ? Math.min(maxDelaySeconds, (err.retryAfterMs ?? 1_000) / 1000) : ours ? 1 : null;
       if (fetcherAsked) notNow(err, ids.length, asked!);
       else if (ours) logger.warn({ err, jobs: ids.length }, "main's database failed during a delivery; the jobs go again in a second");
