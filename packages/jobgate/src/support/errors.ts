@@ -123,21 +123,6 @@ export function fieldErrorsFromZod(issues: ReadonlyArray<{ path: ReadonlyArray<P
 }
 
 /**
- * PostgreSQL (or the pool in front of it) cannot be reached: the connection was refused, reset,
- * terminated by a server shutdown, or the pool could not hand out a connection in time.
- */
-export function isDatabaseUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') {
-    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH'].includes(code)) return true;
-    // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions
-    if (code.startsWith('57P') || code.startsWith('08')) return true;
-  }
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|the database system is (shutting down|starting up|in recovery mode)/i.test(err.message);
-}
-
-/**
  * The connection under a statement was lost while the database itself is up: killed by an
  * administrator or a pooler (57P01), reset, or ended under the client. A new connection works.
  */
@@ -146,6 +131,23 @@ export function isConnectionLost(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   if (code === '57P01' || code === 'ECONNRESET' || code === 'EPIPE') return true;
   return /Connection terminated|Client has encountered a connection error|Connection ended/i.test(err.message);
+}
+
+/**
+ * PostgreSQL (or the pool in front of it) cannot be reached: the connection was lost
+ * (isConnectionLost), refused, terminated by a server shutdown, or the pool could not hand out a
+ * connection in time.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (isConnectionLost(err)) return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (['ECONNREFUSED', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH'].includes(code)) return true;
+    // 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions
+    if (code.startsWith('57P') || code.startsWith('08')) return true;
+  }
+  return /timeout exceeded when trying to connect|the database system is (shutting down|starting up|in recovery mode)/i.test(err.message);
 }
 
 /**
