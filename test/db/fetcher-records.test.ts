@@ -120,6 +120,19 @@ describe("the fetcher's records", () => {
     expect(await ledgerRows(id)).toBe(0);
   });
 
+  it('write the end of each of many attempts completing at once exactly once, with its own job and trace (ends that come together go in one statement)', async () => {
+    const ids = Array.from({ length: 24 }, () => randomUUID());
+    await jobs.accept(ids.map((id, i) => ({ id, name: 'frec.other', payload: { steps: 0 }, ...(i % 2 ? { traceparent: TRACE } : {}) })));
+    await Promise.all(ids.map(settled));
+    const { rows } = await db.pool.query(`SELECT job_id, job_seq, type, attempt, data FROM ${TEST_SCHEMA}.job_events WHERE job_id = ANY($1::uuid[])`, [ids]);
+    expect(rows.map((r) => r.job_id).sort()).toEqual([...ids].sort());
+    for (const r of rows) {
+      expect([Number(r.job_seq), r.type, r.attempt]).toEqual([2 ** 21 - 1, 'completed', 1]);
+      expect(r.data).toMatchObject({ state: 'completed', maxAttempts: expect.any(Number), startedAt: expect.any(String), finishedAt: expect.any(String) });
+      expect(r.data.traceparent).toBe(ids.indexOf(r.job_id) % 2 ? TRACE : undefined);
+    }
+  });
+
   it('does not run a retry while an end of its job waits in the outbox for main (its runner died between that end and the settle)', async () => {
     const id = randomUUID();
     // due in 2 s: made a retry whose attempt 1 ended (completed, not yet told to main) before it is fetched

@@ -8,6 +8,7 @@
 // a job's events in that order, each once (`seq > events_applied`, gaps allowed), with no counter
 // on a row here. A fetcher without main's URL sends no events and writes none.
 import type { Pool } from 'pg';
+import { coalesce } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { jobQueues, recordAttemptsSql, recordColumnsOf } from './queue-records.ts';
 import { toJob, withLatestAttempt, type Execution, type JobRecord, type Queryable } from './ledger.ts';
@@ -25,9 +26,11 @@ function plans(schema: string, bossSchema: string) {
   // the event's data with the job's trace (sent with the event: there is no ledger row to read it from)
   const eventData = (fields: string) => `jsonb_strip_nulls(jsonb_build_object(${fields}))`;
   return {
-    // (written again by a runner that retries it after a database blip: once)
-    event: `
-      INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data) VALUES ($1, $2, $3, $4, $5)
+    // The ends of attempts that completed their jobs, as many as came together (each written once,
+    // however often a runner retries it after a database blip).
+    completedEvents: `
+      INSERT INTO ${s}.job_events (job_id, job_seq, type, attempt, data)
+      SELECT id, seq, 'completed', attempt, data FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, seq bigint, attempt int, data jsonb)
       ON CONFLICT (job_id, job_seq) DO NOTHING`,
     // An attempt that did not complete its job: its row (the fetcher's history of the job) and, when
     // main is known ($10), its event ($8: its number, $9: its data); each once.
@@ -103,11 +106,24 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
   const attemptKey = (a: RecordAttempt) => `${a.id}:${a.retryCount}`;
 
   /** An attempt's end event's data (as executions_emit shapes it, with the job's trace). */
-  function endData(a: RecordAttempt, data: Record<string, unknown>): string {
+  function endData(a: RecordAttempt, data: Record<string, unknown>): Record<string, unknown> {
     steps.delete(attemptKey(a));
     const clean = Object.fromEntries(Object.entries({ ...data, traceparent: a.traceparent }).filter(([, v]) => v !== null && v !== undefined));
-    return JSON.stringify({ ...clean, finishedAt: new Date().toISOString() });
+    return { ...clean, finishedAt: new Date().toISOString() };
   }
+
+  /**
+   * The completed attempts' ends, written as they come: one statement while none is under way, and
+   * those that came meanwhile together in the next (group commit). Each caller's promise resolves
+   * once its end is committed, before pg-boss settles its fetch.
+   */
+  const writeCompleted = coalesce(
+    async (ends: Array<{ id: string; seq: number; attempt: number; data: Record<string, unknown> }>) => {
+      await pool.query(sql.completedEvents, [JSON.stringify(ends)]);
+      return ends.map(() => undefined);
+    },
+    { maxItems: 500, maxInFlight: 1 },
+  );
 
   const runs: RecordRuns & { endPending(id: string): Promise<boolean> } = {
     // the fetcher hears of pauses from main (its runner asks main for every attempt)
@@ -126,12 +142,12 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
     async completed(a, end): Promise<void> {
       const data = endData(a, { state: 'completed', maxAttempts: end.maxAttempts, startedAt: isoOf(end.startedAt), peakRssMb: end.peakRssMb });
       const attempt = a.retryCount + 1;
-      if (emits) await pool.query(sql.event, [a.id, eventSeq(attempt, END_STEP), 'completed', attempt, data]);
+      if (emits) await writeCompleted({ id: a.id, seq: eventSeq(attempt, END_STEP), attempt, data });
     },
     async attemptEnded(a, end: AttemptEnd): Promise<void> {
       const data = endData(a, { state: end.state, maxAttempts: end.maxAttempts, startedAt: isoOf(end.startedAt), error: end.error, peakRssMb: end.peakRssMb });
       const attempt = a.retryCount + 1;
-      await pool.query(sql.ended, [a.id, attempt, 'fetcher', end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb, eventSeq(attempt, END_STEP), data, emits]);
+      await pool.query(sql.ended, [a.id, attempt, 'fetcher', end.startedAt, end.outcome, JSON.stringify(end.error), end.peakRssMb, eventSeq(attempt, END_STEP), JSON.stringify(data), emits]);
     },
     // the fetcher's pauses are main's: a job handed back is fetched again and asks main again
     blockIfPaused: async () => {},
