@@ -191,7 +191,9 @@ function replayAnswer(res: Response, answer: { status: number; type: string; bod
 
 /**
  * Wraps `res.send` so the first delivery's answer is stored (or, if it failed on our side, the id
- * forgotten so a retry may do it) before the client sees it.
+ * forgotten so a retry may do it) as the client gets it: the sender's next message does not wait
+ * for that write. A replay meanwhile finds the id being handled and waits a moment for the answer
+ * (createReplayStore's begin); the sender itself repeats an id only when no answer reached it.
  */
 function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string): void {
   const send = res.send.bind(res);
@@ -200,10 +202,9 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
     const status = res.statusCode;
     const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
     const type = String(res.getHeader('content-type') ?? 'application/json');
+    send(body);
     const write = status >= 500 ? replay.forget(id) : replay.finish(id, { status, type, body: text });
-    write
-      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not store the answer of a signed request'))
-      .finally(() => send(body));
+    write.catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not store the answer of a signed request'));
     return res;
   }) as Response['send'];
 }

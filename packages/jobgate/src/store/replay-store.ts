@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import { assertSchemaName } from './schema-name.ts';
 import { onFreshConnection } from './transaction.ts';
@@ -8,6 +9,10 @@ export type ReplayCheck =
   | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null };
 
 export type ReplayStore = ReturnType<typeof createReplayStore>;
+
+/** How long a replay of a message still being handled waits for its answer, and how often it looks. */
+const ANSWER_WAIT_MS = 500;
+const ANSWER_POLL_MS = 25;
 
 /**
  * Remembers each accepted signed request (by webhook-id) until its timestamp leaves the signature
@@ -31,14 +36,19 @@ export function createReplayStore(pool: Pool, schema: string) {
       // now and then, rows whose window has passed go (one indexed delete, bounded; the next one retries it)
       if (++writes % 200 === 0) await pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`).catch(() => {});
       if (inserted.rowCount === 1) return { seen: false };
-      const { rows } = await pool.query(`SELECT body_hash, status, answer FROM ${s}.signed_requests WHERE webhook_id = $1`, [id]);
-      const row = rows[0];
+      // being handled: its answer is stored just after it is sent, so a moment's wait usually finds it
+      let row: { body_hash: Buffer; status: number | null; answer: { type: string; body: string } | null } | undefined;
+      for (let waited = 0; ; waited += ANSWER_POLL_MS) {
+        row = (await pool.query(`SELECT body_hash, status, answer FROM ${s}.signed_requests WHERE webhook_id = $1`, [id])).rows[0];
+        if (!row || row.status !== null || Buffer.compare(row.body_hash, bodyHash) !== 0 || waited >= ANSWER_WAIT_MS) break;
+        await sleep(ANSWER_POLL_MS);
+      }
       // gone meanwhile (its first delivery failed and was forgotten): treat as still in progress
       if (!row) return { seen: true, sameBody: true, answer: null };
       return {
         seen: true,
         sameBody: Buffer.compare(row.body_hash as Buffer, bodyHash) === 0,
-        answer: row.status === null ? null : { status: row.status as number, type: row.answer.type as string, body: row.answer.body as string },
+        answer: row.status === null || !row.answer ? null : { status: row.status, type: row.answer.type, body: row.answer.body },
       };
     },
     /** The answer the first delivery got, for later replays. */
