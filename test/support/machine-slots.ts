@@ -1,9 +1,9 @@
 // The e2e tier's share of the machine. Each e2e file starts apps, PostgreSQL clients and sometimes
-// a browser; one suite runs three such files at once (vitest.config.ts), which two cores carry.
-// Two checkouts testing at once on one machine would run six, and their waits for processes,
+// a browser; one suite runs four such files at once (vitest.config.ts), which two cores carry.
+// Two checkouts testing at once on one machine would run eight, and their waits for processes,
 // timeouts and retries then stretch past any sane ceiling (seen: load average 20, a 39-minute run,
 // tests timed out at 180 s). So every e2e file, whatever checkout it belongs to, first takes one of
-// JOBGATE_E2E_SLOTS (default 3) machine-wide slots: files in os.tmpdir() created exclusively, each
+// JOBGATE_E2E_SLOTS (default 4) machine-wide slots: files in os.tmpdir() created exclusively, each
 // naming the process that holds it. A slot whose process is gone (a killed run) is taken over.
 // One suite alone never waits; two suites share the slots and both run to the end.
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll } from 'vitest';
 
 const DIR = join(tmpdir(), 'jobgate-e2e-slots');
-const SLOTS = Math.max(1, Number(process.env.JOBGATE_E2E_SLOTS ?? 3));
+const SLOTS = Math.max(1, Number(process.env.JOBGATE_E2E_SLOTS ?? 4));
 
 function alive(pid: number): boolean {
   try {
