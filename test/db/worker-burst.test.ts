@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createLogger } from '../../packages/jobgate/src/support/index.ts';
-import { createBoss, createMainLedger, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
+import { createBoss, createMainLedger, ensureQueue, workWhileFull, type PgBoss } from '../../packages/jobgate/src/store/index.ts';
 import { createCatalogue, createMainRuntime, defineJob, type MainRuntime } from '../../packages/jobgate/src/internal.ts';
 import { createTestDatabase, TEST_BOSS_SCHEMA, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 import { waitFor } from '../support/wait.ts';
@@ -80,5 +80,36 @@ describe('workers of a queue with due jobs and no NOTIFY', () => {
       await runtime.stop(1_000);
       await wideDb.drop();
     }
+  });
+});
+
+// A fetch whose connection was killed (pg_terminate_backend, a reset) fails in pg-boss's worker,
+// which then waits its poll interval. pg-boss reports it as an 'error' event naming the worker: a
+// copy of the error's own fields (its code among them) with `queue` and `worker` added
+// (node_modules/pg-boss/dist/manager.js, the worker's onError). The kill cannot be timed to land
+// inside a fetch of a millisecond, so this test reports one as pg-boss would.
+describe('a worker whose fetch lost its connection', () => {
+  it('fetches again at once (on a new connection), not at its next poll; a fetch that failed otherwise waits for the poll', async () => {
+    const picked: string[] = [];
+    // no NOTIFY on this queue: only the poll (120 s) or a wake-up reaches its idle worker
+    await ensureQueue(boss, 'test.lost', { notify: false });
+    await workWhileFull(boss, 'test.lost', { batchSize: 1, pollingIntervalSeconds: 120, localConcurrency: 1 }, async (fetched) => {
+      for (const job of fetched) picked.push(job.id as string);
+      return fetched.map((job) => ({ id: job.id, status: 'completed' }));
+    });
+    const worker = boss.getWipData().find((w) => w.name === 'test.lost')!.id;
+    // its first fetch (empty) is done: it waits its poll now
+    await waitFor('the worker idle', async () => boss.getWipData().find((w) => w.id === worker)?.lastFetchedOn !== undefined || null, { timeoutMs: 10_000 });
+    const report = (err: Record<string, unknown>) => boss.emit('error', { ...err, queue: 'test.lost', worker } as unknown as Error);
+
+    const first = (await boss.send('test.lost', {}))!;
+    // a failure that is not a lost connection: the worker keeps to its poll
+    report({ code: '42P01', message: 'relation does not exist (Queue: test.lost)' });
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(picked).toEqual([]);
+
+    report({ code: '57P01', message: 'terminating connection due to administrator command (Queue: test.lost)' });
+    await waitFor('the job fetched after the lost connection', async () => picked.includes(first) || null, { timeoutMs: 30_000 });
+    await boss.offWork('test.lost');
   });
 });

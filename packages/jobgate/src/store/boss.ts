@@ -1,5 +1,5 @@
 import { PgBoss, type WorkOptions } from 'pg-boss';
-import type { Logger } from '../support/index.ts';
+import { isConnectionLost, type Logger } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { GuardedClient, PreparingClient } from './transaction.ts';
 
@@ -109,24 +109,37 @@ export const HAND_BACK_SECONDS = 15;
 const SIBLING_BACKSTOP_SECONDS = 30;
 
 /**
- * The workers of a pg-boss that wait out the long backstop, and a wake-up of them all after the
- * pg-boss reports an error: a fetch that failed (a connection killed, the database restarting) is
- * followed by the backstop, where it used to be followed by the poll interval.
+ * The workers of a pg-boss, and their wake-ups after the pg-boss reports an error. A fetch that
+ * failed is followed by its worker's poll interval (the siblings' backstop, SIBLING_BACKSTOP_SECONDS,
+ * for those that wait for NOTIFY): the siblings are woken once that poll interval has passed. A
+ * fetch whose connection was lost (killed, reset) is tried again at once by its worker (once per
+ * poll interval at most): the pool has dropped that connection, so the next fetch takes a new one.
+ * A database that is really away refuses that one (not a lost connection), and the worker waits
+ * out its interval as before. Without this, every connection killed under a backlog left a worker
+ * idle for a poll interval (the routed pressure's connection-kills phase).
  */
-const backstopped = new WeakMap<PgBoss, { ids: Set<string>; pollMs: number; timer: NodeJS.Timeout | undefined }>();
-function backstopWorker(boss: PgBoss, id: string, pollSeconds: number): void {
-  let entry = backstopped.get(boss);
+const errorWakes = new WeakMap<PgBoss, { siblings: Set<string>; pollMs: number; timer: NodeJS.Timeout | undefined; retriedAt: Map<string, number> }>();
+function wakeAfterErrors(boss: PgBoss, id: string, sibling: boolean, pollSeconds: number): void {
+  let entry = errorWakes.get(boss);
   if (!entry) {
-    const made = { ids: new Set<string>(), pollMs: pollSeconds * 1000, timer: undefined as NodeJS.Timeout | undefined };
-    backstopped.set(boss, (entry = made));
-    boss.on('error', () => {
+    const made = { siblings: new Set<string>(), pollMs: pollSeconds * 1000, timer: undefined as NodeJS.Timeout | undefined, retriedAt: new Map<string, number>() };
+    errorWakes.set(boss, (entry = made));
+    boss.on('error', (err: unknown) => {
+      // pg-boss names the worker whose fetch failed; it is tried again at once, once per poll interval at most
+      const worker = (err as { worker?: unknown }).worker;
+      if (typeof worker === 'string' && isConnectionLost(err) && !(performance.now() - (made.retriedAt.get(worker) ?? -Infinity) < made.pollMs)) {
+        made.retriedAt.set(worker, performance.now());
+        setImmediate(() => boss.notifyWorker(worker));
+        return;
+      }
       made.timer ??= setTimeout(() => {
         made.timer = undefined;
-        for (const worker of made.ids) boss.notifyWorker(worker);
+        for (const w of made.siblings) boss.notifyWorker(w);
+        made.retriedAt.clear();
       }, made.pollMs).unref();
     });
   }
-  entry.ids.add(id);
+  if (sibling) entry.siblings.add(id);
 }
 
 /**
@@ -178,7 +191,7 @@ export async function workWhileFull<T>(
       }
     });
     workers.push(self);
-    if (i > 0) backstopWorker(boss, self, rest.pollingIntervalSeconds ?? 2);
+    wakeAfterErrors(boss, self, i > 0, rest.pollingIntervalSeconds ?? 2);
   }
 }
 

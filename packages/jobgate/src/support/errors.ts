@@ -127,10 +127,11 @@ export function fieldErrorsFromZod(issues: ReadonlyArray<{ path: ReadonlyArray<P
  * administrator or a pooler (57P01), reset, or ended under the client. A new connection works.
  */
 export function isConnectionLost(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
+  // (an Error, or what pg-boss's 'error' event carries: the error's own fields copied into an object)
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, message } = err as { code?: unknown; message?: unknown };
   if (code === '57P01' || code === 'ECONNRESET' || code === 'EPIPE') return true;
-  return /Connection terminated|Client has encountered a connection error|Connection ended/i.test(err.message);
+  return typeof message === 'string' && /Connection terminated|Client has encountered a connection error|Connection ended/i.test(message);
 }
 
 /**
