@@ -144,7 +144,9 @@ describe('a pause in the ledger', () => {
     expect(await claim(local, 'main')).toEqual({ outcome: 'paused' });
     expect(await claim(routed, 'fetcher')).toEqual({ outcome: 'paused' });
     // the forwarder takes only what is not paused
-    expect((await ledger.takeToForward(10, 30)).map((j) => j.id)).toEqual([other]);
+    const first = await ledger.holdToForward(10);
+    expect(first.jobs.map((j) => j.id)).toEqual([other]);
+    await first.lease(30);
     // the fetcher's 'active' event for an attempt main did not grant: counted, not shown
     expect(await ledger.applyEvents([{ jobId: routed, seq: 1, type: 'active', attempt: 1, at: new Date().toISOString(), state: 'active' }])).toEqual({ applied: 1, ignored: 0 });
     const held = await ledger.getJob(routed, { executions: true });
@@ -163,8 +165,9 @@ describe('a pause in the ledger', () => {
     expect(await claim(local, 'main')).toEqual({ outcome: 'claimed' });
     expect((await ledger.getJob(local))!.pausedBy).toBeUndefined();
     await pauses.resume({ name: 'p.routed', actor: 'test' });
-    expect((await ledger.takeToForward(10, 30)).map((j) => j.id)).toEqual([routed]);
-    await ledger.markForwarded([routed]);
+    const second = await ledger.holdToForward(10);
+    expect(second.jobs.map((j) => j.id)).toEqual([routed]);
+    await second.delivered();
     // granted now: its 'active' event shows the attempt running
     expect(await claim(routed, 'fetcher')).toEqual({ outcome: 'claimed' });
     await ledger.applyEvents([{ jobId: routed, seq: 2, type: 'active', attempt: 1, at: new Date().toISOString(), state: 'active' }]);

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, JobgateError, isTransientDatabaseError, traceFields, type Logger } from '../support/index.ts';
-import { durably, onFreshConnection, type MainLedger, type ToForward } from '../store/index.ts';
+import { durably, onFreshConnection, type HeldToForward, type MainLedger, type ToForward } from '../store/index.ts';
 import { FetcherClientError, FetcherErrorCode, answeredNotNow, isRetryable, type FetcherClient } from '../client/index.ts';
 import { SignedRoutes, chunksByBytes, type SubmitJob } from '../protocol/index.ts';
 
@@ -47,6 +47,12 @@ function unknownOptions(err: unknown): Set<string> | null {
   return keys.size > 0 && [...keys].every((k) => OPTIONAL_OPTIONS.has(k)) ? keys : null;
 }
 
+/**
+ * How long a delivery holds its jobs by row locks alone (no write) waiting for the fetcher's answer;
+ * past that they go under a lease, so a slow fetcher never keeps them locked (nor a transaction open).
+ */
+const HOLD_MS = 1_000;
+
 /** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
 const REFUSES_JOBS = new Set([409, 422]);
 
@@ -65,6 +71,14 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   // Shutdown cuts a wake-up short: the batch waiting on it stays in the outbox.
   const stopping = new AbortController();
 
+  const toSubmit = (batch: ToForward[]): SubmitJob[] =>
+    batch.map((j) => ({
+      id: j.id,
+      name: j.name,
+      payload: j.payload,
+      options: { priority: j.priority, ...(j.requestId ? { requestId: j.requestId } : {}), ...(j.traceparent ? { traceparent: j.traceparent } : {}) },
+    }));
+
   async function deliver(batch: ToForward[], afterWake = false): Promise<void> {
     const overrideOn = await options.overrideEnabled();
     if (overrideOn) {
@@ -74,14 +88,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
     // which still go: after the override's takeover, or a wake-up long enough for jobs to be cancelled meanwhile
     const going = overrideOn || afterWake ? await ledger.markForwarding(batch.map((j) => j.id)) : null;
-    const jobs: SubmitJob[] = batch
-      .filter((j) => !going || going.has(j.id))
-      .map((j) => ({
-        id: j.id,
-        name: j.name,
-        payload: j.payload,
-        options: { priority: j.priority, ...(j.requestId ? { requestId: j.requestId } : {}), ...(j.traceparent ? { traceparent: j.traceparent } : {}) },
-      }));
+    const jobs = toSubmit(batch.filter((j) => !going || going.has(j.id)));
     if (jobs.length === 0) return;
     // requests the fetcher takes by size (8 MiB), so a big batch is never refused whole; each goes
     // on its own, and a failure of one does not hold back the others
@@ -99,13 +106,14 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   }
 
   /**
-   * Sends jobs taken for delivery. Answers 'woken' when the fetcher did not answer and a wake-up
-   * brought it back (the caller starts over); throws to leave the jobs in the outbox for a retry.
+   * Sends jobs taken for delivery (or takes over a submission of them already `underWay`). Answers
+   * 'woken' when the fetcher did not answer and a wake-up brought it back (the caller starts over);
+   * throws to leave the jobs in the outbox for a retry.
    */
-  async function send(jobs: SubmitJob[], afterWake: boolean): Promise<'sent' | 'woken'> {
-    const sentAt = performance.now();
+  async function send(jobs: SubmitJob[], afterWake: boolean, underWay?: { promise: Promise<void>; sentAt: number }): Promise<'sent' | 'woken'> {
+    const sentAt = underWay?.sentAt ?? performance.now();
     try {
-      await submit(jobs);
+      await (underWay?.promise ?? submit(jobs));
     } catch (err) {
       const e = err as FetcherClientError;
       const ms = Math.round(performance.now() - sentAt);
@@ -164,12 +172,16 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       }
       throw err;
     }
-    options.onForward?.('delivered', jobs.length);
     // (delivered: a database blip here must not send the batch again after its lease)
     await durably(() => ledger.markForwarded(jobs.map((j) => j.id)));
+    forwarded(jobs);
+    return 'sent';
+  }
+
+  function forwarded(jobs: SubmitJob[]): void {
+    options.onForward?.('delivered', jobs.length);
     logger.info({ jobs: jobs.length }, 'jobs forwarded');
     for (const job of jobs) logger.debug({ jobId: job.id, jobName: job.name, ...traceFields(job.options?.traceparent) }, 'job forwarded');
-    return 'sent';
   }
 
   /**
@@ -285,8 +297,49 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     logger.warn({ code: err.problemCode, status: err.status, jobs, retryAfterSeconds, reason: err.message }, 'the fetcher cannot take jobs now (it answered, so it is awake); the jobs wait as long as it asked');
   }
 
+  /**
+   * One delivery of jobs held for it (HeldToForward). The common case, sent as one request that the
+   * fetcher answers within HOLD_MS with the override off, ends the hold by marking the jobs
+   * forwarded: one write per job for the whole delivery. Anything else puts them under a lease
+   * and goes on as deliverLeased, with the request already under way.
+   */
+  async function deliverHeld(held: HeldToForward): Promise<boolean> {
+    const jobs = toSubmit(held.jobs);
+    let underWay: { promise: Promise<void>; sentAt: number } | undefined;
+    try {
+      if (!(await options.overrideEnabled()) && chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024).length === 1) {
+        underWay = { promise: submit(jobs), sentAt: performance.now() };
+        // (its failure is read below or by send, never left unheard)
+        underWay.promise.catch(() => {});
+        let timer: NodeJS.Timeout | undefined;
+        const inTime = await Promise.race([
+          underWay.promise.then(() => true, () => false),
+          new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), HOLD_MS))),
+        ]).finally(() => clearTimeout(timer));
+        if (inTime) {
+          // the hold ends with the jobs marked forwarded; should that fail (a connection lost),
+          // they are let go unmarked, and marked again as any delivered ones are
+          await held.delivered().catch(() => durably(() => ledger.markForwarded(held.jobs.map((j) => j.id))));
+          forwarded(jobs);
+          return true;
+        }
+      }
+      await held.lease(options.leaseSeconds);
+    } catch (err) {
+      // main's database failed: the jobs are let go with no lease, so they go again at once
+      // (should the fetcher have taken them meanwhile, it answers that delivery as one it has)
+      await held.release().catch(() => {});
+      if (!underWay) {
+        logger.warn({ err, jobs: jobs.length }, "main's database failed while taking jobs to deliver; they go again");
+        return false;
+      }
+      logger.warn({ err, jobs: jobs.length }, 'could not put a delivery under its lease; its jobs may go twice (the fetcher takes them once)');
+    }
+    return deliverLeased(held.jobs, underWay);
+  }
+
   /** One delivery under its lease: renewed while it lasts, a backoff for every job still waiting when it fails. */
-  async function deliverLeased(batch: ToForward[]): Promise<boolean> {
+  async function deliverLeased(batch: ToForward[], underWay?: { promise: Promise<void>; sentAt: number }): Promise<boolean> {
     const ids = batch.map((j) => j.id);
     // one renewal at a time, and none left in flight to overwrite the backoff below
     let renewing: Promise<void> = Promise.resolve();
@@ -294,7 +347,8 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       renewing = renewing.then(() => ledger.renewForwardLease(ids, options.leaseSeconds)).catch((err: unknown) => logger.warn({ err }, 'could not renew the lease of a delivery'));
     }, (options.leaseSeconds * 1000) / 3);
     try {
-      await deliver(batch);
+      // (a submission under way is of the whole batch, in one request: see deliverHeld)
+      if (!underWay || (await send(toSubmit(batch), false, underWay)) === 'woken') await deliver(batch, underWay !== undefined);
       return true;
     } catch (err) {
       clearInterval(renew);
@@ -322,9 +376,9 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     let failures = 0;
     while (!stopping.signal.aborted) {
       const seen = notifies;
-      let batch: ToForward[];
+      let held: HeldToForward;
       try {
-        batch = await onFreshConnection(() => ledger.takeToForward(batchSize, options.leaseSeconds));
+        held = await onFreshConnection(() => ledger.holdToForward(batchSize));
         failures = 0;
       } catch (err) {
         failures++;
@@ -332,11 +386,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});
         continue;
       }
+      const batch = held.jobs;
       if (batch.length === 0) {
         await idle(seen);
         continue;
       }
-      const delivered = await deliverLeased(batch);
+      const delivered = await deliverHeld(held);
       if (delivered) notNowLoggedAt = 0;
       // a failed delivery waits a poll before the next (the fetcher is away: no hot loop)
       if (!delivered) await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});

@@ -5,7 +5,7 @@ import type { Logger } from '../support/index.ts';
 import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
-import { durably, withTransaction } from './transaction.ts';
+import { durably, openTransaction, withTransaction } from './transaction.ts';
 import { withPausedBy } from './pauses.ts';
 import { createRollup } from './rollup.ts';
 import { recordPlans } from './queue-records.ts';
@@ -66,6 +66,15 @@ export type QueueEntries = Array<{ name: string; routeReason: RouteReason; ids: 
 export const FINISHED_STATES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobState[];
 
 /** A routed job as the forwarder sends it. */
+/** Jobs held for one delivery (MainLedger.holdToForward): `delivered` or `lease` ends the hold. */
+export interface HeldToForward {
+  jobs: ToForward[];
+  delivered(): Promise<void>;
+  lease(leaseSeconds: number): Promise<void>;
+  /** Lets go of the jobs with nothing written: they are due again at once (a no-op once the hold has ended). */
+  release(): Promise<void>;
+}
+
 export interface ToForward {
   id: string;
   name: string;
@@ -116,21 +125,20 @@ function plans(schema: string) {
     // one batch in one call, in per-job order, with the jobs it finished (migrations 010, 025)
     applyJobEvents: `SELECT applied, finished FROM ${s}.apply_job_events_finishing($1::jsonb)`,
     // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
-    // lease nor a failed one's backoff, highest priority then oldest, under a lease of $2 seconds
-    // that keeps every other forwarder off them until it is renewed, ends or lapses. The lease is
-    // the only change (no indexed column: a heap-only update, migration 032's fillfactor leaves it
-    // room); the state says `forwarding` once a delivery is held up (deferForward, markForwarding),
-    // a delivery that lands goes from `queued` to `forwarded`.
-    // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
-    takeToForward: `
-      UPDATE ${s}.jobs j SET forward_after = clock_timestamp() + $2 * interval '1 second'
-        FROM (SELECT id FROM ${s}.jobs
-               WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
-                 AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
-                 AND ${s}.pause_of(name) IS NULL
-               ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
-       WHERE j.id = picked.id
-      RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
+    // lease nor a failed one's backoff, highest priority then oldest, held by row locks in a
+    // transaction left open while the delivery is sent (holdToForward): a delivery that lands in
+    // time marks them `forwarded` in it (the take writes nothing of its own); a longer one puts them
+    // under a lease of $2 seconds (leaseHeld: the only change, no indexed column, a heap-only update,
+    // migration 032's fillfactor leaves it room) and lets go, and the lease keeps every other
+    // forwarder off them until it is renewed, ends or lapses. The state says `forwarding` once a
+    // delivery is held up (deferForward, markForwarding), a delivery that lands goes from `queued`
+    // to `forwarded`. A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
+    holdToForward: `
+      SELECT id, name, payload, priority, request_id, traceparent FROM ${s}.jobs
+       WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
+         AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
+         AND ${s}.pause_of(name) IS NULL
+       ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
@@ -379,10 +387,31 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       rollup.count(rows[0].finished);
       return { applied, ignored: events.length - applied };
     },
-    /** Up to `limit` jobs to deliver now, each under a lease of `leaseSeconds` (see takeToForward). */
-    async takeToForward(limit: number, leaseSeconds: number): Promise<ToForward[]> {
-      const { rows } = await pool.query(sql.takeToForward, [limit, leaseSeconds]);
-      return rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
+    /**
+     * Up to `limit` jobs to deliver now, held by row locks in a transaction left open for their
+     * delivery, with nothing written yet (see holdToForward). Exactly one of `delivered` (the
+     * fetcher took them: they are marked forwarded), `lease` (the delivery takes longer or failed:
+     * they go under a lease of `leaseSeconds`, see renewForwardLease) and `release` ends it.
+     * A connection lost meanwhile lets go of them, as a lapsed lease would.
+     */
+    async holdToForward(limit: number): Promise<HeldToForward> {
+      const tx = await openTransaction(pool);
+      let jobs: ToForward[];
+      try {
+        const { rows } = await tx.client.query(sql.holdToForward, [limit]);
+        jobs = rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
+      } catch (err) {
+        await tx.rollback();
+        throw err;
+      }
+      if (jobs.length === 0) await tx.rollback();
+      const ids = jobs.map((j) => j.id);
+      return {
+        jobs,
+        delivered: () => tx.commit({ text: sql.markForwarded, values: [ids] }),
+        lease: (leaseSeconds: number) => tx.commit({ text: sql.renewForwardLease, values: [ids, leaseSeconds] }),
+        release: () => tx.rollback(),
+      };
     },
     /** Keeps a delivery's jobs off the other forwarders for `leaseSeconds` more. */
     async renewForwardLease(ids: string[], leaseSeconds: number): Promise<void> {

@@ -126,30 +126,72 @@ export class PreparingClient extends GuardedClient {
 
 /**
  * Runs `fn` inside BEGIN … COMMIT on one pooled connection (ROLLBACK on a throw).
- * A checked-out pg client that loses its connection between two queries emits 'error', and an
- * unheard 'error' kills the process (seen when PostgreSQL stops mid-transaction): listen while
- * the client is out, and let the failed query report the error instead.
  */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const tx = await openTransaction(pool);
+  let result: T;
+  try {
+    result = await fn(tx.client);
+  } catch (err) {
+    await tx.rollback();
+    throw err;
+  }
+  await tx.commit();
+  return result;
+}
+
+/** A transaction left open on a connection of its own (openTransaction). */
+export interface OpenTransaction {
+  client: PoolClient;
+  /** Runs `last` (if given) in it, then commits; rolls back should either fail. Ends it either way. */
+  commit(last?: { text: string; values: unknown[] }): Promise<void>;
+  /** Rolls back and ends it; a no-op once it has ended. */
+  rollback(): Promise<void>;
+}
+
+/**
+ * BEGIN on one pooled connection, for a caller that keeps the transaction open across other work
+ * (withTransaction, the forwarder's hold on the jobs it delivers). The connection goes back to the
+ * pool when the transaction ends, dropped if it broke. A checked-out pg client that loses its
+ * connection between two queries emits 'error', and an unheard 'error' kills the process (seen
+ * when PostgreSQL stops mid-transaction): listen while the client is out, and let the failed query
+ * report the error instead.
+ */
+export async function openTransaction(pool: Pool): Promise<OpenTransaction> {
   const client = await pool.connect();
   let broken: Error | undefined;
   const onError = (err: Error) => {
     broken = err;
   };
   client.on('error', onError);
+  let ended = false;
+  const end = async (statements: Array<{ text: string; values?: unknown[] }>) => {
+    if (ended) throw new Error('this transaction has ended already');
+    ended = true;
+    try {
+      for (const st of statements) await client.query(st.text, st.values);
+    } catch (err) {
+      if (!broken) await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.off('error', onError);
+      // A broken connection must not go back into the pool.
+      client.release(broken ?? false);
+    }
+  };
   try {
     await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
   } catch (err) {
-    if (!broken) await client.query('ROLLBACK').catch(() => {});
+    await end([]).catch(() => {});
     throw err;
-  } finally {
-    client.off('error', onError);
-    // A broken connection must not go back into the pool.
-    client.release(broken ?? false);
   }
+  return {
+    client,
+    commit: (last) => end([...(last ? [last] : []), { text: 'COMMIT' }]),
+    rollback: async () => {
+      if (!ended) await end([{ text: 'ROLLBACK' }]).catch(() => {});
+    },
+  };
 }
 
 /**
