@@ -23,6 +23,15 @@ async function send(base: string, method: string, path: string, body: string | B
   return { status: res.status, json: text ? JSON.parse(text) : null, headers: res.headers };
 }
 
+/** With the fetcher stopped: a routed job main holds undelivered, and a signed claim of its first attempt as the fetcher would send it. */
+async function undeliveredWithClaim(): Promise<{ id: string; claim: string; headers: Record<string, string> }> {
+  await f.pair.fetcher!.stop();
+  const id = await enqueue(f.pair.main, 'test.remote', {});
+  await waitFor('forwarding', async () => (await f.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state !== 'queued', { timeoutMs: 10_000 });
+  const claim = JSON.stringify({ jobId: id, attempt: 1, claimSeconds: 30 });
+  return { id, claim, headers: { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, claim) } };
+}
+
 /** Writes the request line and headers by hand, then `body` at `bytesPerTick` every `tickMs`; resolves with the status line. */
 function slowRequest(port: number, path: string, headers: Record<string, string>, body: string, bytesPerTick: number, tickMs: number): Promise<{ status: number; ms: number; head: string }> {
   return new Promise((resolve, reject) => {
@@ -135,11 +144,7 @@ describe('signatures bound to what they act on', () => {
   it('a replayed claim gets the stored answer and changes nothing, even after the attempt failed (row 44)', async () => {
     const main = f.pair.main;
     // a fetcher job main knows; its first attempt claimed by a signed message the test captures
-    await f.pair.fetcher!.stop();
-    const id = await enqueue(main, 'test.remote', {});
-    await waitFor('forwarding', async () => (await f.db.pool.query(`SELECT state FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]?.state !== 'queued', { timeoutMs: 10_000 });
-    const claim = JSON.stringify({ jobId: id, attempt: 1, claimSeconds: 30 });
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...signedHeaders(keys, `clm_${randomUUID()}`, claim) };
+    const { id, claim, headers } = await undeliveredWithClaim();
     const first = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
     expect(first).toMatchObject({ status: 200, json: { outcome: 'claimed' } });
     // the attempt fails (its signed event), so a new claim of attempt 1 would no longer be granted
@@ -157,6 +162,28 @@ describe('signatures bound to what they act on', () => {
     const conflict = await send(main.url, 'POST', '/internal/v1/claims', other, { ...headers, ...signedHeaders(keys, headers['webhook-id']!, other, Number(headers['webhook-timestamp']) * 1000) });
     expect(conflict.status).toBe(409);
     expect(await ledger()).toEqual(before);
+    await f.pair.startFetcher();
+  });
+
+  it('copies of a claim sent while the first is being handled are granted to that one attempt alone, and nothing else changes', async () => {
+    const main = f.pair.main;
+    const { id, claim, headers } = await undeliveredWithClaim();
+    // five copies at once: some handled side by side, the later ones answered from the record
+    const answers = await Promise.all(Array.from({ length: 5 }, () => send(main.url, 'POST', '/internal/v1/claims', claim, headers)));
+    expect(answers.map((a) => [a.status, a.json.outcome])).toEqual(Array.from({ length: 5 }, () => [200, 'claimed']));
+    const { rows } = await f.db.pool.query(
+      `SELECT j.state, j.attempts, j.claimed_by, (SELECT count(*)::int FROM jobgate.attempts e WHERE e.job_id = j.id) AS attempt_rows FROM jobgate.jobs j WHERE j.id = $1`,
+      [id],
+    );
+    expect(rows[0]).toMatchObject({ state: 'active', attempts: 1, claimed_by: 'fetcher' });
+    expect(rows[0].attempt_rows).toBeLessThanOrEqual(1);
+    // answered from the record from now on
+    const later = await send(main.url, 'POST', '/internal/v1/claims', claim, headers);
+    expect(later).toMatchObject({ status: 200, json: { outcome: 'claimed' } });
+    expect(later.headers.get('webhook-replayed')).toBe('true');
+    const done = JSON.stringify({ events: [{ jobId: id, seq: 1, type: 'completed', attempt: 1, at: new Date().toISOString(), state: 'completed' }] });
+    expect((await send(main.url, 'POST', '/internal/v1/job-events', done, { 'content-type': 'application/json', ...signedHeaders(keys, `evt_${randomUUID()}`, done) })).status).toBe(200);
+    expect((await states(f.db, [id])).completed).toBe(1);
     await f.pair.startFetcher();
   });
 

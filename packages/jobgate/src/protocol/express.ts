@@ -14,9 +14,8 @@ declare module 'express-serve-static-core' {
 
 /** Remembers accepted signed requests (see store/replay-store.ts's createReplayStore). */
 export interface ReplayGuard {
-  begin(id: string, bodyHash: Buffer, expiresAt: Date): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
-  finish(id: string, answer: { status: number; type: string; body: string }): Promise<void>;
-  forget(id: string): Promise<void>;
+  check(id: string, bodyHash: Buffer): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
+  record(id: string, bodyHash: Buffer, expiresAt: Date, answer: { status: number; type: string; body: string }): Promise<void>;
 }
 
 export interface SignedRouteOptions {
@@ -190,21 +189,23 @@ function replayAnswer(res: Response, answer: { status: number; type: string; bod
 }
 
 /**
- * Wraps `res.send` so the first delivery's answer is stored (or, if it failed on our side, the id
- * forgotten so a retry may do it) as the client gets it: the sender's next message does not wait
- * for that write. A replay meanwhile finds the id being handled and waits a moment for the answer
- * (createReplayStore's begin); the sender itself repeats an id only when no answer reached it.
+ * Wraps `res.send` so the answer is recorded before it is sent: whoever saw it can only replay a
+ * message already recorded. An answer that failed on our side (5xx) is not recorded, so a retry
+ * under the same id may do the work. A record that cannot be written is logged and the answer
+ * sent anyway: a replay of that message is then handled again, and acts once by its own key.
  */
-function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string): void {
+function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string, bodyHash: Buffer, expiresAt: Date): void {
   const send = res.send.bind(res);
   res.send = ((body?: unknown) => {
     res.send = send;
     const status = res.statusCode;
+    if (status >= 500) return send(body);
     const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
     const type = String(res.getHeader('content-type') ?? 'application/json');
-    send(body);
-    const write = status >= 500 ? replay.forget(id) : replay.finish(id, { status, type, body: text });
-    write.catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not store the answer of a signed request'));
+    replay
+      .record(id, bodyHash, expiresAt, { status, type, body: text })
+      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'))
+      .finally(() => send(body));
     return res;
   }) as Response['send'];
 }
@@ -316,9 +317,10 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
       const id = headers.id!;
       try {
         const expiresAt = new Date((Number(header(req.headers['webhook-timestamp'])) + TOLERANCE_SECONDS + 60) * 1000);
-        const check = await options.replay.begin(id, createHash('sha256').update(body).digest(), expiresAt);
+        const bodyHash = createHash('sha256').update(body).digest();
+        const check = await options.replay.check(id, bodyHash);
         if (!check.seen) {
-          recordAnswer(req, res, options.replay, id);
+          recordAnswer(req, res, options.replay, id, bodyHash, expiresAt);
           return next();
         }
         if (!check.sameBody) throw new JobgateError(ErrorCode.replayConflict, 'This webhook-id was already used for another body.');
