@@ -39,11 +39,15 @@ const SIZES = quick
   ? { enqueue: 300, rounds: 3, local: 1_000, routed: 500, latency: 30, fanout: 2_000, writes: 1_000 }
   : { enqueue: 1_000, rounds: 5, local: 5_000, routed: 5_000, latency: 100, fanout: 10_000, writes: 5_000 };
 /**
- * Both sides' queues poll every half second (a missed NOTIFY costs little) and run pg-boss's
- * supervision at the product's default, every 30 s: its monitor writes each queue's row every
- * interval, for jobgate's queues as for raw's, which at 1 s made up most of a second row per job.
+ * jobgate's queues poll every half second (a missed NOTIFY costs little) and run pg-boss's
+ * supervision at the product's default, every 30 s. Raw pg-boss's run it every second: its
+ * workers' burst mode (burstWhenReadyExceeds) reads a queue's ready count from the monitor's
+ * stats, and at 30 s its pipeline fell from about 440 to 34 jobs/s; jobgate's workers wake each
+ * other instead. The monitor writes each queue's row every interval (main has a queue per job
+ * name): at 1 s, 0.9 of a row per routed job, time rather than work, which raw pays for its burst.
  */
 const TIMINGS = { pollIntervalSeconds: 0.5, superviseIntervalSeconds: 30, cronIntervalSeconds: 30, heartbeatSeconds: 30 };
+const RAW_TIMINGS = { ...TIMINGS, superviseIntervalSeconds: 1 };
 
 type Row = BenchRow;
 const rows: Row[] = [];
@@ -113,7 +117,7 @@ async function inProcess(url: string) {
   await boss.start();
   await pool.query(mainJobsViews());
   // raw pg-boss as its users run it: none of its statements prepared (jobgate's own pg-boss prepares the recurring ones)
-  const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet, prepare: false });
+  const raw = createBoss({ connectionString: url, schema: 'pgboss_raw', poolSize: 5, timings: RAW_TIMINGS, logger: quiet, prepare: false });
   await raw.start();
   await raw.createQueue('raw.noop', RAW_QUEUE);
   const jobs = createMainRuntime({ pool, boss, ledger, catalogue: createCatalogue([noop]), logger: quiet, timings: TIMINGS, workerConcurrency: 4 });
@@ -884,7 +888,7 @@ async function ledgerPickups(observer: pg.Pool, name: string, run: string, from:
 
 /** Raw pg-boss in this process: its own schema, four workers, one job per fetch (as the local rows). */
 async function rawPressurePath(url: string): Promise<{ path: PressurePath; stop(): Promise<void> }> {
-  const raw = createBoss({ connectionString: named(url, 'bench-raw'), schema: 'pgboss_raw', poolSize: 5, timings: TIMINGS, logger: quiet, prepare: false });
+  const raw = createBoss({ connectionString: named(url, 'bench-raw'), schema: 'pgboss_raw', poolSize: 5, timings: RAW_TIMINGS, logger: quiet, prepare: false });
   await raw.start();
   await raw.createQueue('raw.pressure', RAW_QUEUE);
   await raw.work('raw.pressure', RAW_WORK, async () => {});
