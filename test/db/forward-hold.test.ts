@@ -3,6 +3,7 @@
 // (a delivery that takes longer), or let go; a holder whose connection is lost lets go of them.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { createMainLedger, type MainLedger } from '../../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 
@@ -94,5 +95,30 @@ describe("the forwarder's hold on the jobs it delivers", () => {
     }
     expect(takeable).toEqual([...ids].sort());
     expect((await versions(ids)).map((r) => r.state)).toEqual(['queued', 'queued']);
+  });
+
+  it("a delivery holds its jobs only while main's pool has a connection to spare; otherwise they are taken under a lease at once", async () => {
+    const small = new pg.Pool({ connectionString: db.url, max: 2 });
+    small.on('error', () => {});
+    try {
+      const onSmall = createMainLedger(small, TEST_SCHEMA);
+      expect(onSmall.spareConnection()).toBe(true);
+      const first = await small.connect();
+      expect(onSmall.spareConnection()).toBe(true);
+      const second = await small.connect();
+      // both out: a hold would make the app's next query wait behind a delivery
+      expect(onSmall.spareConnection()).toBe(false);
+      second.release();
+      expect(onSmall.spareConnection()).toBe(true);
+      first.release();
+      const { ids } = await routedJobs(2);
+      const taken = await onSmall.takeToForward(1_000, 30);
+      expect(taken.map((j) => j.id)).toEqual(expect.arrayContaining(ids));
+      expect(await takeableNow(ids)).toEqual([]);
+      await onSmall.markForwarded(ids);
+      expect((await versions(ids)).map((r) => r.state)).toEqual(['forwarded', 'forwarded']);
+    } finally {
+      await small.end();
+    }
   });
 });

@@ -371,27 +371,40 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
   }
 
+  // One delivery at a time holds its jobs (a pooled connection, for up to HOLD_MS), and only while
+  // main's pool has a connection to spare: the others take theirs under a lease at once, as a
+  // delivery does that takes longer, so the app's own queries never wait behind a delivery.
+  let holding = false;
+
   /** One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. */
   async function loop(): Promise<void> {
     let failures = 0;
     while (!stopping.signal.aborted) {
       const seen = notifies;
-      let held: HeldToForward;
+      const hold = !holding && ledger.spareConnection();
+      if (hold) holding = true;
+      let batch: ToForward[] | null = null;
+      let delivered = false;
       try {
-        held = await onFreshConnection(() => ledger.holdToForward(batchSize));
+        const held = hold ? await onFreshConnection(() => ledger.holdToForward(batchSize)) : null;
+        batch = held ? held.jobs : await onFreshConnection(() => ledger.takeToForward(batchSize, options.leaseSeconds));
         failures = 0;
+        // (neither delivery throws: a failed one leaves its jobs in the outbox and answers false)
+        if (batch.length > 0) delivered = held ? await deliverHeld(held) : await deliverLeased(batch);
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 10 === 0) logger.warn({ err, failures }, 'cannot read the outbox; retrying');
+      } finally {
+        if (hold) holding = false;
+      }
+      if (batch === null) {
         await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});
         continue;
       }
-      const batch = held.jobs;
       if (batch.length === 0) {
         await idle(seen);
         continue;
       }
-      const delivered = await deliverHeld(held);
       if (delivered) notNowLoggedAt = 0;
       // a failed delivery waits a poll before the next (the fetcher is away: no hot loop)
       if (!delivered) await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});

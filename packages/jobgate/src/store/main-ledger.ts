@@ -66,6 +66,8 @@ export type QueueEntries = Array<{ name: string; routeReason: RouteReason; ids: 
 export const FINISHED_STATES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobState[];
 
 /** A routed job as the forwarder sends it. */
+const toForward = (r: Record<string, any>): ToForward => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) });
+
 /** Jobs held for one delivery (MainLedger.holdToForward): `delivered` or `lease` ends the hold. */
 export interface HeldToForward {
   jobs: ToForward[];
@@ -133,6 +135,16 @@ function plans(schema: string) {
     // forwarder off them until it is renewed, ends or lapses. The state says `forwarding` once a
     // delivery is held up (deferForward, markForwarding), a delivery that lands goes from `queued`
     // to `forwarded`. A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
+    // The same take under a lease at once (a delivery that cannot hold its jobs: see the forwarder).
+    takeToForward: `
+      UPDATE ${s}.jobs j SET forward_after = clock_timestamp() + $2 * interval '1 second'
+        FROM (SELECT id FROM ${s}.jobs
+               WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
+                 AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
+                 AND ${s}.pause_of(name) IS NULL
+               ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+       WHERE j.id = picked.id
+      RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
     holdToForward: `
       SELECT id, name, payload, priority, request_id, traceparent FROM ${s}.jobs
        WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
@@ -387,6 +399,15 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       rollup.count(rows[0].finished);
       return { applied, ignored: events.length - applied };
     },
+    /** Up to `limit` jobs to deliver now, each under a lease of `leaseSeconds` (see holdToForward). */
+    async takeToForward(limit: number, leaseSeconds: number): Promise<ToForward[]> {
+      const { rows } = await pool.query(sql.takeToForward, [limit, leaseSeconds]);
+      return rows.map(toForward);
+    },
+    /** Whether main's pool has a connection to spare now (one idle, or room for one, and no one waiting for one). */
+    spareConnection(): boolean {
+      return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));
+    },
     /**
      * Up to `limit` jobs to deliver now, held by row locks in a transaction left open for their
      * delivery, with nothing written yet (see holdToForward). Exactly one of `delivered` (the
@@ -399,7 +420,7 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       let jobs: ToForward[];
       try {
         const { rows } = await tx.client.query(sql.holdToForward, [limit]);
-        jobs = rows.map((r) => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) }));
+        jobs = rows.map(toForward);
       } catch (err) {
         await tx.rollback();
         throw err;
