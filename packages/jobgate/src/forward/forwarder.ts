@@ -371,18 +371,16 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
   }
 
-  // One delivery at a time holds its jobs (a pooled connection, for up to HOLD_MS), and only while
-  // main's pool has a connection to spare: the others take theirs under a lease at once, as a
-  // delivery does that takes longer, so the app's own queries never wait behind a delivery.
-  let holding = false;
+  // A delivery holds its jobs (a pooled connection, for up to HOLD_MS) only while main's pool has a
+  // connection to spare beside it; otherwise it takes them under a lease at once, as a delivery
+  // that takes longer does, so the app's own queries never wait behind deliveries.
 
   /** One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. */
   async function loop(): Promise<void> {
     let failures = 0;
     while (!stopping.signal.aborted) {
       const seen = notifies;
-      const hold = !holding && ledger.spareConnection();
-      if (hold) holding = true;
+      const hold = ledger.spareConnection();
       let batch: ToForward[] | null = null;
       let delivered = false;
       try {
@@ -394,8 +392,6 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 10 === 0) logger.warn({ err, failures }, 'cannot read the outbox; retrying');
-      } finally {
-        if (hold) holding = false;
       }
       if (batch === null) {
         await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => {});

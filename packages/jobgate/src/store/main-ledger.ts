@@ -404,9 +404,9 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
       const { rows } = await pool.query(sql.takeToForward, [limit, leaseSeconds]);
       return rows.map(toForward);
     },
-    /** Whether main's pool has a connection to spare now (one idle, or room for one, and no one waiting for one). */
+    /** Whether main's pool can spare a connection now: no one waits for one, and one more stays free beside it. */
     spareConnection(): boolean {
-      return pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10));
+      return pool.waitingCount === 0 && pool.idleCount + Math.max(0, (pool.options.max ?? 10) - pool.totalCount) >= 2;
     },
     /**
      * Up to `limit` jobs to deliver now, held by row locks in a transaction left open for their
