@@ -371,11 +371,12 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     }
   }
 
-  // A delivery holds its jobs (a pooled connection, for up to HOLD_MS) only while main's pool has a
-  // connection to spare beside it; otherwise it takes them under a lease at once, as a delivery
-  // that takes longer does, so the app's own queries never wait behind deliveries.
-
-  /** One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. */
+  /**
+   * One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. A
+   * delivery holds its jobs (a pooled connection, for up to HOLD_MS) only while main's pool has a
+   * connection to spare beside it; otherwise it takes them under a lease at once, as a delivery
+   * that takes longer does, so the app's own queries never wait behind deliveries.
+   */
   async function loop(): Promise<void> {
     let failures = 0;
     while (!stopping.signal.aborted) {

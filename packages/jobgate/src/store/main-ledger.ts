@@ -65,7 +65,6 @@ export type QueueEntries = Array<{ name: string; routeReason: RouteReason; ids: 
 /** Finished, the states a delete acts on. */
 export const FINISHED_STATES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobState[];
 
-/** A routed job as the forwarder sends it. */
 const toForward = (r: Record<string, any>): ToForward => ({ id: r.id, name: r.name, payload: r.payload, priority: r.priority, ...(r.request_id ? { requestId: r.request_id } : {}), ...(r.traceparent ? { traceparent: r.traceparent } : {}) });
 
 /** Jobs held for one delivery (MainLedger.holdToForward): `delivered` or `lease` ends the hold. */
@@ -77,6 +76,7 @@ export interface HeldToForward {
   release(): Promise<void>;
 }
 
+/** A routed job as the forwarder sends it. */
 export interface ToForward {
   id: string;
   name: string;
@@ -126,16 +126,8 @@ function plans(schema: string) {
       SELECT ${JOB_COLUMNS} FROM ${s}.jobs WHERE name = $1 AND unique_key = $2 AND state IN ${inStates(LIVE_STATES)}`,
     // one batch in one call, in per-job order, with the jobs it finished (migrations 010, 025)
     applyJobEvents: `SELECT applied, finished FROM ${s}.apply_job_events_finishing($1::jsonb)`,
-    // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
-    // lease nor a failed one's backoff, highest priority then oldest, held by row locks in a
-    // transaction left open while the delivery is sent (holdToForward): a delivery that lands in
-    // time marks them `forwarded` in it (the take writes nothing of its own); a longer one puts them
-    // under a lease of $2 seconds (leaseHeld: the only change, no indexed column, a heap-only update,
-    // migration 032's fillfactor leaves it room) and lets go, and the lease keeps every other
-    // forwarder off them until it is renewed, ends or lapses. The state says `forwarding` once a
-    // delivery is held up (deferForward, markForwarding), a delivery that lands goes from `queued`
-    // to `forwarded`. A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
-    // The same take under a lease at once (a delivery that cannot hold its jobs: see the forwarder).
+    // The forwarder's take under a lease of $2 seconds at once (a delivery that cannot hold its
+    // jobs: see holdToForward and the forwarder).
     takeToForward: `
       UPDATE ${s}.jobs j SET forward_after = clock_timestamp() + $2 * interval '1 second'
         FROM (SELECT id FROM ${s}.jobs
@@ -145,6 +137,15 @@ function plans(schema: string) {
                ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
        WHERE j.id = picked.id
       RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
+    // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
+    // lease nor a failed one's backoff, highest priority then oldest, held by row locks in a
+    // transaction left open while the delivery is sent: a delivery that lands in time marks them
+    // `forwarded` in it (the take writes nothing of its own); a longer one puts them under a lease
+    // (renewForwardLease: the only change, no indexed column, a heap-only update, migration 032's
+    // fillfactor leaves it room) and lets go, and the lease keeps every other forwarder off them
+    // until it is renewed, ends or lapses. The state says `forwarding` once a delivery is held up
+    // (deferForward, markForwarding); a delivery that lands goes from `queued` to `forwarded`.
+    // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
     holdToForward: `
       SELECT id, name, payload, priority, request_id, traceparent FROM ${s}.jobs
        WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
