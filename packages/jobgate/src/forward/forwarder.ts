@@ -298,16 +298,18 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   }
 
   /**
-   * One delivery of jobs held for it (HeldToForward). The common case, sent as one request that the
-   * fetcher answers within HOLD_MS with the override off, ends the hold by marking the jobs
-   * forwarded: one write per job for the whole delivery. Anything else puts them under a lease
-   * and goes on as deliverLeased, with the request already under way.
+   * One delivery of jobs held for it (HeldToForward; taken only while the override is off, read
+   * before the take so that nothing waits for a second connection while the rows are held). The
+   * common case, sent as one request that the fetcher answers within HOLD_MS, ends the hold by
+   * marking the jobs forwarded: one write per job for the whole delivery. Anything else puts them
+   * under a lease and goes on as deliverLeased, with the request already under way.
    */
   async function deliverHeld(held: HeldToForward): Promise<boolean> {
     const jobs = toSubmit(held.jobs);
+    const ids = held.jobs.map((j) => j.id);
     let underWay: { promise: Promise<void>; sentAt: number } | undefined;
     try {
-      if (!(await options.overrideEnabled()) && chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024).length === 1) {
+      if (chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024).length === 1) {
         underWay = { promise: submit(jobs), sentAt: performance.now() };
         // (its failure is read below or by send, never left unheard)
         underWay.promise.catch(() => {});
@@ -319,21 +321,22 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
         if (inTime) {
           // the hold ends with the jobs marked forwarded; should that fail (a connection lost),
           // they are let go unmarked, and marked again as any delivered ones are
-          await held.delivered().catch(() => durably(() => ledger.markForwarded(held.jobs.map((j) => j.id))));
+          await held.delivered().catch(() => durably(() => ledger.markForwarded(ids)));
           forwarded(jobs);
           return true;
         }
       }
-      await held.lease(options.leaseSeconds);
+      // (a hold lost with its connection has let go of them: the lease is written on another)
+      await held.lease(options.leaseSeconds).catch(() => durably(() => ledger.renewForwardLease(ids, options.leaseSeconds)));
     } catch (err) {
-      // main's database failed: the jobs are let go with no lease, so they go again at once
+      // main's database failed: the jobs are let go with no lease, so they may go again at once
       // (should the fetcher have taken them meanwhile, it answers that delivery as one it has)
       await held.release().catch(() => {});
       if (!underWay) {
         logger.warn({ err, jobs: jobs.length }, "main's database failed while taking jobs to deliver; they go again");
         return false;
       }
-      logger.warn({ err, jobs: jobs.length }, 'could not put a delivery under its lease; its jobs may go twice (the fetcher takes them once)');
+      logger.warn({ err, jobs: jobs.length }, "main's database failed during a delivery; its jobs may go twice (the fetcher takes them once)");
     }
     return deliverLeased(held.jobs, underWay);
   }
@@ -374,17 +377,18 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   /**
    * One of `inFlight` loops: take a batch, deliver it, and again while batches come back full. A
    * delivery holds its jobs (a pooled connection, for up to HOLD_MS) only while main's pool has a
-   * connection to spare beside it; otherwise it takes them under a lease at once, as a delivery
-   * that takes longer does, so the app's own queries never wait behind deliveries.
+   * connection to spare beside it and the override is off; otherwise it takes them under a lease
+   * at once, as a delivery that takes longer does, so the app's own queries never wait behind
+   * deliveries (and the override's takeover finds them unlocked).
    */
   async function loop(): Promise<void> {
     let failures = 0;
     while (!stopping.signal.aborted) {
       const seen = notifies;
-      const hold = ledger.spareConnection();
       let batch: ToForward[] | null = null;
       let delivered = false;
       try {
+        const hold = ledger.spareConnection() && !(await options.overrideEnabled());
         const held = hold ? await onFreshConnection(() => ledger.holdToForward(batchSize)) : null;
         batch = held ? held.jobs : await onFreshConnection(() => ledger.takeToForward(batchSize, options.leaseSeconds));
         failures = 0;

@@ -205,7 +205,11 @@ function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: stri
     replay
       .record(id, bodyHash, expiresAt, { status, type, body: text })
       .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'))
-      .finally(() => send(body));
+      // (nothing else may answer meanwhile; should something have, or the client gone, this one is dropped)
+      .then(() => {
+        if (!res.headersSent && !res.destroyed) send(body);
+      })
+      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not send the answer of a signed request'));
     return res;
   }) as Response['send'];
 }

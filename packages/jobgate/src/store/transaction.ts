@@ -171,7 +171,8 @@ export async function openTransaction(pool: Pool): Promise<OpenTransaction> {
     try {
       for (const st of statements) await client.query(st.text, st.values);
     } catch (err) {
-      if (!broken) await client.query('ROLLBACK').catch(() => {});
+      // (a connection whose ROLLBACK failed may still be inside the transaction: it is dropped, not pooled)
+      if (!broken) await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken = rollbackErr));
       throw err;
     } finally {
       client.off('error', onError);
