@@ -53,6 +53,12 @@ function unknownOptions(err: unknown): Set<string> | null {
  */
 const HOLD_MS = 1_000;
 
+/** A submission already sent, and when: a delivery that outlasts its hold goes on with it (deliverHeld). */
+type UnderWay = { promise: Promise<void>; sentAt: number };
+
+/** The requests a batch goes in: the fetcher takes each by size (8 MiB), so a big batch is never refused whole. */
+const requestsOf = (jobs: SubmitJob[]) => chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024);
+
 /** Statuses by which the fetcher refuses jobs themselves (unknown name, bad payload, reused id). */
 const REFUSES_JOBS = new Set([409, 422]);
 
@@ -90,10 +96,9 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
     const going = overrideOn || afterWake ? await ledger.markForwarding(batch.map((j) => j.id)) : null;
     const jobs = toSubmit(batch.filter((j) => !going || going.has(j.id)));
     if (jobs.length === 0) return;
-    // requests the fetcher takes by size (8 MiB), so a big batch is never refused whole; each goes
-    // on its own, and a failure of one does not hold back the others
+    // each request goes on its own, and a failure of one does not hold back the others
     let firstError: unknown;
-    for (const part of chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024)) {
+    for (const part of requestsOf(jobs)) {
       try {
         const sent = await send(part, afterWake);
         // the fetcher was asleep and is awake now: from the top (the override may have been switched on meanwhile)
@@ -110,7 +115,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
    * 'woken' when the fetcher did not answer and a wake-up brought it back (the caller starts over);
    * throws to leave the jobs in the outbox for a retry.
    */
-  async function send(jobs: SubmitJob[], afterWake: boolean, underWay?: { promise: Promise<void>; sentAt: number }): Promise<'sent' | 'woken'> {
+  async function send(jobs: SubmitJob[], afterWake: boolean, underWay?: UnderWay): Promise<'sent' | 'woken'> {
     const sentAt = underWay?.sentAt ?? performance.now();
     try {
       await (underWay?.promise ?? submit(jobs));
@@ -307,9 +312,9 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   async function deliverHeld(held: HeldToForward): Promise<boolean> {
     const jobs = toSubmit(held.jobs);
     const ids = held.jobs.map((j) => j.id);
-    let underWay: { promise: Promise<void>; sentAt: number } | undefined;
+    let underWay: UnderWay | undefined;
     try {
-      if (chunksByBytes(jobs, SignedRoutes.submitJobs.limitBytes - 64 * 1024).length === 1) {
+      if (requestsOf(jobs).length === 1) {
         underWay = { promise: submit(jobs), sentAt: performance.now() };
         // (its failure is read below or by send, never left unheard)
         underWay.promise.catch(() => {});
@@ -342,7 +347,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<{ stop(
   }
 
   /** One delivery under its lease: renewed while it lasts, a backoff for every job still waiting when it fails. */
-  async function deliverLeased(batch: ToForward[], underWay?: { promise: Promise<void>; sentAt: number }): Promise<boolean> {
+  async function deliverLeased(batch: ToForward[], underWay?: UnderWay): Promise<boolean> {
     const ids = batch.map((j) => j.id);
     // one renewal at a time, and none left in flight to overwrite the backoff below
     let renewing: Promise<void> = Promise.resolve();

@@ -103,6 +103,13 @@ function plans(schema: string) {
   const s = assertSchemaName(schema);
   /** The jobs of $1, locked in id order: what a statement that changes several of them matches on. */
   const lockedIds = `id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)`;
+  // The forwarder's next $1 jobs (see holdToForward), locked, those another delivery holds skipped.
+  const dueToForward = (columns: string) => `
+      SELECT ${columns} FROM ${s}.jobs
+       WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
+         AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
+         AND ${s}.pause_of(name) IS NULL
+       ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED`;
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
     insertJob: (onlyIf = 'true') => `
@@ -130,11 +137,7 @@ function plans(schema: string) {
     // jobs: see holdToForward and the forwarder).
     takeToForward: `
       UPDATE ${s}.jobs j SET forward_after = clock_timestamp() + $2 * interval '1 second'
-        FROM (SELECT id FROM ${s}.jobs
-               WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
-                 AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
-                 AND ${s}.pause_of(name) IS NULL
-               ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) picked
+        FROM (${dueToForward('id')}) picked
        WHERE j.id = picked.id
       RETURNING j.id, j.name, j.payload, j.priority, j.request_id, j.traceparent`,
     // The forwarder takes the next jobs to deliver (migration 017): due, not under another delivery's
@@ -146,12 +149,7 @@ function plans(schema: string) {
     // until it is renewed, ends or lapses. The state says `forwarding` once a delivery is held up
     // (deferForward, markForwarding); a delivery that lands goes from `queued` to `forwarded`.
     // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
-    holdToForward: `
-      SELECT id, name, payload, priority, request_id, traceparent FROM ${s}.jobs
-       WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
-         AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
-         AND ${s}.pause_of(name) IS NULL
-       ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+    holdToForward: dueToForward('id, name, payload, priority, request_id, traceparent'),
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
