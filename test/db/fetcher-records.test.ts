@@ -85,6 +85,17 @@ describe("the fetcher's records", () => {
     }
     expect(await bossRow(fresh)).toBeUndefined();
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [a])).rows[0].n).toBe(1);
+    // one id twice in one submission, under two names: refused, nothing kept
+    const twice = randomUUID();
+    await expect(jobs.accept([{ id: twice, name: 'frec.heavy', payload: {} }, { id: twice, name: 'frec.other', payload: {} }])).rejects.toMatchObject({ code: ErrorCode.idConflict });
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [twice])).rows[0].n).toBe(0);
+    // two submissions of one id with other payloads at once: one is taken, the other refused
+    const raced = randomUUID();
+    mainSays.set(raced, 'gone');
+    const both = await Promise.allSettled([0, 1].map((steps) => jobs.accept([{ id: raced, name: 'frec.heavy', payload: { steps } }])));
+    expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(both.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: ErrorCode.idConflict } });
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [raced])).rows[0].n).toBe(1);
   });
 
   it('send one event per step main cannot know, numbered by attempt, the end last; a failed attempt keeps its row; every event is a JobEvent on the wire', async () => {
