@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createMainLedger, type MainLedger } from '../../packages/jobgate/src/store/index.ts';
+import { openTransaction } from '../../packages/jobgate/src/store/transaction.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 
 let db: TestDatabase;
@@ -116,6 +117,25 @@ describe("the forwarder's hold on the jobs it delivers", () => {
       expect((await versions(ids)).map((r) => r.state)).toEqual(['forwarded', 'forwarded']);
     } finally {
       await small.end();
+    }
+  });
+
+  it('the take goes with its BEGIN in one round trip; one that fails leaves no pooled connection inside a transaction', async () => {
+    const one = new pg.Pool({ connectionString: db.url, max: 1 });
+    one.on('error', () => {});
+    try {
+      const tx = await openTransaction(one, `SELECT 1 AS n`);
+      expect(tx.opened).toEqual([{ n: 1 }]);
+      // the transaction is open: what it does is gone with its rollback
+      await tx.client.query(`CREATE TEMP TABLE held_then_gone (n int)`);
+      await tx.rollback();
+      await expect(one.query(`SELECT * FROM held_then_gone`)).rejects.toThrow(/does not exist/);
+      await expect(openTransaction(one, `SELECT 1 / 0`)).rejects.toThrow(/division by zero/);
+      // the one connection is back outside any transaction: this would fail "current transaction is aborted"
+      const { rows } = await one.query(`SELECT 1 AS n, now() = statement_timestamp() AS own_transaction`);
+      expect(rows).toEqual([{ n: 1, own_transaction: true }]);
+    } finally {
+      await one.end();
     }
   });
 });

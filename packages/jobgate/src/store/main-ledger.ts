@@ -94,6 +94,12 @@ export interface ToForward {
 const attemptRuns = (s: string, alias: string) =>
   `((${alias}.claimed_by IS NOT NULL AND ${alias}.claim_expires_at > clock_timestamp()) OR EXISTS (SELECT 1 FROM ${s}.executions e WHERE e.job_id = ${alias}.id AND e.outcome = 'running'))`;
 
+/** A row limit written into SQL text: a positive whole number, nothing else. */
+function asLimit(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`a row limit is a positive whole number, not ${n}`);
+  return n;
+}
+
 /**
  * main's SQL, as small named statements with `$n` parameters over one validated schema. A statement
  * that changes several jobs at once locks them in id order first (`id IN (SELECT … ORDER BY id FOR
@@ -103,13 +109,13 @@ function plans(schema: string) {
   const s = assertSchemaName(schema);
   /** The jobs of $1, locked in id order: what a statement that changes several of them matches on. */
   const lockedIds = `id IN (SELECT id FROM ${s}.jobs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)`;
-  // The forwarder's next $1 jobs (see holdToForward), locked, those another delivery holds skipped.
-  const dueToForward = (columns: string) => `
+  // The forwarder's next `limit` jobs (see holdToForward), locked, those another delivery holds skipped.
+  const dueToForward = (columns: string, limit = '$1') => `
       SELECT ${columns} FROM ${s}.jobs
        WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
          AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
          AND ${s}.pause_of(name) IS NULL
-       ORDER BY priority DESC, created_at LIMIT $1 FOR UPDATE SKIP LOCKED`;
+       ORDER BY priority DESC, created_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
     insertJob: (onlyIf = 'true') => `
@@ -149,7 +155,8 @@ function plans(schema: string) {
     // until it is renewed, ends or lapses. The state says `forwarding` once a delivery is held up
     // (deferForward, markForwarding); a delivery that lands goes from `queued` to `forwarded`.
     // A paused name's jobs stay (migration 022): read here, so a pause holds from its commit on.
-    holdToForward: dueToForward('id, name, payload, priority, request_id, traceparent'),
+    // (its limit written in: it goes with the BEGIN in one round trip, which takes no parameters)
+    holdToForward: (limit: number) => dueToForward('id, name, payload, priority, request_id, traceparent', String(asLimit(limit))),
     renewForwardLease: `
       UPDATE ${s}.jobs SET forward_after = clock_timestamp() + $2 * interval '1 second'
        WHERE ${lockedIds} AND route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}`,
@@ -415,15 +422,8 @@ export function createMainLedger(pool: Pool, schema: string, options: { logger?:
      * A connection lost meanwhile lets go of them, as a lapsed lease would.
      */
     async holdToForward(limit: number): Promise<HeldToForward> {
-      const tx = await openTransaction(pool);
-      let jobs: ToForward[];
-      try {
-        const { rows } = await tx.client.query(sql.holdToForward, [limit]);
-        jobs = rows.map(toForward);
-      } catch (err) {
-        await tx.rollback();
-        throw err;
-      }
+      const tx = await openTransaction(pool, sql.holdToForward(limit));
+      const jobs: ToForward[] = tx.opened.map(toForward);
       if (jobs.length === 0) await tx.rollback();
       const ids = jobs.map((j) => j.id);
       return {

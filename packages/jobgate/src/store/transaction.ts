@@ -143,6 +143,8 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 /** A transaction left open on a connection of its own (openTransaction). */
 export interface OpenTransaction {
   client: PoolClient;
+  /** The rows of the statement it was opened with, if any. */
+  opened: any[];
   /** Runs `last` (if given) in it, then commits; rolls back should either fail. Ends it either way. */
   commit(last?: { text: string; values: unknown[] }): Promise<void>;
   /** Rolls back and ends it; a no-op once it has ended. */
@@ -156,8 +158,12 @@ export interface OpenTransaction {
  * connection between two queries emits 'error', and an unheard 'error' kills the process (seen
  * when PostgreSQL stops mid-transaction): listen while the client is out, and let the failed query
  * report the error instead.
+ *
+ * `opening`: a statement without parameters sent with the BEGIN in one round trip (PostgreSQL's
+ * simple query protocol runs both), whose rows are `opened`: the forwarder's take starts the
+ * delivery of a job one round trip sooner.
  */
-export async function openTransaction(pool: Pool): Promise<OpenTransaction> {
+export async function openTransaction(pool: Pool, opening?: string): Promise<OpenTransaction> {
   const client = await pool.connect();
   let broken: Error | undefined;
   const onError = (err: Error) => {
@@ -180,14 +186,18 @@ export async function openTransaction(pool: Pool): Promise<OpenTransaction> {
       client.release(broken ?? false);
     }
   };
+  let opened: any[] = [];
   try {
-    await client.query('BEGIN');
+    if (opening === undefined) await client.query('BEGIN');
+    else opened = ((await client.query(`BEGIN; ${opening}`)) as unknown as Array<{ rows: any[] }>)[1]!.rows;
   } catch (err) {
-    await end([]).catch(() => {});
+    // (the BEGIN may have run before its statement failed: ended, so the connection is not pooled inside it)
+    await end(opening === undefined ? [] : [{ text: 'ROLLBACK' }]).catch(() => {});
     throw err;
   }
   return {
     client,
+    opened,
     commit: (last) => end([...(last ? [last] : []), { text: 'COMMIT' }]),
     rollback: async () => {
       if (!ended) await end([{ text: 'ROLLBACK' }]).catch(() => {});
