@@ -113,3 +113,33 @@ describe('a worker whose fetch lost its connection', () => {
     await boss.offWork('test.lost');
   });
 });
+
+describe('idle queues', () => {
+  it('are polled together, one statement an interval: no worker of an idle queue fetches on its own, and a job due by time is fetched at the next poll', async () => {
+    const logger = createLogger({ level: 'warn', name: 'test' });
+    const quick = createBoss({ connectionString: db.url, schema: TEST_BOSS_SCHEMA, poolSize: 3, timings: { ...timings, pollIntervalSeconds: 0.5 }, logger });
+    await quick.start();
+    try {
+      const names = ['test.idle.a', 'test.idle.b', 'test.idle.c'];
+      const picked: string[] = [];
+      for (const name of names) {
+        await ensureQueue(quick, name);
+        await workWhileFull(quick, name, { batchSize: 1, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5, localConcurrency: 2 }, async (fetched) => {
+          for (const job of fetched) picked.push(job.id as string);
+          return fetched.map((job) => ({ id: job.id, status: 'completed' }));
+        });
+      }
+      const ours = () => quick.getWipData().filter((w) => names.includes(w.name));
+      await waitFor('every worker idle after its first fetch', async () => (ours().length === 6 && ours().every((w) => w.lastFetchedOn)) || null, { timeoutMs: 10_000 });
+      const before = ours().map((w) => [w.id, w.lastFetchedOn]);
+      // six poll intervals: a worker polling on its own would have fetched six times
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(ours().map((w) => [w.id, w.lastFetchedOn])).toEqual(before);
+      // due in a second, so no NOTIFY: only the shared poll wakes a worker for it (each worker's own backstop is 30 s)
+      const id = (await quick.send('test.idle.b', {}, { startAfter: 1 }))!;
+      await waitFor('the delayed job fetched at a poll', async () => picked.includes(id) || null, { timeoutMs: 20_000 });
+    } finally {
+      await quick.stop({ graceful: false, close: true });
+    }
+  });
+});

@@ -143,6 +143,50 @@ function wakeAfterErrors(boss: PgBoss, id: string, sibling: boolean, pollSeconds
 }
 
 /**
+ * One statement per poll interval for all of a pg-boss's queues: which of them hold a job due now
+ * (created, or a retry whose delay has passed; pg-boss's own condition for a fetch), and an idle
+ * worker of each such queue is woken to fetch it. Without it, every queue's first worker polled on
+ * its own: a statement per queue per interval, the most of what main's pg-boss did in the routed
+ * bench (main has a queue per job name, and most are idle). Each worker still fetches on its own
+ * after SIBLING_BACKSTOP_SECONDS, so a failed poll delays a delayed job at most that long.
+ */
+const duePolls = new WeakMap<PgBoss, { queues: Map<string, { workers: string[]; busy: Set<string> }>; timer: NodeJS.Timeout }>();
+function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[]; busy: Set<string> }, pollSeconds: number): void {
+  const s = bossSchemas.get(boss);
+  // (a pg-boss not made by createBoss: its first worker polls on its own, as pg-boss does)
+  if (!s) return;
+  let entry = duePolls.get(boss);
+  if (!entry) {
+    const queues = new Map<string, { workers: string[]; busy: Set<string> }>();
+    let polling = false;
+    const timer = setInterval(() => {
+      if (polling || queues.size === 0) return;
+      polling = true;
+      boss
+        .getDb()
+        .executeSql(
+          `SELECT q.name FROM unnest($1::text[]) AS q(name)
+            WHERE EXISTS (SELECT 1 FROM ${s}.job j WHERE j.name = q.name AND j.state < 'active' AND NOT j.blocked AND j.start_after <= ${s}.job_now())`,
+          [[...queues.keys()]],
+        )
+        .then(({ rows }: { rows: Array<{ name: string }> }) => {
+          for (const { name: due } of rows) {
+            const q = queues.get(due);
+            const idle = q?.workers.find((id) => !q.busy.has(id));
+            if (idle !== undefined) boss.notifyWorker(idle);
+          }
+        })
+        // (the database away: the workers' own backstop fetches, and the next poll, find the jobs)
+        .catch(() => {})
+        .finally(() => (polling = false));
+    }, pollSeconds * 1000).unref();
+    boss.once('stopped', () => clearInterval(timer));
+    duePolls.set(boss, (entry = { queues, timer }));
+  }
+  entry.queues.set(name, queue);
+}
+
+/**
  * `boss.work` that fetches again at once while fetches come back full, at any batch size, and
  * waits for NOTIFY or the poll interval once one comes back short. pg-boss bursts only on
  * burstWhenBatchFull (ignored at batchSize 1) or on its cached ready count, which lags by up to
@@ -152,12 +196,13 @@ function wakeAfterErrors(boss: PgBoss, id: string, sibling: boolean, pollSeconds
  * wake an idle worker of its queue (notifyWorker, pg-boss's public API), which wakes the next in
  * turn while its fetches come back full. `offWork(name)` stops them all.
  *
- * Idle, one worker per queue polls at the poll interval (for jobs that become due by time: delayed,
- * retried after a delay); the others wait for NOTIFY (every new job due now wakes them all), for a
- * full fetch of another worker of the queue, for an error of the queue (a failed fetch), or
- * SIBLING_BACKSTOP_SECONDS. Without NOTIFY (its listener down), pg-boss polls every worker at the
- * poll interval. Every worker polling an empty queue cost more of the database than the routed
- * jobs themselves in `npm run bench -- --only routed --profile-sql`.
+ * Idle, the workers wait for NOTIFY (every new job due now wakes them all), for the poll that
+ * finds jobs due by time (delayed, retried after a delay) in all of the process's queues at once
+ * (pollDueTogether, at the poll interval), for a full fetch of another worker of the queue, for an
+ * error of the queue (a failed fetch), or SIBLING_BACKSTOP_SECONDS. Without NOTIFY (its listener
+ * down), pg-boss polls every worker at the poll interval. Every worker polling an empty queue cost
+ * more of the database than the routed jobs themselves in `npm run bench -- --only routed
+ * --profile-sql`.
  */
 export async function workWhileFull<T>(
   boss: PgBoss,
@@ -170,8 +215,10 @@ export async function workWhileFull<T>(
   const workers: string[] = [];
   /** The workers running a handler now: a wake-up would only make them fetch again after it, as a full fetch does anyway. */
   const busy = new Set<string>();
+  // (a pg-boss not made by createBoss has no shared poll: its first worker polls on its own)
+  const shared = bossSchemas.has(boss);
   for (let i = 0; i < localConcurrency; i++) {
-    const backstop = i === 0 ? {} : { notifyPollingIntervalSeconds: Math.max(SIBLING_BACKSTOP_SECONDS, rest.notifyPollingIntervalSeconds ?? 0) };
+    const backstop = i === 0 && !shared ? {} : { notifyPollingIntervalSeconds: Math.max(SIBLING_BACKSTOP_SECONDS, rest.notifyPollingIntervalSeconds ?? 0, rest.pollingIntervalSeconds ?? 0) };
     let self = '';
     self = await work(name, { ...rest, ...backstop, localConcurrency: 1 }, async (jobs) => {
       const full = jobs.length >= options.batchSize;
@@ -191,8 +238,9 @@ export async function workWhileFull<T>(
       }
     });
     workers.push(self);
-    wakeAfterErrors(boss, self, i > 0, rest.pollingIntervalSeconds ?? 2);
+    wakeAfterErrors(boss, self, i > 0 || shared, rest.pollingIntervalSeconds ?? 2);
   }
+  pollDueTogether(boss, name, { workers, busy }, rest.pollingIntervalSeconds ?? 2);
 }
 
 /**
