@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
 import { ErrorCode, JobgateError, type Logger } from '../support/index.ts';
-import { claimSecondsOf, ensureQueue, handBack, HAND_BACK_SECONDS, workWhileFull, type QueueTimings } from '../store/index.ts';
+import { claimSecondsOf, ensureQueue, forgetDue, handBack, HAND_BACK_SECONDS, workWhileFull, type QueueTimings } from '../store/index.ts';
 import { SystemQueue } from '../define/catalogue.ts';
 import { assertIsolatedPlaced } from './isolation/run-isolated.ts';
 import type { JobDefinition } from '../define/define-job.ts';
@@ -51,6 +51,7 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
           working.add(name);
         } else if (!wanted && working.has(name)) {
           working.delete(name);
+          forgetDue(boss, name);
           await boss.offWork(name, { wait: false });
         }
       }

@@ -144,11 +144,14 @@ function wakeAfterErrors(boss: PgBoss, id: string, sibling: boolean, pollSeconds
 
 /**
  * One statement per poll interval for all of a pg-boss's queues: which of them hold a job due now
- * (created, or a retry whose delay has passed; pg-boss's own condition for a fetch), and an idle
- * worker of each such queue is woken to fetch it. Without it, every queue's first worker polled on
- * its own: a statement per queue per interval, the most of what main's pg-boss did in the routed
- * bench (main has a queue per job name, and most are idle). Each worker still fetches on its own
- * after SIBLING_BACKSTOP_SECONDS, so a failed poll delays a delayed job at most that long.
+ * (created, or a retry whose delay has passed, not blocked: the base of pg-boss's condition for a
+ * fetch), and an idle worker of each such queue is woken to fetch it. Without it, every queue's
+ * first worker polled on its own: a statement per queue per interval, the most of what main's
+ * pg-boss did in the routed bench (main has a queue per job name, and most are idle). A queue
+ * whose fetch holds back a due job (a group at its concurrency cap) has a worker woken at each
+ * poll, as it polled before. Each worker still fetches on its own after SIBLING_BACKSTOP_SECONDS,
+ * so a failed poll (reported as a pg-boss error, once until one succeeds) delays a delayed job at
+ * most that long. A queue whose workers stopped (offWork: a pause) is forgotten (forgetDue).
  */
 const duePolls = new WeakMap<PgBoss, { queues: Map<string, { workers: string[]; busy: Set<string> }>; timer: NodeJS.Timeout }>();
 function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[]; busy: Set<string> }, pollSeconds: number): void {
@@ -159,6 +162,7 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
   if (!entry) {
     const queues = new Map<string, { workers: string[]; busy: Set<string> }>();
     let polling = false;
+    let failing = false;
     const timer = setInterval(() => {
       if (polling || queues.size === 0) return;
       polling = true;
@@ -170,6 +174,7 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
           [[...queues.keys()]],
         )
         .then(({ rows }: { rows: Array<{ name: string }> }) => {
+          failing = false;
           for (const { name: due } of rows) {
             const q = queues.get(due);
             const idle = q?.workers.find((id) => !q.busy.has(id));
@@ -177,13 +182,25 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
           }
         })
         // (the database away: the workers' own backstop fetches, and the next poll, find the jobs)
-        .catch(() => {})
+        .catch((err: unknown) => {
+          if (!failing) boss.emit('error', err as Error);
+          failing = true;
+        })
         .finally(() => (polling = false));
     }, pollSeconds * 1000).unref();
-    boss.once('stopped', () => clearInterval(timer));
+    // (a pg-boss started again makes its poll anew with its workers)
+    boss.once('stopped', () => {
+      clearInterval(timer);
+      if (duePolls.get(boss)?.timer === timer) duePolls.delete(boss);
+    });
     duePolls.set(boss, (entry = { queues, timer }));
   }
   entry.queues.set(name, queue);
+}
+
+/** The workers of `name` stopped (offWork): the shared poll no longer looks at its queue; working it again registers it anew. */
+export function forgetDue(boss: PgBoss, name: string): void {
+  duePolls.get(boss)?.queues.delete(name);
 }
 
 /**
