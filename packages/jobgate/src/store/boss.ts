@@ -166,13 +166,13 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
     const timer = setInterval(() => {
       if (polling || queues.size === 0) return;
       polling = true;
-      boss
-        .getDb()
-        .executeSql(
+      // (in a promise: nothing the statement's start throws escapes the timer)
+      Promise.resolve()
+        .then(() => boss.getDb().executeSql(
           `SELECT q.name FROM unnest($1::text[]) AS q(name)
             WHERE EXISTS (SELECT 1 FROM ${s}.job j WHERE j.name = q.name AND j.state < 'active' AND NOT j.blocked AND j.start_after <= ${s}.job_now())`,
           [[...queues.keys()]],
-        )
+        ))
         .then(({ rows }: { rows: Array<{ name: string }> }) => {
           failing = false;
           for (const { name: due } of rows) {
