@@ -182,7 +182,9 @@ describe("main's database failing a delivery", () => {
         WHEN (NEW.state IN ('forwarded', 'active') AND OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION public.main_db_fails();
       INSERT INTO public.main_db_fails VALUES (now());`);
     const ids = await Promise.all(Array.from({ length: 5 }, (_, i) => enqueue(t.pair!.main, 'test.remote', { sleepMs: 10, label: `main-db-${i}` })));
-    const said = await t.pair.main.waitForLog('the forwarder says main’s database failed the delivery', (l) => l.msg?.startsWith("main's database failed during a delivery") === true, 60_000);
+    // (a delivery that held its jobs first says its hold failed, then goes on under a lease: the
+    // line that records the failed delivery is the lease's, which says when the jobs go again)
+    const said = await t.pair.main.waitForLog('the forwarder says main’s database failed the delivery', (l) => l.msg?.startsWith("main's database failed during a delivery; the jobs go again in a second") === true, 60_000);
     expect(said).toMatchObject({ component: 'forwarder' });
     // the failed delivery is recorded just after that line: the jobs wait in the outbox as 'forwarding'
     let rows: Array<{ state: string; forward_tries: number }> = [];
