@@ -48,6 +48,8 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     timings,
     workerConcurrency: options.workerConcurrency,
     logger,
+    // a fetch takes as many jobs as there are free slots, and their claims at main go in one request
+    fetchTogether: true,
     runner: {
       ranOn: 'fetcher',
       ledger,
@@ -89,8 +91,15 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
     logger.info({ ranOn: 'fetcher', jobs: [...catalogue.values()].filter(ours).map((d) => d.name) }, 'job runtime started');
   }
 
+  const intake = createIntake({ pool, boss, ledger, catalogue, records: ledger.records, ...(options.metrics ? { metrics: options.metrics } : {}) });
+
   return {
-    accept: createIntake({ pool, boss, ledger, catalogue, records: ledger.records, ...(options.metrics ? { metrics: options.metrics } : {}) }),
+    /** Takes over jobs main forwarded (intake/accept.ts), and wakes their queues' loops here (another process's hear of them at the poll). */
+    async accept(...args: Parameters<typeof intake>): ReturnType<typeof intake> {
+      const accepted = await intake(...args);
+      for (const name of new Set(args[0].map((job) => job.name))) workers.wake(name);
+      return accepted;
+    },
     prepare,
     start,
     ...workers.controls,

@@ -10,13 +10,26 @@ import { assertIsolatedPlaced } from './isolation/run-isolated.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
 import { createRunner, type RunnerOptions } from './runner.ts';
+import { fetchLoop, type FetchLoop } from './fetch-loop.ts';
 import { ABORT_GRACE_MS } from './settle.ts';
 
 /**
  * One side's workers and the runner they call. `runner`: what the runner needs besides the
  * shutdown signal, which stop() aborts.
  */
-export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; workerConcurrency: number; logger: Logger; runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds' | 'isPaused' | 'handBack'>; batchSize?: number }) {
+export function createWorkers(deps: {
+  boss: PgBoss;
+  timings: QueueTimings;
+  workerConcurrency: number;
+  logger: Logger;
+  runner: Omit<RunnerOptions, 'shutdown' | 'logger' | 'claimSeconds' | 'isPaused' | 'handBack'>;
+  batchSize?: number;
+  /**
+   * Each job queue worked by one loop that fetches up to its free slots at once (fetch-loop.ts): the
+   * fetcher's, whose jobs each ask main for their claim, which a fetch's jobs then do in one request.
+   */
+  fetchTogether?: boolean;
+}) {
   const { boss, timings, logger } = deps;
   const shutdown = new AbortController();
   const claimSeconds = claimSecondsOf(timings);
@@ -30,8 +43,10 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
     handBack: (job) => handBack(boss, job, HAND_BACK_SECONDS),
   });
   const running = new Set<Promise<unknown>>();
-  /** How to (re)start the worker of each job queue, for pause(), resume() and paused job names. */
-  const handlerWorkers = new Map<string, () => Promise<void>>();
+  /** How to (re)start and stop the worker of each job queue, for pause(), resume() and paused job names. */
+  const handlerWorkers = new Map<string, { start: () => Promise<void>; stop: () => Promise<void> }>();
+  /** The queues worked by a fetch loop (fetchTogether), by name. */
+  const loops = new Map<string, FetchLoop>();
   /** The queues whose worker is running now. */
   const working = new Set<string>();
   /** The memory guard's pause: no queue is worked. */
@@ -47,12 +62,11 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
       for (const [name, startWorker] of handlerWorkers) {
         const wanted = !paused && !stopping && !isHeld(name);
         if (wanted && !working.has(name)) {
-          await startWorker();
+          await startWorker.start();
           working.add(name);
         } else if (!wanted && working.has(name)) {
           working.delete(name);
-          forgetDue(boss, name);
-          await boss.offWork(name, { wait: false });
+          await startWorker.stop();
         }
       }
     }));
@@ -74,20 +88,39 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
     workOptions,
     /** Runs `def`'s handlers here (its own queue). */
     async work(def: JobDefinition): Promise<void> {
-      const startWorker = () =>
-        workWhileFull(
-          boss,
-          def.name,
-          {
-            ...workOptions,
-            localConcurrency: Math.min(def.concurrency ?? deps.workerConcurrency, deps.workerConcurrency),
-            ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}),
+      const concurrency = Math.min(def.concurrency ?? deps.workerConcurrency, deps.workerConcurrency);
+      if (deps.fetchTogether) {
+        const loop = () =>
+          fetchLoop<QueuedData>(
+            { boss, name: def.name, concurrency, pollSeconds: timings.pollIntervalSeconds, ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}), onError: (err) => boss.emit('error', err as Error) },
+            (job) => track(runOne(def, job)),
+          );
+        handlerWorkers.set(def.name, {
+          start: async () => {
+            const made = loops.get(def.name);
+            if (made) made.resume();
+            else loops.set(def.name, loop());
           },
-          (jobs) => track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
-        );
-      handlerWorkers.set(def.name, startWorker);
+          stop: async () => loops.get(def.name)?.pause(),
+        });
+      } else {
+        handlerWorkers.set(def.name, {
+          start: () =>
+            workWhileFull(boss, def.name, { ...workOptions, localConcurrency: concurrency, ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}) }, (jobs) =>
+              track(Promise.all(jobs.map((job) => runOne(def, job as JobWithMetadata<QueuedData>)))),
+            ),
+          stop: async () => {
+            forgetDue(boss, def.name);
+            await boss.offWork(def.name, { wait: false });
+          },
+        });
+      }
       // paused before it began (the memory guard, an operator): resume() starts it
       await sync();
+    },
+    /** Jobs of `name` were queued in this process (the fetcher's intake): a loop with a free slot fetches them now. */
+    wake(name: string): void {
+      loops.get(name)?.wake();
     },
     /** Runs a shared queue whose jobs name their own definition (main's on-main queue). */
     async workShared<D extends QueuedData>(queue: string, options: Pick<WorkOptions, 'localConcurrency'>, pick: (job: JobWithMetadata<D>) => Promise<unknown>): Promise<void> {
@@ -125,7 +158,9 @@ export function createWorkers(deps: { boss: PgBoss; timings: QueueTimings; worke
         // the wait for stubborn handlers must not outlive the drain (it would hold the process open)
         const gaveUp = new AbortController();
         try {
-          await boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: true });
+          // the fetch loops' jobs are settled through pg-boss: its pool closes once they have been
+          await Promise.all([boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: false }), ...[...loops.values()].map((loop) => loop.stop())]);
+          await boss.stop({ close: true });
           await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000, undefined, { signal: gaveUp.signal }).catch(() => {})]);
         } finally {
           clearTimeout(abortTimer);

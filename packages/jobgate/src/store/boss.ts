@@ -102,11 +102,27 @@ export async function handBack(boss: PgBoss, job: { name: string; id: string; re
   return rows[0].n > 0;
 }
 
+/**
+ * Fetched attempts that failed for good (a permanent error): no retry is left to them, so the fail
+ * that follows ends them in pg-boss's terminal state, to the dead-letter queue, as a worker's
+ * `deadletter` result does (pg-boss has no public call for it). Fenced as handBack is.
+ */
+export async function spendRetries(boss: PgBoss, name: string, attempts: Array<{ id: string; retryCount: number }>): Promise<void> {
+  const s = bossSchemas.get(boss);
+  if (!s) throw new Error('spendRetries needs a pg-boss made by createBoss');
+  await boss.getDb().executeSql(
+    `UPDATE ${s}.job j SET retry_limit = j.retry_count
+       FROM unnest($2::uuid[], $3::int[]) AS a(id, retry_count)
+      WHERE j.name = $1 AND j.id = a.id AND j.state = 'active' AND j.retry_count = a.retry_count`,
+    [name, attempts.map((a) => a.id), attempts.map((a) => a.retryCount)],
+  );
+}
+
 /** A handed-back job is due again this long after (s): longer than pg-boss's settle of the fetch can take (its pool's 10 s connection wait). */
 export const HAND_BACK_SECONDS = 15;
 
 /** How long a queue's other workers wait between fetches while idle and woken by NOTIFY (pg-boss's own default backstop). */
-const SIBLING_BACKSTOP_SECONDS = 30;
+export const SIBLING_BACKSTOP_SECONDS = 30;
 
 /**
  * The workers of a pg-boss, and their wake-ups after the pg-boss reports an error. A fetch that
@@ -153,14 +169,18 @@ function wakeAfterErrors(boss: PgBoss, id: string, sibling: boolean, pollSeconds
  * so a failed poll (reported as a pg-boss error, once until one succeeds) delays a delayed job at
  * most that long. A queue whose workers stopped (offWork: a pause) is forgotten (forgetDue).
  */
-const duePolls = new WeakMap<PgBoss, { queues: Map<string, { workers: string[]; busy: Set<string> }>; timer: NodeJS.Timeout }>();
-function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[]; busy: Set<string> }, pollSeconds: number): void {
+const duePolls = new WeakMap<PgBoss, { queues: Map<string, () => void>; timer: NodeJS.Timeout }>();
+/**
+ * Registers `name`'s queue with its pg-boss's shared poll: `wakeIdle` is called when the poll finds
+ * a job of it due (it wakes one idle worker, if any). False: a pg-boss not made by createBoss, which
+ * has no shared poll (its workers poll on their own, as pg-boss does).
+ */
+export function pollDueTogether(boss: PgBoss, name: string, wakeIdle: () => void, pollSeconds: number): boolean {
   const s = bossSchemas.get(boss);
-  // (a pg-boss not made by createBoss: its first worker polls on its own, as pg-boss does)
-  if (!s) return;
+  if (!s) return false;
   let entry = duePolls.get(boss);
   if (!entry) {
-    const queues = new Map<string, { workers: string[]; busy: Set<string> }>();
+    const queues = new Map<string, () => void>();
     let polling = false;
     let failing = false;
     const timer = setInterval(() => {
@@ -175,11 +195,7 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
         ))
         .then(({ rows }: { rows: Array<{ name: string }> }) => {
           failing = false;
-          for (const { name: due } of rows) {
-            const q = queues.get(due);
-            const idle = q?.workers.find((id) => !q.busy.has(id));
-            if (idle !== undefined) boss.notifyWorker(idle);
-          }
+          for (const { name: due } of rows) queues.get(due)?.();
         })
         // (the database away: the workers' own backstop fetches, and the next poll, find the jobs)
         .catch((err: unknown) => {
@@ -195,7 +211,8 @@ function pollDueTogether(boss: PgBoss, name: string, queue: { workers: string[];
     });
     duePolls.set(boss, (entry = { queues, timer }));
   }
-  entry.queues.set(name, queue);
+  entry.queues.set(name, wakeIdle);
+  return true;
 }
 
 /** The workers of `name` stopped (offWork): the shared poll no longer looks at its queue; working it again registers it anew. */
@@ -257,7 +274,15 @@ export async function workWhileFull<T>(
     workers.push(self);
     wakeAfterErrors(boss, self, i > 0 || shared, rest.pollingIntervalSeconds ?? 2);
   }
-  pollDueTogether(boss, name, { workers, busy }, rest.pollingIntervalSeconds ?? 2);
+  pollDueTogether(
+    boss,
+    name,
+    () => {
+      const idle = workers.find((id) => !busy.has(id));
+      if (idle !== undefined) boss.notifyWorker(idle);
+    },
+    rest.pollingIntervalSeconds ?? 2,
+  );
 }
 
 /**

@@ -1,9 +1,10 @@
 /**
  * Group commit: calls that come while `maxInFlight` flushes are already under way wait, and go
  * together (up to `maxItems`) in the next flush as soon as one ends. A call that finds a flush free
- * goes at once, with whatever else was asked in the same tick. There is no timer: an idle caller
- * waits for nothing, and under load one round trip carries many calls (a fetched batch's claims,
- * the settles of jobs that end together, the claims of several fetcher workers).
+ * goes at the end of this turn of the event loop, with whatever else was asked in it. There is no
+ * timer: an idle caller waits for nothing, and under load one round trip carries many calls (a
+ * fetched batch's claims, the settles of jobs that end together, the claims of several fetcher
+ * workers).
  *
  * `flush` answers each item in order; when it throws, every call of that flush rejects with the
  * error (the callers retry as they would a single call).
@@ -35,10 +36,11 @@ export function coalesce<I, O>(flush: (items: I[]) => Promise<O[]>, options: { m
   return (item) =>
     new Promise<O>((resolve, reject) => {
       waiting.push({ item, resolve, reject });
-      // the rest of this tick's calls join it
+      // the rest of this turn of the event loop's calls join it (not only this microtask run's: the
+      // attempts a fetch started end in one turn, but each after promise steps of its own)
       if (!scheduled) {
         scheduled = true;
-        queueMicrotask(pump);
+        setImmediate(pump);
       }
     });
 }
