@@ -40,6 +40,9 @@ async function queueWith(count: number, options: object = {}): Promise<string> {
   return name;
 }
 
+/** Longer than any test here: an idle loop fetches again only when woken (a slot freed after a full fetch, wake(), resume()). */
+const NO_POLL = 120;
+
 const states = async (name: string) =>
   Object.fromEntries((await db.pool.query(`SELECT state::text, count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1 GROUP BY 1`, [name])).rows.map((r) => [r.state, r.n]));
 
@@ -60,7 +63,7 @@ describe('a fetch loop', () => {
     let widest = 0;
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    const loop = fetchLoop({ boss, name, concurrency: 4, pollSeconds: 0.5, onError: (e) => errors.push(e) }, async (job): Promise<JobResult> => {
+    const loop = fetchLoop({ boss, name, concurrency: 4, pollSeconds: NO_POLL, onError: (e) => errors.push(e) }, async (job): Promise<JobResult> => {
       startedIn.push(turn);
       widest = Math.max(widest, ++running);
       // the first four are held until all four run
@@ -81,15 +84,16 @@ describe('a fetch loop', () => {
     }
   });
 
-  it('fails a job for good (to the dead letters) when its result says deadletter, with retries left', async () => {
-    const name = await queueWith(1, { retryLimit: 3 });
+  it('fails a job for good (to the dead letters) when its result says deadletter, with retries left, and keeps its retry limit', async () => {
+    const name = await queueWith(0, { retryLimit: 3 });
+    const marker = randomUUID();
+    await boss.insert(name, [{ data: { marker } }]);
     const loop = fetchLoop({ boss, name, concurrency: 2, pollSeconds: 0.5, onError: (e) => errors.push(e) }, async (job) => ({ id: job.id, status: 'deadletter', output: { code: 'X', message: 'permanent' } }));
     try {
       await waitFor('failed for good', async () => (await states(name)).failed === 1, { timeoutMs: 20_000 });
-      const { rows } = await db.pool.query(`SELECT retry_count, output FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1`, [name]);
-      expect(rows[0].retry_count).toBe(0);
-      expect(rows[0].output).toMatchObject({ message: 'permanent' });
-      await waitFor('in the dead letters', async () => (await db.pool.query(`SELECT 1 FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1`, [SystemQueue.deadLetter])).rowCount! > 0, { timeoutMs: 20_000 });
+      const { rows } = await db.pool.query(`SELECT retry_count, retry_limit, output FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1`, [name]);
+      expect(rows[0]).toMatchObject({ retry_count: 0, retry_limit: 3, output: { message: 'permanent' } });
+      await waitFor('in the dead letters', async () => (await db.pool.query(`SELECT 1 FROM ${TEST_BOSS_SCHEMA}.job WHERE name = $1 AND data->>'marker' = $2`, [SystemQueue.deadLetter, marker])).rowCount! > 0, { timeoutMs: 20_000 });
     } finally {
       await loop.stop();
     }
@@ -117,21 +121,64 @@ describe('a fetch loop', () => {
     }
   });
 
+  it("aborts a running job's signal when it outlives its expiry", async () => {
+    const name = await queueWith(0);
+    await boss.insert(name, [{ data: { n: 1 }, expireInSeconds: 1 }]);
+    let aborted: unknown = null;
+    const loop = fetchLoop({ boss, name, concurrency: 1, pollSeconds: 0.5, onError: (e) => errors.push(e) }, async (job) => {
+      await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+      aborted = job.signal.reason;
+      return { id: job.id, status: 'failed', output: { message: 'expired' } };
+    });
+    try {
+      await waitFor('its signal aborted', () => aborted, { timeoutMs: 20_000 });
+      expect(String((aborted as Error).message)).toContain('exceeded 1s');
+    } finally {
+      await loop.stop();
+    }
+  });
+
+  it('fetches the jobs that came while its slots were full once one frees, however many wake-ups came at once', async () => {
+    const name = await queueWith(1);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let ran = 0;
+    const loop = fetchLoop({ boss, name, concurrency: 1, pollSeconds: NO_POLL, onError: (e) => errors.push(e) }, async (job) => {
+      if (ran++ === 0) await held;
+      return { id: job.id, status: 'completed' };
+    });
+    try {
+      await waitFor('the first job runs', () => ran === 1);
+      await boss.insert(name, [{ data: { n: 2 } }, { data: { n: 3 } }]);
+      // two arrivals in one turn (two intakes, or an intake and the shared poll), its only slot busy
+      loop.wake();
+      loop.wake();
+      await sleep(200);
+      release();
+      await waitFor('all three completed', async () => (await states(name)).completed === 3, { timeoutMs: 20_000 });
+    } finally {
+      release();
+      await loop.stop();
+    }
+  });
+
   it('fetches nothing while paused; stop() waits for what runs and settles it', async () => {
     const name = await queueWith(0);
     let ran = 0;
-    const loop = fetchLoop({ boss, name, concurrency: 2, pollSeconds: 0.5, onError: (e) => errors.push(e) }, async (job) => {
+    const loop = fetchLoop({ boss, name, concurrency: 2, pollSeconds: NO_POLL, onError: (e) => errors.push(e) }, async (job) => {
       await sleep(300);
       ran++;
       return { id: job.id, status: 'completed' };
     });
+    // (its first fetch, of the empty queue, is over by then)
+    await sleep(1_000);
     loop.pause();
     await boss.insert(name, [{ data: { n: 1 } }]);
     loop.wake();
     await sleep(1_500);
     expect(ran).toBe(0);
     loop.resume();
-    await waitFor('it ran once resumed', async () => (await states(name)).active === 1, { timeoutMs: 20_000 });
+    await waitFor('it runs once resumed', async () => (await states(name)).active === 1, { timeoutMs: 20_000 });
     await loop.stop();
     expect(ran).toBe(1);
     expect(await states(name)).toEqual({ completed: 1 });
@@ -144,6 +191,7 @@ const claimed = defineJob({ name: 'loop.claimed', runsOnFetcher: true, payload: 
 describe("the fetcher's runtime", () => {
   let jobs: FetcherRuntime;
   const requests: number[] = [];
+  const queueErrors: unknown[] = [];
   afterAll(() => jobs?.stop(1_000));
 
   it('claims the jobs of one fetch at main in one request', async () => {
@@ -158,13 +206,16 @@ describe("the fetcher's runtime", () => {
       },
     };
     const ledger = createFetcherLedger(db.pool, TEST_SCHEMA, { bossSchema: TEST_BOSS_SCHEMA });
-    jobs = createFetcherRuntime({ pool: db.pool, boss, ledger, catalogue: createCatalogue([claimed]), logger, timings, workerConcurrency: 4, remoteClaims: remoteClaimsAt(mainClient as never, logger) });
+    boss.on('error', (err) => queueErrors.push(err));
+    // no poll within the test: the intake's wake-up is what starts them
+    jobs = createFetcherRuntime({ pool: db.pool, boss, ledger, catalogue: createCatalogue([claimed]), logger, timings: { ...timings, pollIntervalSeconds: NO_POLL }, workerConcurrency: 4, remoteClaims: remoteClaimsAt(mainClient as never, logger) });
     await jobs.prepare();
     await jobs.start();
     // four forwarded at once, as main's delivery hands them over: one fetch, one claim request
     await jobs.accept(Array.from({ length: 4 }, (_, n) => ({ id: randomUUID(), name: claimed.name, payload: { n } })));
     await waitFor('four claimed', () => requests.reduce((a, b) => a + b, 0) === 4, { timeoutMs: 20_000 });
     expect(requests).toEqual([4]);
-    expect(errors).toEqual([]);
+    await waitFor('all four completed', async () => (await states(claimed.name)).completed === 4, { timeoutMs: 20_000 });
+    expect(queueErrors).toEqual([]);
   });
 });

@@ -8,7 +8,7 @@
 // fetched attempt, and a graceful stop.
 import type { JobResult, JobWithMetadata, PgBoss } from 'pg-boss';
 import { coalesce, isConnectionLost } from '../support/index.ts';
-import { durably, forgetDue, pollDueTogether, SIBLING_BACKSTOP_SECONDS, spendRetries } from '../store/index.ts';
+import { durably, failForGood, forgetDue, pollDueTogether, SIBLING_BACKSTOP_SECONDS } from '../store/index.ts';
 import { errorInfo } from './settle.ts';
 
 export interface FetchLoop {
@@ -36,11 +36,16 @@ export interface FetchLoopOptions {
 
 type Attempt = { id: string; retryCount: number };
 
-/** Runs `name`'s jobs by `run` (the runner: claim, handler, records), `concurrency` at a time. */
-export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetadata<D>) => Promise<JobResult>): FetchLoop {
+/**
+ * Runs `name`'s jobs by `run` (the runner: claim, handler, records), `concurrency` at a time. `run`
+ * answers how pg-boss settles the fetch, or null when the job is no longer this fetch's (handed
+ * back to its queue unstarted): nothing is settled then.
+ */
+export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetadata<D>) => Promise<JobResult | null>): FetchLoop {
   const { boss, name, concurrency, onError } = options;
-  /** The jobs started and not yet ended, each with what gives its fetch up. */
+  /** The attempts started and not yet ended (by id and retry count), each with what gives its fetch up. */
   const running = new Map<string, { attempt: Attempt; abort: AbortController; expiry: NodeJS.Timeout }>();
+  const keyOf = (a: Attempt) => `${a.id}:${a.retryCount}`;
   /** Settles under way (stop() waits for them). */
   const settling = new Set<Promise<void>>();
   let stopped = false;
@@ -50,14 +55,22 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
   /** Jobs were queued or came due (wake() from outside): how many times. */
   let arrivals = 0;
   let woken = false;
+  /** Ends the loop's current wait, if it waits. */
   let wakeUp: (() => void) | null = null;
+  let wakeScheduled = false;
   let heartbeat: NodeJS.Timeout | undefined;
 
   /** Ends the loop's wait (for a slot that freed, or jobs that came). */
   const wake = () => {
     woken = true;
-    // (after the jobs ending in this turn of the event loop have freed their slots: one fetch for all)
-    if (wakeUp) setImmediate(wakeUp);
+    // (after the jobs ending in this turn of the event loop have freed their slots: one fetch for
+    // all; the wait it ends is the one current then, not the one current now)
+    if (wakeScheduled) return;
+    wakeScheduled = true;
+    setImmediate(() => {
+      wakeScheduled = false;
+      wakeUp?.();
+    });
   };
   /** Jobs came (queued here, or due by time): fetched now if a slot is free, else when one frees. */
   const arrived = () => {
@@ -76,7 +89,7 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
       const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
-        wakeUp = null;
+        if (wakeUp === done) wakeUp = null;
         resolve();
       }
       wakeUp = done;
@@ -85,19 +98,23 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
 
   /** Completed jobs with one output in one statement, failed ones likewise; a permanent failure first spends its retries. */
   const settle = coalesce(
-    async (ends: Array<{ attempt: Attempt; result: JobResult }>): Promise<void[]> => {
-      const groups = new Map<string, { status: JobResult['status']; output: object | undefined; attempts: Attempt[] }>();
+    async (ends: Array<{ attempt: Attempt & { retryLimit: number }; result: JobResult }>): Promise<void[]> => {
+      const groups = new Map<string, { status: JobResult['status']; output: object | undefined; attempts: Array<Attempt & { retryLimit: number }> }>();
       for (const { attempt, result } of ends) {
         const key = `${result.status}\u0000${JSON.stringify(result.output ?? null)}`;
         const group = groups.get(key) ?? { status: result.status, output: result.output as object | undefined, attempts: [] };
         group.attempts.push(attempt);
         groups.set(key, group);
       }
+      // (one group's failure leaves the others' settles standing; its jobs are retried once pg-boss expires their fetch)
       for (const { status, output, attempts } of groups.values()) {
-        if (status === 'completed') await durably(() => boss.complete(name, attempts, output));
-        else {
-          if (status === 'deadletter') await durably(() => spendRetries(boss, name, attempts));
-          await durably(() => boss.fail(name, attempts, output));
+        const fenced = attempts.map(({ id, retryCount }) => ({ id, retryCount }));
+        try {
+          if (status === 'completed') await durably(() => boss.complete(name, fenced, output));
+          else if (status === 'failed') await durably(() => boss.fail(name, fenced, output));
+          else await durably(() => failForGood(boss, name, attempts, output));
+        } catch (err) {
+          onError(err);
         }
       }
       return ends.map(() => undefined);
@@ -115,7 +132,7 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
         const ids = (touched as { settled?: string[] }).settled;
         if (!ids) return;
         const still = new Set(ids);
-        for (const h of held) if (!still.has(h.attempt.id) && running.get(h.attempt.id) === h) h.abort.abort(new Error(`job ${h.attempt.id} is no longer active under this fetch`));
+        for (const h of held) if (!still.has(h.attempt.id) && running.get(keyOf(h.attempt)) === h) h.abort.abort(new Error(`job ${h.attempt.id} is no longer active under this fetch`));
       },
       onError,
     );
@@ -128,19 +145,20 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
     const expiry = setTimeout(() => abort.abort(new Error(`handler execution exceeded ${job.expireInSeconds}s`)), job.expireInSeconds * 1000);
     const attempt = { id: job.id, retryCount: job.retryCount };
     const entry = { attempt, abort, expiry };
-    running.set(job.id, entry);
+    const key = keyOf(attempt);
+    running.set(key, entry);
     if (job.heartbeatSeconds && !heartbeat) heartbeat = setInterval(beat, (job.heartbeatSeconds * 1000) / 2);
     const settled = run(job)
-      .catch((err: unknown): JobResult => ({ id: job.id, status: 'failed', output: errorInfo(err) }))
+      .catch((err: unknown): JobResult | null => ({ id: job.id, status: 'failed', output: errorInfo(err) }))
       .then((result) => {
-        if (running.get(job.id) === entry) running.delete(job.id);
+        running.delete(key);
         clearTimeout(expiry);
         if (running.size === 0 && heartbeat) {
           clearInterval(heartbeat);
           heartbeat = undefined;
         }
         if (mayHoldMore) wake();
-        return settle({ attempt, result });
+        if (result) return settle({ attempt: { ...attempt, retryLimit: job.retryLimit }, result });
       })
       // (not settled: pg-boss's expiry of the fetch retries the job, as when a worker's settle fails)
       .catch(onError)

@@ -46,6 +46,9 @@ export interface RunnerOptions {
   records?: RecordRuns;
 }
 
+/** A result whose job went back to its queue unstarted (giveBack: a pause): its fetch is no longer active, nothing to settle. */
+export const handedBack = (result: JobResult): boolean => (result.output as { handedBack?: unknown } | undefined)?.handedBack === true;
+
 export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase?: number) => Promise<JobResult>;
 
 /** One attempt of one job, from claim to settle: what a queue worker calls per fetched job. */

@@ -9,7 +9,7 @@ import { SystemQueue } from '../define/catalogue.ts';
 import { assertIsolatedPlaced } from './isolation/run-isolated.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
-import { createRunner, type RunnerOptions } from './runner.ts';
+import { createRunner, handedBack, type RunnerOptions } from './runner.ts';
 import { fetchLoop, type FetchLoop } from './fetch-loop.ts';
 import { ABORT_GRACE_MS } from './settle.ts';
 
@@ -93,7 +93,8 @@ export function createWorkers(deps: {
         const loop = () =>
           fetchLoop<QueuedData>(
             { boss, name: def.name, concurrency, pollSeconds: timings.pollIntervalSeconds, ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}), onError: (err) => boss.emit('error', err as Error) },
-            (job) => track(runOne(def, job)),
+            // (a job handed back to its queue is not settled: a late settle could land on its next fetch)
+            (job) => track(runOne(def, job)).then((result) => (handedBack(result) ? null : result)),
           );
         handlerWorkers.set(def.name, {
           start: async () => {
@@ -159,8 +160,9 @@ export function createWorkers(deps: {
         const gaveUp = new AbortController();
         try {
           // the fetch loops' jobs are settled through pg-boss: its pool closes once they have been
-          await Promise.all([boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: false }), ...[...loops.values()].map((loop) => loop.stop())]);
+          const [bossStopped] = await Promise.allSettled([boss.stop({ graceful: true, timeout: timeoutMs + 1_000, close: false }), ...[...loops.values()].map((loop) => loop.stop())]);
           await boss.stop({ close: true });
+          if (bossStopped.status === 'rejected') throw bossStopped.reason;
           await Promise.race([Promise.allSettled(running), sleep(ABORT_GRACE_MS + 1_000, undefined, { signal: gaveUp.signal }).catch(() => {})]);
         } finally {
           clearTimeout(abortTimer);

@@ -103,18 +103,28 @@ export async function handBack(boss: PgBoss, job: { name: string; id: string; re
 }
 
 /**
- * Fetched attempts that failed for good (a permanent error): no retry is left to them, so the fail
- * that follows ends them in pg-boss's terminal state, to the dead-letter queue, as a worker's
- * `deadletter` result does (pg-boss has no public call for it). Fenced as handBack is.
+ * Fails fetched attempts for good (a permanent error), to pg-boss's terminal state and the
+ * dead-letter queue, with retries left: what a worker's `deadletter` result does, for which pg-boss
+ * has no public call. Their retries are spent first (retry_limit = retry_count, fenced as handBack
+ * is), then pg-boss's fail ends them, then each gets its retry_limit back (what its record shows
+ * as its attempts allowed).
  */
-export async function spendRetries(boss: PgBoss, name: string, attempts: Array<{ id: string; retryCount: number }>): Promise<void> {
+export async function failForGood(boss: PgBoss, name: string, attempts: Array<{ id: string; retryCount: number; retryLimit: number }>, output: object | undefined): Promise<void> {
   const s = bossSchemas.get(boss);
-  if (!s) throw new Error('spendRetries needs a pg-boss made by createBoss');
+  if (!s) throw new Error('failForGood needs a pg-boss made by createBoss');
+  const ids = attempts.map((a) => a.id);
   await boss.getDb().executeSql(
     `UPDATE ${s}.job j SET retry_limit = j.retry_count
        FROM unnest($2::uuid[], $3::int[]) AS a(id, retry_count)
       WHERE j.name = $1 AND j.id = a.id AND j.state = 'active' AND j.retry_count = a.retry_count`,
-    [name, attempts.map((a) => a.id), attempts.map((a) => a.retryCount)],
+    [name, ids, attempts.map((a) => a.retryCount)],
+  );
+  await boss.fail(name, attempts.map(({ id, retryCount }) => ({ id, retryCount })), output);
+  await boss.getDb().executeSql(
+    `UPDATE ${s}.job j SET retry_limit = a.retry_limit
+       FROM unnest($2::uuid[], $3::int[], $4::int[]) AS a(id, retry_count, retry_limit)
+      WHERE j.name = $1 AND j.id = a.id AND j.state = 'failed' AND j.retry_count = a.retry_count`,
+    [name, ids, attempts.map((a) => a.retryCount), attempts.map((a) => a.retryLimit)],
   );
 }
 
