@@ -142,7 +142,8 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
     const abort = new AbortController();
     // what pg-boss's worker hands each job: aborted when the fetch is given up (here: expiry, or the heartbeat found it gone)
     (job as { signal: AbortSignal }).signal = abort.signal;
-    const expiry = setTimeout(() => abort.abort(new Error(`handler execution exceeded ${job.expireInSeconds}s`)), job.expireInSeconds * 1000);
+    // (within setTimeout's range: beyond it Node fires at once)
+    const expiry = setTimeout(() => abort.abort(new Error(`handler execution exceeded ${job.expireInSeconds}s`)), Math.min(job.expireInSeconds * 1000, 2 ** 31 - 1));
     const attempt = { id: job.id, retryCount: job.retryCount };
     const entry = { attempt, abort, expiry };
     const key = keyOf(attempt);
