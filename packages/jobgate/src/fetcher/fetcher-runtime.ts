@@ -94,7 +94,7 @@ export function createFetcherRuntime(options: FetcherRuntimeOptions) {
   const intake = createIntake({ pool, boss, ledger, catalogue, records: ledger.records, ...(options.metrics ? { metrics: options.metrics } : {}) });
 
   return {
-    /** Takes over jobs main forwarded (intake/accept.ts), and wakes their queues' loops here (another process's hear of them at the poll). */
+    /** Takes over jobs main forwarded (intake/accept.ts) and wakes their queues' loops in this process (other fetcher processes find them at their poll). */
     async accept(...args: Parameters<typeof intake>): ReturnType<typeof intake> {
       const accepted = await intake(...args);
       for (const name of new Set(args[0].map((job) => job.name))) workers.wake(name);

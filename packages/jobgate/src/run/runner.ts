@@ -150,7 +150,8 @@ export function createRunner(options: RunnerOptions): RunOne {
       log.warn({ err }, 'could not hand the paused job back to its queue; the queue will retry it');
       return { id: job.id, status: 'failed', output: errorInfo(err) };
     }
-    // settled by pg-boss fenced to this fetch, which is no longer active: no change
+    // (handedBack: the fetcher's loop does not settle it; pg-boss's worker settles it fenced to this
+    // fetch, which is no longer active: no change)
     return { id: job.id, status: 'completed', output: { handedBack: true } };
   }
 

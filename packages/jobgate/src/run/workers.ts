@@ -59,14 +59,14 @@ export function createWorkers(deps: {
   let syncing = Promise.resolve();
   const sync = () =>
     (syncing = syncing.catch(() => {}).then(async () => {
-      for (const [name, startWorker] of handlerWorkers) {
+      for (const [name, worker] of handlerWorkers) {
         const wanted = !paused && !stopping && !isHeld(name);
         if (wanted && !working.has(name)) {
-          await startWorker.start();
+          await worker.start();
           working.add(name);
         } else if (!wanted && working.has(name)) {
           working.delete(name);
-          await startWorker.stop();
+          await worker.stop();
         }
       }
     }));
