@@ -1,6 +1,6 @@
 -- GENERATED FILE: do not edit. Regenerate with `npm run schema` (scripts/dump-schema.ts).
 -- jobgate's schema (`jobgate`) after every migration in packages/jobgate/migrations/, up to
--- 036_replay_records_unlogged.sql: what is, not how it came to be. Change the schema with a new
+-- 037_claims_granted_together.sql: what is, not how it came to be. Change the schema with a new
 -- migration, never here; test/db/schema.test.ts fails while this file is out of date.
 
 SET check_function_bodies = false;
@@ -489,11 +489,36 @@ CREATE OR REPLACE FUNCTION jobgate.claim_attempts(p_claims jsonb)
  SET search_path TO 'jobgate'
 AS $function$
 DECLARE
-  c record;
+  c         record;
+  v_now     timestamptz;
+  v_paused  text[];
+  v_granted integer[];
 BEGIN
+  PERFORM 1 FROM jobs j WHERE j.id IN (SELECT x.id FROM jsonb_to_recordset(p_claims) AS x(id uuid)) ORDER BY j.id FOR UPDATE;
+  -- (read after the locks, as claim_attempt reads them: a pause holds from its commit on)
+  v_paused := ARRAY(SELECT p.name FROM pauses p WHERE p.expires_at IS NULL OR p.expires_at > clock_timestamp());
+  v_now := clock_timestamp();
+  WITH asked AS (
+    SELECT x.*, count(*) OVER (PARTITION BY x.id) AS times
+      FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer, running_row boolean)
+  ), granted AS (
+    UPDATE jobs j SET state = 'active', attempts = greatest(j.attempts, 1), claimed_by = a.ran_on,
+           claim_expires_at = v_now + a.claim_seconds * interval '1 second',
+           started_at = coalesce(j.started_at, v_now), attempt_started_at = v_now, attempt_peak_rss_mb = NULL,
+           updated_at = v_now
+      FROM asked a
+     WHERE j.id = a.id AND a.times = 1 AND a.attempt = 1 AND a.running_row IS FALSE
+       AND j.state IN ('queued', 'forwarding', 'forwarded') AND j.route = a.ran_on
+       AND NOT (j.name = ANY (v_paused) OR '*' = ANY (v_paused))
+    RETURNING a.n
+  )
+  SELECT coalesce(array_agg(granted.n), '{}') INTO v_granted FROM granted;
+
+  RETURN QUERY SELECT g.n, 'claimed'::text, 0 FROM unnest(v_granted) AS g(n);
   FOR c IN
     SELECT * FROM jsonb_to_recordset(p_claims) AS x(n integer, id uuid, attempt integer, ran_on text, claim_seconds integer, running_row boolean)
-    ORDER BY x.id, x.n
+     WHERE NOT (x.n = ANY (v_granted))
+     ORDER BY x.id, x.n
   LOOP
     RETURN QUERY SELECT c.n, r.outcome, r.wait_ms FROM claim_attempt(c.id, c.attempt, c.ran_on, NULL, NULL, c.claim_seconds, coalesce(c.running_row, true)) r;
   END LOOP;
@@ -736,7 +761,7 @@ UNION ALL
 
 CREATE TRIGGER executions_emit AFTER INSERT OR UPDATE OF outcome ON jobgate.executions FOR EACH ROW EXECUTE FUNCTION jobgate.executions_emit();
 
-CREATE TRIGGER batch_members AFTER UPDATE OF state ON jobgate.jobs FOR EACH ROW WHEN ((new.batch_id IS NOT NULL)) EXECUTE FUNCTION jobgate.batch_member_changed();
+CREATE TRIGGER batch_members AFTER UPDATE OF state ON jobgate.jobs FOR EACH ROW WHEN (((new.batch_id IS NOT NULL) AND ((old.state = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text])) <> (new.state = ANY (ARRAY['completed'::text, 'failed'::text, 'cancelled'::text]))))) EXECUTE FUNCTION jobgate.batch_member_changed();
 
 CREATE TRIGGER jobs_deleted AFTER DELETE ON jobgate.jobs REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION jobgate.jobs_deleted();
 

@@ -89,6 +89,27 @@ describe('claim_attempt', () => {
   });
 });
 
+describe('claims asked together (claim_attempts)', () => {
+  it('answers each as claim_attempt would alone: first attempts granted at once, the rest by their own rules', async () => {
+    const [fresh, delivered, retried, finished, elsewhere, twice] = await queuedJobs('gate.together', 6, 'fetcher');
+    const [paused] = await queuedJobs('gate.together-paused', 1, 'fetcher');
+    await t.ledger.markForwarding([delivered!]);
+    await t.ledger.markForwarded([delivered!]);
+    const one = (id: string, attempt = 1, ranOn: 'main' | 'fetcher' = 'fetcher', claimSeconds = 30) => t.ledger.claimAttempt({ id, attempt, ranOn, concurrency: null, perSecond: null, claimSeconds });
+    // a retry whose first attempt was cut short, and a job that finished
+    await one(retried!, 1, 'fetcher', 0);
+    await one(finished!);
+    await t.ledger.finishAttempt({ id: finished!, attempt: 1, outcome: 'completed', state: 'completed', error: null, peakRssMb: 1 });
+    await t.db.pool.query(`INSERT INTO jobgate.pauses (name, reason, paused_by) VALUES ('gate.together-paused', 'a test', 'test')`);
+    // asked in one turn: one call of claim_attempts
+    const answers = await Promise.all([one(fresh!), one(delivered!), one(retried!, 2), one(finished!, 2), one(elsewhere!, 1, 'main'), one(twice!), one(twice!), one(paused!)]);
+    expect(answers.map((a) => a.outcome)).toEqual(['claimed', 'claimed', 'claimed', 'gone', 'gone', 'claimed', 'claimed', 'paused']);
+    const rows = await Promise.all([fresh, delivered, retried, elsewhere, paused].map(async (id) => (await t.db.pool.query(`SELECT state, attempts, claimed_by FROM jobgate.jobs WHERE id = $1`, [id])).rows[0]));
+    expect(rows.map((r) => [r.state, r.attempts, r.claimed_by])).toEqual([['active', 1, 'fetcher'], ['active', 1, 'fetcher'], ['active', 2, 'fetcher'], ['queued', 0, null], ['queued', 0, null]]);
+    expect((await t.ledger.getJob(retried!, { executions: true }))?.executions?.map((e) => [e.attempt, e.outcome])).toEqual([[1, 'lost'], [2, 'running']]);
+  });
+});
+
 describe('the reconciler against a moving ledger (issue 15)', () => {
   it('never moves a job back once a later attempt was claimed after the fetcher was asked; a job running on the fetcher cannot be cancelled', async () => {
     const [id] = await queuedJobs('gate.reconcile', 1, 'fetcher');

@@ -478,7 +478,7 @@ export function createLedger(pool: Pool, schema: string, finished: (rows: Finish
   }
   const claimUngated = coalesce(
     async (claims: ClaimArgs[]): Promise<ClaimResult[]> => {
-      if (claims.length === 1) return [await claimOne(claims[0]!)];
+      // (one alone too: claim_attempts grants a first attempt with one UPDATE, migration 037)
       const { rows } = await pool.query(sql.claimAttempts, [JSON.stringify(claims.map((c, n) => ({ n, id: c.id, attempt: c.attempt, ran_on: c.ranOn, claim_seconds: c.claimSeconds, running_row: false })))]);
       // answered in id order, each with its place in the call
       const answers: ClaimResult[] = new Array(claims.length);

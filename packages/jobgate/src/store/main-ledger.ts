@@ -6,7 +6,7 @@ import type { JobEvent } from '../protocol/wire.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { inlineParams } from './one-round-trip.ts';
 import { durably, openTransaction, withTransaction } from './transaction.ts';
-import { withPausedBy } from './pauses.ts';
+import { notPaused, withPausedBy } from './pauses.ts';
 import { createRollup } from './rollup.ts';
 import { recordPlans } from './queue-records.ts';
 import { createRecordRuns } from './record-runs.ts';
@@ -114,7 +114,7 @@ function plans(schema: string) {
       SELECT ${columns} FROM ${s}.jobs
        WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)}
          AND run_at <= clock_timestamp() AND (forward_after IS NULL OR forward_after <= clock_timestamp())
-         AND ${s}.pause_of(name) IS NULL
+         AND ${notPaused(s, 'name')}
        ORDER BY priority DESC, created_at LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
   return {
     // `onlyIf`: a condition the new row needs (insertJobStatement's queue entry), else no row.
@@ -193,7 +193,7 @@ function plans(schema: string) {
       WITH picked AS (
         SELECT id FROM ${s}.jobs
          WHERE route = 'fetcher' AND state IN ${inStates(UNDELIVERED_STATES)} AND name = ANY($4::text[])
-           AND ${s}.pause_of(name) IS NULL
+           AND ${notPaused(s, 'name')}
            AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
       )

@@ -30,6 +30,19 @@ const toPause = (r: Record<string, unknown>): Pause => ({ name: r.name as string
 const IN_FORCE = `(p.expires_at IS NULL OR p.expires_at > clock_timestamp())`;
 
 /**
+ * The SQL of "the job name `column` is not paused" (pause_of(column) IS NULL) for a statement that
+ * scans many jobs: the pauses in force are read once per statement (an uncorrelated subquery, hashed),
+ * where pause_of per row is called for every row scanned and, opaque to the planner, turns an
+ * index scan that stops at its LIMIT into a scan and sort of every candidate (83 ms against
+ * 0.5 ms for the forwarder's take of 500 out of 10,000).
+ */
+export function notPaused(schema: string, column: string): string {
+  const s = assertSchemaName(schema);
+  return `(${column} NOT IN (SELECT p.name FROM ${s}.pauses p WHERE ${IN_FORCE})
+          AND NOT EXISTS (SELECT 1 FROM ${s}.pauses p WHERE p.name = '${EVERY_JOB}' AND ${IN_FORCE}))`;
+}
+
+/**
  * `jobs`, each waiting one with the pause that holds it as `pausedBy` (its name's own, else `*`):
  * how every view of a job (API, admin pages, CLI) names the pause it waits for. One read of the
  * pauses, and only when some job waits.
