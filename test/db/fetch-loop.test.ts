@@ -84,6 +84,31 @@ describe('a fetch loop', () => {
     }
   });
 
+  it("gives a slot to the next job once a handler has ended, while the attempt's end is still being written; the ended job keeps its fetch until settled", async () => {
+    const name = await queueWith(2);
+    const started: string[] = [];
+    let releaseWrite!: () => void;
+    const writing = new Promise<void>((r) => (releaseWrite = r));
+    const loop = fetchLoop({ boss, name, concurrency: 1, pollSeconds: NO_POLL, onError: (e) => errors.push(e) }, async (job, handlerEnded) => {
+      started.push(job.id);
+      handlerEnded();
+      // the first job's end is written slowly (main's outbox write): the second job runs meanwhile
+      if (started.length === 1) await writing;
+      return { id: job.id, status: 'completed' };
+    });
+    try {
+      await waitFor('both jobs started', () => started.length === 2, { timeoutMs: 20_000 });
+      // the first is still active in pg-boss (its end not written, so not settled); the second completes
+      await waitFor('the second completed', async () => (await states(name)).completed === 1, { timeoutMs: 20_000 });
+      expect(await states(name)).toEqual({ active: 1, completed: 1 });
+      releaseWrite();
+      await waitFor('both completed', async () => (await states(name)).completed === 2, { timeoutMs: 20_000 });
+    } finally {
+      releaseWrite();
+      await loop.stop();
+    }
+  });
+
   it('fails a job for good (to the dead letters) when its result says deadletter, with retries left, and keeps its retry limit', async () => {
     const name = await queueWith(0, { retryLimit: 3 });
     const marker = randomUUID();

@@ -37,14 +37,18 @@ export interface FetchLoopOptions {
 type Attempt = { id: string; retryCount: number };
 
 /**
- * Runs `name`'s jobs by `run` (the runner: claim, handler, records), `concurrency` at a time. `run`
- * answers how pg-boss settles the fetch, or null when the job is no longer this fetch's (handed
- * back to its queue unstarted): nothing is settled then.
+ * Runs `name`'s jobs by `run` (the runner: claim, handler, records), `concurrency` handlers at a
+ * time. `run` answers how pg-boss settles the fetch, or null when the job is no longer this fetch's
+ * (handed back to its queue unstarted): nothing is settled then. It may call `handlerEnded` once
+ * the handler has ended: its slot takes the next job while the attempt's end is written (else the
+ * slot frees when `run` answers).
  */
-export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetadata<D>) => Promise<JobResult | null>): FetchLoop {
+export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetadata<D>, handlerEnded: () => void) => Promise<JobResult | null>): FetchLoop {
   const { boss, name, concurrency, onError } = options;
-  /** The attempts started and not yet ended (by id and retry count), each with what gives its fetch up. */
+  /** The attempts started and not yet settled (by id and retry count), each with what gives its fetch up. */
   const running = new Map<string, { attempt: Attempt; abort: AbortController; expiry: NodeJS.Timeout }>();
+  /** Slots taken: attempts started whose handler has not ended yet. */
+  let busy = 0;
   const keyOf = (a: Attempt) => `${a.id}:${a.retryCount}`;
   /** Settles under way (stop() waits for them). */
   const settling = new Set<Promise<void>>();
@@ -149,16 +153,25 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
     const key = keyOf(attempt);
     running.set(key, entry);
     if (job.heartbeatSeconds && !heartbeat) heartbeat = setInterval(beat, (job.heartbeatSeconds * 1000) / 2);
-    const settled = run(job)
+    busy++;
+    let freed = false;
+    const free = () => {
+      if (freed) return;
+      freed = true;
+      busy--;
+      if (mayHoldMore) wake();
+    };
+    const settled = run(job, free)
       .catch((err: unknown): JobResult | null => ({ id: job.id, status: 'failed', output: errorInfo(err) }))
       .then((result) => {
+        free();
+        // (beaten for until here: pg-boss holds the fetch active until it is settled)
         running.delete(key);
         clearTimeout(expiry);
         if (running.size === 0 && heartbeat) {
           clearInterval(heartbeat);
           heartbeat = undefined;
         }
-        if (mayHoldMore) wake();
         if (result) return settle({ attempt: { ...attempt, retryLimit: job.retryLimit }, result });
       })
       // (not settled: pg-boss's expiry of the fetch retries the job, as when a worker's settle fails)
@@ -170,7 +183,7 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
   const loop = (async () => {
     for (let failures = 0; !stopped; ) {
       woken = false;
-      const free = paused ? 0 : concurrency - running.size;
+      const free = paused ? 0 : concurrency - busy;
       let wait = idleMs;
       if (free > 0) {
         const seen = arrivals;

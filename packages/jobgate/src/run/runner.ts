@@ -49,7 +49,11 @@ export interface RunnerOptions {
 /** A result whose job went back to its queue unstarted (giveBack: a pause): its fetch is no longer active, nothing to settle. */
 export const handedBack = (result: JobResult): boolean => (result.output as { handedBack?: unknown } | undefined)?.handedBack === true;
 
-export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase?: number) => Promise<JobResult>;
+/**
+ * `handlerEnded`, if given, is called once the handler has ended, before the attempt's end is
+ * written: the slot it held may take the next job meanwhile (the fetcher's fetch loop).
+ */
+export type RunOne = (def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase?: number, handlerEnded?: () => void) => Promise<JobResult>;
 
 /** One attempt of one job, from claim to settle: what a queue worker calls per fetched job. */
 export function createRunner(options: RunnerOptions): RunOne {
@@ -192,7 +196,7 @@ export function createRunner(options: RunnerOptions): RunOne {
     return mainSays;
   }
 
-  async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0): Promise<JobResult> {
+  async function runOne(def: JobDefinition, job: JobWithMetadata<QueuedData>, attemptBase = 0, handlerEnded?: () => void): Promise<JobResult> {
     // a job whose record is its pg-boss row (jobs without gates: main's own, and the fetcher's): no ledger row to claim or settle
     const records = options.records && (job.data as RecordData).record === 1 ? options.records : null;
     const recordAttempt = { name: job.name, id: job.id, retryCount: job.retryCount, ...(job.data.traceparent ? { traceparent: job.data.traceparent } : {}) };
@@ -284,7 +288,7 @@ export function createRunner(options: RunnerOptions): RunOne {
         def.isolation !== 'none'
           ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log().bindings(), logLevel: log().level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
           : def.run(def.payload.parse(job.data.payload), ctx);
-      await settleWithin(handler, signal, ABORT_GRACE_MS);
+      await settleWithin(handler, signal, ABORT_GRACE_MS).finally(handlerEnded);
       // cancelled while it ran, but the handler finished anyway: the job stays cancelled
       if (claimLost?.code === ErrorCode.jobCancelled) throw claimLost;
       // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)

@@ -94,7 +94,7 @@ export function createWorkers(deps: {
           fetchLoop<QueuedData>(
             { boss, name: def.name, concurrency, pollSeconds: timings.pollIntervalSeconds, ...(def.concurrency ? { groupConcurrency: def.concurrency } : {}), onError: (err) => boss.emit('error', err as Error) },
             // (a job handed back to its queue is not settled: a late settle could land on its next fetch)
-            (job) => track(runOne(def, job)).then((result) => (handedBack(result) ? null : result)),
+            (job, handlerEnded) => track(runOne(def, job, 0, handlerEnded)).then((result) => (handedBack(result) ? null : result)),
           );
         handlerWorkers.set(def.name, {
           start: async () => {
