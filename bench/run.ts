@@ -613,29 +613,8 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
         [ids],
       );
       if (profileSql) {
-        const { rows: top } = await pool.query(
-          `SELECT calls, round(((total_exec_time + total_plan_time) / $1)::numeric, 3) AS ms_per_job, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
-             FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
-          [count],
-        );
-        console.log(`  PostgreSQL time per routed job at batch ${batch} (pg_stat_statements, top 15):`);
-        for (const r of top) console.log(`    ${String(r.ms_per_job).padStart(7)} ms  ${String(r.calls).padStart(6)} calls  ${r.query}`);
-        // the same time by part (top-level statements only: a function's or trigger's inner statements count in its caller)
-        const { rows: all } = await pool.query(`SELECT query, (total_exec_time + total_plan_time)::float8 AS ms FROM pg_stat_statements WHERE toplevel`);
-        const parts: Array<[string, RegExp]> = [
-          ['replay stores (signed requests)', /signed_requests/],
-          ["the fetcher's queue (pg-boss)", /pgboss_fetcher\./],
-          ["main's queue (pg-boss)", /pgboss_main\./],
-          ["the fetcher's event outbox and gated jobs' ledger", /jobgate_fetcher\./],
-          ["main's ledger", /jobgate\./],
-        ];
-        const byPart = new Map<string, number>();
-        for (const r of all) {
-          const part = parts.find(([, re]) => re.test(r.query))?.[0] ?? 'other (transaction control, catalog)';
-          byPart.set(part, (byPart.get(part) ?? 0) + r.ms / count);
-        }
+        await printSqlProfile(pool, count, `routed job at batch ${batch}`);
         console.log(`  WAL per routed job at batch ${batch} by relation (pg_walinspect, ${Math.round(spent.walPerJob)} B in all): ${spent.walByRelation.filter(([, b]) => b >= 20).map(([rel, b]) => `${rel} ${Math.round(b)}`).join(', ')}`);
-        console.log(`  PostgreSQL time per routed job at batch ${batch} by part: ${[...byPart].sort((a, b) => b[1] - a[1]).map(([part, ms]) => `${part} ${ms.toFixed(2)} ms`).join('; ')}`);
       }
       const cores = availableParallelism();
       const [cpuBefore, cpuAfter] = cpuReadings;
@@ -702,6 +681,32 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
   }
 }
 
+/** Where PostgreSQL's time went per job since pg_stat_statements was last reset: the top statements, then by part. */
+async function printSqlProfile(pool: pg.Pool, count: number, what: string) {
+  const { rows: top } = await pool.query(
+    `SELECT calls, round(((total_exec_time + total_plan_time) / $1)::numeric, 3) AS ms_per_job, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+       FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
+    [count],
+  );
+  console.log(`  PostgreSQL time per ${what} (pg_stat_statements, top 15):`);
+  for (const r of top) console.log(`    ${String(r.ms_per_job).padStart(7)} ms  ${String(r.calls).padStart(6)} calls  ${r.query}`);
+  // the same time by part (top-level statements only: a function's or trigger's inner statements count in its caller)
+  const { rows: all } = await pool.query(`SELECT query, (total_exec_time + total_plan_time)::float8 AS ms FROM pg_stat_statements WHERE toplevel`);
+  const parts: Array<[string, RegExp]> = [
+    ['replay stores (signed requests)', /signed_requests/],
+    ["the fetcher's queue (pg-boss)", /pgboss_fetcher\./],
+    ["main's queue (pg-boss)", /pgboss_main\./],
+    ["the fetcher's event outbox and gated jobs' ledger", /jobgate_fetcher\./],
+    ["main's ledger", /jobgate\./],
+  ];
+  const byPart = new Map<string, number>();
+  for (const r of all) {
+    const part = parts.find(([, re]) => re.test(r.query))?.[0] ?? 'other (transaction control, catalog)';
+    byPart.set(part, (byPart.get(part) ?? 0) + r.ms / count);
+  }
+  console.log(`  PostgreSQL time per ${what} by part: ${[...byPart].sort((a, b) => b[1] - a[1]).map(([part, ms]) => `${part} ${ms.toFixed(2)} ms`).join('; ')}`);
+}
+
 /**
  * One job (bench.fanout, on main) enqueues FANOUT routed children in its own transaction as one
  * batch; from the parent's start until every child is completed in main's ledger, against raw
@@ -709,14 +714,21 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
  */
 async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: number) {
   const { pool } = pair;
+  if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+  const pids = { main: pair.main.child.pid!, fetcher: pair.fetcher.child.pid! };
+  const [cpuBefore, pgBefore] = [processCpuSeconds(pids), postgresCpuSeconds(dataDir)];
   const parent = await enqueueOn(pair.main.url, 'bench.fanout', { children: SIZES.fanout });
   const deadline = Date.now() + 900_000;
+  // (watched through the children's batch, which finishes with its last child: a count of the
+  // children every 250 ms was a scan of the ledger, load on the machine being measured)
   for (;;) {
-    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE parent_id = $1 AND state = 'completed'`, [parent]);
-    if (rows[0].n === SIZES.fanout) break;
-    if (Date.now() > deadline) throw new Error(`fan-out: ${rows[0].n} of ${SIZES.fanout} children completed in 15 minutes`);
+    const { rows } = await pool.query(`SELECT pending, state FROM jobgate.batches WHERE parent_id = $1`, [parent]);
+    if (rows[0]?.state === 'finished') break;
+    if (Date.now() > deadline) throw new Error(`fan-out: ${rows[0]?.pending ?? 'all'} of ${SIZES.fanout} children still pending after 15 minutes`);
     await sleep(250);
   }
+  const { rows: [completed] } = await pool.query(`SELECT count(*)::int AS n FROM jobgate.jobs WHERE parent_id = $1 AND state = 'completed'`, [parent]);
+  if (completed.n !== SIZES.fanout) throw new Error(`fan-out: ${completed.n} of ${SIZES.fanout} children completed`);
   // the parent (a job main runs without a gate) is recorded by its pg-boss row; its children by the ledger
   const { rows } = await pool.query(
     `SELECT extract(epoch FROM (SELECT max(finished_at) FROM jobgate.jobs WHERE parent_id = $1) - p.started_on)::float8 AS span,
@@ -727,10 +739,14 @@ async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: n
   );
   if (!rows[0]) throw new Error(`fan-out: the parent ${parent} is not in pg-boss's job table`);
   const r = rows[0];
+  const [cpuAfter, pgAfter] = [processCpuSeconds(pids), postgresCpuSeconds(dataDir)];
+  const perChild = (seconds: number) => ((seconds * 1000) / SIZES.fanout).toFixed(2);
+  const cpu = `CPU per child: PostgreSQL ${perChild(pgAfter - pgBefore)} ms, Node main ${perChild(cpuAfter.main! - cpuBefore.main!)} ms, fetcher ${perChild(cpuAfter.fetcher! - cpuBefore.fetcher!)} ms`;
+  if (profileSql) await printSqlProfile(pool, SIZES.fanout, 'fan-out child');
   record(
     {
       figure: `fan-out: ${SIZES.fanout.toLocaleString('en')} routed children from one job`, jobgate: SIZES.fanout / r.span, baseline: SIZES.fanout / rawSeconds, unit: 'jobs/s', target: '≥ 0.45×',
-      note: `parent's start to the last child completed in main's ledger ${r.span.toFixed(1)} s (the parent's attempt, children written with its success: ${r.parent_ran.toFixed(2)} s); raw pg-boss insert of as many worked locally ${rawSeconds.toFixed(1)} s`,
+      note: `parent's start to the last child completed in main's ledger ${r.span.toFixed(1)} s (the parent's attempt, children written with its success: ${r.parent_ran.toFixed(2)} s); raw pg-boss insert of as many worked locally ${rawSeconds.toFixed(1)} s; ${cpu}`,
     },
     (ratio) => ratio >= 0.45,
   );
