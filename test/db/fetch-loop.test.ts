@@ -109,6 +109,23 @@ describe('a fetch loop', () => {
     }
   });
 
+  it('runs a gated queue (pg-boss groupConcurrency) back to back: the next job is fetched once the last is settled, not at the next poll', async () => {
+    const name = await queueWith(0);
+    await boss.insert(name, Array.from({ length: 3 }, (_, n) => ({ data: { n }, group: { id: 'one' } })));
+    let ran = 0;
+    const loop = fetchLoop({ boss, name, concurrency: 1, groupConcurrency: 1, pollSeconds: NO_POLL, onError: (e) => errors.push(e) }, async (job, handlerEnded) => {
+      ran++;
+      handlerEnded();
+      return { id: job.id, status: 'completed' };
+    });
+    try {
+      await waitFor('all three completed', async () => (await states(name)).completed === 3, { timeoutMs: 20_000 });
+      expect(ran).toBe(3);
+    } finally {
+      await loop.stop();
+    }
+  });
+
   it('fails a job for good (to the dead letters) when its result says deadletter, with retries left, and keeps its retry limit', async () => {
     const name = await queueWith(0, { retryLimit: 3 });
     const marker = randomUUID();

@@ -161,9 +161,11 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
       busy--;
       if (mayHoldMore) wake();
     };
-    const settled = run(job, free)
+    // (not for a gated job: pg-boss's fetch counts its group's active jobs, this one among them
+    // until it is settled, so a slot freed earlier would only fetch nothing)
+    const settled = run(job, options.groupConcurrency ? () => {} : free)
       .catch((err: unknown): JobResult | null => ({ id: job.id, status: 'failed', output: errorInfo(err) }))
-      .then((result) => {
+      .then(async (result) => {
         free();
         // (beaten for until here: pg-boss holds the fetch active until it is settled)
         running.delete(key);
@@ -172,7 +174,11 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
           clearInterval(heartbeat);
           heartbeat = undefined;
         }
-        if (result) return settle({ attempt: { ...attempt, retryLimit: job.retryLimit }, result });
+        // (a fetch held back by the attempts still being written goes now)
+        if (mayHoldMore) wake();
+        if (result) await settle({ attempt: { ...attempt, retryLimit: job.retryLimit }, result });
+        // a gated job's group counted it active until now: the fetch it held back goes now
+        if (options.groupConcurrency) wake();
       })
       // (not settled: pg-boss's expiry of the fetch retries the job, as when a worker's settle fails)
       .catch(onError)
@@ -183,7 +189,8 @@ export function fetchLoop<D>(options: FetchLoopOptions, run: (job: JobWithMetada
   const loop = (async () => {
     for (let failures = 0; !stopped; ) {
       woken = false;
-      const free = paused ? 0 : concurrency - busy;
+      // (at most `concurrency` ended attempts wait for their ends to be written beside those running)
+      const free = paused ? 0 : Math.min(concurrency - busy, 2 * concurrency - running.size);
       let wait = idleMs;
       if (free > 0) {
         const seen = arrivals;

@@ -231,7 +231,7 @@ export function createRunner(options: RunnerOptions): RunOne {
     // listener links it to its sources, a third of a short job's bookkeeping at 50 per fetch; a
     // handler that ends within this turn never needs it, and one aborted meanwhile is seen then)
     let unfollow = () => {};
-    const following = setImmediate(() => (unfollow = follow([job.signal], stopping)));
+    let following: NodeJS.Immediate | undefined;
     const timer = setTimeout(() => stopping.abort(new JobgateError(ErrorCode.jobTimeout, `timed out after ${def.timeoutSeconds}s`)), def.timeoutSeconds * 1000);
     let claimLost: JobgateError | undefined;
     const loseClaim = (err: JobgateError) => {
@@ -288,11 +288,13 @@ export function createRunner(options: RunnerOptions): RunOne {
     options.metrics?.started(def.name, ranOn, (Date.now() - new Date(job.startAfter).getTime()) / 1000);
     if (logger.isLevelEnabled('info')) log().info('job started');
     try {
+      following = setImmediate(() => (unfollow = follow([job.signal], stopping)));
       const handler =
         def.isolation !== 'none'
           ? runIsolated(def.isolation, { moduleUrl: options.moduleOf!(def.name)!, name: def.name, payload: job.data.payload, logBindings: log().bindings(), logLevel: log().level }, ctx, def.maxHeapMb, ABORT_GRACE_MS)
           : def.run(def.payload.parse(job.data.payload), ctx);
-      await settleWithin(handler, signal, ABORT_GRACE_MS).finally(handlerEnded);
+      // (an isolated handler's thread or process may still be exiting: its slot frees when the attempt ends)
+      await settleWithin(handler, signal, ABORT_GRACE_MS).finally(def.isolation === 'none' ? handlerEnded : undefined);
       // cancelled while it ran, but the handler finished anyway: the job stays cancelled
       if (claimLost?.code === ErrorCode.jobCancelled) throw claimLost;
       // the children it enqueued commit with its success (keyed: written again by a retry, they are not doubled)

@@ -480,7 +480,7 @@ export function createLedger(pool: Pool, schema: string, finished: (rows: Finish
     async (claims: ClaimArgs[]): Promise<ClaimResult[]> => {
       // (one alone too: claim_attempts grants a first attempt with one UPDATE, migration 037)
       const { rows } = await pool.query(sql.claimAttempts, [JSON.stringify(claims.map((c, n) => ({ n, id: c.id, attempt: c.attempt, ran_on: c.ranOn, claim_seconds: c.claimSeconds, running_row: false })))]);
-      // answered in id order, each with its place in the call
+      // each answer with its place in the call
       const answers: ClaimResult[] = new Array(claims.length);
       for (const r of rows) answers[r.n as number] = claimResult(r);
       return answers;
