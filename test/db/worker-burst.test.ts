@@ -99,7 +99,8 @@ describe('a worker whose fetch lost its connection', () => {
     });
     const worker = boss.getWipData().find((w) => w.name === 'test.lost')!.id;
     // its first fetch (empty) is done: it waits its poll now
-    await waitFor('the worker idle', async () => boss.getWipData().find((w) => w.id === worker)?.lastFetchedOn !== undefined || null, { timeoutMs: 10_000 });
+    // (pg-boss starts lastFetchedOn at null and sets it once a fetch has answered)
+    await waitFor('the worker idle', async () => (boss.getWipData().find((w) => w.id === worker)?.lastFetchedOn ?? null) !== null || null, { timeoutMs: 10_000 });
     const report = (err: Record<string, unknown>) => boss.emit('error', { ...err, queue: 'test.lost', worker } as unknown as Error);
 
     const first = (await boss.send('test.lost', {}))!;
