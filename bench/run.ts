@@ -307,13 +307,13 @@ async function localThroughputAtBatch(env: Awaited<ReturnType<typeof inProcess>>
   await env.pool.query('ANALYZE');
   const completed = async () => (await env.pool.query(`SELECT count(*)::int AS n FROM public.main_jobs WHERE name = $1 AND state = 'completed'`, [noop50.name])).rows[0].n as number;
   ran.noop50 = 0;
-  if (profileSql) await env.pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+  if (profileSql) await resetSqlProfile(env.pool);
   const mine = await timedLocalRun(() => env.jobs50.resume(), () => ran.noop50 >= SIZES.local, 20);
   while ((await completed()) < SIZES.local) await sleep(50);
   if (profileSql) await printSqlProfile(env.pool, SIZES.local, `local job at batch ${batch}`);
   await env.jobs50.pause();
   let done = 0;
-  if (profileSql) await env.pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+  if (profileSql) await resetSqlProfile(env.pool);
   const raw = await timedLocalRun(
     () => env.raw.work(queue, { batchSize: batch, burstWhenBatchFull: true, localConcurrency: 4, pollingIntervalSeconds: 0.5, notifyPollingIntervalSeconds: 0.5 }, async (jobs) => {
       done += jobs.length;
@@ -583,7 +583,7 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
       const main = await pair.restartMain({ FETCHER_FORWARD_BATCH_SIZE: String(batch) });
       const count = batch === 1 ? Math.min(SIZES.routed, 1_000) : SIZES.routed;
       const ids: string[] = [];
-      if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+      if (profileSql) await resetSqlProfile(pool);
       const pids = { main: main.child.pid!, fetcher: pair.fetcher.child.pid! };
       const cpuReadings: Array<Record<string, number>> = [];
       const spent = await measureWrites(
@@ -685,6 +685,11 @@ async function routed(url: string, writes: { raw: Writes; routedFloor: Writes | 
   }
 }
 
+/** Starts counting statements afresh for printSqlProfile (`--profile-sql`: the bench's PostgreSQL loads pg_stat_statements). */
+async function resetSqlProfile(pool: pg.Pool) {
+  await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+}
+
 /** Where PostgreSQL's time went per job since pg_stat_statements was last reset: the top statements, then by part. */
 async function printSqlProfile(pool: pg.Pool, count: number, what: string) {
   const { rows: top } = await pool.query(
@@ -718,7 +723,7 @@ async function printSqlProfile(pool: pg.Pool, count: number, what: string) {
  */
 async function fanOut(pair: Awaited<ReturnType<typeof startPair>>, rawSeconds: number) {
   const { pool } = pair;
-  if (profileSql) await pool.query(`CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()`);
+  if (profileSql) await resetSqlProfile(pool);
   const pids = { main: pair.main.child.pid!, fetcher: pair.fetcher.child.pid! };
   const [cpuBefore, pgBefore] = [processCpuSeconds(pids), postgresCpuSeconds(dataDir)];
   const parent = await enqueueOn(pair.main.url, 'bench.fanout', { children: SIZES.fanout });
