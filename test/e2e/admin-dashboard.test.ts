@@ -150,7 +150,9 @@ describe('admin dashboard in Chromium', () => {
   });
 
   it('shows a progress bar that moves on a job with progressSteps', async () => {
-    const id = await enqueue(pair.main, 'demo.heavy', { sleepMs: 8_000, progressSteps: 4 });
+    // Each step holds 4 s, twice the page's 2 s refresh: a refresh slowed by a busy machine still sees
+    // most of them (at 2 s a step, a run on a loaded 2-core CI machine saw one of the three).
+    const id = await enqueue(pair.main, 'demo.heavy', { sleepMs: 16_000, progressSteps: 4 });
     await page.goto(`${pair.main.url}/admin/jobs/${id}`);
     const widths = new Set<string>();
     let shotTaken = false;
@@ -162,7 +164,7 @@ describe('admin dashboard in Chromium', () => {
         await shot('job-progress');
       }
       return (await text('#job-state')) === 'completed';
-    }, { timeoutMs: 30_000, intervalMs: 200 });
+    }, { timeoutMs: 60_000, intervalMs: 200 });
     const between = [...widths].filter((w) => w !== '0%' && w !== '100%');
     console.log(`dashboard: progress bar widths seen ${[...widths].join(', ')}`);
     expect(between.length).toBeGreaterThanOrEqual(2);
