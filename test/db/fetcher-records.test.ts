@@ -25,7 +25,7 @@ const heavy = defineJob({ name: 'frec.heavy', runsOnFetcher: true, payload: z.st
     throw new Error(`boom ${left}`);
   }
 } });
-const other = defineJob({ name: 'frec.other', runsOnFetcher: true, payload: z.strictObject({ steps: z.number().default(0) }), run: async () => {} });
+const other = defineJob({ name: 'frec.other', runsOnFetcher: true, payload: z.strictObject({ steps: z.number().default(0), pad: z.string().optional() }), run: async () => {} });
 
 let db: TestDatabase;
 let boss: PgBoss;
@@ -84,6 +84,16 @@ describe("the fetcher's records", () => {
       await expect(jobs.accept([{ id: fresh, name: 'frec.heavy', payload: {} }, reuse])).rejects.toMatchObject({ code: ErrorCode.idConflict, errors: [{ path: 'jobs.1.id' }] });
     }
     expect(await bossRow(fresh)).toBeUndefined();
+    // the same for a submission too big to be written into its SQL text (its values go as parameters)
+    const [big, bigFresh] = [randomUUID(), randomUUID()];
+    mainSays.set(big, 'gone').set(bigFresh, 'gone');
+    const pad = 'x'.repeat(70 * 1024);
+    expect(await jobs.accept([{ id: big, name: 'frec.other', payload: { pad } }])).toEqual([{ id: big, duplicate: false }]);
+    expect(await jobs.accept([{ id: big, name: 'frec.other', payload: { pad } }])).toEqual([{ id: big, duplicate: true }]);
+    for (const reuse of [{ id: a, name: 'frec.other', payload: {} }, { id: big, name: 'frec.other', payload: { pad: `${pad}y` } }]) {
+      await expect(jobs.accept([{ id: bigFresh, name: 'frec.other', payload: { pad } }, reuse])).rejects.toMatchObject({ code: ErrorCode.idConflict, errors: [{ path: 'jobs.1.id' }] });
+    }
+    expect(await bossRow(bigFresh)).toBeUndefined();
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [a])).rows[0].n).toBe(1);
     // one id twice in one submission, under two names: refused, nothing kept
     const twice = randomUUID();

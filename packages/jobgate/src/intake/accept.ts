@@ -1,9 +1,9 @@
 // The intake stage (the fetcher): jobs main forwarded are taken under main's ids, all or none in
 // one transaction, idempotent on id.
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError } from '../support/index.ts';
-import { onFreshConnection, toBossDb, withTransaction, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
+import { onFreshConnection, openTransaction, recordBossWrite, toBossDb, withTransaction, type BossDb, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
 import type { Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
@@ -25,8 +25,12 @@ export interface AcceptedJob {
  * `records`: the jobs without a gate are recorded by their pg-boss row alone (store/fetcher-records.ts);
  * absent, every job gets a ledger row.
  */
-export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; records?: Pick<FetcherRecords, 'reusedIds'> | null; metrics?: JobMetrics }) {
+export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; records?: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'> | null; metrics?: JobMetrics }) {
   const { pool, boss, ledger, catalogue } = deps;
+  const records = deps.records ?? null;
+  // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other job
+  // is its pg-boss row alone, marked `record` (store/fetcher-records.ts).
+  const keepsRow = (def: JobDefinition) => !records || def.concurrency !== null || def.rateLimit !== null;
   /** Every queue a job main forwards can be in. */
   const fetcherQueues = [...catalogue.values()].filter((d) => d.runsOnFetcher).map((d) => d.name);
   /**
@@ -54,63 +58,11 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
     try {
       const submitted = valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, payload }));
       // (idempotent on id: a try whose COMMIT happened unheard answers every job as a duplicate)
-      return await onFreshConnection(() => {
-        // An id another job already holds here (another name or payload) is looked for on a pooled
-        // connection of its own while the transaction inserts, not after it on the transaction's:
-        // one round trip fewer between main's delivery and the jobs' start. Asked first, so a pool of
-        // one connection answers it before the transaction takes that connection.
-        const heldBefore = deps.records ? deps.records.reusedIds(submitted, fetcherQueues) : Promise.resolve([]);
-        heldBefore.catch(() => {});
-        return withTransaction(pool, async (client) => {
-          // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other
-          // job is its pg-boss row alone, marked `record` (store/fetcher-records.ts).
-          const keepsRow = (def: JobDefinition) => !deps.records || def.concurrency !== null || def.rateLimit !== null;
-          const ledgered = valid.filter((v) => keepsRow(v.def));
-          const rows = ledgered.length === 0 ? [] : await ledger.insertBatchIfAbsent(
-            ledgered.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
-            client,
-          );
-          const reused = new Set(rows.flatMap((r) => (r.same ? [] : [r.id])));
-          const inserted = new Set(rows.filter((r) => r.inserted).map((r) => r.id));
-          const queued = valid.filter((v) => (keepsRow(v.def) ? inserted.has(v.item.id) : !reused.has(v.item.id)));
-          for (const [name, group] of Map.groupBy(queued, (v) => v.def.name)) {
-            const record = !keepsRow(group[0]!.def);
-            const ids = await boss.insert(
-              name,
-              group.map(({ item, def, payload }) => ({
-                id: item.id,
-                data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}), ...(item.traceparent ? { traceparent: item.traceparent } : {}), ...(record ? { record: 1 } : {}) } satisfies QueuedData & { record?: 1 },
-                priority: item.priority ?? def.priority,
-                ...(item.delaySeconds ? { startAfter: item.delaySeconds } : {}),
-                ...(def.concurrency ? { group: { id: def.name } } : {}),
-              })),
-              { db: toBossDb(client), ...(record ? { returnId: true } : {}) },
-            );
-            // a record's idempotency is pg-boss's own insert (ON CONFLICT DO NOTHING on its key): the ids it skipped were here before
-            if (record) for (const id of ids ?? []) inserted.add(id);
-          }
-          // An id that is here under another name or payload (a record or a ledger row, accepted by
-          // this release or an earlier one) is refused, and nothing of the submission stays. The ids
-          // pg-boss's insert skipped were here already, perhaps committed by a submission that ran
-          // beside this one: those are looked at again in the transaction, which sees that commit;
-          // an id twice in this submission is compared here.
-          if (deps.records) {
-            for (const id of await heldBefore) reused.add(id);
-            const skipped = submitted.filter((j) => !inserted.has(j.id) && !reused.has(j.id));
-            if (skipped.length > 0) for (const id of await deps.records.reusedIds(skipped, fetcherQueues, client)) reused.add(id);
-            for (const id of reusedWithin(submitted)) reused.add(id);
-          }
-          if (reused.size > 0) {
-            const errors = items.flatMap((item, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
-            throw new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
-          }
-          return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
-        });
-      }).then((answers) => {
-        const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
-        for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
-        return answers;
-      });
+      const together = records && valid.every((v) => !keepsRow(v.def)) && payloadsUnder(submitted, INLINE_MAX_CHARS);
+      const answers = await onFreshConnection(() => (together ? acceptRecords(records, valid, submitted) : acceptLedgered(valid, submitted)));
+      const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
+      for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
+      return answers;
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; no job was accepted.', { cause: err });
@@ -119,9 +71,121 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
     }
   }
 
+  /** pg-boss's insert of one queue's jobs, fresh ones only (ON CONFLICT DO NOTHING on its key); a record is marked `record`. */
+  const insertOf = (name: string, group: Valid[], record: boolean) => (db: BossDb) =>
+    boss.insert(
+      name,
+      group.map(({ item, def, payload }) => ({
+        id: item.id,
+        data: { payload, ...(item.requestId ? { requestId: item.requestId } : {}), ...(item.traceparent ? { traceparent: item.traceparent } : {}), ...(record ? { record: 1 } : {}) } satisfies QueuedData & { record?: 1 },
+        priority: item.priority ?? def.priority,
+        ...(item.delaySeconds ? { startAfter: item.delaySeconds } : {}),
+        ...(def.concurrency ? { group: { id: def.name } } : {}),
+      })),
+      { db, ...(record ? { returnId: true } : {}) },
+    );
+
+  /**
+   * Jobs without gates (the usual submission), small enough to be written into the SQL text: their
+   * pg-boss rows alone. The look for ids another job already holds here (another name or payload)
+   * and the inserts go with the transaction's BEGIN in one round trip, then COMMIT: two round trips
+   * on one connection, where a submission otherwise takes four and a second connection.
+   */
+  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[]) {
+    const groups = [...Map.groupBy(valid, (v) => v.def.name)];
+    const inserts = await Promise.all(groups.map(([name, group]) => recordBossWrite(insertOf(name, group, true), group[0]!.item.id)));
+    const tx = await openTransaction(pool, [records.reusedIdsStatement(submitted, fetcherQueues), ...inserts].join(';\n'));
+    try {
+      const [heldBefore = [], ...insertedRows] = tx.openedAll;
+      // (an id pg-boss's insert skipped was here already: a duplicate, unless another job holds it)
+      const inserted = new Set(insertedRows.flat().map((r: { id: string }) => r.id));
+      const reused = new Set(heldBefore.map((r: { id: string }) => r.id));
+      await lookAgain(records, submitted, inserted, reused, tx.client);
+      if (reused.size > 0) throw idConflict(valid, reused);
+      await tx.commit();
+      return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+    } finally {
+      await tx.rollback();
+    }
+  }
+
+  /**
+   * A submission with gated jobs (those keep a ledger row: the fetcher's gates count its running
+   * rows; the rest are records), or too big to be written into the SQL text: its values go as
+   * parameters (a payload written in is copied several times over on its way to PostgreSQL).
+   */
+  function acceptLedgered(valid: Valid[], submitted: Submitted[]) {
+    // An id another job already holds here (another name or payload) is looked for on a pooled
+    // connection of its own while the transaction inserts, not after it on the transaction's:
+    // one round trip fewer between main's delivery and the jobs' start. Asked first, so a pool of
+    // one connection answers it before the transaction takes that connection.
+    const heldBefore = records ? records.reusedIds(submitted, fetcherQueues) : Promise.resolve([]);
+    heldBefore.catch(() => {});
+    return withTransaction(pool, async (client) => {
+      const ledgered = valid.filter((v) => keepsRow(v.def));
+      const rows = ledgered.length === 0 ? [] : await ledger.insertBatchIfAbsent(
+        ledgered.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
+        client,
+      );
+      const reused = new Set(rows.flatMap((r) => (r.same ? [] : [r.id])));
+      const inserted = new Set(rows.filter((r) => r.inserted).map((r) => r.id));
+      const queued = valid.filter((v) => (keepsRow(v.def) ? inserted.has(v.item.id) : !reused.has(v.item.id)));
+      for (const [name, group] of Map.groupBy(queued, (v) => v.def.name)) {
+        const record = !keepsRow(group[0]!.def);
+        const ids = await insertOf(name, group, record)(toBossDb(client));
+        // a record's idempotency is pg-boss's own insert (ON CONFLICT DO NOTHING on its key): the ids it skipped were here before
+        if (record) for (const id of ids ?? []) inserted.add(id);
+      }
+      if (records) {
+        for (const id of await heldBefore) reused.add(id);
+        await lookAgain(records, submitted, inserted, reused, client);
+      }
+      if (reused.size > 0) throw idConflict(valid, reused);
+      return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+    });
+  }
+
+  /**
+   * An id that is here under another name or payload (a record or a ledger row, accepted by this
+   * release or an earlier one) is refused, and nothing of the submission stays. The ids pg-boss's
+   * insert skipped were here already, perhaps committed by a submission that ran beside this one:
+   * those are looked at again in the transaction, which sees that commit; an id twice in this
+   * submission is compared here. Adds what it finds to `reused`.
+   */
+  async function lookAgain(records: Pick<FetcherRecords, 'reusedIds'>, submitted: Submitted[], inserted: Set<string>, reused: Set<string>, client: PoolClient): Promise<void> {
+    const skipped = submitted.filter((j) => !inserted.has(j.id) && !reused.has(j.id));
+    if (skipped.length > 0) for (const id of await records.reusedIds(skipped, fetcherQueues, client)) reused.add(id);
+    for (const id of reusedWithin(submitted)) reused.add(id);
+  }
+
   return accept;
 }
 
+/**
+ * Up to this many characters of payload JSON, a submission's values are written into the SQL text
+ * that opens its transaction (acceptRecords). Larger ones are copied too often on the way there:
+ * 8 MB of payloads took the fetcher past its memory limit.
+ */
+const INLINE_MAX_CHARS = 64 * 1024;
+
+/** Whether the payloads of `jobs` come to at most `max` characters of JSON (it stops counting once past). */
+function payloadsUnder(jobs: Submitted[], max: number): boolean {
+  let chars = 0;
+  for (const job of jobs) {
+    chars += JSON.stringify(job.payload ?? null).length;
+    if (chars > max) return false;
+  }
+  return true;
+}
+
+type Valid = { item: AcceptedJob; def: JobDefinition; payload: unknown };
+type Submitted = { id: string; name: string; payload: unknown };
+
+/** The refusal of a submission with ids other jobs hold, naming each such id's field. */
+function idConflict(valid: Valid[], reused: Set<string>): JobgateError {
+  const errors = valid.flatMap(({ item }, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
+  return new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
+}
 /** The ids that appear more than once in one submission with another name or payload. */
 function reusedWithin(jobs: Array<{ id: string; name: string; payload: unknown }>): string[] {
   const seen = new Map<string, string>();

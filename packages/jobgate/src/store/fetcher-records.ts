@@ -12,6 +12,7 @@ import { coalesce } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { jobQueues, recordAttemptsSql, recordColumnsOf } from './queue-records.ts';
 import { toJob, withLatestAttempt, type Execution, type JobRecord, type Queryable } from './ledger.ts';
+import { inlineParams } from './one-round-trip.ts';
 import { attemptRowSql, gaveUpSql, holding, lostBeforeSql, recordProgressSql, type AttemptEnd, type RecordAttempt, type RecordRuns } from './record-runs.ts';
 
 /** Steps of one attempt's events: progress counts up from 1, the end is the last. */
@@ -188,11 +189,18 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
       const { rows } = await db.query(sql.reusedIds, [JSON.stringify(jobs), names]);
       return rows.map((r) => r.id as string);
     },
+    /** reusedIds as one statement with its values written in, for the round trip that opens the intake's transaction (its rows: `id`). */
+    reusedIdsStatement(jobs: Array<{ id: string; name: string; payload: unknown }>, names: string[]): string {
+      return inlineParams(sql.reusedIds, [JSON.stringify(jobs), textArray(names)]);
+    },
     async countsByName(): Promise<Record<string, { queued: number; active: number; failed: number }>> {
       const { rows } = await pool.query(sql.countsByName);
       return Object.fromEntries(rows.map((r) => [r.name, { queued: r.queued, active: r.active, failed: r.failed }]));
     },
   };
 }
+
+/** A text[] literal of `values` (each quoted, `\\` and `"` escaped). */
+const textArray = (values: string[]) => `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;
 
 const isoOf = (v: Date | string | null) => (v instanceof Date ? v.toISOString() : v);

@@ -145,6 +145,8 @@ export interface OpenTransaction {
   client: PoolClient;
   /** The rows of the statement it was opened with, if any. */
   opened: any[];
+  /** The rows of each statement it was opened with, in order (`opened` is the first's). */
+  openedAll: any[][];
   /** Runs `last` (if given) in it, then commits; rolls back should either fail. Ends it either way. */
   commit(last?: { text: string; values: unknown[] }): Promise<void>;
   /** Rolls back and ends it; a no-op once it has ended. */
@@ -159,9 +161,10 @@ export interface OpenTransaction {
  * when PostgreSQL stops mid-transaction): listen while the client is out, and let the failed query
  * report the error instead.
  *
- * `opening`: a statement without parameters sent with the BEGIN in one round trip (PostgreSQL's
- * simple query protocol runs both), whose rows are `opened`: the forwarder's take starts the
- * delivery of a job one round trip sooner.
+ * `opening`: statements without parameters sent with the BEGIN in one round trip (PostgreSQL's
+ * simple query protocol runs them all), whose rows are `openedAll` (the first's also `opened`):
+ * the forwarder's take starts the delivery of a job one round trip sooner, and the intake's probe
+ * and inserts go with their BEGIN.
  */
 export async function openTransaction(pool: Pool, opening?: string): Promise<OpenTransaction> {
   const client = await pool.connect();
@@ -186,10 +189,10 @@ export async function openTransaction(pool: Pool, opening?: string): Promise<Ope
       client.release(broken ?? false);
     }
   };
-  let opened: any[] = [];
+  let openedAll: any[][] = [];
   try {
     if (opening === undefined) await client.query('BEGIN');
-    else opened = ((await client.query(`BEGIN; ${opening}`)) as unknown as Array<{ rows: any[] }>)[1]!.rows;
+    else openedAll = ((await client.query(`BEGIN; ${opening}`)) as unknown as Array<{ rows: any[] }>).slice(1).map((r) => r.rows);
   } catch (err) {
     // (the BEGIN may have run before its statement failed: ended, so the connection is not pooled inside it)
     await end(opening === undefined ? [] : [{ text: 'ROLLBACK' }]).catch(() => {});
@@ -197,7 +200,8 @@ export async function openTransaction(pool: Pool, opening?: string): Promise<Ope
   }
   return {
     client,
-    opened,
+    opened: openedAll[0] ?? [],
+    openedAll,
     commit: (last) => end([...(last ? [last] : []), { text: 'COMMIT' }]),
     rollback: async () => {
       if (!ended) await end([{ text: 'ROLLBACK' }]).catch(() => {});
