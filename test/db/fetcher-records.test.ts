@@ -99,6 +99,12 @@ describe("the fetcher's records", () => {
     const twice = randomUUID();
     await expect(jobs.accept([{ id: twice, name: 'frec.heavy', payload: {} }, { id: twice, name: 'frec.other', payload: {} }])).rejects.toMatchObject({ code: ErrorCode.idConflict });
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [twice])).rows[0].n).toBe(0);
+    // under one name with two payloads: refused naming both, nothing kept; the same job twice: taken once
+    await expect(jobs.accept([{ id: twice, name: 'frec.other', payload: {} }, { id: fresh, name: 'frec.other', payload: {} }, { id: twice, name: 'frec.other', payload: { steps: 1 } }])).rejects.toMatchObject({ code: ErrorCode.idConflict, errors: [{ path: 'jobs.0.id' }, { path: 'jobs.2.id' }] });
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = ANY($1::uuid[])`, [[twice, fresh]])).rows[0].n).toBe(0);
+    mainSays.set(twice, 'gone');
+    expect(await jobs.accept([{ id: twice, name: 'frec.other', payload: {} }, { id: twice, name: 'frec.other', payload: { steps: 0 } }])).toEqual([{ id: twice, duplicate: false }, { id: twice, duplicate: true }]);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [twice])).rows[0].n).toBe(1);
     // two submissions of one id with other payloads at once: one is taken, the other refused
     const raced = randomUUID();
     mainSays.set(raced, 'gone');

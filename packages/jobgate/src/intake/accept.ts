@@ -54,15 +54,23 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
       return { item, def, payload: payload.data };
     });
     if (errors.length > 0) throw new JobgateError(ErrorCode.payloadInvalid, 'Some jobs are invalid; none was accepted.', { errors });
-    const valid = parsed.filter((p) => p !== null);
+    const all = parsed.filter((p) => p !== null);
+    // An id twice in one submission: the same job again is taken once (the copies answer as
+    // duplicates); under another name or payload, the submission is refused before anything is written.
+    const within = reusedWithin(all.map(submittedOf));
+    if (within.length > 0) throw idConflict(all, new Set(within));
+    const taken = new Set<string>();
+    const valid = all.filter((v) => !taken.has(v.item.id) && taken.add(v.item.id));
     try {
-      const submitted = valid.map(({ item, def, payload }) => ({ id: item.id, name: def.name, payload }));
+      const submitted = valid.map(submittedOf);
       // (idempotent on id: a try whose COMMIT happened unheard answers every job as a duplicate)
       const together = records && valid.every((v) => !keepsRow(v.def)) && payloadsUnder(submitted, INLINE_MAX_CHARS);
-      const answers = await onFreshConnection(() => (together ? acceptRecords(records, valid, submitted) : acceptLedgered(valid, submitted)));
+      const answers = await onFreshConnection(() => (together ? acceptRecords(records, valid, submitted, all) : acceptLedgered(valid, submitted, all)));
       const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
       for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
-      return answers;
+      // (each copy after an id's first answers as a duplicate)
+      const firsts = new Set(valid);
+      return all.map((v) => ({ id: v.item.id, duplicate: !(firsts.has(v) && fresh.has(v.item.id)) }));
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; no job was accepted.', { cause: err });
@@ -89,9 +97,10 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * Jobs without gates (the usual submission), small enough to be written into the SQL text: their
    * pg-boss rows alone. The look for ids another job already holds here (another name or payload)
    * and the inserts go with the transaction's BEGIN in one round trip, then COMMIT: two round trips
-   * on one connection, where a submission otherwise takes four and a second connection.
+   * on one connection (three where an id was here already), where acceptLedgered takes four and a
+   * second connection.
    */
-  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[]) {
+  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[], items: Valid[]) {
     const groups = [...Map.groupBy(valid, (v) => v.def.name)];
     const inserts = await Promise.all(groups.map(([name, group]) => recordBossWrite(insertOf(name, group, true), group[0]!.item.id)));
     const tx = await openTransaction(pool, [records.reusedIdsStatement(submitted, fetcherQueues), ...inserts].join(';\n'));
@@ -101,7 +110,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
       const inserted = new Set(insertedRows.flat().map((r: { id: string }) => r.id));
       const reused = new Set(heldBefore.map((r: { id: string }) => r.id));
       await lookAgain(records, submitted, inserted, reused, tx.client);
-      if (reused.size > 0) throw idConflict(valid, reused);
+      if (reused.size > 0) throw idConflict(items, reused);
       await tx.commit();
       return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
     } finally {
@@ -114,7 +123,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * rows; the rest are records), or too big to be written into the SQL text: its values go as
    * parameters (a payload written in is copied several times over on its way to PostgreSQL).
    */
-  function acceptLedgered(valid: Valid[], submitted: Submitted[]) {
+  function acceptLedgered(valid: Valid[], submitted: Submitted[], items: Valid[]) {
     // An id another job already holds here (another name or payload) is looked for on a pooled
     // connection of its own while the transaction inserts, not after it on the transaction's:
     // one round trip fewer between main's delivery and the jobs' start. Asked first, so a pool of
@@ -140,7 +149,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
         for (const id of await heldBefore) reused.add(id);
         await lookAgain(records, submitted, inserted, reused, client);
       }
-      if (reused.size > 0) throw idConflict(valid, reused);
+      if (reused.size > 0) throw idConflict(items, reused);
       return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
     });
   }
@@ -149,13 +158,12 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * An id that is here under another name or payload (a record or a ledger row, accepted by this
    * release or an earlier one) is refused, and nothing of the submission stays. The ids pg-boss's
    * insert skipped were here already, perhaps committed by a submission that ran beside this one:
-   * those are looked at again in the transaction, which sees that commit; an id twice in this
-   * submission is compared here. Adds what it finds to `reused`.
+   * those are looked at again in the transaction, which sees that commit (one more round trip, only
+   * when an id was here). Adds what it finds to `reused`.
    */
   async function lookAgain(records: Pick<FetcherRecords, 'reusedIds'>, submitted: Submitted[], inserted: Set<string>, reused: Set<string>, client: PoolClient): Promise<void> {
     const skipped = submitted.filter((j) => !inserted.has(j.id) && !reused.has(j.id));
     if (skipped.length > 0) for (const id of await records.reusedIds(skipped, fetcherQueues, client)) reused.add(id);
-    for (const id of reusedWithin(submitted)) reused.add(id);
   }
 
   return accept;
@@ -179,11 +187,12 @@ function payloadsUnder(jobs: Submitted[], max: number): boolean {
 }
 
 type Valid = { item: AcceptedJob; def: JobDefinition; payload: unknown };
+const submittedOf = ({ item, def, payload }: Valid): Submitted => ({ id: item.id, name: def.name, payload });
 type Submitted = { id: string; name: string; payload: unknown };
 
-/** The refusal of a submission with ids other jobs hold, naming each such id's field. */
-function idConflict(valid: Valid[], reused: Set<string>): JobgateError {
-  const errors = valid.flatMap(({ item }, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
+/** The refusal of a submission (`items`, in order) with ids other jobs hold, naming each such id's field. */
+function idConflict(items: Valid[], reused: Set<string>): JobgateError {
+  const errors = items.flatMap(({ item }, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
   return new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
 }
 /** The ids that appear more than once in one submission with another name or payload. */

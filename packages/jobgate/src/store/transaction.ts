@@ -143,7 +143,7 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 /** A transaction left open on a connection of its own (openTransaction). */
 export interface OpenTransaction {
   client: PoolClient;
-  /** The rows of the statement it was opened with, if any. */
+  /** The rows of the first statement it was opened with, if any. */
   opened: any[];
   /** The rows of each statement it was opened with, in order (`opened` is the first's). */
   openedAll: any[][];
