@@ -65,12 +65,12 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
       const submitted = valid.map(submittedOf);
       // (idempotent on id: a try whose COMMIT happened unheard answers every job as a duplicate)
       const together = records && valid.every((v) => !keepsRow(v.def)) && payloadsUnder(submitted, INLINE_MAX_CHARS);
-      const answers = await onFreshConnection(() => (together ? acceptRecords(records, valid, submitted, all) : acceptLedgered(valid, submitted, all)));
-      const fresh = new Set(answers.filter((a) => !a.duplicate).map((a) => a.id));
-      for (const [name, group] of Map.groupBy(valid.filter((v) => fresh.has(v.item.id)), (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
+      const inserted = await onFreshConnection(() => (together ? acceptRecords(records, valid, submitted, all) : acceptLedgered(valid, submitted, all)));
+      const fresh = valid.filter((v) => inserted.has(v.item.id));
+      for (const [name, group] of Map.groupBy(fresh, (v) => v.def.name)) deps.metrics?.accepted(name, group.length);
       // (each copy after an id's first answers as a duplicate)
-      const firsts = new Set(valid);
-      return all.map((v) => ({ id: v.item.id, duplicate: !(firsts.has(v) && fresh.has(v.item.id)) }));
+      const firsts = new Set(fresh);
+      return all.map((v) => ({ id: v.item.id, duplicate: !firsts.has(v) }));
     } catch (err) {
       if (!(err instanceof JobgateError) && isDatabaseUnavailable(err)) {
         throw new JobgateError(ErrorCode.databaseUnavailable, 'The database is unreachable; no job was accepted.', { cause: err });
@@ -98,9 +98,9 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * pg-boss rows alone. The look for ids another job already holds here (another name or payload)
    * and the inserts go with the transaction's BEGIN in one round trip, then COMMIT: two round trips
    * on one connection (three where an id was here already), where acceptLedgered takes four and a
-   * second connection.
+   * second connection. Answers the ids it inserted (the rest were here already).
    */
-  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[], items: Valid[]) {
+  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
     const groups = [...Map.groupBy(valid, (v) => v.def.name)];
     const inserts = await Promise.all(groups.map(([name, group]) => recordBossWrite(insertOf(name, group, true), group[0]!.item.id)));
     const tx = await openTransaction(pool, [records.reusedIdsStatement(submitted, fetcherQueues), ...inserts].join(';\n'));
@@ -112,7 +112,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
       await lookAgain(records, submitted, inserted, reused, tx.client);
       if (reused.size > 0) throw idConflict(items, reused);
       await tx.commit();
-      return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+      return inserted;
     } finally {
       await tx.rollback();
     }
@@ -122,8 +122,9 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * A submission with gated jobs (those keep a ledger row: the fetcher's gates count its running
    * rows; the rest are records), or too big to be written into the SQL text: its values go as
    * parameters (a payload written in is copied several times over on its way to PostgreSQL).
+   * Answers the ids it inserted.
    */
-  function acceptLedgered(valid: Valid[], submitted: Submitted[], items: Valid[]) {
+  function acceptLedgered(valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
     // An id another job already holds here (another name or payload) is looked for on a pooled
     // connection of its own while the transaction inserts, not after it on the transaction's:
     // one round trip fewer between main's delivery and the jobs' start. Asked first, so a pool of
@@ -150,7 +151,7 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
         await lookAgain(records, submitted, inserted, reused, client);
       }
       if (reused.size > 0) throw idConflict(items, reused);
-      return valid.map(({ item }) => ({ id: item.id, duplicate: !inserted.has(item.id) }));
+      return inserted;
     });
   }
 
@@ -187,14 +188,15 @@ function payloadsUnder(jobs: Submitted[], max: number): boolean {
 }
 
 type Valid = { item: AcceptedJob; def: JobDefinition; payload: unknown };
-const submittedOf = ({ item, def, payload }: Valid): Submitted => ({ id: item.id, name: def.name, payload });
 type Submitted = { id: string; name: string; payload: unknown };
+const submittedOf = ({ item, def, payload }: Valid): Submitted => ({ id: item.id, name: def.name, payload });
 
 /** The refusal of a submission (`items`, in order) with ids other jobs hold, naming each such id's field. */
 function idConflict(items: Valid[], reused: Set<string>): JobgateError {
   const errors = items.flatMap(({ item }, i) => (reused.has(item.id) ? [{ path: `jobs.${i}.id`, message: `id ${item.id} is already used by a job with another name or payload` }] : []));
   return new JobgateError(ErrorCode.idConflict, 'A job id was reused for a different job; none was accepted.', { errors });
 }
+
 /** The ids that appear more than once in one submission with another name or payload. */
 function reusedWithin(jobs: Array<{ id: string; name: string; payload: unknown }>): string[] {
   const seen = new Map<string, string>();
