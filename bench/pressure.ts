@@ -36,6 +36,8 @@ export interface PhaseResult {
   /** Seconds after the phase until a second's completions ≥ 90 % of the rate and the queue is back to its depth before (null: not within the ceiling). */
   recoverySeconds: number | null;
   deadTuples: Array<[table: string, dead: number]>;
+  /** kills: the connections terminated, by application_name (what the apps had open, and so reopened, at each kill) */
+  killed?: Record<string, number>;
 }
 
 export type Phase = 'xid' | 'readers' | 'kills';
@@ -95,8 +97,8 @@ function offer(path: PressurePath, run: string, perSecond: number) {
   };
 }
 
-/** Runs `phase`'s trouble until `signal` aborts. */
-async function trouble(phase: Phase, url: string, path: PressurePath, hotTables: string[], signal: AbortSignal): Promise<void> {
+/** Runs `phase`'s trouble until `signal` aborts; the kills phase answers the connections it killed, by application_name. */
+async function trouble(phase: Phase, url: string, path: PressurePath, hotTables: string[], signal: AbortSignal): Promise<Record<string, number> | undefined> {
   const client = () => {
     const c = new pg.Client({ connectionString: url, application_name: 'bench-pressure' });
     c.on('error', () => {});
@@ -129,16 +131,20 @@ async function trouble(phase: Phase, url: string, path: PressurePath, hotTables:
     const c = client();
     await c.connect();
     const patterns = path.appConnections;
+    const killed: Record<string, number> = {};
     while (!signal.aborted) {
-      await c.query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-          WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE ANY($1::text[])`,
+      const { rows } = await c.query(
+        `SELECT application_name AS app, count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE ANY($1::text[]) GROUP BY 1`,
         [patterns],
       );
+      for (const r of rows) killed[r.app] = (killed[r.app] ?? 0) + r.n;
       await sleep(500, undefined, { signal }).catch(() => {});
     }
     await c.end();
+    return killed;
   }
+  return undefined;
 }
 
 /** The path's tables with the most dead tuples now (the statistics PostgreSQL keeps, a second or so behind). */
@@ -190,7 +196,7 @@ export async function pressureRun(options: {
       const troubling = trouble(phase, options.url, path, hot, stop.signal);
       await sleep(options.phaseSeconds[phase] * 1000);
       stop.abort();
-      await troubling;
+      const killed = await troubling;
       const to = new Date();
       const after = await path.progress(observer, run).catch(async () => {
         await sleep(500);
@@ -223,6 +229,7 @@ export async function pressureRun(options: {
         pickupP99Ms: percentile(pickups, 99),
         recoverySeconds,
         deadTuples: dead,
+        ...(killed ? { killed } : {}),
       });
     }
   } finally {

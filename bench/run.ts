@@ -26,6 +26,17 @@ import { benchRouted } from './bench-jobs.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const quick = process.argv.includes('--quick');
+/** `--pressure-rate N`: the pressure section offers N jobs/s instead of half the measured peak (to compare two versions at one rate). */
+const rateArg = process.argv.indexOf('--pressure-rate');
+const fixedRate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : null;
+if (fixedRate !== null && !(fixedRate > 0)) throw new Error('--pressure-rate takes a number of jobs per second');
+/** `--pressure-seconds 5,5,45`: the pressure phases' lengths (xid, readers, kills), e.g. a full-length kills phase in a quick run. */
+const secondsArg = process.argv.indexOf('--pressure-seconds');
+const phaseArg = secondsArg > 0 ? (() => {
+  const [xid, readers, kills] = (process.argv[secondsArg + 1] ?? '').split(',').map(Number);
+  if (![xid, readers, kills].every((n) => n! > 0)) throw new Error('--pressure-seconds takes three lengths in seconds: xid,readers,kills');
+  return { xid: xid!, readers: readers!, kills: kills! };
+})() : null;
 /** `--only enqueue,local,routed,…`: run some sections (to profile one); the table then has only their rows. */
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg > 0 ? new Set(process.argv[onlyArg + 1]?.split(',')) : null;
@@ -1006,7 +1017,7 @@ async function routedPressurePath(url: string): Promise<{ path: PressurePath; st
  * seconds until throughput and depth recover (target ≤ 1.5× raw's, or 5 s if longer).
  */
 async function pressure(url: string) {
-  const phaseSeconds = quick ? { xid: 15, readers: 15, kills: 10 } : { xid: 60, readers: 60, kills: 45 };
+  const phaseSeconds = phaseArg ?? (quick ? { xid: 15, readers: 15, kills: 10 } : { xid: 60, readers: 60, kills: 45 });
   const timing = { phaseSeconds, warmSeconds: quick ? 5 : 10, recoveryCeilingSeconds: quick ? 30 : 120 };
   const observer = new pg.Pool({ connectionString: named(url, 'bench-observer'), max: 2 });
   observer.on('error', () => {});
@@ -1020,7 +1031,7 @@ async function pressure(url: string) {
       let ours: Awaited<ReturnType<typeof pressureRun>>;
       try {
         await mine.path.enqueue('warm', 0);
-        rate = Math.max(5, Math.round((await peakRate(observer, mine.path, quick ? 1_000 : 3_000)) / 2));
+        rate = fixedRate ?? Math.max(5, Math.round((await peakRate(observer, mine.path, quick ? 1_000 : 3_000)) / 2));
         ours = await pressureRun({ url, observer, path: mine.path, perSecond: rate, ...timing });
       } finally {
         await mine.stop();
@@ -1035,7 +1046,7 @@ async function pressure(url: string) {
       for (const [i, phase] of PHASES.entries()) {
         const a = ours.phases[i]!;
         const b = theirs.phases[i]!;
-        const describe = (r: typeof a) => `pickup p50 ${Math.round(r.pickupP50Ms)} / p99 ${Math.round(r.pickupP99Ms)} ms, ${r.completed} of ${r.offered}, dead tuples ${r.deadTuples.map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}`;
+        const describe = (r: typeof a) => `pickup p50 ${Math.round(r.pickupP50Ms)} / p99 ${Math.round(r.pickupP99Ms)} ms, ${r.completed} of ${r.offered}, dead tuples ${r.deadTuples.map(([t, n]) => `${t} ${n}`).join(', ') || 'none'}${r.killed ? `, connections killed ${Object.entries(r.killed).map(([app, n]) => `${app} ${n}`).join(', ') || 'none'}` : ''}`;
         record({ figure: `pressure, ${label}, ${phase}: offered jobs completed in the phase (${rate}/s)`, jobgate: a.share * 100, baseline: b.share * 100, unit: '%', target: '≥ 90 %', note: `jobgate ${describe(a)}; raw ${describe(b)}` }, (_r, row) => row.jobgate >= 90);
         const recovery = (r: typeof a) => r.recoverySeconds ?? timing.recoveryCeilingSeconds * 10;
         record({ figure: `pressure, ${label}, ${phase}: seconds to recover`, jobgate: recovery(a), baseline: recovery(b), unit: 's', target: '≤ 1.5× raw or 5 s', note: a.recoverySeconds === null || b.recoverySeconds === null ? `not recovered within ${timing.recoveryCeilingSeconds} s: ${a.recoverySeconds === null ? 'jobgate' : ''} ${b.recoverySeconds === null ? 'raw' : ''}` : undefined }, (_r, row) => row.jobgate <= Math.max(1.5 * row.baseline, 5));

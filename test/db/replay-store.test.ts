@@ -1,10 +1,12 @@
 // The replay store behind every state-changing signed route (store/replay-store.ts): a message is
-// looked up before it is handled and recorded once, with its answer, before that answer is sent;
-// a replay gets that answer. Rows recorded by the previous release (an id recorded as being
-// handled, then answered) are read the same way.
+// looked up before it is handled and recorded once, with its answer, as that answer is sent; a
+// replay gets that answer. The looks and records of requests handled at the same time share one
+// statement. Rows recorded by an earlier release (an id recorded as being handled, then answered)
+// are read the same way.
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Pool } from 'pg';
 import { createReplayStore, type ReplayStore } from '../../packages/jobgate/src/store/index.ts';
 import { createTestDatabase, TEST_SCHEMA, type TestDatabase } from '../support/database.ts';
 
@@ -90,5 +92,47 @@ describe('the replay store', () => {
     const stuck = `clm_${randomUUID()}`;
     await recordAsPrevious(stuck);
     expect(await store.check(stuck, hash('a'))).toEqual({ seen: true, sameBody: true, answer: null });
+  });
+
+  it('the looks and records of messages handled at the same time go to the database together, each with its own outcome', async () => {
+    let statements = 0;
+    const counted = { query: (...args: unknown[]) => (statements++, (db.pool.query as (...a: unknown[]) => unknown)(...args)) } as unknown as Pool;
+    const together = createReplayStore(counted, TEST_SCHEMA);
+    const ids = Array.from({ length: 20 }, () => `clm_${randomUUID()}`);
+    await Promise.all(ids.slice(0, 10).map((id, i) => together.record(id, hash(`body ${i}`), inFiveMinutes(), { ...answer, body: `{"n":${i}}` })));
+    statements = 0;
+    // ten records of new messages and twenty looks (ten at recorded ones), all at once
+    const [looks] = await Promise.all([
+      Promise.all(ids.map((id, i) => together.check(id, hash(`body ${i}`)))),
+      Promise.all(ids.slice(10).map((id, i) => together.record(id, hash(`body ${i + 10}`), inFiveMinutes(), { ...answer, body: `{"n":${i + 10}}` }))),
+    ]);
+    expect(statements).toBeLessThan(10);
+    expect(looks.slice(0, 10)).toEqual(ids.slice(0, 10).map((_, i) => ({ seen: true, sameBody: true, answer: { ...answer, body: `{"n":${i}}` } })));
+    // each look read the table as it was before the records it went with
+    expect(looks.slice(10)).toEqual(ids.slice(10).map(() => ({ seen: false })));
+    expect(await Promise.all(ids.slice(10).map((id, i) => together.check(id, hash(`body ${i + 10}`))))).toEqual(ids.slice(10).map((_, i) => ({ seen: true, sameBody: true, answer: { ...answer, body: `{"n":${i + 10}}` } })));
+  });
+
+  it('a copy that comes to the process that answered the first before its record is written waits for that record, and gets its answer', async () => {
+    const id = `clm_${randomUUID()}`;
+    const recording = store.record(id, hash('a'), inFiveMinutes(), answer);
+    expect(await store.check(id, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
+    await recording;
+  });
+
+  it('a record the table refuses fails alone: the looks and records that went with it are answered', async () => {
+    const fine = `clm_${randomUUID()}`;
+    const looked = `clm_${randomUUID()}`;
+    await store.record(looked, hash('a'), inFiveMinutes(), answer);
+    // (jsonb takes no NUL character)
+    const [refused, recorded, look] = await Promise.allSettled([
+      store.record(`clm_${randomUUID()}`, hash('a'), inFiveMinutes(), { ...answer, body: 'a NUL: \u0000' }),
+      store.record(fine, hash('a'), inFiveMinutes(), answer),
+      store.check(looked, hash('a')),
+    ]);
+    expect(refused.status).toBe('rejected');
+    expect(recorded.status).toBe('fulfilled');
+    expect(look).toEqual({ status: 'fulfilled', value: { seen: true, sameBody: true, answer } });
+    expect(await store.check(fine, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
   });
 });

@@ -189,28 +189,23 @@ function replayAnswer(res: Response, answer: { status: number; type: string; bod
 }
 
 /**
- * Wraps `res.send` so the answer is recorded before it is sent: whoever saw it can only replay a
- * message already recorded. An answer that failed on our side (5xx) is not recorded, so a retry
- * under the same id may do the work. A record that cannot be written is logged and the answer
- * sent anyway: a replay of that message is then handled again, and acts once by its own key.
+ * Wraps `res.send` so the answer is recorded as it is sent (the record goes to the database with the
+ * looks of the requests after it; a copy reaching this process waits for it: see createReplayStore).
+ * An answer that failed on our side (5xx) is not recorded, so a retry under the same id may do the
+ * work. A record that cannot be written is logged: a replay of that message is then handled again,
+ * and acts once by its own key.
  */
 function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string, bodyHash: Buffer, expiresAt: Date): void {
   const send = res.send.bind(res);
   res.send = ((body?: unknown) => {
     res.send = send;
     const status = res.statusCode;
-    if (status >= 500) return send(body);
-    const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
-    const type = String(res.getHeader('content-type') ?? 'application/json');
-    replay
-      .record(id, bodyHash, expiresAt, { status, type, body: text })
-      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'))
-      // (nothing else may answer meanwhile; should something have, or the client gone, this one is dropped)
-      .then(() => {
-        if (!res.headersSent && !res.destroyed) send(body);
-      })
-      .catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not send the answer of a signed request'));
-    return res;
+    if (status < 500) {
+      const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
+      const type = String(res.getHeader('content-type') ?? 'application/json');
+      replay.record(id, bodyHash, expiresAt, { status, type, body: text }).catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'));
+    }
+    return send(body);
   }) as Response['send'];
 }
 
