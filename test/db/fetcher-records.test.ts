@@ -114,6 +114,31 @@ describe("the fetcher's records", () => {
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = $1`, [raced])).rows[0].n).toBe(1);
   });
 
+  it('hold each id for one job however submissions race: one id under two names at once is taken once and refused once, and the same ids in opposite orders are all taken once (no deadlock)', async () => {
+    const count = async (ids: string[]) => (await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_BOSS_SCHEMA}.job WHERE id = ANY($1::uuid[])`, [ids])).rows[0].n as number;
+    const pad = 'x'.repeat(70 * 1024);
+    // both intake paths: values written into the SQL text, and a submission too big for that
+    for (const payload of [{}, { pad }]) {
+      for (let round = 0; round < 8; round++) {
+        const id = randomUUID();
+        mainSays.set(id, 'gone');
+        const both = await Promise.allSettled(['frec.heavy', 'frec.other'].map((name) => jobs.accept([{ id, name, payload: name === 'frec.heavy' ? {} : payload }])));
+        expect(both.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+        expect(both.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: ErrorCode.idConflict } });
+        expect(await count([id])).toBe(1);
+      }
+      for (let round = 0; round < 8; round++) {
+        const ids = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+        for (const id of ids) mainSays.set(id, 'gone');
+        const submission = (order: string[]) => jobs.accept(order.map((id) => ({ id, name: 'frec.other', payload })));
+        const answers = await Promise.all([submission(ids), submission([...ids].reverse())]);
+        // each job taken by exactly one of the two (the other answers it as a duplicate)
+        for (const id of ids) expect(answers.flat().filter((a) => a.id === id && !a.duplicate)).toHaveLength(1);
+        expect(await count(ids)).toBe(ids.length);
+      }
+    }
+  });
+
   it('send one event per step main cannot know, numbered by attempt, the end last; a failed attempt keeps its row; every event is a JobEvent on the wire', async () => {
     const id = randomUUID();
     failures.set(id, 1);

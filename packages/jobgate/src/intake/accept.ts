@@ -25,7 +25,7 @@ export interface AcceptedJob {
  * `records`: the jobs without a gate are recorded by their pg-boss row alone (store/fetcher-records.ts);
  * absent, every job gets a ledger row.
  */
-export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; records?: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'> | null; metrics?: JobMetrics }) {
+export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLedger; catalogue: Catalogue; records?: Pick<FetcherRecords, IntakeRecords> | null; metrics?: JobMetrics }) {
   const { pool, boss, ledger, catalogue } = deps;
   const records = deps.records ?? null;
   // A gated job keeps its ledger row (the fetcher's gates count its running rows); every other job
@@ -95,17 +95,19 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
 
   /**
    * Jobs without gates (the usual submission), small enough to be written into the SQL text: their
-   * pg-boss rows alone. The look for ids another job already holds here (another name or payload)
-   * and the inserts go with the transaction's BEGIN in one round trip, then COMMIT: two round trips
+   * pg-boss rows alone. The ids' locks (a submission racing this one for an id is waited for), the
+   * look for ids another job already holds here (another name or payload) and the inserts go with
+   * the transaction's BEGIN in one round trip, then COMMIT: two round trips
    * on one connection (three where an id was here already), where acceptLedgered takes four and a
    * second connection. Answers the ids it inserted (the rest were here already).
    */
-  async function acceptRecords(records: Pick<FetcherRecords, 'reusedIds' | 'reusedIdsStatement'>, valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
+  async function acceptRecords(records: Pick<FetcherRecords, IntakeRecords>, valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
     const groups = [...Map.groupBy(valid, (v) => v.def.name)];
     const inserts = await Promise.all(groups.map(([name, group]) => recordBossWrite(insertOf(name, group, true), group[0]!.item.id)));
-    const tx = await openTransaction(pool, [records.reusedIdsStatement(submitted, fetcherQueues), ...inserts].join(';\n'));
+    const opening = [records.lockIdsStatement(submitted.map((j) => j.id)), records.reusedIdsStatement(submitted, fetcherQueues), ...inserts];
+    const tx = await openTransaction(pool, opening.join(';\n'));
     try {
-      const [heldBefore = [], ...insertedRows] = tx.openedAll;
+      const [, heldBefore = [], ...insertedRows] = tx.openedAll;
       // (an id pg-boss's insert skipped was here already: a duplicate, unless another job holds it)
       const inserted = new Set(insertedRows.flat().map((r: { id: string }) => r.id));
       const reused = new Set(heldBefore.map((r: { id: string }) => r.id));
@@ -121,17 +123,13 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
   /**
    * A submission with gated jobs (those keep a ledger row: the fetcher's gates count its running
    * rows; the rest are records), or too big to be written into the SQL text: its values go as
-   * parameters (a payload written in is copied several times over on its way to PostgreSQL).
-   * Answers the ids it inserted.
+   * parameters (a payload written in is copied several times over on its way to PostgreSQL), each
+   * statement in a round trip of its own: the ids' locks, the inserts, the look for ids another job
+   * holds. Answers the ids it inserted.
    */
   function acceptLedgered(valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
-    // An id another job already holds here (another name or payload) is looked for on a pooled
-    // connection of its own while the transaction inserts, not after it on the transaction's:
-    // one round trip fewer between main's delivery and the jobs' start. Asked first, so a pool of
-    // one connection answers it before the transaction takes that connection.
-    const heldBefore = records ? records.reusedIds(submitted, fetcherQueues) : Promise.resolve([]);
-    heldBefore.catch(() => {});
     return withTransaction(pool, async (client) => {
+      if (records) await records.lockIds(submitted.map((j) => j.id), client);
       const ledgered = valid.filter((v) => keepsRow(v.def));
       const rows = ledgered.length === 0 ? [] : await ledger.insertBatchIfAbsent(
         ledgered.map(({ item, def, payload }) => ({ id: item.id, name: def.name, route: 'fetcher' as const, payload, priority: item.priority ?? def.priority, maxAttempts: def.retry.limit + 1, delaySeconds: item.delaySeconds ?? 0, traceparent: item.traceparent })),
@@ -146,10 +144,8 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
         // a record's idempotency is pg-boss's own insert (ON CONFLICT DO NOTHING on its key): the ids it skipped were here before
         if (record) for (const id of ids ?? []) inserted.add(id);
       }
-      if (records) {
-        for (const id of await heldBefore) reused.add(id);
-        await lookAgain(records, submitted, inserted, reused, client);
-      }
+      // (after the inserts, under the ids' locks: what another submission of them wrote is committed by now)
+      if (records) for (const id of await records.reusedIds(submitted, fetcherQueues, client)) reused.add(id);
       if (reused.size > 0) throw idConflict(items, reused);
       return inserted;
     });
@@ -158,11 +154,11 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
   /**
    * An id that is here under another name or payload (a record or a ledger row, accepted by this
    * release or an earlier one) is refused, and nothing of the submission stays. The ids pg-boss's
-   * insert skipped were here already, perhaps committed by a submission that ran beside this one:
-   * those are looked at again in the transaction, which sees that commit (one more round trip, only
-   * when an id was here). Adds what it finds to `reused`.
+   * insert skipped were here already, perhaps committed after the look by a process of an earlier
+   * release (which takes no lock on the ids): those are looked at again in the transaction, which
+   * sees that commit (one more round trip, only when an id was here). Adds what it finds to `reused`.
    */
-  async function lookAgain(records: Pick<FetcherRecords, 'reusedIds'>, submitted: Submitted[], inserted: Set<string>, reused: Set<string>, client: PoolClient): Promise<void> {
+  async function lookAgain(records: Pick<FetcherRecords, IntakeRecords>, submitted: Submitted[], inserted: Set<string>, reused: Set<string>, client: PoolClient): Promise<void> {
     const skipped = submitted.filter((j) => !inserted.has(j.id) && !reused.has(j.id));
     if (skipped.length > 0) for (const id of await records.reusedIds(skipped, fetcherQueues, client)) reused.add(id);
   }
@@ -187,6 +183,8 @@ function payloadsUnder(jobs: Submitted[], max: number): boolean {
   return true;
 }
 
+/** What the intake needs of the fetcher's records. */
+type IntakeRecords = 'reusedIds' | 'reusedIdsStatement' | 'lockIds' | 'lockIdsStatement';
 type Valid = { item: AcceptedJob; def: JobDefinition; payload: unknown };
 type Submitted = { id: string; name: string; payload: unknown };
 const submittedOf = ({ item, def, payload }: Valid): Submitted => ({ id: item.id, name: def.name, payload });

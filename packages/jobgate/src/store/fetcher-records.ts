@@ -76,6 +76,11 @@ function plans(schema: string, bossSchema: string) {
         SELECT j.id, j.name, j.data->'payload' FROM ${b}.job j WHERE j.name = ANY($2::text[]) AND j.id IN (SELECT id FROM input)
       )
       SELECT DISTINCT i.id FROM input i JOIN found f ON f.id = i.id WHERE f.name <> i.name OR f.payload <> i.payload`,
+    // Each id of $1's transaction lock, taken in one order by every submission: one that races another
+    // for an id waits for it to end, then sees what it wrote (pg-boss's key is (name, id): its insert
+    // alone lets one id in under two names), and two submissions of the same ids never deadlock.
+    lockIds: `
+      SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext('jobgate.intake.' || id) AS h FROM unnest($1::text[]) id ORDER BY h OFFSET 0) ids`,
     getRecord: `
       SELECT ${recordColumnsOf('fetcher')} FROM ${b}.job j WHERE j.name IN (${jobQueues(b)}) AND j.id = $1 AND j.data ? 'record'`,
     latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
@@ -188,6 +193,14 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
     async reusedIds(jobs: Array<{ id: string; name: string; payload: unknown }>, names: string[], db: Queryable = pool): Promise<string[]> {
       const { rows } = await db.query(sql.reusedIds, [JSON.stringify(jobs), names]);
       return rows.map((r) => r.id as string);
+    },
+    /** Holds `ids` for the intake's transaction `db` (sql.lockIds). */
+    async lockIds(ids: string[], db: Queryable): Promise<void> {
+      await db.query(sql.lockIds, [ids]);
+    },
+    /** lockIds as one statement with its values written in, for the round trip that opens the intake's transaction. */
+    lockIdsStatement(ids: string[]): string {
+      return inlineParams(sql.lockIds, [textArray(ids)]);
     },
     /** reusedIds as one statement with its values written in, for the round trip that opens the intake's transaction (its rows: `id`). */
     reusedIdsStatement(jobs: Array<{ id: string; name: string; payload: unknown }>, names: string[]): string {
