@@ -1,8 +1,8 @@
-// The replay store behind every state-changing signed route (store/replay-store.ts): a message is
-// looked up before it is handled and recorded once, with its answer, as that answer is sent; a
-// replay gets that answer. The looks and records of requests handled at the same time share one
-// statement. Rows recorded by an earlier release (an id recorded as being handled, then answered)
-// are read the same way.
+// The replay store behind every state-changing signed route (store/replay-store.ts): a message's id
+// is taken before it is handled, and its answer written as that answer is sent; a copy handles
+// nothing and gets that answer. The takes of requests handled at the same time share one
+// statement, and so do their answers. Rows recorded by an earlier release (an id recorded as being
+// handled, then answered) are read the same way.
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,94 +45,110 @@ async function rowWrites(): Promise<number> {
 }
 
 describe('the replay store', () => {
-  it('a message is recorded once, with its answer; a replay finds that answer, and another body under its id is told apart', async () => {
+  it("a message's id is taken before it is handled and its answer written as it is sent; a copy gets that answer, and another body under its id is told apart", async () => {
     const id = `clm_${randomUUID()}`;
-    expect(await store.check(id, hash('a'))).toEqual({ seen: false });
-    await store.record(id, hash('a'), inFiveMinutes(), answer);
-    expect(await store.check(id, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
-    expect(await store.check(id, hash('b'))).toMatchObject({ seen: true, sameBody: false });
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    await store.record(id, answer);
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
+    expect(await store.check(id, hash('b'), inFiveMinutes())).toMatchObject({ seen: true, sameBody: false });
   });
 
-  it('a copy handled at the same time records nothing over the first record', async () => {
+  it('a copy that comes while the first is handled handles nothing: here it waits for the answer; in another process it waits a moment, then is told the first is still being handled', async () => {
     const id = `clm_${randomUUID()}`;
-    await store.record(id, hash('a'), inFiveMinutes(), answer);
-    await store.record(id, hash('a'), inFiveMinutes(), { ...answer, body: '{"outcome":"wait"}' });
-    expect(await store.check(id, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    const other = createReplayStore(db.pool, TEST_SCHEMA);
+    // another process: nothing to handle, and no answer yet
+    expect(await other.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer: null });
+    // this process: the copy waits for the answer
+    const copy = store.check(id, hash('a'), inFiveMinutes());
+    await sleep(100);
+    await store.record(id, answer);
+    expect(await copy).toEqual({ seen: true, sameBody: true, answer });
+    expect(await other.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
   });
 
-  it('costs one row write per message', async () => {
+  it('copies taken at the same moment, in one process or in two, are handled once', async () => {
+    const id = `clm_${randomUUID()}`;
+    const other = createReplayStore(db.pool, TEST_SCHEMA);
+    const copies = [store, store, other, other].map((s) => s.check(id, hash('a'), inFiveMinutes()));
+    // (the copies wait for the answer of the one taken, or are told it is still being handled)
+    const first = await Promise.race(copies.map((c, i) => c.then((r) => (r.seen ? new Promise<never>(() => {}) : i))));
+    await (first < 2 ? store : other).record(id, answer);
+    const all = await Promise.all(copies);
+    expect(all.filter((r) => !r.seen)).toHaveLength(1);
+    for (const r of all.filter((r) => r.seen)) expect(r).toMatchObject({ seen: true, sameBody: true });
+  });
+
+  it('an id let go (its handling failed on our side) is handled again', async () => {
+    const id = `clm_${randomUUID()}`;
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    await store.release(id);
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    await store.record(id, answer);
+  });
+
+  it('costs two row writes per message (its id taken, its answer), on an unlogged table', async () => {
     const before = await rowWrites();
     for (let i = 0; i < 10; i++) {
       const id = `clm_${randomUUID()}`;
-      await store.check(id, hash('a'));
-      await store.record(id, hash('a'), inFiveMinutes(), answer);
+      await store.check(id, hash('a'), inFiveMinutes());
+      await store.record(id, answer);
     }
     const after = await rowWrites();
-    expect(after - before).toBe(10);
+    expect(after - before).toBe(20);
+    const { rows } = await db.pool.query(`SELECT relpersistence FROM pg_class WHERE oid = $1::regclass`, [`${TEST_SCHEMA}.signed_requests`]);
+    expect(rows[0].relpersistence).toBe('u');
   });
 
-  it('an id whose window has passed is new again, and recording it replaces the old record', async () => {
+  it('an id whose window has passed is new again', async () => {
     const id = `clm_${randomUUID()}`;
-    await store.record(id, hash('a'), new Date(Date.now() - 1_000), answer);
-    expect(await store.check(id, hash('a'))).toEqual({ seen: false });
+    await db.pool.query(`INSERT INTO ${TEST_SCHEMA}.signed_requests (webhook_id, body_hash, expires_at, status, answer) VALUES ($1, $2, $3, 200, $4)`, [id, hash('a'), new Date(Date.now() - 1_000), JSON.stringify({ type: answer.type, body: answer.body })]);
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
     const again = { ...answer, body: '{"outcome":"gone"}' };
-    await store.record(id, hash('a'), inFiveMinutes(), again);
-    expect(await store.check(id, hash('a'))).toEqual({ seen: true, sameBody: true, answer: again });
+    await store.record(id, again);
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer: again });
   });
 
-  it("an id the previous release recorded as being handled: a replay waits a moment for its answer, and is told it is still being handled after that", async () => {
+  it('the takes and the answers of messages handled at the same time go to the database together, each with its own outcome', async () => {
+    let statements = 0;
+    const counted = { query: (...args: unknown[]) => (statements++, (db.pool.query as (...a: unknown[]) => unknown)(...args)) } as unknown as Pool;
+    const together = createReplayStore(counted, TEST_SCHEMA);
+    const ids = Array.from({ length: 20 }, () => `clm_${randomUUID()}`);
+    const first = await Promise.all(ids.slice(0, 10).map((id, i) => together.check(id, hash(`body ${i}`), inFiveMinutes())));
+    expect(first).toEqual(ids.slice(0, 10).map(() => ({ seen: false })));
+    statements = 0;
+    // ten answers and twenty takes (ten of them of ids just answered), all at once
+    const [, taken] = await Promise.all([
+      Promise.all(ids.slice(0, 10).map((id, i) => together.record(id, { ...answer, body: `{"n":${i}}` }))),
+      Promise.all(ids.map((id, i) => together.check(id, hash(`body ${i}`), inFiveMinutes()))),
+    ]);
+    expect(statements).toBeLessThan(10);
+    expect(taken.slice(0, 10)).toEqual(ids.slice(0, 10).map((_, i) => ({ seen: true, sameBody: true, answer: { ...answer, body: `{"n":${i}}` } })));
+    expect(taken.slice(10)).toEqual(ids.slice(10).map(() => ({ seen: false })));
+    await Promise.all(ids.slice(10).map((id) => together.record(id, answer)));
+  });
+
+  it('an answer the table refuses fails alone: the answers that went with it are written', async () => {
+    const [refused, fine] = [`clm_${randomUUID()}`, `clm_${randomUUID()}`];
+    for (const id of [refused, fine]) expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    // (jsonb takes no NUL character)
+    const [bad, good] = await Promise.allSettled([store.record(refused, { ...answer, body: 'a NUL: \u0000' }), store.record(fine, answer)]);
+    expect(bad.status).toBe('rejected');
+    expect(good.status).toBe('fulfilled');
+    expect(await store.check(fine, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
+  });
+
+  it("an id an earlier release recorded as being handled: a copy waits a moment for its answer, and is told it is still being handled after that", async () => {
     const recordAsPrevious = (id: string) =>
       db.pool.query(`INSERT INTO ${TEST_SCHEMA}.signed_requests (webhook_id, body_hash, expires_at) VALUES ($1, $2, $3)`, [id, hash('a'), inFiveMinutes()]);
     const answered = `clm_${randomUUID()}`;
     await recordAsPrevious(answered);
-    const replay = store.check(answered, hash('a'));
+    const replay = store.check(answered, hash('a'), inFiveMinutes());
     await sleep(100);
     await db.pool.query(`UPDATE ${TEST_SCHEMA}.signed_requests SET status = $2, answer = $3 WHERE webhook_id = $1`, [answered, answer.status, JSON.stringify({ type: answer.type, body: answer.body })]);
     expect(await replay).toEqual({ seen: true, sameBody: true, answer });
     const stuck = `clm_${randomUUID()}`;
     await recordAsPrevious(stuck);
-    expect(await store.check(stuck, hash('a'))).toEqual({ seen: true, sameBody: true, answer: null });
-  });
-
-  it('the looks and records of messages handled at the same time go to the database together, each with its own outcome', async () => {
-    let statements = 0;
-    const counted = { query: (...args: unknown[]) => (statements++, (db.pool.query as (...a: unknown[]) => unknown)(...args)) } as unknown as Pool;
-    const together = createReplayStore(counted, TEST_SCHEMA);
-    const ids = Array.from({ length: 20 }, () => `clm_${randomUUID()}`);
-    await Promise.all(ids.slice(0, 10).map((id, i) => together.record(id, hash(`body ${i}`), inFiveMinutes(), { ...answer, body: `{"n":${i}}` })));
-    statements = 0;
-    // ten records of new messages and twenty looks (ten at recorded ones), all at once
-    const [looks] = await Promise.all([
-      Promise.all(ids.map((id, i) => together.check(id, hash(`body ${i}`)))),
-      Promise.all(ids.slice(10).map((id, i) => together.record(id, hash(`body ${i + 10}`), inFiveMinutes(), { ...answer, body: `{"n":${i + 10}}` }))),
-    ]);
-    expect(statements).toBeLessThan(10);
-    expect(looks.slice(0, 10)).toEqual(ids.slice(0, 10).map((_, i) => ({ seen: true, sameBody: true, answer: { ...answer, body: `{"n":${i}}` } })));
-    // each look read the table as it was before the records it went with
-    expect(looks.slice(10)).toEqual(ids.slice(10).map(() => ({ seen: false })));
-    expect(await Promise.all(ids.slice(10).map((id, i) => together.check(id, hash(`body ${i + 10}`))))).toEqual(ids.slice(10).map((_, i) => ({ seen: true, sameBody: true, answer: { ...answer, body: `{"n":${i + 10}}` } })));
-  });
-
-  it('a copy that comes to the process that answered the first before its record is written waits for that record, and gets its answer', async () => {
-    const id = `clm_${randomUUID()}`;
-    const recording = store.record(id, hash('a'), inFiveMinutes(), answer);
-    expect(await store.check(id, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
-    await recording;
-  });
-
-  it('a record the table refuses fails alone: the looks and records that went with it are answered', async () => {
-    const fine = `clm_${randomUUID()}`;
-    const looked = `clm_${randomUUID()}`;
-    await store.record(looked, hash('a'), inFiveMinutes(), answer);
-    // (jsonb takes no NUL character)
-    const [refused, recorded, look] = await Promise.allSettled([
-      store.record(`clm_${randomUUID()}`, hash('a'), inFiveMinutes(), { ...answer, body: 'a NUL: \u0000' }),
-      store.record(fine, hash('a'), inFiveMinutes(), answer),
-      store.check(looked, hash('a')),
-    ]);
-    expect(refused.status).toBe('rejected');
-    expect(recorded.status).toBe('fulfilled');
-    expect(look).toEqual({ status: 'fulfilled', value: { seen: true, sameBody: true, answer } });
-    expect(await store.check(fine, hash('a'))).toEqual({ seen: true, sameBody: true, answer });
+    expect(await store.check(stuck, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer: null });
   });
 });

@@ -14,8 +14,12 @@ declare module 'express-serve-static-core' {
 
 /** Remembers accepted signed requests (see store/replay-store.ts's createReplayStore). */
 export interface ReplayGuard {
-  check(id: string, bodyHash: Buffer): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
-  record(id: string, bodyHash: Buffer, expiresAt: Date, answer: { status: number; type: string; body: string }): Promise<void>;
+  /** Takes `id` for this request ({ seen: false }), or answers what the request that took it got. */
+  check(id: string, bodyHash: Buffer, expiresAt: Date): Promise<{ seen: false } | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null }>;
+  /** Writes the answer of an id taken. */
+  record(id: string, answer: { status: number; type: string; body: string }): Promise<void>;
+  /** Lets an id taken go (its handling failed on our side). */
+  release(id: string): Promise<void>;
 }
 
 export interface SignedRouteOptions {
@@ -189,22 +193,19 @@ function replayAnswer(res: Response, answer: { status: number; type: string; bod
 }
 
 /**
- * Wraps `res.send` so the answer is recorded as it is sent (the record goes to the database with the
- * looks of the requests after it; a copy reaching this process waits for it: see createReplayStore).
- * An answer that failed on our side (5xx) is not recorded, so a retry under the same id may do the
- * work. A record that cannot be written is logged: a replay of that message is then handled again,
- * and acts once by its own key.
+ * Wraps `res.send` so the answer of a request whose id was taken is written as it is sent (nothing
+ * waits for that write but a copy of the message: see createReplayStore). An answer that failed on
+ * our side (5xx) lets the id go, so a retry under it may do the work. A write that fails is logged:
+ * a copy of that message is then told it is still being handled, until the id's window passes.
  */
-function recordAnswer(req: Request, res: Response, replay: ReplayGuard, id: string, bodyHash: Buffer, expiresAt: Date): void {
+function answerWhenSent(req: Request, res: Response, replay: ReplayGuard, id: string): void {
   const send = res.send.bind(res);
   res.send = ((body?: unknown) => {
     res.send = send;
     const status = res.statusCode;
-    if (status < 500) {
-      const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
-      const type = String(res.getHeader('content-type') ?? 'application/json');
-      replay.record(id, bodyHash, expiresAt, { status, type, body: text }).catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'));
-    }
+    const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body ?? '');
+    const type = String(res.getHeader('content-type') ?? 'application/json');
+    (status >= 500 ? replay.release(id) : replay.record(id, { status, type, body: text })).catch((err: unknown) => req.log.warn({ err, webhookId: id }, 'could not record the answer of a signed request'));
     return send(body);
   }) as Response['send'];
 }
@@ -317,9 +318,9 @@ export function requireSignature(keys: SigningKey[], purpose: Purpose, options: 
       try {
         const expiresAt = new Date((Number(header(req.headers['webhook-timestamp'])) + TOLERANCE_SECONDS + 60) * 1000);
         const bodyHash = createHash('sha256').update(body).digest();
-        const check = await options.replay.check(id, bodyHash);
+        const check = await options.replay.check(id, bodyHash, expiresAt);
         if (!check.seen) {
-          recordAnswer(req, res, options.replay, id, bodyHash, expiresAt);
+          answerWhenSent(req, res, options.replay, id);
           return next();
         }
         if (!check.sameBody) throw new JobgateError(ErrorCode.replayConflict, 'This webhook-id was already used for another body.');

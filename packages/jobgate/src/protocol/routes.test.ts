@@ -19,7 +19,7 @@ const entries = Object.entries(SignedRoutes) as [string, SignedRoute][];
 const logger = createLogger({ level: 'silent', name: 'routes-test' });
 // the routers are only built, never asked: their other dependencies are never touched
 const unused = <T>() => ({}) as T;
-const replay: ReplayGuard = { check: async () => ({ seen: false }), record: async () => {} };
+const replay: ReplayGuard = { check: async () => ({ seen: false }), record: async () => {}, release: async () => {} };
 
 /** `METHOD path` of every route on a router's own stack (what express will match). */
 function mounted(router: Router): string[] {

@@ -76,11 +76,14 @@ function plans(schema: string, bossSchema: string) {
         SELECT j.id, j.name, j.data->'payload' FROM ${b}.job j WHERE j.name = ANY($2::text[]) AND j.id IN (SELECT id FROM input)
       )
       SELECT DISTINCT i.id FROM input i JOIN found f ON f.id = i.id WHERE f.name <> i.name OR f.payload <> i.payload`,
-    // Each id of $1's transaction lock, taken in one order by every submission: one that races another
-    // for an id waits for it to end, then sees what it wrote (pg-boss's key is (name, id): its insert
-    // alone lets one id in under two names), and two submissions of the same ids never deadlock.
+    // The transaction locks of $1's ids, taken in one order by every submission: one that races
+    // another for an id waits for it to end, then sees what it wrote (pg-boss's key is (name, id): its
+    // insert alone lets one id in under two names), and two submissions of the same ids never
+    // deadlock. By bucket (one of ${ID_LOCK_BUCKETS}), so a submission of 500 takes at most that many
+    // locks of PostgreSQL's shared lock table; two submissions sharing a bucket take turns.
     lockIds: `
-      SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtext('jobgate.intake.' || id) AS h FROM unnest($1::text[]) id ORDER BY h OFFSET 0) ids`,
+      SELECT pg_advisory_xact_lock(hashtext('jobgate.intake'), b)
+        FROM (SELECT DISTINCT hashtext(lower(id)) & ${ID_LOCK_BUCKETS - 1} AS b FROM unnest($1::text[]) id ORDER BY b OFFSET 0) buckets`,
     getRecord: `
       SELECT ${recordColumnsOf('fetcher')} FROM ${b}.job j WHERE j.name IN (${jobQueues(b)}) AND j.id = $1 AND j.data ? 'record'`,
     latestAttempt: `${recordAttemptsSql(b)} AND j.id = $1`,
@@ -212,6 +215,9 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
     },
   };
 }
+
+/** How many locks the intake's ids are spread over (a power of two): see sql.lockIds. */
+const ID_LOCK_BUCKETS = 256;
 
 /** A text[] literal of `values` (each quoted, `\\` and `"` escaped). */
 const textArray = (values: string[]) => `{${values.map((v) => `"${v.replace(/[\\"]/g, '\\$&')}"`).join(',')}}`;

@@ -4,7 +4,7 @@ import { coalesce } from '../support/index.ts';
 import { assertSchemaName } from './schema-name.ts';
 import { onFreshConnection, prepared } from './transaction.ts';
 
-/** What a signed request's id found: new, or seen before (with the answer it got, if it is done). */
+/** What taking a signed request's id found: new (taken: the message is this request's to handle), or seen before (with the answer it got, if it has one yet). */
 export type ReplayCheck =
   | { seen: false }
   | { seen: true; sameBody: boolean; answer: { status: number; type: string; body: string } | null };
@@ -12,114 +12,155 @@ export type ReplayCheck =
 export type ReplayStore = ReturnType<typeof createReplayStore>;
 
 type Answer = { status: number; type: string; body: string };
-type Row = { webhook_id: string; body_hash: Buffer; status: number | null; answer: { type: string; body: string } | null };
-/** A look at an id (before its message is handled), or the record of one (once it is answered). */
-type Op = { look: string } | { record: { id: string; bodyHash: Buffer; expiresAt: Date; answer: Answer } };
-/** Each op's own outcome: a look's row (if any), or its failure (the statement it shared failed, and so did its own). */
-type Outcome = { row: Row | undefined } | { failed: unknown };
+type Row = { webhook_id: string; taken: boolean; body_hash: Buffer | null; status: number | null; answer: { type: string; body: string } | null };
+type Take = { id: string; bodyHash: Buffer; expiresAt: Date };
+/** An answer to write for a taken id, or (null) a taken id to let go: its handling failed on our side. */
+type End = { id: string; answer: Answer | null };
 
 /**
- * How long a replay of a message recorded as still being handled (by a process of a release that
- * recorded a message before acting on it) waits for its answer, and how often it looks.
+ * How long a copy of a message taken by a request still being handled elsewhere (another process,
+ * or one that died before answering) waits for its answer, and how often it looks.
  */
 const ANSWER_WAIT_MS = 500;
 const ANSWER_POLL_MS = 25;
+/** How long a copy of a message this process is handling waits for its answer before it is told the message is still being handled. */
+const IN_PROCESS_WAIT_MS = 30_000;
+
+/** Statements that failed on what one op gave them (a value the table refuses): the ops of that batch go again one by one. */
+const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown }).code ?? ''));
 
 /**
  * Remembers each accepted signed request (by webhook-id) until its timestamp leaves the signature
- * window, with the answer it got, so that a replay gets that answer and does nothing again (see
- * migrations 013 and 036). A message is looked up before it is handled (`check`: a read) and
- * recorded once, with its answer, as that answer is sent (`record`: one write). The looks and
- * records of the requests handled at the same time go to the database together, one statement
- * for all of them (a record rides with the looks of the next requests): a request's answer waits
- * for no write, and a message costs its look on the way in, and a share of a statement after.
- *
- * A copy that comes before the first is recorded (while it is handled, or in the moment after it
- * is answered) is handled too; every route that records its messages acts once by its own key (a
- * job's id at intake, an event's number, the attempt a claim names, a child's key), so the copy
- * changes nothing and gets the same outcome. A copy that reaches the process that answered the
- * first waits for that record, and gets the stored answer.
+ * window, with the answer it got, so that a copy gets that answer and does nothing again (see
+ * migrations 013 and 036). A message's id is taken before it is handled (`take`: a row written
+ * without its answer, or the row already there read), and its answer written as it is sent
+ * (`answer`): the answer never waits for that write. A copy finds the id taken and handles
+ * nothing: it gets the stored answer, waiting for it while the first is handled (in this process,
+ * until it is written; elsewhere, a moment, then "still being handled"). The takes of the requests
+ * handled at the same time go to the database in one statement, and their answers in another.
  */
 export function createReplayStore(pool: Pool, schema: string) {
   const s = assertSchemaName(schema);
-  const lookText = `SELECT webhook_id, body_hash, status, answer FROM ${s}.signed_requests WHERE webhook_id = ANY($1::text[]) AND expires_at >= clock_timestamp()`;
-  // (a copy handled at the same time may have recorded it first: that one stays)
-  const insertText = `INSERT INTO ${s}.signed_requests (webhook_id, body_hash, expires_at, status, answer)
-      SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[], $4::int[], $5::jsonb[])
-      ON CONFLICT (webhook_id) DO UPDATE SET body_hash = excluded.body_hash, status = excluded.status, answer = excluded.answer, expires_at = excluded.expires_at
-        WHERE ${s}.signed_requests.expires_at < clock_timestamp()`;
-  // both in one statement: the look reads the table as it was before the records (its ids are other messages')
-  const bothText = `WITH recorded AS (${insertText.replace(/\$(\d)\b/g, (_, n: string) => `$${Number(n) + 1}`)}) ${lookText}`;
+  // (an expired row is taken again; the row of a request handled at the same moment by another process is not read by this statement: see take)
+  const takeText = `
+    WITH taken AS (
+      INSERT INTO ${s}.signed_requests (webhook_id, body_hash, expires_at)
+      SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
+      ON CONFLICT (webhook_id) DO UPDATE SET body_hash = excluded.body_hash, expires_at = excluded.expires_at, status = NULL, answer = NULL
+        WHERE ${s}.signed_requests.expires_at < clock_timestamp()
+      RETURNING webhook_id)
+    SELECT webhook_id, true AS taken, NULL::bytea AS body_hash, NULL::int AS status, NULL::jsonb AS answer FROM taken
+    UNION ALL
+    SELECT r.webhook_id, false, r.body_hash, r.status, r.answer FROM ${s}.signed_requests r
+     WHERE r.webhook_id = ANY($1::text[]) AND r.webhook_id NOT IN (SELECT webhook_id FROM taken) AND r.expires_at >= clock_timestamp()`;
+  const endText = `
+    WITH answered AS (
+      UPDATE ${s}.signed_requests r SET status = a.status, answer = a.answer
+        FROM unnest($1::text[], $2::int[], $3::jsonb[]) AS a(id, status, answer) WHERE r.webhook_id = a.id)
+    DELETE FROM ${s}.signed_requests WHERE webhook_id = ANY($4::text[]) AND status IS NULL`;
 
-  /** Runs `ops` as one statement: the looks' rows, by id. */
-  async function run(ops: Op[]): Promise<Map<string, Row>> {
-    const looks = [...new Set(ops.flatMap((o) => ('look' in o ? [o.look] : [])))];
-    // one record per id (copies handled side by side record the same message: the first stays)
-    const records = [...new Map(ops.flatMap((o) => ('record' in o ? [[o.record.id, o.record] as const] : [])).reverse()).values()];
-    const columns = [
-      records.map((r) => r.id),
-      records.map((r) => r.bodyHash),
-      records.map((r) => r.expiresAt),
-      records.map((r) => r.answer.status),
-      records.map((r) => JSON.stringify({ type: r.answer.type, body: r.answer.body })),
-    ];
-    const query = looks.length === 0 ? prepared(insertText, columns, 'replay') : records.length === 0 ? prepared(lookText, [looks], 'replay') : prepared(bothText, [looks, ...columns], 'replay');
-    const { rows } = await onFreshConnection(() => pool.query<Row>(query));
-    return new Map(rows.map((r) => [r.webhook_id, r]));
+  /** Runs `statement` for a batch; on a value one op gave that the table refuses, each op alone (its own outcome). */
+  function batched<I, O>(statement: (items: I[]) => Promise<O[]>) {
+    const together = coalesce(
+      async (items: I[]): Promise<Array<{ out: O } | { failed: unknown }>> => {
+        try {
+          return (await statement(items)).map((out) => ({ out }));
+        } catch (err) {
+          if (items.length === 1 || !isDataError(err)) return items.map(() => ({ failed: err }));
+          const alone = [];
+          for (const item of items) alone.push(await statement([item]).then(([out]) => ({ out: out! }), (e: unknown) => ({ failed: e })));
+          return alone;
+        }
+      },
+      { maxItems: 500, maxInFlight: 2 },
+    );
+    return async (item: I): Promise<O> => {
+      const outcome = await together(item);
+      if ('failed' in outcome) throw outcome.failed;
+      return outcome.out;
+    };
   }
 
-  const together = coalesce(
-    async (ops: Op[]): Promise<Outcome[]> => {
-      try {
-        const rows = await run(ops);
-        return ops.map((o) => ({ row: 'look' in o ? rows.get(o.look) : undefined }));
-      } catch (err) {
-        // one op's own fault (a value the table refuses) must not fail the others: each alone then
-        if (ops.length === 1) return [{ failed: err }];
-        return Promise.all(ops.map((o) => run([o]).then((rows) => ({ row: 'look' in o ? rows.get(o.look) : undefined }), (e: unknown) => ({ failed: e }))));
+  const takeOne = batched(async (takes: Take[]): Promise<Array<Row | undefined>> => {
+    // one row per id (the copies of one message in a batch: the first takes it, the others find it
+    // taken), in id order (two processes taking the same ids never wait for each other in turn)
+    const ids = [...new Map(takes.map((t) => [t.id, t] as const).reverse()).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const { rows } = await onFreshConnection(() => pool.query<Row>(prepared(takeText, [ids.map((t) => t.id), ids.map((t) => t.bodyHash), ids.map((t) => t.expiresAt)], 'replay')));
+    const byId = new Map(rows.map((r) => [r.webhook_id, r]));
+    const first = new Set<string>();
+    return takes.map((t) => {
+      const row = byId.get(t.id);
+      if (row?.taken && !first.has(t.id)) {
+        first.add(t.id);
+        return row;
       }
-    },
-    { maxItems: 500, maxInFlight: 2 },
-  );
-  const settle = async (op: Op): Promise<Row | undefined> => {
-    const outcome = await together(op);
-    if ('failed' in outcome) throw outcome.failed;
-    return outcome.row;
-  };
+      // a copy in the same batch: taken, by the first of them
+      return row?.taken ? { ...row, taken: false, body_hash: ids.find((i) => i.id === t.id)!.bodyHash } : row;
+    });
+  });
+  const endOne = batched(async (ends: End[]): Promise<void[]> => {
+    const answered = ends.flatMap((e) => (e.answer ? [e] : [])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const released = ends.flatMap((e) => (e.answer ? [] : [e.id]));
+    await onFreshConnection(() =>
+      pool.query(prepared(endText, [answered.map((e) => e.id), answered.map((e) => e.answer!.status), answered.map((e) => JSON.stringify({ type: e.answer!.type, body: e.answer!.body })), released], 'replay')),
+    );
+    return ends.map(() => undefined);
+  });
 
-  /** Records this process has answered and not yet written: a copy of one waits for it. */
-  const pending = new Map<string, Promise<unknown>>();
+  /** The ids this process took and has not answered (or let go) in the database yet: a copy waits for them. */
+  const pending = new Map<string, { ended: Promise<void>; end: () => void }>();
   let writes = 0;
   return {
-    /** Whether `id` was recorded (and has not expired), with its answer. */
-    async check(id: string, bodyHash: Buffer): Promise<ReplayCheck> {
-      await pending.get(id);
-      let row: Row | undefined;
-      for (let waited = 0; ; waited += ANSWER_POLL_MS) {
-        row = await settle({ look: id });
-        // (a row without an answer was recorded by an earlier release as being handled: its answer comes soon)
-        if (!row || row.status !== null || Buffer.compare(row.body_hash, bodyHash) !== 0 || waited >= ANSWER_WAIT_MS) break;
-        await sleep(ANSWER_POLL_MS);
-      }
-      if (!row) return { seen: false };
-      return {
-        seen: true,
-        sameBody: Buffer.compare(row.body_hash, bodyHash) === 0,
-        answer: row.status === null || !row.answer ? null : { status: row.status, type: row.answer.type, body: row.answer.body },
-      };
-    },
     /**
-     * Records `id` with the answer it got (a copy handled at the same time may have recorded it
-     * first: that one stays). A copy that reaches this process from now on waits for it.
+     * Takes `id` for the request that brought it, unless it was taken before (and has not expired):
+     * then answers what that one got, waiting while it is handled. `{ seen: false }`: taken, the
+     * request is handled, and its answer goes to `answer` (or `release`).
      */
-    record(id: string, bodyHash: Buffer, expiresAt: Date, answer: Answer): Promise<void> {
-      const written = settle({ record: { id, bodyHash, expiresAt, answer } }).then(() => undefined);
-      const waitFor = written.catch(() => {});
-      pending.set(id, waitFor);
-      void waitFor.then(() => pending.get(id) === waitFor && pending.delete(id));
-      // now and then, rows whose window has passed go (one indexed delete, bounded, not waited for; the next one retries it)
-      if (++writes % 200 === 0) void pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`).catch(() => {});
-      return written;
+    async check(id: string, bodyHash: Buffer, expiresAt: Date): Promise<ReplayCheck> {
+      for (let polled = 0; ; ) {
+        const row = await takeOne({ id, bodyHash, expiresAt });
+        if (row?.taken) {
+          let end!: () => void;
+          const ended = new Promise<void>((resolve) => (end = resolve));
+          pending.set(id, { ended, end });
+          // now and then, rows whose window has passed go (one indexed delete, bounded, not waited for; the next one retries it)
+          if (++writes % 200 === 0) void pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`).catch(() => {});
+          return { seen: false };
+        }
+        // (no row: another process took it at the same moment, and this statement could not read its row yet)
+        const sameBody = row?.body_hash ? Buffer.compare(row.body_hash, bodyHash) === 0 : true;
+        const answer = row && row.status !== null && row.answer ? { status: row.status, type: row.answer.type, body: row.answer.body } : null;
+        if (answer || !sameBody) return { seen: true, sameBody, answer };
+        // being handled: here, until its answer is written (or a while); elsewhere, a moment
+        const mine = pending.get(id);
+        if (mine) {
+          let timer: NodeJS.Timeout | undefined;
+          const ended = await Promise.race([mine.ended.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), IN_PROCESS_WAIT_MS)))]).finally(() => clearTimeout(timer));
+          if (!ended) return { seen: true, sameBody, answer: null };
+          continue;
+        }
+        if (polled >= ANSWER_WAIT_MS) return { seen: true, sameBody, answer: null };
+        await sleep(ANSWER_POLL_MS);
+        polled += ANSWER_POLL_MS;
+      }
+    },
+    /** Writes the answer of a taken id (sent meanwhile: nothing waits for it but a copy). */
+    record(id: string, answer: Answer): Promise<void> {
+      return settle(id, answer);
+    },
+    /** Lets a taken id go (its handling failed on our side, 5xx): a retry under it is handled. */
+    release(id: string): Promise<void> {
+      return settle(id, null);
     },
   };
+
+  function settle(id: string, answer: Answer | null): Promise<void> {
+    const written = endOne({ id, answer });
+    void written.catch(() => {}).finally(() => {
+      const p = pending.get(id);
+      pending.delete(id);
+      p?.end();
+    });
+    return written;
+  }
 }
