@@ -3,7 +3,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { PgBoss } from 'pg-boss';
 import { ErrorCode, JobgateError, fieldErrorsFromZod, isDatabaseUnavailable, type FieldError } from '../support/index.ts';
-import { onFreshConnection, openTransaction, recordBossWrite, toBossDb, withTransaction, type BossDb, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
+import { LOCK_STATEMENTS, onFreshConnection, openTransaction, recordBossWrite, toBossDb, withTransaction, type BossDb, type FetcherLedger, type FetcherRecords } from '../store/index.ts';
 import type { Catalogue } from '../define/catalogue.ts';
 import type { JobDefinition } from '../define/define-job.ts';
 import type { QueuedData } from '../define/queue-policy.ts';
@@ -104,10 +104,10 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
   async function acceptRecords(records: Pick<FetcherRecords, IntakeRecords>, valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
     const groups = [...Map.groupBy(valid, (v) => v.def.name)];
     const inserts = await Promise.all(groups.map(([name, group]) => recordBossWrite(insertOf(name, group, true), group[0]!.item.id)));
-    const opening = [records.lockIdsStatement(submitted.map((j) => j.id)), records.reusedIdsStatement(submitted, fetcherQueues), ...inserts];
+    const opening = [records.lockIdsStatements(submitted.map((j) => j.id)), records.reusedIdsStatement(submitted, fetcherQueues), ...inserts];
     const tx = await openTransaction(pool, opening.join(';\n'));
     try {
-      const [, heldBefore = [], ...insertedRows] = tx.openedAll;
+      const [heldBefore = [], ...insertedRows] = tx.openedAll.slice(LOCK_STATEMENTS);
       // (an id pg-boss's insert skipped was here already: a duplicate, unless another job holds it)
       const inserted = new Set(insertedRows.flat().map((r: { id: string }) => r.id));
       const reused = new Set(heldBefore.map((r: { id: string }) => r.id));
@@ -184,7 +184,7 @@ function payloadsUnder(jobs: Submitted[], max: number): boolean {
 }
 
 /** What the intake needs of the fetcher's records. */
-type IntakeRecords = 'reusedIds' | 'reusedIdsStatement' | 'lockIds' | 'lockIdsStatement';
+type IntakeRecords = 'reusedIds' | 'reusedIdsStatement' | 'lockIds' | 'lockIdsStatements';
 type Valid = { item: AcceptedJob; def: JobDefinition; payload: unknown };
 type Submitted = { id: string; name: string; payload: unknown };
 const submittedOf = ({ item, def, payload }: Valid): Submitted => ({ id: item.id, name: def.name, payload });

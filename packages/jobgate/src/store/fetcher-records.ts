@@ -108,6 +108,8 @@ export type FetcherRecords = ReturnType<typeof createFetcherRecords>;
  */
 export function createFetcherRecords(pool: Pool, schema: string, bossSchema: string, deps: { executionRows(id: string): Promise<Execution[]> }) {
   const sql = plans(schema, bossSchema);
+  /** The transaction set READ COMMITTED, then `ids` locked (sql.lockIds): LOCK_STATEMENTS statements, values written in. */
+  const lockIdsStatements = (ids: string[]) => `SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\n${inlineParams(sql.lockIds, [textArray(ids)])}`;
   const b = assertSchemaName(bossSchema);
   let emits = false;
   /** The next progress step of each attempt running in this process. */
@@ -197,14 +199,16 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
       const { rows } = await db.query(sql.reusedIds, [JSON.stringify(jobs), names]);
       return rows.map((r) => r.id as string);
     },
-    /** Holds `ids` for the intake's transaction `db` (sql.lockIds). */
+    /**
+     * Holds `ids` for the intake's transaction `db` (sql.lockIds), first setting it READ COMMITTED
+     * whatever the database's default: the look after the locks must see what a submission it
+     * waited for wrote.
+     */
     async lockIds(ids: string[], db: Queryable): Promise<void> {
-      await db.query(sql.lockIds, [ids]);
+      await db.query(lockIdsStatements(ids));
     },
-    /** lockIds as one statement with its values written in, for the round trip that opens the intake's transaction. */
-    lockIdsStatement(ids: string[]): string {
-      return inlineParams(sql.lockIds, [textArray(ids)]);
-    },
+    /** lockIds as statements with their values written in (LOCK_STATEMENTS of them), for the round trip that opens the intake's transaction. */
+    lockIdsStatements,
     /** reusedIds as one statement with its values written in, for the round trip that opens the intake's transaction (its rows: `id`). */
     reusedIdsStatement(jobs: Array<{ id: string; name: string; payload: unknown }>, names: string[]): string {
       return inlineParams(sql.reusedIds, [JSON.stringify(jobs), textArray(names)]);
@@ -215,6 +219,9 @@ export function createFetcherRecords(pool: Pool, schema: string, bossSchema: str
     },
   };
 }
+
+/** How many statements lockIdsStatements answers (the intake counts its opening's results by them). */
+export const LOCK_STATEMENTS = 2;
 
 /** How many locks the intake's ids are spread over (a power of two): see sql.lockIds. */
 const ID_LOCK_BUCKETS = 256;
