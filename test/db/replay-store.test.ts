@@ -138,6 +138,42 @@ describe('the replay store', () => {
     expect(await store.check(fine, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
   });
 
+  it('a statement run again after its reply was lost finds its own take, and a release run again lets go only of its own', async () => {
+    // a pool that runs a statement and loses its reply once, as a connection killed just after COMMIT does
+    const losing = (lose: (text: string) => boolean, meanwhile: () => Promise<unknown> = async () => {}) => {
+      let lost = false;
+      return {
+        query: async (...args: unknown[]) => {
+          const result = await (db.pool.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          const text = String((args[0] as { text?: string }).text ?? args[0]);
+          if (!lost && lose(text)) {
+            lost = true;
+            await meanwhile();
+            throw Object.assign(new Error('Connection terminated unexpectedly'), { code: '57P01' });
+          }
+          return result;
+        },
+      } as unknown as Pool;
+    };
+    const id = `clm_${randomUUID()}`;
+    const takes = createReplayStore(losing((text) => text.includes('INSERT INTO')), TEST_SCHEMA);
+    expect(await takes.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    await takes.record(id, answer);
+    expect(await store.check(id, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
+    // a release whose reply is lost, while another process takes the id it let go: that take stays
+    const other = createReplayStore(db.pool, TEST_SCHEMA);
+    const again = `clm_${randomUUID()}`;
+    let otherTook: unknown;
+    const releases = createReplayStore(losing((text) => text.includes('DELETE FROM'), async () => (otherTook = await other.check(again, hash('a'), inFiveMinutes()))), TEST_SCHEMA);
+    expect(await releases.check(again, hash('a'), inFiveMinutes())).toEqual({ seen: false });
+    await releases.release(again);
+    expect(otherTook).toEqual({ seen: false });
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM ${TEST_SCHEMA}.signed_requests WHERE webhook_id = $1`, [again]);
+    expect(rows[0].n).toBe(1);
+    await other.record(again, answer);
+    expect(await store.check(again, hash('a'), inFiveMinutes())).toEqual({ seen: true, sameBody: true, answer });
+  });
+
   it("an id an earlier release recorded as being handled: a copy waits a moment for its answer, and is told it is still being handled after that", async () => {
     const recordAsPrevious = (id: string) =>
       db.pool.query(`INSERT INTO ${TEST_SCHEMA}.signed_requests (webhook_id, body_hash, expires_at) VALUES ($1, $2, $3)`, [id, hash('a'), inFiveMinutes()]);

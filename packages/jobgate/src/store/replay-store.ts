@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import { coalesce } from '../support/index.ts';
@@ -12,10 +13,10 @@ export type ReplayCheck =
 export type ReplayStore = ReturnType<typeof createReplayStore>;
 
 type Answer = { status: number; type: string; body: string };
-type Row = { webhook_id: string; taken: boolean; body_hash: Buffer | null; status: number | null; answer: { type: string; body: string } | null };
+type Row = { webhook_id: string; taken: boolean; body_hash: Buffer | null; status: number | null; answer: { type: string; body: string } | null; token?: string };
 type Take = { id: string; bodyHash: Buffer; expiresAt: Date };
-/** An answer to write for a taken id, or (null) a taken id to let go: its handling failed on our side. */
-type End = { id: string; answer: Answer | null };
+/** An answer to write for an id taken under `token`, or (null) one to let go: its handling failed on our side. */
+type End = { id: string; token: string; answer: Answer | null };
 
 /**
  * How long a copy of a message taken by a request still being handled elsewhere (another process,
@@ -41,23 +42,28 @@ const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unkn
  */
 export function createReplayStore(pool: Pool, schema: string) {
   const s = assertSchemaName(schema);
-  // (an expired row is taken again; the row of a request handled at the same moment by another process is not read by this statement: see take)
+  // A taken row carries the statement's token until its answer ($4, in `answer`, its status null): the
+  // same statement run again after its reply was lost (onFreshConnection) finds its own rows taken,
+  // and an answer or a release touches only the row it took. (An expired row is taken again; the
+  // row of a request taken at the same moment by another process is not read by this statement.)
   const takeText = `
     WITH taken AS (
-      INSERT INTO ${s}.signed_requests (webhook_id, body_hash, expires_at)
-      SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
-      ON CONFLICT (webhook_id) DO UPDATE SET body_hash = excluded.body_hash, expires_at = excluded.expires_at, status = NULL, answer = NULL
+      INSERT INTO ${s}.signed_requests (webhook_id, body_hash, expires_at, answer)
+      SELECT id, hash, expires, jsonb_build_object('taking', $4::text) FROM unnest($1::text[], $2::bytea[], $3::timestamptz[]) AS t(id, hash, expires)
+      ON CONFLICT (webhook_id) DO UPDATE SET body_hash = excluded.body_hash, expires_at = excluded.expires_at, status = NULL, answer = excluded.answer
         WHERE ${s}.signed_requests.expires_at < clock_timestamp()
       RETURNING webhook_id)
     SELECT webhook_id, true AS taken, NULL::bytea AS body_hash, NULL::int AS status, NULL::jsonb AS answer FROM taken
     UNION ALL
-    SELECT r.webhook_id, false, r.body_hash, r.status, r.answer FROM ${s}.signed_requests r
+    SELECT r.webhook_id, r.status IS NULL AND r.answer->>'taking' IS NOT DISTINCT FROM $4::text, r.body_hash, r.status, r.answer FROM ${s}.signed_requests r
      WHERE r.webhook_id = ANY($1::text[]) AND r.webhook_id NOT IN (SELECT webhook_id FROM taken) AND r.expires_at >= clock_timestamp()`;
   const endText = `
     WITH answered AS (
       UPDATE ${s}.signed_requests r SET status = a.status, answer = a.answer
-        FROM unnest($1::text[], $2::int[], $3::jsonb[]) AS a(id, status, answer) WHERE r.webhook_id = a.id)
-    DELETE FROM ${s}.signed_requests WHERE webhook_id = ANY($4::text[]) AND status IS NULL`;
+        FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[]) AS a(id, token, status, answer)
+       WHERE r.webhook_id = a.id AND r.status IS NULL AND r.answer->>'taking' = a.token)
+    DELETE FROM ${s}.signed_requests r USING unnest($5::text[], $6::text[]) AS d(id, token)
+     WHERE r.webhook_id = d.id AND r.status IS NULL AND r.answer->>'taking' = d.token`;
 
   /** Runs `statement` for a batch; on a value one op gave that the table refuses, each op alone (its own outcome). */
   function batched<I, O>(statement: (items: I[]) => Promise<O[]>) {
@@ -85,8 +91,9 @@ export function createReplayStore(pool: Pool, schema: string) {
     // one row per id (the copies of one message in a batch: the first takes it, the others find it
     // taken), in id order (two processes taking the same ids never wait for each other in turn)
     const ids = [...new Map(takes.map((t) => [t.id, t] as const).reverse()).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const { rows } = await onFreshConnection(() => pool.query<Row>(prepared(takeText, [ids.map((t) => t.id), ids.map((t) => t.bodyHash), ids.map((t) => t.expiresAt)], 'replay')));
-    const byId = new Map(rows.map((r) => [r.webhook_id, r]));
+    const token = randomUUID();
+    const { rows } = await onFreshConnection(() => pool.query<Row>(prepared(takeText, [ids.map((t) => t.id), ids.map((t) => t.bodyHash), ids.map((t) => t.expiresAt), token], 'replay')));
+    const byId = new Map(rows.map((r) => [r.webhook_id, r.taken ? { ...r, token } : r]));
     const first = new Set<string>();
     return takes.map((t) => {
       const row = byId.get(t.id);
@@ -100,15 +107,21 @@ export function createReplayStore(pool: Pool, schema: string) {
   });
   const endOne = batched(async (ends: End[]): Promise<void[]> => {
     const answered = ends.flatMap((e) => (e.answer ? [e] : [])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const released = ends.flatMap((e) => (e.answer ? [] : [e.id]));
-    await onFreshConnection(() =>
-      pool.query(prepared(endText, [answered.map((e) => e.id), answered.map((e) => e.answer!.status), answered.map((e) => JSON.stringify({ type: e.answer!.type, body: e.answer!.body })), released], 'replay')),
-    );
+    const released = ends.flatMap((e) => (e.answer ? [] : [e])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const values = [
+      answered.map((e) => e.id),
+      answered.map((e) => e.token),
+      answered.map((e) => e.answer!.status),
+      answered.map((e) => JSON.stringify({ type: e.answer!.type, body: e.answer!.body })),
+      released.map((e) => e.id),
+      released.map((e) => e.token),
+    ];
+    await onFreshConnection(() => pool.query(prepared(endText, values, 'replay')));
     return ends.map(() => undefined);
   });
 
   /** The ids this process took and has not answered (or let go) in the database yet: a copy waits for them. */
-  const pending = new Map<string, { ended: Promise<void>; end: () => void }>();
+  const pending = new Map<string, { token: string; ended: Promise<void>; end: () => void }>();
   let writes = 0;
   return {
     /**
@@ -122,7 +135,7 @@ export function createReplayStore(pool: Pool, schema: string) {
         if (row?.taken) {
           let end!: () => void;
           const ended = new Promise<void>((resolve) => (end = resolve));
-          pending.set(id, { ended, end });
+          pending.set(id, { token: row.token!, ended, end });
           // now and then, rows whose window has passed go (one indexed delete, bounded, not waited for; the next one retries it)
           if (++writes % 200 === 0) void pool.query(`DELETE FROM ${s}.signed_requests WHERE webhook_id IN (SELECT webhook_id FROM ${s}.signed_requests WHERE expires_at < clock_timestamp() LIMIT 1000)`).catch(() => {});
           return { seen: false };
@@ -155,11 +168,12 @@ export function createReplayStore(pool: Pool, schema: string) {
   };
 
   function settle(id: string, answer: Answer | null): Promise<void> {
-    const written = endOne({ id, answer });
+    const mine = pending.get(id);
+    if (!mine) return Promise.reject(new Error(`signed request ${id} was not taken here`));
+    const written = endOne({ id, token: mine.token, answer });
     void written.catch(() => {}).finally(() => {
-      const p = pending.get(id);
-      pending.delete(id);
-      p?.end();
+      if (pending.get(id) === mine) pending.delete(id);
+      mine.end();
     });
     return written;
   }
