@@ -97,9 +97,8 @@ export function createIntake(deps: { pool: Pool; boss: PgBoss; ledger: FetcherLe
    * Jobs without gates (the usual submission), small enough to be written into the SQL text: their
    * pg-boss rows alone. The ids' locks (a submission racing this one for an id is waited for), the
    * look for ids another job already holds here (another name or payload) and the inserts go with
-   * the transaction's BEGIN in one round trip, then COMMIT: two round trips
-   * on one connection (three where an id was here already), where acceptLedgered takes four and a
-   * second connection. Answers the ids it inserted (the rest were here already).
+   * the transaction's BEGIN in one round trip, then COMMIT: two round trips on one connection
+   * (three where an id was here already). Answers the ids it inserted (the rest were here already).
    */
   async function acceptRecords(records: Pick<FetcherRecords, IntakeRecords>, valid: Valid[], submitted: Submitted[], items: Valid[]): Promise<Set<string>> {
     const groups = [...Map.groupBy(valid, (v) => v.def.name)];

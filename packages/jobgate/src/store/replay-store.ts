@@ -30,12 +30,15 @@ const IN_PROCESS_WAIT_MS = 30_000;
 /** Statements that failed on what one op gave them (a value the table refuses): the ops of that batch go again one by one. */
 const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown }).code ?? ''));
 
+/** By webhook-id: the order a statement locks its rows in (two processes locking the same rows never wait for each other in turn). */
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
 /**
  * Remembers each accepted signed request (by webhook-id) until its timestamp leaves the signature
  * window, with the answer it got, so that a copy gets that answer and does nothing again (see
- * migrations 013 and 036). A message's id is taken before it is handled (`take`: a row written
+ * migrations 013 and 036). A message's id is taken before it is handled (`check`: a row written
  * without its answer, or the row already there read), and its answer written as it is sent
- * (`answer`): the answer never waits for that write. A copy finds the id taken and handles
+ * (`record`, or `release` after a 5xx): the answer never waits for that write. A copy finds the id taken and handles
  * nothing: it gets the stored answer, waiting for it while the first is handled (in this process,
  * until it is written; elsewhere, a moment, then "still being handled"). The takes of the requests
  * handled at the same time go to the database in one statement, and their answers in another.
@@ -88,26 +91,22 @@ export function createReplayStore(pool: Pool, schema: string) {
   }
 
   const takeOne = batched(async (takes: Take[]): Promise<Array<Row | undefined>> => {
-    // one row per id (the copies of one message in a batch: the first takes it, the others find it
-    // taken), in id order (two processes taking the same ids never wait for each other in turn)
-    const ids = [...new Map(takes.map((t) => [t.id, t] as const).reverse()).values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // one row per id (the copies of one message in a batch: the first takes it, the others find it taken)
+    const firsts = new Map<string, Take>();
+    for (const t of takes) if (!firsts.has(t.id)) firsts.set(t.id, t);
+    const ids = [...firsts.values()].sort(byId);
     const token = randomUUID();
     const { rows } = await onFreshConnection(() => pool.query<Row>(prepared(takeText, [ids.map((t) => t.id), ids.map((t) => t.bodyHash), ids.map((t) => t.expiresAt), token], 'replay')));
-    const byId = new Map(rows.map((r) => [r.webhook_id, r.taken ? { ...r, token } : r]));
-    const first = new Set<string>();
+    const found = new Map(rows.map((r) => [r.webhook_id, r.taken ? { ...r, token } : r]));
     return takes.map((t) => {
-      const row = byId.get(t.id);
-      if (row?.taken && !first.has(t.id)) {
-        first.add(t.id);
-        return row;
-      }
+      const row = found.get(t.id);
       // a copy in the same batch: taken, by the first of them
-      return row?.taken ? { ...row, taken: false, body_hash: ids.find((i) => i.id === t.id)!.bodyHash } : row;
+      return row?.taken && firsts.get(t.id) !== t ? { ...row, taken: false, body_hash: firsts.get(t.id)!.bodyHash } : row;
     });
   });
   const endOne = batched(async (ends: End[]): Promise<void[]> => {
-    const answered = ends.flatMap((e) => (e.answer ? [e] : [])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const released = ends.flatMap((e) => (e.answer ? [] : [e])).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const answered = ends.filter((e) => e.answer).sort(byId);
+    const released = ends.filter((e) => !e.answer).sort(byId);
     const values = [
       answered.map((e) => e.id),
       answered.map((e) => e.token),
